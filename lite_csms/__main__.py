@@ -1,0 +1,3 @@
+from lite_csms.cli.main import main
+
+raise SystemExit(main())

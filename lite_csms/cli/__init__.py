@@ -1,0 +1,1 @@
+"""The `lite-csms` command line."""

@@ -1,0 +1,104 @@
+"""`lite-csms station …`: register, inspect and remove charging stations."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from lite_csms import passwords
+from lite_csms.cli.output import CliError, emit, emit_one
+from lite_csms.db.models import Connector, Station
+from lite_csms.net.handshake import InvalidStationId, check_station_id
+
+COLUMNS = ["id", "registration", "online", "protocol", "vendor", "model", "last_seen_at"]
+
+
+def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    station = sub.add_parser("station", help="manage charging stations")
+    cmds = station.add_subparsers(dest="station_command", required=True)
+    add = cmds.add_parser("add", parents=[common], help="register a station; prints its password")
+    add.add_argument("station_id")
+    add.add_argument("--no-password", action="store_true",
+                     help="allow it to connect without a password (security profile 0)")
+    cmds.add_parser("list", parents=[common], help="list stations").add_argument(
+        "--json", action="store_true")
+    show = cmds.add_parser("show", parents=[common], help="one station and its connectors")
+    show.add_argument("station_id")
+    show.add_argument("--json", action="store_true")
+    cmds.add_parser("remove", parents=[common], help="delete a station and its data"
+                    ).add_argument("station_id")
+    setpw = cmds.add_parser("set-password", parents=[common],
+                            help="generate a new password (or set --password)")
+    setpw.add_argument("station_id")
+    setpw.add_argument("--password", help="use this password instead of a generated one")
+    cmds.add_parser("accept", parents=[common],
+                    help="accept an auto-registered (pending) station").add_argument("station_id")
+
+
+def _valid_id(raw: str) -> str:
+    try:
+        return check_station_id(raw)
+    except InvalidStationId as exc:
+        raise CliError(f"invalid station id {raw!r}: {exc}") from None
+
+
+def _get(station_id: str) -> Station:
+    station = Station.get_or_none(Station.id == station_id)
+    if station is None:
+        raise CliError(f"no station {station_id!r}")
+    return station
+
+
+def _row(station: Station) -> dict[str, Any]:
+    return {
+        "id": station.id, "registration": station.registration, "online": station.online,
+        "protocol": station.protocol, "vendor": station.vendor, "model": station.model,
+        "serial_number": station.serial_number, "firmware_version": station.firmware_version,
+        "password": station.password_hash is not None,
+        "last_boot_at": station.last_boot_at, "last_seen_at": station.last_seen_at,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    command = args.station_command
+    if command == "list":
+        emit([_row(s) for s in Station.select().order_by(Station.id)], COLUMNS,
+             as_json=args.json)
+        return 0
+    station_id = _valid_id(args.station_id)
+    if command == "add":
+        if Station.get_or_none(Station.id == station_id) is not None:
+            raise CliError(f"station {station_id!r} already exists")
+        password = None if args.no_password else passwords.generate()
+        Station.create(id=station_id, registration="accepted",
+                       password_hash=password and passwords.hash_password(password))
+        print(f"station {station_id} added")
+        if password:
+            print(f"password: {password}")
+            print("(shown once; the charger sends it as HTTP Basic auth, user = station id)")
+    elif command == "show":
+        station = _get(station_id)
+        record = _row(station)
+        record["connectors"] = [
+            {"evse": c.evse_id, "connector": c.connector_id, "status": c.status,
+             "error": c.error_code, "since": c.status_at}
+            for c in station.connectors.order_by(Connector.evse_id, Connector.connector_id)
+        ]
+        emit_one(record, as_json=args.json)
+    elif command == "remove":
+        _get(station_id).delete_instance(recursive=True)
+        print(f"station {station_id} removed")
+    elif command == "set-password":
+        station = _get(station_id)
+        password = args.password or passwords.generate()
+        if not 16 <= len(password) <= 40:
+            raise CliError("a password must have 16 to 40 characters")
+        station.password_hash = passwords.hash_password(password)
+        station.save()
+        print(f"password: {password}" if not args.password else "password set")
+    elif command == "accept":
+        station = _get(station_id)
+        station.registration = "accepted"
+        station.save()
+        print(f"station {station_id} accepted")
+    return 0

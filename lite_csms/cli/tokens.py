@@ -1,0 +1,69 @@
+"""`lite-csms token …`: the id tokens (RFID tags and the like) allowed to charge."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from lite_csms.cli.output import CliError, emit
+from lite_csms.db.models import IdToken
+from lite_csms.ocppj import timestamps
+
+COLUMNS = ["token", "type", "status", "expires_at", "group"]
+STATUSES = ("Accepted", "Blocked", "Expired", "Invalid")
+
+
+def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    token = sub.add_parser("token", help="manage id tokens")
+    cmds = token.add_subparsers(dest="token_command", required=True)
+    add = cmds.add_parser("add", parents=[common], help="allow a token to charge")
+    add.add_argument("token")
+    add.add_argument("--type", default="ISO14443", help="2.x idToken type (default ISO14443)")
+    add.add_argument("--expires", help="expiry, ISO 8601 (e.g. 2027-01-01T00:00:00Z)")
+    add.add_argument("--group", help="group (1.6 parentIdTag, 2.x groupIdToken)")
+    cmds.add_parser("list", parents=[common], help="list tokens").add_argument(
+        "--json", action="store_true")
+    cmds.add_parser("block", parents=[common], help="refuse a token").add_argument("token")
+    cmds.add_parser("unblock", parents=[common], help="accept a token again").add_argument(
+        "token")
+
+
+def _row(token: IdToken) -> dict[str, Any]:
+    return {"token": token.token, "type": token.token_type, "status": token.status,
+            "expires_at": token.expires_at, "group": token.group_token}
+
+
+def _check_token(raw: str) -> str:
+    # 1.6 idTag is at most 20 characters, 2.x idToken 36; store what the longer one allows.
+    if not raw or len(raw) > 36 or not raw.isprintable():
+        raise CliError(f"invalid token {raw!r}: 1 to 36 printable characters")
+    return raw
+
+
+def run(args: argparse.Namespace) -> int:
+    command = args.token_command
+    if command == "list":
+        emit([_row(t) for t in IdToken.select().order_by(IdToken.token)], COLUMNS,
+             as_json=args.json)
+        return 0
+    value = _check_token(args.token)
+    if command == "add":
+        expires = None
+        if args.expires:
+            try:
+                expires = timestamps.parse(args.expires)
+            except ValueError:
+                raise CliError(f"invalid --expires {args.expires!r}: use ISO 8601") from None
+        if IdToken.get_or_none(IdToken.token == value) is not None:
+            raise CliError(f"token {value!r} already exists")
+        IdToken.create(token=value, token_type=args.type, expires_at=expires,
+                       group_token=args.group)
+        print(f"token {value} added")
+        return 0
+    token = IdToken.get_or_none(IdToken.token == value)
+    if token is None:
+        raise CliError(f"no token {value!r}")
+    token.status = "Blocked" if command == "block" else "Accepted"
+    token.save()
+    print(f"token {value} {token.status.lower()}")
+    return 0

@@ -1,0 +1,141 @@
+"""Settings: defaults, then one TOML file, then LITE_CSMS_* environment variables, then flags.
+
+Every key is top-level in the TOML file and its environment variable is LITE_CSMS_ plus the key
+in upper case: `port = 9000` and LITE_CSMS_PORT=9000 say the same thing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "LITE_CSMS_"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "0.0.0.0"
+    port: int = 9000
+    database: str = "lite-csms.sqlite3"
+    # Subprotocols we offer; the charger's order of preference decides among these.
+    subprotocols: tuple[str, ...] = ("ocpp2.1", "ocpp2.0.1", "ocpp1.6")
+    # Unknown stations are kept as pending instead of refused with 404.
+    auto_register: bool = False
+    heartbeat_interval: int = 300
+    max_message_size: int = 65536
+    handshake_timeout: float = 10.0
+    call_timeout: float = 30.0
+    # Server WebSocket pings cost bytes on metered links: off unless asked for (seconds, 0 = off).
+    ws_ping_interval: float = 0.0
+    # TCP keepalive finds dead peers for ~60 bytes a probe; idle + interval * count bounds how
+    # long a vanished station can still look online.
+    tcp_keepalive_idle: int = 300
+    tcp_keepalive_interval: int = 30
+    tcp_keepalive_count: int = 4
+    # Stop waiting for a peer that acknowledges nothing (TCP_USER_TIMEOUT, seconds, 0 = kernel).
+    tcp_user_timeout: int = 120
+    last_seen_flush_interval: float = 60.0
+    log_level: str = "INFO"
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def dead_peer_bound(self) -> int:
+        return self.tcp_keepalive_idle + self.tcp_keepalive_interval * self.tcp_keepalive_count
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "extra"}
+_DEFAULTS = Settings()
+
+
+def _coerce(name: str, value: Any) -> Any:
+    expected = type(getattr(_DEFAULTS, name))
+    if expected is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}: expected true or false, got {value!r}")
+    if expected is tuple:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{name}: expected a list of strings, got {value!r}")
+        return tuple(value)
+    if expected in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        try:
+            number = expected(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected a number, got {value!r}") from None
+        if number < 0:
+            raise ConfigError(f"{name}: must not be negative")
+        return number
+    if not isinstance(value, str):
+        raise ConfigError(f"{name}: expected a string, got {value!r}")
+    return value
+
+
+def _check(settings: Settings) -> Settings:
+    from lite_csms.ocppj.versions import SUPPORTED_SUBPROTOCOLS
+
+    unknown = [p for p in settings.subprotocols if p not in SUPPORTED_SUBPROTOCOLS]
+    if unknown or not settings.subprotocols:
+        raise ConfigError(f"subprotocols: unsupported {unknown or 'empty list'}")
+    if not 0 <= settings.port < 65536:
+        raise ConfigError(f"port: {settings.port} is out of range")
+    if settings.max_message_size < 1024:
+        raise ConfigError("max_message_size: at least 1024 bytes")
+    return settings
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is malformed: {exc}") from None
+
+
+def load(
+    config_file: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build Settings from the layers; raises ConfigError with a one-line message."""
+    environ = os.environ if environ is None else environ
+    if config_file is None and environ.get(ENV_PREFIX + "CONFIG"):
+        config_file = environ[ENV_PREFIX + "CONFIG"]
+    values: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    if config_file is not None:
+        for key, value in read_toml(Path(config_file)).items():
+            if isinstance(value, dict):
+                # Sections belong to later features (admin API, budgets); kept, not checked here.
+                extra[key] = value
+            elif key in _FIELDS:
+                values[key] = _coerce(key, value)
+            else:
+                raise ConfigError(f"config file {config_file}: unknown key {key!r}")
+    for name in _FIELDS:
+        env_value = environ.get(ENV_PREFIX + name.upper())
+        if env_value is not None:
+            values[name] = _coerce(name, env_value)
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            values[name] = _coerce(name, value)
+    return _check(Settings(**values, extra=extra))

@@ -1,0 +1,1 @@
+"""SQLite storage through peewee: the models, the database and its single group-commit writer."""

@@ -1,0 +1,68 @@
+"""Opening the SQLite file: WAL, durable commits, and one connection shared by design."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import peewee as pw
+
+from lite_csms.db.models import ALL_MODELS, database_proxy
+
+SCHEMA_VERSION = 1
+
+PRAGMAS = {
+    "journal_mode": "wal",
+    # FULL: a CALLRESULT promises the data is on disk, even across a power cut.
+    "synchronous": "full",
+    "foreign_keys": 1,
+    # The CLI writes to the same file while the server runs.
+    "busy_timeout": 5000,
+}
+
+
+class DatabaseError(Exception):
+    """The database file cannot be opened or is not ours."""
+
+
+def open_database(path: str | Path, *, create: bool = True) -> pw.SqliteDatabase:
+    """Open (and by default create) the store, binding the models to it.
+
+    thread_safe=False gives one connection for the process, not one per thread: the server's
+    single writer hands it from thread to thread, never using it from two at once.
+    """
+    path = Path(path)
+    if not create and not path.exists():
+        raise DatabaseError(f"database {path} does not exist")
+    if path.parent and not path.parent.exists():
+        raise DatabaseError(f"directory {path.parent} does not exist")
+    db = pw.SqliteDatabase(
+        str(path), pragmas=PRAGMAS, thread_safe=False, check_same_thread=False, autoconnect=False
+    )
+    try:
+        db.connect()
+        database_proxy.initialize(db)
+        version = db.execute_sql("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise DatabaseError(
+                f"database {path} has schema version {version}; this lite-csms knows "
+                f"{SCHEMA_VERSION}"
+            )
+        if create:
+            with db.atomic():
+                db.create_tables(ALL_MODELS, safe=True)
+                db.execute_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except (pw.DatabaseError, sqlite3.DatabaseError) as exc:
+        if not db.is_closed():
+            db.close()
+        raise DatabaseError(f"cannot open database {path}: {exc}") from exc
+    return db
+
+
+def schema_sql(db: pw.SqliteDatabase) -> list[str]:
+    """The CREATE statements of a database, in a stable order."""
+    rows = db.execute_sql(
+        "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' "
+        "ORDER BY type DESC, name"
+    ).fetchall()
+    return [row[0] for row in rows]

@@ -1,0 +1,192 @@
+"""The one domain model that 1.6, 2.0.1 and 2.1 messages are translated into.
+
+1.6 has no EVSEs: its connector N is stored as EVSE N, connector 1; connector 0, the charge
+point itself, is EVSE 0, connector 0, which is also how 2.x reports the whole station.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import peewee as pw
+
+database_proxy = pw.DatabaseProxy()
+
+STATION_ID_MAX_LENGTH = 48
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTimeField(pw.DateTimeField):
+    """Stored as ISO text with its offset, so sorting and reading back never shift the hour."""
+
+    field_type = "TEXT"
+
+    def db_value(self, value: datetime | None) -> str | None:
+        if value is None:
+            return None
+        return value.astimezone(UTC).isoformat(timespec="milliseconds")
+
+    def python_value(self, value: str | None) -> datetime | None:
+        return None if value is None else datetime.fromisoformat(value)
+
+
+class BaseModel(pw.Model):
+    class Meta:
+        database = database_proxy
+        legacy_table_names = False
+
+
+class Station(BaseModel):
+    id = pw.CharField(primary_key=True, max_length=STATION_ID_MAX_LENGTH)
+    password_hash = pw.TextField(null=True)
+    # accepted: known to the operator; pending: auto-registered, waiting for the operator.
+    registration = pw.CharField(default="accepted", max_length=16)
+    vendor = pw.TextField(null=True)
+    model = pw.TextField(null=True)
+    serial_number = pw.TextField(null=True)
+    firmware_version = pw.TextField(null=True)
+    iccid = pw.TextField(null=True)
+    imsi = pw.TextField(null=True)
+    protocol = pw.CharField(null=True, max_length=16)
+    online = pw.BooleanField(default=False)
+    last_boot_at = UtcDateTimeField(null=True)
+    last_seen_at = UtcDateTimeField(null=True)
+    created_at = UtcDateTimeField(default=utcnow)
+
+
+class Connector(BaseModel):
+    station = pw.ForeignKeyField(Station, backref="connectors", on_delete="CASCADE")
+    evse_id = pw.IntegerField()
+    connector_id = pw.IntegerField()
+    status = pw.CharField(max_length=32)
+    error_code = pw.CharField(null=True, max_length=64)
+    info = pw.TextField(null=True)
+    status_at = UtcDateTimeField()
+
+    class Meta:
+        indexes = ((("station", "evse_id", "connector_id"), True),)
+
+
+class ConnectorStatusChange(BaseModel):
+    connector = pw.ForeignKeyField(Connector, backref="history", on_delete="CASCADE")
+    status = pw.CharField(max_length=32)
+    error_code = pw.CharField(null=True, max_length=64)
+    info = pw.TextField(null=True)
+    timestamp = UtcDateTimeField()
+    received_at = UtcDateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("connector", "timestamp"), False),)
+
+
+class IdToken(BaseModel):
+    token = pw.CharField(unique=True, max_length=255)
+    token_type = pw.CharField(default="ISO14443", max_length=32)
+    # Accepted, Blocked, Expired or Invalid, as both 1.6 and 2.x spell them.
+    status = pw.CharField(default="Accepted", max_length=16)
+    expires_at = UtcDateTimeField(null=True)
+    # 1.6 parentIdTag and 2.x groupIdToken are the same idea: a group of tokens.
+    group_token = pw.CharField(null=True, max_length=255)
+    created_at = UtcDateTimeField(default=utcnow)
+
+
+class Transaction(BaseModel):
+    # The integer primary key is the transactionId a 1.6 station is given.
+    station = pw.ForeignKeyField(Station, backref="transactions", on_delete="CASCADE")
+    # 2.x stations name their own transactions; 1.6 ones leave this empty.
+    station_tx_id = pw.CharField(null=True, max_length=36)
+    evse_id = pw.IntegerField()
+    connector_id = pw.IntegerField()
+    id_token = pw.CharField(null=True, max_length=255)
+    auth_status = pw.CharField(null=True, max_length=16)
+    reservation_id = pw.IntegerField(null=True)
+    started_at = UtcDateTimeField()
+    stopped_at = UtcDateTimeField(null=True)
+    meter_start_wh = pw.FloatField(null=True)
+    meter_stop_wh = pw.FloatField(null=True)
+    # The latest energy register reading seen, so a running session shows its energy so far.
+    meter_last_wh = pw.FloatField(null=True)
+    stop_reason = pw.CharField(null=True, max_length=32)
+    # Set when any event of this transaction was sent while the station was offline.
+    offline = pw.BooleanField(default=False)
+    last_seq_no = pw.IntegerField(null=True)
+    seq_no_gaps = pw.IntegerField(default=0)
+    created_at = UtcDateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = (
+            (("station", "station_tx_id"), True),
+            (("station", "evse_id", "started_at"), False),
+        )
+
+    @property
+    def energy_wh(self) -> float | None:
+        end = self.meter_stop_wh if self.meter_stop_wh is not None else self.meter_last_wh
+        if self.meter_start_wh is None or end is None:
+            return None
+        return end - self.meter_start_wh
+
+
+class TransactionEventRecord(BaseModel):
+    """Each 2.x TransactionEvent once, keyed by seqNo, so retransmits are recognised."""
+
+    transaction = pw.ForeignKeyField(Transaction, backref="events", on_delete="CASCADE")
+    seq_no = pw.IntegerField()
+    event_type = pw.CharField(max_length=16)
+    trigger_reason = pw.CharField(max_length=40)
+    timestamp = UtcDateTimeField()
+    offline = pw.BooleanField(default=False)
+
+    class Meta:
+        indexes = ((("transaction", "seq_no"), True),)
+
+
+class MeterSample(BaseModel):
+    station = pw.ForeignKeyField(Station, on_delete="CASCADE")
+    transaction = pw.ForeignKeyField(
+        Transaction, null=True, backref="samples", on_delete="SET NULL"
+    )
+    evse_id = pw.IntegerField()
+    timestamp = UtcDateTimeField()
+    measurand = pw.CharField(max_length=48)
+    unit = pw.CharField(null=True, max_length=16)
+    # Empty rather than NULL: SQLite unique indexes treat NULLs as all different.
+    phase = pw.CharField(default="", max_length=8)
+    location = pw.CharField(default="", max_length=8)
+    context = pw.CharField(default="", max_length=32)
+    value = pw.FloatField()
+
+    class Meta:
+        # A retransmitted MeterValues repeats samples exactly; this key makes storing them idempotent.
+        indexes = (
+            (("station", "evse_id", "timestamp", "measurand", "phase", "location", "context"),
+             True),
+        )
+
+
+class StationEvent(BaseModel):
+    """Notifications kept as received: firmware, diagnostics, log, security, events, reports."""
+
+    station = pw.ForeignKeyField(Station, backref="events", on_delete="CASCADE")
+    action = pw.CharField(max_length=48)
+    timestamp = UtcDateTimeField(null=True)
+    payload = pw.TextField()
+    received_at = UtcDateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("station", "action", "received_at"), False),)
+
+
+ALL_MODELS: tuple[type[BaseModel], ...] = (
+    Station,
+    Connector,
+    ConnectorStatusChange,
+    IdToken,
+    Transaction,
+    TransactionEventRecord,
+    MeterSample,
+    StationEvent,
+)

@@ -1,0 +1,171 @@
+"""One station's live connection: a nursery with a reader, a dispatcher and optional pings.
+
+The RPC session decides; this module only moves text between it and the socket. Inbound CALLs
+pass through a small bounded channel, so a station that floods us is simply read more slowly.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from lite_csms.ocppj import schemas, timestamps
+from lite_csms.ocppj.session import (
+    CallAnswered,
+    CallFailed,
+    Event,
+    Ignored,
+    InboundCall,
+    InboundSend,
+    InvalidOutbound,
+    RpcSession,
+    SendReply,
+)
+from lite_csms.ocppj.versions import ErrorKind
+from lite_csms.versions import ROUTES, StationContext
+
+log = logging.getLogger("lite_csms.net")
+
+INBOUND_QUEUE = 4
+# Close codes (RFC 6455): 1003 unsupported data, 1001 going away.
+CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_REPLACED = 1001
+
+
+@dataclass(slots=True)
+class _Waiter:
+    event: trio.Event = field(default_factory=trio.Event)
+    outcome: CallAnswered | CallFailed | None = None
+
+
+class StationConnection:
+    def __init__(self, ws: WebSocketConnection, ctx: StationContext) -> None:
+        self.ws = ws
+        self.ctx = ctx
+        self.station_id = ctx.station_id
+        self.session = RpcSession(ctx.version, call_timeout=ctx.settings.call_timeout)
+        self.last_seen: datetime = timestamps.now_utc()
+        self._calls_in, self._calls_out = trio.open_memory_channel[InboundCall](INBOUND_QUEUE)
+        self._call_lock = trio.Lock()
+        self._waiters: dict[str, _Waiter] = {}
+        self._scope = trio.CancelScope()
+        self.close_reason = "closed"
+
+    async def run(self) -> None:
+        with self._scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._read_loop, nursery.cancel_scope)
+                nursery.start_soon(self._dispatch_loop)
+                if self.ctx.settings.ws_ping_interval > 0:
+                    nursery.start_soon(self._ping_loop, nursery.cancel_scope)
+        for waiter in self._waiters.values():
+            if waiter.outcome is None:
+                waiter.outcome = CallFailed("", "", "ConnectionClosed", self.close_reason, {})
+                waiter.event.set()
+
+    async def replace(self) -> None:
+        """A newer connection from the same station takes over: close this one."""
+        self.close_reason = "replaced by a new connection"
+        self._scope.cancel()
+        with trio.move_on_after(2):
+            await self.ws.aclose(CLOSE_REPLACED, "replaced by a new connection")
+
+    # ---- inbound ---------------------------------------------------------------------------
+    async def _read_loop(self, scope: trio.CancelScope) -> None:
+        try:
+            while True:
+                message = await self.ws.get_message()
+                self.last_seen = timestamps.now_utc()
+                if isinstance(message, bytes):
+                    log.warning("%s: binary frame refused (OCPP-J is text)", self.station_id)
+                    self.close_reason = "binary frame"
+                    await self.ws.aclose(CLOSE_UNSUPPORTED_DATA, "OCPP-J uses text frames")
+                    return
+                for event in self.session.receive(message, trio.current_time()):
+                    await self._on_event(event)
+        except ConnectionClosed as exc:
+            reason = exc.reason
+            self.close_reason = f"closed {reason.code} {reason.reason or ''}".strip()
+        finally:
+            scope.cancel()
+
+    async def _on_event(self, event: Event) -> None:
+        match event:
+            case InboundCall():
+                await self._calls_in.send(event)
+            case SendReply(text, reason):
+                log.warning("%s: answered bad message with %s", self.station_id, reason[:200])
+                await self._send(text)
+            case CallAnswered() | CallFailed():
+                waiter = self._waiters.get(event.message_id)
+                if waiter is not None:
+                    waiter.outcome = event
+                    waiter.event.set()
+            case Ignored(reason):
+                log.warning("%s: ignored message: %s", self.station_id, reason[:200])
+            case InboundSend(_, action, _):
+                log.info("%s: SEND %s received; no handler", self.station_id, action)
+
+    async def _dispatch_loop(self) -> None:
+        async for call in self._calls_out:
+            await self._send(await self._answer(call))
+
+    async def _answer(self, call: InboundCall) -> str:
+        handler = ROUTES[self.ctx.version].get(call.action)
+        if handler is None:
+            kind = (ErrorKind.NOT_SUPPORTED if call.action in schemas.known_actions(self.ctx.version)
+                    else ErrorKind.NOT_IMPLEMENTED)
+            log.warning("%s: %s is not handled", self.station_id, call.action)
+            return self.session.refuse(call, kind, f"{call.action} is not handled by this CSMS")
+        if self.ctx.registration != "accepted" and call.action != "BootNotification":
+            log.warning("%s: %s before being accepted", self.station_id, call.action)
+            return self.session.refuse(call, ErrorKind.SECURITY, "station is not accepted")
+        try:
+            payload = await handler(self.ctx, call.payload)
+            return self.session.answer(call, payload)
+        except InvalidOutbound as exc:
+            log.error("%s: our %s answer was invalid: %s", self.station_id, call.action, exc)
+            return self.session.refuse(call, ErrorKind.INTERNAL, "could not build a valid answer")
+        except Exception as exc:
+            log.exception("%s: %s failed: %s", self.station_id, call.action, exc)
+            return self.session.refuse(call, ErrorKind.INTERNAL, "internal error")
+
+    async def _send(self, text: str) -> None:
+        await self.ws.send_message(text)
+
+    async def _ping_loop(self, scope: trio.CancelScope) -> None:
+        interval = self.ctx.settings.ws_ping_interval
+        while True:
+            await trio.sleep(interval)
+            with trio.move_on_after(interval) as wait:
+                await self.ws.ping()
+            if wait.cancelled_caught:
+                log.warning("%s: no pong within %g s", self.station_id, interval)
+                self.close_reason = "ping timeout"
+                scope.cancel()
+                return
+
+    # ---- outbound --------------------------------------------------------------------------
+    async def call(self, action: str, payload: dict) -> CallAnswered | CallFailed:
+        """Send a CALL and await its answer; one at a time, as OCPP-J requires."""
+        async with self._call_lock:
+            message_id, text = self.session.start_call(action, payload, trio.current_time())
+            waiter = _Waiter()
+            self._waiters[message_id] = waiter
+            try:
+                await self._send(text)
+                deadline = self.session.next_deadline()
+                with trio.move_on_at(deadline if deadline is not None else trio.current_time()):
+                    await waiter.event.wait()
+                if waiter.outcome is None:
+                    for event in self.session.expire(trio.current_time()):
+                        if isinstance(event, CallFailed):
+                            waiter.outcome = event
+            finally:
+                del self._waiters[message_id]
+            assert waiter.outcome is not None
+            return waiter.outcome

@@ -1,0 +1,71 @@
+"""Pure decisions about an opening handshake: who is calling, with what protocol and password."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import urllib.parse
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from lite_csms.db.models import STATION_ID_MAX_LENGTH
+from lite_csms.ocppj.versions import SUPPORTED_SUBPROTOCOLS, Version
+
+
+class InvalidStationId(ValueError):
+    pass
+
+
+def check_station_id(station_id: str) -> str:
+    """OCPP allows up to 48 printable characters; ':' would break Basic auth's user:password."""
+    if not station_id:
+        raise InvalidStationId("the station id is empty")
+    if len(station_id) > STATION_ID_MAX_LENGTH:
+        raise InvalidStationId(f"the station id is longer than {STATION_ID_MAX_LENGTH} characters")
+    if ":" in station_id:
+        raise InvalidStationId("the station id must not contain ':'")
+    if not station_id.isprintable() or any(c in station_id for c in "/?#"):
+        raise InvalidStationId("the station id must be printable and free of '/', '?' and '#'")
+    return station_id
+
+
+def station_id_from_path(path: str) -> str:
+    """The last segment of the request path, percent-decoded.
+
+    Chargers are configured with a base URL and append their own id, so `/ocpp/CS-001`,
+    `/CS-001` and `/anything/CS-001` all name CS-001.
+    """
+    raw_path = path.split("?", 1)[0].split("#", 1)[0].rstrip("/")
+    last = raw_path.rsplit("/", 1)[-1]
+    return check_station_id(urllib.parse.unquote(last))
+
+
+def choose_subprotocol(proposed: Iterable[str], offered: Sequence[str]) -> Version | None:
+    """The client's first proposal that we offer, in the client's order (OCPP-J Part 4)."""
+    for candidate in proposed:
+        name = candidate.strip()
+        if name in offered and name in SUPPORTED_SUBPROTOCOLS:
+            return SUPPORTED_SUBPROTOCOLS[name]
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class BasicCredentials:
+    username: str
+    password: str
+
+
+def basic_credentials(headers: Iterable[tuple[bytes, bytes]]) -> BasicCredentials | None:
+    for name, value in headers:
+        if name.lower() != b"authorization":
+            continue
+        scheme, _, encoded = value.strip().partition(b" ")
+        if scheme.lower() != b"basic":
+            return None
+        try:
+            decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        username, sep, password = decoded.partition(":")
+        return BasicCredentials(username, password) if sep else None
+    return None

@@ -1,0 +1,131 @@
+"""Serving WebSocket connections on trio-websocket 0.12 without its sharp edges.
+
+WebSocketServer is replaced by our own accept path because, in 0.12:
+- an exception escaping a connection handler stops the whole server;
+- after `request.reject()` the TCP connection stays open;
+- a client that sends garbage instead of an HTTP upgrade is held until the connect timeout.
+Here every connection runs in its own guarded task, the stream is always closed at the end,
+and a dead handshake ends as soon as the reader does.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import trio
+from trio_websocket import WebSocketConnection, WebSocketRequest
+from wsproto import ConnectionType, WSConnection
+
+log = logging.getLogger("lite_csms.net")
+
+RequestHandler = Callable[[WebSocketRequest], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ListenOptions:
+    host: str
+    port: int
+    max_message_size: int
+    handshake_timeout: float
+    keepalive_idle: int
+    keepalive_interval: int
+    keepalive_count: int
+    user_timeout: int
+    close_timeout: float = 5.0
+    # trio-websocket buffers this many whole messages per connection before it stops reading.
+    message_queue_size: int = 2
+
+
+def configure_socket(sock: trio.socket.SocketType, options: ListenOptions) -> None:
+    """TCP keepalive finds dead peers for a few dozen bytes, where WebSocket pings cost more."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    if hasattr(socket, "TCP_KEEPIDLE"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, options.keepalive_idle))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL,
+                        max(1, options.keepalive_interval))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, max(1, options.keepalive_count))
+    if options.user_timeout and hasattr(socket, "TCP_USER_TIMEOUT"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, options.user_timeout * 1000)
+
+
+def _socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
+    if isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    return stream.socket if isinstance(stream, trio.SocketStream) else None
+
+
+class WebSocketListener:
+    def __init__(
+        self, options: ListenOptions, on_request: RequestHandler,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.options = options
+        self._on_request = on_request
+        self._ssl_context = ssl_context
+
+    async def serve(
+        self, *, task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        host = self.options.host or None
+        listeners = await trio.open_tcp_listeners(self.options.port, host=host)
+        for listener in listeners:
+            configure_socket(listener.socket, self.options)
+        serving: list[trio.abc.Listener[trio.abc.Stream]] = list(listeners)
+        if self._ssl_context is not None:
+            serving = [trio.SSLListener(lst, self._ssl_context, https_compatible=True)
+                       for lst in listeners]
+        task_status.started(listeners)
+        await trio.serve_listeners(self._guarded, serving)
+
+    async def _guarded(self, stream: trio.abc.Stream) -> None:
+        try:
+            sock = _socket_of(stream)
+            if sock is not None:
+                configure_socket(sock, self.options)
+            await self._serve_stream(stream)
+        except Exception as exc:  # one broken connection must never stop the server
+            log.warning("connection error: %s", _describe(exc))
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def _serve_stream(self, stream: trio.abc.Stream) -> None:
+        connection = WebSocketConnection(
+            stream, WSConnection(ConnectionType.SERVER),
+            message_queue_size=self.options.message_queue_size,
+            max_message_size=self.options.max_message_size,
+        )
+        handshake = trio.CancelScope(
+            deadline=trio.current_time() + self.options.handshake_timeout
+        )
+        async with trio.open_nursery() as nursery:
+            async def read() -> None:
+                try:
+                    await connection._reader_task()
+                finally:
+                    # Ends a handshake wait early when the peer sent no valid upgrade.
+                    handshake.cancel()
+
+            nursery.start_soon(read)
+            request: WebSocketRequest | None = None
+            with handshake:
+                request = await connection._get_request()
+            if request is None:
+                log.info("handshake from %s did not complete", connection.remote)
+                nursery.cancel_scope.cancel()
+                return
+            try:
+                await self._on_request(request)
+            finally:
+                with trio.move_on_after(self.options.close_timeout):
+                    await connection.aclose()
+                nursery.cancel_scope.cancel()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_describe(e) for e in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,162 @@
+"""The CSMS process: the store writer, the listener, and the registry of live stations."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+import peewee as pw
+import trio
+from trio_websocket import WebSocketConnection, WebSocketRequest
+
+from lite_csms import passwords
+from lite_csms.config import Settings
+from lite_csms.db.models import Station
+from lite_csms.db.writer import StoreWriter
+from lite_csms.handlers import provisioning
+from lite_csms.net.connection import StationConnection
+from lite_csms.net.handshake import (
+    InvalidStationId,
+    basic_credentials,
+    choose_subprotocol,
+    station_id_from_path,
+)
+from lite_csms.net.listener import ListenOptions, WebSocketListener
+from lite_csms.ocppj import timestamps
+from lite_csms.ocppj.versions import Version
+from lite_csms.versions import StationContext
+
+log = logging.getLogger("lite_csms.net")
+
+# Close code for a handshake that agreed no subprotocol (RFC 6455: protocol error).
+CLOSE_PROTOCOL_ERROR = 1002
+# scrypt uses 16 MiB a check; this bounds the memory a reconnect storm can take.
+PASSWORD_CHECKS_AT_ONCE = 2
+
+
+class CsmsServer:
+    def __init__(self, settings: Settings, db: pw.SqliteDatabase) -> None:
+        self.settings = settings
+        self.store = StoreWriter(db)
+        self.connections: dict[str, StationConnection] = {}
+        self._password_limiter = trio.CapacityLimiter(PASSWORD_CHECKS_AT_ONCE)
+        self.listener = WebSocketListener(
+            ListenOptions(
+                host=settings.host, port=settings.port,
+                max_message_size=settings.max_message_size,
+                handshake_timeout=settings.handshake_timeout,
+                keepalive_idle=settings.tcp_keepalive_idle,
+                keepalive_interval=settings.tcp_keepalive_interval,
+                keepalive_count=settings.tcp_keepalive_count,
+                user_timeout=settings.tcp_user_timeout,
+            ),
+            self.handle_request,
+        )
+        self.ports: list[int] = []
+
+    async def run(self, *, task_status: trio.TaskStatus[list[int]] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.store.serve)
+            await self.store.run(provisioning.mark_all_offline)
+            listeners = await nursery.start(self.listener.serve)
+            self.ports = sorted({lst.socket.getsockname()[1] for lst in listeners})
+            nursery.start_soon(self._flush_last_seen)
+            log.info("serving OCPP-J on %s port %s", self.settings.host, self.ports)
+            task_status.started(self.ports)
+
+    async def _flush_last_seen(self) -> None:
+        # Presence is kept in memory and written in one batch a minute: a row update per
+        # heartbeat would cost a disk write per station per message.
+        while True:
+            await trio.sleep(self.settings.last_seen_flush_interval)
+            seen = {sid: conn.last_seen for sid, conn in self.connections.items()}
+            if seen:
+                await self.store.run(lambda: provisioning.record_last_seen(seen))
+
+    # ---- handshake -------------------------------------------------------------------------
+    async def handle_request(self, request: WebSocketRequest) -> None:
+        try:
+            station_id = station_id_from_path(request.path)
+        except InvalidStationId as exc:
+            log.warning("refused %s: %s", request.path[:80], exc)
+            await request.reject(400, body=str(exc).encode())
+            return
+        refusal = await self._authenticate(station_id, request)
+        if refusal is not None:
+            status, reason, headers = refusal
+            log.warning("%s: refused with %d: %s", station_id, status, reason)
+            await request.reject(status, extra_headers=headers, body=reason.encode())
+            return
+        version = choose_subprotocol(request.proposed_subprotocols, self.settings.subprotocols)
+        if version is None:
+            # OCPP-J Part 4: complete the handshake without a subprotocol, then close at once.
+            log.warning("%s: no supported subprotocol in %s", station_id,
+                        list(request.proposed_subprotocols))
+            ws = await request.accept()
+            await ws.aclose(CLOSE_PROTOCOL_ERROR, "no supported OCPP version proposed")
+            return
+        ws = await request.accept(subprotocol=version.subprotocol)
+        await self._serve_station(ws, station_id, version)
+
+    async def _authenticate(
+        self, station_id: str, request: WebSocketRequest
+    ) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
+        """Security profile 1: HTTP Basic auth with the station id as username."""
+        challenge = [(b"WWW-Authenticate", b'Basic realm="lite-csms", charset="UTF-8"')]
+        station = await self.store.run(lambda: Station.get_or_none(Station.id == station_id))
+        credentials = basic_credentials(request.headers)
+        if station is None:
+            if not self.settings.auto_register:
+                return 404, "unknown station", []
+            presented = None if credentials is None else credentials.password
+            hashed = None
+            if presented:
+                hashed = await trio.to_thread.run_sync(
+                    passwords.hash_password, presented, limiter=self._password_limiter
+                )
+            await self.store.run(lambda: provisioning.auto_register(station_id, hashed))
+            log.info("%s: auto-registered as pending", station_id)
+            return None
+        if station.password_hash is None:
+            return None
+        if credentials is None:
+            return 401, "password required", challenge
+        if credentials.username != station_id:
+            return 401, "username does not match the station id in the path", challenge
+        valid = await trio.to_thread.run_sync(
+            passwords.verify, credentials.password, station.password_hash,
+            limiter=self._password_limiter,
+        )
+        return None if valid else (401, "wrong password", challenge)
+
+    # ---- a live station --------------------------------------------------------------------
+    async def _serve_station(
+        self, ws: WebSocketConnection, station_id: str, version: Version
+    ) -> None:
+        registration = await self.store.run(lambda: provisioning.registration(station_id))
+        ctx = StationContext(station_id, version, self.store, self.settings,
+                             registration or "pending")
+        connection = StationConnection(ws, ctx)
+        previous = self.connections.get(station_id)
+        self.connections[station_id] = connection
+        if previous is not None:
+            log.info("%s: new connection replaces the old one", station_id)
+            await previous.replace()
+        now = timestamps.now_utc()
+        await self.store.run(lambda: provisioning.mark_connected(station_id, version.value, now))
+        log.info("%s: connected with %s", station_id, version.value)
+        try:
+            await connection.run()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._forget(connection)
+
+    async def _forget(self, connection: StationConnection) -> None:
+        station_id = connection.station_id
+        log.info("%s: disconnected (%s)", station_id, connection.close_reason)
+        if self.connections.get(station_id) is not connection:
+            return  # replaced: the new connection owns the station's presence now
+        del self.connections[station_id]
+        last_seen: datetime = connection.last_seen
+        await self.store.run(lambda: provisioning.mark_disconnected(station_id, last_seen))

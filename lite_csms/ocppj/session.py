@@ -1,0 +1,239 @@
+"""The OCPP-J RPC state machine for one connection, sans-IO.
+
+Feed it inbound text with `receive`; it returns events. Ask it for outbound text with
+`start_call`, `answer` and `refuse`. Time is passed in, never read, so call timeouts are data:
+`next_deadline` says when to wake and `expire` turns an overdue call into an event.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from lite_csms.ocppj import framing, schemas
+from lite_csms.ocppj.framing import Call, CallError, CallResult, FrameError, Payload, Send
+from lite_csms.ocppj.versions import ErrorKind, Version, error_code
+
+DEFAULT_CALL_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class InboundCall:
+    """A schema-valid CALL from the peer; it must be answered once."""
+
+    message_id: str
+    action: str
+    payload: Payload
+
+
+@dataclass(frozen=True, slots=True)
+class InboundSend:
+    """A schema-valid 2.1 SEND from the peer; it is never answered."""
+
+    message_id: str
+    action: str
+    payload: Payload
+
+
+@dataclass(frozen=True, slots=True)
+class CallAnswered:
+    message_id: str
+    action: str
+    payload: Payload
+
+
+@dataclass(frozen=True, slots=True)
+class CallFailed:
+    """Our CALL got a CALLERROR, an invalid CALLRESULT, or no answer in time."""
+
+    message_id: str
+    action: str
+    code: str
+    description: str
+    details: Payload
+    timed_out: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SendReply:
+    """Text the session wants sent now: a CALLERROR for a bad inbound message."""
+
+    text: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """Inbound text dropped without an answer, as Part 4 requires; worth one log line."""
+
+    reason: str
+
+
+Event = InboundCall | InboundSend | CallAnswered | CallFailed | SendReply | Ignored
+
+
+class CallInProgress(RuntimeError):
+    """OCPP-J allows one outstanding CALL per direction."""
+
+
+class InvalidOutbound(ValueError):
+    """We were about to send a schema-invalid payload; that is our bug, never the peer's."""
+
+
+@dataclass(slots=True)
+class _Outstanding:
+    message_id: str
+    action: str
+    deadline: float
+
+
+class RpcSession:
+    def __init__(
+        self,
+        version: Version,
+        *,
+        call_timeout: float = DEFAULT_CALL_TIMEOUT,
+        id_prefix: str = "",
+    ) -> None:
+        self.version = version
+        self.call_timeout = call_timeout
+        self._outstanding: _Outstanding | None = None
+        self._unanswered: set[str] = set()
+        # Short ids save bytes on every CALL; the prefix lets a caller keep ids unique per process.
+        self._ids = (f"{id_prefix}{n}" for n in itertools.count(1))
+
+    # ---- inbound -------------------------------------------------------------------------
+    def receive(self, text: str | bytes, now: float) -> list[Event]:
+        try:
+            frame = framing.decode(text, self.version)
+        except FrameError as exc:
+            if not exc.answerable:
+                return [Ignored(exc.description)]
+            return [self._error_reply(exc.message_id, exc.kind, exc.description)]
+        match frame:
+            case Call():
+                return [self._receive_call(frame)]
+            case Send():
+                return [self._receive_send(frame)]
+            case CallResult():
+                return self._receive_result(frame, now)
+            case CallError():
+                return self._receive_error(frame)
+        raise AssertionError(frame)
+
+    def _receive_call(self, call: Call) -> Event:
+        if call.message_id in self._unanswered:
+            return Ignored(f"duplicate message id {call.message_id!r} while still unanswered")
+        try:
+            violation = schemas.validate(self.version, call.action, call.payload, response=False)
+        except schemas.UnknownAction:
+            return self._error_reply(
+                call.message_id, ErrorKind.NOT_IMPLEMENTED, f"unknown action {call.action!r}"
+            )
+        if violation is not None:
+            return self._error_reply(call.message_id, violation.kind, violation.description)
+        self._unanswered.add(call.message_id)
+        return InboundCall(call.message_id, call.action, call.payload)
+
+    def _receive_send(self, send: Send) -> Event:
+        try:
+            violation = schemas.validate(self.version, send.action, send.payload, response=False)
+        except schemas.UnknownAction:
+            return Ignored(f"SEND of unknown action {send.action!r}")
+        if violation is not None:
+            return Ignored(f"invalid SEND {send.action}: {violation.description}")
+        return InboundSend(send.message_id, send.action, send.payload)
+
+    def _receive_result(self, result: CallResult, now: float) -> list[Event]:
+        pending = self._take_outstanding(result.message_id)
+        if pending is None:
+            return [Ignored(f"CALLRESULT for unknown or expired id {result.message_id!r}")]
+        violation = schemas.validate(self.version, pending.action, result.payload, response=True)
+        if violation is None:
+            return [CallAnswered(pending.message_id, pending.action, result.payload)]
+        code = error_code(self.version, violation.kind)
+        failed = CallFailed(pending.message_id, pending.action, code, violation.description, {})
+        if self.version is Version.OCPP21:
+            reply = framing.encode(
+                CallError(pending.message_id, code, violation.description, about_result=True)
+            )
+            return [failed, SendReply(reply, "invalid CALLRESULT")]
+        return [failed]
+
+    def _receive_error(self, error: CallError) -> list[Event]:
+        if error.about_result:
+            # 2.1: the peer rejected one of our CALLRESULTs; there is nothing left to correlate.
+            return [Ignored(f"peer rejected our CALLRESULT {error.message_id}: {error.code}")]
+        pending = self._take_outstanding(error.message_id)
+        if pending is None:
+            return [Ignored(f"CALLERROR for unknown or expired id {error.message_id!r}")]
+        return [CallFailed(pending.message_id, pending.action, error.code, error.description,
+                           error.details)]
+
+    def _take_outstanding(self, message_id: str) -> _Outstanding | None:
+        pending = self._outstanding
+        if pending is None or pending.message_id != message_id:
+            return None
+        self._outstanding = None
+        return pending
+
+    def _error_reply(self, message_id: str, kind: ErrorKind, description: str) -> SendReply:
+        code = error_code(self.version, kind)
+        text = framing.encode(CallError(message_id, code, description))
+        return SendReply(text, f"{code}: {description}")
+
+    # ---- outbound ------------------------------------------------------------------------
+    @property
+    def outstanding_call(self) -> tuple[str, str] | None:
+        pending = self._outstanding
+        return None if pending is None else (pending.message_id, pending.action)
+
+    def start_call(self, action: str, payload: Payload, now: float) -> tuple[str, str]:
+        """Return (message id, text) for a new CALL. Raises CallInProgress, InvalidOutbound."""
+        if self._outstanding is not None:
+            raise CallInProgress(self._outstanding.action)
+        try:
+            violation = schemas.validate(self.version, action, payload, response=False)
+        except schemas.UnknownAction:
+            raise InvalidOutbound(f"{action} does not exist in {self.version.value}") from None
+        if violation is not None:
+            raise InvalidOutbound(f"{action}: {violation.description}")
+        message_id = next(self._ids)
+        self._outstanding = _Outstanding(message_id, action, now + self.call_timeout)
+        return message_id, framing.encode(Call(message_id, action, payload))
+
+    def answer(self, call: InboundCall, payload: Payload) -> str:
+        """CALLRESULT text for `call`. Raises InvalidOutbound, leaving the call unanswered."""
+        self._require_unanswered(call.message_id)
+        violation = schemas.validate(self.version, call.action, payload, response=True)
+        if violation is not None:
+            raise InvalidOutbound(f"{call.action} response: {violation.description}")
+        self._unanswered.discard(call.message_id)
+        return framing.encode(CallResult(call.message_id, payload))
+
+    def refuse(
+        self, call: InboundCall, kind: ErrorKind, description: str,
+        details: dict[str, Any] | None = None,
+    ) -> str:
+        """CALLERROR text for `call`."""
+        self._require_unanswered(call.message_id)
+        self._unanswered.discard(call.message_id)
+        code = error_code(self.version, kind)
+        return framing.encode(CallError(call.message_id, code, description, details or {}))
+
+    def _require_unanswered(self, message_id: str) -> None:
+        if message_id not in self._unanswered:
+            raise KeyError(f"call {message_id!r} is not awaiting an answer")
+
+    # ---- time ----------------------------------------------------------------------------
+    def next_deadline(self) -> float | None:
+        return None if self._outstanding is None else self._outstanding.deadline
+
+    def expire(self, now: float) -> list[Event]:
+        pending = self._outstanding
+        if pending is None or now < pending.deadline:
+            return []
+        self._outstanding = None
+        return [CallFailed(pending.message_id, pending.action, "Timeout",
+                           f"no answer within {self.call_timeout:g} s", {}, timed_out=True)]

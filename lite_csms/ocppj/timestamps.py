@@ -1,0 +1,38 @@
+"""OCPP date-time parsing, lenient where real chargers are sloppy.
+
+RFC 3339 requires an offset, but many 1.6 chargers omit it or send a space instead of "T".
+We read a missing offset as UTC rather than refuse the charger's meter data.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def parse(text: str) -> datetime:
+    value = text.strip()
+    if value.endswith(("Z", "z")):
+        value = value[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def is_valid(text: object) -> bool:
+    if not isinstance(text, str) or len(text) > 64 or len(text) < 10:
+        return False
+    try:
+        parse(text)
+    except ValueError:
+        return False
+    return True
+
+
+def format_utc(moment: datetime) -> str:
+    """Seconds precision and a "Z": the shortest form every charger accepts."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)

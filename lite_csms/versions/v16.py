@@ -1,0 +1,153 @@
+"""OCPP 1.6J: translate Core-profile messages into the domain model and back."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from lite_csms.domain import AuthResult, BootInfo, Sample
+from lite_csms.handlers import (
+    authorization,
+    availability,
+    data_transfer,
+    diagnostics,
+    firmware,
+    meter_values,
+    provisioning,
+    transactions,
+)
+from lite_csms.ocppj import timestamps
+from lite_csms.versions.context import Handler, StationContext
+
+Payload = dict[str, Any]
+
+
+def id_tag_info(auth: AuthResult) -> Payload:
+    info: Payload = {"status": auth.status if auth.status != "Unknown" else "Invalid"}
+    if auth.expires_at is not None:
+        info["expiryDate"] = timestamps.format_utc(auth.expires_at)
+    if auth.group_token is not None:
+        info["parentIdTag"] = auth.group_token[:20]
+    return info
+
+
+def samples(meter_value: list[Payload]) -> list[Sample]:
+    """1.6 sampled values are strings; signed or non-numeric ones are not stored as numbers."""
+    found = []
+    for entry in meter_value:
+        at = timestamps.parse(entry["timestamp"])
+        for sampled in entry["sampledValue"]:
+            if sampled.get("format") == "SignedData":
+                continue
+            try:
+                value = float(sampled["value"])
+            except ValueError:
+                continue
+            found.append(Sample.normalised(
+                at, sampled.get("measurand", "Energy.Active.Import.Register"), value,
+                sampled.get("unit", "Wh"), sampled.get("phase", ""),
+                sampled.get("location", ""), sampled.get("context", "Sample.Periodic"),
+            ))
+    return found
+
+
+async def boot_notification(ctx: StationContext, p: Payload) -> Payload:
+    info = BootInfo(
+        vendor=p["chargePointVendor"], model=p["chargePointModel"],
+        serial_number=p.get("chargePointSerialNumber") or p.get("chargeBoxSerialNumber"),
+        firmware_version=p.get("firmwareVersion"), iccid=p.get("iccid"), imsi=p.get("imsi"),
+    )
+    now = ctx.now()
+    status = await ctx.store.run(
+        lambda: provisioning.record_boot(ctx.station_id, ctx.version.value, info, now)
+    )
+    ctx.registration = status.lower()
+    return {"status": status, "currentTime": timestamps.format_utc(now),
+            "interval": ctx.settings.heartbeat_interval}
+
+
+async def heartbeat(ctx: StationContext, p: Payload) -> Payload:
+    return {"currentTime": timestamps.format_utc(ctx.now())}
+
+
+async def status_notification(ctx: StationContext, p: Payload) -> Payload:
+    at = timestamps.parse(p["timestamp"]) if "timestamp" in p else ctx.now()
+    connector = p["connectorId"]
+    error = p["errorCode"] if p["errorCode"] != "NoError" else None
+    info = " ".join(x for x in (p.get("info"), p.get("vendorErrorCode")) if x) or None
+    await ctx.store.run(lambda: availability.record_status(
+        ctx.station_id, connector, 1 if connector else 0, p["status"], at, error, info
+    ))
+    return {}
+
+
+async def authorize(ctx: StationContext, p: Payload) -> Payload:
+    now = ctx.now()
+    auth = await ctx.store.run(lambda: authorization.authorize(p["idTag"], now))
+    return {"idTagInfo": id_tag_info(auth)}
+
+
+async def meter_values_(ctx: StationContext, p: Payload) -> Payload:
+    found = samples(p["meterValue"])
+    connector = p["connectorId"]
+
+    def work() -> None:
+        tx = transactions.find_v16(ctx.station_id, p.get("transactionId"))
+        meter_values.store_samples(ctx.station_id, connector, found, tx)
+
+    await ctx.store.run(work)
+    return {}
+
+
+async def start_transaction(ctx: StationContext, p: Payload) -> Payload:
+    at = timestamps.parse(p["timestamp"])
+    outcome = await ctx.store.run(lambda: transactions.start_v16(
+        ctx.station_id, p["connectorId"], p["idTag"], float(p["meterStart"]), at,
+        p.get("reservationId"),
+    ))
+    return {"transactionId": outcome.transaction_id, "idTagInfo": id_tag_info(outcome.auth)}
+
+
+async def stop_transaction(ctx: StationContext, p: Payload) -> Payload:
+    at = timestamps.parse(p["timestamp"])
+    found = samples(p.get("transactionData", []))
+    _, auth = await ctx.store.run(lambda: transactions.stop_v16(
+        ctx.station_id, p["transactionId"], float(p["meterStop"]), at, p.get("reason"),
+        p.get("idTag"), found,
+    ))
+    return {} if auth is None else {"idTagInfo": id_tag_info(auth)}
+
+
+async def data_transfer_(ctx: StationContext, p: Payload) -> Payload:
+    now = ctx.now()
+    status = await ctx.store.run(lambda: data_transfer.receive(ctx.station_id, p, now))
+    return {"status": status}
+
+
+async def firmware_status(ctx: StationContext, p: Payload) -> Payload:
+    now = ctx.now()
+    await ctx.store.run(lambda: firmware.record_firmware_status(ctx.station_id, p, now))
+    return {}
+
+
+def _notification(action: str) -> Handler:
+    async def record(ctx: StationContext, p: Payload) -> Payload:
+        at: datetime = ctx.now()
+        await ctx.store.run(lambda: diagnostics.record_notification(ctx.station_id, action, p, at))
+        return {}
+
+    return record
+
+
+ROUTES: dict[str, Handler] = {
+    "BootNotification": boot_notification,
+    "Heartbeat": heartbeat,
+    "StatusNotification": status_notification,
+    "Authorize": authorize,
+    "MeterValues": meter_values_,
+    "StartTransaction": start_transaction,
+    "StopTransaction": stop_transaction,
+    "DataTransfer": data_transfer_,
+    "FirmwareStatusNotification": firmware_status,
+    "DiagnosticsStatusNotification": _notification("DiagnosticsStatusNotification"),
+}

@@ -1,0 +1,152 @@
+"""OCPP 2.0.1 (and 2.1, which keeps these messages' shape): translate into the domain model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lite_csms.domain import AuthResult, BootInfo, Sample, TransactionEvent
+from lite_csms.handlers import (
+    authorization,
+    availability,
+    data_transfer,
+    diagnostics,
+    firmware,
+    meter_values,
+    provisioning,
+    transactions,
+)
+from lite_csms.ocppj import timestamps
+from lite_csms.versions.context import Handler, StationContext
+
+Payload = dict[str, Any]
+
+
+def id_token_info(auth: AuthResult) -> Payload:
+    info: Payload = {"status": auth.status}
+    if auth.expires_at is not None:
+        info["cacheExpiryDateTime"] = timestamps.format_utc(auth.expires_at)
+    if auth.group_token is not None:
+        info["groupIdToken"] = {"idToken": auth.group_token, "type": "Central"}
+    return info
+
+
+def samples(meter_value: list[Payload]) -> list[Sample]:
+    found = []
+    for entry in meter_value:
+        at = timestamps.parse(entry["timestamp"])
+        for sampled in entry["sampledValue"]:
+            unit_of_measure = sampled.get("unitOfMeasure", {})
+            multiplier = unit_of_measure.get("multiplier", 0)
+            found.append(Sample.normalised(
+                at, sampled.get("measurand", "Energy.Active.Import.Register"),
+                float(sampled["value"]) * 10**multiplier, unit_of_measure.get("unit", "Wh"),
+                sampled.get("phase", ""), sampled.get("location", ""),
+                sampled.get("context", "Sample.Periodic"),
+            ))
+    return found
+
+
+async def boot_notification(ctx: StationContext, p: Payload) -> Payload:
+    station = p["chargingStation"]
+    modem = station.get("modem", {})
+    info = BootInfo(
+        vendor=station["vendorName"], model=station["model"],
+        serial_number=station.get("serialNumber"),
+        firmware_version=station.get("firmwareVersion"),
+        iccid=modem.get("iccid"), imsi=modem.get("imsi"),
+    )
+    now = ctx.now()
+    status = await ctx.store.run(
+        lambda: provisioning.record_boot(ctx.station_id, ctx.version.value, info, now)
+    )
+    ctx.registration = status.lower()
+    return {"status": status, "currentTime": timestamps.format_utc(now),
+            "interval": ctx.settings.heartbeat_interval}
+
+
+async def heartbeat(ctx: StationContext, p: Payload) -> Payload:
+    return {"currentTime": timestamps.format_utc(ctx.now())}
+
+
+async def status_notification(ctx: StationContext, p: Payload) -> Payload:
+    at = timestamps.parse(p["timestamp"])
+    await ctx.store.run(lambda: availability.record_status(
+        ctx.station_id, p["evseId"], p["connectorId"], p["connectorStatus"], at
+    ))
+    return {}
+
+
+async def authorize(ctx: StationContext, p: Payload) -> Payload:
+    token = p["idToken"]
+    now = ctx.now()
+    if token["type"] == "NoAuthorization":
+        return {"idTokenInfo": {"status": "Accepted"}}
+    auth = await ctx.store.run(
+        lambda: authorization.authorize(token["idToken"], now, unknown_status="Unknown")
+    )
+    return {"idTokenInfo": id_token_info(auth)}
+
+
+async def meter_values_(ctx: StationContext, p: Payload) -> Payload:
+    found = samples(p["meterValue"])
+    await ctx.store.run(
+        lambda: meter_values.store_samples(ctx.station_id, p["evseId"], found, None)
+    )
+    return {}
+
+
+async def transaction_event(ctx: StationContext, p: Payload) -> Payload:
+    info = p["transactionInfo"]
+    evse = p.get("evse", {})
+    token = p.get("idToken")
+    event = TransactionEvent(
+        event_type=p["eventType"], station_tx_id=info["transactionId"], seq_no=p["seqNo"],
+        timestamp=timestamps.parse(p["timestamp"]), trigger_reason=p["triggerReason"],
+        offline=p.get("offline", False), evse_id=evse.get("id"),
+        connector_id=evse.get("connectorId"),
+        id_token=None if token is None else token["idToken"],
+        id_token_type=None if token is None else token["type"],
+        stopped_reason=info.get("stoppedReason"), reservation_id=p.get("reservationId"),
+        samples=tuple(samples(p.get("meterValue", []))),
+    )
+    outcome = await ctx.store.run(lambda: transactions.apply_event(ctx.station_id, event))
+    # Part 2 requires idTokenInfo in the answer whenever the request carried an idToken.
+    return {} if outcome.auth is None else {"idTokenInfo": id_token_info(outcome.auth)}
+
+
+async def data_transfer_(ctx: StationContext, p: Payload) -> Payload:
+    now = ctx.now()
+    status = await ctx.store.run(lambda: data_transfer.receive(ctx.station_id, p, now))
+    return {"status": status}
+
+
+async def firmware_status(ctx: StationContext, p: Payload) -> Payload:
+    now = ctx.now()
+    await ctx.store.run(lambda: firmware.record_firmware_status(ctx.station_id, p, now))
+    return {}
+
+
+def _notification(action: str, timestamp_key: str | None) -> Handler:
+    async def record(ctx: StationContext, p: Payload) -> Payload:
+        raw = p.get(timestamp_key) if timestamp_key else None
+        at = timestamps.parse(raw) if raw else ctx.now()
+        await ctx.store.run(lambda: diagnostics.record_notification(ctx.station_id, action, p, at))
+        return {}
+
+    return record
+
+
+ROUTES: dict[str, Handler] = {
+    "BootNotification": boot_notification,
+    "Heartbeat": heartbeat,
+    "StatusNotification": status_notification,
+    "Authorize": authorize,
+    "MeterValues": meter_values_,
+    "TransactionEvent": transaction_event,
+    "DataTransfer": data_transfer_,
+    "FirmwareStatusNotification": firmware_status,
+    "NotifyReport": _notification("NotifyReport", "generatedAt"),
+    "NotifyEvent": _notification("NotifyEvent", "generatedAt"),
+    "SecurityEventNotification": _notification("SecurityEventNotification", "timestamp"),
+    "LogStatusNotification": _notification("LogStatusNotification", None),
+}
