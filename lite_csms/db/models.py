@@ -160,7 +160,7 @@ class MeterSample(BaseModel):
     value = pw.FloatField()
 
     class Meta:
-        # A retransmitted MeterValues repeats samples exactly; this key makes storing them idempotent.
+        # A retransmitted MeterValues repeats samples exactly; this key makes storing idempotent.
         indexes = (
             (("station", "evse_id", "timestamp", "measurand", "phase", "location", "context"),
              True),

@@ -117,8 +117,8 @@ class StationConnection:
     async def _answer(self, call: InboundCall) -> str:
         handler = ROUTES[self.ctx.version].get(call.action)
         if handler is None:
-            kind = (ErrorKind.NOT_SUPPORTED if call.action in schemas.known_actions(self.ctx.version)
-                    else ErrorKind.NOT_IMPLEMENTED)
+            known = call.action in schemas.known_actions(self.ctx.version)
+            kind = ErrorKind.NOT_SUPPORTED if known else ErrorKind.NOT_IMPLEMENTED
             log.warning("%s: %s is not handled", self.station_id, call.action)
             return self.session.refuse(call, kind, f"{call.action} is not handled by this CSMS")
         if self.ctx.registration != "accepted" and call.action != "BootNotification":

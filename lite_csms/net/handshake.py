@@ -35,7 +35,8 @@ def station_id_from_path(path: str) -> str:
     Chargers are configured with a base URL and append their own id, so `/ocpp/CS-001`,
     `/CS-001` and `/anything/CS-001` all name CS-001.
     """
-    raw_path = path.split("?", 1)[0].split("#", 1)[0].rstrip("/")
+    # No trailing-slash stripping: "/ocpp/" names no station, it must not name "ocpp".
+    raw_path = path.split("?", 1)[0].split("#", 1)[0]
     last = raw_path.rsplit("/", 1)[-1]
     return check_station_id(urllib.parse.unquote(last))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from functools import partial
 
 import peewee as pw
 import trio
@@ -72,7 +73,7 @@ class CsmsServer:
             await trio.sleep(self.settings.last_seen_flush_interval)
             seen = {sid: conn.last_seen for sid, conn in self.connections.items()}
             if seen:
-                await self.store.run(lambda: provisioning.record_last_seen(seen))
+                await self.store.run(partial(provisioning.record_last_seen, seen))
 
     # ---- handshake -------------------------------------------------------------------------
     async def handle_request(self, request: WebSocketRequest) -> None:

@@ -81,7 +81,7 @@ class FrameError(Exception):
 
 
 def loads(text: str | bytes) -> Any:
-    """Parse JSON; orjson bounds nesting at 1024 levels in C, so deep input cannot blow the stack."""
+    """Parse JSON; orjson caps nesting at 1024 levels in C, so deep input cannot blow the stack."""
     return orjson.loads(text)
 
 

@@ -1,0 +1,143 @@
+-- lite-csms SQLite schema, version 1 (PRAGMA user_version).
+-- Generated from lite_csms/db/models.py by `python -m lite_csms.db.dump_schema`.
+-- The server creates these itself; this file is for reading, reviewing and other tools.
+-- Times are ISO 8601 text in UTC with milliseconds; booleans are 0/1.
+
+CREATE TABLE "connector" (
+    "id" INTEGER NOT NULL PRIMARY KEY,
+    "station_id" VARCHAR(48) NOT NULL,
+    "evse_id" INTEGER NOT NULL,
+    "connector_id" INTEGER NOT NULL,
+    "status" VARCHAR(32) NOT NULL,
+    "error_code" VARCHAR(64),
+    "info" TEXT,
+    "status_at" TEXT NOT NULL,
+    FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE
+);
+
+CREATE TABLE "connector_status_change" (
+    "id" INTEGER NOT NULL PRIMARY KEY,
+    "connector_id" INTEGER NOT NULL,
+    "status" VARCHAR(32) NOT NULL,
+    "error_code" VARCHAR(64),
+    "info" TEXT,
+    "timestamp" TEXT NOT NULL,
+    "received_at" TEXT NOT NULL,
+    FOREIGN KEY ("connector_id") REFERENCES "connector" ("id") ON DELETE CASCADE
+);
+
+CREATE TABLE "id_token" (
+    "id" INTEGER NOT NULL PRIMARY KEY,
+    "token" VARCHAR(255) NOT NULL,
+    "token_type" VARCHAR(32) NOT NULL,
+    "status" VARCHAR(16) NOT NULL,
+    "expires_at" TEXT,
+    "group_token" VARCHAR(255),
+    "created_at" TEXT NOT NULL
+);
+
+CREATE TABLE "meter_sample" (
+    "id" INTEGER NOT NULL PRIMARY KEY,
+    "station_id" VARCHAR(48) NOT NULL,
+    "transaction_id" INTEGER,
+    "evse_id" INTEGER NOT NULL,
+    "timestamp" TEXT NOT NULL,
+    "measurand" VARCHAR(48) NOT NULL,
+    "unit" VARCHAR(16),
+    "phase" VARCHAR(8) NOT NULL,
+    "location" VARCHAR(8) NOT NULL,
+    "context" VARCHAR(32) NOT NULL,
+    "value" REAL NOT NULL,
+    FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE,
+    FOREIGN KEY ("transaction_id") REFERENCES "transaction" ("id") ON DELETE SET NULL
+);
+
+CREATE TABLE "station" (
+    "id" VARCHAR(48) NOT NULL PRIMARY KEY,
+    "password_hash" TEXT,
+    "registration" VARCHAR(16) NOT NULL,
+    "vendor" TEXT,
+    "model" TEXT,
+    "serial_number" TEXT,
+    "firmware_version" TEXT,
+    "iccid" TEXT,
+    "imsi" TEXT,
+    "protocol" VARCHAR(16),
+    "online" INTEGER NOT NULL,
+    "last_boot_at" TEXT,
+    "last_seen_at" TEXT,
+    "created_at" TEXT NOT NULL
+);
+
+CREATE TABLE "station_event" (
+    "id" INTEGER NOT NULL PRIMARY KEY,
+    "station_id" VARCHAR(48) NOT NULL,
+    "action" VARCHAR(48) NOT NULL,
+    "timestamp" TEXT,
+    "payload" TEXT NOT NULL,
+    "received_at" TEXT NOT NULL,
+    FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE
+);
+
+CREATE TABLE "transaction" (
+    "id" INTEGER NOT NULL PRIMARY KEY,
+    "station_id" VARCHAR(48) NOT NULL,
+    "station_tx_id" VARCHAR(36),
+    "evse_id" INTEGER NOT NULL,
+    "connector_id" INTEGER NOT NULL,
+    "id_token" VARCHAR(255),
+    "auth_status" VARCHAR(16),
+    "reservation_id" INTEGER,
+    "started_at" TEXT NOT NULL,
+    "stopped_at" TEXT,
+    "meter_start_wh" REAL,
+    "meter_stop_wh" REAL,
+    "meter_last_wh" REAL,
+    "stop_reason" VARCHAR(32),
+    "offline" INTEGER NOT NULL,
+    "last_seq_no" INTEGER,
+    "seq_no_gaps" INTEGER NOT NULL,
+    "created_at" TEXT NOT NULL,
+    FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE
+);
+
+CREATE TABLE "transaction_event_record" (
+    "id" INTEGER NOT NULL PRIMARY KEY,
+    "transaction_id" INTEGER NOT NULL,
+    "seq_no" INTEGER NOT NULL,
+    "event_type" VARCHAR(16) NOT NULL,
+    "trigger_reason" VARCHAR(40) NOT NULL,
+    "timestamp" TEXT NOT NULL,
+    "offline" INTEGER NOT NULL,
+    FOREIGN KEY ("transaction_id") REFERENCES "transaction" ("id") ON DELETE CASCADE
+);
+
+CREATE INDEX "connector_station_id" ON "connector" ("station_id");
+
+CREATE UNIQUE INDEX "connector_station_id_evse_id_connector_id" ON "connector" ("station_id", "evse_id", "connector_id");
+
+CREATE INDEX "connector_status_change_connector_id" ON "connector_status_change" ("connector_id");
+
+CREATE INDEX "connector_status_change_connector_id_timestamp" ON "connector_status_change" ("connector_id", "timestamp");
+
+CREATE UNIQUE INDEX "id_token_token" ON "id_token" ("token");
+
+CREATE INDEX "meter_sample_station_id" ON "meter_sample" ("station_id");
+
+CREATE UNIQUE INDEX "meter_sample_station_id_evse_id_timestamp_measurand_phas_ca233fa" ON "meter_sample" ("station_id", "evse_id", "timestamp", "measurand", "phase", "location", "context");
+
+CREATE INDEX "meter_sample_transaction_id" ON "meter_sample" ("transaction_id");
+
+CREATE INDEX "station_event_station_id" ON "station_event" ("station_id");
+
+CREATE INDEX "station_event_station_id_action_received_at" ON "station_event" ("station_id", "action", "received_at");
+
+CREATE INDEX "transaction_event_record_transaction_id" ON "transaction_event_record" ("transaction_id");
+
+CREATE UNIQUE INDEX "transaction_event_record_transaction_id_seq_no" ON "transaction_event_record" ("transaction_id", "seq_no");
+
+CREATE INDEX "transaction_station_id" ON "transaction" ("station_id");
+
+CREATE INDEX "transaction_station_id_evse_id_started_at" ON "transaction" ("station_id", "evse_id", "started_at");
+
+CREATE UNIQUE INDEX "transaction_station_id_station_tx_id" ON "transaction" ("station_id", "station_tx_id");
