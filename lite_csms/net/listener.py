@@ -3,7 +3,9 @@
 WebSocketServer is replaced by our own accept path because, in 0.12:
 - an exception escaping a connection handler stops the whole server;
 - after `request.reject()` the TCP connection stays open;
-- a client that sends garbage instead of an HTTP upgrade is held until the connect timeout.
+- a client that sends garbage instead of an HTTP upgrade is held until the connect timeout;
+- a frame wsproto cannot parse (invalid UTF-8, a bad opcode) drops the TCP connection without
+  the close frame that tells the peer why.
 Here every connection runs in its own guarded task, the stream is always closed at the end,
 and a dead handshake ends as soon as the reader does.
 """
@@ -18,7 +20,8 @@ from dataclasses import dataclass
 
 import trio
 from trio_websocket import WebSocketConnection, WebSocketRequest
-from wsproto import ConnectionType, WSConnection
+from wsproto import ConnectionState, ConnectionType, WSConnection
+from wsproto.events import CloseConnection
 
 log = logging.getLogger("lite_csms.net")
 
@@ -50,6 +53,15 @@ def configure_socket(sock: trio.socket.SocketType, options: ListenOptions) -> No
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, max(1, options.keepalive_count))
     if options.user_timeout and hasattr(socket, "TCP_USER_TIMEOUT"):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, options.user_timeout * 1000)
+
+
+class _ExplainingWebSocketConnection(WebSocketConnection):
+    async def _handle_close_connection_event(self, event: CloseConnection) -> None:
+        if self._wsproto.state == ConnectionState.OPEN:
+            # Still OPEN means wsproto rejected a frame itself (e.g. 1007 invalid UTF-8) rather
+            # than the peer closing: send the close frame so the peer learns the reason.
+            await self._send(CloseConnection(code=event.code, reason=event.reason))
+        await super()._handle_close_connection_event(event)
 
 
 def _socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
@@ -93,7 +105,7 @@ class WebSocketListener:
             await trio.aclose_forcefully(stream)
 
     async def _serve_stream(self, stream: trio.abc.Stream) -> None:
-        connection = WebSocketConnection(
+        connection = _ExplainingWebSocketConnection(
             stream, WSConnection(ConnectionType.SERVER),
             message_queue_size=self.options.message_queue_size,
             max_message_size=self.options.max_message_size,
