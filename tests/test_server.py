@@ -278,3 +278,44 @@ async def test_outbound_call_round_trip_and_timeout(nursery, tmp_path) -> None:
             assert ignored[2] == "ClearCache"
         assert outcome["first"].payload == {"status": "Accepted"}
         assert outcome["second"].timed_out
+
+
+async def test_dead_peers_are_found_by_tcp_keepalive(nursery, tmp_path) -> None:
+    import socket
+
+    csms = await start_in_process(nursery, tmp_path, tcp_keepalive_idle=45,
+                                  tcp_keepalive_interval=7, tcp_keepalive_count=3,
+                                  tcp_user_timeout=33)
+    await register(csms, "CS-K")
+    async with open_websocket_url(csms.url("CS-K"), subprotocols=["ocpp1.6"]) as ws:
+        await rpc(ws, [2, "1", "Heartbeat", {}])
+        sock = csms.server.connections["CS-K"].ws._stream.socket
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 45
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 7
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 3
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 33_000
+
+
+async def test_ocpp21_boot_and_send_frames(csms: CsmsInProcess) -> None:
+    await register(csms, "CS-21")
+    async with open_websocket_url(csms.url("CS-21"), subprotocols=["ocpp2.1"]) as ws:
+        boot = await rpc(ws, [2, "b", "BootNotification", BOOT_201])
+        assert boot[2]["status"] == "Accepted"
+        # SEND is never answered; the next frame we get is the heartbeat's answer.
+        await ws.send_message('[6, "s1", "Heartbeat", {}]')
+        assert (await rpc(ws, [2, "h", "Heartbeat", {}]))[:2] == [3, "h"]
+    assert query(csms, "SELECT protocol FROM station") == [("ocpp2.1",)]
+
+
+async def test_last_seen_is_flushed_in_batches(nursery, tmp_path) -> None:
+    csms = await start_in_process(nursery, tmp_path, last_seen_flush_interval=0.2)
+    await register(csms, "CS-L")
+    async with open_websocket_url(csms.url("CS-L"), subprotocols=["ocpp1.6"]) as ws:
+        await rpc(ws, [2, "1", "Heartbeat", {}])
+        before = query(csms, "SELECT last_seen_at FROM station")[0][0]
+        await trio.sleep(0.3)
+        await rpc(ws, [2, "2", "Heartbeat", {}])
+        with trio.fail_after(3):
+            while query(csms, "SELECT last_seen_at FROM station")[0][0] == before:
+                await trio.sleep(0.05)
