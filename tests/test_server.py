@@ -319,3 +319,48 @@ async def test_last_seen_is_flushed_in_batches(nursery, tmp_path) -> None:
         with trio.fail_after(3):
             while query(csms, "SELECT last_seen_at FROM station")[0][0] == before:
                 await trio.sleep(0.05)
+
+
+async def test_notifications_are_recorded(csms: CsmsInProcess) -> None:
+    await register(csms, "CS-N16")
+    await register(csms, "CS-N2")
+    async with open_websocket_url(csms.url("CS-N16"), subprotocols=["ocpp1.6"]) as ws:
+        assert (await rpc(ws, [2, "1", "FirmwareStatusNotification", {"status": "Installed"}]))[
+            0] == 3
+        await rpc(ws, [2, "2", "DiagnosticsStatusNotification", {"status": "Uploaded"}])
+        assert (await rpc(ws, [2, "3", "DataTransfer", {"vendorId": "com.acme"}]))[2] == {
+            "status": "UnknownVendorId"}
+    at = "2026-11-21T10:00:00Z"
+    async with open_websocket_url(csms.url("CS-N2"), subprotocols=["ocpp2.0.1"]) as ws:
+        messages = [
+            ("FirmwareStatusNotification", {"status": "Installed"}),
+            ("LogStatusNotification", {"status": "Uploaded"}),
+            ("SecurityEventNotification", {"type": "StartupOfTheDevice", "timestamp": at}),
+            ("NotifyEvent", {"generatedAt": at, "seqNo": 0, "eventData": [{
+                "eventId": 1, "timestamp": at, "trigger": "Alerting", "actualValue": "1",
+                "eventNotificationType": "HardWiredNotification",
+                "component": {"name": "EVSE"}, "variable": {"name": "Problem"}}]}),
+            ("NotifyReport", {"requestId": 1, "generatedAt": at, "seqNo": 0, "reportData": [{
+                "component": {"name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"},
+                "variableAttribute": [{"value": "300"}]}]}),
+        ]
+        for n, (action, payload) in enumerate(messages):
+            assert (await rpc(ws, [2, str(n), action, payload]))[0] == 3, action
+    rows = query(csms, "SELECT station_id, action FROM station_event ORDER BY id")
+    assert rows == [("CS-N16", "FirmwareStatusNotification"),
+                    ("CS-N16", "DiagnosticsStatusNotification"), ("CS-N16", "DataTransfer")] + [
+        ("CS-N2", action) for action, _ in messages]
+
+
+async def test_optional_pings_close_a_silent_peer(nursery, tmp_path) -> None:
+    csms = await start_in_process(nursery, tmp_path, ws_ping_interval=0.2)
+    await register(csms, "CS-P")
+    stream, response = await rawws.connect(csms.port, "/ocpp/CS-P")
+    assert response.startswith(b"HTTP/1.1 101")
+    # This peer never reads, so it never answers a ping: the server must give up on it.
+    with trio.fail_after(5):
+        while "CS-P" not in csms.server.connections:
+            await trio.sleep(0.02)
+        while "CS-P" in csms.server.connections:
+            await trio.sleep(0.05)
+    await stream.aclose()
