@@ -3,6 +3,23 @@
 -- The server creates these itself; this file is for reading, reviewing and other tools.
 -- Times are ISO 8601 text in UTC with milliseconds; booleans are 0/1.
 
+CREATE TABLE "command" (
+    "id" INTEGER NOT NULL PRIMARY KEY,
+    "station_id" VARCHAR(48) NOT NULL,
+    "action" VARCHAR(48) NOT NULL,
+    "payload" TEXT NOT NULL,
+    "requested_by" VARCHAR(64) NOT NULL,
+    "status" VARCHAR(16) NOT NULL,
+    "created_at" TEXT NOT NULL,
+    "expires_at" TEXT,
+    "sent_at" TEXT,
+    "finished_at" TEXT,
+    "result" TEXT,
+    "error_code" VARCHAR(48),
+    "error_description" TEXT,
+    FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE
+);
+
 CREATE TABLE "connector" (
     "id" INTEGER NOT NULL PRIMARY KEY,
     "station_id" VARCHAR(48) NOT NULL,
@@ -111,6 +128,10 @@ CREATE TABLE "transaction_event_record" (
     "offline" INTEGER NOT NULL,
     FOREIGN KEY ("transaction_id") REFERENCES "transaction" ("id") ON DELETE CASCADE
 );
+
+CREATE INDEX "command_station_id" ON "command" ("station_id");
+
+CREATE INDEX "command_station_id_status_created_at" ON "command" ("station_id", "status", "created_at");
 
 CREATE INDEX "connector_station_id" ON "connector" ("station_id");
 

@@ -79,3 +79,17 @@ def test_tx_listing_is_empty_json_on_a_new_database(tmp_path: Path) -> None:
     result = cli(tmp_path / "c.sqlite3", "tx", "list", "--json")
     assert result.returncode == 0 and json.loads(result.stdout) == []
     assert cli(tmp_path / "c.sqlite3", "tx", "show", "1").returncode == 2
+
+
+def test_concurrent_cli_writers_wait_instead_of_failing(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    db = tmp_path / "c.sqlite3"
+    assert cli(db, "station", "list").returncode == 0  # the file exists before the race
+    processes = [subprocess.Popen(
+        [sys.executable, "-m", "lite_csms", "station", "add", f"CS-{n}", "--database", str(db)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in range(4)]
+    results = [p.communicate(timeout=60) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0, 0], results
+    assert len(json.loads(cli(db, "station", "list", "--json").stdout)) == 4

@@ -364,3 +364,20 @@ async def test_optional_pings_close_a_silent_peer(nursery, tmp_path) -> None:
         while "CS-P" in csms.server.connections:
             await trio.sleep(0.05)
     await stream.aclose()
+
+
+async def test_shutdown_lets_connections_record_that_they_went_offline(tmp_path) -> None:
+    with trio.fail_after(10):  # the failure this guards against was a hang at shutdown
+        await _serve_then_cancel(tmp_path)
+    assert query(_serve_then_cancel.csms, "SELECT online FROM station") == [(0,)]
+
+
+async def _serve_then_cancel(tmp_path) -> None:
+    async with trio.open_nursery() as server_nursery:
+        csms = await start_in_process(server_nursery, tmp_path)
+        await register(csms, "CS-S")
+        async with open_websocket_url(csms.url("CS-S"), subprotocols=["ocpp1.6"]) as ws:
+            await rpc(ws, [2, "1", "Heartbeat", {}])
+            assert query(csms, "SELECT online FROM station") == [(1,)]
+            _serve_then_cancel.csms = csms
+            server_nursery.cancel_scope.cancel()

@@ -48,8 +48,10 @@ def open_database(path: str | Path, *, create: bool = True) -> pw.SqliteDatabase
                 f"database {path} has schema version {version}; this lite-csms knows "
                 f"{SCHEMA_VERSION}"
             )
-        if create:
-            with db.atomic():
+        if create and version < SCHEMA_VERSION:
+            # IMMEDIATE: a deferred transaction that upgrades to a write fails at once with
+            # "database is locked" when another process commits first; busy_timeout never helps.
+            with db.atomic("IMMEDIATE"):
                 db.create_tables(ALL_MODELS, safe=True)
                 db.execute_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except (pw.DatabaseError, sqlite3.DatabaseError) as exc:

@@ -180,6 +180,28 @@ class StationEvent(BaseModel):
         indexes = ((("station", "action", "received_at"), False),)
 
 
+class Command(BaseModel):
+    """A CSMS-initiated CALL: queued, sent, answered or not, and who asked for it."""
+
+    station = pw.ForeignKeyField(Station, backref="commands", on_delete="CASCADE")
+    action = pw.CharField(max_length=48)
+    payload = pw.TextField()
+    requested_by = pw.CharField(max_length=64)
+    # queued, sent, answered, error, timeout, expired, offline
+    status = pw.CharField(max_length=16)
+    created_at = UtcDateTimeField(default=utcnow)
+    # Only queued commands expire: a charger back after a day must not act on a stale order.
+    expires_at = UtcDateTimeField(null=True)
+    sent_at = UtcDateTimeField(null=True)
+    finished_at = UtcDateTimeField(null=True)
+    result = pw.TextField(null=True)
+    error_code = pw.CharField(null=True, max_length=48)
+    error_description = pw.TextField(null=True)
+
+    class Meta:
+        indexes = ((("station", "status", "created_at"), False),)
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     Station,
     Connector,
@@ -189,4 +211,5 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     TransactionEventRecord,
     MeterSample,
     StationEvent,
+    Command,
 )

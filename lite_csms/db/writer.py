@@ -61,7 +61,16 @@ class StoreWriter:
         return job.value
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Commit batches until `close()`; cancellation alone does not stop it.
+
+        Shielded because connections write their last state (offline, last seen) while the
+        server shuts down; a writer cancelled first would leave them waiting forever.
+        """
         task_status.started()
+        with trio.CancelScope(shield=True):
+            await self._commit_until_closed()
+
+    async def _commit_until_closed(self) -> None:
         async with self._receive:
             async for first in self._receive:
                 batch = [first]
@@ -70,13 +79,11 @@ class StoreWriter:
                         batch.append(self._receive.receive_nowait())
                     except trio.WouldBlock:
                         break
-                # Shielded so that shutdown never abandons a batch half way through.
-                with trio.CancelScope(shield=True):
-                    await trio.to_thread.run_sync(
-                        self._commit_batch, batch, limiter=self._thread_limiter
-                    )
-                    for job in batch:
-                        job.done.set()
+                await trio.to_thread.run_sync(
+                    self._commit_batch, batch, limiter=self._thread_limiter
+                )
+                for job in batch:
+                    job.done.set()
 
     def close(self) -> None:
         self._send.close()

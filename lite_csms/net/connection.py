@@ -7,8 +7,10 @@ pass through a small bounded channel, so a station that floods us is simply read
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
@@ -54,18 +56,30 @@ class StationConnection:
         self._waiters: dict[str, _Waiter] = {}
         self._scope = trio.CancelScope()
         self.close_reason = "closed"
+        # Set once the station may receive our CALLs: accepted now, or after its BootNotification.
+        self.accepted = trio.Event()
+        self._note_registration()
 
-    async def run(self) -> None:
+    async def run(self, on_ready: Callable[[StationConnection], Awaitable[Any]] | None = None
+                  ) -> None:
         with self._scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._read_loop, nursery.cancel_scope)
                 nursery.start_soon(self._dispatch_loop)
+                if on_ready is not None:
+                    nursery.start_soon(self._guard, on_ready)
                 if self.ctx.settings.ws_ping_interval > 0:
                     nursery.start_soon(self._ping_loop, nursery.cancel_scope)
         for waiter in self._waiters.values():
             if waiter.outcome is None:
                 waiter.outcome = CallFailed("", "", "ConnectionClosed", self.close_reason, {})
                 waiter.event.set()
+
+    async def _guard(self, task: Callable[[StationConnection], Awaitable[Any]]) -> None:
+        try:
+            await task(self)
+        except Exception as exc:  # a failing side task must not end the station's connection
+            log.exception("%s: background task failed: %s", self.station_id, exc)
 
     async def replace(self) -> None:
         """A newer connection from the same station takes over: close this one."""
@@ -113,6 +127,11 @@ class StationConnection:
     async def _dispatch_loop(self) -> None:
         async for call in self._calls_out:
             await self._send(await self._answer(call))
+            self._note_registration()
+
+    def _note_registration(self) -> None:
+        if self.ctx.registration == "accepted":
+            self.accepted.set()
 
     async def _answer(self, call: InboundCall) -> str:
         handler = ROUTES[self.ctx.version].get(call.action)

@@ -15,6 +15,7 @@ from lite_csms.config import Settings
 from lite_csms.db.models import Station
 from lite_csms.db.writer import StoreWriter
 from lite_csms.handlers import provisioning
+from lite_csms.net.commands import CommandSender
 from lite_csms.net.connection import StationConnection
 from lite_csms.net.handshake import (
     InvalidStationId,
@@ -40,6 +41,7 @@ class CsmsServer:
         self.settings = settings
         self.store = StoreWriter(db)
         self.connections: dict[str, StationConnection] = {}
+        self.commands = CommandSender(self.store, self.connections)
         self._password_limiter = trio.CapacityLimiter(PASSWORD_CHECKS_AT_ONCE)
         self.listener = WebSocketListener(
             ListenOptions(
@@ -57,14 +59,19 @@ class CsmsServer:
 
     async def run(self, *, task_status: trio.TaskStatus[list[int]] = trio.TASK_STATUS_IGNORED
                   ) -> None:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(self.store.serve)
-            await self.store.run(provisioning.mark_all_offline)
-            listeners = await nursery.start(self.listener.serve)
-            self.ports = sorted({lst.socket.getsockname()[1] for lst in listeners})
-            nursery.start_soon(self._flush_last_seen)
-            log.info("serving OCPP-J on %s port %s", self.settings.host, self.ports)
-            task_status.started(self.ports)
+        async with trio.open_nursery() as writer_nursery:
+            await writer_nursery.start(self.store.serve)
+            try:
+                await self.store.run(provisioning.mark_all_offline)
+                async with trio.open_nursery() as nursery:
+                    listeners = await nursery.start(self.listener.serve)
+                    self.ports = sorted({lst.socket.getsockname()[1] for lst in listeners})
+                    nursery.start_soon(self._flush_last_seen)
+                    log.info("serving OCPP-J on %s port %s", self.settings.host, self.ports)
+                    task_status.started(self.ports)
+            finally:
+                # Only now: the connections above have written their last state.
+                self.store.close()
 
     async def _flush_last_seen(self) -> None:
         # Presence is kept in memory and written in one batch a minute: a row update per
@@ -148,10 +155,15 @@ class CsmsServer:
         await self.store.run(lambda: provisioning.mark_connected(station_id, version.value, now))
         log.info("%s: connected with %s", station_id, version.value)
         try:
-            await connection.run()
+            await connection.run(on_ready=self._deliver_queued_when_accepted)
         finally:
             with trio.CancelScope(shield=True):
                 await self._forget(connection)
+
+    async def _deliver_queued_when_accepted(self, connection: StationConnection) -> None:
+        # OCPP forbids CSMS requests to a station that is not (yet) accepted.
+        await connection.accepted.wait()
+        await self.commands.deliver_queued(connection)
 
     async def _forget(self, connection: StationConnection) -> None:
         station_id = connection.station_id

@@ -10,6 +10,7 @@ import functools
 import importlib.resources
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.resources.abc import Traversable
 from typing import Any
 
 import fastjsonschema
@@ -43,31 +44,34 @@ class UnknownAction(LookupError):
     pass
 
 
-def _schema_file_name(version: Version, action: str, response: bool) -> str:
+def _schema_resource(version: Version, action: str, response: bool) -> Traversable:
+    folder = importlib.resources.files("ocpp") / _PACKAGE_DIR[version] / "schemas"
+    if response:
+        return folder / f"{action}Response.json"
     if version is Version.OCPP16:
-        return f"{action}Response.json" if response else f"{action}.json"
-    return f"{action}{'Response' if response else 'Request'}.json"
+        return folder / f"{action}.json"
+    request = folder / f"{action}Request.json"
+    return request if request.is_file() else folder / f"{action}.json"
 
 
 @functools.cache
 def known_actions(version: Version) -> frozenset[str]:
     folder = importlib.resources.files("ocpp") / _PACKAGE_DIR[version] / "schemas"
-    names = [entry.name for entry in folder.iterdir() if entry.name.endswith(".json")]
-    if version is Version.OCPP16:
-        return frozenset(n[:-5] for n in names if not n.endswith("Response.json"))
-    return frozenset(n[: -len("Request.json")] for n in names if n.endswith("Request.json"))
+    names = [entry.name[:-5] for entry in folder.iterdir() if entry.name.endswith(".json")]
+    actions = {n for n in names if not n.endswith("Response")}
+    if version is not Version.OCPP16:
+        # 2.1's SEND-only messages (NotifyPeriodicEventStream) have no "Request" suffix.
+        actions = {n.removesuffix("Request") for n in actions}
+    return frozenset(actions)
 
 
 @functools.cache
 def _compiled(version: Version, action: str, response: bool) -> Callable[[Any], Any]:
     if action not in known_actions(version):
         raise UnknownAction(action)
-    resource = (
-        importlib.resources.files("ocpp")
-        / _PACKAGE_DIR[version]
-        / "schemas"
-        / _schema_file_name(version, action, response)
-    )
+    resource = _schema_resource(version, action, response)
+    if not resource.is_file():
+        raise UnknownAction(f"{action} has no {'response' if response else 'request'} schema")
     schema = orjson.loads(resource.read_bytes())
     # The OCA schemas carry $id URNs that fastjsonschema would try to resolve remotely.
     schema.pop("$id", None)

@@ -1,0 +1,97 @@
+"""Sending CSMS-initiated CALLs to stations, now or when they next connect.
+
+Each command is written to the command log before it is sent and updated with its outcome,
+so the operator can always see what was asked, by whom, and what the charger said.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+from lite_csms.db.writer import StoreWriter
+from lite_csms.handlers import commands as log_
+from lite_csms.net.connection import StationConnection
+from lite_csms.ocppj import timestamps
+from lite_csms.ocppj.session import CallAnswered, CallFailed, InvalidOutbound
+
+log = logging.getLogger("lite_csms.commands")
+
+DEFAULT_QUEUE_TTL = timedelta(hours=1)
+
+
+class StationOffline(Exception):
+    """The station is not connected and queueing was not asked for."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandOutcome:
+    command_id: int
+    # answered, error, timeout, queued
+    status: str
+    result: dict[str, Any] | None = None
+    error_code: str | None = None
+    error_description: str | None = None
+
+
+class CommandSender:
+    def __init__(self, store: StoreWriter, connections: Mapping[str, StationConnection]) -> None:
+        self._store = store
+        self._connections = connections
+
+    async def send(
+        self, station_id: str, action: str, payload: dict[str, Any], *, requested_by: str,
+        queue: bool = False, ttl: timedelta = DEFAULT_QUEUE_TTL,
+    ) -> CommandOutcome:
+        now = timestamps.now_utc()
+        connection = self._connections.get(station_id)
+        if connection is None:
+            status = "queued" if queue else "offline"
+            command_id = await self._store.run(partial(
+                log_.create, station_id, action, payload, requested_by, status, now,
+                ttl if queue else None))
+            if not queue:
+                raise StationOffline(f"station {station_id} is not connected")
+            log.info("%s: %s queued as command %d", station_id, action, command_id)
+            return CommandOutcome(command_id, "queued")
+        command_id = await self._store.run(partial(
+            log_.create, station_id, action, payload, requested_by, "sent", now))
+        return await self._deliver(connection, command_id, action, payload)
+
+    async def deliver_queued(self, connection: StationConnection) -> int:
+        """Send what waited for this station, oldest first; return how many were sent."""
+        due = await self._store.run(
+            partial(log_.take_due, connection.station_id, timestamps.now_utc()))
+        for command_id, action, payload in due:
+            await self._store.run(partial(log_.mark_sent, command_id, timestamps.now_utc()))
+            outcome = await self._deliver(connection, command_id, action, payload)
+            log.info("%s: queued command %d (%s) %s", connection.station_id, command_id, action,
+                     outcome.status)
+        return len(due)
+
+    async def _deliver(
+        self, connection: StationConnection, command_id: int, action: str,
+        payload: dict[str, Any],
+    ) -> CommandOutcome:
+        try:
+            answer = await connection.call(action, payload)
+        except InvalidOutbound as exc:
+            outcome = CommandOutcome(command_id, "error", None, "InvalidRequest", str(exc))
+        else:
+            outcome = _outcome(command_id, answer)
+        await self._store.run(partial(
+            log_.finish, command_id, outcome.status, timestamps.now_utc(), outcome.result,
+            outcome.error_code, outcome.error_description))
+        return outcome
+
+
+def _outcome(command_id: int, answer: CallAnswered | CallFailed) -> CommandOutcome:
+    if isinstance(answer, CallAnswered):
+        return CommandOutcome(command_id, "answered", answer.payload)
+    status = "timeout" if answer.timed_out else "error"
+    return CommandOutcome(command_id, status, answer.details or None, answer.code,
+                          answer.description)
