@@ -36,6 +36,10 @@ async def test_offline_station_fails_clearly_unless_queued(csms: CsmsInProcess) 
         assert request[2:] == ["Reset", {"type": "Hard"}]
         # The stale one is never sent: the next frame is our own heartbeat's answer.
         assert (await rpc(ws, [2, "h", "Heartbeat", {}]))[:2] == [3, "h"]
+    sql = "SELECT status FROM command WHERE id = ?"
+    with trio.fail_after(5):  # the outcome is logged just after the answer arrives
+        while query(csms, sql, queued.command_id) != [("answered",)]:
+            await trio.sleep(0.02)
     rows = query(csms, "SELECT id, action, status, requested_by, result FROM command ORDER BY id")
     assert rows == [
         (1, "Reset", "offline", "test", None),
@@ -84,3 +88,15 @@ async def test_live_command_records_errors_and_invalid_requests(csms: CsmsInProc
         assert outcome["x"].status == "error" and outcome["x"].error_code == "NotSupported"
     statuses = query(csms, "SELECT status, error_code FROM command ORDER BY id")
     assert statuses == [("error", "InvalidRequest"), ("error", "NotSupported")]
+
+
+async def test_connection_lost_mid_command_is_logged(csms: CsmsInProcess) -> None:
+    await register(csms, "CMD-4")
+    await csms.server.commands.send("CMD-4", "ClearCache", {}, requested_by="t", queue=True)
+    async with open_websocket_url(csms.url("CMD-4"), subprotocols=["ocpp1.6"]) as ws:
+        with trio.fail_after(5):
+            await ws.get_message()  # the queued CALL arrives; we hang up without answering
+    with trio.fail_after(5):
+        while query(csms, "SELECT status, error_code FROM command") != [
+                ("error", "ConnectionClosed")]:
+            await trio.sleep(0.02)

@@ -13,6 +13,8 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
+import trio
+
 from lite_csms.db.writer import StoreWriter
 from lite_csms.handlers import commands as log_
 from lite_csms.net.connection import StationConnection
@@ -77,15 +79,20 @@ class CommandSender:
         self, connection: StationConnection, command_id: int, action: str,
         payload: dict[str, Any],
     ) -> CommandOutcome:
+        # If the connection ends mid-call this task is cancelled; the log must still say so.
+        outcome = CommandOutcome(command_id, "error", None, "ConnectionClosed",
+                                 "the connection ended before an answer arrived")
         try:
             answer = await connection.call(action, payload)
         except InvalidOutbound as exc:
             outcome = CommandOutcome(command_id, "error", None, "InvalidRequest", str(exc))
         else:
             outcome = _outcome(command_id, answer)
-        await self._store.run(partial(
-            log_.finish, command_id, outcome.status, timestamps.now_utc(), outcome.result,
-            outcome.error_code, outcome.error_description))
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._store.run(partial(
+                    log_.finish, command_id, outcome.status, timestamps.now_utc(),
+                    outcome.result, outcome.error_code, outcome.error_description))
         return outcome
 
 
