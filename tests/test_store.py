@@ -169,3 +169,20 @@ def test_status_history_skips_retransmits_and_keeps_newest(store) -> None:
     row = db.execute_sql("SELECT status FROM connector").fetchone()
     assert row[0] == "Charging"
     assert db.execute_sql("SELECT count(*) FROM connector_status_change").fetchone()[0] == 2
+
+
+def test_a_new_start_closes_the_orphan_on_the_same_connector(store) -> None:
+    from lite_csms.db.models import IdToken
+
+    db, _ = store
+    IdToken.create(token="TAG")
+    lost = _run(db, lambda: transactions.start_v16("CS-1", 1, "TAG", 0.0, T0, None))
+    later = T0 + timedelta(hours=3)
+    fresh = _run(db, lambda: transactions.start_v16("CS-1", 1, "TAG", 900.0, later, None))
+    assert fresh.auth.status == "Accepted"
+    orphan = Transaction.get_by_id(lost.transaction_id)
+    assert orphan.stop_reason == "Orphaned" and orphan.stopped_at == later
+    # The same tag on another connector while the fresh session runs is a real conflict.
+    other = _run(db, lambda: transactions.start_v16("CS-1", 2, "TAG", 0.0, later, None))
+    assert other.auth.status == "ConcurrentTx"
+    assert Transaction.get_by_id(fresh.transaction_id).stopped_at is None

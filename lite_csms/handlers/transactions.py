@@ -33,6 +33,7 @@ def start_v16(
     )
     if existing is not None:
         return StartOutcome(existing.id, AuthResult(existing.auth_status or "Invalid"), True)
+    close_orphans(station_id, connector_id, at)
     auth = authorize_for_start(id_tag, at, station_id)
     tx = Transaction.create(
         station=station_id, evse_id=connector_id, connector_id=1 if connector_id else 0,
@@ -61,6 +62,21 @@ def stop_v16(
         tx.stop_reason = reason or "Local"
         tx.save()
     return tx, auth
+
+
+def close_orphans(station_id: str, evse_id: int, at: datetime, keep: int | None = None) -> int:
+    """Close transactions a new start on the same EVSE proves over.
+
+    An EVSE runs one transaction at a time, so one still open there lost its stop (a reboot,
+    a lost message). Left open it would make its driver's tag ConcurrentTx for ever.
+    """
+    query = Transaction.update(stopped_at=at, stop_reason="Orphaned").where(
+        Transaction.station == station_id, Transaction.evse_id == evse_id,
+        Transaction.stopped_at.is_null(), Transaction.started_at <= at,
+    )
+    if keep is not None:
+        query = query.where(Transaction.id != keep)
+    return query.execute()
 
 
 def find_v16(station_id: str, transaction_id: int | None) -> Transaction | None:
@@ -110,6 +126,8 @@ def apply_event(station_id: str, event: TransactionEvent) -> EventOutcome:
         tx.connector_id = event.connector_id or tx.connector_id
     if event.event_type == "Started":
         tx.started_at = event.timestamp
+        if tx.evse_id:
+            close_orphans(station_id, tx.evse_id, event.timestamp, keep=tx.id)
     tx.offline = tx.offline or event.offline
     if event.reservation_id is not None:
         tx.reservation_id = event.reservation_id
@@ -139,5 +157,5 @@ def _note_seq_no(tx: Transaction, seq_no: int) -> None:
         tx.seq_no_gaps -= 1
 
 
-__all__ = ["EventOutcome", "StartOutcome", "apply_event", "find_v16", "start_v16", "stop_v16",
-           "track_energy"]
+__all__ = ["EventOutcome", "StartOutcome", "apply_event", "close_orphans", "find_v16",
+           "start_v16", "stop_v16", "track_energy"]
