@@ -112,7 +112,7 @@ def test_v16_start_and_stop_are_idempotent(store) -> None:
     first = _run(db, lambda: transactions.start_v16("CS-1", 1, "TAG", 1000.0, T0, None))
     again = _run(db, lambda: transactions.start_v16("CS-1", 1, "TAG", 1000.0, T0, None))
     assert again.transaction_id == first.transaction_id and again.duplicate
-    other = _run(db, lambda: transactions.start_v16("CS-1", 1, "TAG", 1000.0,
+    other = _run(db, lambda: transactions.start_v16("CS-1", 2, "TAG", 1000.0,
                                                      T0 + timedelta(hours=2), None))
     assert other.transaction_id != first.transaction_id
     end = T0 + timedelta(hours=1)
