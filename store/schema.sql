@@ -96,6 +96,16 @@ CREATE TABLE "station_event" (
     FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE
 );
 
+CREATE TABLE "station_setting" (
+    "id" INTEGER NOT NULL PRIMARY KEY,
+    "station_id" VARCHAR(48) NOT NULL,
+    "key" VARCHAR(160) NOT NULL,
+    "value" TEXT,
+    "readonly" INTEGER NOT NULL,
+    "updated_at" TEXT NOT NULL,
+    FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE
+);
+
 CREATE TABLE "transaction" (
     "id" INTEGER NOT NULL PRIMARY KEY,
     "station_id" VARCHAR(48) NOT NULL,
@@ -152,6 +162,10 @@ CREATE INDEX "meter_sample_transaction_id" ON "meter_sample" ("transaction_id");
 CREATE INDEX "station_event_station_id" ON "station_event" ("station_id");
 
 CREATE INDEX "station_event_station_id_action_received_at" ON "station_event" ("station_id", "action", "received_at");
+
+CREATE INDEX "station_setting_station_id" ON "station_setting" ("station_id");
+
+CREATE UNIQUE INDEX "station_setting_station_id_key" ON "station_setting" ("station_id", "key");
 
 CREATE INDEX "transaction_event_record_transaction_id" ON "transaction_event_record" ("transaction_id");
 

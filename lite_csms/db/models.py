@@ -202,6 +202,19 @@ class Command(BaseModel):
         indexes = ((("station", "status", "created_at"), False),)
 
 
+class StationSetting(BaseModel):
+    """A charger's configuration as it last reported it: 1.6 keys, 2.x Component.Variable."""
+
+    station = pw.ForeignKeyField(Station, backref="settings", on_delete="CASCADE")
+    key = pw.CharField(max_length=160)
+    value = pw.TextField(null=True)
+    readonly = pw.BooleanField(default=False)
+    updated_at = UtcDateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("station", "key"), True),)
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     Station,
     Connector,
@@ -212,4 +225,5 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     MeterSample,
     StationEvent,
     Command,
+    StationSetting,
 )

@@ -17,9 +17,12 @@ import trio
 
 from lite_csms.db.writer import StoreWriter
 from lite_csms.handlers import commands as log_
+from lite_csms.handlers import settings
 from lite_csms.net.connection import StationConnection
 from lite_csms.ocppj import timestamps
 from lite_csms.ocppj.session import CallAnswered, CallFailed, InvalidOutbound
+from lite_csms.operations.catalogue import Request
+from lite_csms.operations.effects import settings_learned
 
 log = logging.getLogger("lite_csms.commands")
 
@@ -91,9 +94,18 @@ class CommandSender:
         finally:
             with trio.CancelScope(shield=True):
                 await self._store.run(partial(
-                    log_.finish, command_id, outcome.status, timestamps.now_utc(),
-                    outcome.result, outcome.error_code, outcome.error_description))
+                    _record, connection.station_id, command_id, Request(action, payload),
+                    outcome))
         return outcome
+
+
+def _record(station_id: str, command_id: int, request: Request, outcome: CommandOutcome
+            ) -> None:
+    now = timestamps.now_utc()
+    log_.finish(command_id, outcome.status, now, outcome.result, outcome.error_code,
+                outcome.error_description)
+    if outcome.status == "answered" and outcome.result is not None:
+        settings.store(station_id, settings_learned(request, outcome.result), now)
 
 
 def _outcome(command_id: int, answer: CallAnswered | CallFailed) -> CommandOutcome:

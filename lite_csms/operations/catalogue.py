@@ -1,0 +1,112 @@
+"""The CALL each remote operation sends, for 1.6 and for 2.x (2.0.1 and 2.1 share shapes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lite_csms.ocppj.versions import Version
+
+Payload = dict[str, Any]
+
+
+class OperationError(ValueError):
+    """The operation cannot be expressed for this station (bad key, missing argument)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    action: str
+    payload: Payload
+
+
+def remote_start(version: Version, connector: int, id_token: str, remote_start_id: int
+                 ) -> Request:
+    if version is Version.OCPP16:
+        return Request("RemoteStartTransaction", {"connectorId": connector, "idTag": id_token})
+    return Request("RequestStartTransaction", {
+        "evseId": connector, "remoteStartId": remote_start_id,
+        # Central: the CSMS vouches for this token; the charger need not authorize it again.
+        "idToken": {"idToken": id_token, "type": "Central"},
+    })
+
+
+def remote_stop(version: Version, transaction_id: int, station_tx_id: str | None) -> Request:
+    if version is Version.OCPP16:
+        return Request("RemoteStopTransaction", {"transactionId": transaction_id})
+    if station_tx_id is None:
+        raise OperationError(f"transaction {transaction_id} has no station transaction id")
+    return Request("RequestStopTransaction", {"transactionId": station_tx_id})
+
+
+def reset(version: Version, hard: bool) -> Request:
+    if version is Version.OCPP16:
+        return Request("Reset", {"type": "Hard" if hard else "Soft"})
+    return Request("Reset", {"type": "Immediate" if hard else "OnIdle"})
+
+
+def change_availability(version: Version, connector: int, operative: bool) -> Request:
+    status = "Operative" if operative else "Inoperative"
+    if version is Version.OCPP16:
+        return Request("ChangeAvailability", {"connectorId": connector, "type": status})
+    payload: Payload = {"operationalStatus": status}
+    if connector:
+        payload["evse"] = {"id": connector}
+    return Request("ChangeAvailability", payload)
+
+
+def unlock(version: Version, connector: int) -> Request:
+    if version is Version.OCPP16:
+        return Request("UnlockConnector", {"connectorId": connector})
+    return Request("UnlockConnector", {"evseId": connector, "connectorId": 1})
+
+
+def clear_cache(version: Version) -> Request:
+    return Request("ClearCache", {})
+
+
+def trigger(version: Version, message: str, connector: int | None) -> Request:
+    if version is Version.OCPP16:
+        payload: Payload = {"requestedMessage": message}
+        if connector is not None:
+            payload["connectorId"] = connector
+        return Request("TriggerMessage", payload)
+    payload = {"requestedMessage": message}
+    if connector is not None:
+        payload["evse"] = {"id": connector}
+    return Request("TriggerMessage", payload)
+
+
+def data_transfer(version: Version, vendor_id: str, message_id: str | None, data: Any
+                  ) -> Request:
+    payload: Payload = {"vendorId": vendor_id}
+    if message_id is not None:
+        payload["messageId"] = message_id
+    if data is not None:
+        # 1.6 carries data as a string; 2.x takes any JSON value.
+        payload["data"] = data if version.is_2x or isinstance(data, str) else str(data)
+    return Request("DataTransfer", payload)
+
+
+def split_variable(key: str) -> Payload:
+    """2.x keys are written Component.Variable, e.g. OCPPCommCtrlr.HeartbeatInterval."""
+    component, dot, variable = key.partition(".")
+    if not dot or not component or not variable:
+        raise OperationError(f"2.x keys are Component.Variable, got {key!r}")
+    return {"component": {"name": component}, "variable": {"name": variable}}
+
+
+def get_config(version: Version, keys: list[str]) -> Request:
+    if version is Version.OCPP16:
+        return Request("GetConfiguration", {"key": keys} if keys else {})
+    if not keys:
+        raise OperationError("2.x stations need explicit Component.Variable keys "
+                             "(a full report comes from GetBaseReport)")
+    return Request("GetVariables", {"getVariableData": [split_variable(k) for k in keys]})
+
+
+def set_config(version: Version, key: str, value: str) -> Request:
+    if version is Version.OCPP16:
+        return Request("ChangeConfiguration", {"key": key, "value": value})
+    return Request("SetVariables", {"setVariableData": [
+        {**split_variable(key), "attributeValue": value}]})

@@ -1,0 +1,138 @@
+"""Remote operations: valid CALLs for every version, and their effects, against the simulator."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import trio
+
+from lite_csms.ocppj.session import RpcSession
+from lite_csms.ocppj.versions import Version
+from lite_csms.operations import catalogue as ops
+from lite_csms.operations.effects import settings_learned
+from tests.conftest import REPO, start_in_process
+from tests.test_server import query, register
+
+ALL_VERSIONS = list(Version)
+
+
+def every_request(version: Version) -> list[ops.Request]:
+    v2 = version.is_2x
+    key = "OCPPCommCtrlr.HeartbeatInterval" if v2 else "HeartbeatInterval"
+    return [
+        ops.remote_start(version, 1, "GUEST-42", 7),
+        ops.remote_stop(version, 12, "TX-1"),
+        ops.reset(version, hard=True),
+        ops.reset(version, hard=False),
+        ops.change_availability(version, 0, operative=False),
+        ops.change_availability(version, 2, operative=True),
+        ops.unlock(version, 1),
+        ops.clear_cache(version),
+        ops.trigger(version, "StatusNotification", 1),
+        ops.trigger(version, "Heartbeat", None),
+        ops.data_transfer(version, "com.example", "ping", {"a": 1} if v2 else "x"),
+        ops.get_config(version, [key]),
+        ops.set_config(version, key, "900"),
+    ]
+
+
+@pytest.mark.parametrize("version", ALL_VERSIONS)
+def test_every_operation_is_schema_valid(version: Version) -> None:
+    for request in every_request(version):
+        session = RpcSession(version)
+        session.start_call(request.action, request.payload, now=0)  # raises if invalid
+
+
+def test_keys_and_stops_that_cannot_be_expressed() -> None:
+    with pytest.raises(ops.OperationError):
+        ops.set_config(Version.OCPP201, "HeartbeatInterval", "60")
+    with pytest.raises(ops.OperationError):
+        ops.get_config(Version.OCPP201, [])
+    with pytest.raises(ops.OperationError):
+        ops.remote_stop(Version.OCPP201, 3, None)
+    assert ops.get_config(Version.OCPP16, []).payload == {}
+
+
+def test_settings_learned_from_answers() -> None:
+    get16 = ops.get_config(Version.OCPP16, [])
+    answer = {"configurationKey": [{"key": "HeartbeatInterval", "readonly": False,
+                                    "value": "300"}, {"key": "NumberOfConnectors",
+                                                      "readonly": True, "value": "2"}]}
+    assert settings_learned(get16, answer) == [("HeartbeatInterval", "300", False),
+                                               ("NumberOfConnectors", "2", True)]
+    change = ops.set_config(Version.OCPP16, "MeterValueSampleInterval", "900")
+    assert settings_learned(change, {"status": "Rejected"}) == []
+    assert settings_learned(change, {"status": "Accepted"}) == [
+        ("MeterValueSampleInterval", "900", False)]
+    set2 = ops.set_config(Version.OCPP201, "OCPPCommCtrlr.HeartbeatInterval", "900")
+    result = {"setVariableResult": [{"attributeStatus": "Accepted", "component": {
+        "name": "OCPPCommCtrlr"}, "variable": {"name": "HeartbeatInterval"}}]}
+    assert settings_learned(set2, result) == [("OCPPCommCtrlr.HeartbeatInterval", "900", False)]
+
+
+async def wait_connected(csms, station_id: str) -> None:
+    with trio.fail_after(15):
+        while not (station_id in csms.server.connections
+                   and csms.server.connections[station_id].accepted.is_set()):
+            await trio.sleep(0.05)
+
+
+async def until(csms, sql: str, expected: list, *args: object) -> None:
+    with trio.fail_after(10):
+        while query(csms, sql, *args) != expected:
+            await trio.sleep(0.05)
+
+
+@pytest.mark.parametrize(("protocol", "key"), [
+    ("ocpp1.6", "HeartbeatInterval"),
+    ("ocpp2.0.1", "OCPPCommCtrlr.HeartbeatInterval"),
+    ("ocpp2.1", "OCPPCommCtrlr.HeartbeatInterval"),
+])
+async def test_operations_against_the_simulator(nursery, tmp_path, protocol, key) -> None:
+    csms = await start_in_process(nursery, tmp_path)
+    station = "SIM-OPS"
+    await register(csms, station)
+    from lite_csms.db.models import IdToken
+    await csms.server.store.run(lambda: IdToken.create(token="GUEST-42"))
+    simulator = [sys.executable, str(REPO / "tools" / "station_sim.py"),
+                 "--url", f"ws://127.0.0.1:{csms.port}/ocpp", "--id", station,
+                 "--protocol", protocol, "--scenario", "boot", "--linger", "inf",
+                 "--time-scale", "20"]
+    async with trio.open_nursery() as sim_nursery:
+        sim_nursery.start_soon(lambda: trio.run_process(
+            simulator, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False))
+        await wait_connected(csms, station)
+        # The boot answer sets the heartbeat interval: change it only after the boot is done.
+        await until(csms, "SELECT count(*) FROM connector", [(1,)])
+        version = csms.server.connections[station].ctx.version
+        send = csms.server.commands.send
+
+        async def run(request: ops.Request) -> dict:
+            outcome = await send(station, request.action, request.payload, requested_by="test")
+            assert outcome.status == "answered", outcome
+            return outcome.result
+
+        changed = await run(ops.set_config(version, key, "900"))
+        assert "Accepted" in str(changed)
+        await until(csms, "SELECT value FROM station_setting WHERE key = ?", [("900",)], key)
+        got = await run(ops.get_config(version, [key]))
+        assert "900" in str(got)
+        started = await run(ops.remote_start(version, 1, "GUEST-42", 1))
+        assert started["status"] == "Accepted"
+        await until(csms, 'SELECT count(*) FROM "transaction" WHERE stopped_at IS NULL', [(1,)])
+        tx_id, station_tx_id = query(csms, 'SELECT id, station_tx_id FROM "transaction"')[0]
+        stopped = await run(ops.remote_stop(version, tx_id, station_tx_id))
+        assert stopped["status"] == "Accepted"
+        await until(csms, 'SELECT count(*) FROM "transaction" WHERE stopped_at IS NULL', [(0,)])
+        assert (await run(ops.unlock(version, 1)))["status"] in ("Unlocked", "UnlockFailed")
+        assert (await run(ops.clear_cache(version)))["status"] == "Accepted"
+        assert (await run(ops.change_availability(version, 1, operative=False)))[
+            "status"] == "Accepted"
+        assert (await run(ops.trigger(version, "Heartbeat", None)))["status"] == "Accepted"
+        assert (await run(ops.data_transfer(version, "com.example", None, None)))[
+            "status"] == "UnknownVendorId"
+        sim_nursery.cancel_scope.cancel()
+    rows = query(csms, "SELECT count(*), sum(status = 'answered') FROM command")
+    assert rows == [(9, 9)]
