@@ -45,6 +45,11 @@ class Settings:
     tcp_user_timeout: int = 120
     last_seen_flush_interval: float = 60.0
     log_level: str = "INFO"
+    # The admin HTTP API; loopback only unless the operator decides otherwise. 0 = off.
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 9001
+    # Used by the CLI's remote commands to call the admin API (or LITE_CSMS_API_KEY).
+    api_key: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from lite_csms import passwords
 from lite_csms.cli.output import CliError, emit, emit_one
-from lite_csms.db.models import Connector, Station
+from lite_csms.db.models import Station
 from lite_csms.net.handshake import InvalidStationId, check_station_id
+from lite_csms.views import connector_rows, station_row
 
 COLUMNS = ["id", "registration", "online", "protocol", "vendor", "model", "last_seen_at"]
 
@@ -49,20 +49,10 @@ def _get(station_id: str) -> Station:
     return station
 
 
-def _row(station: Station) -> dict[str, Any]:
-    return {
-        "id": station.id, "registration": station.registration, "online": station.online,
-        "protocol": station.protocol, "vendor": station.vendor, "model": station.model,
-        "serial_number": station.serial_number, "firmware_version": station.firmware_version,
-        "password": station.password_hash is not None,
-        "last_boot_at": station.last_boot_at, "last_seen_at": station.last_seen_at,
-    }
-
-
 def run(args: argparse.Namespace) -> int:
     command = args.station_command
     if command == "list":
-        emit([_row(s) for s in Station.select().order_by(Station.id)], COLUMNS,
+        emit([station_row(s) for s in Station.select().order_by(Station.id)], COLUMNS,
              as_json=args.json)
         return 0
     station_id = _valid_id(args.station_id)
@@ -78,12 +68,8 @@ def run(args: argparse.Namespace) -> int:
             print("(shown once; the charger sends it as HTTP Basic auth, user = station id)")
     elif command == "show":
         station = _get(station_id)
-        record = _row(station)
-        record["connectors"] = [
-            {"evse": c.evse_id, "connector": c.connector_id, "status": c.status,
-             "error": c.error_code, "since": c.status_at}
-            for c in station.connectors.order_by(Connector.evse_id, Connector.connector_id)
-        ]
+        record = station_row(station)
+        record["connectors"] = connector_rows(station)
         emit_one(record, as_json=args.json)
     elif command == "remove":
         _get(station_id).delete_instance(recursive=True)

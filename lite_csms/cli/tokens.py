@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from lite_csms.cli.output import CliError, emit
 from lite_csms.db.models import IdToken
 from lite_csms.ocppj import timestamps
+from lite_csms.views import token_row
 
 COLUMNS = ["token", "type", "status", "expires_at", "group"]
 STATUSES = ("Accepted", "Blocked", "Expired", "Invalid")
@@ -28,11 +28,6 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
         "token")
 
 
-def _row(token: IdToken) -> dict[str, Any]:
-    return {"token": token.token, "type": token.token_type, "status": token.status,
-            "expires_at": token.expires_at, "group": token.group_token}
-
-
 def _check_token(raw: str) -> str:
     # 1.6 idTag is at most 20 characters, 2.x idToken 36; store what the longer one allows.
     if not raw or len(raw) > 36 or not raw.isprintable():
@@ -43,7 +38,7 @@ def _check_token(raw: str) -> str:
 def run(args: argparse.Namespace) -> int:
     command = args.token_command
     if command == "list":
-        emit([_row(t) for t in IdToken.select().order_by(IdToken.token)], COLUMNS,
+        emit([token_row(t) for t in IdToken.select().order_by(IdToken.token)], COLUMNS,
              as_json=args.json)
         return 0
     value = _check_token(args.token)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from lite_csms.cli.output import CliError, emit, emit_one
-from lite_csms.db.models import MeterSample, Transaction
+from lite_csms.db.models import Transaction
+from lite_csms.views import sample_rows, transaction_row
 
 COLUMNS = ["id", "station", "evse", "token", "started_at", "stopped_at", "energy_kwh", "reason"]
 
@@ -24,18 +24,6 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     show.add_argument("--json", action="store_true")
 
 
-def _row(tx: Transaction) -> dict[str, Any]:
-    energy = tx.energy_wh
-    return {
-        "id": tx.id, "station": tx.station_id, "station_tx_id": tx.station_tx_id,
-        "evse": tx.evse_id, "connector": tx.connector_id, "token": tx.id_token,
-        "auth_status": tx.auth_status, "started_at": tx.started_at, "stopped_at": tx.stopped_at,
-        "meter_start_wh": tx.meter_start_wh, "meter_stop_wh": tx.meter_stop_wh,
-        "energy_wh": energy, "energy_kwh": None if energy is None else energy / 1000,
-        "reason": tx.stop_reason, "offline": tx.offline, "seq_no_gaps": tx.seq_no_gaps,
-    }
-
-
 def run(args: argparse.Namespace) -> int:
     if args.tx_command == "list":
         query = Transaction.select().order_by(Transaction.started_at.desc(), Transaction.id.desc())
@@ -43,16 +31,13 @@ def run(args: argparse.Namespace) -> int:
             query = query.where(Transaction.station == args.station)
         if args.active:
             query = query.where(Transaction.stopped_at.is_null())
-        emit([_row(t) for t in query.limit(max(1, args.limit))], COLUMNS, as_json=args.json)
+        rows = [transaction_row(t) for t in query.limit(max(1, args.limit))]
+        emit(rows, COLUMNS, as_json=args.json)
         return 0
     tx = Transaction.get_or_none(Transaction.id == args.transaction_id)
     if tx is None:
         raise CliError(f"no transaction {args.transaction_id}")
-    record = _row(tx)
-    record["samples"] = [
-        {"timestamp": s.timestamp, "measurand": s.measurand, "value": s.value, "unit": s.unit,
-         "phase": s.phase or None, "context": s.context or None}
-        for s in tx.samples.order_by(MeterSample.timestamp, MeterSample.id)
-    ]
+    record = transaction_row(tx)
+    record["samples"] = sample_rows(tx)
     emit_one(record, as_json=args.json)
     return 0

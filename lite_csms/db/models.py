@@ -215,6 +215,16 @@ class StationSetting(BaseModel):
         indexes = ((("station", "key"), True),)
 
 
+class ApiKey(BaseModel):
+    """An admin API key: only its SHA-256 is kept (the key itself is 256 random bits)."""
+
+    name = pw.CharField(unique=True, max_length=64)
+    key_hash = pw.CharField(unique=True, max_length=64)
+    created_at = UtcDateTimeField(default=utcnow)
+    revoked_at = UtcDateTimeField(null=True)
+    last_used_at = UtcDateTimeField(null=True)
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     Station,
     Connector,
@@ -226,4 +236,5 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     StationEvent,
     Command,
     StationSetting,
+    ApiKey,
 )

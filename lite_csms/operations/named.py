@@ -1,0 +1,72 @@
+"""Operations by name, with their arguments as JSON: what the API and the CLI ask for."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from lite_csms.ocppj.versions import Version
+from lite_csms.operations import catalogue as ops
+from lite_csms.operations.catalogue import OperationError, Request
+
+# Looks up (our transaction id) -> the station's own transaction id, for 2.x stops.
+StationTxLookup = Callable[[int], str | None]
+
+
+def _int(args: dict[str, Any], name: str, default: int | None = None) -> int:
+    value = args.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise OperationError(f"{name} must be an integer")
+    return value
+
+
+def _str(args: dict[str, Any], name: str) -> str:
+    value = args.get(name)
+    if not isinstance(value, str) or not value:
+        raise OperationError(f"{name} must be a non-empty string")
+    return value
+
+
+def _bool(args: dict[str, Any], name: str, default: bool) -> bool:
+    value = args.get(name, default)
+    if not isinstance(value, bool):
+        raise OperationError(f"{name} must be true or false")
+    return value
+
+
+def build(version: Version, name: str, args: dict[str, Any], lookup: StationTxLookup,
+          remote_start_id: int) -> Request:
+    if name == "remote-start":
+        return ops.remote_start(version, _int(args, "connector", 1), _str(args, "token"),
+                                remote_start_id)
+    if name == "remote-stop":
+        tx = _int(args, "transaction")
+        return ops.remote_stop(version, tx, lookup(tx))
+    if name == "reset":
+        return ops.reset(version, _bool(args, "hard", False))
+    if name == "change-availability":
+        return ops.change_availability(version, _int(args, "connector", 0),
+                                       _bool(args, "operative", True))
+    if name == "unlock":
+        return ops.unlock(version, _int(args, "connector", 1))
+    if name == "clear-cache":
+        return ops.clear_cache(version)
+    if name == "trigger":
+        connector = args.get("connector")
+        return ops.trigger(version, _str(args, "message"),
+                           None if connector is None else _int(args, "connector"))
+    if name == "data-transfer":
+        return ops.data_transfer(version, _str(args, "vendor_id"), args.get("message_id"),
+                                 args.get("data"))
+    if name == "get-config":
+        keys = args.get("keys", [])
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise OperationError("keys must be a list of strings")
+        return ops.get_config(version, keys)
+    if name == "set-config":
+        return ops.set_config(version, _str(args, "key"), _str(args, "value"))
+    raise OperationError(f"unknown operation {name!r}")
+
+
+NAMES = ("remote-start", "remote-stop", "reset", "change-availability", "unlock",
+         "clear-cache", "trigger", "data-transfer", "get-config", "set-config")
