@@ -3,6 +3,15 @@
 -- The server creates these itself; this file is for reading, reviewing and other tools.
 -- Times are ISO 8601 text in UTC with milliseconds; booleans are 0/1.
 
+CREATE TABLE "api_key" (
+    "id" INTEGER NOT NULL PRIMARY KEY,
+    "name" VARCHAR(64) NOT NULL,
+    "key_hash" VARCHAR(64) NOT NULL,
+    "created_at" TEXT NOT NULL,
+    "revoked_at" TEXT,
+    "last_used_at" TEXT
+);
+
 CREATE TABLE "command" (
     "id" INTEGER NOT NULL PRIMARY KEY,
     "station_id" VARCHAR(48) NOT NULL,
@@ -138,6 +147,10 @@ CREATE TABLE "transaction_event_record" (
     "offline" INTEGER NOT NULL,
     FOREIGN KEY ("transaction_id") REFERENCES "transaction" ("id") ON DELETE CASCADE
 );
+
+CREATE UNIQUE INDEX "api_key_key_hash" ON "api_key" ("key_hash");
+
+CREATE UNIQUE INDEX "api_key_name" ON "api_key" ("name");
 
 CREATE INDEX "command_station_id" ON "command" ("station_id");
 
