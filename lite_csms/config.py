@@ -45,7 +45,8 @@ class Settings:
     tcp_user_timeout: int = 120
     last_seen_flush_interval: float = 60.0
     log_level: str = "INFO"
-    # The admin HTTP API; loopback only unless the operator decides otherwise. 0 = off.
+    # The admin HTTP API; loopback only unless the operator decides otherwise.
+    admin_enabled: bool = True
     admin_host: str = "127.0.0.1"
     admin_port: int = 9001
     # Used by the CLI's remote commands to call the admin API (or LITE_CSMS_API_KEY).
@@ -98,8 +99,9 @@ def _check(settings: Settings) -> Settings:
     unknown = [p for p in settings.subprotocols if p not in SUPPORTED_SUBPROTOCOLS]
     if unknown or not settings.subprotocols:
         raise ConfigError(f"subprotocols: unsupported {unknown or 'empty list'}")
-    if not 0 <= settings.port < 65536:
-        raise ConfigError(f"port: {settings.port} is out of range")
+    for name in ("port", "admin_port"):
+        if not 0 <= getattr(settings, name) < 65536:
+            raise ConfigError(f"{name}: {getattr(settings, name)} is out of range")
     if settings.max_message_size < 1024:
         raise ConfigError("max_message_size: at least 1024 bytes")
     return settings

@@ -60,7 +60,7 @@ def start_csms_process(tmp_path: Path, *extra: str) -> CsmsProcess:
     log_file = log_path.open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "lite_csms", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--database", str(database), *extra],
+         "--database", str(database), "--admin-port", "0", *extra],
         stdout=log_file, stderr=subprocess.STDOUT, cwd=tmp_path,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
@@ -110,7 +110,8 @@ async def start_in_process(
 ) -> CsmsInProcess:
     database = tmp_path / "csms.sqlite3"
     settings = config.load(environ={}, overrides={
-        "host": "127.0.0.1", "port": 0, "database": str(database), **overrides,
+        "host": "127.0.0.1", "port": 0, "admin_port": 0, "database": str(database),
+        **overrides,
     })
     db = open_database(database)
     server = CsmsServer(settings, db)

@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--auto-register", action="store_true", default=None,
                        help="keep unknown stations as pending instead of refusing them")
     serve.add_argument("--ws-ping-interval", type=float)
+    serve.add_argument("--admin-port", type=int, help="admin HTTP API port (default 9001)")
     serve.add_argument("--log-level")
     stations.add_parsers(sub, common)
     tokens.add_parsers(sub, common)
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace) -> config.Settings:
     overrides = {"database": getattr(args, "database", None)}
     for name in ("host", "port", "heartbeat_interval", "auto_register", "ws_ping_interval",
-                 "log_level"):
+                 "log_level", "admin_port"):
         overrides[name] = getattr(args, name, None)
     return config.load(getattr(args, "config", None), overrides=overrides)
 

@@ -56,6 +56,7 @@ class CsmsServer:
             self.handle_request,
         )
         self.ports: list[int] = []
+        self.admin_port: int | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[list[int]] = trio.TASK_STATUS_IGNORED
                   ) -> None:
@@ -67,11 +68,30 @@ class CsmsServer:
                     listeners = await nursery.start(self.listener.serve)
                     self.ports = sorted({lst.socket.getsockname()[1] for lst in listeners})
                     nursery.start_soon(self._flush_last_seen)
+                    if self.settings.admin_enabled:
+                        self.admin_port = await nursery.start(self._serve_admin)
                     log.info("serving OCPP-J on %s port %s", self.settings.host, self.ports)
                     task_status.started(self.ports)
             finally:
                 # Only now: the connections above have written their last state.
                 self.store.close()
+
+    async def _serve_admin(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+                           ) -> None:
+        from hypercorn.config import Config
+        from hypercorn.trio import serve
+
+        from lite_csms.admin.app import build_app
+
+        config = Config()
+        config.bind = [f"{self.settings.admin_host}:{self.settings.admin_port}"]
+        config.accesslog = None
+        config.errorlog = logging.getLogger("lite_csms.admin")
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(partial(serve, build_app(self), config))
+            port = int(binds[0].rsplit(":", 1)[1])
+            log.info("admin API on http://%s:%d", self.settings.admin_host, port)
+            task_status.started(port)
 
     async def _flush_last_seen(self) -> None:
         # Presence is kept in memory and written in one batch a minute: a row update per

@@ -1,0 +1,183 @@
+"""Admin HTTP API routes. Every resource needs an API key (`Authorization: Bearer <key>`)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from lite_csms.admin import keys, queries
+from lite_csms.admin.openapi import DOCUMENT
+from lite_csms.net.commands import StationOffline
+from lite_csms.ocppj import timestamps
+from lite_csms.ocppj.versions import SUPPORTED_SUBPROTOCOLS
+from lite_csms.operations.catalogue import OperationError
+from lite_csms.operations.named import build
+
+if TYPE_CHECKING:
+    from lite_csms.net.server import CsmsServer
+
+MAX_BODY = 64 * 1024
+MAX_QUEUE_TTL = 7 * 24 * 3600
+
+
+class JsonResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def _error(status: int, message: str) -> JsonResponse:
+    return JsonResponse({"error": message}, status_code=status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return _error(exc.status_code, str(exc.detail))
+
+
+def build_app(server: CsmsServer) -> Starlette:
+    store = server.store
+
+    async def caller(request: Request) -> str:
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not key:
+            raise HTTPException(401, "an API key is required: Authorization: Bearer <key>")
+        name = await store.run(partial(keys.check, key.strip(), timestamps.now_utc()))
+        if name is None:
+            raise HTTPException(401, "unknown or revoked API key")
+        return name
+
+    async def body(request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        if len(raw) > MAX_BODY:
+            raise HTTPException(413, "request body too large")
+        try:
+            value = orjson.loads(raw or b"{}")
+        except orjson.JSONDecodeError:
+            raise HTTPException(400, "the body is not valid JSON") from None
+        if not isinstance(value, dict):
+            raise HTTPException(400, "the body must be a JSON object")
+        return value
+
+    async def found(work: Any) -> Any:
+        value = await store.run(work)
+        if value is None:
+            raise HTTPException(404, "not found")
+        return value
+
+    async def stations(request: Request) -> Response:
+        await caller(request)
+        return JsonResponse(await store.run(queries.stations))
+
+    async def station(request: Request) -> Response:
+        await caller(request)
+        return JsonResponse(await found(partial(queries.station, request.path_params["id"])))
+
+    async def tokens(request: Request) -> Response:
+        await caller(request)
+        if request.method == "GET":
+            return JsonResponse(await store.run(queries.tokens))
+        data = await body(request)
+        try:
+            created = await store.run(partial(queries.add_token, data))
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return JsonResponse(created, status_code=201)
+
+    async def transactions(request: Request) -> Response:
+        await caller(request)
+        params = request.query_params
+        try:
+            limit = min(max(int(params.get("limit", "50")), 1), 1000)
+        except ValueError:
+            raise HTTPException(400, "limit must be an integer") from None
+        return JsonResponse(await store.run(partial(
+            queries.transactions, params.get("station"), params.get("active") == "true",
+            limit)))
+
+    async def transaction(request: Request) -> Response:
+        await caller(request)
+        try:
+            tx_id = int(request.path_params["id"])
+        except ValueError:
+            raise HTTPException(404, "not found") from None
+        return JsonResponse(await found(partial(queries.transaction, tx_id)))
+
+    async def station_commands(request: Request) -> Response:
+        who = await caller(request)
+        station_id = request.path_params["id"]
+        if request.method == "GET":
+            return JsonResponse(await store.run(partial(queries.commands, station_id)))
+        return await send_command(station_id, await body(request), who)
+
+    async def send_command(station_id: str, data: dict[str, Any], who: str) -> Response:
+        protocol = await found(partial(queries.station_protocol, station_id))
+        connection = server.connections.get(station_id)
+        version = (connection.ctx.version if connection is not None
+                   else SUPPORTED_SUBPROTOCOLS.get(protocol))
+        if version is None:
+            raise HTTPException(409, "the station has never connected: its OCPP version is "
+                                     "unknown")
+        args = data.get("args", {})
+        queue = data.get("queue", False)
+        ttl = data.get("ttl", 3600)
+        if not isinstance(args, dict) or not isinstance(queue, bool):
+            raise HTTPException(422, "args must be an object and queue true or false")
+        if not isinstance(ttl, int) or not 0 < ttl <= MAX_QUEUE_TTL:
+            raise HTTPException(422, f"ttl must be 1 to {MAX_QUEUE_TTL} seconds")
+        station_tx_ids: dict[int, str | None] = {}
+        if isinstance(args.get("transaction"), int):
+            tx_id = args["transaction"]
+            known, station_tx_ids[tx_id] = await store.run(
+                partial(queries.station_tx_id, station_id, tx_id))
+            if not known:
+                raise HTTPException(404, f"station {station_id} has no transaction {tx_id}")
+        try:
+            req = build(version, str(data.get("operation", "")), args, station_tx_ids.get,
+                        remote_start_id=await store.run(queries.next_remote_start_id))
+        except OperationError as exc:
+            raise HTTPException(422, str(exc)) from None
+        try:
+            outcome = await server.commands.send(
+                station_id, req.action, req.payload, requested_by=f"api:{who}", queue=queue,
+                ttl=timedelta(seconds=ttl))
+        except StationOffline as exc:
+            raise HTTPException(409, f"{exc}; send with \"queue\": true to queue it") from None
+        status = {"queued": 202, "timeout": 504}.get(outcome.status, 200)
+        return JsonResponse({"command_id": outcome.command_id, "action": req.action,
+                             "status": outcome.status, "result": outcome.result,
+                             "error_code": outcome.error_code,
+                             "error_description": outcome.error_description},
+                            status_code=status)
+
+    async def command(request: Request) -> Response:
+        await caller(request)
+        try:
+            command_id = int(request.path_params["id"])
+        except ValueError:
+            raise HTTPException(404, "not found") from None
+        return JsonResponse(await found(partial(queries.command, command_id)))
+
+    async def openapi(request: Request) -> Response:
+        return JsonResponse(DOCUMENT)
+
+    routes = [
+        Route("/openapi.json", openapi),
+        Route("/stations", stations),
+        Route("/stations/{id}", station),
+        Route("/stations/{id}/commands", station_commands, methods=["GET", "POST"]),
+        Route("/commands/{id}", command),
+        Route("/tokens", tokens, methods=["GET", "POST"]),
+        Route("/transactions", transactions),
+        Route("/transactions/{id}", transaction),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})

@@ -1,0 +1,106 @@
+"""The OpenAPI 3.1 description of the admin API, served at /openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lite_csms import __version__
+from lite_csms.operations.named import NAMES
+
+
+def _ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description}
+    if schema is not None:
+        response["content"] = {"application/json": {"schema": schema}}
+    return response
+
+
+_ERROR = _ok("error", {"$ref": "#/components/schemas/Error"})
+_OBJECT = {"type": "object"}
+_LIST = {"type": "array", "items": _OBJECT}
+_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+
+_COMMAND_REQUEST = {
+    "type": "object",
+    "required": ["operation"],
+    "properties": {
+        "operation": {"type": "string", "enum": list(NAMES)},
+        "args": {
+            "type": "object",
+            "description": "remote-start: connector, token; remote-stop: transaction; "
+                           "reset: hard; change-availability: connector, operative; "
+                           "unlock: connector; trigger: message, connector; data-transfer: "
+                           "vendor_id, message_id, data; get-config: keys; set-config: key, "
+                           "value. 2.x keys are Component.Variable.",
+        },
+        "queue": {"type": "boolean", "default": False,
+                  "description": "if the station is offline, deliver when it reconnects"},
+        "ttl": {"type": "integer", "default": 3600, "description": "queue expiry, seconds"},
+    },
+}
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "lite-csms admin API", "version": __version__},
+    "security": [{"apiKey": []}],
+    "components": {
+        "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer",
+                                       "description": "a key from `lite-csms apikey add`"}},
+        "schemas": {
+            "Error": {"type": "object", "required": ["error"],
+                      "properties": {"error": {"type": "string"}}},
+            "CommandRequest": _COMMAND_REQUEST,
+        },
+    },
+    "paths": {
+        "/stations": {"get": {"summary": "list stations",
+                              "responses": {"200": _ok("stations", _LIST), "401": _ERROR}}},
+        "/stations/{id}": {"get": {
+            "summary": "a station with its connectors and configuration", "parameters": _ID,
+            "responses": {"200": _ok("station", _OBJECT), "401": _ERROR, "404": _ERROR}}},
+        "/stations/{id}/commands": {
+            "get": {"summary": "the station's command history, newest first",
+                    "parameters": _ID, "responses": {"200": _ok("commands", _LIST),
+                                                     "401": _ERROR}},
+            "post": {
+                "summary": "send an operation to the station and wait for its answer",
+                "parameters": _ID,
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/CommandRequest"}}}},
+                "responses": {
+                    "200": _ok("answered (status answered) or refused (status error)",
+                               _OBJECT),
+                    "202": _ok("queued until the station reconnects", _OBJECT),
+                    "401": _ERROR, "404": _ERROR,
+                    "409": _ok("station offline and queue not asked for",
+                               {"$ref": "#/components/schemas/Error"}),
+                    "422": _ERROR, "504": _ok("no answer in time", _OBJECT)}}},
+        "/commands/{id}": {"get": {"summary": "one command and its outcome",
+                                   "parameters": _ID,
+                                   "responses": {"200": _ok("command", _OBJECT),
+                                                 "401": _ERROR, "404": _ERROR}}},
+        "/tokens": {
+            "get": {"summary": "list id tokens", "responses": {"200": _ok("tokens", _LIST),
+                                                               "401": _ERROR}},
+            "post": {"summary": "add an id token",
+                     "requestBody": {"required": True, "content": {"application/json": {
+                         "schema": {"type": "object", "required": ["token"], "properties": {
+                             "token": {"type": "string"}, "type": {"type": "string"},
+                             "status": {"type": "string"},
+                             "expires_at": {"type": "string", "format": "date-time"},
+                             "group": {"type": "string"}}}}}},
+                     "responses": {"201": _ok("created", _OBJECT), "401": _ERROR,
+                                   "422": _ERROR}}},
+        "/transactions": {"get": {
+            "summary": "charging sessions, newest first",
+            "parameters": [
+                {"name": "station", "in": "query", "schema": {"type": "string"}},
+                {"name": "active", "in": "query", "schema": {"type": "boolean"}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer"}}],
+            "responses": {"200": _ok("transactions", _LIST), "401": _ERROR}}},
+        "/transactions/{id}": {"get": {
+            "summary": "one session with its meter samples", "parameters": _ID,
+            "responses": {"200": _ok("transaction", _OBJECT), "401": _ERROR,
+                          "404": _ERROR}}},
+    },
+}
