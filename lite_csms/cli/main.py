@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import trio
 
 from lite_csms import config
-from lite_csms.cli import stations, tokens, transactions
+from lite_csms.cli import apikeys, stations, tokens, transactions
 from lite_csms.cli.output import CliError
 from lite_csms.db.database import DatabaseError, open_database
 
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     stations.add_parsers(sub, common)
     tokens.add_parsers(sub, common)
     transactions.add_parsers(sub, common)
+    apikeys.add_parsers(sub, common)
     return parser
 
 
@@ -85,7 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(settings)
         db = open_database(settings.database)
         try:
-            handler = {"station": stations.run, "token": tokens.run, "tx": transactions.run}
+            handler = {"station": stations.run, "token": tokens.run, "tx": transactions.run,
+                       "apikey": apikeys.run}
             return handler[args.command](args)
         finally:
             db.close()

@@ -1,0 +1,136 @@
+"""The admin HTTP API over real HTTP: keys, error shapes, resources and commands."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+import trio
+from trio_websocket import open_websocket_url
+
+from lite_csms.admin import keys
+from lite_csms.db.models import IdToken
+from tests.conftest import CsmsInProcess
+from tests.test_server import BOOT_16, register, rpc
+
+
+def _http(method: str, url: str, key: str | None, body: Any) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if key is not None:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+async def http(csms: CsmsInProcess, method: str, path: str, key: str | None = None,
+               body: Any = None) -> tuple[int, Any]:
+    # The server runs in this trio loop: a blocking client must run in a thread.
+    url = f"http://127.0.0.1:{csms.server.admin_port}{path}"
+    return await trio.to_thread.run_sync(_http, method, url, key, body)
+
+
+async def new_key(csms: CsmsInProcess, name: str = "ops") -> str:
+    return await csms.server.store.run(lambda: keys.create(name))
+
+
+async def test_no_anonymous_access_and_json_errors(csms: CsmsInProcess) -> None:
+    for key in (None, "lcs_not-a-real-key"):
+        status, body = await http(csms, "GET", "/stations", key)
+        assert status == 401 and "error" in body
+    key = await new_key(csms)
+    assert (await http(csms, "GET", "/stations", key)) == (200, [])
+    status, body = await http(csms, "GET", "/stations/NOPE", key)
+    assert status == 404 and body == {"error": "not found"}
+    status, body = await http(csms, "POST", "/tokens", key, ["not", "an", "object"])
+    assert status == 400 and "object" in body["error"]
+    from lite_csms.ocppj import timestamps
+
+    await csms.server.store.run(lambda: keys.revoke("ops", timestamps.now_utc()))
+    assert (await http(csms, "GET", "/stations", key))[0] == 401
+
+
+async def test_openapi_document(csms: CsmsInProcess) -> None:
+    status, doc = await http(csms, "GET", "/openapi.json")
+    assert status == 200 and doc["openapi"].startswith("3.")
+    assert "/stations/{id}/commands" in doc["paths"]
+    assert doc["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+
+
+async def test_tokens_and_transactions(csms: CsmsInProcess) -> None:
+    key = await new_key(csms)
+    status, token = await http(csms, "POST", "/tokens", key, {"token": "GUEST-42"})
+    assert status == 201 and token["status"] == "Accepted"
+    assert (await http(csms, "POST", "/tokens", key, {"token": "GUEST-42"}))[0] == 422
+    await register(csms, "API-1")
+    async with open_websocket_url(csms.url("API-1"), subprotocols=["ocpp1.6"]) as ws:
+        await rpc(ws, [2, "1", "BootNotification", BOOT_16])
+        started = await rpc(ws, [2, "2", "StartTransaction", {
+            "connectorId": 1, "idTag": "GUEST-42", "meterStart": 0,
+            "timestamp": "2026-11-21T10:00:00Z"}])
+        tx_id = started[2]["transactionId"]
+    status, listing = await http(csms, "GET", "/transactions?active=true", key)
+    assert status == 200 and [t["id"] for t in listing] == [tx_id]
+    status, tx = await http(csms, "GET", f"/transactions/{tx_id}", key)
+    assert tx["token"] == "GUEST-42" and tx["samples"] == []
+    status, station = await http(csms, "GET", "/stations/API-1", key)
+    assert station["vendor"] == "Acme" and station["online"] is False
+
+
+async def answer_calls(ws, answers: dict[str, dict]) -> None:
+    while True:
+        request = json.loads(await ws.get_message())
+        await ws.send_message(json.dumps([3, request[1], answers[request[2]]]))
+
+
+async def test_commands_live_offline_and_queued(csms: CsmsInProcess) -> None:
+    key = await new_key(csms)
+    await register(csms, "API-2")
+    await csms.server.store.run(lambda: IdToken.create(token="GUEST-42"))
+    path = "/stations/API-2/commands"
+    status, body = await http(csms, "POST", path, key, {"operation": "reset"})
+    assert status == 409 and "never connected" in body["error"]
+    async with open_websocket_url(csms.url("API-2"), subprotocols=["ocpp1.6"]) as ws:
+        await rpc(ws, [2, "1", "BootNotification", BOOT_16])
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(answer_calls, ws, {
+                "RemoteStartTransaction": {"status": "Accepted"},
+                "ChangeConfiguration": {"status": "Accepted"}})
+            status, body = await http(csms, "POST", path, key, {
+                "operation": "remote-start", "args": {"connector": 1, "token": "GUEST-42"}})
+            assert status == 200 and body["status"] == "answered"
+            assert body["action"] == "RemoteStartTransaction"
+            assert body["result"] == {"status": "Accepted"}
+            status, body = await http(csms, "POST", path, key, {
+                "operation": "set-config", "args": {"key": "HeartbeatInterval",
+                                                    "value": "900"}})
+            assert status == 200 and body["result"] == {"status": "Accepted"}
+            assert (await http(csms, "POST", path, key, {"operation": "teleport"}))[0] == 422
+            assert (await http(csms, "POST", path, key, {
+                "operation": "remote-stop", "args": {"transaction": 999}}))[0] == 404
+            nursery.cancel_scope.cancel()
+    status, station = await http(csms, "GET", "/stations/API-2", key)
+    assert station["settings"] == {"HeartbeatInterval": "900"}
+    status, body = await http(csms, "POST", path, key, {"operation": "clear-cache"})
+    assert status == 409 and "queue" in body["error"]
+    status, queued = await http(csms, "POST", path, key, {"operation": "clear-cache",
+                                                          "queue": True, "ttl": 600})
+    assert status == 202 and queued["status"] == "queued"
+    async with open_websocket_url(csms.url("API-2"), subprotocols=["ocpp1.6"]) as ws:
+        with trio.fail_after(5):
+            request = json.loads(await ws.get_message())
+        assert request[2] == "ClearCache"
+        await ws.send_message(json.dumps([3, request[1], {"status": "Accepted"}]))
+        with trio.fail_after(5):
+            while (await http(csms, "GET", f"/commands/{queued['command_id']}", key))[1][
+                    "status"] != "answered":
+                await trio.sleep(0.05)
+    status, history = await http(csms, "GET", path, key)
+    assert [c["action"] for c in history][:2] == ["ClearCache", "ClearCache"]
+    assert {c["requested_by"] for c in history} == {"api:ops"}
