@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import trio
 
 from lite_csms import config
-from lite_csms.cli import apikeys, stations, tokens, transactions
+from lite_csms.cli import apikeys, remote, stations, tokens, transactions
 from lite_csms.cli.output import CliError
 from lite_csms.db.database import DatabaseError, open_database
 
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     tokens.add_parsers(sub, common)
     transactions.add_parsers(sub, common)
     apikeys.add_parsers(sub, common)
+    remote.add_parsers(sub, common)
     return parser
 
 
@@ -84,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings(args)
         if args.command == "serve":
             return _serve(settings)
+        if args.command in ("remote", "config"):
+            return remote.run(args, settings)
         db = open_database(settings.database)
         try:
             handler = {"station": stations.run, "token": tokens.run, "tx": transactions.run,

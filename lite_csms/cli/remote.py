@@ -1,0 +1,122 @@
+"""`lite-csms remote …` and `config …`: operate a charger through the admin HTTP API.
+
+The CLI finds the API from the same settings as the server (admin_host, admin_port) and
+authenticates with api_key (LITE_CSMS_API_KEY).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+from lite_csms.cli.output import CliError
+from lite_csms.config import Settings
+
+
+def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    shared = argparse.ArgumentParser(add_help=False, parents=[common])
+    shared.add_argument("station_id")
+    shared.add_argument("--queue", action="store_true",
+                        help="if the station is offline, deliver when it reconnects")
+    shared.add_argument("--ttl", type=int, default=3600, help="queue expiry in seconds")
+    remote = sub.add_parser("remote", help="operate a charger (through the admin API)")
+    cmds = remote.add_subparsers(dest="remote_command", required=True)
+    start = cmds.add_parser("start", parents=[shared], help="start charging for a token")
+    start.add_argument("--connector", type=int, default=1)
+    start.add_argument("--token", required=True)
+    cmds.add_parser("stop", parents=[shared], help="stop a transaction").add_argument(
+        "--transaction", type=int, required=True)
+    cmds.add_parser("reset", parents=[shared], help="reboot the charger").add_argument(
+        "--hard", action="store_true")
+    availability = cmds.add_parser("availability", parents=[shared],
+                                   help="make a connector (0: all) operative or not")
+    availability.add_argument("--connector", type=int, default=0)
+    availability.add_argument("--inoperative", action="store_true")
+    cmds.add_parser("unlock", parents=[shared], help="unlock a stuck cable").add_argument(
+        "--connector", type=int, default=1)
+    cmds.add_parser("clear-cache", parents=[shared], help="clear the authorization cache")
+    trigger = cmds.add_parser("trigger", parents=[shared], help="ask for a message now")
+    trigger.add_argument("--message", required=True)
+    trigger.add_argument("--connector", type=int)
+    config = sub.add_parser("config", help="read or change a charger's configuration")
+    config_cmds = config.add_subparsers(dest="config_command", required=True)
+    config_cmds.add_parser("get", parents=[shared], help="read keys (2.x: Component.Variable)"
+                           ).add_argument("keys", nargs="*")
+    setter = config_cmds.add_parser("set", parents=[shared], help="change one key")
+    setter.add_argument("key")
+    setter.add_argument("value")
+
+
+def _operation(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    if args.command == "config":
+        if args.config_command == "get":
+            return "get-config", {"keys": args.keys}
+        return "set-config", {"key": args.key, "value": args.value}
+    match args.remote_command:
+        case "start":
+            return "remote-start", {"connector": args.connector, "token": args.token}
+        case "stop":
+            return "remote-stop", {"transaction": args.transaction}
+        case "reset":
+            return "reset", {"hard": args.hard}
+        case "availability":
+            return "change-availability", {"connector": args.connector,
+                                           "operative": not args.inoperative}
+        case "unlock":
+            return "unlock", {"connector": args.connector}
+        case "clear-cache":
+            return "clear-cache", {}
+        case "trigger":
+            extra = {} if args.connector is None else {"connector": args.connector}
+            return "trigger", {"message": args.message, **extra}
+    raise CliError(f"unknown command {args.remote_command}")
+
+
+def api_url(settings: Settings, path: str) -> str:
+    host = settings.admin_host if settings.admin_host not in ("0.0.0.0", "::", "") else (
+        "127.0.0.1")
+    return f"http://{host}:{settings.admin_port}{path}"
+
+
+def call_api(settings: Settings, method: str, path: str, body: dict[str, Any] | None
+             ) -> tuple[int, Any]:
+    if not settings.api_key:
+        raise CliError("no API key: set LITE_CSMS_API_KEY or api_key in the config "
+                       "(create one with `lite-csms apikey add NAME`)")
+    request = urllib.request.Request(
+        api_url(settings, path), method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {settings.api_key}",
+                 "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, json.loads(exc.read())
+        except ValueError:
+            return exc.code, {"error": exc.reason}
+    except (urllib.error.URLError, OSError) as exc:
+        raise CliError(f"cannot reach the admin API at {api_url(settings, '')}: "
+                       f"{getattr(exc, 'reason', exc)}") from None
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    operation, op_args = _operation(args)
+    body = {"operation": operation, "args": op_args, "queue": args.queue, "ttl": args.ttl}
+    _, answer = call_api(settings, "POST", f"/stations/{args.station_id}/commands", body)
+    if "error" in answer:
+        raise CliError(answer["error"])
+    if answer["status"] == "queued":
+        print(f"command {answer['command_id']} queued: {answer['action']} is sent when "
+              f"{args.station_id} reconnects")
+        return 0
+    if answer["status"] == "answered":
+        print(f"{answer['action']}: {json.dumps(answer['result'])}")
+        return 0
+    print(f"{answer['action']}: {answer['status']} {answer.get('error_code') or ''} "
+          f"{answer.get('error_description') or ''}".rstrip())
+    return 1

@@ -1,0 +1,67 @@
+"""`lite-csms remote` and `config` through the admin API, against a simulated 1.6 charger."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, free_port, run_cli, start_csms_process, stop_csms_process
+
+
+def wait_for(check, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.mark.parametrize("protocol", ["ocpp1.6", "ocpp2.0.1"])
+def test_remote_start_stop_and_config_from_the_cli(tmp_path: Path, protocol: str) -> None:
+    admin_port = free_port()
+    csms = start_csms_process(tmp_path, "--admin-port", str(admin_port))
+    simulator = None
+    try:
+        assert csms.cli("station", "add", "SIM-R", "--no-password").returncode == 0
+        assert csms.cli("token", "add", "GUEST-42").returncode == 0
+        key_line = csms.cli("apikey", "add", "owner").stdout.splitlines()[0]
+        env = {**os.environ, "LITE_CSMS_API_KEY": key_line.split(": ", 1)[1],
+               "LITE_CSMS_ADMIN_PORT": str(admin_port)}
+        db = sqlite3.connect(csms.database)
+        offline = run_cli("remote", "reset", "SIM-R", env=env)
+        assert offline.returncode == 2 and "never connected" in offline.stderr
+        simulator = subprocess.Popen(
+            [sys.executable, str(REPO / "tools" / "station_sim.py"), "--url",
+             f"ws://127.0.0.1:{csms.port}/ocpp", "--id", "SIM-R", "--protocol", protocol,
+             "--scenario", "boot", "--linger", "inf", "--time-scale", "20"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: db.execute("SELECT count(*) FROM connector").fetchone()[0] == 1)
+        started = run_cli("remote", "start", "SIM-R", "--connector", "1", "--token",
+                          "GUEST-42", env=env)
+        assert started.returncode == 0, started.stderr
+        assert '"status": "Accepted"' in started.stdout
+        open_tx = 'SELECT id FROM "transaction" WHERE stopped_at IS NULL'
+        wait_for(lambda: db.execute(open_tx).fetchone() is not None)
+        tx_id = db.execute(open_tx).fetchone()[0]
+        stopped = run_cli("remote", "stop", "SIM-R", "--transaction", str(tx_id), env=env)
+        assert stopped.returncode == 0 and "Accepted" in stopped.stdout
+        wait_for(lambda: db.execute(open_tx).fetchone() is None)
+        key = "HeartbeatInterval" if protocol == "ocpp1.6" else "OCPPCommCtrlr.HeartbeatInterval"
+        assert run_cli("config", "set", "SIM-R", key, "900", env=env).returncode == 0
+        got = run_cli("config", "get", "SIM-R", key, env=env)
+        assert got.returncode == 0 and "900" in got.stdout
+        no_key = run_cli("remote", "reset", "SIM-R",
+                         env={**env, "LITE_CSMS_API_KEY": "lcs_wrong"})
+        assert no_key.returncode == 2 and "API key" in no_key.stderr
+    finally:
+        if simulator is not None:
+            simulator.terminate()
+            simulator.wait(timeout=10)
+        stop_csms_process(csms)
