@@ -134,3 +134,20 @@ async def test_commands_live_offline_and_queued(csms: CsmsInProcess) -> None:
     status, history = await http(csms, "GET", path, key)
     assert [c["action"] for c in history][:2] == ["ClearCache", "ClearCache"]
     assert {c["requested_by"] for c in history} == {"api:ops"}
+
+
+async def test_any_csms_initiated_message_can_be_sent_raw(csms: CsmsInProcess) -> None:
+    key = await new_key(csms)
+    await register(csms, "API-3")
+    path = "/stations/API-3/commands"
+    async with open_websocket_url(csms.url("API-3"), subprotocols=["ocpp2.0.1"]) as ws:
+        await rpc(ws, [2, "1", "Heartbeat", {}])
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(answer_calls, ws, {"GetLocalListVersion": {"versionNumber": 4}})
+            status, body = await http(csms, "POST", path, key, {
+                "operation": "call", "args": {"action": "GetLocalListVersion"}})
+            assert status == 200 and body["result"] == {"versionNumber": 4}
+            status, body = await http(csms, "POST", path, key, {
+                "operation": "call", "args": {"action": "GetLog", "payload": {"x": 1}}})
+            assert body["status"] == "error" and body["error_code"] == "InvalidRequest"
+            nursery.cancel_scope.cancel()

@@ -41,6 +41,10 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     trigger = cmds.add_parser("trigger", parents=[shared], help="ask for a message now")
     trigger.add_argument("--message", required=True)
     trigger.add_argument("--connector", type=int)
+    raw = cmds.add_parser("call", parents=[shared],
+                          help="send any CSMS-initiated OCPP message (schema-checked)")
+    raw.add_argument("action", help="e.g. GetLocalListVersion, UpdateFirmware")
+    raw.add_argument("payload", nargs="?", default="{}", help="the payload as JSON")
     config = sub.add_parser("config", help="read or change a charger's configuration")
     config_cmds = config.add_subparsers(dest="config_command", required=True)
     config_cmds.add_parser("get", parents=[shared], help="read keys (2.x: Component.Variable)"
@@ -72,6 +76,12 @@ def _operation(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         case "trigger":
             extra = {} if args.connector is None else {"connector": args.connector}
             return "trigger", {"message": args.message, **extra}
+        case "call":
+            try:
+                payload = json.loads(args.payload)
+            except ValueError:
+                raise CliError("the payload is not valid JSON") from None
+            return "call", {"action": args.action, "payload": payload}
     raise CliError(f"unknown command {args.remote_command}")
 
 

@@ -65,8 +65,15 @@ def build(version: Version, name: str, args: dict[str, Any], lookup: StationTxLo
         return ops.get_config(version, keys)
     if name == "set-config":
         return ops.set_config(version, _str(args, "key"), _str(args, "value"))
+    if name == "call":
+        # Any CSMS-initiated message of the station's version, checked against its schema
+        # before it is sent: the way to operations that have no named shortcut yet.
+        payload = args.get("payload", {})
+        if not isinstance(payload, dict):
+            raise OperationError("payload must be an object")
+        return Request(_str(args, "action"), payload)
     raise OperationError(f"unknown operation {name!r}")
 
 
 NAMES = ("remote-start", "remote-stop", "reset", "change-availability", "unlock",
-         "clear-cache", "trigger", "data-transfer", "get-config", "set-config")
+         "clear-cache", "trigger", "data-transfer", "get-config", "set-config", "call")
