@@ -6,7 +6,15 @@ from typing import Any
 
 import orjson
 
-from lite_csms.db.models import Command, Connector, IdToken, MeterSample, Station, Transaction
+from lite_csms.db.models import (
+    Command,
+    Connector,
+    IdToken,
+    MeterSample,
+    Reservation,
+    Station,
+    Transaction,
+)
 
 
 def station_row(station: Station) -> dict[str, Any]:
@@ -50,6 +58,12 @@ def sample_rows(tx: Transaction) -> list[dict[str, Any]]:
          "phase": s.phase or None, "context": s.context or None}
         for s in tx.samples.order_by(MeterSample.timestamp, MeterSample.id)
     ]
+
+
+def reservation_row(reservation: Reservation) -> dict[str, Any]:
+    return {"id": reservation.id, "evse": reservation.evse_id, "token": reservation.id_token,
+            "expires_at": reservation.expires_at, "status": reservation.status,
+            "transaction": reservation.transaction_id}
 
 
 def command_row(command: Command) -> dict[str, Any]:

@@ -78,6 +78,19 @@ CREATE TABLE "meter_sample" (
     FOREIGN KEY ("transaction_id") REFERENCES "transaction" ("id") ON DELETE SET NULL
 );
 
+CREATE TABLE "reservation" (
+    "id" INTEGER NOT NULL PRIMARY KEY,
+    "station_id" VARCHAR(48) NOT NULL,
+    "evse_id" INTEGER NOT NULL,
+    "id_token" VARCHAR(255) NOT NULL,
+    "expires_at" TEXT NOT NULL,
+    "status" VARCHAR(16) NOT NULL,
+    "transaction_id" INTEGER,
+    "created_at" TEXT NOT NULL,
+    FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE,
+    FOREIGN KEY ("transaction_id") REFERENCES "transaction" ("id") ON DELETE SET NULL
+);
+
 CREATE TABLE "station" (
     "id" VARCHAR(48) NOT NULL PRIMARY KEY,
     "password_hash" TEXT,
@@ -171,6 +184,10 @@ CREATE INDEX "meter_sample_station_id" ON "meter_sample" ("station_id");
 CREATE UNIQUE INDEX "meter_sample_station_id_evse_id_timestamp_measurand_phas_ca233fa" ON "meter_sample" ("station_id", "evse_id", "timestamp", "measurand", "phase", "location", "context");
 
 CREATE INDEX "meter_sample_transaction_id" ON "meter_sample" ("transaction_id");
+
+CREATE INDEX "reservation_station_id" ON "reservation" ("station_id");
+
+CREATE INDEX "reservation_transaction_id" ON "reservation" ("transaction_id");
 
 CREATE INDEX "station_event_station_id" ON "station_event" ("station_id");
 

@@ -151,3 +151,74 @@ async def test_any_csms_initiated_message_can_be_sent_raw(csms: CsmsInProcess) -
                 "operation": "call", "args": {"action": "GetLog", "payload": {"x": 1}}})
             assert body["status"] == "error" and body["error_code"] == "InvalidRequest"
             nursery.cancel_scope.cancel()
+
+
+async def test_reservations_are_stored_consumed_cancelled_and_expire(csms: CsmsInProcess
+                                                                     ) -> None:
+    from datetime import timedelta
+
+    from lite_csms.handlers import reservation
+    from lite_csms.ocppj import timestamps
+    from tests.test_server import query
+
+    key = await new_key(csms)
+    await register(csms, "API-R")
+    await csms.server.store.run(lambda: IdToken.create(token="GUEST-42"))
+    path = "/stations/API-R/commands"
+    async with open_websocket_url(csms.url("API-R"), subprotocols=["ocpp1.6"]) as ws:
+        await rpc(ws, [2, "1", "BootNotification", BOOT_16])
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(answer_calls, ws, {"ReserveNow": {"status": "Accepted"},
+                                                  "CancelReservation": {"status": "Accepted"}})
+            status, first = await http(csms, "POST", path, key, {
+                "operation": "reserve", "args": {"connector": 1, "token": "GUEST-42",
+                                                 "expires_in": 900}})
+            assert status == 200 and first["result"] == {"status": "Accepted"}
+            status, second = await http(csms, "POST", path, key, {
+                "operation": "reserve", "args": {"connector": 2, "token": "GUEST-42"}})
+            assert status == 200 and second["status"] == "answered"
+            nursery.cancel_scope.cancel()
+        sent = query(csms, "SELECT payload FROM command WHERE action = 'ReserveNow'")
+        first_id = json.loads(sent[0][0])["reservationId"]
+        second_id = json.loads(sent[1][0])["reservationId"]
+        status, station = await http(csms, "GET", "/stations/API-R", key)
+        assert [r["status"] for r in station["reservations"]] == ["accepted", "accepted"]
+        started = await rpc(ws, [2, "2", "StartTransaction", {
+            "connectorId": 1, "idTag": "GUEST-42", "meterStart": 0, "reservationId": first_id,
+            "timestamp": "2026-11-21T10:00:00Z"}])
+        tx_id = started[2]["transactionId"]
+    assert query(csms, "SELECT status, transaction_id FROM reservation WHERE id = ?",
+                 first_id) == [("used", tx_id)]
+    later = timestamps.now_utc() + timedelta(hours=2)
+    assert await csms.server.store.run(lambda: reservation.expire_due(later)) == 1
+    assert query(csms, "SELECT status FROM reservation WHERE id = ?", second_id) == [
+        ("expired",)]
+
+
+async def test_v201_reservation_cancelled_and_station_updates(csms: CsmsInProcess) -> None:
+    from tests.test_server import query
+
+    key = await new_key(csms)
+    await register(csms, "API-R2")
+    path = "/stations/API-R2/commands"
+    async with open_websocket_url(csms.url("API-R2"), subprotocols=["ocpp2.0.1"]) as ws:
+        await rpc(ws, [2, "1", "Heartbeat", {}])
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(answer_calls, ws, {"ReserveNow": {"status": "Accepted"},
+                                                  "CancelReservation": {"status": "Accepted"}})
+            ids = []
+            for _ in range(2):
+                await http(csms, "POST", path, key, {
+                    "operation": "reserve", "args": {"connector": 1, "token": "ANY"}})
+            for (payload,) in query(csms, "SELECT payload FROM command"):
+                ids.append(json.loads(payload)["id"])
+            status, body = await http(csms, "POST", path, key, {
+                "operation": "cancel-reservation", "args": {"reservation": ids[0]}})
+            assert body["result"] == {"status": "Accepted"}
+            nursery.cancel_scope.cancel()
+        await rpc(ws, [2, "2", "ReservationStatusUpdate", {
+            "reservationId": ids[1], "reservationUpdateStatus": "Expired"}])
+    assert query(csms, "SELECT status FROM reservation ORDER BY id") == [
+        ("cancelled",), ("expired",)]
+    sent = json.loads(query(csms, "SELECT payload FROM command")[0][0])
+    assert sent["idToken"] == {"idToken": "ANY", "type": "Central"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 import pytest
 import trio
@@ -35,6 +36,9 @@ def every_request(version: Version) -> list[ops.Request]:
         ops.data_transfer(version, "com.example", "ping", {"a": 1} if v2 else "x"),
         ops.get_config(version, [key]),
         ops.set_config(version, key, "900"),
+        ops.reserve(version, 1, "GUEST-42", "ISO14443", datetime(2027, 1, 1, tzinfo=UTC), 5),
+        ops.reserve(version, 0, "GUEST-42", "Central", datetime(2027, 1, 1, tzinfo=UTC), 6),
+        ops.cancel_reservation(version, 5),
     ]
 
 

@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from lite_csms.admin import keys, queries
 from lite_csms.admin.openapi import DOCUMENT
+from lite_csms.handlers import reservation
 from lite_csms.net.commands import StationOffline
 from lite_csms.ocppj import timestamps
 from lite_csms.ocppj.versions import SUPPORTED_SUBPROTOCOLS
@@ -141,6 +142,9 @@ def build_app(server: CsmsServer) -> Starlette:
                 partial(queries.station_tx_id, station_id, tx_id))
             if not known:
                 raise HTTPException(404, f"station {station_id} has no transaction {tx_id}")
+        reservation_id = None
+        if data.get("operation") == "reserve":
+            args, reservation_id = await reserve_args(station_id, args)
         try:
             req = build(version, str(data.get("operation", "")), args, station_tx_ids.get,
                         remote_start_id=await store.run(queries.next_remote_start_id))
@@ -151,6 +155,8 @@ def build_app(server: CsmsServer) -> Starlette:
                 station_id, req.action, req.payload, requested_by=f"api:{who}", queue=queue,
                 ttl=timedelta(seconds=ttl))
         except StationOffline as exc:
+            if reservation_id is not None:
+                await store.run(partial(reservation.answered, reservation_id, None))
             raise HTTPException(409, f"{exc}; send with \"queue\": true to queue it") from None
         status = {"queued": 202, "timeout": 504}.get(outcome.status, 200)
         return JsonResponse({"command_id": outcome.command_id, "action": req.action,
@@ -158,6 +164,23 @@ def build_app(server: CsmsServer) -> Starlette:
                              "error_code": outcome.error_code,
                              "error_description": outcome.error_description},
                             status_code=status)
+
+    async def reserve_args(station_id: str, args: dict[str, Any]
+                           ) -> tuple[dict[str, Any], int]:
+        expires_in = args.get("expires_in", 3600)
+        token = args.get("token")
+        if not isinstance(expires_in, int) or not 0 < expires_in <= 7 * 24 * 3600:
+            raise HTTPException(422, "expires_in must be 1 to 604800 seconds")
+        if not isinstance(token, str) or not token:
+            raise HTTPException(422, "token must be a non-empty string")
+        connector = args.get("connector", 0)
+        if isinstance(connector, bool) or not isinstance(connector, int) or connector < 0:
+            raise HTTPException(422, "connector must be a non-negative integer")
+        expires_at = timestamps.now_utc() + timedelta(seconds=expires_in)
+        reservation_id, token_type = await store.run(
+            partial(reservation.create, station_id, connector, token, expires_at))
+        return ({**args, "reservation_id": reservation_id, "token_type": token_type,
+                 "expires_at": expires_at}, reservation_id)
 
     async def command(request: Request) -> Response:
         await caller(request)

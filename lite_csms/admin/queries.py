@@ -6,12 +6,13 @@ from typing import Any
 
 import peewee as pw
 
-from lite_csms.db.models import Command, IdToken, Station, Transaction
+from lite_csms.db.models import Command, IdToken, Reservation, Station, Transaction
 from lite_csms.handlers import settings
 from lite_csms.ocppj import timestamps
 from lite_csms.views import (
     command_row,
     connector_rows,
+    reservation_row,
     sample_rows,
     station_row,
     token_row,
@@ -30,7 +31,9 @@ def station(station_id: str) -> dict[str, Any] | None:
     if found is None:
         return None
     return {**station_row(found), "connectors": connector_rows(found),
-            "settings": settings.read(station_id)}
+            "settings": settings.read(station_id),
+            "reservations": [reservation_row(r) for r in found.reservations.where(
+                Reservation.status.in_(("requested", "accepted"))).order_by(Reservation.id)]}
 
 
 def station_protocol(station_id: str) -> str | None:

@@ -225,6 +225,19 @@ class ApiKey(BaseModel):
     last_used_at = UtcDateTimeField(null=True)
 
 
+class Reservation(BaseModel):
+    """A connector held for one token until it expires; its id is the reservationId sent."""
+
+    station = pw.ForeignKeyField(Station, backref="reservations", on_delete="CASCADE")
+    evse_id = pw.IntegerField()
+    id_token = pw.CharField(max_length=255)
+    expires_at = UtcDateTimeField()
+    # requested, accepted, rejected, cancelled, used, expired, failed
+    status = pw.CharField(default="requested", max_length=16)
+    transaction = pw.ForeignKeyField(Transaction, null=True, on_delete="SET NULL")
+    created_at = UtcDateTimeField(default=utcnow)
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     Station,
     Connector,
@@ -237,4 +250,5 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     Command,
     StationSetting,
     ApiKey,
+    Reservation,
 )

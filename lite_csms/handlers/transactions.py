@@ -8,6 +8,7 @@ from datetime import datetime
 
 from lite_csms.db.models import Transaction, TransactionEventRecord
 from lite_csms.domain import AuthResult, Sample, TransactionEvent
+from lite_csms.handlers import reservation
 from lite_csms.handlers.authorization import authorize, authorize_for_start
 from lite_csms.handlers.meter_values import store_samples, track_energy
 
@@ -40,6 +41,8 @@ def start_v16(
         id_token=id_tag, auth_status=auth.status, reservation_id=reservation_id,
         started_at=at, meter_start_wh=meter_start_wh, meter_last_wh=meter_start_wh,
     )
+    if reservation_id is not None:
+        reservation.consume(station_id, reservation_id, tx)
     return StartOutcome(tx.id, auth, False)
 
 
@@ -131,6 +134,7 @@ def apply_event(station_id: str, event: TransactionEvent) -> EventOutcome:
     tx.offline = tx.offline or event.offline
     if event.reservation_id is not None:
         tx.reservation_id = event.reservation_id
+        reservation.consume(station_id, event.reservation_id, tx)
     if auth is not None:
         tx.id_token = event.id_token
         tx.auth_status = auth.status

@@ -17,12 +17,11 @@ import trio
 
 from lite_csms.db.writer import StoreWriter
 from lite_csms.handlers import commands as log_
-from lite_csms.handlers import settings
 from lite_csms.net.connection import StationConnection
 from lite_csms.ocppj import timestamps
 from lite_csms.ocppj.session import CallAnswered, CallFailed, InvalidOutbound
+from lite_csms.operations import effects
 from lite_csms.operations.catalogue import Request
-from lite_csms.operations.effects import settings_learned
 
 log = logging.getLogger("lite_csms.commands")
 
@@ -104,8 +103,8 @@ def _record(station_id: str, command_id: int, request: Request, outcome: Command
     now = timestamps.now_utc()
     log_.finish(command_id, outcome.status, now, outcome.result, outcome.error_code,
                 outcome.error_description)
-    if outcome.status == "answered" and outcome.result is not None:
-        settings.store(station_id, settings_learned(request, outcome.result), now)
+    effects.apply(station_id, request,
+                  outcome.result if outcome.status == "answered" else None, now)
 
 
 def _outcome(command_id: int, answer: CallAnswered | CallFailed) -> CommandOutcome:

@@ -14,7 +14,7 @@ from lite_csms import passwords
 from lite_csms.config import Settings
 from lite_csms.db.models import Station
 from lite_csms.db.writer import StoreWriter
-from lite_csms.handlers import provisioning
+from lite_csms.handlers import provisioning, reservation
 from lite_csms.net.commands import CommandSender
 from lite_csms.net.connection import StationConnection
 from lite_csms.net.handshake import (
@@ -101,6 +101,7 @@ class CsmsServer:
             seen = {sid: conn.last_seen for sid, conn in self.connections.items()}
             if seen:
                 await self.store.run(partial(provisioning.record_last_seen, seen))
+            await self.store.run(partial(reservation.expire_due, timestamps.now_utc()))
 
     # ---- handshake -------------------------------------------------------------------------
     async def handle_request(self, request: WebSocketRequest) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from lite_csms.ocppj import timestamps
 from lite_csms.ocppj.versions import Version
 
 Payload = dict[str, Any]
@@ -110,3 +112,28 @@ def set_config(version: Version, key: str, value: str) -> Request:
         return Request("ChangeConfiguration", {"key": key, "value": value})
     return Request("SetVariables", {"setVariableData": [
         {**split_variable(key), "attributeValue": value}]})
+
+
+def reserve(version: Version, connector: int, token: str, token_type: str,
+            expires_at: datetime, reservation_id: int) -> Request:
+    expiry = timestamps.format_utc(expires_at)
+    if version is Version.OCPP16:
+        return Request("ReserveNow", {"connectorId": connector, "expiryDate": expiry,
+                                      "idTag": token, "reservationId": reservation_id})
+    payload: Payload = {"id": reservation_id, "expiryDateTime": expiry,
+                        "idToken": {"idToken": token, "type": token_type}}
+    if connector:
+        payload["evseId"] = connector
+    return Request("ReserveNow", payload)
+
+
+def cancel_reservation(version: Version, reservation_id: int) -> Request:
+    return Request("CancelReservation", {"reservationId": reservation_id})
+
+
+def reservation_id_of(request: Request) -> int | None:
+    if request.action == "ReserveNow":
+        return request.payload.get("reservationId", request.payload.get("id"))
+    if request.action == "CancelReservation":
+        return request.payload["reservationId"]
+    return None

@@ -1,10 +1,12 @@
-"""What an answer teaches us: configuration values reported or accepted by the charger."""
+"""What an answer teaches us: configuration values, reservations held or refused."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from lite_csms.operations.catalogue import Request
+from lite_csms.handlers import reservation, settings
+from lite_csms.operations.catalogue import Request, reservation_id_of
 
 Setting = tuple[str, str | None, bool]
 
@@ -31,3 +33,18 @@ def settings_learned(request: Request, answer: dict[str, Any]) -> list[Setting]:
                 if r.get("attributeStatus") in ("Accepted", "RebootRequired")
                 and (key := _variable_key(r)) in sent]
     return []
+
+
+def apply(station_id: str, request: Request, answer: dict[str, Any] | None, at: datetime
+          ) -> None:
+    """Record what the answer (None: no answer) means; runs inside the store writer."""
+    if answer is not None:
+        settings.store(station_id, settings_learned(request, answer), at)
+    reservation_id = reservation_id_of(request)
+    if reservation_id is None:
+        return
+    status = None if answer is None else answer.get("status")
+    if request.action == "ReserveNow":
+        reservation.answered(reservation_id, status)
+    elif status == "Accepted":
+        reservation.cancelled(reservation_id)

@@ -65,6 +65,13 @@ def build(version: Version, name: str, args: dict[str, Any], lookup: StationTxLo
         return ops.get_config(version, keys)
     if name == "set-config":
         return ops.set_config(version, _str(args, "key"), _str(args, "value"))
+    if name == "reserve":
+        # The API creates the reservation first and passes its id and the token's type.
+        return ops.reserve(version, _int(args, "connector", 0), _str(args, "token"),
+                           _str(args, "token_type"), args["expires_at"],
+                           _int(args, "reservation_id"))
+    if name == "cancel-reservation":
+        return ops.cancel_reservation(version, _int(args, "reservation"))
     if name == "call":
         # Any CSMS-initiated message of the station's version, checked against its schema
         # before it is sent: the way to operations that have no named shortcut yet.
@@ -76,4 +83,5 @@ def build(version: Version, name: str, args: dict[str, Any], lookup: StationTxLo
 
 
 NAMES = ("remote-start", "remote-stop", "reset", "change-availability", "unlock",
-         "clear-cache", "trigger", "data-transfer", "get-config", "set-config", "call")
+         "clear-cache", "trigger", "data-transfer", "get-config", "set-config", "reserve",
+         "cancel-reservation", "call")

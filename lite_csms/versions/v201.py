@@ -13,6 +13,7 @@ from lite_csms.handlers import (
     firmware,
     meter_values,
     provisioning,
+    reservation,
     transactions,
 )
 from lite_csms.ocppj import timestamps
@@ -114,6 +115,12 @@ async def transaction_event(ctx: StationContext, p: Payload) -> Payload:
     return {} if outcome.auth is None else {"idTokenInfo": id_token_info(outcome.auth)}
 
 
+async def reservation_status_update(ctx: StationContext, p: Payload) -> Payload:
+    await ctx.store.run(lambda: reservation.station_update(
+        ctx.station_id, p["reservationId"], p["reservationUpdateStatus"]))
+    return {}
+
+
 async def data_transfer_(ctx: StationContext, p: Payload) -> Payload:
     now = ctx.now()
     status = await ctx.store.run(lambda: data_transfer.receive(ctx.station_id, p, now))
@@ -143,6 +150,7 @@ ROUTES: dict[str, Handler] = {
     "Authorize": authorize,
     "MeterValues": meter_values_,
     "TransactionEvent": transaction_event,
+    "ReservationStatusUpdate": reservation_status_update,
     "DataTransfer": data_transfer_,
     "FirmwareStatusNotification": firmware_status,
     "NotifyReport": _notification("NotifyReport", "generatedAt"),
