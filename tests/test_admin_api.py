@@ -212,7 +212,7 @@ async def test_v201_reservation_cancelled_and_station_updates(csms: CsmsInProces
                     "operation": "reserve", "args": {"connector": 1, "token": "ANY"}})
             for (payload,) in query(csms, "SELECT payload FROM command"):
                 ids.append(json.loads(payload)["id"])
-            status, body = await http(csms, "POST", path, key, {
+            _, body = await http(csms, "POST", path, key, {
                 "operation": "cancel-reservation", "args": {"reservation": ids[0]}})
             assert body["result"] == {"status": "Accepted"}
             nursery.cancel_scope.cancel()
