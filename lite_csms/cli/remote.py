@@ -41,6 +41,12 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     trigger = cmds.add_parser("trigger", parents=[shared], help="ask for a message now")
     trigger.add_argument("--message", required=True)
     trigger.add_argument("--connector", type=int)
+    reserve = cmds.add_parser("reserve", parents=[shared], help="hold a connector for a token")
+    reserve.add_argument("--connector", type=int, default=0, help="0: any connector")
+    reserve.add_argument("--token", required=True)
+    reserve.add_argument("--expires-in", type=int, default=3600, help="seconds")
+    cmds.add_parser("cancel-reservation", parents=[shared], help="release a reservation"
+                    ).add_argument("--reservation", type=int, required=True)
     raw = cmds.add_parser("call", parents=[shared],
                           help="send any CSMS-initiated OCPP message (schema-checked)")
     raw.add_argument("action", help="e.g. GetLocalListVersion, UpdateFirmware")
@@ -76,6 +82,11 @@ def _operation(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         case "trigger":
             extra = {} if args.connector is None else {"connector": args.connector}
             return "trigger", {"message": args.message, **extra}
+        case "reserve":
+            return "reserve", {"connector": args.connector, "token": args.token,
+                               "expires_in": args.expires_in}
+        case "cancel-reservation":
+            return "cancel-reservation", {"reservation": args.reservation}
         case "call":
             try:
                 payload = json.loads(args.payload)
