@@ -59,7 +59,15 @@ CREATE TABLE "id_token" (
     "status" VARCHAR(16) NOT NULL,
     "expires_at" TEXT,
     "group_token" VARCHAR(255),
-    "created_at" TEXT NOT NULL
+    "created_at" TEXT NOT NULL,
+    "updated_at" TEXT NOT NULL
+);
+
+CREATE TABLE "local_list_state" (
+    "station_id" VARCHAR(48) NOT NULL PRIMARY KEY,
+    "version" INTEGER NOT NULL,
+    "sent_at" TEXT,
+    FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE
 );
 
 CREATE TABLE "meter_sample" (

@@ -12,7 +12,7 @@ from trio_websocket import open_websocket_url
 
 from lite_csms.admin import keys
 from lite_csms.db.models import IdToken
-from tests.conftest import CsmsInProcess
+from tests.conftest import CsmsInProcess, run_cli
 from tests.test_server import BOOT_16, register, rpc
 
 
@@ -222,3 +222,39 @@ async def test_v201_reservation_cancelled_and_station_updates(csms: CsmsInProces
         ("cancelled",), ("expired",)]
     sent = json.loads(query(csms, "SELECT payload FROM command")[0][0])
     assert sent["idToken"] == {"idToken": "ANY", "type": "Central"}
+
+
+async def test_local_list_full_then_differential(csms: CsmsInProcess) -> None:
+    from tests.test_server import query
+
+    key = await new_key(csms)
+    await register(csms, "API-L")
+    for token in ("TAG-A", "TAG-B", "A-TOKEN-LONGER-THAN-20-CHARS"):
+        await http(csms, "POST", "/tokens", key, {"token": token})
+    path = "/stations/API-L/commands"
+    async with open_websocket_url(csms.url("API-L"), subprotocols=["ocpp1.6"]) as ws:
+        await rpc(ws, [2, "1", "BootNotification", BOOT_16])
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(answer_calls, ws, {"SendLocalList": {"status": "Accepted"},
+                                                  "GetLocalListVersion": {"listVersion": 1}})
+            status, body = await http(csms, "POST", path, key, {"operation": "send-local-list"})
+            assert status == 200 and body["result"] == {"status": "Accepted"}
+            await trio.sleep(0.01)  # the next change must be later than the list's send time
+            block = await trio.to_thread.run_sync(lambda: run_cli(
+                "token", "block", "TAG-B", "--database", str(csms.database)))
+            assert block.returncode == 0
+            await http(csms, "POST", path, key, {"operation": "send-local-list",
+                                                 "args": {"full": False}})
+            status, body = await http(csms, "POST", path, key,
+                                      {"operation": "get-local-list-version"})
+            assert body["result"] == {"listVersion": 1}
+            nursery.cancel_scope.cancel()
+    sent = [json.loads(p) for (p,) in query(
+        csms, "SELECT payload FROM command WHERE action = 'SendLocalList' ORDER BY id")]
+    assert sent[0]["updateType"] == "Full" and sent[0]["listVersion"] == 1
+    assert [e["idTag"] for e in sent[0]["localAuthorizationList"]] == ["TAG-A", "TAG-B"]
+    assert sent[1]["updateType"] == "Differential" and sent[1]["listVersion"] == 2
+    assert sent[1]["localAuthorizationList"] == [
+        {"idTag": "TAG-B", "idTagInfo": {"status": "Blocked"}}]
+    # The station said it holds version 1 (the second list was answered but not kept).
+    assert query(csms, "SELECT version FROM local_list_state") == [(1,)]

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 import pytest
 import trio
 
+from lite_csms.domain import AuthResult
+from lite_csms.handlers.local_list import ListEntry, PlannedList
 from lite_csms.ocppj.session import RpcSession
 from lite_csms.ocppj.versions import Version
 from lite_csms.operations import catalogue as ops
@@ -39,6 +41,13 @@ def every_request(version: Version) -> list[ops.Request]:
         ops.reserve(version, 1, "GUEST-42", "ISO14443", datetime(2027, 1, 1, tzinfo=UTC), 5),
         ops.reserve(version, 0, "GUEST-42", "Central", datetime(2027, 1, 1, tzinfo=UTC), 6),
         ops.cancel_reservation(version, 5),
+        ops.send_local_list(version, PlannedList(3, True, (
+            ListEntry("TAG-1", "ISO14443", AuthResult("Accepted")),
+            ListEntry("TAG-2", "ISO14443", AuthResult(
+                "Blocked", datetime(2027, 1, 1, tzinfo=UTC), "GROUP-1")),
+        ))),
+        ops.send_local_list(version, PlannedList(4, False, ())),
+        ops.get_local_list_version(version),
     ]
 
 

@@ -15,10 +15,10 @@ from starlette.routing import Route
 
 from lite_csms.admin import keys, queries
 from lite_csms.admin.openapi import DOCUMENT
-from lite_csms.handlers import reservation
+from lite_csms.handlers import local_list, reservation
 from lite_csms.net.commands import StationOffline
 from lite_csms.ocppj import timestamps
-from lite_csms.ocppj.versions import SUPPORTED_SUBPROTOCOLS
+from lite_csms.ocppj.versions import SUPPORTED_SUBPROTOCOLS, Version
 from lite_csms.operations.catalogue import OperationError
 from lite_csms.operations.named import build
 
@@ -145,6 +145,13 @@ def build_app(server: CsmsServer) -> Starlette:
         reservation_id = None
         if data.get("operation") == "reserve":
             args, reservation_id = await reserve_args(station_id, args)
+        if data.get("operation") == "send-local-list":
+            full = args.get("full", True)
+            if not isinstance(full, bool):
+                raise HTTPException(422, "full must be true or false")
+            longest = 20 if version is Version.OCPP16 else None
+            args = {**args, "planned": await store.run(
+                partial(local_list.plan, station_id, full, longest))}
         try:
             req = build(version, str(data.get("operation", "")), args, station_tx_ids.get,
                         remote_start_id=await store.run(queries.next_remote_start_id))

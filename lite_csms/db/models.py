@@ -91,6 +91,12 @@ class IdToken(BaseModel):
     # 1.6 parentIdTag and 2.x groupIdToken are the same idea: a group of tokens.
     group_token = pw.CharField(null=True, max_length=255)
     created_at = UtcDateTimeField(default=utcnow)
+    # Differential local lists send what changed since a station's last list.
+    updated_at = UtcDateTimeField(default=utcnow)
+
+    def save(self, *args: object, **kwargs: object) -> int:
+        self.updated_at = utcnow()
+        return super().save(*args, **kwargs)
 
 
 class Transaction(BaseModel):
@@ -238,6 +244,14 @@ class Reservation(BaseModel):
     created_at = UtcDateTimeField(default=utcnow)
 
 
+class LocalListState(BaseModel):
+    """The local authorization list a station holds: its version and when it was sent."""
+
+    station = pw.ForeignKeyField(Station, primary_key=True, on_delete="CASCADE")
+    version = pw.IntegerField(default=0)
+    sent_at = UtcDateTimeField(null=True)
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     Station,
     Connector,
@@ -251,4 +265,5 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     StationSetting,
     ApiKey,
     Reservation,
+    LocalListState,
 )

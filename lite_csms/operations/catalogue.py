@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from lite_csms.handlers.local_list import PlannedList
 from lite_csms.ocppj import timestamps
 from lite_csms.ocppj.versions import Version
 
@@ -137,3 +138,33 @@ def reservation_id_of(request: Request) -> int | None:
     if request.action == "CancelReservation":
         return request.payload["reservationId"]
     return None
+
+
+def send_local_list(version: Version, planned: PlannedList) -> Request:
+    update = "Full" if planned.full else "Differential"
+    if version is Version.OCPP16:
+        entries = []
+        for entry in planned.entries:
+            info: Payload = {"status": entry.auth.status}
+            if entry.auth.expires_at is not None:
+                info["expiryDate"] = timestamps.format_utc(entry.auth.expires_at)
+            if entry.auth.group_token is not None:
+                info["parentIdTag"] = entry.auth.group_token[:20]
+            entries.append({"idTag": entry.token, "idTagInfo": info})
+        return Request("SendLocalList", {"listVersion": planned.version, "updateType": update,
+                                         "localAuthorizationList": entries})
+    entries = []
+    for entry in planned.entries:
+        token_info: Payload = {"status": entry.auth.status}
+        if entry.auth.expires_at is not None:
+            token_info["cacheExpiryDateTime"] = timestamps.format_utc(entry.auth.expires_at)
+        entries.append({"idToken": {"idToken": entry.token, "type": entry.token_type},
+                        "idTokenInfo": token_info})
+    payload: Payload = {"versionNumber": planned.version, "updateType": update}
+    if entries:
+        payload["localAuthorizationList"] = entries
+    return Request("SendLocalList", payload)
+
+
+def get_local_list_version(version: Version) -> Request:
+    return Request("GetLocalListVersion", {})

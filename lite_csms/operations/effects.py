@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from lite_csms.handlers import reservation, settings
+from lite_csms.handlers import local_list, reservation, settings
 from lite_csms.operations.catalogue import Request, reservation_id_of
 
 Setting = tuple[str, str | None, bool]
@@ -35,11 +35,24 @@ def settings_learned(request: Request, answer: dict[str, Any]) -> list[Setting]:
     return []
 
 
+def _local_list(station_id: str, request: Request, answer: dict[str, Any], at: datetime
+                ) -> None:
+    if request.action == "SendLocalList" and answer.get("status") == "Accepted":
+        payload = request.payload
+        local_list.accepted(station_id, payload.get("listVersion", payload.get("versionNumber")),
+                            at)
+    elif request.action == "GetLocalListVersion":
+        local_list.reported_version(
+            station_id, answer.get("listVersion", answer.get("versionNumber", 0)))
+
+
 def apply(station_id: str, request: Request, answer: dict[str, Any] | None, at: datetime
           ) -> None:
     """Record what the answer (None: no answer) means; runs inside the store writer."""
     if answer is not None:
         settings.store(station_id, settings_learned(request, answer), at)
+    if answer is not None:
+        _local_list(station_id, request, answer, at)
     reservation_id = reservation_id_of(request)
     if reservation_id is None:
         return

@@ -72,6 +72,11 @@ def build(version: Version, name: str, args: dict[str, Any], lookup: StationTxLo
                            _int(args, "reservation_id"))
     if name == "cancel-reservation":
         return ops.cancel_reservation(version, _int(args, "reservation"))
+    if name == "send-local-list":
+        # The API plans the list (it needs the token table) and passes it in.
+        return ops.send_local_list(version, args["planned"])
+    if name == "get-local-list-version":
+        return ops.get_local_list_version(version)
     if name == "call":
         # Any CSMS-initiated message of the station's version, checked against its schema
         # before it is sent: the way to operations that have no named shortcut yet.
@@ -84,4 +89,4 @@ def build(version: Version, name: str, args: dict[str, Any], lookup: StationTxLo
 
 NAMES = ("remote-start", "remote-stop", "reset", "change-availability", "unlock",
          "clear-cache", "trigger", "data-transfer", "get-config", "set-config", "reserve",
-         "cancel-reservation", "call")
+         "cancel-reservation", "send-local-list", "get-local-list-version", "call")
