@@ -47,6 +47,11 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     reserve.add_argument("--expires-in", type=int, default=3600, help="seconds")
     cmds.add_parser("cancel-reservation", parents=[shared], help="release a reservation"
                     ).add_argument("--reservation", type=int, required=True)
+    cmds.add_parser("send-local-list", parents=[shared],
+                    help="push the token table as the station's local list").add_argument(
+        "--differential", action="store_true", help="only tokens changed since the last list")
+    cmds.add_parser("local-list-version", parents=[shared],
+                    help="ask which local list version the station holds")
     raw = cmds.add_parser("call", parents=[shared],
                           help="send any CSMS-initiated OCPP message (schema-checked)")
     raw.add_argument("action", help="e.g. GetLocalListVersion, UpdateFirmware")
@@ -87,6 +92,10 @@ def _operation(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
                                "expires_in": args.expires_in}
         case "cancel-reservation":
             return "cancel-reservation", {"reservation": args.reservation}
+        case "send-local-list":
+            return "send-local-list", {"full": not args.differential}
+        case "local-list-version":
+            return "get-local-list-version", {}
         case "call":
             try:
                 payload = json.loads(args.payload)
