@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import sqlite3
 import urllib.request
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import websockets
@@ -56,6 +58,20 @@ async def connect(operator: Operator, station_id: str, password: str, protocol: 
                                     additional_headers={"Authorization": f"Basic {auth}"})
 
 
+@contextlib.asynccontextmanager
+async def running(operator: Operator, charger_class: type, station_id: str, password: str,
+                  protocol: str) -> AsyncIterator:
+    """A ChargePoint connected and listening for the CSMS's calls, closed afterwards."""
+    ws = await connect(operator, station_id, password, protocol)
+    charger = charger_class(station_id, ws)
+    listener = asyncio.create_task(charger.start())
+    try:
+        yield charger
+    finally:
+        listener.cancel()
+        await ws.close()
+
+
 class Charger16(ChargePoint16):
     heartbeat_interval = "300"
 
@@ -83,10 +99,7 @@ def test_ocpp16_remote_start_and_change_configuration(tmp_path: Path) -> None:
         password = operator.add_station("IOP-R16", "GUEST-42")
 
         async def scenario() -> Charger16:
-            ws = await connect(operator, "IOP-R16", password, "ocpp1.6")
-            charger = Charger16("IOP-R16", ws)
-            listener = asyncio.create_task(charger.start())
-            try:
+            async with running(operator, Charger16, "IOP-R16", password, "ocpp1.6") as charger:
                 await charger.call(call16.BootNotification(charge_point_model="M",
                                                            charge_point_vendor="V"))
                 started = await asyncio.to_thread(operator.command, "IOP-R16", "remote-start",
@@ -97,9 +110,6 @@ def test_ocpp16_remote_start_and_change_configuration(tmp_path: Path) -> None:
                 assert changed["result"] == {"status": "Accepted"}
                 await asyncio.sleep(0.2)  # the StartTransaction that follows the answer
                 return charger
-            finally:
-                listener.cancel()
-                await ws.close()
 
         charger = asyncio.run(scenario())
         assert charger.heartbeat_interval == "900"
@@ -132,10 +142,7 @@ def test_ocpp201_set_variables(tmp_path: Path) -> None:
         password = operator.add_station("IOP-R201", "GUEST-7")
 
         async def scenario() -> Charger201:
-            ws = await connect(operator, "IOP-R201", password, "ocpp2.0.1")
-            charger = Charger201("IOP-R201", ws)
-            listener = asyncio.create_task(charger.start())
-            try:
+            async with running(operator, Charger201, "IOP-R201", password, "ocpp2.0.1") as charger:
                 await charger.call(call201.BootNotification(
                     charging_station={"model": "M", "vendor_name": "V"}, reason="PowerUp"))
                 answer = await asyncio.to_thread(
@@ -143,9 +150,6 @@ def test_ocpp201_set_variables(tmp_path: Path) -> None:
                     key="OCPPCommCtrlr.HeartbeatInterval", value="1200")
                 assert answer["status"] == "answered"
                 return charger
-            finally:
-                listener.cancel()
-                await ws.close()
 
         charger = asyncio.run(scenario())
         assert charger.variables == {"OCPPCommCtrlr.HeartbeatInterval": "1200"}
