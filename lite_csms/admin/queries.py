@@ -8,6 +8,7 @@ import peewee as pw
 
 from lite_csms.db.models import Command, IdToken, Reservation, Station, Transaction
 from lite_csms.handlers import settings
+from lite_csms.handlers.authorization import TOKEN_STATUSES, check_token
 from lite_csms.ocppj import timestamps
 from lite_csms.views import (
     command_row,
@@ -18,8 +19,6 @@ from lite_csms.views import (
     token_row,
     transaction_row,
 )
-
-TOKEN_STATUSES = ("Accepted", "Blocked", "Expired", "Invalid")
 
 
 def stations() -> list[dict[str, Any]]:
@@ -47,9 +46,7 @@ def tokens() -> list[dict[str, Any]]:
 
 
 def add_token(data: dict[str, Any]) -> dict[str, Any]:
-    value = data.get("token")
-    if not isinstance(value, str) or not 0 < len(value) <= 36 or not value.isprintable():
-        raise ValueError("token must be 1 to 36 printable characters")
+    value = check_token(data.get("token") if isinstance(data.get("token"), str) else "")
     status = data.get("status", "Accepted")
     if status not in TOKEN_STATUSES:
         raise ValueError(f"status must be one of {', '.join(TOKEN_STATUSES)}")

@@ -6,11 +6,11 @@ import argparse
 
 from lite_csms.cli.output import CliError, emit
 from lite_csms.db.models import IdToken
+from lite_csms.handlers.authorization import check_token
 from lite_csms.ocppj import timestamps
 from lite_csms.views import token_row
 
 COLUMNS = ["token", "type", "status", "expires_at", "group"]
-STATUSES = ("Accepted", "Blocked", "Expired", "Invalid")
 
 
 def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -28,20 +28,16 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
         "token")
 
 
-def _check_token(raw: str) -> str:
-    # 1.6 idTag is at most 20 characters, 2.x idToken 36; store what the longer one allows.
-    if not raw or len(raw) > 36 or not raw.isprintable():
-        raise CliError(f"invalid token {raw!r}: 1 to 36 printable characters")
-    return raw
-
-
 def run(args: argparse.Namespace) -> int:
     command = args.token_command
     if command == "list":
         emit([token_row(t) for t in IdToken.select().order_by(IdToken.token)], COLUMNS,
              as_json=args.json)
         return 0
-    value = _check_token(args.token)
+    try:
+        value = check_token(args.token)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     if command == "add":
         expires = None
         if args.expires:

@@ -10,13 +10,11 @@ from datetime import UTC, datetime
 
 import peewee as pw
 
+from lite_csms.ocppj.timestamps import now_utc as utcnow
+
 database_proxy = pw.DatabaseProxy()
 
 STATION_ID_MAX_LENGTH = 48
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class UtcDateTimeField(pw.DateTimeField):

@@ -7,6 +7,15 @@ from datetime import datetime
 from lite_csms.db.models import IdToken, Transaction
 from lite_csms.domain import AuthResult
 
+TOKEN_STATUSES = ("Accepted", "Blocked", "Expired", "Invalid")
+
+
+def check_token(raw: str) -> str:
+    """1.6 idTag is at most 20 characters, 2.x idToken 36; store what the longer one allows."""
+    if not raw or len(raw) > 36 or not raw.isprintable():
+        raise ValueError(f"invalid token {raw!r}: 1 to 36 printable characters")
+    return raw
+
 
 def authorize(token: str, at: datetime, *, unknown_status: str = "Invalid") -> AuthResult:
     row = IdToken.get_or_none(IdToken.token == token)

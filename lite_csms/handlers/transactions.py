@@ -10,7 +10,7 @@ from lite_csms.db.models import Transaction, TransactionEventRecord
 from lite_csms.domain import AuthResult, Sample, TransactionEvent
 from lite_csms.handlers import reservation
 from lite_csms.handlers.authorization import authorize, authorize_for_start
-from lite_csms.handlers.meter_values import store_samples, track_energy
+from lite_csms.handlers.meter_values import store_samples
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +160,3 @@ def _note_seq_no(tx: Transaction, seq_no: int) -> None:
     elif tx.seq_no_gaps > 0:
         tx.seq_no_gaps -= 1
 
-
-__all__ = ["EventOutcome", "StartOutcome", "apply_event", "close_orphans", "find_v16",
-           "start_v16", "stop_v16", "track_energy"]
