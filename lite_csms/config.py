@@ -49,6 +49,22 @@ class Settings:
     admin_enabled: bool = True
     admin_host: str = "127.0.0.1"
     admin_port: int = 9001
+    # Security profile 2: TLS served by lite-csms itself (PEM files; both or neither). A proxy
+    # in front would hide the station's real bytes from the traffic accounting.
+    tls_cert: str = ""
+    tls_key: str = ""
+    # Traffic counters are written once per interval: a restart loses at most this much.
+    traffic_flush_interval: float = 60.0
+    # Hourly traffic rows older than this roll up into one row per day.
+    traffic_hourly_retention_days: int = 62
+    # Data budget defaults; each station may override them (`lite-csms budget set`).
+    budget_cap: int = 25_000_000
+    budget_cycle_day: int = 1
+    budget_warn_ratio: float = 0.8
+    nat_timeout: int = 600
+    budget_policy: bool = True
+    # How often the policy looks at each station's projection (seconds).
+    budget_policy_interval: float = 900.0
     # Used by the CLI's remote commands to call the admin API (or LITE_CSMS_API_KEY).
     api_key: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -102,6 +118,12 @@ def _check(settings: Settings) -> Settings:
     for name in ("port", "admin_port"):
         if not 0 <= getattr(settings, name) < 65536:
             raise ConfigError(f"{name}: {getattr(settings, name)} is out of range")
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        raise ConfigError("tls_cert and tls_key: give both or neither")
+    if not 1 <= settings.budget_cycle_day <= 28:
+        raise ConfigError("budget_cycle_day: 1 to 28, so that every month has the day")
+    if not 0 < settings.budget_warn_ratio < 1:
+        raise ConfigError("budget_warn_ratio: between 0 and 1")
     if settings.max_message_size < 1024:
         raise ConfigError("max_message_size: at least 1024 bytes")
     return settings

@@ -1,4 +1,4 @@
--- lite-csms SQLite schema, version 1 (PRAGMA user_version).
+-- lite-csms SQLite schema, version 2 (PRAGMA user_version).
 -- Generated from lite_csms/db/models.py by `python -m lite_csms.db.dump_schema`.
 -- The server creates these itself; this file is for reading, reviewing and other tools.
 -- Times are ISO 8601 text in UTC with milliseconds; booleans are 0/1.
@@ -86,6 +86,17 @@ CREATE TABLE "meter_sample" (
     FOREIGN KEY ("transaction_id") REFERENCES "transaction" ("id") ON DELETE SET NULL
 );
 
+CREATE TABLE "policy_change" (
+    "id" INTEGER NOT NULL PRIMARY KEY,
+    "station_id" VARCHAR(48) NOT NULL,
+    "at" TEXT NOT NULL,
+    "from_level" VARCHAR(16) NOT NULL,
+    "to_level" VARCHAR(16) NOT NULL,
+    "reason" TEXT NOT NULL,
+    "settings" TEXT NOT NULL,
+    FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE
+);
+
 CREATE TABLE "reservation" (
     "id" INTEGER NOT NULL PRIMARY KEY,
     "station_id" VARCHAR(48) NOT NULL,
@@ -116,6 +127,19 @@ CREATE TABLE "station" (
     "created_at" TEXT NOT NULL
 );
 
+CREATE TABLE "station_budget" (
+    "station_id" VARCHAR(48) NOT NULL PRIMARY KEY,
+    "cap_bytes" INTEGER,
+    "cycle_day" INTEGER,
+    "warn_ratio" REAL,
+    "nat_timeout" INTEGER,
+    "policy_enabled" INTEGER,
+    "level" VARCHAR(16) NOT NULL,
+    "level_cycle_start" TEXT,
+    "updated_at" TEXT NOT NULL,
+    FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE
+);
+
 CREATE TABLE "station_event" (
     "id" INTEGER NOT NULL PRIMARY KEY,
     "station_id" VARCHAR(48) NOT NULL,
@@ -133,6 +157,39 @@ CREATE TABLE "station_setting" (
     "value" TEXT,
     "readonly" INTEGER NOT NULL,
     "updated_at" TEXT NOT NULL,
+    FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE
+);
+
+CREATE TABLE "traffic_connection" (
+    "id" INTEGER NOT NULL PRIMARY KEY,
+    "station_id" VARCHAR(48) NOT NULL,
+    "opened_at" TEXT NOT NULL,
+    "closed_at" TEXT NOT NULL,
+    "protocol" VARCHAR(16) NOT NULL,
+    "tls" INTEGER NOT NULL,
+    "tls_resumed" INTEGER NOT NULL,
+    "tcp_setup_bytes" INTEGER NOT NULL,
+    "tls_setup_bytes" INTEGER NOT NULL,
+    "http_setup_bytes" INTEGER NOT NULL,
+    "ip_bytes_in" INTEGER NOT NULL,
+    "ip_bytes_out" INTEGER NOT NULL,
+    "payload_bytes_in" INTEGER NOT NULL,
+    "payload_bytes_out" INTEGER NOT NULL,
+    "retransmitted_bytes" INTEGER NOT NULL,
+    "close_reason" TEXT,
+    FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE
+);
+
+CREATE TABLE "traffic_counter" (
+    "id" INTEGER NOT NULL PRIMARY KEY,
+    "station_id" VARCHAR(48) NOT NULL,
+    "period" VARCHAR(4) NOT NULL,
+    "period_start" TEXT NOT NULL,
+    "action" VARCHAR(64) NOT NULL,
+    "direction" VARCHAR(3) NOT NULL,
+    "layer" VARCHAR(8) NOT NULL,
+    "bytes" INTEGER NOT NULL,
+    "messages" INTEGER NOT NULL,
     FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE
 );
 
@@ -193,6 +250,10 @@ CREATE UNIQUE INDEX "meter_sample_station_id_evse_id_timestamp_measurand_phas_ca
 
 CREATE INDEX "meter_sample_transaction_id" ON "meter_sample" ("transaction_id");
 
+CREATE INDEX "policy_change_station_id" ON "policy_change" ("station_id");
+
+CREATE INDEX "policy_change_station_id_at" ON "policy_change" ("station_id", "at");
+
 CREATE INDEX "reservation_station_id" ON "reservation" ("station_id");
 
 CREATE INDEX "reservation_transaction_id" ON "reservation" ("transaction_id");
@@ -204,6 +265,16 @@ CREATE INDEX "station_event_station_id_action_received_at" ON "station_event" ("
 CREATE INDEX "station_setting_station_id" ON "station_setting" ("station_id");
 
 CREATE UNIQUE INDEX "station_setting_station_id_key" ON "station_setting" ("station_id", "key");
+
+CREATE INDEX "traffic_connection_station_id" ON "traffic_connection" ("station_id");
+
+CREATE INDEX "traffic_connection_station_id_opened_at" ON "traffic_connection" ("station_id", "opened_at");
+
+CREATE INDEX "traffic_counter_period_period_start" ON "traffic_counter" ("period", "period_start");
+
+CREATE INDEX "traffic_counter_station_id" ON "traffic_counter" ("station_id");
+
+CREATE UNIQUE INDEX "traffic_counter_station_id_period_period_start_action_di_d5f209a" ON "traffic_counter" ("station_id", "period", "period_start", "action", "direction", "layer");
 
 CREATE INDEX "transaction_event_record_transaction_id" ON "transaction_event_record" ("transaction_id");
 

@@ -289,7 +289,7 @@ async def test_dead_peers_are_found_by_tcp_keepalive(nursery, tmp_path) -> None:
     await register(csms, "CS-K")
     async with open_websocket_url(csms.url("CS-K"), subprotocols=["ocpp1.6"]) as ws:
         await rpc(ws, [2, "1", "Heartbeat", {}])
-        sock = csms.server.connections["CS-K"].ws._stream.socket
+        sock = csms.server.connections["CS-K"].meter.sock
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 45
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 7

@@ -250,6 +250,87 @@ class LocalListState(BaseModel):
     sent_at = UtcDateTimeField(null=True)
 
 
+class TrafficCounter(BaseModel):
+    """Bytes a station moved in one hour (or, once rolled up, one day), by action and layer.
+
+    Never a row per message: a live connection adds its counts to these rows once a flush.
+    Layers nest: payload (OCPP text) <= ws (frames) <= tls (records) <= ip (segments on the
+    wire). Pseudo-actions in parentheses carry what no OCPP message caused: the TCP, TLS and
+    HTTP set-up, WebSocket control frames, TCP keepalives and pure acknowledgements.
+    """
+
+    station = pw.ForeignKeyField(Station, backref="traffic", on_delete="CASCADE")
+    # "hour" or "day"
+    period = pw.CharField(max_length=4)
+    period_start = UtcDateTimeField()
+    action = pw.CharField(max_length=64)
+    # Seen from the CSMS: "in" is station to CSMS.
+    direction = pw.CharField(max_length=3)
+    layer = pw.CharField(max_length=8)
+    bytes = pw.BigIntegerField(default=0)
+    messages = pw.IntegerField(default=0)
+
+    class Meta:
+        indexes = (
+            (("station", "period", "period_start", "action", "direction", "layer"), True),
+            (("period", "period_start"), False),
+        )
+
+
+class TrafficConnection(BaseModel):
+    """One WebSocket connection's totals and set-up cost, written when it closes."""
+
+    station = pw.ForeignKeyField(Station, backref="traffic_connections", on_delete="CASCADE")
+    opened_at = UtcDateTimeField()
+    closed_at = UtcDateTimeField()
+    protocol = pw.CharField(max_length=16)
+    tls = pw.BooleanField(default=False)
+    tls_resumed = pw.BooleanField(default=False)
+    # IP bytes, both directions, of the TCP handshake, TLS handshake and HTTP upgrade.
+    tcp_setup_bytes = pw.IntegerField(default=0)
+    tls_setup_bytes = pw.IntegerField(default=0)
+    http_setup_bytes = pw.IntegerField(default=0)
+    ip_bytes_in = pw.BigIntegerField(default=0)
+    ip_bytes_out = pw.BigIntegerField(default=0)
+    payload_bytes_in = pw.BigIntegerField(default=0)
+    payload_bytes_out = pw.BigIntegerField(default=0)
+    retransmitted_bytes = pw.BigIntegerField(default=0)
+    close_reason = pw.TextField(null=True)
+
+    class Meta:
+        indexes = ((("station", "opened_at"), False),)
+
+
+class StationBudget(BaseModel):
+    """A station's data cap and policy settings; NULL means the global default."""
+
+    station = pw.ForeignKeyField(Station, primary_key=True, on_delete="CASCADE")
+    cap_bytes = pw.BigIntegerField(null=True)
+    cycle_day = pw.IntegerField(null=True)
+    warn_ratio = pw.FloatField(null=True)
+    nat_timeout = pw.IntegerField(null=True)
+    policy_enabled = pw.BooleanField(null=True)
+    # The policy level the station was last moved to, and the cycle that move belongs to.
+    level = pw.CharField(default="normal", max_length=16)
+    level_cycle_start = UtcDateTimeField(null=True)
+    updated_at = UtcDateTimeField(default=utcnow)
+
+
+class PolicyChange(BaseModel):
+    """Every move the budget policy makes, with its reason and what the station answered."""
+
+    station = pw.ForeignKeyField(Station, backref="policy_changes", on_delete="CASCADE")
+    at = UtcDateTimeField(default=utcnow)
+    from_level = pw.CharField(max_length=16)
+    to_level = pw.CharField(max_length=16)
+    reason = pw.TextField()
+    # JSON: the settings sent and each one's outcome.
+    settings = pw.TextField()
+
+    class Meta:
+        indexes = ((("station", "at"), False),)
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     Station,
     Connector,
@@ -264,4 +345,8 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     ApiKey,
     Reservation,
     LocalListState,
+    TrafficCounter,
+    TrafficConnection,
+    StationBudget,
+    PolicyChange,
 )

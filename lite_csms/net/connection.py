@@ -15,6 +15,7 @@ from typing import Any
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
+from lite_csms.budget.meter import ConnectionMeter
 from lite_csms.ocppj import schemas, timestamps
 from lite_csms.ocppj.session import (
     CallAnswered,
@@ -38,6 +39,17 @@ CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_REPLACED = 1001
 
 
+# Traffic that no valid message explains: garbage, a broken answer, an unknown id.
+INVALID_MESSAGE = "(invalid)"
+
+
+def _action_of(events: list[Event]) -> str:
+    for event in events:
+        if isinstance(event, InboundCall | InboundSend | CallAnswered | CallFailed):
+            return event.action or INVALID_MESSAGE
+    return INVALID_MESSAGE
+
+
 @dataclass(slots=True)
 class _Waiter:
     event: trio.Event = field(default_factory=trio.Event)
@@ -45,8 +57,10 @@ class _Waiter:
 
 
 class StationConnection:
-    def __init__(self, ws: WebSocketConnection, ctx: StationContext) -> None:
+    def __init__(self, ws: WebSocketConnection, ctx: StationContext,
+                 meter: ConnectionMeter | None = None) -> None:
         self.ws = ws
+        self.meter = meter
         self.ctx = ctx
         self.station_id = ctx.station_id
         self.session = RpcSession(ctx.version, call_timeout=ctx.settings.call_timeout)
@@ -99,7 +113,10 @@ class StationConnection:
                     self.close_reason = "binary frame"
                     await self.ws.aclose(CLOSE_UNSUPPORTED_DATA, "OCPP-J uses text frames")
                     return
-                for event in self.session.receive(message, trio.current_time()):
+                events = self.session.receive(message, trio.current_time())
+                if self.meter is not None:
+                    self.meter.message(_action_of(events), True, message)
+                for event in events:
                     await self._on_event(event)
         except ConnectionClosed as exc:
             reason = exc.reason
@@ -113,7 +130,7 @@ class StationConnection:
                 await self._calls_in.send(event)
             case SendReply(text, reason):
                 log.warning("%s: answered bad message with %s", self.station_id, reason[:200])
-                await self._send(text)
+                await self._send(text, INVALID_MESSAGE)
             case CallAnswered() | CallFailed():
                 waiter = self._waiters.get(event.message_id)
                 if waiter is not None:
@@ -126,7 +143,7 @@ class StationConnection:
 
     async def _dispatch_loop(self) -> None:
         async for call in self._calls_out:
-            await self._send(await self._answer(call))
+            await self._send(await self._answer(call), call.action)
             self._note_registration()
 
     def _note_registration(self) -> None:
@@ -153,8 +170,10 @@ class StationConnection:
             log.exception("%s: %s failed: %s", self.station_id, call.action, exc)
             return self.session.refuse(call, ErrorKind.INTERNAL, "internal error")
 
-    async def _send(self, text: str) -> None:
+    async def _send(self, text: str, action: str) -> None:
         await self.ws.send_message(text)
+        if self.meter is not None:
+            self.meter.message(action, False, text)
 
     async def _ping_loop(self, scope: trio.CancelScope) -> None:
         interval = self.ctx.settings.ws_ping_interval
@@ -176,7 +195,7 @@ class StationConnection:
             waiter = _Waiter()
             self._waiters[message_id] = waiter
             try:
-                await self._send(text)
+                await self._send(text, action)
                 deadline = self.session.next_deadline()
                 with trio.move_on_at(deadline if deadline is not None else trio.current_time()):
                     await waiter.event.wait()

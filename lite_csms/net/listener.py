@@ -23,9 +23,12 @@ from trio_websocket import WebSocketConnection, WebSocketRequest
 from wsproto import ConnectionState, ConnectionType, WSConnection
 from wsproto.events import CloseConnection
 
+from lite_csms.budget.meter import ConnectionMeter
+
 log = logging.getLogger("lite_csms.net")
 
-RequestHandler = Callable[[WebSocketRequest], Awaitable[None]]
+RequestHandler = Callable[[WebSocketRequest, ConnectionMeter], Awaitable[None]]
+ClosedHandler = Callable[[ConnectionMeter], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +77,11 @@ class WebSocketListener:
     def __init__(
         self, options: ListenOptions, on_request: RequestHandler,
         ssl_context: ssl.SSLContext | None = None,
+        on_closed: ClosedHandler | None = None,
     ) -> None:
         self.options = options
         self._on_request = on_request
+        self._on_closed = on_closed
         self._ssl_context = ssl_context
 
     async def serve(
@@ -86,25 +91,42 @@ class WebSocketListener:
         listeners = await trio.open_tcp_listeners(self.options.port, host=host)
         for listener in listeners:
             configure_socket(listener.socket, self.options)
-        serving: list[trio.abc.Listener[trio.abc.Stream]] = list(listeners)
-        if self._ssl_context is not None:
-            serving = [trio.SSLListener(lst, self._ssl_context, https_compatible=True)
-                       for lst in listeners]
         task_status.started(listeners)
-        await trio.serve_listeners(self._guarded, serving)
+        await trio.serve_listeners(self._guarded, listeners)
 
     async def _guarded(self, stream: trio.abc.Stream) -> None:
+        meter: ConnectionMeter | None = None
         try:
             sock = _socket_of(stream)
             if sock is not None:
                 configure_socket(sock, self.options)
-            await self._serve_stream(stream)
+            meter = ConnectionMeter(sock, server_side=True,
+                                    family=sock.family if sock is not None else socket.AF_INET)
+            plain = await self._secure(stream, meter)
+            if plain is not None:
+                await self._serve_stream(plain, meter)
         except Exception as exc:  # one broken connection must never stop the server
             log.warning("connection error: %s", _describe(exc))
         finally:
+            # Before the socket closes: TCP_INFO is read from it one last time.
+            if meter is not None and self._on_closed is not None:
+                self._on_closed(meter)
             await trio.aclose_forcefully(stream)
 
-    async def _serve_stream(self, stream: trio.abc.Stream) -> None:
+    async def _secure(self, stream: trio.abc.Stream, meter: ConnectionMeter
+                      ) -> trio.abc.Stream | None:
+        if self._ssl_context is None:
+            return meter.wrap_plain(stream)
+        tls = trio.SSLStream(meter.wrap_raw(stream), self._ssl_context, server_side=True,
+                             https_compatible=True)
+        with trio.move_on_after(self.options.handshake_timeout):
+            await tls.do_handshake()
+            meter.tls_done(resumed=bool(tls.session_reused))
+            return meter.wrap_plain(tls)
+        log.info("TLS handshake did not complete within %g s", self.options.handshake_timeout)
+        return None
+
+    async def _serve_stream(self, stream: trio.abc.Stream, meter: ConnectionMeter) -> None:
         connection = _ExplainingWebSocketConnection(
             stream, WSConnection(ConnectionType.SERVER),
             message_queue_size=self.options.message_queue_size,
@@ -130,7 +152,7 @@ class WebSocketListener:
                 nursery.cancel_scope.cancel()
                 return
             try:
-                await self._on_request(request)
+                await self._on_request(request, meter)
             finally:
                 with trio.move_on_after(self.options.close_timeout):
                     await connection.aclose()

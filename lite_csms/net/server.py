@@ -11,6 +11,8 @@ import trio
 from trio_websocket import WebSocketConnection, WebSocketRequest
 
 from lite_csms import passwords
+from lite_csms.budget.meter import ConnectionMeter
+from lite_csms.budget.recorder import LiveConnection, TrafficRecorder
 from lite_csms.config import Settings
 from lite_csms.db.models import Station
 from lite_csms.db.writer import StoreWriter
@@ -24,6 +26,7 @@ from lite_csms.net.handshake import (
     station_id_from_path,
 )
 from lite_csms.net.listener import ListenOptions, WebSocketListener
+from lite_csms.net.tls import server_context
 from lite_csms.ocppj import timestamps
 from lite_csms.ocppj.versions import Version
 from lite_csms.versions import StationContext
@@ -43,6 +46,11 @@ class CsmsServer:
         self.connections: dict[str, StationConnection] = {}
         self.commands = CommandSender(self.store, self.connections)
         self._password_limiter = trio.CapacityLimiter(PASSWORD_CHECKS_AT_ONCE)
+        self.traffic = TrafficRecorder(self.store,
+                                       retention_days=settings.traffic_hourly_retention_days)
+        ssl_context = None
+        if settings.tls_cert:
+            ssl_context = server_context(settings.tls_cert, settings.tls_key)
         self.listener = WebSocketListener(
             ListenOptions(
                 host=settings.host, port=settings.port,
@@ -54,6 +62,8 @@ class CsmsServer:
                 user_timeout=settings.tcp_user_timeout,
             ),
             self.handle_request,
+            ssl_context=ssl_context,
+            on_closed=self.traffic.closed,
         )
         self.ports: list[int] = []
         self.admin_port: int | None = None
@@ -68,12 +78,15 @@ class CsmsServer:
                     listeners = await nursery.start(self.listener.serve)
                     self.ports = sorted({lst.socket.getsockname()[1] for lst in listeners})
                     nursery.start_soon(self._flush_last_seen)
+                    nursery.start_soon(self.traffic.run, self.settings.traffic_flush_interval)
                     if self.settings.admin_enabled:
                         self.admin_port = await nursery.start(self._serve_admin)
                     log.info("serving OCPP-J on %s port %s", self.settings.host, self.ports)
                     task_status.started(self.ports)
             finally:
                 # Only now: the connections above have written their last state.
+                with trio.CancelScope(shield=True), trio.move_on_after(10):
+                    await self.traffic.flush()
                 self.store.close()
 
     async def _serve_admin(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
@@ -104,7 +117,7 @@ class CsmsServer:
             await self.store.run(partial(reservation.expire_due, timestamps.now_utc()))
 
     # ---- handshake -------------------------------------------------------------------------
-    async def handle_request(self, request: WebSocketRequest) -> None:
+    async def handle_request(self, request: WebSocketRequest, meter: ConnectionMeter) -> None:
         try:
             station_id = station_id_from_path(request.path)
         except InvalidStationId as exc:
@@ -126,7 +139,8 @@ class CsmsServer:
             await ws.aclose(CLOSE_PROTOCOL_ERROR, "no supported OCPP version proposed")
             return
         ws = await request.accept(subprotocol=version.subprotocol)
-        await self._serve_station(ws, station_id, version)
+        live = self.traffic.opened(station_id, version.value, meter)
+        await self._serve_station(ws, station_id, version, live)
 
     async def _authenticate(
         self, station_id: str, request: WebSocketRequest
@@ -161,12 +175,12 @@ class CsmsServer:
 
     # ---- a live station --------------------------------------------------------------------
     async def _serve_station(
-        self, ws: WebSocketConnection, station_id: str, version: Version
+        self, ws: WebSocketConnection, station_id: str, version: Version, live: LiveConnection
     ) -> None:
         registration = await self.store.run(lambda: provisioning.registration(station_id))
         ctx = StationContext(station_id, version, self.store, self.settings,
                              registration or "pending")
-        connection = StationConnection(ws, ctx)
+        connection = StationConnection(ws, ctx, live.meter)
         previous = self.connections.get(station_id)
         self.connections[station_id] = connection
         if previous is not None:
@@ -178,6 +192,7 @@ class CsmsServer:
         try:
             await connection.run(on_ready=self._deliver_queued_when_accepted)
         finally:
+            live.close_reason = connection.close_reason
             with trio.CancelScope(shield=True):
                 await self._forget(connection)
 

@@ -1,0 +1,1 @@
+"""Data budget: bytes measured per station and layer, caps and cycles, and the policy."""
