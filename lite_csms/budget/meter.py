@@ -30,18 +30,23 @@ HTTP_SETUP = "(http-upgrade)"
 CONTROL = "(ws-control)"
 TLS_ONLY = "(tls-other)"
 TCP_ONLY = "(tcp-only)"
+TEARDOWN = "(teardown)"
 SETUP_ACTIONS = (TCP_SETUP, TLS_SETUP, HTTP_SETUP)
+# A TLS 1.3 alert record: 5-byte header, 2-byte alert, content type, 16-byte AEAD tag.
+CLOSE_NOTIFY = 24
 
 
 class CountingStream(trio.abc.Stream):
     """A pass-through stream that counts bytes each way and notes its first send."""
 
     def __init__(self, inner: trio.abc.Stream,
-                 on_first_send: Callable[[CountingStream], None] | None = None) -> None:
+                 on_first_send: Callable[[CountingStream], None] | None = None,
+                 on_close: Callable[[], None] | None = None) -> None:
         self.inner = inner
         self.bytes_in = 0
         self.bytes_out = 0
         self._on_first_send = on_first_send
+        self._on_close = on_close
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await self.inner.send_all(data)
@@ -59,6 +64,9 @@ class CountingStream(trio.abc.Stream):
         return data
 
     async def aclose(self) -> None:
+        if self._on_close is not None:
+            hook, self._on_close = self._on_close, None
+            hook()
         await self.inner.aclose()
 
 
@@ -108,6 +116,8 @@ class ConnectionMeter:
     _tallies: dict[tuple[str, str], _Tally] = field(default_factory=dict)
     _last: _Snapshot = field(default_factory=_Snapshot)
     _upgraded: bool = False
+    # The kernel's counters as the socket closed; TCP_INFO cannot be read after that.
+    _closing_tcp: TcpCounters | None = None
     totals: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -132,12 +142,28 @@ class ConnectionMeter:
     def wrap_plain(self, stream: trio.abc.Stream) -> CountingStream:
         """The stream wsproto reads; its first send is the 101 (or a refusal)."""
         hook = self._upgrade_sent if self.server_side else None
-        self.plain = CountingStream(stream, on_first_send=hook)
+        # The last reading is taken here, after the WebSocket close frames and before TLS
+        # close_notify and the TCP FINs, which each end would otherwise see only half of:
+        # `teardown_estimate` adds them, the same figure at both ends.
+        self.plain = CountingStream(stream, on_first_send=hook, on_close=self._closing)
         if self.raw is None:
             self.raw = self.plain
         return self.plain
 
+    def _closing(self) -> None:
+        tcp = tcpinfo.read(self.sock) if self.sock is not None else None
+        # Whether the peer's FIN already arrived is a race; the estimate below counts it.
+        self._closing_tcp = None if tcp is None else tcp.without_peer_fin()
+        if self._closing_tcp is not None:
+            header = tcpinfo.segment_header(self.family, self._closing_tcp.timestamps)
+            # FIN and the ACK of the peer's FIN each way; a close_notify record each way.
+            per_direction = 2 * header + ((header + CLOSE_NOTIFY) if self.tls else 0)
+            for direction in DIRECTIONS:
+                self._emit(TEARDOWN, direction, IP, per_direction)
+
     def _tcp_now(self) -> TcpCounters | None:
+        if self._closing_tcp is not None:
+            return self._closing_tcp
         return tcpinfo.read(self.sock) if self.sock is not None else None
 
     def tls_done(self, resumed: bool) -> None:

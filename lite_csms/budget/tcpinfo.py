@@ -19,6 +19,7 @@ _BYTES_SENT = 200
 _FULL_SIZE = 232
 _MIN_SIZE = 144
 TCPI_OPT_TIMESTAMPS = 1
+CLOSE_WAIT = 8
 # The timestamp option takes 10 bytes, padded to 12, in every segment once negotiated.
 TIMESTAMP_OPTION = 12
 # SYN and SYN-ACK carry MSS, SACK-permitted, timestamps and window scale: 20 option bytes.
@@ -36,6 +37,15 @@ class TcpCounters:
     bytes_out: int
     bytes_retrans: int
     timestamps: bool
+    # Linux tcp_states: 1 established, 8 close-wait (the peer's FIN has arrived).
+    state: int = 1
+
+    def without_peer_fin(self) -> TcpCounters:
+        """The counters as if the peer's FIN had not arrived yet (it takes a sequence byte)."""
+        if self.state != CLOSE_WAIT:
+            return self
+        return TcpCounters(self.segs_in - 1, self.segs_out, self.bytes_in - 1, self.bytes_out,
+                           self.bytes_retrans, self.timestamps, self.state)
 
     def __sub__(self, other: TcpCounters) -> TcpCounters:
         return TcpCounters(
@@ -67,7 +77,7 @@ def read(sock: socket.socket | object) -> TcpCounters | None:
         # Older kernels: what the peer acknowledged is the closest figure to what was sent.
         sent, retrans = acked, 0
     return TcpCounters(segs_in, segs_out, received, sent, retrans,
-                       bool(raw[_OPTIONS] & TCPI_OPT_TIMESTAMPS))
+                       bool(raw[_OPTIONS] & TCPI_OPT_TIMESTAMPS), raw[0])
 
 
 def segment_header(family: int, timestamps: bool) -> int:
