@@ -62,7 +62,8 @@ def start_csms_process(tmp_path: Path, *extra: str) -> CsmsProcess:
         [sys.executable, "-m", "lite_csms", "serve", "--host", "127.0.0.1", "--port", str(port),
          "--database", str(database), "--admin-port", "0", *extra],
         stdout=log_file, stderr=subprocess.STDOUT, cwd=tmp_path,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # The budget policy would reconfigure every test's station; its own tests turn it on.
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "LITE_CSMS_BUDGET_POLICY": "0"},
     )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -111,7 +112,7 @@ async def start_in_process(
     database = tmp_path / "csms.sqlite3"
     settings = config.load(environ={}, overrides={
         "host": "127.0.0.1", "port": 0, "admin_port": 0, "database": str(database),
-        **overrides,
+        "budget_policy": False, **overrides,
     })
     db = open_database(database)
     server = CsmsServer(settings, db)

@@ -12,6 +12,7 @@ from trio_websocket import WebSocketConnection, WebSocketRequest
 
 from lite_csms import passwords
 from lite_csms.budget.meter import ConnectionMeter
+from lite_csms.budget.policy import BudgetPolicy
 from lite_csms.budget.recorder import LiveConnection, TrafficRecorder
 from lite_csms.config import Settings
 from lite_csms.db.models import Station
@@ -45,6 +46,7 @@ class CsmsServer:
         self.store = StoreWriter(db)
         self.connections: dict[str, StationConnection] = {}
         self.commands = CommandSender(self.store, self.connections)
+        self.policy = BudgetPolicy(self.store, settings, self.commands)
         self._password_limiter = trio.CapacityLimiter(PASSWORD_CHECKS_AT_ONCE)
         self.traffic = TrafficRecorder(self.store,
                                        retention_days=settings.traffic_hourly_retention_days)
@@ -179,7 +181,8 @@ class CsmsServer:
     ) -> None:
         registration = await self.store.run(lambda: provisioning.registration(station_id))
         ctx = StationContext(station_id, version, self.store, self.settings,
-                             registration or "pending")
+                             registration or "pending",
+                             await self.policy.heartbeat_for(station_id))
         connection = StationConnection(ws, ctx, live.meter)
         previous = self.connections.get(station_id)
         self.connections[station_id] = connection
@@ -200,6 +203,7 @@ class CsmsServer:
         # OCPP forbids CSMS requests to a station that is not (yet) accepted.
         await connection.accepted.wait()
         await self.commands.deliver_queued(connection)
+        await self.policy.on_accepted(connection)
 
     async def _forget(self, connection: StationConnection) -> None:
         station_id = connection.station_id

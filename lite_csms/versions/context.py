@@ -21,6 +21,9 @@ class StationContext:
     settings: Settings
     # "accepted" once the station may send more than BootNotification.
     registration: str
+    # Set by the budget policy: what BootNotification answers say, so a reconnect does not
+    # undo the heartbeat interval the policy chose.
+    heartbeat_interval: int | None = None
 
     def now(self) -> datetime:
         return timestamps.now_utc()

@@ -63,7 +63,7 @@ async def boot_notification(ctx: StationContext, p: Payload) -> Payload:
     )
     ctx.registration = status.lower()
     return {"status": status, "currentTime": timestamps.format_utc(now),
-            "interval": ctx.settings.heartbeat_interval}
+            "interval": ctx.heartbeat_interval or ctx.settings.heartbeat_interval}
 
 
 async def heartbeat(ctx: StationContext, p: Payload) -> Payload:

@@ -1,0 +1,147 @@
+"""The budget policy: keep each station's settings at its level, and move it between levels.
+
+A station's level lives in SQLite (StationBudget). When the station is accepted, the policy
+sends only the settings the station does not already hold, so a reconnect costs nothing
+extra. Every move between levels is logged with its reason and the station's answers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from lite_csms.budget import levels
+from lite_csms.config import Settings
+from lite_csms.db.models import PolicyChange, StationBudget, StationSetting
+from lite_csms.db.writer import StoreWriter
+from lite_csms.net.commands import CommandSender
+from lite_csms.net.connection import StationConnection
+from lite_csms.ocppj import timestamps
+from lite_csms.ocppj.versions import Version
+from lite_csms.operations import catalogue
+
+log = logging.getLogger("lite_csms.budget")
+REQUESTED_BY = "budget-policy"
+
+
+@dataclass(frozen=True, slots=True)
+class StationPolicy:
+    enabled: bool
+    level: str
+    nat_timeout: int
+    level_cycle_start: datetime | None
+
+
+def load(station_id: str, defaults: Settings) -> StationPolicy:
+    row = StationBudget.get_or_none(StationBudget.station == station_id)
+    if row is None:
+        return StationPolicy(defaults.budget_policy, levels.NORMAL, defaults.nat_timeout, None)
+    enabled = defaults.budget_policy if row.policy_enabled is None else row.policy_enabled
+    nat = defaults.nat_timeout if row.nat_timeout is None else row.nat_timeout
+    return StationPolicy(enabled, row.level, nat, row.level_cycle_start)
+
+
+def record_move(station_id: str, from_level: str, to_level: str, reason: str,
+                cycle_start: datetime | None, at: datetime) -> None:
+    StationBudget.insert(station=station_id, level=to_level, level_cycle_start=cycle_start,
+                         updated_at=at).on_conflict(
+        conflict_target=[StationBudget.station],
+        update={StationBudget.level: to_level, StationBudget.level_cycle_start: cycle_start,
+                StationBudget.updated_at: at}).execute()
+    PolicyChange.create(station=station_id, at=at, from_level=from_level, to_level=to_level,
+                        reason=reason, settings="[]")
+
+
+def record_outcomes(station_id: str, outcomes: list[dict[str, Any]]) -> None:
+    """Attach what the station answered to the station's latest policy change."""
+    latest = (PolicyChange.select().where(PolicyChange.station == station_id)
+              .order_by(PolicyChange.id.desc()).first())
+    if latest is not None:
+        latest.settings = json.dumps(outcomes)
+        latest.save()
+
+
+def held_settings(station_id: str) -> dict[str, str | None]:
+    query = StationSetting.select().where(StationSetting.station == station_id)
+    return {row.key: row.value for row in query}
+
+
+def missing(wanted: Mapping[str, str], held: Mapping[str, str | None]) -> dict[str, str]:
+    return {key: value for key, value in wanted.items() if held.get(key) != value}
+
+
+def _requests(version: Version, changes: Mapping[str, str]) -> list[catalogue.Request]:
+    if version is Version.OCPP16:
+        return [catalogue.set_config(version, key, value) for key, value in changes.items()]
+    # One SetVariables carries them all: one round trip instead of five.
+    data = [{**catalogue.split_variable(key), "attributeValue": value}
+            for key, value in changes.items()]
+    return [catalogue.Request("SetVariables", {"setVariableData": data})]
+
+
+def set_server_keepalive(connection: StationConnection, nat_timeout: int) -> None:
+    """TCP keepalive only after a NAT timeout of silence: pings normally come first, so
+    probes go out only when the link has really gone quiet, to find a dead peer."""
+    sock = None if connection.meter is None else connection.meter.sock
+    if sock is None or not hasattr(socket, "TCP_KEEPIDLE"):
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, nat_timeout))
+    except OSError as exc:
+        log.info("%s: cannot set keepalive: %s", connection.station_id, exc)
+
+
+class BudgetPolicy:
+    def __init__(self, store: StoreWriter, settings: Settings, commands: CommandSender,
+                 clock: Callable[[], datetime] = timestamps.now_utc) -> None:
+        self._store = store
+        self._settings = settings
+        self._commands = commands
+        self._clock = clock
+
+    async def heartbeat_for(self, station_id: str) -> int | None:
+        policy = await self._store.run(partial(load, station_id, self._settings))
+        return levels.heartbeat_for(policy.level) if policy.enabled else None
+
+    async def on_accepted(self, connection: StationConnection) -> None:
+        """Bring a freshly accepted station to its level's settings."""
+        station_id = connection.station_id
+        policy = await self._store.run(partial(load, station_id, self._settings))
+        if not policy.enabled:
+            return
+        set_server_keepalive(connection, policy.nat_timeout)
+        await self.apply(connection, policy.level, policy.nat_timeout)
+
+    async def apply(self, connection: StationConnection, level: str, nat_timeout: int
+                    ) -> list[dict[str, Any]]:
+        station_id, version = connection.station_id, connection.ctx.version
+        connection.ctx.heartbeat_interval = levels.heartbeat_for(level)
+        wanted = levels.settings_for(level, version, nat_timeout)
+        held = await self._store.run(partial(held_settings, station_id))
+        outcomes: list[dict[str, Any]] = []
+        for request in _requests(version, missing(wanted, held)):
+            outcome = await self._commands.send(station_id, request.action, request.payload,
+                                                requested_by=REQUESTED_BY)
+            outcomes.append({"action": request.action, "payload": request.payload,
+                             "status": outcome.status, "result": outcome.result,
+                             "error": outcome.error_code})
+        if outcomes:
+            log.info("%s: policy level %s applied (%d requests)", station_id, level,
+                     len(outcomes))
+        return outcomes
+
+    async def move(self, connection: StationConnection | None, station_id: str,
+                   to_level: str, reason: str, cycle_start: datetime | None) -> None:
+        policy = await self._store.run(partial(load, station_id, self._settings))
+        await self._store.run(partial(record_move, station_id, policy.level, to_level, reason,
+                                      cycle_start, self._clock()))
+        log.info("%s: budget policy %s -> %s: %s", station_id, policy.level, to_level, reason)
+        if connection is not None:
+            outcomes = await self.apply(connection, to_level, policy.nat_timeout)
+            await self._store.run(partial(record_outcomes, station_id, outcomes))
