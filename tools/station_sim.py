@@ -695,11 +695,13 @@ class ChargingStation:
         """One step: send a CALL, log and record the answer. Raises StepFailed or LinkLost."""
         if self.link is None:
             raise LinkLost(f"{action}: not connected")
+        sent_at = self.clock.elapsed()
         try:
             outcome = await self.link.call(action, payload)
         except ConnectionClosed as exc:
             raise LinkLost(f"{action}: connection closed ({exc.reason})") from None
-        self._last_activity = self.clock.elapsed()
+        # Idle time counts from the send: the answer's delay must not stretch the interval.
+        self._last_activity = sent_at
         if isinstance(outcome, CallFailed):
             detail = f"{outcome.code} {outcome.description}".strip()
             self.report.step(action, error=detail)
@@ -983,10 +985,14 @@ class ChargingStation:
                 await self.send_meter_values(connector, "Sample.Periodic")
 
     async def _wait_tick(self, tx: SimTransaction) -> bool:
-        """Wait one sample interval; True when the session was stopped meanwhile."""
+        """Wait for the next sample instant; True when the session was stopped meanwhile."""
         # With sampling off (interval 0) the EV still charges; only the messages stop.
-        with self.clock.move_on_after(self.config.seconds(SAMPLE_INTERVAL)
-                                      or DEFAULT_TICK_SECONDS):
+        interval = self.config.seconds(SAMPLE_INTERVAL) or DEFAULT_TICK_SECONDS
+        # Ticks on a fixed grid from the start, as a meter samples: the time spent sending
+        # one sample must not push every later one back.
+        due = tx.last_reading_at + interval
+        due -= (due - tx.started_at) % interval if interval else 0
+        with self.clock.move_on_after(max(due - self.clock.elapsed(), 0.0)):
             await tx.stop_requested.wait()
         return tx.stop_requested.is_set()
 

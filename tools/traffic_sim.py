@@ -1,0 +1,474 @@
+#!/usr/bin/env python3
+"""Traffic simulator: a reference month against the real server, bytes counted at both ends.
+
+It starts `lite-csms serve` with TLS on a throwaway certificate, registers a station with a
+password (security profile 2), and runs a profile through the station simulator in
+accelerated time: sessions, link drops with their reconnects, pings, heartbeats and meter
+values, all honouring whatever configuration the CSMS sets. The station counts its own
+bytes (its own counting streams and TCP_INFO); the server's accounting is read back from
+SQLite. Both are reported per layer, and they must agree within 2%.
+
+    python tools/traffic_sim.py --profile home-share --protocol ocpp1.6 --policy on
+    python tools/traffic_sim.py --table          # every profile, version and policy setting
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+import trustme
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import station_sim as sim
+
+from lite_csms.budget.client import MeteredLink, open_metered
+from lite_csms.budget.meter import IN, LAYERS, OUT
+from lite_csms.ocppj.versions import Version
+
+DAY = 86400.0
+LAYER_ORDER = ("ip", "tls", "ws", "payload")
+# The charger's stock settings, before any CSMS changes them.
+STOCK = {
+    sim.HEARTBEAT_INTERVAL: "300",
+    sim.SAMPLE_INTERVAL: "60",
+    sim.SAMPLED_DATA: ",".join((sim.ENERGY, sim.POWER, sim.CURRENT, sim.VOLTAGE)),
+    sim.WS_PING_INTERVAL: "60",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    name: str
+    connectors: int
+    sessions_per_day: int
+    session_minutes: int
+    drops_per_day: int
+    nat_timeout: int
+    power_w: float = 7400.0
+
+
+PROFILES = {
+    "home-share": Profile("home-share", 1, 2, 150, 4, 600),
+    "village-hub": Profile("village-hub", 4, 20, 45, 8, 120, power_w=11000.0),
+}
+
+
+# ---- the server ----------------------------------------------------------------------------
+@dataclass
+class Server:
+    port: int
+    database: Path
+    client_tls: ssl.SSLContext
+    password: str
+    process: subprocess.Popen[bytes]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _cli(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "lite_csms", *args], env=env,
+                          capture_output=True, text=True, timeout=60, check=True)
+    return done.stdout
+
+
+@contextmanager
+def running_server(workdir: Path, station_id: str, *, policy: bool, cap: int | None,
+                   nat_timeout: int) -> Iterator[Server]:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert_file, key_file = workdir / "cert.pem", workdir / "key.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    client_tls = ssl.create_default_context()
+    ca.configure_trust(client_tls)
+    port = _free_port()
+    database = workdir / "csms.sqlite3"
+    env = {**os.environ, "LITE_CSMS_DATABASE": str(database), "LITE_CSMS_HOST": "127.0.0.1",
+           "LITE_CSMS_PORT": str(port), "LITE_CSMS_TLS_CERT": str(cert_file),
+           "LITE_CSMS_TLS_KEY": str(key_file), "LITE_CSMS_ADMIN_ENABLED": "0",
+           "LITE_CSMS_BUDGET_POLICY": "1" if policy else "0",
+           "LITE_CSMS_NAT_TIMEOUT": str(nat_timeout),
+           # Accelerated time: flush often, so the month's last minutes are written too.
+           "LITE_CSMS_TRAFFIC_FLUSH_INTERVAL": "0.5", "LITE_CSMS_LOG_LEVEL": "WARNING"}
+    if cap is not None:
+        env["LITE_CSMS_BUDGET_CAP"] = str(cap)
+    password = _station_password(_cli(env, "station", "add", station_id))
+    log = (workdir / "server.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "lite_csms", "serve"], env=env,
+                               stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((workdir / "server.log").read_text())
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield Server(port, database, client_tls, password, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _station_password(output: str) -> str:
+    for line in output.splitlines():
+        if "password" in line.lower():
+            return line.rsplit(" ", 1)[-1].strip()
+    raise RuntimeError(f"no password in {output!r}")
+
+
+def server_totals(database: Path, station_id: str) -> dict[str, dict[str, int]]:
+    """The server's accounting as stored: bytes by layer and direction (CSMS's view)."""
+    import sqlite3
+
+    with sqlite3.connect(database) as db:
+        rows = db.execute(
+            "SELECT layer, direction, SUM(bytes) FROM traffic_counter WHERE station_id = ? "
+            "GROUP BY layer, direction", (station_id,)).fetchall()
+        by_action = db.execute(
+            "SELECT action, SUM(bytes) FROM traffic_counter WHERE station_id = ? "
+            "AND layer = 'ip' GROUP BY action ORDER BY 2 DESC", (station_id,)).fetchall()
+    totals: dict[str, dict[str, int]] = {layer: {IN: 0, OUT: 0} for layer in LAYERS}
+    for layer, direction, amount in rows:
+        totals[layer][direction] = int(amount)
+    totals["by_action"] = {action: int(amount) for action, amount in by_action}
+    return totals
+
+
+# ---- the station ---------------------------------------------------------------------------
+class MeteredWs:
+    """The station's WebSocket with its OCPP text tallied on its own meter."""
+
+    def __init__(self, link: MeteredLink) -> None:
+        self._link = link
+
+    async def get_message(self) -> str | bytes:
+        message = await self._link.ws.get_message()
+        if isinstance(message, str):
+            self._link.meter.message("(station)", True, message)
+        return message
+
+    async def send_message(self, message: str) -> None:
+        await self._link.ws.send_message(message)
+        self._link.meter.message("(station)", False, message)
+
+
+class TrafficStation:
+    """Session and boot calls wait out a dropped link and go again once reconnected, as a
+    charger queues its transaction messages; the boot itself goes on the new link."""
+
+    ready: trio.Event
+    booting: bool
+
+    async def call(self, action: str, payload: sim.Payload) -> sim.Payload:
+        while True:
+            if not self.booting:
+                await self.ready.wait()
+            try:
+                return await super().call(action, payload)  # type: ignore[misc]
+            except sim.LinkLost:
+                if self.booting:
+                    raise
+                await trio.sleep(0)
+
+
+class TrafficV16(TrafficStation, sim.StationV16):
+    pass
+
+
+class TrafficV2(TrafficStation, sim.StationV2):
+    pass
+
+
+@dataclass
+class Tally:
+    connections: int = 0
+    resumed: int = 0
+    drops: int = 0
+    nat_expiries: int = 0
+    sessions: int = 0
+    sessions_skipped: int = 0
+    station: dict[str, dict[str, int]] = field(
+        default_factory=lambda: {layer: {IN: 0, OUT: 0} for layer in LAYERS})
+
+    def add(self, totals: dict[tuple[str, str], int]) -> None:
+        for (direction, layer), amount in totals.items():
+            self.station[layer][direction] += amount
+
+
+class MonthRun:
+    def __init__(self, profile: Profile, version: Version, days: float, scale: float,
+                 server: Server, station_id: str) -> None:
+        self.profile, self.version, self.days = profile, version, days
+        self.server, self.station_id = server, station_id
+        self.clock = sim.Clock(scale)
+        options = sim.StationOptions(
+            url=f"wss://127.0.0.1:{server.port}/ocpp", station_id=station_id,
+            protocol=version, password=server.password, connectors=profile.connectors,
+            power_w=profile.power_w, time_scale=scale)
+        cls = TrafficV16 if version is Version.OCPP16 else TrafficV2
+        self.station = cls(options, clock=self.clock)
+        self.station.ready, self.station.booting = trio.Event(), False
+        for key, value in STOCK.items():
+            self.station.config.set(key, value)
+        self.tally = Tally()
+        self._drop = trio.Event()
+        self._finished = False
+
+    async def run(self) -> Tally:
+        self.clock.anchor()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._connection_loop)
+            nursery.start_soon(self._sessions, nursery)
+            nursery.start_soon(self._drops)
+            await self.clock.sleep(self.days * DAY)
+            self._finished = True
+            self._drop.set()
+            for tx in self.station.transactions():
+                tx.request_stop("Local")
+            with trio.move_on_after(10):
+                while self.tally.connections and self.station.link is not None:
+                    await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+        return self.tally
+
+    # ---- the link ---------------------------------------------------------------------------
+    async def _connection_loop(self) -> None:
+        session: ssl.SSLSession | None = None
+        headers = sim.basic_auth_headers(self.station_id, self.server.password)
+        while not self._finished:
+            async with trio.open_nursery() as conn:
+                link = await open_metered(
+                    conn, "127.0.0.1", self.server.port, f"/ocpp/{self.station_id}",
+                    [self.version.value], ssl_context=self.server.client_tls,
+                    session=session, extra_headers=headers)
+                self.tally.connections += 1
+                self.tally.resumed += link.meter.tls_resumed
+                rpc = sim.RpcLink(MeteredWs(link), self.version,  # type: ignore[arg-type]
+                                  answer=self.station._answer_inbound,
+                                  spawn=self.station.spawn, log=self.station.log,
+                                  call_timeout=30)
+                self.station.attach(rpc, conn)
+                conn.start_soon(self._read, rpc)
+                self.station.booting = True
+                await self.station.boot("PowerUp")
+                self.station.booting = False
+                self.station.ready.set()
+                conn.start_soon(self.station.heartbeat_loop)
+                conn.start_soon(self._ping_loop, link)
+                conn.start_soon(self._nat_watch, link)
+                await self._drop.wait()
+                self._drop = trio.Event()
+                self.station.ready = trio.Event()
+                session = link.session or session
+                if self._finished:
+                    with trio.move_on_after(5):
+                        await link.ws.aclose()
+                else:
+                    # The radio link is gone: no close frame, just the socket's end.
+                    assert link.meter.plain is not None
+                    await trio.aclose_forcefully(link.meter.plain)
+                conn.cancel_scope.cancel()
+            self.station.detach()
+            link.meter.collect()
+            self.tally.add(link.meter.totals)
+
+    async def _read(self, rpc: sim.RpcLink) -> None:
+        try:
+            await rpc.serve()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the link was dropped on purpose
+
+    async def _ping_loop(self, link: MeteredLink) -> None:
+        """WebSocket pings on a fixed grid of WebSocketPingInterval."""
+        due = self.clock.elapsed()
+        while True:
+            interval = self.station.config.seconds(sim.WS_PING_INTERVAL)
+            if interval <= 0:
+                await self.station.config.changed.wait()
+                continue
+            due = max(due + interval, self.clock.elapsed() - interval)
+            with self.clock.move_on_after(due - self.clock.elapsed()) as timer:
+                await self.station.config.changed.wait()
+            if timer.cancelled_caught:
+                with trio.move_on_after(10):
+                    await link.ws.ping()
+            else:
+                due = self.clock.elapsed()
+
+    async def _nat_watch(self, link: MeteredLink) -> None:
+        """A carrier NAT forgets a mapping idle for nat_timeout; the charger then reconnects.
+
+        Idle time is judged in real seconds scaled, with 20 ms of real slack for scheduling
+        jitter, so only a configuration that leaves the link quiet too long trips it.
+        """
+        meter = link.meter
+        nat = self.profile.nat_timeout
+        seen, quiet_since = -1, self.clock.elapsed()
+        slack = 0.02 * self.clock.scale
+        while True:
+            await self.clock.sleep(nat / 10)
+            moved = 0 if meter.plain is None else meter.plain.bytes_in + meter.plain.bytes_out
+            now = self.clock.elapsed()
+            if moved != seen:
+                seen, quiet_since = moved, now
+            elif now - quiet_since > nat + slack:
+                self.tally.nat_expiries += 1
+                self._drop.set()
+                return
+
+    async def _drops(self) -> None:
+        count = self.profile.drops_per_day
+        for day in range(math.ceil(self.days)):
+            for k in range(count):
+                await self.clock.sleep_until(day * DAY + (k + 0.25) * DAY / count)
+                if self._finished:
+                    return
+                self.tally.drops += 1
+                self._drop.set()
+
+    # ---- sessions ---------------------------------------------------------------------------
+    async def _sessions(self, nursery: trio.Nursery) -> None:
+        count = self.profile.sessions_per_day
+        for day in range(math.ceil(self.days)):
+            for k in range(count):
+                await self.clock.sleep_until(day * DAY + (k + 0.5) * DAY / count)
+                connector = self.station.free_connector(None)
+                if connector is None or self._finished:
+                    self.tally.sessions_skipped += 1
+                    continue
+                tx = self.station.new_transaction(connector, "SIMTAG01",
+                                                  sim.ChargePlan(self.profile.power_w))
+                self.tally.sessions += 1
+                nursery.start_soon(self._session, tx)
+
+    async def _session(self, tx: sim.SimTransaction) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._stop_after, tx)
+            try:
+                await self.station.charge(tx)
+            except sim.SimFailure as exc:
+                self.station.log(f"!! session failed: {exc}")
+            nursery.cancel_scope.cancel()
+
+    async def _stop_after(self, tx: sim.SimTransaction) -> None:
+        await self.clock.sleep(self.profile.session_minutes * 60)
+        tx.request_stop("Local")
+
+
+# ---- reporting -----------------------------------------------------------------------------
+def run_month(profile: Profile, version: Version, *, policy: bool, days: float, scale: float,
+              cap: int | None = None) -> dict[str, Any]:
+    station_id = f"SIM-{profile.name}"
+    with tempfile.TemporaryDirectory() as tmp, running_server(
+            Path(tmp), station_id, policy=policy, cap=cap,
+            nat_timeout=profile.nat_timeout) as server:
+        run = MonthRun(profile, version, days, scale, server, station_id)
+        started = time.monotonic()
+        tally = trio.run(run.run)
+        elapsed = time.monotonic() - started
+        time.sleep(1.5)  # three server flush intervals: the last connection's counts land
+        seen_by_server = server_totals(server.database, station_id)
+    month = 30 / days
+    result = {
+        "profile": profile.name, "protocol": version.value, "policy": policy, "days": days,
+        "time_scale": scale, "real_seconds": round(elapsed, 1),
+        "connections": tally.connections, "tls_resumed": tally.resumed,
+        "drops": tally.drops, "nat_expiries": tally.nat_expiries,
+        "sessions": tally.sessions, "sessions_skipped": tally.sessions_skipped,
+        "station": tally.station, "server": {k: v for k, v in seen_by_server.items()
+                                             if k != "by_action"},
+        "server_ip_by_action": seen_by_server["by_action"],
+        "month_ip_bytes": round(_both(seen_by_server["ip"]) * month),
+        "agreement": {layer: _difference(tally.station[layer], seen_by_server[layer])
+                      for layer in LAYER_ORDER},
+    }
+    return result
+
+
+def _both(directions: dict[str, int]) -> int:
+    return directions.get(IN, 0) + directions.get(OUT, 0)
+
+
+def _difference(station: dict[str, int], server: dict[str, int]) -> float:
+    """Relative difference of the two ends' totals (both directions), in percent."""
+    ours, theirs = _both(server), _both(station)
+    return 0.0 if theirs == 0 else round(100 * abs(ours - theirs) / theirs, 3)
+
+
+def markdown_table(results: list[dict[str, Any]]) -> str:
+    lines = ["| profile | protocol | policy | IP MB/month | TLS | WS | payload | "
+             "connections (resumed) | station vs server (IP) |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in results:
+        scale = 30 / r["days"]
+        mb = {layer: _both(r["server"][layer]) * scale / 1e6 for layer in LAYER_ORDER}
+        lines.append(
+            f"| {r['profile']} | {r['protocol']} | {'on' if r['policy'] else 'off'} | "
+            f"{mb['ip']:.2f} | {mb['tls']:.2f} | {mb['ws']:.2f} | {mb['payload']:.2f} | "
+            f"{r['connections']} ({r['tls_resumed']}) | {r['agreement']['ip']:.2f}% |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="home-share")
+    parser.add_argument("--protocol", choices=["ocpp1.6", "ocpp2.0.1", "ocpp2.1"],
+                        default="ocpp1.6")
+    parser.add_argument("--policy", choices=["on", "off"], default="on")
+    parser.add_argument("--days", type=float, default=30.0)
+    parser.add_argument("--time-scale", type=float, default=20000.0,
+                        help="simulated seconds per real second")
+    parser.add_argument("--cap", type=int, help="monthly cap in bytes (default: server's)")
+    parser.add_argument("--table", action="store_true",
+                        help="run both profiles, 1.6 and 2.0.1, policy off and on")
+    parser.add_argument("--json", action="store_true", help="print the full results as JSON")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.table:
+        runs = [(p, v, pol) for p in PROFILES for v in ("ocpp1.6", "ocpp2.0.1")
+                for pol in (False, True)]
+    else:
+        runs = [(args.profile, args.protocol, args.policy == "on")]
+    results = []
+    for profile, protocol, policy in runs:
+        result = run_month(PROFILES[profile], Version(protocol), policy=policy,
+                           days=args.days, scale=args.time_scale, cap=args.cap)
+        results.append(result)
+        print(f"{profile} {protocol} policy={'on' if policy else 'off'}: "
+              f"{result['month_ip_bytes'] / 1e6:.2f} MB/month at IP, "
+              f"ends differ by {result['agreement']['ip']:.2f}% "
+              f"({result['real_seconds']} s)", file=sys.stderr, flush=True)
+    print(json.dumps(results, indent=2) if args.json else markdown_table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
