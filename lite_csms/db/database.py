@@ -9,7 +9,7 @@ import peewee as pw
 
 from lite_csms.db.models import ALL_MODELS, database_proxy
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 PRAGMAS = {
     "journal_mode": "wal",
