@@ -30,6 +30,9 @@ def set_limit(version: Version, connector: int, limit: float, unit: str, profile
         raise OperationError("limit must not be negative")
     if transaction_id is not None and connector < 1:
         raise OperationError("a limit for a transaction needs its connector (1 or more)")
+    if version is Version.OCPP16:
+        # 1.6 limits are multiples of 0.1.
+        limit = round(limit, 1)
     schedule: Payload = {"chargingRateUnit": unit, "startSchedule": timestamps.format_utc(start),
                          "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit}]}
     if duration is not None:
