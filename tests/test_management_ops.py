@@ -98,11 +98,12 @@ async def test_charging_limits(nursery, tmp_path, protocol: str) -> None:
     assert station["composite_schedules"][0]["schedule"]["chargingSchedulePeriod"]
 
 
-async def test_limit_for_one_transaction(nursery, tmp_path) -> None:
+@pytest.mark.parametrize("protocol", ["ocpp1.6", "ocpp2.0.1"])
+async def test_limit_for_one_transaction(nursery, tmp_path, protocol: str) -> None:
     csms, key = await started(nursery, tmp_path)
     send = command(key, csms)
     await csms.server.store.run(lambda: IdToken.create(token="GUEST-42"))
-    async with simulated(csms, "ocpp2.0.1"):
+    async with simulated(csms, protocol):
         assert (await send("remote-start", connector=1, token="GUEST-42"))[
             "status"] == "Accepted"
         await until(csms, 'SELECT count(*) FROM "transaction" WHERE stopped_at IS NULL', [(1,)])
@@ -110,13 +111,25 @@ async def test_limit_for_one_transaction(nursery, tmp_path) -> None:
         answer = await send("set-limit", connector=1, limit=10, transaction=tx_id)
         assert answer["status"] == "Accepted"
         assert query(csms, "SELECT purpose, transaction_id FROM charging_profile") == [
-            ("TxProfile", station_tx_id)]
-        status = await send("transaction-status", transaction=tx_id)
-        assert status == {"messagesInQueue": False, "ongoingIndicator": True}
-        # The answer is kept in the command log, where GET /commands/{id} shows it.
-        [(result,)] = query(csms, "SELECT result FROM command WHERE action = "
-                                  "'GetTransactionStatus'")
-        assert json.loads(result)["ongoingIndicator"] is True
+            ("TxProfile", station_tx_id or str(tx_id))]
+        if protocol != "ocpp1.6":
+            status = await send("transaction-status", transaction=tx_id)
+            assert status == {"messagesInQueue": False, "ongoingIndicator": True}
+        await send("remote-stop", transaction=tx_id)
+        await until(csms, 'SELECT count(*) FROM "transaction" WHERE stopped_at IS NULL', [(0,)])
+        # A transaction the station no longer runs: refused, nothing more kept.
+        # The TxProfile ended with its transaction, at the station and here.
+        assert profiles(csms) == []
+        refused = await send("set-limit", connector=1, limit=8, transaction=tx_id)
+        assert refused["status"] == "Rejected"
+        assert profiles(csms) == []
+        if protocol != "ocpp1.6":
+            status = await send("transaction-status", transaction=tx_id)
+            assert status == {"messagesInQueue": False, "ongoingIndicator": False}
+            # The answers are kept in the command log, where GET /commands/{id} shows them.
+            results = query(csms, "SELECT result FROM command WHERE action = "
+                                  "'GetTransactionStatus' ORDER BY id")
+            assert [json.loads(r)["ongoingIndicator"] for (r,) in results] == [True, False]
 
 
 def history(csms: CsmsInProcess, kind: str) -> list[str]:
@@ -211,3 +224,30 @@ async def test_v2_only_operations_are_refused_for_16(nursery, tmp_path) -> None:
                                       {"operation": operation, "args": {}})
             assert status == 422, body
             assert "2.x" in body["error"] or "1.6" in body["error"], body
+
+
+async def test_charging_notifications_are_recorded(csms: CsmsInProcess) -> None:
+    await register(csms, "CS-SC")
+    at = "2026-11-21T10:00:00Z"
+    profile = {"id": 40, "stackLevel": 1, "chargingProfilePurpose": "ChargingStationMaxProfile",
+               "chargingProfileKind": "Absolute", "chargingSchedule": [{
+                   "id": 1, "chargingRateUnit": "W", "startSchedule": at,
+                   "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 22000}]}]}
+    messages = [
+        ("NotifyChargingLimit", {"chargingLimit": {"chargingLimitSource": "EMS"}}),
+        ("NotifyEVChargingSchedule", {"timeBase": at, "evseId": 1, "chargingSchedule": {
+            "id": 1, "chargingRateUnit": "W",
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 7000}]}}),
+        # Unrequested: a station may report profiles another party (an EMS) set.
+        ("ReportChargingProfiles", {"requestId": 99, "chargingLimitSource": "EMS",
+                                    "evseId": 0, "chargingProfile": [profile]}),
+    ]
+    async with open_websocket_url(csms.url("CS-SC"), subprotocols=["ocpp2.0.1"]) as ws:
+        answers = [await rpc(ws, [2, str(n), action, payload])
+                   for n, (action, payload) in enumerate(messages)]
+    assert [a[0] for a in answers] == [3, 3, 3]
+    assert answers[1][2] == {"status": "Accepted"}
+    assert query(csms, "SELECT action FROM station_event ORDER BY id") == [
+        ("NotifyChargingLimit",), ("NotifyEVChargingSchedule",)]
+    assert query(csms, "SELECT evse_id, profile_id, purpose, stack_level FROM "
+                       "charging_profile") == [(0, 40, "ChargingStationMaxProfile", 1)]

@@ -1006,6 +1006,8 @@ class ChargingStation:
             refused = exc
         finally:
             self.release(connector, tx)
+            # A TxProfile lives as long as its transaction.
+            self.profiles.clear(purpose="TxProfile", evse=connector.id)
         # A refused driver unplugs too: the connector must not stay Preparing.
         if refused is None:
             await self.set_status(connector, FINISHING)

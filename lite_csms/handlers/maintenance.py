@@ -26,8 +26,9 @@ FINAL_STATUSES = {
 def requested(station_id: str, kind: str, request_id: int | None, command_id: int,
               location: str, at: datetime) -> None:
     """Kept before the CALL goes out: the station's first report can beat its answer here."""
-    if kind == FIRMWARE and request_id is None:
-        # A 1.6 station runs one firmware update at a time: a new one supersedes the last.
+    if request_id is None:
+        # A 1.6 station runs one request of each kind at a time: a new one supersedes the
+        # last, whose reports could not be told apart from the new one's anyway.
         (MaintenanceRequest.update(open=False)
          .where(MaintenanceRequest.station == station_id, MaintenanceRequest.kind == kind,
                 MaintenanceRequest.open).execute())

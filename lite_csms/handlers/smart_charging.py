@@ -69,6 +69,13 @@ def reported(station_id: str, report: Payload, at: datetime) -> None:
         _keep(station_id, report["evseId"], profile, at)
 
 
+def transaction_ended(station_id: str, station_tx_id: str) -> None:
+    """A TxProfile ends with its transaction (1.6 3.13.4, 2.x K01.FR.05): forget it."""
+    ChargingProfile.delete().where(
+        ChargingProfile.station == station_id, ChargingProfile.purpose == "TxProfile",
+        ChargingProfile.transaction_id == station_tx_id).execute()
+
+
 def composite_answered(station_id: str, request: Payload, answer: Payload, at: datetime
                        ) -> None:
     evse_id = request.get("connectorId", request.get("evseId", 0))
