@@ -12,6 +12,19 @@ CREATE TABLE "api_key" (
     "last_used_at" TEXT
 );
 
+CREATE TABLE "charging_profile" (
+    "id" INTEGER NOT NULL PRIMARY KEY,
+    "station_id" VARCHAR(48) NOT NULL,
+    "evse_id" INTEGER NOT NULL,
+    "profile_id" INTEGER NOT NULL,
+    "purpose" VARCHAR(40) NOT NULL,
+    "stack_level" INTEGER NOT NULL,
+    "transaction_id" VARCHAR(36),
+    "profile" TEXT NOT NULL,
+    "set_at" TEXT NOT NULL,
+    FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE
+);
+
 CREATE TABLE "command" (
     "id" INTEGER NOT NULL PRIMARY KEY,
     "station_id" VARCHAR(48) NOT NULL,
@@ -26,6 +39,16 @@ CREATE TABLE "command" (
     "result" TEXT,
     "error_code" VARCHAR(48),
     "error_description" TEXT,
+    FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE
+);
+
+CREATE TABLE "composite_schedule" (
+    "id" INTEGER NOT NULL PRIMARY KEY,
+    "station_id" VARCHAR(48) NOT NULL,
+    "evse_id" INTEGER NOT NULL,
+    "status" VARCHAR(16) NOT NULL,
+    "schedule" TEXT,
+    "asked_at" TEXT NOT NULL,
     FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE
 );
 
@@ -52,6 +75,48 @@ CREATE TABLE "connector_status_change" (
     FOREIGN KEY ("connector_id") REFERENCES "connector" ("id") ON DELETE CASCADE
 );
 
+CREATE TABLE "device_report" (
+    "id" INTEGER NOT NULL PRIMARY KEY,
+    "station_id" VARCHAR(48) NOT NULL,
+    "request_id" INTEGER NOT NULL,
+    "kind" VARCHAR(32) NOT NULL,
+    "status" VARCHAR(32) NOT NULL,
+    "parts_received" INTEGER NOT NULL,
+    "requested_at" TEXT NOT NULL,
+    "complete_at" TEXT,
+    FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE
+);
+
+CREATE TABLE "device_report_part" (
+    "id" INTEGER NOT NULL PRIMARY KEY,
+    "report_id" INTEGER NOT NULL,
+    "seq_no" INTEGER NOT NULL,
+    FOREIGN KEY ("report_id") REFERENCES "device_report" ("id") ON DELETE CASCADE
+);
+
+CREATE TABLE "device_variable" (
+    "id" INTEGER NOT NULL PRIMARY KEY,
+    "station_id" VARCHAR(48) NOT NULL,
+    "component" VARCHAR(50) NOT NULL,
+    "component_instance" VARCHAR(50) NOT NULL,
+    "evse_id" INTEGER NOT NULL,
+    "connector_id" INTEGER NOT NULL,
+    "variable" VARCHAR(50) NOT NULL,
+    "variable_instance" VARCHAR(50) NOT NULL,
+    "attribute_type" VARCHAR(8) NOT NULL,
+    "value" TEXT,
+    "mutability" VARCHAR(16),
+    "data_type" VARCHAR(16),
+    "unit" VARCHAR(16),
+    "min_limit" REAL,
+    "max_limit" REAL,
+    "values_list" TEXT,
+    "report_id" INTEGER,
+    "updated_at" TEXT NOT NULL,
+    FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE,
+    FOREIGN KEY ("report_id") REFERENCES "device_report" ("id") ON DELETE SET NULL
+);
+
 CREATE TABLE "id_token" (
     "id" INTEGER NOT NULL PRIMARY KEY,
     "token" VARCHAR(255) NOT NULL,
@@ -68,6 +133,30 @@ CREATE TABLE "local_list_state" (
     "version" INTEGER NOT NULL,
     "sent_at" TEXT,
     FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE
+);
+
+CREATE TABLE "maintenance_request" (
+    "id" INTEGER NOT NULL PRIMARY KEY,
+    "station_id" VARCHAR(48) NOT NULL,
+    "kind" VARCHAR(16) NOT NULL,
+    "request_id" INTEGER,
+    "command_id" INTEGER,
+    "location" TEXT NOT NULL,
+    "status" VARCHAR(32) NOT NULL,
+    "file_name" TEXT,
+    "open" INTEGER NOT NULL,
+    "requested_at" TEXT NOT NULL,
+    "status_at" TEXT NOT NULL,
+    FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE,
+    FOREIGN KEY ("command_id") REFERENCES "command" ("id") ON DELETE SET NULL
+);
+
+CREATE TABLE "maintenance_status" (
+    "id" INTEGER NOT NULL PRIMARY KEY,
+    "request_id" INTEGER NOT NULL,
+    "status" VARCHAR(32) NOT NULL,
+    "received_at" TEXT NOT NULL,
+    FOREIGN KEY ("request_id") REFERENCES "maintenance_request" ("id") ON DELETE CASCADE
 );
 
 CREATE TABLE "meter_sample" (
@@ -230,9 +319,17 @@ CREATE UNIQUE INDEX "api_key_key_hash" ON "api_key" ("key_hash");
 
 CREATE UNIQUE INDEX "api_key_name" ON "api_key" ("name");
 
+CREATE INDEX "charging_profile_station_id" ON "charging_profile" ("station_id");
+
+CREATE UNIQUE INDEX "charging_profile_station_id_profile_id" ON "charging_profile" ("station_id", "profile_id");
+
 CREATE INDEX "command_station_id" ON "command" ("station_id");
 
 CREATE INDEX "command_station_id_status_created_at" ON "command" ("station_id", "status", "created_at");
+
+CREATE INDEX "composite_schedule_station_id" ON "composite_schedule" ("station_id");
+
+CREATE UNIQUE INDEX "composite_schedule_station_id_evse_id" ON "composite_schedule" ("station_id", "evse_id");
 
 CREATE INDEX "connector_station_id" ON "connector" ("station_id");
 
@@ -242,7 +339,31 @@ CREATE INDEX "connector_status_change_connector_id" ON "connector_status_change"
 
 CREATE INDEX "connector_status_change_connector_id_timestamp" ON "connector_status_change" ("connector_id", "timestamp");
 
+CREATE INDEX "device_report_part_report_id" ON "device_report_part" ("report_id");
+
+CREATE UNIQUE INDEX "device_report_part_report_id_seq_no" ON "device_report_part" ("report_id", "seq_no");
+
+CREATE INDEX "device_report_station_id" ON "device_report" ("station_id");
+
+CREATE UNIQUE INDEX "device_report_station_id_request_id" ON "device_report" ("station_id", "request_id");
+
+CREATE INDEX "device_variable_report_id" ON "device_variable" ("report_id");
+
+CREATE INDEX "device_variable_station_id" ON "device_variable" ("station_id");
+
+CREATE UNIQUE INDEX "device_variable_station_id_component_component_instance__941af7a" ON "device_variable" ("station_id", "component", "component_instance", "evse_id", "connector_id", "variable", "variable_instance", "attribute_type");
+
 CREATE UNIQUE INDEX "id_token_token" ON "id_token" ("token");
+
+CREATE INDEX "maintenance_request_command_id" ON "maintenance_request" ("command_id");
+
+CREATE INDEX "maintenance_request_station_id" ON "maintenance_request" ("station_id");
+
+CREATE INDEX "maintenance_request_station_id_kind_open_requested_at" ON "maintenance_request" ("station_id", "kind", "open", "requested_at");
+
+CREATE INDEX "maintenance_request_station_id_kind_request_id" ON "maintenance_request" ("station_id", "kind", "request_id");
+
+CREATE INDEX "maintenance_status_request_id" ON "maintenance_status" ("request_id");
 
 CREATE INDEX "meter_sample_station_id" ON "meter_sample" ("station_id");
 

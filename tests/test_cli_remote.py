@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -60,6 +61,66 @@ def test_remote_start_stop_and_config_from_the_cli(tmp_path: Path, protocol: str
         no_key = run_cli("remote", "reset", "SIM-R",
                          env={**env, "LITE_CSMS_API_KEY": "lcs_wrong"})
         assert no_key.returncode == 2 and "API key" in no_key.stderr
+    finally:
+        if simulator is not None:
+            simulator.terminate()
+            simulator.wait(timeout=10)
+        stop_csms_process(csms)
+
+
+@pytest.mark.parametrize("protocol", ["ocpp1.6", "ocpp2.0.1"])
+def test_limits_firmware_and_reports_from_the_cli(tmp_path: Path, protocol: str) -> None:
+    admin_port = free_port()
+    csms = start_csms_process(tmp_path, "--admin-port", str(admin_port))
+    simulator = None
+    try:
+        assert csms.cli("station", "add", "SIM-M", "--no-password").returncode == 0
+        key_line = csms.cli("apikey", "add", "owner").stdout.splitlines()[0]
+        env = {**os.environ, "LITE_CSMS_API_KEY": key_line.split(": ", 1)[1],
+               "LITE_CSMS_ADMIN_PORT": str(admin_port)}
+        db = sqlite3.connect(csms.database)
+        simulator = subprocess.Popen(
+            [sys.executable, str(REPO / "tools" / "station_sim.py"), "--url",
+             f"ws://127.0.0.1:{csms.port}/ocpp", "--id", "SIM-M", "--protocol", protocol,
+             "--scenario", "boot", "--linger", "inf", "--time-scale", "50"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: db.execute("SELECT count(*) FROM connector").fetchone()[0] == 1)
+
+        def remote(*args: str) -> str:
+            done = run_cli("remote", *args, env=env)
+            assert done.returncode == 0, done.stdout + done.stderr
+            return done.stdout
+
+        limited = remote("set-limit", "SIM-M", "--connector", "1", "--limit", "20")
+        assert "SetChargingProfile" in limited and "Accepted" in limited
+        assert db.execute("SELECT evse_id, purpose FROM charging_profile").fetchall() == [
+            (1, "TxDefaultProfile")]
+        schedule = json.loads(remote("composite-schedule", "SIM-M", "--connector", "1",
+                                     "--unit", "A", "--json"))
+        assert schedule["action"] == "GetCompositeSchedule"
+        assert "20" in json.dumps(schedule["result"])
+        assert "Accepted" in remote("clear-limit", "SIM-M", "--connector", "1")
+        assert db.execute("SELECT count(*) FROM charging_profile").fetchone() == (0,)
+        remote("update-firmware", "SIM-M", "https://fw.example/3.bin")
+        remote("get-diagnostics", "SIM-M", "ftp://logs.example/")
+        final = "SELECT status FROM maintenance_request ORDER BY id"
+        wait_for(lambda: db.execute(final).fetchall() == [("Installed",), ("Uploaded",)])
+        if protocol == "ocpp1.6":
+            refused = run_cli("remote", "base-report", "SIM-M", env=env)
+            assert refused.returncode == 2 and "2.x" in refused.stderr
+            return
+        assert "Accepted" in remote("base-report", "SIM-M", "--report",
+                                    "ConfigurationInventory")
+        assert "Accepted" in remote("get-report", "SIM-M", "EVSE.AvailabilityState")
+        wait_for(lambda: db.execute("SELECT count(*) FROM device_report WHERE status = "
+                                    "'complete'").fetchone() == (2,))
+        # The report's Actual values are the station's settings now, as `config get` shows.
+        assert db.execute("SELECT value FROM station_setting WHERE key = "
+                          "'OCPPCommCtrlr.HeartbeatInterval'").fetchall() == [("300",)]
+        assert db.execute("SELECT value FROM device_variable WHERE component = 'EVSE'"
+                          ).fetchall() == [("Available",)]
+        status = json.loads(remote("transaction-status", "SIM-M", "--json"))
+        assert status["result"] == {"messagesInQueue": False}
     finally:
         if simulator is not None:
             simulator.terminate()

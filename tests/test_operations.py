@@ -14,6 +14,7 @@ from lite_csms.handlers.local_list import ListEntry, PlannedList
 from lite_csms.ocppj.session import RpcSession
 from lite_csms.ocppj.versions import Version
 from lite_csms.operations import catalogue as ops
+from lite_csms.operations import charging, maintenance
 from lite_csms.operations.effects import settings_learned
 from tests.conftest import REPO, start_in_process
 from tests.test_server import query, register
@@ -48,7 +49,44 @@ def every_request(version: Version) -> list[ops.Request]:
         ))),
         ops.send_local_list(version, PlannedList(4, False, ())),
         ops.get_local_list_version(version),
+        *management_requests(version),
     ]
+
+
+def management_requests(version: Version) -> list[ops.Request]:
+    """Smart charging, firmware, logs and reports: every builder, in every shape it has."""
+    at = datetime(2027, 1, 1, tzinfo=UTC)
+    requests = [
+        charging.set_limit(version, 0, 16, "A", 11, at),
+        charging.set_limit(version, 1, 7.2, "W", 12, at, stack_level=2, duration=600),
+        charging.set_limit(version, 1, 10.55, "A", 13, at, transaction_id=5 if version
+                           is Version.OCPP16 else "TX-5"),
+        charging.clear_limit(version, 11, None, None, None),
+        charging.clear_limit(version, None, 1, "TxDefaultProfile", 0),
+        charging.clear_limit(version, None, None, None, None),
+        charging.composite_schedule(version, 1, 3600, "W"),
+        charging.composite_schedule(version, 0, 60, None),
+        maintenance.update_firmware(version, "https://fw.example/1.bin", at, 21, retries=2,
+                                    retry_interval=30),
+        maintenance.get_diagnostics(version, "ftp://logs.example/", 22),
+        maintenance.get_diagnostics(version, "ftp://logs.example/", 23, since=at, until=at),
+    ]
+    if version.is_2x:
+        requests += [
+            charging.get_charging_profiles(version, 24, None, None),
+            charging.get_charging_profiles(version, 25, 1, "TxProfile"),
+            maintenance.update_firmware(version, "https://fw.example/2.bin", at, 26,
+                                        signing_certificate="-----BEGIN CERTIFICATE-----",
+                                        signature="c2lnbmF0dXJl"),
+            maintenance.get_diagnostics(version, "ftp://logs.example/", 27,
+                                        log_type="SecurityLog"),
+            maintenance.base_report(version, "FullInventory", 28),
+            maintenance.base_report(version, "SummaryInventory", 29),
+            maintenance.get_report(version, ["OCPPCommCtrlr", "EVSE.AvailabilityState"], 30),
+            maintenance.transaction_status(version, None),
+            maintenance.transaction_status(version, "TX-5"),
+        ]
+    return requests
 
 
 @pytest.mark.parametrize("version", ALL_VERSIONS)
@@ -66,6 +104,17 @@ def test_keys_and_stops_that_cannot_be_expressed() -> None:
     with pytest.raises(ops.OperationError):
         ops.remote_stop(Version.OCPP201, 3, None)
     assert ops.get_config(Version.OCPP16, []).payload == {}
+    for cannot_build in (
+        lambda: maintenance.base_report(Version.OCPP16, "FullInventory", 1),
+        lambda: maintenance.get_report(Version.OCPP201, [], 1),
+        lambda: maintenance.transaction_status(Version.OCPP16, None),
+        lambda: charging.get_charging_profiles(Version.OCPP16, 1, None, None),
+        lambda: charging.set_limit(Version.OCPP201, 0, 16, "A", 1, datetime.now(UTC),
+                                   transaction_id="TX-1"),
+        lambda: charging.set_limit(Version.OCPP201, 1, 16, "kW", 1, datetime.now(UTC)),
+    ):
+        with pytest.raises(ops.OperationError):
+            cannot_build()
 
 
 def test_settings_learned_from_answers() -> None:

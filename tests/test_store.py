@@ -46,6 +46,20 @@ def test_schema_sql_matches_the_models(tmp_path: Path) -> None:
     assert len(structure(from_models)) == len(ALL_MODELS)
 
 
+def test_a_version_1_file_gets_the_new_tables(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    open_database(path).close()
+    old = sqlite3.connect(path)
+    old.executescript("DROP TABLE device_variable; DROP TABLE charging_profile; "
+                      "PRAGMA user_version = 1;")
+    old.close()
+    open_database(path).close()
+    upgraded = sqlite3.connect(path)
+    tables = {row[0] for row in upgraded.execute("SELECT name FROM sqlite_master")}
+    assert {"device_variable", "charging_profile"} <= tables
+    assert upgraded.execute("PRAGMA user_version").fetchone() == (2,)
+
+
 def test_database_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "junk.sqlite3"
     path.write_bytes(b"this is not a database" * 100)

@@ -18,15 +18,18 @@ import argparse
 import base64
 import enum
 import functools
+import importlib.util
 import json
 import math
 import signal
 import sys
+import types
 import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, ClassVar, Protocol, TextIO
 
 import trio
@@ -52,6 +55,23 @@ from lite_csms.ocppj.session import (
     SendReply,
 )
 from lite_csms.ocppj.versions import SUPPORTED_SUBPROTOCOLS, ErrorKind, Version, error_code
+
+
+def _load_sibling(name: str) -> types.ModuleType:
+    """tools/ is not a package, and this file is run as a script or loaded by path: load a
+    helper module that sits next to it the same way."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    # Registered first: dataclasses look their module up while a class is being built.
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+responders = _load_sibling("sim_responders")
 
 VENDOR = "LiteCSMS-Sim"
 MODEL = "StationSim"
@@ -244,7 +264,8 @@ def default_settings(station_id: str, connectors: int) -> list[Setting]:
         Setting("ConnectorPhaseRotation", "NotApplicable", Kind.LIST),
         Setting("NumberOfConnectors", str(connectors), readonly=True),
         Setting("GetConfigurationMaxKeys", "100", readonly=True),
-        Setting("SupportedFeatureProfiles", "Core,RemoteTrigger", Kind.LIST, readonly=True),
+        Setting("SupportedFeatureProfiles", "Core,RemoteTrigger,SmartCharging,FirmwareManagement",
+                Kind.LIST, readonly=True),
         Setting("SecurityCtrlr.Identity", station_id, Kind.TEXT, readonly=True, in_v16=False,
                 v2=("SecurityCtrlr", "Identity")),
         Setting("TxCtrlr.TxStartPoint", "PowerPathClosed", Kind.LIST, in_v16=False,
@@ -262,6 +283,9 @@ class ConfigStore:
         self._by_variable = {s.v2: s for s in self._by_key.values() if s.v2 is not None}
         self._components = {component for component, _ in self._by_variable}
         self.changed = Signal()
+
+    def v2_settings(self) -> list[Setting]:
+        return [s for s in self._by_key.values() if s.v2 is not None]
 
     def v16_settings(self) -> list[Setting]:
         return [s for s in self._by_key.values() if s.in_v16]
@@ -636,6 +660,8 @@ class ChargingStation:
         self._run_scope: trio.CancelScope | None = None
         self._scenario_started = False
         self._linger_until: float | None = None
+        # Charging profiles the CSMS set and this station holds (smart charging).
+        self.profiles = responders.ProfileStore()
 
     # ---- wire format, per version -----------------------------------------------------------
     def boot_request(self, reason: str) -> Request:
@@ -737,6 +763,38 @@ class ChargingStation:
         self.report.call_received(call.action, call.payload, shown)
         self.log(f"<- {call.action} {_brief(call.payload)} => {_brief(shown)}")
         return answer
+
+    # ---- firmware, logs, profiles: shared by both versions -----------------------------------
+    async def report_progress(self, action: str, statuses: Iterable[str],
+                              request_id: int | None, start_after: float = 0.0) -> None:
+        """A download, install or upload as a charger reports it: one status per step."""
+        await self.clock.sleep(start_after)
+        for status in statuses:
+            await self.clock.sleep(responders.PROGRESS_STEP_SECONDS)
+            payload: Payload = {"status": status}
+            if request_id is not None:
+                payload["requestId"] = request_id
+            await self.call(action, payload)
+
+    def seconds_until(self, timestamp: str) -> float:
+        """Simulated seconds until a CSMS-given time (a retrieve date); 0 if it has passed."""
+        when = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+        return max(0.0, (when - self.clock.now()).total_seconds())
+
+    def profile_refused(self, evse: int, profile: Payload, tx_id: object) -> bool:
+        """Whether a new charging profile cannot apply: an unknown connector, a TxProfile for
+        a transaction not running there, a station-wide maximum on one connector."""
+        if evse and evse not in self.connectors:
+            return True
+        purpose = profile["chargingProfilePurpose"]
+        if purpose == "TxProfile":
+            tx = self.connectors[evse].transaction if evse else None
+            return tx is None or tx_id != profile.get("transactionId")
+        return purpose in ("ChargePointMaxProfile", "ChargingStationMaxProfile") and evse != 0
+
+    def composite_limit(self, evse: int, unit: str | None) -> tuple[str, float]:
+        unit = unit or self.profiles.unit_for(evse)
+        return unit, round(self.profiles.limit(evse, unit), 1)
 
     # ---- boot and presence ------------------------------------------------------------------
     async def boot(self, reason: str) -> None:
@@ -950,6 +1008,8 @@ class ChargingStation:
             refused = exc
         finally:
             self.release(connector, tx)
+            # A TxProfile lives as long as its transaction.
+            self.profiles.clear(purpose="TxProfile", evse=connector.id)
         # A refused driver unplugs too: the connector must not stay Preparing.
         if refused is None:
             await self.set_status(connector, FINISHING)
@@ -1211,7 +1271,48 @@ class StationV16(ChargingStation):
             "UnlockConnector": self._unlock,
             "ClearCache": lambda p: Answer.ok({"status": "Accepted"}),
             "DataTransfer": lambda p: Answer.ok({"status": "UnknownVendorId"}),
+            "SetChargingProfile": self._set_charging_profile,
+            "ClearChargingProfile": self._clear_charging_profile,
+            "GetCompositeSchedule": self._composite_schedule,
+            "UpdateFirmware": self._update_firmware,
+            "GetDiagnostics": self._get_diagnostics,
         }
+
+    def _set_charging_profile(self, p: Payload) -> Answer:
+        connector, profile = p["connectorId"], p["csChargingProfiles"]
+        tx = self.connectors[connector].transaction if connector in self.connectors else None
+        if self.profile_refused(connector, profile, None if tx is None else tx.csms_id):
+            return Answer.ok({"status": "Rejected"})
+        self.profiles.set(connector, profile)
+        return Answer.ok({"status": "Accepted"})
+
+    def _clear_charging_profile(self, p: Payload) -> Answer:
+        found = self.profiles.clear(
+            profile_ids=[p["id"]] if "id" in p else None, evse=p.get("connectorId"),
+            purpose=p.get("chargingProfilePurpose"), stack_level=p.get("stackLevel"))
+        return Answer.ok({"status": "Accepted" if found else "Unknown"})
+
+    def _composite_schedule(self, p: Payload) -> Answer:
+        connector = p["connectorId"]
+        if connector and connector not in self.connectors:
+            return Answer.ok({"status": "Rejected"})
+        unit, limit = self.composite_limit(connector, p.get("chargingRateUnit"))
+        return Answer.ok({"status": "Accepted", "connectorId": connector,
+                          "scheduleStart": self.clock.timestamp(), "chargingSchedule": {
+                              "duration": p["duration"], "chargingRateUnit": unit,
+                              "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit}]}})
+
+    def _update_firmware(self, p: Payload) -> Answer:
+        # 1.6 statuses carry no request id: the CSMS matches them to its latest request.
+        return Answer.ok({}, then=functools.partial(
+            self.report_progress, "FirmwareStatusNotification", responders.FIRMWARE_STEPS,
+            None, self.seconds_until(p["retrieveDate"])))
+
+    def _get_diagnostics(self, p: Payload) -> Answer:
+        name = f"diagnostics-{self.options.station_id}-{int(self.clock.now().timestamp())}.log"
+        return Answer.ok({"fileName": name}, then=functools.partial(
+            self.report_progress, "DiagnosticsStatusNotification", responders.UPLOAD_STEPS,
+            None))
 
     def _get_configuration(self, p: Payload) -> Answer:
         wanted = p.get("key")
@@ -1402,7 +1503,116 @@ class StationV2(ChargingStation):
             "UnlockConnector": self._unlock,
             "ClearCache": lambda p: Answer.ok({"status": "Accepted"}),
             "DataTransfer": lambda p: Answer.ok({"status": "UnknownVendorId"}),
+            "SetChargingProfile": self._set_charging_profile,
+            "ClearChargingProfile": self._clear_charging_profile,
+            "GetChargingProfiles": self._get_charging_profiles,
+            "GetCompositeSchedule": self._composite_schedule,
+            "UpdateFirmware": self._update_firmware,
+            "GetLog": self._get_log,
+            "GetBaseReport": self._base_report,
+            "GetReport": self._get_report,
+            "GetTransactionStatus": self._transaction_status,
         }
+
+    def _set_charging_profile(self, p: Payload) -> Answer:
+        evse, profile = p["evseId"], p["chargingProfile"]
+        tx = self.connectors[evse].transaction if evse in self.connectors else None
+        if self.profile_refused(evse, profile, None if tx is None else tx.station_tx_id):
+            return Answer.ok({"status": "Rejected"})
+        self.profiles.set(evse, profile)
+        return Answer.ok({"status": "Accepted"})
+
+    def _clear_charging_profile(self, p: Payload) -> Answer:
+        criteria = p.get("chargingProfileCriteria", {})
+        found = self.profiles.clear(
+            profile_ids=[p["chargingProfileId"]] if "chargingProfileId" in p else None,
+            evse=criteria.get("evseId"), purpose=criteria.get("chargingProfilePurpose"),
+            stack_level=criteria.get("stackLevel"))
+        return Answer.ok({"status": "Accepted" if found else "Unknown"})
+
+    def _get_charging_profiles(self, p: Payload) -> Answer:
+        criteria = p["chargingProfile"]
+        found = self.profiles.matching(
+            profile_ids=criteria.get("chargingProfileId"), evse=p.get("evseId"),
+            purpose=criteria.get("chargingProfilePurpose"),
+            stack_level=criteria.get("stackLevel"))
+        if not found:
+            return Answer.ok({"status": "NoProfiles"})
+        return Answer.ok({"status": "Accepted"}, then=functools.partial(
+            self._report_profiles, p["requestId"], found))
+
+    async def _report_profiles(self, request_id: int, found: list[Any]) -> None:
+        evses = sorted({profile.evse for profile in found})
+        for n, evse in enumerate(evses):
+            await self.call("ReportChargingProfiles", {
+                "requestId": request_id, "chargingLimitSource": "CSO", "evseId": evse,
+                "chargingProfile": [p.profile for p in found if p.evse == evse],
+                "tbc": n < len(evses) - 1})
+
+    def _composite_schedule(self, p: Payload) -> Answer:
+        evse = p["evseId"]
+        if evse and evse not in self.connectors:
+            return Answer.ok({"status": "Rejected"})
+        unit, limit = self.composite_limit(evse, p.get("chargingRateUnit"))
+        return Answer.ok({"status": "Accepted", "schedule": {
+            "evseId": evse, "duration": p["duration"], "scheduleStart": self.clock.timestamp(),
+            "chargingRateUnit": unit,
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit}]}})
+
+    def _update_firmware(self, p: Payload) -> Answer:
+        return Answer.ok({"status": "Accepted"}, then=functools.partial(
+            self.report_progress, "FirmwareStatusNotification", responders.FIRMWARE_STEPS,
+            p["requestId"], self.seconds_until(p["firmware"]["retrieveDateTime"])))
+
+    def _get_log(self, p: Payload) -> Answer:
+        name = (f"{p['logType']}-{self.options.station_id}-"
+                f"{int(self.clock.now().timestamp())}.log")
+        return Answer.ok({"status": "Accepted", "filename": name}, then=functools.partial(
+            self.report_progress, "LogStatusNotification", responders.UPLOAD_STEPS,
+            p["requestId"]))
+
+    def _device_model(self) -> list[Payload]:
+        """The station's variables as reportData: its settings, and each EVSE's state."""
+        entries = [responders.variable_entry({"name": s.v2[0]}, s.v2[1], s.value, s.readonly,
+                                             s.kind.value, s.allowed)
+                   for s in self.config.v2_settings() if s.v2 is not None]
+        entries += [responders.variable_entry(
+            {"name": "EVSE", "evse": {"id": c.id}}, "AvailabilityState",
+            self.wire_status(c.status), True, "text") for c in self.connectors.values()]
+        return entries
+
+    def _base_report(self, p: Payload) -> Answer:
+        entries = self._device_model()
+        if p["reportBase"] == "ConfigurationInventory":
+            entries = [e for e in entries
+                       if e["variableAttribute"][0]["mutability"] == "ReadWrite"]
+        elif p["reportBase"] == "SummaryInventory":
+            entries = [e for e in entries if e["component"]["name"] == "EVSE"]
+        return self._report(p["requestId"], entries)
+
+    def _get_report(self, p: Payload) -> Answer:
+        criteria = p.get("componentVariable")
+        return self._report(p["requestId"], [
+            e for e in self._device_model()
+            if criteria is None or responders.wanted_by(e, criteria)])
+
+    def _report(self, request_id: int, entries: list[Payload]) -> Answer:
+        if not entries:
+            return Answer.ok({"status": "EmptyResultSet"})
+        return Answer.ok({"status": "Accepted"}, then=functools.partial(
+            self._send_report, request_id, entries))
+
+    async def _send_report(self, request_id: int, entries: list[Payload]) -> None:
+        for part in responders.report_parts(entries, request_id, self.clock.timestamp()):
+            await self.call("NotifyReport", part)
+
+    def _transaction_status(self, p: Payload) -> Answer:
+        # Events go out as they happen: nothing ever waits in this station's queue.
+        answer: Payload = {"messagesInQueue": False}
+        if "transactionId" in p:
+            answer["ongoingIndicator"] = any(
+                t.station_tx_id == p["transactionId"] for t in self.transactions())
+        return Answer.ok(answer)
 
     def _resolve(self, component: Payload, variable: Payload) -> tuple[str, Setting | None]:
         # Every setting here is station-wide: an EVSE or instance qualifier names nothing we have.

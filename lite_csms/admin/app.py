@@ -83,6 +83,11 @@ def build_app(server: CsmsServer) -> Starlette:
         await caller(request)
         return JsonResponse(await found(partial(queries.station, request.path_params["id"])))
 
+    async def station_variables(request: Request) -> Response:
+        await caller(request)
+        return JsonResponse(await found(partial(queries.device_model_of,
+                                                request.path_params["id"])))
+
     async def tokens(request: Request) -> Response:
         await caller(request)
         if request.method == "GET":
@@ -154,7 +159,7 @@ def build_app(server: CsmsServer) -> Starlette:
                 partial(local_list.plan, station_id, full, longest))}
         try:
             req = build(version, str(data.get("operation", "")), args, station_tx_ids.get,
-                        remote_start_id=await store.run(queries.next_remote_start_id))
+                        request_id=await store.run(queries.next_request_id))
         except OperationError as exc:
             raise HTTPException(422, str(exc)) from None
         try:
@@ -204,6 +209,7 @@ def build_app(server: CsmsServer) -> Starlette:
         Route("/openapi.json", openapi),
         Route("/stations", stations),
         Route("/stations/{id}", station),
+        Route("/stations/{id}/variables", station_variables),
         Route("/stations/{id}/commands", station_commands, methods=["GET", "POST"]),
         Route("/commands/{id}", command),
         Route("/tokens", tokens, methods=["GET", "POST"]),

@@ -31,7 +31,17 @@ _COMMAND_REQUEST = {
                            "reset: hard; change-availability: connector, operative; "
                            "unlock: connector; trigger: message, connector; data-transfer: "
                            "vendor_id, message_id, data; get-config: keys; set-config: key, "
-                           "value. 2.x keys are Component.Variable.",
+                           "value. 2.x keys are Component.Variable. set-limit: connector "
+                           "(0: all), limit, unit (A|W), transaction (a TxProfile), duration, "
+                           "stack_level; clear-limit: profile or connector, purpose, "
+                           "stack_level; composite-schedule: connector, duration, unit; "
+                           "get-charging-profiles (2.x): connector, purpose; "
+                           "update-firmware: location, retrieve_at, retries, retry_interval, "
+                           "signing_certificate, signature (2.x); get-diagnostics (2.x "
+                           "GetLog): location, since, until, log_type; base-report (2.x): "
+                           "report; get-report (2.x): variables (Component or "
+                           "Component.Variable); transaction-status (2.x): transaction; "
+                           "call: action, payload.",
         },
         "queue": {"type": "boolean", "default": False,
                   "description": "if the station is offline, deliver when it reconnects"},
@@ -56,8 +66,17 @@ DOCUMENT: dict[str, Any] = {
         "/stations": {"get": {"summary": "list stations",
                               "responses": {"200": _ok("stations", _LIST), "401": _ERROR}}},
         "/stations/{id}": {"get": {
-            "summary": "a station with its connectors and configuration", "parameters": _ID,
+            "summary": "a station with its connectors, configuration, charging profiles, last "
+                       "composite schedules, latest firmware update and diagnostics upload "
+                       "(with their status history) and device-model reports",
+            "parameters": _ID,
             "responses": {"200": _ok("station", _OBJECT), "401": _ERROR, "404": _ERROR}}},
+        "/stations/{id}/variables": {"get": {
+            "summary": "a 2.x station's device model as its reports assembled it: each "
+                       "variable attribute with value, mutability and characteristics",
+            "parameters": _ID,
+            "responses": {"200": _ok("reports and variables", _OBJECT), "401": _ERROR,
+                          "404": _ERROR}}},
         "/stations/{id}/commands": {
             "get": {"summary": "the station's command history, newest first",
                     "parameters": _ID, "responses": {"200": _ok("commands", _LIST),

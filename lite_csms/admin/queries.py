@@ -7,7 +7,7 @@ from typing import Any
 import peewee as pw
 
 from lite_csms.db.models import Command, IdToken, Reservation, Station, Transaction
-from lite_csms.handlers import settings
+from lite_csms.handlers import device_model, maintenance, settings, smart_charging
 from lite_csms.handlers.authorization import TOKEN_STATUSES, check_token
 from lite_csms.ocppj import timestamps
 from lite_csms.views import (
@@ -32,7 +32,19 @@ def station(station_id: str) -> dict[str, Any] | None:
     return {**station_row(found), "connectors": connector_rows(found),
             "settings": settings.read(station_id),
             "reservations": [reservation_row(r) for r in found.reservations.where(
-                Reservation.status.in_(("requested", "accepted"))).order_by(Reservation.id)]}
+                Reservation.status.in_(("requested", "accepted"))).order_by(Reservation.id)],
+            "charging_profiles": smart_charging.profile_rows(station_id),
+            "composite_schedules": smart_charging.schedule_rows(station_id),
+            "firmware_update": maintenance.latest(station_id, maintenance.FIRMWARE),
+            "diagnostics": maintenance.latest(station_id, maintenance.DIAGNOSTICS),
+            "device_reports": device_model.reports(station_id)}
+
+
+def device_model_of(station_id: str) -> dict[str, Any] | None:
+    if Station.get_or_none(Station.id == station_id) is None:
+        return None
+    return {"reports": device_model.reports(station_id),
+            "variables": device_model.variables(station_id)}
 
 
 def station_protocol(station_id: str) -> str | None:
@@ -83,8 +95,9 @@ def station_tx_id(station_id: str, tx_id: int) -> tuple[bool, str | None]:
     return (False, None) if tx is None else (True, tx.station_tx_id)
 
 
-def next_remote_start_id() -> int:
-    # Any positive integer unique per request will do; the station echoes it back.
+def next_request_id() -> int:
+    # remoteStartId, requestId, a new profile id: any positive integer unique per request will
+    # do, and the command log's next id is one (the station echoes it back).
     return (Command.select(pw.fn.MAX(Command.id)).scalar() or 0) + 1
 
 

@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from lite_csms.cli import remote_management
 from lite_csms.cli.output import CliError
 from lite_csms.config import Settings
 
@@ -22,6 +23,8 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     shared.add_argument("--queue", action="store_true",
                         help="if the station is offline, deliver when it reconnects")
     shared.add_argument("--ttl", type=int, default=3600, help="queue expiry in seconds")
+    shared.add_argument("--json", action="store_true",
+                        help="print the whole API answer (command id, status, result) as JSON")
     remote = sub.add_parser("remote", help="operate a charger (through the admin API)")
     cmds = remote.add_subparsers(dest="remote_command", required=True)
     start = cmds.add_parser("start", parents=[shared], help="start charging for a token")
@@ -52,6 +55,7 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
         "--differential", action="store_true", help="only tokens changed since the last list")
     cmds.add_parser("local-list-version", parents=[shared],
                     help="ask which local list version the station holds")
+    remote_management.add_parsers(cmds, shared)
     raw = cmds.add_parser("call", parents=[shared],
                           help="send any CSMS-initiated OCPP message (schema-checked)")
     raw.add_argument("action", help="e.g. GetLocalListVersion, UpdateFirmware")
@@ -102,7 +106,10 @@ def _operation(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
             except ValueError:
                 raise CliError("the payload is not valid JSON") from None
             return "call", {"action": args.action, "payload": payload}
-    raise CliError(f"unknown command {args.remote_command}")
+    found = remote_management.operation(args)
+    if found is None:
+        raise CliError(f"unknown command {args.remote_command}")
+    return found
 
 
 def api_url(settings: Settings, path: str) -> str:
@@ -140,6 +147,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     _, answer = call_api(settings, "POST", f"/stations/{args.station_id}/commands", body)
     if "error" in answer:
         raise CliError(answer["error"])
+    if args.json:
+        print(json.dumps(answer, indent=2))
+        return 0 if answer["status"] in ("queued", "answered") else 1
     if answer["status"] == "queued":
         print(f"command {answer['command_id']} queued: {answer['action']} is sent when "
               f"{args.station_id} reconnects")

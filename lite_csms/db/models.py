@@ -331,6 +331,131 @@ class PolicyChange(BaseModel):
         indexes = ((("station", "at"), False),)
 
 
+class ChargingProfile(BaseModel):
+    """A charging profile the station holds: accepted by SetChargingProfile or reported by it.
+
+    1.6 connector N is stored as EVSE N, like everywhere else; EVSE 0 is the whole station.
+    """
+
+    station = pw.ForeignKeyField(Station, backref="charging_profiles", on_delete="CASCADE")
+    evse_id = pw.IntegerField()
+    profile_id = pw.IntegerField()
+    purpose = pw.CharField(max_length=40)
+    stack_level = pw.IntegerField()
+    # The station's transaction id (1.6: ours, as text) for a TxProfile.
+    transaction_id = pw.CharField(null=True, max_length=36)
+    # The profile as sent (or reported), in the station's OCPP version's shape.
+    profile = pw.TextField()
+    set_at = UtcDateTimeField()
+
+    class Meta:
+        # A profile id names one profile per station: setting it again replaces it.
+        indexes = ((("station", "profile_id"), True),)
+
+
+class CompositeSchedule(BaseModel):
+    """The last composite schedule a station answered for one EVSE (1.6: connector)."""
+
+    station = pw.ForeignKeyField(Station, on_delete="CASCADE")
+    evse_id = pw.IntegerField()
+    status = pw.CharField(max_length=16)
+    # chargingRateUnit, scheduleStart, duration and periods, the same for every version.
+    schedule = pw.TextField(null=True)
+    asked_at = UtcDateTimeField()
+
+    class Meta:
+        indexes = ((("station", "evse_id"), True),)
+
+
+class MaintenanceRequest(BaseModel):
+    """A firmware update or a diagnostics/log upload asked of a station, and its progress."""
+
+    station = pw.ForeignKeyField(Station, backref="maintenance", on_delete="CASCADE")
+    # firmware or diagnostics (1.6 GetDiagnostics, 2.x GetLog)
+    kind = pw.CharField(max_length=16)
+    # 2.x requestId; 1.6 has none on the wire, so status reports go to the latest open one.
+    request_id = pw.IntegerField(null=True)
+    command = pw.ForeignKeyField(Command, null=True, on_delete="SET NULL")
+    location = pw.TextField()
+    # requested, then the station's answer (Accepted, Rejected...) and then its reports
+    status = pw.CharField(default="requested", max_length=32)
+    file_name = pw.TextField(null=True)
+    # False once a final status (Installed, Uploaded, a failure, a refusal) arrived.
+    open = pw.BooleanField(default=True)
+    requested_at = UtcDateTimeField()
+    status_at = UtcDateTimeField()
+
+    class Meta:
+        indexes = ((("station", "kind", "open", "requested_at"), False),
+                   (("station", "kind", "request_id"), False))
+
+
+class MaintenanceStatus(BaseModel):
+    """Each status report for a maintenance request, in the order received."""
+
+    request = pw.ForeignKeyField(MaintenanceRequest, backref="statuses", on_delete="CASCADE")
+    status = pw.CharField(max_length=32)
+    received_at = UtcDateTimeField()
+
+
+class DeviceReport(BaseModel):
+    """A 2.x GetBaseReport/GetReport (or an unrequested report) and the NotifyReport parts."""
+
+    station = pw.ForeignKeyField(Station, backref="device_reports", on_delete="CASCADE")
+    request_id = pw.IntegerField()
+    # FullInventory, ConfigurationInventory, SummaryInventory, custom (GetReport)
+    kind = pw.CharField(max_length=32)
+    # requested, then the station's answer (Accepted, EmptyResultSet...), then complete
+    status = pw.CharField(default="requested", max_length=32)
+    parts_received = pw.IntegerField(default=0)
+    requested_at = UtcDateTimeField()
+    complete_at = UtcDateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("station", "request_id"), True),)
+
+
+class DeviceReportPart(BaseModel):
+    """The seqNo of each NotifyReport part taken, so a retransmitted part counts once."""
+
+    report = pw.ForeignKeyField(DeviceReport, backref="parts", on_delete="CASCADE")
+    seq_no = pw.IntegerField()
+
+    class Meta:
+        indexes = ((("report", "seq_no"), True),)
+
+
+class DeviceVariable(BaseModel):
+    """One attribute of one variable of a 2.x station's device model, as last reported.
+
+    Absent qualifiers are stored as '' and 0 (EVSE and connector ids start at 1), not NULL:
+    SQLite unique indexes treat NULLs as all different.
+    """
+
+    station = pw.ForeignKeyField(Station, backref="device_model", on_delete="CASCADE")
+    component = pw.CharField(max_length=50)
+    component_instance = pw.CharField(default="", max_length=50)
+    evse_id = pw.IntegerField(default=0)
+    connector_id = pw.IntegerField(default=0)
+    variable = pw.CharField(max_length=50)
+    variable_instance = pw.CharField(default="", max_length=50)
+    # Actual, Target, MinSet, MaxSet
+    attribute_type = pw.CharField(default="Actual", max_length=8)
+    value = pw.TextField(null=True)
+    mutability = pw.CharField(null=True, max_length=16)
+    data_type = pw.CharField(null=True, max_length=16)
+    unit = pw.CharField(null=True, max_length=16)
+    min_limit = pw.FloatField(null=True)
+    max_limit = pw.FloatField(null=True)
+    values_list = pw.TextField(null=True)
+    report = pw.ForeignKeyField(DeviceReport, null=True, on_delete="SET NULL")
+    updated_at = UtcDateTimeField()
+
+    class Meta:
+        indexes = ((("station", "component", "component_instance", "evse_id", "connector_id",
+                     "variable", "variable_instance", "attribute_type"), True),)
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     Station,
     Connector,
@@ -349,4 +474,11 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     TrafficConnection,
     StationBudget,
     PolicyChange,
+    ChargingProfile,
+    CompositeSchedule,
+    MaintenanceRequest,
+    MaintenanceStatus,
+    DeviceReport,
+    DeviceReportPart,
+    DeviceVariable,
 )

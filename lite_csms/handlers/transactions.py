@@ -8,7 +8,7 @@ from datetime import datetime
 
 from lite_csms.db.models import Transaction, TransactionEventRecord
 from lite_csms.domain import AuthResult, Sample, TransactionEvent
-from lite_csms.handlers import reservation
+from lite_csms.handlers import reservation, smart_charging
 from lite_csms.handlers.authorization import authorize, authorize_for_start
 from lite_csms.handlers.meter_values import store_samples
 
@@ -64,6 +64,7 @@ def stop_v16(
         tx.meter_last_wh = meter_stop_wh
         tx.stop_reason = reason or "Local"
         tx.save()
+        smart_charging.transaction_ended(station_id, str(tx.id))
     return tx, auth
 
 
@@ -141,6 +142,7 @@ def apply_event(station_id: str, event: TransactionEvent) -> EventOutcome:
     if event.event_type == "Ended":
         tx.stopped_at = event.timestamp
         tx.stop_reason = event.stopped_reason or "Local"
+        smart_charging.transaction_ended(station_id, event.station_tx_id)
     tx.save()
     if event.samples:
         store_samples(station_id, tx.evse_id, event.samples, tx)

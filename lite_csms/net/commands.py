@@ -85,6 +85,10 @@ class CommandSender:
         outcome = CommandOutcome(command_id, "error", None, "ConnectionClosed",
                                  "the connection ended before an answer arrived")
         try:
+            if effects.recorded_before_sending(action):
+                await self._store.run(partial(
+                    effects.before_send, connection.station_id, command_id,
+                    Request(action, payload), timestamps.now_utc()))
             answer = await connection.call(action, payload)
         except InvalidOutbound as exc:
             outcome = CommandOutcome(command_id, "error", None, "InvalidRequest", str(exc))
@@ -104,7 +108,7 @@ def _record(station_id: str, command_id: int, request: Request, outcome: Command
     log_.finish(command_id, outcome.status, now, outcome.result, outcome.error_code,
                 outcome.error_description)
     effects.apply(station_id, request,
-                  outcome.result if outcome.status == "answered" else None, now)
+                  outcome.result if outcome.status == "answered" else None, now, command_id)
 
 
 def _outcome(command_id: int, answer: CallAnswered | CallFailed) -> CommandOutcome:

@@ -1,12 +1,21 @@
-"""What an answer teaches us: configuration values, reservations held or refused."""
+"""What an answer teaches us: configuration values, reservations held or refused, charging
+profiles in force, firmware and log requests under way, device-model reports expected."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from lite_csms.handlers import local_list, reservation, settings
+from lite_csms.handlers import (
+    device_model,
+    local_list,
+    maintenance,
+    reservation,
+    settings,
+    smart_charging,
+)
 from lite_csms.operations.catalogue import Request, reservation_id_of
+from lite_csms.operations.maintenance import request_id_of
 
 Setting = tuple[str, str | None, bool]
 
@@ -46,13 +55,55 @@ def _local_list(station_id: str, request: Request, answer: dict[str, Any], at: d
             station_id, answer.get("listVersion", answer.get("versionNumber", 0)))
 
 
-def apply(station_id: str, request: Request, answer: dict[str, Any] | None, at: datetime
-          ) -> None:
+MAINTENANCE_KINDS = {"UpdateFirmware": maintenance.FIRMWARE,
+                     "GetDiagnostics": maintenance.DIAGNOSTICS,
+                     "GetLog": maintenance.DIAGNOSTICS}
+REPORT_KINDS = {"GetBaseReport": lambda payload: payload["reportBase"],
+                "GetReport": lambda payload: "custom"}
+
+
+def recorded_before_sending(action: str) -> bool:
+    """Whether `before_send` has anything to do for this action (it costs a store job)."""
+    return action in MAINTENANCE_KINDS or action in REPORT_KINDS
+
+
+def before_send(station_id: str, command_id: int, request: Request, at: datetime) -> None:
+    """Record a request whose follow-up messages the station may send before the CSMS has
+    handled its answer: status reports and report parts must find their request."""
+    payload = request.payload
+    if request.action in MAINTENANCE_KINDS:
+        location = payload.get("location") or payload.get("firmware", payload.get("log", {}))
+        if isinstance(location, dict):
+            location = location.get("location", location.get("remoteLocation", ""))
+        maintenance.requested(station_id, MAINTENANCE_KINDS[request.action],
+                              request_id_of(request), command_id, location, at)
+    elif request.action in REPORT_KINDS:
+        device_model.requested(station_id, payload["requestId"],
+                               REPORT_KINDS[request.action](payload), at)
+
+
+def _smart_charging(station_id: str, request: Request, answer: dict[str, Any], at: datetime
+                    ) -> None:
+    status = answer.get("status")
+    if request.action == "SetChargingProfile" and status == "Accepted":
+        smart_charging.accepted(station_id, request.payload, at)
+    elif request.action == "ClearChargingProfile" and status in ("Accepted", "Unknown"):
+        smart_charging.cleared(station_id, request.payload)
+    elif request.action == "GetCompositeSchedule":
+        smart_charging.composite_answered(station_id, request.payload, answer, at)
+
+
+def apply(station_id: str, request: Request, answer: dict[str, Any] | None, at: datetime,
+          command_id: int | None = None) -> None:
     """Record what the answer (None: no answer) means; runs inside the store writer."""
     if answer is not None:
         settings.store(station_id, settings_learned(request, answer), at)
-    if answer is not None:
         _local_list(station_id, request, answer, at)
+        _smart_charging(station_id, request, answer, at)
+    if request.action in MAINTENANCE_KINDS and command_id is not None:
+        maintenance.answered(command_id, answer, at)
+    elif request.action in REPORT_KINDS:
+        device_model.answered(station_id, request.payload["requestId"], answer)
     reservation_id = reservation_id_of(request)
     if reservation_id is None:
         return

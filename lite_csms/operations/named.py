@@ -7,38 +7,23 @@ from typing import Any
 
 from lite_csms.ocppj.versions import Version
 from lite_csms.operations import catalogue as ops
+from lite_csms.operations import management
+from lite_csms.operations.args import bool_arg as _bool
+from lite_csms.operations.args import int_arg as _int
+from lite_csms.operations.args import str_arg as _str
 from lite_csms.operations.catalogue import OperationError, Request
 
 # Looks up (our transaction id) -> the station's own transaction id, for 2.x stops.
 StationTxLookup = Callable[[int], str | None]
 
 
-def _int(args: dict[str, Any], name: str, default: int | None = None) -> int:
-    value = args.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise OperationError(f"{name} must be an integer")
-    return value
-
-
-def _str(args: dict[str, Any], name: str) -> str:
-    value = args.get(name)
-    if not isinstance(value, str) or not value:
-        raise OperationError(f"{name} must be a non-empty string")
-    return value
-
-
-def _bool(args: dict[str, Any], name: str, default: bool) -> bool:
-    value = args.get(name, default)
-    if not isinstance(value, bool):
-        raise OperationError(f"{name} must be true or false")
-    return value
-
-
 def build(version: Version, name: str, args: dict[str, Any], lookup: StationTxLookup,
-          remote_start_id: int) -> Request:
+          request_id: int) -> Request:
+    """The CALL for operation `name`; request_id is a fresh number for the ids it needs
+    (remoteStartId, requestId, a new charging profile's id)."""
     if name == "remote-start":
         return ops.remote_start(version, _int(args, "connector", 1), _str(args, "token"),
-                                remote_start_id)
+                                request_id)
     if name == "remote-stop":
         tx = _int(args, "transaction")
         return ops.remote_stop(version, tx, lookup(tx))
@@ -84,9 +69,12 @@ def build(version: Version, name: str, args: dict[str, Any], lookup: StationTxLo
         if not isinstance(payload, dict):
             raise OperationError("payload must be an object")
         return Request(_str(args, "action"), payload)
+    if name in management.NAMES:
+        return management.build(version, name, args, lookup, request_id)
     raise OperationError(f"unknown operation {name!r}")
 
 
 NAMES = ("remote-start", "remote-stop", "reset", "change-availability", "unlock",
          "clear-cache", "trigger", "data-transfer", "get-config", "set-config", "reserve",
-         "cancel-reservation", "send-local-list", "get-local-list-version", "call")
+         "cancel-reservation", "send-local-list", "get-local-list-version",
+         *management.NAMES, "call")

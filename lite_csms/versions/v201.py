@@ -9,11 +9,13 @@ from lite_csms.handlers import (
     authorization,
     availability,
     data_transfer,
+    device_model,
     diagnostics,
     firmware,
     meter_values,
     provisioning,
     reservation,
+    smart_charging,
     transactions,
 )
 from lite_csms.ocppj import timestamps
@@ -133,6 +135,33 @@ async def firmware_status(ctx: StationContext, p: Payload) -> Payload:
     return {}
 
 
+async def notify_report(ctx: StationContext, p: Payload) -> Payload:
+    at = ctx.now()
+
+    def work() -> None:
+        # Kept as received too, like every notification, besides the assembled model.
+        diagnostics.record_notification(ctx.station_id, "NotifyReport", p,
+                                        timestamps.parse(p["generatedAt"]))
+        device_model.notify_report(ctx.station_id, p, at)
+
+    await ctx.store.run(work)
+    return {}
+
+
+async def report_charging_profiles(ctx: StationContext, p: Payload) -> Payload:
+    at = ctx.now()
+    await ctx.store.run(lambda: smart_charging.reported(ctx.station_id, p, at))
+    return {}
+
+
+async def notify_ev_charging_schedule(ctx: StationContext, p: Payload) -> Payload:
+    at = timestamps.parse(p["timeBase"])
+    await ctx.store.run(lambda: diagnostics.record_notification(
+        ctx.station_id, "NotifyEVChargingSchedule", p, at))
+    # Recorded for the operator; the CSMS does no schedule negotiation of its own.
+    return {"status": "Accepted"}
+
+
 def _notification(action: str, timestamp_key: str | None) -> Handler:
     async def record(ctx: StationContext, p: Payload) -> Payload:
         raw = p.get(timestamp_key) if timestamp_key else None
@@ -153,7 +182,10 @@ ROUTES: dict[str, Handler] = {
     "ReservationStatusUpdate": reservation_status_update,
     "DataTransfer": data_transfer_,
     "FirmwareStatusNotification": firmware_status,
-    "NotifyReport": _notification("NotifyReport", "generatedAt"),
+    "NotifyReport": notify_report,
+    "ReportChargingProfiles": report_charging_profiles,
+    "NotifyChargingLimit": _notification("NotifyChargingLimit", None),
+    "NotifyEVChargingSchedule": notify_ev_charging_schedule,
     "NotifyEvent": _notification("NotifyEvent", "generatedAt"),
     "SecurityEventNotification": _notification("SecurityEventNotification", "timestamp"),
     "LogStatusNotification": _notification("LogStatusNotification", None),
