@@ -32,6 +32,7 @@ from typing import Any
 
 import trio
 import trustme
+from trio_websocket import ConnectionClosed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import station_sim as sim
@@ -41,6 +42,7 @@ from lite_csms.budget.meter import IN, LAYERS, OUT
 from lite_csms.ocppj.versions import Version
 
 DAY = 86400.0
+ID_TAG = "SIMTAG01"
 LAYER_ORDER = ("ip", "tls", "ws", "payload")
 # The charger's stock settings, before any CSMS changes them.
 STOCK = {
@@ -112,6 +114,7 @@ def running_server(workdir: Path, station_id: str, *, policy: bool, cap: int | N
     if cap is not None:
         env["LITE_CSMS_BUDGET_CAP"] = str(cap)
     password = _station_password(_cli(env, "station", "add", station_id))
+    _cli(env, "token", "add", ID_TAG)
     log = (workdir / "server.log").open("wb")
     process = subprocess.Popen([sys.executable, "-m", "lite_csms", "serve"], env=env,
                                stdout=log, stderr=subprocess.STDOUT)
@@ -231,7 +234,8 @@ class MonthRun:
             protocol=version, password=server.password, connectors=profile.connectors,
             power_w=profile.power_w, time_scale=scale)
         cls = TrafficV16 if version is Version.OCPP16 else TrafficV2
-        self.station = cls(options, clock=self.clock)
+        self.station = cls(options, clock=self.clock,
+                           log_stream=sys.stderr if os.environ.get("TRAFFIC_SIM_LOG") else None)
         self.station.ready, self.station.booting = trio.Event(), False
         for key, value in STOCK.items():
             self.station.config.set(key, value)
@@ -316,7 +320,10 @@ class MonthRun:
                 await self.station.config.changed.wait()
             if timer.cancelled_caught:
                 with trio.move_on_after(10):
-                    await link.ws.ping()
+                    try:
+                        await link.ws.ping()
+                    except ConnectionClosed:
+                        return  # the link is going; the connection loop handles it
             else:
                 due = self.clock.elapsed()
 
@@ -361,7 +368,7 @@ class MonthRun:
                 if connector is None or self._finished:
                     self.tally.sessions_skipped += 1
                     continue
-                tx = self.station.new_transaction(connector, "SIMTAG01",
+                tx = self.station.new_transaction(connector, ID_TAG,
                                                   sim.ChargePlan(self.profile.power_w))
                 self.tally.sessions += 1
                 nursery.start_soon(self._session, tx)

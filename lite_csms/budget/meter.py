@@ -118,6 +118,7 @@ class ConnectionMeter:
     _upgraded: bool = False
     # The kernel's counters as the socket closed; TCP_INFO cannot be read after that.
     _closing_tcp: TcpCounters | None = None
+    _closing_done: bool = False
     totals: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -151,6 +152,17 @@ class ConnectionMeter:
         return self.plain
 
     def _closing(self) -> None:
+        self.closing()
+
+    def closing(self) -> None:
+        """Take the last kernel reading and add the teardown; once, before the socket closes.
+
+        The plain stream's close calls this; a connection whose WebSocket ended without
+        closing its stream (the peer vanished) gets it from the listener instead.
+        """
+        if self._closing_done:
+            return
+        self._closing_done = True
         tcp = tcpinfo.read(self.sock) if self.sock is not None else None
         # Whether the peer's FIN already arrived is a race; the estimate below counts it.
         self._closing_tcp = None if tcp is None else tcp.without_peer_fin()

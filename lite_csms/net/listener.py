@@ -110,6 +110,7 @@ class WebSocketListener:
         finally:
             # Before the socket closes: TCP_INFO is read from it one last time.
             if meter is not None and self._on_closed is not None:
+                meter.closing()
                 self._on_closed(meter)
             await trio.aclose_forcefully(stream)
 
