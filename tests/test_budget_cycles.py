@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from lite_csms.budget import cycles
+from lite_csms.budget import cycles, units
 
 
 def utc(*parts: int) -> datetime:
@@ -109,3 +109,23 @@ def test_status_rules() -> None:
     assert cycles.judge(cap, cap, cap, 0.8).status == "warning"
     over = cycles.judge(cap + 1, cap + 1, cap, 0.8)
     assert (over.status, over.projected_over) == ("over", True)
+
+
+@pytest.mark.parametrize(("text", "size"), [
+    ("25000000", 25_000_000), ("20MB", 20_000_000), ("500kB", 500_000), ("500 KB", 500_000),
+    ("1.5GB", 1_500_000_000), ("2MiB", 2_097_152), ("64KiB", 65_536), (".5MB", 500_000),
+    (" 7 B ", 7), (12_345, 12_345),
+])
+def test_parse_size(text: str | int, size: int) -> None:
+    assert units.parse_size(text) == size
+
+
+@pytest.mark.parametrize("bad", ["", "MB", "20 XB", "-5MB", "1,000", "0", "0.0001B", True, 0])
+def test_parse_size_refuses(bad: str | int) -> None:
+    with pytest.raises(ValueError):
+        units.parse_size(bad)
+
+
+def test_format_size() -> None:
+    assert [units.format_size(n) for n in (0, 999, 1000, 806_452, 14_500_000, 25_000_000_000)
+            ] == ["0 B", "999 B", "1.0 kB", "806.5 kB", "14.5 MB", "25.0 GB"]

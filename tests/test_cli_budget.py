@@ -173,6 +173,9 @@ def test_json_and_csv_agree(db: Path) -> None:
     csv_actions = [r for r in by_action if r["station"] == "CS-A"]
     assert [(r["action"], int(r["total"])) for r in csv_actions] == [
         (r["action"], r["total"]) for r in json_actions]
+    one = cli(db, "budget", "report", "--at", AT, "--csv", "--station", "CS-A").stdout
+    [summary] = list(csv.DictReader(io.StringIO(one)))
+    assert int(summary["used"]) == 14_500_000 and summary["status"] == "warning"
     both = cli(db, "budget", "report", "--json", "--csv")
     assert both.returncode == 2
 

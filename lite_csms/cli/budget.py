@@ -108,7 +108,8 @@ def report_usage(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         _print_json({"layer": usage.BILLED_LAYER, "at": now, "stations": records})
     elif args.csv:
-        if by is None:
+        # A table per invocation: the breakdown asked for, else the summary (one station too).
+        if args.by is None:
             _print_csv([{k: v for k, v in r.items() if k != "top_actions"} for r in records])
         else:
             _print_csv([{"station": r["station_id"], **row} for r in records
