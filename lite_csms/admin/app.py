@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from lite_csms.admin import keys, queries
+from lite_csms.admin import budget_routes, keys, queries
 from lite_csms.admin.openapi import DOCUMENT
 from lite_csms.handlers import local_list, reservation
 from lite_csms.net.commands import StationOffline
@@ -215,5 +215,6 @@ def build_app(server: CsmsServer) -> Starlette:
         Route("/tokens", tokens, methods=["GET", "POST"]),
         Route("/transactions", transactions),
         Route("/transactions/{id}", transaction),
+        *budget_routes.routes(store, server.settings, caller, body, found, JsonResponse),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})

@@ -49,6 +49,55 @@ _COMMAND_REQUEST = {
     },
 }
 
+_MONTH = {"name": "month", "in": "query", "schema": {"type": "string", "pattern": r"^\d{4}-\d{2}$"},
+          "description": "YYYY-MM: the billing cycle that starts in that month (by the "
+                         "station's cycle day); default the current cycle"}
+_AT = {"name": "at", "in": "query", "schema": {"type": "string", "format": "date-time"},
+       "description": "report as of this instant (default now); later counts are left out"}
+_BUDGET_SETTINGS = {
+    "type": "object",
+    "description": "Each value given overrides the global default for this station; omitted "
+                   "ones are left as they are.",
+    "properties": {
+        "cap": {"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string"}],
+                "description": "bytes, or \"20MB\", \"500kB\", \"1.5GB\" (decimal), "
+                               "\"2MiB\" (binary)"},
+        "cycle_day": {"type": "integer", "minimum": 1, "maximum": 28},
+        "warn_ratio": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+        "nat_timeout": {"type": "integer", "minimum": 10, "maximum": 86400},
+        "policy": {"oneOf": [{"type": "boolean"}, {"type": "string", "enum": ["on", "off"]}]},
+        "clear": {"type": "boolean", "description": "drop every override first"},
+    },
+}
+_BUDGET_PATHS: dict[str, Any] = {
+    "/budget": {"get": {
+        "summary": "every station's use of its data cap (ip bytes, the billed layer) in a "
+                   "cycle: used, cap, projection, status ok|warning|over, top actions",
+        "parameters": [_MONTH, _AT],
+        "responses": {"200": _ok("usage per station", _LIST), "400": _ERROR,
+                      "401": _ERROR}}},
+    "/stations/{id}/budget": {
+        "get": {"summary": "one station's usage, effective budget and a breakdown",
+                "parameters": [*_ID, _MONTH, _AT, {
+                    "name": "by", "in": "query", "schema": {
+                        "type": "string",
+                        "enum": ["action", "layer", "day", "direction", "connection"]}}],
+                "responses": {"200": _ok("usage", _OBJECT), "400": _ERROR, "401": _ERROR,
+                              "404": _ERROR}},
+        "put": {"summary": "set the station's own budget settings; returns the effective "
+                           "budget",
+                "parameters": _ID,
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/BudgetSettings"}}}},
+                "responses": {"200": _ok("effective budget", _OBJECT), "400": _ERROR,
+                              "401": _ERROR, "404": _ERROR, "422": _ERROR}}},
+    "/stations/{id}/budget/explain": {"get": {
+        "summary": "what the budget policy changed on the station and why, with its usage",
+        "parameters": [*_ID, _AT],
+        "responses": {"200": _ok("explanation", _OBJECT), "400": _ERROR, "401": _ERROR,
+                      "404": _ERROR}}},
+}
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "lite-csms admin API", "version": __version__},
@@ -60,6 +109,7 @@ DOCUMENT: dict[str, Any] = {
             "Error": {"type": "object", "required": ["error"],
                       "properties": {"error": {"type": "string"}}},
             "CommandRequest": _COMMAND_REQUEST,
+            "BudgetSettings": _BUDGET_SETTINGS,
         },
     },
     "paths": {
@@ -121,5 +171,6 @@ DOCUMENT: dict[str, Any] = {
             "summary": "one session with its meter samples", "parameters": _ID,
             "responses": {"200": _ok("transaction", _OBJECT), "401": _ERROR,
                           "404": _ERROR}}},
+        **_BUDGET_PATHS,
     },
 }

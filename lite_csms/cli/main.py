@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import trio
 
 from lite_csms import config
-from lite_csms.cli import apikeys, remote, stations, tokens, transactions
+from lite_csms.cli import apikeys, budget, remote, stations, tokens, transactions
 from lite_csms.cli.output import CliError
 from lite_csms.db.database import DatabaseError, open_database
 
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     transactions.add_parsers(sub, common)
     apikeys.add_parsers(sub, common)
     remote.add_parsers(sub, common)
+    budget.add_parsers(sub, common)
     return parser
 
 
@@ -89,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return remote.run(args, settings)
         db = open_database(settings.database)
         try:
+            if args.command == "budget":
+                return budget.run(args, settings)
             handler = {"station": stations.run, "token": tokens.run, "tx": transactions.run,
                        "apikey": apikeys.run}
             return handler[args.command](args)

@@ -1,0 +1,168 @@
+"""The budget report as text for a person: sizes in kB/MB, tables and a per-day bar chart."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+
+from lite_csms.budget.units import format_size
+from lite_csms.budget.usage import EffectiveBudget, StationUsage
+
+CHART_WIDTH = 40
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+_FULL = "█"
+_SIZE_COLUMNS = {"in", "out", "total", "bytes", "setup", "tcp_setup", "tls_setup",
+                 "http_setup", "overhead", "payload_in", "payload_out", "retransmitted"}
+
+
+def _cell(column: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if column in _SIZE_COLUMNS and isinstance(value, int):
+        return format_size(value)
+    if column.startswith("share") and isinstance(value, float):
+        return f"{value * 100:.1f}%"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    return str(value)
+
+
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[str]:
+    cells = [[_cell(c, row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return [line.rstrip() for line in lines]
+
+
+def header(at: datetime) -> list[str]:
+    return [f"Data budget as of {at.strftime('%Y-%m-%d %H:%M')} UTC. Billed layer: ip "
+            "(every byte on the wire, both directions; 1 MB = 1,000,000 bytes)."]
+
+
+def summary(usages: Sequence[StationUsage]) -> list[str]:
+    rows = [{"station": u.station_id, "cycle": u.cycle.label, "used": format_size(u.used),
+             "cap": format_size(u.cap), "used%": f"{u.used_ratio * 100:.1f}%",
+             "projected": format_size(u.projected), "status": u.status,
+             "why": "" if u.status == "ok" else u.reason} for u in usages]
+    if not rows:
+        return ["No stations."]
+    return table(rows, ["station", "cycle", "used", "cap", "used%", "projected", "status",
+                        "why"])
+
+
+def top_actions(station_id: str, actions: Sequence[dict[str, Any]]) -> str:
+    if not actions:
+        return f"{station_id}: no traffic in this cycle"
+    parts = [f"{a['action']} {format_size(a['total'])} ({a['share'] * 100:.0f}%)"
+             for a in actions]
+    return f"{station_id} top actions: " + ", ".join(parts)
+
+
+BREAKDOWN_COLUMNS = {
+    "action": ["action", "in", "out", "total", "share", "messages"],
+    "layer": ["layer", "in", "out", "total", "overhead", "share_of_ip"],
+    "direction": ["direction", "meaning", "bytes"],
+    "connection": ["opened_at", "closed_at", "protocol", "tls", "tls_resumed", "setup",
+                   "in", "out", "total", "retransmitted", "close_reason"],
+    "day": ["day", "bytes"],
+}
+
+
+def _bar(amount: int, scale: float) -> str:
+    eighths = round(amount / scale * CHART_WIDTH * 8) if scale else 0
+    if amount > 0 and eighths == 0:
+        eighths = 1  # a day with any traffic never looks empty
+    full, part = divmod(eighths, 8)
+    return _FULL * full + (_EIGHTHS[part] if part else "")
+
+
+def day_chart(usage: StationUsage, days: Sequence[dict[str, Any]]) -> list[str]:
+    """One bar per day, scaled to the widest bar (or to the daily share, if wider, so its
+    mark always fits); "│" marks the cap's daily share: cap / days in the cycle."""
+    share = usage.cap / usage.cycle.length_days
+    lines = [f"{usage.station_id} per day, ip bytes; │ marks the cap's daily share "
+             f"{format_size(share)} ({format_size(usage.cap)} / {usage.cycle.length_days} "
+             "days)"]
+    if not days:
+        return [*lines, "  (the cycle has not started)"]
+    scale = max(max(d["bytes"] for d in days), share)
+    mark = min(round(share / scale * CHART_WIDTH), CHART_WIDTH)
+    for d in days:
+        cells = list(_bar(d["bytes"], scale).ljust(CHART_WIDTH + 1))
+        # Drawn through a longer bar as well: a notch shows how far past its share a day went.
+        cells[mark] = "│"
+        over = "  over share" if d["bytes"] > share else ""
+        day = date.fromisoformat(d["day"])
+        lines.append(f"{day.strftime('%m-%d %a')}  {''.join(cells)}  "
+                     f"{format_size(d['bytes'])}{over}")
+    return lines
+
+
+def effective(budget: EffectiveBudget) -> list[str]:
+    def origin(name: str) -> str:
+        return "(this station)" if name in budget.overrides else "(default)"
+
+    rows = [("station", budget.station_id, ""),
+            ("cap", format_size(budget.cap_bytes) + f" = {budget.cap_bytes} bytes",
+             origin("cap_bytes")),
+            ("cycle_day", f"{budget.cycle_day} (cycles start that day, 00:00 UTC)",
+             origin("cycle_day")),
+            ("warn_ratio", f"{budget.warn_ratio:g} (warning at "
+             f"{format_size(budget.cap_bytes * budget.warn_ratio)})", origin("warn_ratio")),
+            ("nat_timeout", f"{budget.nat_timeout} s", origin("nat_timeout")),
+            ("policy", "on" if budget.policy_enabled else "off", origin("policy_enabled")),
+            ("level", budget.level, "")]
+    return [f"{name:<12} {value}  {note}".rstrip() for name, value, note in rows]
+
+
+def _setting_text(item: Any) -> str:
+    # The policy's own format may grow; show what is recognisable, the rest as JSON.
+    if isinstance(item, dict):
+        key = item.get("key", item.get("name", item.get("setting")))
+        outcome = item.get("status", item.get("outcome", item.get("result")))
+        if key is not None:
+            text = f"{key}={item.get('value', '?')}"
+            return f"{text} ({outcome})" if outcome is not None else text
+    return orjson.dumps(item).decode()
+
+
+def settings_lines(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        value = [v if isinstance(v, dict) and "key" in v else
+                 {"key": k, **v} if isinstance(v, dict) else {"key": k, "value": v}
+                 for k, v in value.items()]
+    if isinstance(value, list):
+        return [_setting_text(item) for item in value] or ["(none)"]
+    return [orjson.dumps(value).decode()]
+
+
+def explain(usage: StationUsage, budget: EffectiveBudget,
+            changes: Sequence[dict[str, Any]]) -> list[str]:
+    policy = "on" if budget.policy_enabled else "off"
+    lines = [
+        f"{usage.station_id}: policy level {budget.level!r}, policy {policy}.",
+        f"Cycle {usage.cycle.label}: used {format_size(usage.used)} of "
+        f"{format_size(usage.cap)} ({usage.used_ratio * 100:.1f}%), projected "
+        f"{format_size(usage.projected)} by the cycle's end; status {usage.status} "
+        f"({usage.reason}).",
+    ]
+    if not changes:
+        lines.append(f"No policy changes recorded: the policy has never changed "
+                     f"{usage.station_id}'s settings.")
+        return lines
+    lines.append(f"Policy changes, oldest first ({len(changes)}):")
+    for change in changes:
+        lines.append(f"  {change['at'].strftime('%Y-%m-%d %H:%M')} UTC  "
+                     f"{change['from_level']} -> {change['to_level']}")
+        lines.append(f"    why: {change['reason']}")
+        for setting in settings_lines(change["settings"]):
+            lines.append(f"    sent: {setting}")
+    return lines
