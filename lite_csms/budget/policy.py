@@ -16,7 +16,9 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from lite_csms.budget import levels
+import trio
+
+from lite_csms.budget import levels, usage
 from lite_csms.config import Settings
 from lite_csms.db.models import PolicyChange, StationBudget, StationSetting
 from lite_csms.db.writer import StoreWriter
@@ -31,20 +33,34 @@ REQUESTED_BY = "budget-policy"
 
 
 @dataclass(frozen=True, slots=True)
-class StationPolicy:
-    enabled: bool
-    level: str
-    nat_timeout: int
-    level_cycle_start: datetime | None
+class Move:
+    to_level: str
+    reason: str
+    cycle_start: datetime
 
 
-def load(station_id: str, defaults: Settings) -> StationPolicy:
+def decide(station_id: str, settings: Settings, now: datetime) -> Move | None:
+    """Where the station's projection says it should be; None to stay.
+
+    Within a cycle the policy only tightens: relaxing as soon as the lean settings bring the
+    projection down would swing the station back and forth. A new cycle restores normal.
+    """
+    budget = usage.effective_budget(station_id, settings)
+    if not budget.policy_enabled:
+        return None
+    current = usage.station_usage(station_id, settings, now)
     row = StationBudget.get_or_none(StationBudget.station == station_id)
-    if row is None:
-        return StationPolicy(defaults.budget_policy, levels.NORMAL, defaults.nat_timeout, None)
-    enabled = defaults.budget_policy if row.policy_enabled is None else row.policy_enabled
-    nat = defaults.nat_timeout if row.nat_timeout is None else row.nat_timeout
-    return StationPolicy(enabled, row.level, nat, row.level_cycle_start)
+    held_since = None if row is None else row.level_cycle_start
+    if held_since is not None and held_since < current.cycle_start:
+        if budget.level != levels.NORMAL:
+            day = current.cycle_start.date().isoformat()
+            return Move(levels.NORMAL, f"a new billing cycle started on {day}",
+                        current.cycle_start)
+    level, reason = levels.choose(current.used, current.projected, current.cap,
+                                  budget.warn_ratio)
+    if levels.LEVELS.index(level) > levels.LEVELS.index(budget.level):
+        return Move(level, reason, current.cycle_start)
+    return None
 
 
 def record_move(station_id: str, from_level: str, to_level: str, reason: str,
@@ -106,17 +122,40 @@ class BudgetPolicy:
         self._clock = clock
 
     async def heartbeat_for(self, station_id: str) -> int | None:
-        policy = await self._store.run(partial(load, station_id, self._settings))
-        return levels.heartbeat_for(policy.level) if policy.enabled else None
+        budget = await self._store.run(
+            partial(usage.effective_budget, station_id, self._settings))
+        return levels.heartbeat_for(budget.level) if budget.policy_enabled else None
 
     async def on_accepted(self, connection: StationConnection) -> None:
-        """Bring a freshly accepted station to its level's settings."""
+        """Bring a freshly accepted station to its level's settings (a new cycle's first)."""
         station_id = connection.station_id
-        policy = await self._store.run(partial(load, station_id, self._settings))
-        if not policy.enabled:
+        budget = await self._store.run(
+            partial(usage.effective_budget, station_id, self._settings))
+        if not budget.policy_enabled:
             return
-        set_server_keepalive(connection, policy.nat_timeout)
-        await self.apply(connection, policy.level, policy.nat_timeout)
+        set_server_keepalive(connection, budget.nat_timeout)
+        if not await self.evaluate_one(station_id, connection):
+            await self.apply(connection, budget.level, budget.nat_timeout)
+
+    async def evaluate_one(self, station_id: str, connection: StationConnection | None
+                           ) -> bool:
+        """Move the station if its projection says so; True when it moved."""
+        move = await self._store.run(partial(decide, station_id, self._settings,
+                                             self._clock()))
+        if move is None:
+            return False
+        await self.move(connection, station_id, move)
+        return True
+
+    async def run(self, connections: Mapping[str, StationConnection], interval: float
+                  ) -> None:
+        while True:
+            await trio.sleep(interval)
+            for station_id, connection in list(connections.items()):
+                try:
+                    await self.evaluate_one(station_id, connection)
+                except Exception as exc:  # one station's failure must not stop the others
+                    log.exception("%s: budget policy failed: %s", station_id, exc)
 
     async def apply(self, connection: StationConnection, level: str, nat_timeout: int
                     ) -> list[dict[str, Any]]:
@@ -136,12 +175,14 @@ class BudgetPolicy:
                      len(outcomes))
         return outcomes
 
-    async def move(self, connection: StationConnection | None, station_id: str,
-                   to_level: str, reason: str, cycle_start: datetime | None) -> None:
-        policy = await self._store.run(partial(load, station_id, self._settings))
-        await self._store.run(partial(record_move, station_id, policy.level, to_level, reason,
-                                      cycle_start, self._clock()))
-        log.info("%s: budget policy %s -> %s: %s", station_id, policy.level, to_level, reason)
+    async def move(self, connection: StationConnection | None, station_id: str, move: Move
+                   ) -> None:
+        budget = await self._store.run(
+            partial(usage.effective_budget, station_id, self._settings))
+        await self._store.run(partial(record_move, station_id, budget.level, move.to_level,
+                                      move.reason, move.cycle_start, self._clock()))
+        log.info("%s: budget policy %s -> %s: %s", station_id, budget.level, move.to_level,
+                 move.reason)
         if connection is not None:
-            outcomes = await self.apply(connection, to_level, policy.nat_timeout)
+            outcomes = await self.apply(connection, move.to_level, budget.nat_timeout)
             await self._store.run(partial(record_outcomes, station_id, outcomes))

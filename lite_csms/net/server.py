@@ -81,6 +81,8 @@ class CsmsServer:
                     self.ports = sorted({lst.socket.getsockname()[1] for lst in listeners})
                     nursery.start_soon(self._flush_last_seen)
                     nursery.start_soon(self.traffic.run, self.settings.traffic_flush_interval)
+                    nursery.start_soon(self.policy.run, self.connections,
+                                       self.settings.budget_policy_interval)
                     if self.settings.admin_enabled:
                         self.admin_port = await nursery.start(self._serve_admin)
                     log.info("serving OCPP-J on %s port %s", self.settings.host, self.ports)
