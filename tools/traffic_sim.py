@@ -144,7 +144,7 @@ def _station_password(output: str) -> str:
     raise RuntimeError(f"no password in {output!r}")
 
 
-def server_totals(database: Path, station_id: str) -> dict[str, dict[str, int]]:
+def server_totals(database: Path, station_id: str) -> dict[str, Any]:
     """The server's accounting as stored: bytes by layer and direction (CSMS's view)."""
     import sqlite3
 
@@ -155,10 +155,17 @@ def server_totals(database: Path, station_id: str) -> dict[str, dict[str, int]]:
         by_action = db.execute(
             "SELECT action, SUM(bytes) FROM traffic_counter WHERE station_id = ? "
             "AND layer = 'ip' GROUP BY action ORDER BY 2 DESC", (station_id,)).fetchall()
-    totals: dict[str, dict[str, int]] = {layer: {IN: 0, OUT: 0} for layer in LAYERS}
+    totals: dict[str, Any] = {layer: {IN: 0, OUT: 0} for layer in LAYERS}
     for layer, direction, amount in rows:
         totals[layer][direction] = int(amount)
+        setup = db.execute(
+            "SELECT tls_resumed, COUNT(*), AVG(tcp_setup_bytes), AVG(tls_setup_bytes), "
+            "AVG(http_setup_bytes) FROM traffic_connection WHERE station_id = ? "
+            "GROUP BY tls_resumed", (station_id,)).fetchall()
     totals["by_action"] = {action: int(amount) for action, amount in by_action}
+    totals["setup"] = {("resumed" if resumed else "full"): {
+        "connections": count, "tcp": round(tcp), "tls": round(tls), "http": round(http)}
+        for resumed, count, tcp, tls, http in setup}
     return totals
 
 
@@ -407,8 +414,9 @@ def run_month(profile: Profile, version: Version, *, policy: bool, days: float, 
         "connections": tally.connections, "tls_resumed": tally.resumed,
         "drops": tally.drops, "nat_expiries": tally.nat_expiries,
         "sessions": tally.sessions, "sessions_skipped": tally.sessions_skipped,
-        "station": tally.station, "server": {k: v for k, v in seen_by_server.items()
-                                             if k != "by_action"},
+        "station": tally.station,
+        "server": {layer: seen_by_server[layer] for layer in LAYERS},
+        "setup_ip_bytes": seen_by_server["setup"],
         "server_ip_by_action": seen_by_server["by_action"],
         "month_ip_bytes": round(_both(seen_by_server["ip"]) * month),
         "agreement": {layer: _difference(tally.station[layer], seen_by_server[layer])
