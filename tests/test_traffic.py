@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import socket
 import ssl
-from pathlib import Path
+from types import ModuleType
 
 import peewee as pw
 import trio
-import trustme
 
 from lite_csms.budget import tcpinfo
 from lite_csms.budget.apportion import apportion
 from lite_csms.budget.client import MeteredLink, open_metered
 from lite_csms.budget.meter import IP, PAYLOAD, TLS, WS, frame_header
 from lite_csms.db.models import Station, TrafficConnection, TrafficCounter
-from tests.conftest import CsmsInProcess, start_in_process
+from tests.conftest import REPO, CsmsInProcess, start_in_process
 
 BOOT = {"chargePointVendor": "Acme", "chargePointModel": "Lite"}
 
@@ -120,15 +120,15 @@ async def test_plain_connection_is_counted_at_every_layer(nursery, tmp_path):
     assert not connection.tls
 
 
-def _tls_contexts(tmp_path: Path) -> tuple[Path, Path, ssl.SSLContext]:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
-    cert.private_key_pem.write_to_path(str(key_file))
-    client = ssl.create_default_context()
-    ca.configure_trust(client)
-    return cert_file, key_file, client
+def _load_tool(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_tls_contexts = _load_tool("throwaway_tls").issue
 
 
 async def test_tls_is_counted_and_resumes_with_a_ticket(nursery, tmp_path):

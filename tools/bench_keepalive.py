@@ -18,7 +18,9 @@ import tempfile
 from pathlib import Path
 
 import trio
-import trustme
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import throwaway_tls
 
 from lite_csms import config
 from lite_csms.budget import tcpinfo
@@ -48,13 +50,7 @@ async def _connect(nursery: trio.Nursery, port: int, client_tls: ssl.SSLContext
 
 
 async def measure(seconds: int, workdir: Path) -> dict[str, float]:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
-    cert_file, key_file = workdir / "cert.pem", workdir / "key.pem"
-    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
-    cert.private_key_pem.write_to_path(str(key_file))
-    client_tls = ssl.create_default_context()
-    ca.configure_trust(client_tls)
+    cert_file, key_file, client_tls = throwaway_tls.issue(workdir)
     results: dict[str, float] = {}
     for method in ("tcp-keepalive", "ws-ping", "heartbeat"):
         database = workdir / f"{method}.sqlite3"

@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import trio
-import trustme
 from trio_websocket import ConnectionClosed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import station_sim as sim
+import throwaway_tls
 
 from lite_csms.budget.client import MeteredLink, open_metered
 from lite_csms.budget.meter import IN, LAYERS, OUT
@@ -95,13 +95,7 @@ def _cli(env: dict[str, str], *args: str) -> str:
 @contextmanager
 def running_server(workdir: Path, station_id: str, *, policy: bool, cap: int | None,
                    nat_timeout: int) -> Iterator[Server]:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
-    cert_file, key_file = workdir / "cert.pem", workdir / "key.pem"
-    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
-    cert.private_key_pem.write_to_path(str(key_file))
-    client_tls = ssl.create_default_context()
-    ca.configure_trust(client_tls)
+    cert_file, key_file, client_tls = throwaway_tls.issue(workdir)
     port = _free_port()
     database = workdir / "csms.sqlite3"
     env = {**os.environ, "LITE_CSMS_DATABASE": str(database), "LITE_CSMS_HOST": "127.0.0.1",

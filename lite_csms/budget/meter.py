@@ -145,14 +145,11 @@ class ConnectionMeter:
         hook = self._upgrade_sent if self.server_side else None
         # The last reading is taken here, after the WebSocket close frames and before TLS
         # close_notify and the TCP FINs, which each end would otherwise see only half of:
-        # `teardown_estimate` adds them, the same figure at both ends.
-        self.plain = CountingStream(stream, on_first_send=hook, on_close=self._closing)
+        # `closing` adds an estimate of them, the same figure at both ends.
+        self.plain = CountingStream(stream, on_first_send=hook, on_close=self.closing)
         if self.raw is None:
             self.raw = self.plain
         return self.plain
-
-    def _closing(self) -> None:
-        self.closing()
 
     def closing(self) -> None:
         """Take the last kernel reading and add the teardown; once, before the socket closes.

@@ -20,12 +20,12 @@ import trio
 
 from lite_csms.budget import levels, usage
 from lite_csms.config import Settings
-from lite_csms.db.models import PolicyChange, StationBudget, StationSetting
+from lite_csms.db.models import PolicyChange, StationBudget
 from lite_csms.db.writer import StoreWriter
+from lite_csms.handlers import settings as station_settings
 from lite_csms.net.commands import CommandSender
 from lite_csms.net.connection import StationConnection
 from lite_csms.ocppj import timestamps
-from lite_csms.ocppj.versions import Version
 from lite_csms.operations import catalogue
 
 log = logging.getLogger("lite_csms.budget")
@@ -34,9 +34,11 @@ REQUESTED_BY = "budget-policy"
 
 @dataclass(frozen=True, slots=True)
 class Move:
+    from_level: str
     to_level: str
     reason: str
     cycle_start: datetime
+    nat_timeout: int
 
 
 def decide(station_id: str, settings: Settings, now: datetime) -> Move | None:
@@ -54,51 +56,36 @@ def decide(station_id: str, settings: Settings, now: datetime) -> Move | None:
     if held_since is not None and held_since < current.cycle_start:
         if budget.level != levels.NORMAL:
             day = current.cycle_start.date().isoformat()
-            return Move(levels.NORMAL, f"a new billing cycle started on {day}",
-                        current.cycle_start)
+            return Move(budget.level, levels.NORMAL, f"a new billing cycle started on {day}",
+                        current.cycle_start, budget.nat_timeout)
     level, reason = levels.choose(current.used, current.projected, current.cap,
                                   budget.warn_ratio)
     if levels.LEVELS.index(level) > levels.LEVELS.index(budget.level):
-        return Move(level, reason, current.cycle_start)
+        return Move(budget.level, level, reason, current.cycle_start, budget.nat_timeout)
     return None
 
 
 def record_move(station_id: str, from_level: str, to_level: str, reason: str,
-                cycle_start: datetime | None, at: datetime) -> None:
+                cycle_start: datetime | None, at: datetime) -> int:
+    """Set the station's level and log the move; returns the log row's id."""
     StationBudget.insert(station=station_id, level=to_level, level_cycle_start=cycle_start,
                          updated_at=at).on_conflict(
         conflict_target=[StationBudget.station],
         update={StationBudget.level: to_level, StationBudget.level_cycle_start: cycle_start,
                 StationBudget.updated_at: at}).execute()
-    PolicyChange.create(station=station_id, at=at, from_level=from_level, to_level=to_level,
-                        reason=reason, settings="[]")
+    change = PolicyChange.create(station=station_id, at=at, from_level=from_level,
+                                 to_level=to_level, reason=reason, settings="[]")
+    return int(change.id)
 
 
-def record_outcomes(station_id: str, outcomes: list[dict[str, Any]]) -> None:
-    """Attach what the station answered to the station's latest policy change."""
-    latest = (PolicyChange.select().where(PolicyChange.station == station_id)
-              .order_by(PolicyChange.id.desc()).first())
-    if latest is not None:
-        latest.settings = json.dumps(outcomes)
-        latest.save()
-
-
-def held_settings(station_id: str) -> dict[str, str | None]:
-    query = StationSetting.select().where(StationSetting.station == station_id)
-    return {row.key: row.value for row in query}
+def record_outcomes(change_id: int, outcomes: list[dict[str, Any]]) -> None:
+    """Attach what the station answered to the policy change that caused it."""
+    (PolicyChange.update(settings=json.dumps(outcomes))
+     .where(PolicyChange.id == change_id).execute())
 
 
 def missing(wanted: Mapping[str, str], held: Mapping[str, str | None]) -> dict[str, str]:
     return {key: value for key, value in wanted.items() if held.get(key) != value}
-
-
-def _requests(version: Version, changes: Mapping[str, str]) -> list[catalogue.Request]:
-    if version is Version.OCPP16:
-        return [catalogue.set_config(version, key, value) for key, value in changes.items()]
-    # One SetVariables carries them all: one round trip instead of five.
-    data = [{**catalogue.split_variable(key), "attributeValue": value}
-            for key, value in changes.items()]
-    return [catalogue.Request("SetVariables", {"setVariableData": data})]
 
 
 def set_server_keepalive(connection: StationConnection, nat_timeout: int) -> None:
@@ -162,9 +149,9 @@ class BudgetPolicy:
         station_id, version = connection.station_id, connection.ctx.version
         connection.ctx.heartbeat_interval = levels.heartbeat_for(level)
         wanted = levels.settings_for(level, version, nat_timeout)
-        held = await self._store.run(partial(held_settings, station_id))
+        held = await self._store.run(partial(station_settings.read, station_id))
         outcomes: list[dict[str, Any]] = []
-        for request in _requests(version, missing(wanted, held)):
+        for request in catalogue.set_configs(version, missing(wanted, held)):
             outcome = await self._commands.send(station_id, request.action, request.payload,
                                                 requested_by=REQUESTED_BY)
             outcomes.append({"action": request.action, "payload": request.payload,
@@ -177,12 +164,11 @@ class BudgetPolicy:
 
     async def move(self, connection: StationConnection | None, station_id: str, move: Move
                    ) -> None:
-        budget = await self._store.run(
-            partial(usage.effective_budget, station_id, self._settings))
-        await self._store.run(partial(record_move, station_id, budget.level, move.to_level,
-                                      move.reason, move.cycle_start, self._clock()))
-        log.info("%s: budget policy %s -> %s: %s", station_id, budget.level, move.to_level,
+        change_id = await self._store.run(partial(
+            record_move, station_id, move.from_level, move.to_level, move.reason,
+            move.cycle_start, self._clock()))
+        log.info("%s: budget policy %s -> %s: %s", station_id, move.from_level, move.to_level,
                  move.reason)
         if connection is not None:
-            outcomes = await self.apply(connection, move.to_level, budget.nat_timeout)
-            await self._store.run(partial(record_outcomes, station_id, outcomes))
+            outcomes = await self.apply(connection, move.to_level, move.nat_timeout)
+            await self._store.run(partial(record_outcomes, change_id, outcomes))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -109,10 +110,16 @@ def get_config(version: Version, keys: list[str]) -> Request:
 
 
 def set_config(version: Version, key: str, value: str) -> Request:
+    return set_configs(version, {key: value})[0]
+
+
+def set_configs(version: Version, changes: Mapping[str, str]) -> list[Request]:
+    """1.6 changes one key per ChangeConfiguration; 2.x sets them all in one SetVariables."""
     if version is Version.OCPP16:
-        return Request("ChangeConfiguration", {"key": key, "value": value})
-    return Request("SetVariables", {"setVariableData": [
-        {**split_variable(key), "attributeValue": value}]})
+        return [Request("ChangeConfiguration", {"key": key, "value": value})
+                for key, value in changes.items()]
+    return [Request("SetVariables", {"setVariableData": [
+        {**split_variable(key), "attributeValue": value} for key, value in changes.items()]})]
 
 
 def reserve(version: Version, connector: int, token: str, token_type: str,
