@@ -8,7 +8,7 @@ import peewee as pw
 import pytest
 import trio
 
-from lite_csms.db.database import DatabaseError, open_database
+from lite_csms.db.database import SCHEMA_VERSION, DatabaseError, open_database
 from lite_csms.db.models import ALL_MODELS, MeterSample, Station, Transaction
 from lite_csms.db.writer import StoreWriter
 from lite_csms.domain import Sample, TransactionEvent
@@ -57,7 +57,7 @@ def test_a_version_1_file_gets_the_new_tables(tmp_path: Path) -> None:
     upgraded = sqlite3.connect(path)
     tables = {row[0] for row in upgraded.execute("SELECT name FROM sqlite_master")}
     assert {"device_variable", "charging_profile"} <= tables
-    assert upgraded.execute("PRAGMA user_version").fetchone() == (2,)
+    assert upgraded.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
 
 
 def test_database_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:

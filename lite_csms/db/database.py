@@ -8,8 +8,12 @@ from pathlib import Path
 import peewee as pw
 
 from lite_csms.db.models import ALL_MODELS, database_proxy
+from lite_csms.db.upgrade import UpgradeStep, upgrade
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+# Data steps per schema version, after the missing tables and columns exist (db/upgrade.py).
+UPGRADE_STEPS: dict[int, list[UpgradeStep]] = {}
 
 PRAGMAS = {
     "journal_mode": "wal",
@@ -49,12 +53,8 @@ def open_database(path: str | Path, *, create: bool = True) -> pw.SqliteDatabase
                 f"{SCHEMA_VERSION}"
             )
         if create and version < SCHEMA_VERSION:
-            # IMMEDIATE: a deferred transaction that upgrades to a write fails at once with
-            # "database is locked" when another process commits first; busy_timeout never helps.
-            with db.atomic("IMMEDIATE"):
-                db.create_tables(ALL_MODELS, safe=True)
-                db.execute_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    except (pw.DatabaseError, sqlite3.DatabaseError) as exc:
+            upgrade(db, path, ALL_MODELS, version, SCHEMA_VERSION, UPGRADE_STEPS)
+    except (pw.DatabaseError, sqlite3.DatabaseError, ValueError) as exc:
         if not db.is_closed():
             db.close()
         raise DatabaseError(f"cannot open database {path}: {exc}") from exc
