@@ -232,6 +232,12 @@ async def test_reserve_now_carries_the_registered_token_and_its_group(csms: Csms
                     "operation": "reserve", "args": {"connector": 1, "token": "member-1"}})
                 assert status == 200 and body["result"] == {"status": "Accepted"}
                 nursery.cancel_scope.cancel()
+            if protocol == "ocpp2.0.1":
+                # Authorize names the group as ReserveNow did, type included.
+                authorized = await rpc(ws, [2, "2", "Authorize", {
+                    "idToken": {"idToken": "member-1", "type": "ISO14443"}}])
+                assert authorized[2]["idTokenInfo"]["groupIdToken"] == {
+                    "idToken": "FLEET-7", "type": "ISO15693"}
     sent = [json.loads(p) for (p,) in query(
         csms, "SELECT payload FROM command WHERE action = 'ReserveNow' ORDER BY id")]
     assert (sent[0]["idTag"], sent[0]["parentIdTag"]) == ("MEMBER-1", "FLEET-7")

@@ -65,11 +65,11 @@ def group_of(row: IdToken) -> tuple[str, str] | None:
 
 
 def _result(row: IdToken, at: datetime) -> AuthResult:
-    group = group_of(row)
-    group_token = None if group is None else group[0]
-    if row.status == "Accepted" and row.expires_at is not None and row.expires_at <= at:
-        return AuthResult("Expired", row.expires_at, group_token)
-    return AuthResult(row.status, row.expires_at, group_token)
+    group_token, group_type = group_of(row) or (None, None)
+    status = row.status
+    if status == "Accepted" and row.expires_at is not None and row.expires_at <= at:
+        status = "Expired"
+    return AuthResult(status, row.expires_at, group_token, group_type)
 
 
 def authorize(token: str, at: datetime, *, unknown_status: str = "Invalid") -> AuthResult:
@@ -89,7 +89,8 @@ def authorize_for_start(
     if result.status != "Accepted":
         return result
     if is_charging(token):
-        return AuthResult("ConcurrentTx", result.expires_at, result.group_token)
+        return AuthResult("ConcurrentTx", result.expires_at, result.group_token,
+                          result.group_type)
     return result
 
 

@@ -38,20 +38,21 @@ def plan(station_id: str, full: bool, max_token_length: int | None) -> PlannedLi
     query = IdToken.select().where(IdToken.token_key.is_null(False)).order_by(IdToken.token)
     if differential:
         query = query.where(IdToken.updated_at > state.sent_at)
-    groups: dict[str | None, str | None] = {None: None}
+    groups: dict[str | None, tuple[str, str] | None] = {None: None}
     entries = tuple(
-        ListEntry(t.token, t.token_type, AuthResult(t.status, t.expires_at, _group(t, groups)))
+        ListEntry(t.token, t.token_type,
+                  AuthResult(t.status, t.expires_at, *(_group(t, groups) or (None, None))))
         for t in query
         if max_token_length is None or len(t.token) <= max_token_length
     )[:MAX_ENTRIES]
     return PlannedList((state.version if state else 0) + 1, not differential, entries)
 
 
-def _group(token: IdToken, seen: dict[str | None, str | None]) -> str | None:
-    """The group as registered; `seen` keeps one lookup per group for the whole list."""
+def _group(token: IdToken, seen: dict[str | None, tuple[str, str] | None]
+           ) -> tuple[str, str] | None:
+    """The group and its type as registered; `seen` keeps one lookup per group for the list."""
     if token.group_token not in seen:
-        group = group_of(token)
-        seen[token.group_token] = None if group is None else group[0]
+        seen[token.group_token] = group_of(token)
     return seen[token.group_token]
 
 

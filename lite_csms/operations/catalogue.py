@@ -185,6 +185,9 @@ def send_local_list(version: Version, planned: PlannedList) -> Request:
         token_info: Payload = {"status": entry.auth.status}
         if entry.auth.expires_at is not None:
             token_info["cacheExpiryDateTime"] = timestamps.format_utc(entry.auth.expires_at)
+        if entry.auth.group_token is not None:
+            token_info["groupIdToken"] = {"idToken": entry.auth.group_token,
+                                          "type": entry.auth.group_type or "Central"}
         entries.append({"idToken": {"idToken": entry.token, "type": entry.token_type},
                         "idTokenInfo": token_info})
     payload: Payload = {"versionNumber": planned.version, "updateType": update}
