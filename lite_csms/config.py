@@ -65,6 +65,9 @@ class Settings:
     budget_policy: bool = True
     # How often the policy looks at each station's projection (seconds).
     budget_policy_interval: float = 900.0
+    # Free charging: id tokens the CSMS does not know are Accepted, and a remote start may name
+    # one. Blocked and expired tokens are still refused.
+    free_charging: bool = False
     # Used by the CLI's remote commands to call the admin API (or LITE_CSMS_API_KEY).
     api_key: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)

@@ -56,6 +56,8 @@ class AuthResult:
     status: str
     expires_at: datetime | None = None
     group_token: str | None = None
+    # The group's 2.x idToken type: the registered group token's, else Central.
+    group_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -125,7 +125,8 @@ CREATE TABLE "id_token" (
     "expires_at" TEXT,
     "group_token" VARCHAR(255),
     "created_at" TEXT NOT NULL,
-    "updated_at" TEXT NOT NULL
+    "updated_at" TEXT NOT NULL,
+    "token_key" VARCHAR(255)
 );
 
 CREATE TABLE "local_list_state" (
@@ -354,6 +355,8 @@ CREATE INDEX "device_variable_station_id" ON "device_variable" ("station_id");
 CREATE UNIQUE INDEX "device_variable_station_id_component_component_instance__941af7a" ON "device_variable" ("station_id", "component", "component_instance", "evse_id", "connector_id", "variable", "variable_instance", "attribute_type");
 
 CREATE UNIQUE INDEX "id_token_token" ON "id_token" ("token");
+
+CREATE UNIQUE INDEX "id_token_token_key" ON "id_token" ("token_key");
 
 CREATE INDEX "maintenance_request_command_id" ON "maintenance_request" ("command_id");
 

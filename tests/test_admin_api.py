@@ -258,3 +258,73 @@ async def test_local_list_full_then_differential(csms: CsmsInProcess) -> None:
         {"idTag": "TAG-B", "idTagInfo": {"status": "Blocked"}}]
     # The station said it holds version 1 (the second list was answered but not kept).
     assert query(csms, "SELECT version FROM local_list_state") == [(1,)]
+
+
+async def test_operator_sets_the_boot_answer_pending_and_rejected(csms: CsmsInProcess) -> None:
+    """PATCH /stations/{id} (and `station hold|reject|accept`) set what the next
+    BootNotification is answered; a Pending station may send only what it was asked for,
+    a Rejected one nothing but BootNotification (2.0.1 B02.FR.09, B03.FR.07)."""
+    from tests.test_server import BOOT_201, query
+
+    key = await new_key(csms)
+    await register(csms, "BOOT-201")
+    await register(csms, "BOOT-16")
+    assert (await http(csms, "PATCH", "/stations/NOPE", key, {"registration": "pending"}))[
+        0] == 404
+    status, body = await http(csms, "PATCH", "/stations/BOOT-201", key,
+                              {"registration": "retired"})
+    assert status == 422 and "accepted, pending, rejected" in body["error"]
+    assert (await http(csms, "PATCH", "/stations/BOOT-201", key, {"online": True}))[0] == 422
+    status, body = await http(csms, "PATCH", "/stations/BOOT-201", key,
+                              {"registration": "pending"})
+    assert status == 200 and body["registration"] == "pending"
+    path = "/stations/BOOT-201/commands"
+    async with open_websocket_url(csms.url("BOOT-201"), subprotocols=["ocpp2.0.1"]) as ws:
+        boot = await rpc(ws, [2, "1", "BootNotification", BOOT_201])
+        assert (boot[2]["status"], boot[2]["interval"]) == ("Pending", 300)
+        status_report = {"timestamp": "2026-11-21T10:00:00Z", "connectorStatus": "Available",
+                         "evseId": 1, "connectorId": 1}
+        refused = await rpc(ws, [2, "2", "StatusNotification", status_report])
+        assert refused[:3] == [4, "2", "SecurityError"]
+        # The CSMS may configure a pending station, but not start charging on it.
+        status, body = await http(csms, "POST", path, key, {
+            "operation": "remote-start", "args": {"token": "X", "allow_unknown_token": True}})
+        assert status == 409 and "pending" in body["error"]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(answer_calls, ws, {"TriggerMessage": {"status": "Accepted"},
+                                                  "GetBaseReport": {"status": "Accepted"}})
+            for operation, args in (("trigger", {"message": "StatusNotification"}),
+                                    ("base-report", {})):
+                status, body = await http(csms, "POST", path, key,
+                                          {"operation": operation, "args": args})
+                assert status == 200 and body["result"] == {"status": "Accepted"}
+            nursery.cancel_scope.cancel()
+        # What was asked for is taken; what was not still is not.
+        assert (await rpc(ws, [2, "3", "StatusNotification", status_report]))[0] == 3
+        report = {"requestId": 1, "generatedAt": "2026-11-21T10:00:00Z", "seqNo": 0}
+        assert (await rpc(ws, [2, "4", "NotifyReport", report]))[0] == 3
+        assert (await rpc(ws, [2, "5", "Heartbeat", {}]))[2] == "SecurityError"
+    assert query(csms, "SELECT status FROM connector") == [("Available",)]
+    database = str(csms.database)
+
+    def station_cli(*args: str):
+        return run_cli("station", *args, "--database", database)
+
+    rejected = await trio.to_thread.run_sync(station_cli, "reject", "BOOT-16")
+    assert rejected.returncode == 0 and "answered Rejected" in rejected.stdout
+    async with open_websocket_url(csms.url("BOOT-16"), subprotocols=["ocpp1.6"]) as ws:
+        assert (await rpc(ws, [2, "1", "BootNotification", BOOT_16]))[2]["status"] == "Rejected"
+        assert (await rpc(ws, [2, "2", "Heartbeat", {}]))[2] == "SecurityError"
+        status, body = await http(csms, "POST", "/stations/BOOT-16/commands", key,
+                                  {"operation": "clear-cache"})
+        assert status == 409 and "rejected" in body["error"]
+        held = await trio.to_thread.run_sync(station_cli, "hold", "BOOT-16")
+        assert held.returncode == 0
+        assert (await rpc(ws, [2, "3", "BootNotification", BOOT_16]))[2]["status"] == "Pending"
+        accepted = await trio.to_thread.run_sync(station_cli, "accept", "BOOT-16")
+        assert accepted.returncode == 0
+        assert (await rpc(ws, [2, "4", "BootNotification", BOOT_16]))[2]["status"] == (
+            "Accepted")
+        assert (await rpc(ws, [2, "5", "Heartbeat", {}]))[0] == 3
+    assert query(csms, "SELECT registration FROM station WHERE id = 'BOOT-16'") == [
+        ("accepted",)]

@@ -126,3 +126,59 @@ def test_limits_firmware_and_reports_from_the_cli(tmp_path: Path, protocol: str)
             simulator.terminate()
             simulator.wait(timeout=10)
         stop_csms_process(csms)
+
+
+async def test_reset_one_evse_and_schedules_from_the_cli(csms) -> None:
+    """`remote reset --evse` and `set-limit --kind/--recurrency/--start/--periods`, through
+    the admin API of a server in this trio run, to raw 1.6 and 2.0.1 stations."""
+    import trio
+    from trio_websocket import open_websocket_url
+
+    from tests.test_admin_api import answer_calls, new_key
+    from tests.test_server import BOOT_16, BOOT_201, query, register, rpc
+
+    key = await new_key(csms)
+    env = {**os.environ, "LITE_CSMS_API_KEY": key,
+           "LITE_CSMS_ADMIN_PORT": str(csms.server.admin_port)}
+
+    async def remote(*args: str) -> subprocess.CompletedProcess[str]:
+        return await trio.to_thread.run_sync(lambda: run_cli("remote", *args, env=env))
+
+    schedule = ("--kind", "Recurring", "--recurrency", "Daily", "--start",
+                "2026-01-01T07:00Z", "--periods", "0:16,3600:10")
+    answers = {"Reset": {"status": "Accepted"}, "SetChargingProfile": {"status": "Accepted"}}
+    for station, protocol, boot in (("CLI-E16", "ocpp1.6", BOOT_16),
+                                    ("CLI-E201", "ocpp2.0.1", BOOT_201)):
+        await register(csms, station)
+        async with open_websocket_url(csms.url(station), subprotocols=[protocol]) as ws:
+            await rpc(ws, [2, "1", "BootNotification", boot])
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(answer_calls, ws, answers)
+                reset = await remote("reset", station, "--evse", "2")
+                limited = await remote("set-limit", station, "--connector", "1", *schedule)
+                assert limited.returncode == 0, limited.stderr
+                bad = await remote("set-limit", station, "--periods", "0:16,later:10")
+                assert bad.returncode == 2 and "SECONDS:LIMIT" in bad.stderr
+                both = await remote("set-limit", station, "--limit", "6", "--periods", "0:6")
+                assert both.returncode == 2
+                no_start = await remote("set-limit", station, "--kind", "Recurring",
+                                        "--recurrency", "Weekly", "--limit", "6")
+                assert no_start.returncode == 2 and "needs a start" in no_start.stderr
+                nursery.cancel_scope.cancel()
+        if protocol == "ocpp1.6":
+            assert reset.returncode == 2 and "cannot target one EVSE" in reset.stderr
+        else:
+            assert reset.returncode == 0 and "Reset" in reset.stdout
+    sent = {(station, action): json.loads(payload) for station, action, payload in query(
+        csms, "SELECT station_id, action, payload FROM command")}
+    assert ("CLI-E16", "Reset") not in sent
+    assert sent[("CLI-E201", "Reset")] == {"type": "OnIdle", "evseId": 2}
+    v16 = sent[("CLI-E16", "SetChargingProfile")]["csChargingProfiles"]
+    v201 = sent[("CLI-E201", "SetChargingProfile")]["chargingProfile"]
+    for profile, schedule_ in ((v16, v16["chargingSchedule"]),
+                               (v201, v201["chargingSchedule"][0])):
+        assert (profile["chargingProfileKind"], profile["recurrencyKind"]) == (
+            "Recurring", "Daily")
+        assert schedule_["startSchedule"] == "2026-01-01T07:00:00Z"
+        assert [(p["startPeriod"], p["limit"]) for p in schedule_[
+            "chargingSchedulePeriod"]] == [(0, 16), (3600, 10)]

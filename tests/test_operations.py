@@ -30,6 +30,7 @@ def every_request(version: Version) -> list[ops.Request]:
         ops.remote_stop(version, 12, "TX-1"),
         ops.reset(version, hard=True),
         ops.reset(version, hard=False),
+        *([ops.reset(version, hard=True, evse=2)] if v2 else []),
         ops.change_availability(version, 0, operative=False),
         ops.change_availability(version, 2, operative=True),
         ops.unlock(version, 1),
@@ -41,6 +42,8 @@ def every_request(version: Version) -> list[ops.Request]:
         ops.set_config(version, key, "900"),
         ops.reserve(version, 1, "GUEST-42", "ISO14443", datetime(2027, 1, 1, tzinfo=UTC), 5),
         ops.reserve(version, 0, "GUEST-42", "Central", datetime(2027, 1, 1, tzinfo=UTC), 6),
+        ops.reserve(version, 1, "GUEST-42", "ISO14443", datetime(2027, 1, 1, tzinfo=UTC), 7,
+                    ("FLEET-7", "Central")),
         ops.cancel_reservation(version, 5),
         ops.send_local_list(version, PlannedList(3, True, (
             ListEntry("TAG-1", "ISO14443", AuthResult("Accepted")),
@@ -53,6 +56,22 @@ def every_request(version: Version) -> list[ops.Request]:
     ]
 
 
+def schedules(version: Version, at: datetime) -> list[ops.Request]:
+    """set-limit's Recurring, Relative and several-period profiles."""
+    day = [(0, 16.0), (3600, 10.0), (7 * 3600, 32.05)]
+    return [
+        charging.set_limit(version, 1, None, "A", 14, at, periods=day),
+        charging.set_limit(version, 1, None, "A", 15, at, kind="Recurring",
+                           recurrency="Daily", periods=day, duration=86400),
+        charging.set_limit(version, 0, 11000, "W", 16, at, kind="Recurring",
+                           recurrency="Weekly", stack_level=1),
+        charging.set_limit(version, 1, None, "W", 17, None, kind="Relative",
+                           periods=[(0, 3680), (1800, 7360)]),
+        charging.set_limit(version, 2, 6, "A", 18, None, kind="Relative",
+                           transaction_id=5 if version is Version.OCPP16 else "TX-5"),
+    ]
+
+
 def management_requests(version: Version) -> list[ops.Request]:
     """Smart charging, firmware, logs and reports: every builder, in every shape it has."""
     at = datetime(2027, 1, 1, tzinfo=UTC)
@@ -61,6 +80,7 @@ def management_requests(version: Version) -> list[ops.Request]:
         charging.set_limit(version, 1, 7.2, "W", 12, at, stack_level=2, duration=600),
         charging.set_limit(version, 1, 10.55, "A", 13, at, transaction_id=5 if version
                            is Version.OCPP16 else "TX-5"),
+        *schedules(version, at),
         charging.clear_limit(version, 11, None, None, None),
         charging.clear_limit(version, None, 1, "TxDefaultProfile", 0),
         charging.clear_limit(version, None, None, None, None),
@@ -112,9 +132,67 @@ def test_keys_and_stops_that_cannot_be_expressed() -> None:
         lambda: charging.set_limit(Version.OCPP201, 0, 16, "A", 1, datetime.now(UTC),
                                    transaction_id="TX-1"),
         lambda: charging.set_limit(Version.OCPP201, 1, 16, "kW", 1, datetime.now(UTC)),
+        lambda: ops.reset(Version.OCPP16, hard=True, evse=1),
+        lambda: ops.reset(Version.OCPP201, hard=True, evse=0),
     ):
         with pytest.raises(ops.OperationError):
             cannot_build()
+
+
+AT = datetime(2026, 1, 1, 7, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("kwargs", "error"), [
+    ({"kind": "Recurring", "periods": [(0, 16)]}, "recurrency Daily or Weekly"),
+    ({"kind": "Recurring", "recurrency": "Daily", "periods": [(0, 16)], "start": None},
+     "needs a start"),
+    ({"kind": "Relative", "periods": [(0, 16)]}, "takes no start"),
+    ({"recurrency": "Daily", "periods": [(0, 16)]}, "Recurring profiles only"),
+    ({"kind": "Dynamic", "periods": [(0, 16)]}, "kind must be"),
+    ({"periods": [(60, 16)]}, "first period must start at 0"),
+    ({"periods": [(0, 16), (3600, 10), (3600, 8)]}, "increasing order"),
+    ({"periods": [(0, 16), (60, -1)]}, "not be negative"),
+    ({"periods": []}, "at least one period"),
+    ({"periods": [(0, 16)], "limit": 10}, "either limit or periods"),
+    ({"kind": "Recurring", "recurrency": "Daily", "periods": [(0, 16), (86400, 8)]},
+     "fits in 86400 s"),
+    ({"kind": "Recurring", "recurrency": "Daily", "periods": [(0, 16)], "duration": 90000},
+     "fits in 86400 s"),
+])
+def test_schedules_that_cannot_be_built(kwargs: dict, error: str) -> None:
+    args = {"limit": None, "start": AT, **kwargs}
+    limit, start = args.pop("limit"), args.pop("start")
+    for version in ALL_VERSIONS:
+        with pytest.raises(ops.OperationError, match=error):
+            charging.set_limit(version, 1, limit, "A", 1, start, **args)
+
+
+def test_set_limit_schedule_from_named_arguments() -> None:
+    from lite_csms.operations.named import build
+
+    args = {"connector": 1, "kind": "Recurring", "recurrency": "Daily",
+            "start": "2026-01-01T07:00Z", "periods": [{"start": 0, "limit": 16},
+                                                      {"start": 3600, "limit": 10.04}]}
+    v16 = build(Version.OCPP16, "set-limit", args, lambda _: None, 9).payload
+    profile = v16["csChargingProfiles"]
+    assert (profile["chargingProfileKind"], profile["recurrencyKind"]) == ("Recurring", "Daily")
+    assert profile["chargingSchedule"]["startSchedule"] == "2026-01-01T07:00:00Z"
+    assert profile["chargingSchedule"]["chargingSchedulePeriod"] == [
+        {"startPeriod": 0, "limit": 16}, {"startPeriod": 3600, "limit": 10.0}]
+    v21 = build(Version.OCPP21, "set-limit", {"kind": "Relative", "limit": 6},
+                lambda _: None, 9).payload["chargingProfile"]
+    assert v21["chargingProfileKind"] == "Relative"
+    assert "startSchedule" not in v21["chargingSchedule"][0]
+    absolute = build(Version.OCPP201, "set-limit", {"limit": 6}, lambda _: None, 9).payload
+    assert "startSchedule" in absolute["chargingProfile"]["chargingSchedule"][0]
+    for bad in ({"periods": [[0, 16]]}, {"periods": [{"start": 0}]},
+                {"limit": 6, "periods": [{"start": 0, "limit": 6}]}):
+        with pytest.raises(ops.OperationError):
+            build(Version.OCPP201, "set-limit", bad, lambda _: None, 9)
+    reset = build(Version.OCPP201, "reset", {"evse": 2}, lambda _: None, 9)
+    assert reset.payload == {"type": "OnIdle", "evseId": 2}
+    with pytest.raises(ops.OperationError, match="cannot target one EVSE"):
+        build(Version.OCPP16, "reset", {"evse": 2}, lambda _: None, 9)
 
 
 def test_settings_learned_from_answers() -> None:

@@ -15,7 +15,8 @@ from starlette.routing import Route
 
 from lite_csms.admin import budget_routes, keys, queries
 from lite_csms.admin.openapi import DOCUMENT
-from lite_csms.handlers import local_list, reservation
+from lite_csms.handlers import local_list, provisioning, reservation
+from lite_csms.handlers.authorization import TokenRefused, token_for_remote_start
 from lite_csms.net.commands import StationOffline
 from lite_csms.ocppj import timestamps
 from lite_csms.ocppj.versions import SUPPORTED_SUBPROTOCOLS, Version
@@ -81,7 +82,18 @@ def build_app(server: CsmsServer) -> Starlette:
 
     async def station(request: Request) -> Response:
         await caller(request)
-        return JsonResponse(await found(partial(queries.station, request.path_params["id"])))
+        station_id = request.path_params["id"]
+        if request.method == "PATCH":
+            data = await body(request)
+            if set(data) != {"registration"}:
+                raise HTTPException(422, "the body must be {\"registration\": \"accepted\", "
+                                         "\"pending\" or \"rejected\"}")
+            try:
+                await found(partial(provisioning.set_registration, station_id,
+                                    data["registration"]))
+            except ValueError as exc:
+                raise HTTPException(422, str(exc)) from None
+        return JsonResponse(await found(partial(queries.station, station_id)))
 
     async def station_variables(request: Request) -> Response:
         await caller(request)
@@ -98,6 +110,21 @@ def build_app(server: CsmsServer) -> Starlette:
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
         return JsonResponse(created, status_code=201)
+
+    async def one_token(request: Request) -> Response:
+        await caller(request)
+        value = request.path_params["token"]
+        if request.method == "GET":
+            return JsonResponse(await found(partial(queries.token, value)))
+        data = await body(request)
+        if set(data) != {"status"}:
+            raise HTTPException(422, "the body must be {\"status\": \"Blocked\"} or another "
+                                     "token status")
+        try:
+            return JsonResponse(await found(partial(queries.set_token_status, value,
+                                                    data["status"])))
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
 
     async def transactions(request: Request) -> Response:
         await caller(request)
@@ -147,6 +174,13 @@ def build_app(server: CsmsServer) -> Starlette:
                 partial(queries.station_tx_id, station_id, tx_id))
             if not known:
                 raise HTTPException(404, f"station {station_id} has no transaction {tx_id}")
+        registration = (connection.ctx.registration if connection is not None
+                        else await store.run(partial(provisioning.registration, station_id)))
+        refusal = provisioning.refuse_operation(registration, str(data.get("operation", "")))
+        if refusal is not None:
+            raise HTTPException(409, refusal)
+        if data.get("operation") == "remote-start":
+            args = await remote_start_args(args)
         reservation_id = None
         if data.get("operation") == "reserve":
             args, reservation_id = await reserve_args(station_id, args)
@@ -189,10 +223,26 @@ def build_app(server: CsmsServer) -> Starlette:
         if isinstance(connector, bool) or not isinstance(connector, int) or connector < 0:
             raise HTTPException(422, "connector must be a non-negative integer")
         expires_at = timestamps.now_utc() + timedelta(seconds=expires_in)
-        reservation_id, token_type = await store.run(
+        held = await store.run(
             partial(reservation.create, station_id, connector, token, expires_at))
-        return ({**args, "reservation_id": reservation_id, "token_type": token_type,
-                 "expires_at": expires_at}, reservation_id)
+        return ({**args, "token": held.token, "reservation_id": held.reservation_id,
+                 "token_type": held.token_type, "group": held.group,
+                 "expires_at": expires_at}, held.reservation_id)
+
+    async def remote_start_args(args: dict[str, Any]) -> dict[str, Any]:
+        """The token as registered; refused (422) if the CSMS would not accept it."""
+        token, allow = args.get("token"), args.get("allow_unknown_token", False)
+        if not isinstance(token, str) or not token:
+            raise HTTPException(422, "token must be a non-empty string")
+        if not isinstance(allow, bool):
+            raise HTTPException(422, "allow_unknown_token must be true or false")
+        try:
+            spelled = await store.run(partial(
+                token_for_remote_start, token, timestamps.now_utc(),
+                free_charging=server.settings.free_charging, allow_unknown=allow))
+        except TokenRefused as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {**args, "token": spelled}
 
     async def command(request: Request) -> Response:
         await caller(request)
@@ -208,11 +258,12 @@ def build_app(server: CsmsServer) -> Starlette:
     routes = [
         Route("/openapi.json", openapi),
         Route("/stations", stations),
-        Route("/stations/{id}", station),
+        Route("/stations/{id}", station, methods=["GET", "PATCH"]),
         Route("/stations/{id}/variables", station_variables),
         Route("/stations/{id}/commands", station_commands, methods=["GET", "POST"]),
         Route("/commands/{id}", command),
         Route("/tokens", tokens, methods=["GET", "POST"]),
+        Route("/tokens/{token}", one_token, methods=["GET", "PATCH"]),
         Route("/transactions", transactions),
         Route("/transactions/{id}", transaction),
         *budget_routes.routes(store, server.settings, caller, body, found, JsonResponse),

@@ -27,13 +27,21 @@ _COMMAND_REQUEST = {
         "operation": {"type": "string", "enum": list(NAMES)},
         "args": {
             "type": "object",
-            "description": "remote-start: connector, token; remote-stop: transaction; "
-                           "reset: hard; change-availability: connector, operative; "
+            "description": "remote-start: connector, token, allow_unknown_token (send a "
+                           "token that is not registered, blocked or expired; otherwise 422 "
+                           "unless free_charging allows unknown ones); remote-stop: "
+                           "transaction; reset: hard, evse (2.x: one EVSE); "
+                           "change-availability: connector, operative; "
                            "unlock: connector; trigger: message, connector; data-transfer: "
                            "vendor_id, message_id, data; get-config: keys; set-config: key, "
                            "value. 2.x keys are Component.Variable. set-limit: connector "
-                           "(0: all), limit, unit (A|W), transaction (a TxProfile), duration, "
-                           "stack_level; clear-limit: profile or connector, purpose, "
+                           "(0: all), limit or periods ([{start: seconds, limit}], the first "
+                           "at 0), unit (A|W), kind (Absolute|Recurring|Relative), recurrency "
+                           "(Daily|Weekly, Recurring only), start (ISO 8601; Absolute: default "
+                           "now; Recurring: required; Relative: none), transaction (a "
+                           "TxProfile), duration, stack_level; reserve: connector, token, "
+                           "expires_in (the token's group goes with it); "
+                           "clear-limit: profile or connector, purpose, "
                            "stack_level; composite-schedule: connector, duration, unit; "
                            "get-charging-profiles (2.x): connector, purpose; "
                            "update-firmware: location, retrieve_at, retries, retry_interval, "
@@ -120,7 +128,20 @@ DOCUMENT: dict[str, Any] = {
                        "composite schedules, latest firmware update and diagnostics upload "
                        "(with their status history) and device-model reports",
             "parameters": _ID,
-            "responses": {"200": _ok("station", _OBJECT), "401": _ERROR, "404": _ERROR}}},
+            "responses": {"200": _ok("station", _OBJECT), "401": _ERROR, "404": _ERROR}},
+            "patch": {
+                "summary": "set what the station's next BootNotification is answered: accepted, "
+                           "pending (the CSMS may configure it; it may send only what it is "
+                           "asked for) or rejected (it may send nothing else, and is sent "
+                           "nothing)",
+                "parameters": _ID,
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"type": "object", "required": ["registration"],
+                               "additionalProperties": False, "properties": {
+                                   "registration": {"type": "string", "enum": [
+                                       "accepted", "pending", "rejected"]}}}}}},
+                "responses": {"200": _ok("station", _OBJECT), "401": _ERROR, "404": _ERROR,
+                              "422": _ERROR}}},
         "/stations/{id}/variables": {"get": {
             "summary": "a 2.x station's device model as its reports assembled it: each "
                        "variable attribute with value, mutability and characteristics",
@@ -141,7 +162,9 @@ DOCUMENT: dict[str, Any] = {
                                _OBJECT),
                     "202": _ok("queued until the station reconnects", _OBJECT),
                     "401": _ERROR, "404": _ERROR,
-                    "409": _ok("station offline and queue not asked for",
+                    "409": _ok("station offline and queue not asked for, or its "
+                               "registration forbids the operation (rejected; pending: no "
+                               "remote start or stop)",
                                {"$ref": "#/components/schemas/Error"}),
                     "422": _ERROR, "504": _ok("no answer in time", _OBJECT)}}},
         "/commands/{id}": {"get": {"summary": "one command and its outcome",
@@ -159,7 +182,24 @@ DOCUMENT: dict[str, Any] = {
                              "expires_at": {"type": "string", "format": "date-time"},
                              "group": {"type": "string"}}}}}},
                      "responses": {"201": _ok("created", _OBJECT), "401": _ERROR,
-                                   "422": _ERROR}}},
+                                   "422": _ok("invalid, or already registered in any letter "
+                                              "case", {"$ref": "#/components/schemas/Error"})}}},
+        "/tokens/{token}": {
+            "get": {"summary": "one id token, found in any letter case (id tokens are "
+                               "case-insensitive)",
+                    "parameters": [{"name": "token", "in": "path", "required": True,
+                                    "schema": {"type": "string"}}],
+                    "responses": {"200": _ok("token", _OBJECT), "401": _ERROR,
+                                  "404": _ERROR}},
+            "patch": {"summary": "set the token's status (Accepted, Blocked, Expired, Invalid)",
+                      "parameters": [{"name": "token", "in": "path", "required": True,
+                                      "schema": {"type": "string"}}],
+                      "requestBody": {"required": True, "content": {"application/json": {
+                          "schema": {"type": "object", "required": ["status"],
+                                     "properties": {"status": {"type": "string", "enum": [
+                                         "Accepted", "Blocked", "Expired", "Invalid"]}}}}}},
+                      "responses": {"200": _ok("token", _OBJECT), "401": _ERROR,
+                                    "404": _ERROR, "422": _ERROR}}},
         "/transactions": {"get": {
             "summary": "charging sessions, newest first",
             "parameters": [

@@ -8,7 +8,7 @@ import peewee as pw
 
 from lite_csms.db.models import Command, IdToken, Reservation, Station, Transaction
 from lite_csms.handlers import device_model, maintenance, settings, smart_charging
-from lite_csms.handlers.authorization import TOKEN_STATUSES, check_token
+from lite_csms.handlers.authorization import TOKEN_STATUSES, check_token, find_token
 from lite_csms.ocppj import timestamps
 from lite_csms.views import (
     command_row,
@@ -67,13 +67,34 @@ def add_token(data: dict[str, Any]) -> dict[str, Any]:
         expires_at = timestamps.parse(expires) if isinstance(expires, str) else None
     except ValueError:
         raise ValueError("expires_at must be an ISO 8601 date-time") from None
+    existing = find_token(value)
+    if existing is not None:
+        raise ValueError(f"token {value!r} is already registered as {existing.token!r} "
+                         "(id tokens are case-insensitive)")
     try:
         token = IdToken.create(token=value, token_type=str(data.get("type", "ISO14443")),
                                status=status, expires_at=expires_at,
                                group_token=data.get("group"))
     except pw.IntegrityError:
-        raise ValueError(f"token {value!r} already exists") from None
+        raise ValueError(f"token {value!r} is already registered") from None
     return token_row(token)
+
+
+def token(value: str) -> dict[str, Any] | None:
+    found = find_token(value)
+    return None if found is None else token_row(found)
+
+
+def set_token_status(value: str, status: Any) -> dict[str, Any] | None:
+    """Block or unblock (any status) the token `value` names in any letter case."""
+    if status not in TOKEN_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(TOKEN_STATUSES)}")
+    found = find_token(value)
+    if found is None:
+        return None
+    found.status = status
+    found.save()
+    return token_row(found)
 
 
 def transactions(station_id: str | None, active: bool, limit: int) -> list[dict[str, Any]]:

@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--heartbeat-interval", type=int)
     serve.add_argument("--auto-register", action="store_true", default=None,
                        help="keep unknown stations as pending instead of refusing them")
+    serve.add_argument("--free-charging", action="store_true", default=None,
+                       help="accept id tokens the CSMS does not know")
     serve.add_argument("--ws-ping-interval", type=float)
     serve.add_argument("--admin-port", type=int, help="admin HTTP API port (default 9001)")
     serve.add_argument("--log-level")
@@ -49,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace) -> config.Settings:
     overrides = {"database": getattr(args, "database", None)}
     for name in ("host", "port", "heartbeat_interval", "auto_register", "ws_ping_interval",
-                 "log_level", "admin_port"):
+                 "log_level", "admin_port", "free_charging"):
         overrides[name] = getattr(args, name, None)
     return config.load(getattr(args, "config", None), overrides=overrides)
 

@@ -30,10 +30,13 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     start = cmds.add_parser("start", parents=[shared], help="start charging for a token")
     start.add_argument("--connector", type=int, default=1)
     start.add_argument("--token", required=True)
+    start.add_argument("--allow-unknown-token", action="store_true",
+                       help="send it even if the token is not registered, blocked or expired")
     cmds.add_parser("stop", parents=[shared], help="stop a transaction").add_argument(
         "--transaction", type=int, required=True)
-    cmds.add_parser("reset", parents=[shared], help="reboot the charger").add_argument(
-        "--hard", action="store_true")
+    reset = cmds.add_parser("reset", parents=[shared], help="reboot the charger")
+    reset.add_argument("--hard", action="store_true")
+    reset.add_argument("--evse", type=int, help="2.x: reset only this EVSE")
     availability = cmds.add_parser("availability", parents=[shared],
                                    help="make a connector (0: all) operative or not")
     availability.add_argument("--connector", type=int, default=0)
@@ -76,11 +79,13 @@ def _operation(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         return "set-config", {"key": args.key, "value": args.value}
     match args.remote_command:
         case "start":
-            return "remote-start", {"connector": args.connector, "token": args.token}
+            extra = {"allow_unknown_token": True} if args.allow_unknown_token else {}
+            return "remote-start", {"connector": args.connector, "token": args.token, **extra}
         case "stop":
             return "remote-stop", {"transaction": args.transaction}
         case "reset":
-            return "reset", {"hard": args.hard}
+            evse = {} if args.evse is None else {"evse": args.evse}
+            return "reset", {"hard": args.hard, **evse}
         case "availability":
             return "change-availability", {"connector": args.connector,
                                            "operative": not args.inoperative}

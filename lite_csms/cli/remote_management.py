@@ -10,8 +10,20 @@ def add_parsers(cmds: argparse._SubParsersAction, shared: argparse.ArgumentParse
     limit = cmds.add_parser("set-limit", parents=[shared],
                             help="limit charging power or current (a charging profile)")
     limit.add_argument("--connector", type=int, default=0, help="0: every connector")
-    limit.add_argument("--limit", type=float, required=True)
+    amount = limit.add_mutually_exclusive_group(required=True)
+    amount.add_argument("--limit", type=float, help="one limit from the start on")
+    amount.add_argument("--periods", type=_periods, metavar="S:LIMIT,...",
+                        help="a schedule: each period's start (seconds from the schedule's "
+                             "start) and limit, e.g. 0:16,3600:10")
     limit.add_argument("--unit", choices=("A", "W"), default="A")
+    limit.add_argument("--kind", choices=("Absolute", "Recurring", "Relative"),
+                       default="Absolute",
+                       help="Absolute: from --start (default now); Recurring: every day or "
+                            "week from --start; Relative: from each transaction's start")
+    limit.add_argument("--recurrency", choices=("Daily", "Weekly"),
+                       help="with --kind Recurring")
+    limit.add_argument("--start", help="ISO 8601 time the schedule starts (e.g. "
+                                       "2026-01-01T07:00Z)")
     limit.add_argument("--transaction", type=int,
                        help="limit only this running transaction (a TxProfile)")
     limit.add_argument("--duration", type=int, help="seconds; default: until cleared")
@@ -57,6 +69,19 @@ def add_parsers(cmds: argparse._SubParsersAction, shared: argparse.ArgumentParse
         "--transaction", type=int)
 
 
+def _periods(raw: str) -> list[dict[str, Any]]:
+    """--periods 0:16,3600:10 as the API's [{"start": 0, "limit": 16.0}, ...]."""
+    periods = []
+    for part in raw.split(","):
+        start, _, limit = part.partition(":")
+        try:
+            periods.append({"start": int(start), "limit": float(limit)})
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{part!r} is not SECONDS:LIMIT (e.g. 0:16,3600:10)") from None
+    return periods
+
+
 def _present(**values: Any) -> dict[str, Any]:
     return {name: value for name, value in values.items() if value is not None}
 
@@ -66,7 +91,8 @@ def operation(args: argparse.Namespace) -> tuple[str, dict[str, Any]] | None:
     match args.remote_command:
         case "set-limit":
             return "set-limit", _present(
-                connector=args.connector, limit=args.limit, unit=args.unit,
+                connector=args.connector, limit=args.limit, periods=args.periods,
+                unit=args.unit, kind=args.kind, recurrency=args.recurrency, start=args.start,
                 transaction=args.transaction, duration=args.duration,
                 stack_level=args.stack_level)
         case "clear-limit":

@@ -7,9 +7,13 @@ import argparse
 from lite_csms import passwords
 from lite_csms.cli.output import CliError, emit, emit_one
 from lite_csms.db.models import Station
+from lite_csms.handlers import provisioning
 from lite_csms.net.handshake import InvalidStationId, check_station_id
 from lite_csms.views import connector_rows, station_row
 
+# command: (registration, what the next BootNotification is answered)
+BOOT_ANSWERS = {"accept": ("accepted", "Accepted"), "hold": ("pending", "Pending"),
+                "reject": ("rejected", "Rejected")}
 COLUMNS = ["id", "registration", "online", "protocol", "vendor", "model", "last_seen_at"]
 
 
@@ -32,7 +36,14 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     setpw.add_argument("station_id")
     setpw.add_argument("--password", help="use this password instead of a generated one")
     cmds.add_parser("accept", parents=[common],
-                    help="accept an auto-registered (pending) station").add_argument("station_id")
+                    help="answer the station's BootNotification Accepted").add_argument(
+        "station_id")
+    cmds.add_parser("hold", parents=[common],
+                    help="answer its BootNotification Pending: configure it before it "
+                         "operates").add_argument("station_id")
+    cmds.add_parser("reject", parents=[common],
+                    help="answer its BootNotification Rejected: it may do nothing else"
+                    ).add_argument("station_id")
 
 
 def _valid_id(raw: str) -> str:
@@ -82,9 +93,10 @@ def run(args: argparse.Namespace) -> int:
         station.password_hash = passwords.hash_password(password)
         station.save()
         print(f"password: {password}" if not args.password else "password set")
-    elif command == "accept":
-        station = _get(station_id)
-        station.registration = "accepted"
-        station.save()
-        print(f"station {station_id} accepted")
+    elif command in BOOT_ANSWERS:
+        registration, answer = BOOT_ANSWERS[command]
+        _get(station_id)
+        provisioning.set_registration(station_id, registration)
+        print(f"station {station_id} {registration}: its next BootNotification is answered "
+              f"{answer}")
     return 0

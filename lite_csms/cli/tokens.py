@@ -6,7 +6,7 @@ import argparse
 
 from lite_csms.cli.output import CliError, emit
 from lite_csms.db.models import IdToken
-from lite_csms.handlers.authorization import check_token
+from lite_csms.handlers.authorization import check_token, find_token
 from lite_csms.ocppj import timestamps
 from lite_csms.views import token_row
 
@@ -45,16 +45,18 @@ def run(args: argparse.Namespace) -> int:
                 expires = timestamps.parse(args.expires)
             except ValueError:
                 raise CliError(f"invalid --expires {args.expires!r}: use ISO 8601") from None
-        if IdToken.get_or_none(IdToken.token == value) is not None:
-            raise CliError(f"token {value!r} already exists")
+        existing = find_token(value)
+        if existing is not None:
+            # Id tokens are case-insensitive: 04a2b3c4ff is the token 04A2B3C4FF.
+            raise CliError(f"token {value!r} is already registered as {existing.token!r}")
         IdToken.create(token=value, token_type=args.type, expires_at=expires,
                        group_token=args.group)
         print(f"token {value} added")
         return 0
-    token = IdToken.get_or_none(IdToken.token == value)
+    token = find_token(value)
     if token is None:
         raise CliError(f"no token {value!r}")
     token.status = "Blocked" if command == "block" else "Accepted"
     token.save()
-    print(f"token {value} {token.status.lower()}")
+    print(f"token {token.token} {token.status.lower()}")
     return 0

@@ -80,7 +80,14 @@ class ConnectorStatusChange(BaseModel):
         indexes = ((("connector", "timestamp"), False),)
 
 
+def token_key(token: str) -> str:
+    """The form id tokens are compared in: OCPP id tokens are case-insensitive (1.6 CiString20,
+    2.0.1 and 2.1 IdTokenType.idToken), so `04a2b3c4ff` is the token `04A2B3C4FF`."""
+    return token.casefold()
+
+
 class IdToken(BaseModel):
+    # As first registered: shown to the operator and sent to stations in this spelling.
     token = pw.CharField(unique=True, max_length=255)
     token_type = pw.CharField(default="ISO14443", max_length=32)
     # Accepted, Blocked, Expired or Invalid, as both 1.6 and 2.x spell them.
@@ -92,8 +99,14 @@ class IdToken(BaseModel):
     # Differential local lists send what changed since a station's last list.
     updated_at = UtcDateTimeField(default=utcnow)
 
+    # token_key(token): unique, so no two tokens differ only in case. NULL only on a row a
+    # schema-2 upgrade found to duplicate an older one (see authorization.upgrade_v3).
+    token_key = pw.CharField(null=True, unique=True, max_length=255)
+
     def save(self, *args: object, **kwargs: object) -> int:
         self.updated_at = utcnow()
+        if self.token_key is None and self.id is None:
+            self.token_key = token_key(self.token)
         return super().save(*args, **kwargs)
 
 

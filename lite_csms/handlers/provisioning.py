@@ -1,13 +1,30 @@
-"""Provisioning: registration, boot, presence."""
+"""Provisioning: registration, boot, presence.
+
+A station's registration is what its BootNotification is answered (1.6 4.2, 2.0.1 B01-B03):
+accepted, pending (the CSMS may read and set its configuration; it may send only what it is
+asked for) or rejected (it may send nothing but BootNotification, and the CSMS sends it
+nothing). The operator sets it; it takes effect at the station's next BootNotification.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Collection
 from datetime import datetime
+from typing import Any
 
 from lite_csms.db.models import Station
 from lite_csms.domain import BootInfo
 
+log = logging.getLogger("lite_csms.boot")
+
 REGISTRATION_TO_BOOT_STATUS = {"accepted": "Accepted", "pending": "Pending", "rejected": "Rejected"}
+REGISTRATIONS = tuple(REGISTRATION_TO_BOOT_STATUS)
+# What a Pending station's requests may be, besides BootNotification: what a CSMS request asked
+# for (2.0.1 B02.FR.09, TC_B_30_CSMS). NotifyReport answers GetBaseReport and GetReport.
+_SOLICITED = {"GetBaseReport": "NotifyReport", "GetReport": "NotifyReport"}
+# 1.6 4.2: RemoteStart and RemoteStop are not allowed while Pending; applied to 2.x as well.
+_NOT_WHILE_PENDING = ("remote-start", "remote-stop")
 
 
 def record_boot(station_id: str, protocol: str, info: BootInfo, at: datetime) -> str:
@@ -23,12 +40,54 @@ def record_boot(station_id: str, protocol: str, info: BootInfo, at: datetime) ->
     station.last_boot_at = at
     station.last_seen_at = at
     station.save()
-    return REGISTRATION_TO_BOOT_STATUS.get(station.registration, "Rejected")
+    status = REGISTRATION_TO_BOOT_STATUS.get(station.registration, "Rejected")
+    log.info("%s: BootNotification from %s %s, firmware %s, serial %s: %s", station_id,
+             info.vendor, info.model, info.firmware_version or "-", info.serial_number or "-",
+             status)
+    return status
 
 
 def registration(station_id: str) -> str | None:
     station = Station.get_or_none(Station.id == station_id)
     return None if station is None else station.registration
+
+
+def set_registration(station_id: str, registration: str) -> str | None:
+    """Set what the station's next BootNotification is answered; None if no such station."""
+    if registration not in REGISTRATIONS:
+        raise ValueError(f"registration must be one of {', '.join(REGISTRATIONS)}")
+    updated = Station.update(registration=registration).where(
+        Station.id == station_id).execute()
+    return registration if updated else None
+
+
+def may_send(registration: str, action: str, solicited: Collection[str]) -> bool:
+    """Whether a station in this registration state may send this request (2.0.1 B02.FR.09,
+    B03.FR.07): anything once accepted; BootNotification always; while pending also what a
+    CSMS request solicited. Anything else gets the CALLERROR SecurityError."""
+    if registration == "accepted" or action == "BootNotification":
+        return True
+    return registration == "pending" and action in solicited
+
+
+def solicited_by(action: str, payload: dict[str, Any]) -> str | None:
+    """The station request a CSMS request asks for: TriggerMessage's requestedMessage (2.x
+    Sign*Certificate triggers a SignCertificate), NotifyReport for a report request."""
+    if action == "TriggerMessage":
+        wanted = str(payload.get("requestedMessage", ""))
+        return "SignCertificate" if wanted.startswith("Sign") else wanted
+    return _SOLICITED.get(action)
+
+
+def refuse_operation(registration: str | None, operation: str) -> str | None:
+    """Why the CSMS must not send this operation to a station in this state, or None."""
+    if registration == "rejected":
+        return ("the station is rejected: the CSMS sends it nothing (OCPP 1.6 4.2, 2.0.1 B03); "
+                "accept it or hold it as pending first")
+    if registration == "pending" and operation in _NOT_WHILE_PENDING:
+        return (f"the station is pending: {operation} is not allowed until it is accepted "
+                "(OCPP 1.6 4.2)")
+    return None
 
 
 def auto_register(station_id: str, password_hash: str | None) -> None:

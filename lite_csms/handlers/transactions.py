@@ -135,7 +135,7 @@ def apply_event(station_id: str, event: TransactionEvent) -> EventOutcome:
     tx.offline = tx.offline or event.offline
     if event.reservation_id is not None:
         tx.reservation_id = event.reservation_id
-        reservation.consume(station_id, event.reservation_id, tx)
+        reservation.consume(station_id, event.reservation_id, tx, event.id_token)
     if auth is not None:
         tx.id_token = event.id_token
         tx.auth_status = auth.status

@@ -16,6 +16,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from lite_csms.budget.meter import ConnectionMeter
+from lite_csms.handlers import provisioning
 from lite_csms.ocppj import schemas, timestamps
 from lite_csms.ocppj.session import (
     CallAnswered,
@@ -157,8 +158,8 @@ class StationConnection:
             kind = ErrorKind.NOT_SUPPORTED if known else ErrorKind.NOT_IMPLEMENTED
             log.warning("%s: %s is not handled", self.station_id, call.action)
             return self.session.refuse(call, kind, f"{call.action} is not handled by this CSMS")
-        if self.ctx.registration != "accepted" and call.action != "BootNotification":
-            log.warning("%s: %s before being accepted", self.station_id, call.action)
+        if not provisioning.may_send(self.ctx.registration, call.action, self.ctx.solicited):
+            log.warning("%s: %s while %s", self.station_id, call.action, self.ctx.registration)
             return self.session.refuse(call, ErrorKind.SECURITY, "station is not accepted")
         try:
             payload = await handler(self.ctx, call.payload)
@@ -192,6 +193,10 @@ class StationConnection:
         """Send a CALL and await its answer; one at a time, as OCPP-J requires."""
         async with self._call_lock:
             message_id, text = self.session.start_call(action, payload, trio.current_time())
+            # Before it goes out: the station may send what we ask for before its answer lands.
+            wanted = provisioning.solicited_by(action, payload)
+            if wanted is not None:
+                self.ctx.solicited.add(wanted)
             waiter = _Waiter()
             self._waiters[message_id] = waiter
             try:

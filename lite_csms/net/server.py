@@ -17,7 +17,7 @@ from lite_csms.budget.recorder import LiveConnection, TrafficRecorder
 from lite_csms.config import Settings
 from lite_csms.db.models import Station
 from lite_csms.db.writer import StoreWriter
-from lite_csms.handlers import provisioning, reservation
+from lite_csms.handlers import authorization, provisioning, reservation
 from lite_csms.net.commands import CommandSender
 from lite_csms.net.connection import StationConnection
 from lite_csms.net.handshake import (
@@ -43,6 +43,7 @@ PASSWORD_CHECKS_AT_ONCE = 2
 class CsmsServer:
     def __init__(self, settings: Settings, db: pw.SqliteDatabase) -> None:
         self.settings = settings
+        authorization.set_free_charging(settings.free_charging)
         self.store = StoreWriter(db)
         self.connections: dict[str, StationConnection] = {}
         self.commands = CommandSender(self.store, self.connections)

@@ -13,6 +13,8 @@ from lite_csms.ocppj.versions import Version
 
 Payload = dict[str, Any]
 
+V16_ID_TAG_MAX = 20
+
 
 class OperationError(ValueError):
     """The operation cannot be expressed for this station (bad key, missing argument)."""
@@ -43,10 +45,19 @@ def remote_stop(version: Version, transaction_id: int, station_tx_id: str | None
     return Request("RequestStopTransaction", {"transactionId": station_tx_id})
 
 
-def reset(version: Version, hard: bool) -> Request:
+def reset(version: Version, hard: bool, evse: int | None = None) -> Request:
+    """Reset the station, or on 2.x one EVSE (evseId, 2.0.1 B11/B12); 1.6 has no EVSE reset."""
     if version is Version.OCPP16:
+        if evse is not None:
+            raise OperationError("a 1.6 Reset restarts the whole charge point: it cannot "
+                                 "target one EVSE (2.0.1 and 2.1 can)")
         return Request("Reset", {"type": "Hard" if hard else "Soft"})
-    return Request("Reset", {"type": "Immediate" if hard else "OnIdle"})
+    payload: Payload = {"type": "Immediate" if hard else "OnIdle"}
+    if evse is not None:
+        if evse < 1:
+            raise OperationError("evse must be 1 or more (omit it to reset the whole station)")
+        payload["evseId"] = evse
+    return Request("Reset", payload)
 
 
 def change_availability(version: Version, connector: int, operative: bool) -> Request:
@@ -123,15 +134,24 @@ def set_configs(version: Version, changes: Mapping[str, str]) -> list[Request]:
 
 
 def reserve(version: Version, connector: int, token: str, token_type: str,
-            expires_at: datetime, reservation_id: int) -> Request:
+            expires_at: datetime, reservation_id: int,
+            group: tuple[str, str] | None = None) -> Request:
+    """ReserveNow; `group` is the token's group and its type, so that the station lets any
+    token of the group use the reservation (1.6 parentIdTag, 2.x groupIdToken)."""
     expiry = timestamps.format_utc(expires_at)
     if version is Version.OCPP16:
-        return Request("ReserveNow", {"connectorId": connector, "expiryDate": expiry,
-                                      "idTag": token, "reservationId": reservation_id})
-    payload: Payload = {"id": reservation_id, "expiryDateTime": expiry,
-                        "idToken": {"idToken": token, "type": token_type}}
+        payload: Payload = {"connectorId": connector, "expiryDate": expiry, "idTag": token,
+                            "reservationId": reservation_id}
+        # A cut group would name another group: longer than the 1.6 idTag's 20, it is left out.
+        if group is not None and len(group[0]) <= V16_ID_TAG_MAX:
+            payload["parentIdTag"] = group[0]
+        return Request("ReserveNow", payload)
+    payload = {"id": reservation_id, "expiryDateTime": expiry,
+               "idToken": {"idToken": token, "type": token_type}}
     if connector:
         payload["evseId"] = connector
+    if group is not None:
+        payload["groupIdToken"] = {"idToken": group[0], "type": group[1]}
     return Request("ReserveNow", payload)
 
 
@@ -165,6 +185,9 @@ def send_local_list(version: Version, planned: PlannedList) -> Request:
         token_info: Payload = {"status": entry.auth.status}
         if entry.auth.expires_at is not None:
             token_info["cacheExpiryDateTime"] = timestamps.format_utc(entry.auth.expires_at)
+        if entry.auth.group_token is not None:
+            token_info["groupIdToken"] = {"idToken": entry.auth.group_token,
+                                          "type": entry.auth.group_type or "Central"}
         entries.append({"idToken": {"idToken": entry.token, "type": entry.token_type},
                         "idTokenInfo": token_info})
     payload: Payload = {"versionNumber": planned.version, "updateType": update}

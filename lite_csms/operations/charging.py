@@ -1,13 +1,16 @@
 """Smart charging CALLs: set and clear a charging limit, composite schedules, profile reports.
 
-A "limit" is one charging profile with one schedule period: a TxProfile when it names a
-running transaction, otherwise a TxDefaultProfile that every transaction on the connector
-(0: all connectors) starts with.
+A "limit" is one charging profile: a TxProfile when it names a running transaction, otherwise
+a TxDefaultProfile that every transaction on the connector (0: all connectors) starts with. Its
+schedule is one limit or several periods, Absolute (from a start time, by default now),
+Recurring (Daily or Weekly from a start time) or Relative (from each transaction's start).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
 from lite_csms.ocppj import timestamps
@@ -17,30 +20,78 @@ from lite_csms.operations.catalogue import OperationError, Request
 Payload = dict[str, Any]
 
 UNITS = ("A", "W")
+KINDS = ("Absolute", "Recurring", "Relative")
+RECURRENCY_SECONDS = {"Daily": 24 * 3600, "Weekly": 7 * 24 * 3600}
 PURPOSES = ("TxDefaultProfile", "TxProfile", "ChargePointMaxProfile",
             "ChargingStationMaxProfile", "ChargingStationExternalConstraints")
 
 
-def set_limit(version: Version, connector: int, limit: float, unit: str, profile_id: int,
-              start: datetime, *, stack_level: int = 0, duration: int | None = None,
-              transaction_id: int | str | None = None) -> Request:
+def check_periods(periods: Sequence[tuple[int, float]], kind: str, recurrency: str | None,
+                  duration: int | None) -> None:
+    """A schedule's periods: the first starts at 0 s, each later one after the one before,
+    limits not negative; a Daily (Weekly) schedule fits in one day (week)."""
+    if not periods:
+        raise OperationError("a schedule needs at least one period")
+    starts = [start for start, _ in periods]
+    if starts[0] != 0:
+        raise OperationError("the first period must start at 0 s")
+    if any(later <= earlier for earlier, later in pairwise(starts)):
+        raise OperationError("periods must start in increasing order")
+    if any(limit < 0 for _, limit in periods):
+        raise OperationError("limit must not be negative")
+    if kind == "Recurring":
+        length = RECURRENCY_SECONDS[recurrency or ""]
+        if starts[-1] >= length or (duration is not None and duration > length):
+            raise OperationError(f"a {recurrency} schedule fits in {length} s")
+
+
+def set_limit(version: Version, connector: int, limit: float | None, unit: str,
+              profile_id: int, start: datetime | None, *, stack_level: int = 0,
+              duration: int | None = None, transaction_id: int | str | None = None,
+              kind: str = "Absolute", recurrency: str | None = None,
+              periods: Sequence[tuple[int, float]] | None = None) -> Request:
+    """SetChargingProfile for one limit (`limit`) or a schedule of periods, each (start in
+    seconds from the schedule's start, limit in `unit`).
+
+    kind Absolute starts at `start`; Recurring repeats Daily or Weekly from `start` (required);
+    Relative counts from each transaction's start, so it takes no `start` (1.6 3.13.2, 2.0.1
+    K01: startSchedule is absent for Relative profiles).
+    """
     if unit not in UNITS:
         raise OperationError("unit must be A or W")
-    if limit < 0:
-        raise OperationError("limit must not be negative")
+    if kind not in KINDS:
+        raise OperationError(f"kind must be one of {', '.join(KINDS)}")
+    if (limit is None) == (periods is None):
+        raise OperationError("give either limit or periods")
     if transaction_id is not None and connector < 1:
         raise OperationError("a limit for a transaction needs its connector (1 or more)")
+    if kind == "Recurring" and recurrency not in RECURRENCY_SECONDS:
+        raise OperationError("a Recurring profile needs recurrency Daily or Weekly")
+    if kind != "Recurring" and recurrency is not None:
+        raise OperationError("recurrency is for Recurring profiles only")
+    if kind == "Recurring" and start is None:
+        raise OperationError("a Recurring profile needs a start: when its day or week begins")
+    if kind == "Relative" and start is not None:
+        raise OperationError("a Relative profile counts from each transaction's start: "
+                             "it takes no start")
+    if kind == "Absolute" and start is None:
+        raise OperationError("an Absolute profile needs a start")
+    steps = [(0, limit)] if periods is None else list(periods)
+    check_periods(steps, kind, recurrency, duration)
     if version is Version.OCPP16:
         # 1.6 limits are multiples of 0.1.
-        limit = round(limit, 1)
-    schedule: Payload = {"chargingRateUnit": unit, "startSchedule": timestamps.format_utc(start),
-                         "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit}]}
+        steps = [(at, round(value, 1)) for at, value in steps]
+    schedule: Payload = {"chargingRateUnit": unit, "chargingSchedulePeriod": [
+        {"startPeriod": at, "limit": value} for at, value in steps]}
+    if start is not None:
+        schedule["startSchedule"] = timestamps.format_utc(start)
     if duration is not None:
         schedule["duration"] = duration
     purpose = "TxDefaultProfile" if transaction_id is None else "TxProfile"
-    # Absolute from now: the limit holds at once, not only from the next session's start.
     profile: Payload = {"stackLevel": stack_level, "chargingProfilePurpose": purpose,
-                        "chargingProfileKind": "Absolute"}
+                        "chargingProfileKind": kind}
+    if recurrency is not None:
+        profile["recurrencyKind"] = recurrency
     if version is Version.OCPP16:
         profile = {"chargingProfileId": profile_id, **profile, "chargingSchedule": schedule}
         if transaction_id is not None:

@@ -44,16 +44,36 @@ def _variables(args: dict[str, Any]) -> list[str]:
     return names
 
 
+def _periods(args: dict[str, Any]) -> list[tuple[int, float]] | None:
+    """set-limit's periods: [{"start": seconds, "limit": number}, ...], or None."""
+    raw = args.get("periods")
+    if raw is None:
+        return None
+    if args.get("limit") is not None:
+        raise OperationError("give either limit or periods, not both")
+    if not isinstance(raw, list) or not all(isinstance(p, dict) for p in raw):
+        raise OperationError('periods must be a list of {"start": seconds, "limit": number}')
+    return [(int_arg(p, "start"), number_arg(p, "limit")) for p in raw]
+
+
 def build(version: Version, name: str, args: dict[str, Any], lookup: StationTxLookup,
           request_id: int) -> Request:
     match name:
         case "set-limit":
+            kind = str(args.get("kind", "Absolute"))
+            start = time_arg(args, "start")
+            if kind == "Absolute" and start is None:
+                # Absolute from now: the limit holds at once, not from the next session.
+                start = timestamps.now_utc()
+            periods = _periods(args)
             return charging.set_limit(
-                version, int_arg(args, "connector", 0), number_arg(args, "limit"),
-                str(args.get("unit", "A")), request_id, timestamps.now_utc(),
+                version, int_arg(args, "connector", 0),
+                None if periods is not None else number_arg(args, "limit"),
+                str(args.get("unit", "A")), request_id, start,
                 stack_level=int_arg(args, "stack_level", 0),
                 duration=optional_int(args, "duration"),
-                transaction_id=_station_tx(version, args, lookup))
+                transaction_id=_station_tx(version, args, lookup), kind=kind,
+                recurrency=optional_str(args, "recurrency"), periods=periods)
         case "clear-limit":
             profile = optional_int(args, "profile")
             # Without a profile id, clear the kind of limit set-limit sets.

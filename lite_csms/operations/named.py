@@ -10,6 +10,7 @@ from lite_csms.operations import catalogue as ops
 from lite_csms.operations import management
 from lite_csms.operations.args import bool_arg as _bool
 from lite_csms.operations.args import int_arg as _int
+from lite_csms.operations.args import optional_int
 from lite_csms.operations.args import str_arg as _str
 from lite_csms.operations.catalogue import OperationError, Request
 
@@ -28,7 +29,7 @@ def build(version: Version, name: str, args: dict[str, Any], lookup: StationTxLo
         tx = _int(args, "transaction")
         return ops.remote_stop(version, tx, lookup(tx))
     if name == "reset":
-        return ops.reset(version, _bool(args, "hard", False))
+        return ops.reset(version, _bool(args, "hard", False), optional_int(args, "evse"))
     if name == "change-availability":
         return ops.change_availability(version, _int(args, "connector", 0),
                                        _bool(args, "operative", True))
@@ -52,9 +53,10 @@ def build(version: Version, name: str, args: dict[str, Any], lookup: StationTxLo
         return ops.set_config(version, _str(args, "key"), _str(args, "value"))
     if name == "reserve":
         # The API creates the reservation first and passes its id and the token's type.
+        group = args.get("group")
         return ops.reserve(version, _int(args, "connector", 0), _str(args, "token"),
                            _str(args, "token_type"), args["expires_at"],
-                           _int(args, "reservation_id"))
+                           _int(args, "reservation_id"), None if group is None else tuple(group))
     if name == "cancel-reservation":
         return ops.cancel_reservation(version, _int(args, "reservation"))
     if name == "send-local-list":

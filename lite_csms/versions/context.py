@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +24,8 @@ class StationContext:
     # Set by the budget policy: what BootNotification answers say, so a reconnect does not
     # undo the heartbeat interval the policy chose.
     heartbeat_interval: int | None = None
+    # While pending: the requests our own CALLs asked this station for (provisioning.may_send).
+    solicited: set[str] = field(default_factory=set)
 
     def now(self) -> datetime:
         return timestamps.now_utc()

@@ -29,7 +29,7 @@ def id_token_info(auth: AuthResult) -> Payload:
     if auth.expires_at is not None:
         info["cacheExpiryDateTime"] = timestamps.format_utc(auth.expires_at)
     if auth.group_token is not None:
-        info["groupIdToken"] = {"idToken": auth.group_token, "type": "Central"}
+        info["groupIdToken"] = {"idToken": auth.group_token, "type": auth.group_type or "Central"}
     return info
 
 
