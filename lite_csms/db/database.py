@@ -9,11 +9,14 @@ import peewee as pw
 
 from lite_csms.db.models import ALL_MODELS, database_proxy
 from lite_csms.db.upgrade import UpgradeStep, upgrade
+from lite_csms.handlers import authorization
 
 SCHEMA_VERSION = 3
 
 # Data steps per schema version, after the missing tables and columns exist (db/upgrade.py).
-UPGRADE_STEPS: dict[int, list[UpgradeStep]] = {}
+UPGRADE_STEPS: dict[int, list[UpgradeStep]] = {
+    3: [authorization.upgrade_v3],
+}
 
 PRAGMAS = {
     "journal_mode": "wal",
