@@ -8,7 +8,9 @@ from lite_csms.cli.output import CliError, emit, emit_one
 from lite_csms.db.models import Transaction
 from lite_csms.views import sample_rows, transaction_row
 
-COLUMNS = ["id", "station", "evse", "token", "started_at", "stopped_at", "energy_kwh", "reason"]
+# FLAG is "REVIEW: <tags>" for a transaction to check before billing (`tx show` says why).
+COLUMNS = ["id", "station", "evse", "token", "started_at", "stopped_at", "energy_kwh", "reason",
+           "flag"]
 
 
 def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
