@@ -15,11 +15,14 @@ The rules (the same for 1.6, 2.0.1 and 2.1):
   transaction has ended, the last reading, so a reading with no context inside an Ended
   event is the stop when it is the newest, and only then. A running transaction has none.
 - Readings ordered before the start or after the stop are not counted (for instance 1.6
-  MeterValues that arrive after StopTransaction); the latest is the last counted reading.
+  MeterValues stamped after the StopTransaction, whenever they arrive); the latest is the
+  last counted reading.
 - Energy: the sum of the non-negative steps between consecutive counted readings, in Wh.
   A step down (meter replaced, register reset) adds nothing and is reported as a backward
-  step naming both readings, so the transaction gets flagged for review; energy is never
-  negative. With only an end reading and nothing before it, energy is unknown (None).
+  step naming both readings, so the transaction gets flagged for review (a step down of
+  under a micro-Wh is conversion noise and ignored); energy is never negative.
+- Unknown energy (None): no readings; only end readings; or an ended transaction whose one
+  counted reading is both its start and its stop (a stop without a reading of its own).
 - A stop ordered before its start (a clock reset between the two) counts max(0, stop -
   start) and is reported.
 """
@@ -35,6 +38,10 @@ BEGIN = "Transaction.Begin"
 END = "Transaction.End"
 
 _RANK = {BEGIN: 0, END: 2}
+
+# Unit and multiplier conversion leaves float noise (5.3 kWh -> 5300.000000000001 Wh); a step
+# down smaller than this is that noise, not a meter going backwards.
+NOISE_WH = 1e-6
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,13 +108,15 @@ def measure(readings: Iterable[Reading], *, ended: bool) -> Measurement:
         return Measurement(start, stop, stop, max(0.0, stop.value_wh - start.value_wh),
                            stop_before_start=True, problems=(problem,))
     counted = ordered[first:] if last is None else ordered[first:last + 1]
+    if last == first:
+        return Measurement(start, stop, stop, None)
     energy = 0.0
     backward = []
     for before, after in pairwise(counted):
         step = after.value_wh - before.value_wh
         if step >= 0:
             energy += step
-        else:
+        elif step < -NOISE_WH:
             backward.append((before, after))
     problems = tuple(
         f"backward register: {a.describe()} then {b.describe()}" for a, b in backward

@@ -164,10 +164,20 @@ def test_rule_backward_steps_add_nothing_and_are_named() -> None:
     assert replaced.energy_wh == 1000 + 300 and len(replaced.backward_steps) == 1
 
 
+def test_rule_conversion_noise_is_not_a_backward_step() -> None:
+    found = measure([r(0, 5.3 * 1000 + 1e-9, BEGIN), r(10, 5300.0), r(20, 6300.0, END)],
+                    ended=True)
+    assert found.problems == () and found.energy_wh == pytest.approx(1000)
+
+
 def test_rule_only_an_end_reading_leaves_energy_unknown() -> None:
     found = measure([r(60, 1200, END)], ended=True)
     assert found.energy_wh is None and found.stop.value_wh == 1200 and found.start is None
     assert measure([], ended=True).energy_wh is None
+    # One reading that is both start and stop: the stop carried no reading of its own.
+    assert measure([r(0, 1000, BEGIN)], ended=True).energy_wh is None
+    assert measure([r(0, 1000)], ended=True).energy_wh is None
+    assert measure([r(0, 1000, BEGIN)], ended=False).energy_wh == 0
 
 
 def test_rule_stop_before_start_is_reported_not_negative() -> None:
@@ -187,6 +197,9 @@ def test_rule_energy_never_negative_and_arrival_order_never_matters() -> None:
         shuffled = readings[:]
         rng.shuffle(shuffled)
         assert measure(shuffled, ended=ended) == found
+        if ended and len(values) == 1:
+            assert found.energy_wh is None
+            continue
         assert found.energy_wh is not None and found.energy_wh >= 0
         rises = sum(max(0.0, b - a) for a, b in itertools.pairwise(values))
         assert found.energy_wh == pytest.approx(rises)
@@ -392,6 +405,22 @@ async def test_16_stop_for_unknown_transaction_is_reconstructed_once(
     assert len(warnings) == 1 and "unknown transaction 4242 on CS-U" in warnings[0]
 
 
+async def test_16_stop_naming_another_stations_transaction_is_not_applied_to_it(
+    csms: CsmsInProcess,
+) -> None:
+    async with await connect(csms, "CS-P", "ocpp1.6") as ws:
+        ours = (await (await boot(ws, "ocpp1.6")).call("StartTransaction", {
+            "connectorId": 1, "idTag": "P", "meterStart": 100, "timestamp": at(0)}))[
+            "transactionId"]
+    async with await connect(csms, "CS-Q", "ocpp1.6") as ws:
+        await (await boot(ws, "ocpp1.6")).call("StopTransaction", {
+            "transactionId": ours, "meterStop": 900, "timestamp": at(30)})
+    first, second = rows(csms)
+    assert (first["station_id"], first["stopped_at"], first["energy_wh"]) == ("CS-P", None, 0)
+    assert (second["station_id"], second["station_tx_id"]) == ("CS-Q", str(ours))
+    assert second["reconstructed"] == 1 and second["meter_stop_wh"] == 900
+
+
 async def test_16_unknown_stop_keeps_what_its_transaction_data_carries(
     csms: CsmsInProcess,
 ) -> None:
@@ -488,6 +517,23 @@ async def test_201_a_real_end_replaces_an_orphaned_close(
     assert a["stopped_at"].startswith("2026-11-21T09:00:00") and b["stopped_at"] is None
     warnings = messages(caplog, logging.WARNING)
     assert len(warnings) == 1 and "closed as Orphaned" in warnings[0]
+
+
+async def test_16_a_real_stop_replaces_an_orphaned_close(csms: CsmsInProcess) -> None:
+    async with await connect(csms, "CS-O16", "ocpp1.6") as ws:
+        station = await boot(ws, "ocpp1.6")
+        lost = (await station.call("StartTransaction", {
+            "connectorId": 1, "idTag": "A", "meterStart": 1000, "timestamp": at(0)}))[
+            "transactionId"]
+        await station.call("StartTransaction", {
+            "connectorId": 1, "idTag": "B", "meterStart": 6000, "timestamp": at(90)})
+        assert rows(csms)[0]["review"] == "orphaned"
+        stop = {"transactionId": lost, "meterStop": 5500, "timestamp": at(60)}
+        await station.call("StopTransaction", stop)
+        await station.call("StopTransaction", {**stop, "meterStop": 5600})  # differs: ignored
+    a, b = rows(csms)
+    assert (a["stop_reason"], a["energy_wh"], a["review"]) == ("Local", 4500, None)
+    assert b["stopped_at"] is None
 
 
 # ---- the backfill of rows made by release 0.1.0 ------------------------------------------------

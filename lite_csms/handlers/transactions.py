@@ -195,7 +195,7 @@ def close_orphans(
         notes.append(Note(logging.WARNING, (
             f"transaction {tx.id} on {station_id} evse {evse_id} closed as Orphaned: a new "
             f"transaction started there at {at.isoformat()} before its stop arrived; "
-            f"{format_wh(tx.energy_wh)} counted, flagged for review")))
+            f"energy {format_wh(tx.energy_wh)}, flagged for review")))
     return notes
 
 
