@@ -368,13 +368,17 @@ async def test_201_backward_register_is_flagged_never_negative(csms: CsmsInProce
         await station.call("TransactionEvent", event201("Updated", 1, at(120), 6000, "T-2"))
         await station.call("TransactionEvent", event201("Updated", 2, at(140), 100, "T-2"))
         await station.call("TransactionEvent", event201("Ended", 3, at(160), 400, "T-2"))
-    first, second = rows(csms)
-    assert first["energy_wh"] == 0 and first["review"] == "backward register"
-    assert "2259988 Wh" in first["review_reason"] and "1200 Wh" in first["review_reason"]
-    assert second["energy_wh"] == 1300 and second["review"] == "backward register"
+        first, second = rows(csms)
+        assert first["energy_wh"] == 0 and first["review"] == "backward register"
+        assert "2259988 Wh" in first["review_reason"] and "1200 Wh" in first["review_reason"]
+        assert second["energy_wh"] == 1300 and second["review"] == "backward register"
+        await station.call("TransactionEvent", event201(
+            "Started", 0, at(200), 400, tx_id="T-3", evse={"id": 1, "connectorId": 1}))
     listed = json.loads(await tx_list(csms, "list", "--json"))
-    assert all(t["energy_wh"] >= 0 and t["flag"] == "REVIEW: backward register"
-               for t in listed)
+    assert [(t["energy_wh"], t["flag"]) for t in listed] == [
+        (0, None), (1300, "REVIEW: backward register"), (0, "REVIEW: backward register")]
+    flagged = json.loads(await tx_list(csms, "list", "--review", "--json"))
+    assert [t["station_tx_id"] for t in flagged] == ["T-2", "T-1"]
 
 
 # ---- kind 6: no stop silently dropped ----------------------------------------------------------
@@ -542,6 +546,16 @@ def test_upgrade_v3_backfills_energy_of_old_rows(tmp_path: Path) -> None:
     shutil.copy(Path(__file__).parent / "data" / "release-0.1.0.sqlite3", path)
     db = pw.SqliteDatabase(str(path))
     db.connect()
+    old = T0.isoformat(timespec="milliseconds")
+    # As 0.1.0 kept a 2.x transaction whose Started never came: silently, as if normal.
+    db.execute_sql(
+        'INSERT INTO "transaction" (id, station_id, station_tx_id, evse_id, connector_id, '
+        "started_at, stopped_at, meter_start_wh, meter_stop_wh, meter_last_wh, stop_reason, "
+        "offline, seq_no_gaps, created_at) VALUES (3, 'CS-201', 'OLD-X', 1, 1, ?, ?, 900, 900,"
+        " 900, 'Local', 0, 0, ?)", (old, old, old))
+    db.execute_sql("INSERT INTO transaction_event_record (transaction_id, seq_no, event_type, "
+                   "trigger_reason, timestamp, offline) VALUES (3, 5, 'Ended', 'EVDeparted', ?,"
+                   " 0)", (old,))
     # What the lead's in-place upgrade does before calling upgrade_v3: new columns and tables.
     with db.bind_ctx([Transaction, EnergyReading]):
         have = {c.name for c in db.get_columns("transaction")}
@@ -555,8 +569,9 @@ def test_upgrade_v3_backfills_energy_of_old_rows(tmp_path: Path) -> None:
         upgrade_v3(db)
     energies = db.execute_sql('SELECT id, energy_wh, review, meter_start_wh, meter_stop_wh '
                               'FROM "transaction" ORDER BY id').fetchall()
-    assert [(i, e, rv) for i, e, rv, _, _ in energies] == [(1, 7400.0, None), (2, 5000.0, None)]
-    assert [(i, s, e) for i, _, _, s, e in energies] == before
+    assert [(i, e, rv) for i, e, rv, _, _ in energies] == [
+        (1, 7400.0, None), (2, 5000.0, None), (3, None, "reconstructed")]
+    assert [(i, s, e) for i, _, _, s, e in energies[:2]] == before[:2]
     count = db.execute_sql("SELECT count(*) FROM energy_reading").fetchone()[0]
     assert count == 6 + 5  # tx 1: meterStart, meterStop, 4 samples; tx 2: 5 samples
     with db.atomic():

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import peewee as pw
 
-from lite_csms.db.models import EnergyReading, MeterSample, Transaction
+from lite_csms.db.models import EnergyReading, MeterSample, Transaction, TransactionEventRecord
 from lite_csms.domain import Sample
 from lite_csms.energy import BEGIN, END, Measurement, Reading, measure
 
@@ -118,13 +118,17 @@ def upgrade_v3(db: pw.Database) -> None:
 
     Rows of release 0.1.0 have no EnergyReading rows: their 1.6 meterStart/meterStop come
     from the transaction's own columns (a stop of ours, "Orphaned", carried no reading) and
-    the rest from its stored samples; then `recount`. Idempotent: a transaction that
-    already has readings is left alone. Run inside the upgrade's transaction.
+    the rest from its stored samples; a 2.x one whose Started never arrived is marked
+    reconstructed; then `recount`. Idempotent: a transaction that already has readings is
+    left alone. Run inside the upgrade's transaction.
     """
-    models = [Transaction, EnergyReading, MeterSample]
+    models = [Transaction, EnergyReading, MeterSample, TransactionEventRecord]
     with db.bind_ctx(models):
         has_readings = EnergyReading.select(EnergyReading.transaction).distinct()
         for tx in Transaction.select().where(Transaction.id.not_in(has_readings)):
+            if tx.station_tx_id is not None:
+                tx.reconstructed = not tx.events.where(
+                    TransactionEventRecord.event_type == "Started").exists()
             readings = []
             if tx.station_tx_id is None and tx.meter_start_wh is not None:
                 readings.append(Reading(tx.started_at, tx.meter_start_wh, BEGIN,
