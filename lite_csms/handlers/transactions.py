@@ -107,8 +107,7 @@ def stop_v16(
     tx = find_v16(station_id, transaction_id)
     created = tx is None
     if tx is None:
-        started = min([at, *(s.timestamp for s in samples)])
-        tx = _reconstruct(station_id, str(transaction_id), 0, 0, started)
+        tx = _reconstruct(station_id, str(transaction_id), 0, 0, at)
     elif tx.stopped_at is not None and tx.stop_reason != ORPHANED:
         if not _is_kept_stop(tx, at, meter_stop_wh):
             notes.append(Note(logging.WARNING, (
@@ -117,6 +116,8 @@ def stop_v16(
                 f"at {tx.stopped_at.isoformat()}")))
         return StopOutcome(tx, auth, tuple(notes))
     replaces_orphaned = tx.stop_reason == ORPHANED
+    if tx.reconstructed:
+        tx.started_at = min([tx.started_at, at, *(s.timestamp for s in samples)])
     store_samples(station_id, tx.evse_id, samples, tx, source="StopTransaction")
     add_readings(tx, [Reading(at, meter_stop_wh, END, "StopTransaction")])
     tx.stopped_at = at
