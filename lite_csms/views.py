@@ -49,6 +49,8 @@ def transaction_row(tx: Transaction) -> dict[str, Any]:
         "meter_start_wh": tx.meter_start_wh, "meter_stop_wh": tx.meter_stop_wh,
         "energy_wh": energy, "energy_kwh": None if energy is None else energy / 1000,
         "reason": tx.stop_reason, "offline": tx.offline, "seq_no_gaps": tx.seq_no_gaps,
+        "flag": f"REVIEW: {tx.review}" if tx.review else None,
+        "reconstructed": tx.reconstructed, "review_reason": tx.review_reason,
     }
 
 

@@ -117,6 +117,17 @@ CREATE TABLE "device_variable" (
     FOREIGN KEY ("report_id") REFERENCES "device_report" ("id") ON DELETE SET NULL
 );
 
+CREATE TABLE "energy_reading" (
+    "id" INTEGER NOT NULL PRIMARY KEY,
+    "transaction_id" INTEGER NOT NULL,
+    "timestamp" TEXT NOT NULL,
+    "value_wh" REAL NOT NULL,
+    "context" VARCHAR(32) NOT NULL,
+    "source" VARCHAR(24) NOT NULL,
+    "seq_no" INTEGER,
+    FOREIGN KEY ("transaction_id") REFERENCES "transaction" ("id") ON DELETE CASCADE
+);
+
 CREATE TABLE "id_token" (
     "id" INTEGER NOT NULL PRIMARY KEY,
     "token" VARCHAR(255) NOT NULL,
@@ -302,6 +313,10 @@ CREATE TABLE "transaction" (
     "last_seq_no" INTEGER,
     "seq_no_gaps" INTEGER NOT NULL,
     "created_at" TEXT NOT NULL,
+    "energy_wh" REAL,
+    "reconstructed" INTEGER NOT NULL,
+    "review" VARCHAR(64),
+    "review_reason" TEXT,
     FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE
 );
 
@@ -353,6 +368,10 @@ CREATE INDEX "device_variable_report_id" ON "device_variable" ("report_id");
 CREATE INDEX "device_variable_station_id" ON "device_variable" ("station_id");
 
 CREATE UNIQUE INDEX "device_variable_station_id_component_component_instance__941af7a" ON "device_variable" ("station_id", "component", "component_instance", "evse_id", "connector_id", "variable", "variable_instance", "attribute_type");
+
+CREATE INDEX "energy_reading_transaction_id" ON "energy_reading" ("transaction_id");
+
+CREATE UNIQUE INDEX "energy_reading_transaction_id_timestamp_context_source" ON "energy_reading" ("transaction_id", "timestamp", "context", "source");
 
 CREATE UNIQUE INDEX "id_token_token" ON "id_token" ("token");
 

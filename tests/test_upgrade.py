@@ -136,3 +136,11 @@ def test_a_failed_upgrade_leaves_the_file_at_the_old_version(
     after = sqlite3.connect(old_file)
     assert after.execute("PRAGMA user_version").fetchone() == (2,)
     assert structure(after) == structure(sqlite3.connect(RELEASE_0_1_0))
+
+
+def test_the_release_sessions_bill_the_same_after_the_upgrade(old_file: Path) -> None:
+    open_database(old_file).close()
+    done = sqlite3.connect(old_file).execute(
+        'SELECT "id_token", "energy_wh", "reconstructed", "review" FROM "transaction" '
+        "ORDER BY id").fetchall()
+    assert done == [("04A2B3C4FF", 7400.0, 0, None), ("TAG-2", 5000.0, 0, None)]

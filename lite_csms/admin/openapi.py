@@ -201,7 +201,8 @@ DOCUMENT: dict[str, Any] = {
                       "responses": {"200": _ok("token", _OBJECT), "401": _ERROR,
                                     "404": _ERROR, "422": _ERROR}}},
         "/transactions": {"get": {
-            "summary": "charging sessions, newest first",
+            "summary": "charging sessions, newest first; energy_wh is never negative, flag is "
+                       "REVIEW: <tags> for one to check (review_reason says why)",
             "parameters": [
                 {"name": "station", "in": "query", "schema": {"type": "string"}},
                 {"name": "active", "in": "query", "schema": {"type": "boolean"}},

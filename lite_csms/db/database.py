@@ -9,13 +9,13 @@ import peewee as pw
 
 from lite_csms.db.models import ALL_MODELS, database_proxy
 from lite_csms.db.upgrade import UpgradeStep, upgrade
-from lite_csms.handlers import authorization
+from lite_csms.handlers import authorization, meter_values
 
 SCHEMA_VERSION = 3
 
 # Data steps per schema version, after the missing tables and columns exist (db/upgrade.py).
 UPGRADE_STEPS: dict[int, list[UpgradeStep]] = {
-    3: [authorization.upgrade_v3],
+    3: [authorization.upgrade_v3, meter_values.upgrade_v3],
 }
 
 PRAGMAS = {

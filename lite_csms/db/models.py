@@ -132,19 +132,20 @@ class Transaction(BaseModel):
     last_seq_no = pw.IntegerField(null=True)
     seq_no_gaps = pw.IntegerField(default=0)
     created_at = UtcDateTimeField(default=utcnow)
+    # Delivered energy by the rules of lite_csms/energy.py, kept current on every reading so
+    # that listings, the API and sums read one value; never negative.
+    energy_wh = pw.FloatField(null=True)
+    # Built from a stop or meter values naming a transaction whose start never arrived.
+    reconstructed = pw.BooleanField(default=False)
+    # Short tags for listings ("reconstructed / backward register") and the full reason.
+    review = pw.CharField(null=True, max_length=64)
+    review_reason = pw.TextField(null=True)
 
     class Meta:
         indexes = (
             (("station", "station_tx_id"), True),
             (("station", "evse_id", "started_at"), False),
         )
-
-    @property
-    def energy_wh(self) -> float | None:
-        end = self.meter_stop_wh if self.meter_stop_wh is not None else self.meter_last_wh
-        if self.meter_start_wh is None or end is None:
-            return None
-        return end - self.meter_start_wh
 
 
 class TransactionEventRecord(BaseModel):
@@ -469,6 +470,25 @@ class DeviceVariable(BaseModel):
                      "variable", "variable_instance", "attribute_type"), True),)
 
 
+class EnergyReading(BaseModel):
+    """Each energy register reading a transaction's messages carried, for its energy.
+
+    1.6 meterStart and meterStop are readings too (Transaction.Begin and Transaction.End);
+    `source` names the message (StartTransaction, MeterValues, Started, Ended, ...).
+    """
+
+    transaction = pw.ForeignKeyField(Transaction, backref="readings", on_delete="CASCADE")
+    timestamp = UtcDateTimeField()
+    value_wh = pw.FloatField()
+    context = pw.CharField(default="", max_length=32)
+    source = pw.CharField(max_length=24)
+    seq_no = pw.IntegerField(null=True)
+
+    class Meta:
+        # A retransmitted message repeats its readings exactly; this key stores them once.
+        indexes = ((("transaction", "timestamp", "context", "source"), True),)
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     Station,
     Connector,
@@ -494,4 +514,5 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     DeviceReport,
     DeviceReportPart,
     DeviceVariable,
+    EnergyReading,
 )

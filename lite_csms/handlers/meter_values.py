@@ -1,17 +1,31 @@
-"""Meter values: samples stored once, whatever the retransmits."""
+"""Meter values: samples stored once, whatever the retransmits, and each transaction's energy.
+
+A transaction's energy is recomputed from all its energy register readings (EnergyReading)
+whenever one arrives, by the rules in lite_csms/energy.py, and stored on the transaction.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-from lite_csms.db.models import MeterSample, Transaction
+import peewee as pw
+
+from lite_csms.db.models import EnergyReading, MeterSample, Transaction, TransactionEventRecord
 from lite_csms.domain import Sample
+from lite_csms.energy import BEGIN, END, Measurement, Reading, measure
 
 
 def store_samples(
-    station_id: str, evse_id: int, samples: Iterable[Sample], transaction: Transaction | None
+    station_id: str, evse_id: int, samples: Iterable[Sample], transaction: Transaction | None,
+    *, source: str = "MeterValues", seq_no: int | None = None,
 ) -> int:
-    """Insert samples, ignoring exact repeats; return how many were new."""
+    """Insert samples, ignoring exact repeats; return how many were new.
+
+    With a transaction, its energy register readings are added to its readings and its
+    energy recomputed (`recount`).
+    """
+    samples = list(samples)
     rows = [
         {
             "station": station_id,
@@ -31,20 +45,101 @@ def store_samples(
         return 0
     inserted = MeterSample.insert_many(rows).on_conflict_ignore().as_rowcount().execute()
     if transaction is not None:
-        track_energy(transaction, samples)
+        add_readings(transaction, [
+            Reading(s.timestamp, s.value, s.context, source, seq_no)
+            for s in samples if s.is_energy_register
+        ])
     return inserted
 
 
-def track_energy(transaction: Transaction, samples: Iterable[Sample]) -> None:
-    """Keep the transaction's start, latest and stop register readings up to date."""
-    changed = False
-    for sample in sorted((s for s in samples if s.is_energy_register), key=lambda s: s.timestamp):
-        if sample.context == "Transaction.Begin" or transaction.meter_start_wh is None:
-            transaction.meter_start_wh = sample.value
-            changed = True
-        if sample.context == "Transaction.End":
-            transaction.meter_stop_wh = sample.value
-        transaction.meter_last_wh = sample.value
-        changed = True
-    if changed:
-        transaction.save()
+def add_readings(transaction: Transaction, readings: Iterable[Reading]) -> int:
+    """Store readings once each (a retransmit repeats them); return how many were new."""
+    rows = [
+        {"transaction": transaction.id, "timestamp": r.timestamp, "value_wh": r.value_wh,
+         "context": r.context, "source": r.source, "seq_no": r.seq_no}
+        for r in readings
+    ]
+    if not rows:
+        return 0
+    return EnergyReading.insert_many(rows).on_conflict_ignore().as_rowcount().execute()
+
+
+@dataclass(frozen=True, slots=True)
+class Recount:
+    measurement: Measurement
+    # Problems with the readings (backward register, stop before start) not flagged before.
+    new_problems: tuple[str, ...]
+
+
+def recount(transaction: Transaction) -> Recount:
+    """Recompute start, stop, latest, energy and the review flag from all readings; save."""
+    readings = [
+        Reading(r.timestamp, r.value_wh, r.context, r.source, r.seq_no)
+        for r in transaction.readings
+    ]
+    found = measure(readings, ended=transaction.stopped_at is not None)
+    transaction.meter_start_wh = None if found.start is None else found.start.value_wh
+    transaction.meter_stop_wh = None if found.stop is None else found.stop.value_wh
+    transaction.meter_last_wh = None if found.latest is None else found.latest.value_wh
+    transaction.energy_wh = found.energy_wh
+    before = transaction.review_reason or ""
+    tags, reasons = review_of(transaction, found)
+    transaction.review = " / ".join(dict.fromkeys(tags)) or None
+    transaction.review_reason = "; ".join(reasons) or None
+    transaction.save()
+    return Recount(found, tuple(p for p in found.problems if p not in before))
+
+
+def review_of(transaction: Transaction, found: Measurement) -> tuple[list[str], list[str]]:
+    """Why an operator should look at this transaction before billing it: tags and reasons."""
+    tags: list[str] = []
+    reasons: list[str] = []
+    if transaction.reconstructed:
+        tags.append("reconstructed")
+        reasons.append(
+            f"reconstructed: the station named transaction {transaction.station_tx_id} but its"
+            " start never arrived; kept from its later messages"
+        )
+    if transaction.stop_reason == "Orphaned" and transaction.stopped_at is not None:
+        tags.append("orphaned")
+        reasons.append(
+            "orphaned: its stop never arrived; closed at "
+            f"{transaction.stopped_at.isoformat(timespec='seconds')} when a new transaction "
+            f"started on EVSE {transaction.evse_id}; energy counted to its last reading"
+        )
+    for problem in found.problems:
+        tags.append(problem.partition(":")[0])
+        reasons.append(problem)
+    return tags, reasons
+
+
+def upgrade_v3(db: pw.Database) -> None:
+    """Backfill readings and the stored energy of transactions made before schema 3.
+
+    Rows of release 0.1.0 have no EnergyReading rows: their 1.6 meterStart/meterStop come
+    from the transaction's own columns (a stop of ours, "Orphaned", carried no reading) and
+    the rest from its stored samples; a 2.x one whose Started never arrived is marked
+    reconstructed; then `recount`. Idempotent: a transaction that already has readings is
+    left alone. Run inside the upgrade's transaction.
+    """
+    models = [Transaction, EnergyReading, MeterSample, TransactionEventRecord]
+    with db.bind_ctx(models):
+        has_readings = EnergyReading.select(EnergyReading.transaction).distinct()
+        for tx in Transaction.select().where(Transaction.id.not_in(has_readings)):
+            if tx.station_tx_id is not None:
+                tx.reconstructed = not tx.events.where(
+                    TransactionEventRecord.event_type == "Started").exists()
+            readings = []
+            if tx.station_tx_id is None and tx.meter_start_wh is not None:
+                readings.append(Reading(tx.started_at, tx.meter_start_wh, BEGIN,
+                                        "StartTransaction"))
+            if (tx.station_tx_id is None and tx.stopped_at is not None
+                    and tx.meter_stop_wh is not None and tx.stop_reason != "Orphaned"):
+                readings.append(Reading(tx.stopped_at, tx.meter_stop_wh, END, "StopTransaction"))
+            for s in tx.samples:
+                sample = Sample(s.timestamp, s.measurand, s.value, s.unit, s.phase, s.location,
+                                s.context)
+                if sample.is_energy_register:
+                    readings.append(Reading(s.timestamp, s.value, s.context, "upgrade"))
+            add_readings(tx, readings)
+            recount(tx)

@@ -1,16 +1,46 @@
-"""Transactions: 1.6 Start/Stop and 2.x TransactionEvent, idempotent under retransmission."""
+"""Transactions: 1.6 Start/Stop/MeterValues and 2.x TransactionEvent, idempotent under retransmits.
+
+Energy comes from all the readings of a transaction (handlers/meter_values.recount, rules in
+lite_csms/energy.py), whatever order they arrive in.
+
+No stop is dropped. A message naming a transaction we do not know keeps a transaction marked
+`reconstructed` and flagged for review, built from what the message carries: 1.6
+StopTransaction or MeterValues with an unknown transactionId (the station's number is kept in
+`station_tx_id`, where its retransmits and later messages find it), 2.x TransactionEvent
+Updated or Ended before its Started (a Started arriving later fills in the start and clears
+the mark). Each outcome carries log lines (`Note`) to write once the store has committed.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from lite_csms.db.models import Transaction, TransactionEventRecord
+from lite_csms.db.models import EnergyReading, Transaction, TransactionEventRecord
 from lite_csms.domain import AuthResult, Sample, TransactionEvent
+from lite_csms.energy import BEGIN, END, Reading, format_wh
 from lite_csms.handlers import reservation, smart_charging
 from lite_csms.handlers.authorization import authorize, authorize_for_start
-from lite_csms.handlers.meter_values import store_samples
+from lite_csms.handlers.meter_values import Recount, add_readings, recount, store_samples
+
+log = logging.getLogger("lite_csms.transactions")
+
+ORPHANED = "Orphaned"
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A log line about a transaction, written once the store has committed what it tells."""
+
+    level: int
+    message: str
+
+
+def report(notes: Iterable[Note]) -> None:
+    for note in notes:
+        log.log(note.level, "%s", note.message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,77 +48,14 @@ class StartOutcome:
     transaction_id: int
     auth: AuthResult
     duplicate: bool
+    notes: tuple[Note, ...] = ()
 
 
-def start_v16(
-    station_id: str, connector_id: int, id_tag: str, meter_start_wh: float, at: datetime,
-    reservation_id: int | None,
-) -> StartOutcome:
-    existing = Transaction.get_or_none(
-        Transaction.station == station_id,
-        Transaction.station_tx_id.is_null(),
-        Transaction.evse_id == connector_id,
-        Transaction.id_token == id_tag,
-        Transaction.started_at == at,
-        Transaction.meter_start_wh == meter_start_wh,
-    )
-    if existing is not None:
-        return StartOutcome(existing.id, AuthResult(existing.auth_status or "Invalid"), True)
-    close_orphans(station_id, connector_id, at)
-    auth = authorize_for_start(id_tag, at, station_id)
-    tx = Transaction.create(
-        station=station_id, evse_id=connector_id, connector_id=1 if connector_id else 0,
-        id_token=id_tag, auth_status=auth.status, reservation_id=reservation_id,
-        started_at=at, meter_start_wh=meter_start_wh, meter_last_wh=meter_start_wh,
-    )
-    if reservation_id is not None:
-        reservation.consume(station_id, reservation_id, tx)
-    return StartOutcome(tx.id, auth, False)
-
-
-def stop_v16(
-    station_id: str, transaction_id: int, meter_stop_wh: float, at: datetime,
-    reason: str | None, id_tag: str | None, samples: Sequence[Sample],
-) -> tuple[Transaction | None, AuthResult | None]:
-    """Close a 1.6 transaction. A repeat of the same stop changes nothing."""
-    auth = authorize(id_tag, at) if id_tag else None
-    tx = Transaction.get_or_none(
-        Transaction.id == transaction_id, Transaction.station == station_id
-    )
-    if tx is None:
-        return None, auth
-    if tx.stopped_at is None:
-        store_samples(station_id, tx.evse_id, samples, tx)
-        tx.stopped_at = at
-        tx.meter_stop_wh = meter_stop_wh
-        tx.meter_last_wh = meter_stop_wh
-        tx.stop_reason = reason or "Local"
-        tx.save()
-        smart_charging.transaction_ended(station_id, str(tx.id))
-    return tx, auth
-
-
-def close_orphans(station_id: str, evse_id: int, at: datetime, keep: int | None = None) -> int:
-    """Close transactions a new start on the same EVSE proves over.
-
-    An EVSE runs one transaction at a time, so one still open there lost its stop (a reboot,
-    a lost message). Left open it would make its driver's tag ConcurrentTx for ever.
-    """
-    query = Transaction.update(stopped_at=at, stop_reason="Orphaned").where(
-        Transaction.station == station_id, Transaction.evse_id == evse_id,
-        Transaction.stopped_at.is_null(), Transaction.started_at <= at,
-    )
-    if keep is not None:
-        query = query.where(Transaction.id != keep)
-    return query.execute()
-
-
-def find_v16(station_id: str, transaction_id: int | None) -> Transaction | None:
-    if transaction_id is None:
-        return None
-    return Transaction.get_or_none(
-        Transaction.id == transaction_id, Transaction.station == station_id
-    )
+@dataclass(frozen=True, slots=True)
+class StopOutcome:
+    transaction: Transaction
+    auth: AuthResult | None
+    notes: tuple[Note, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +63,141 @@ class EventOutcome:
     transaction: Transaction
     auth: AuthResult | None
     duplicate: bool
+    notes: tuple[Note, ...] = ()
+
+
+def start_v16(
+    station_id: str, connector_id: int, id_tag: str, meter_start_wh: float, at: datetime,
+    reservation_id: int | None,
+) -> StartOutcome:
+    existing = (
+        Transaction.select().join(EnergyReading).where(
+            Transaction.station == station_id,
+            Transaction.station_tx_id.is_null(),
+            Transaction.evse_id == connector_id,
+            Transaction.id_token == id_tag,
+            Transaction.started_at == at,
+            EnergyReading.source == "StartTransaction",
+            EnergyReading.value_wh == meter_start_wh,
+        ).first()
+    )
+    if existing is not None:
+        return StartOutcome(existing.id, AuthResult(existing.auth_status or "Invalid"), True)
+    notes = close_orphans(station_id, connector_id, at)
+    auth = authorize_for_start(id_tag, at, station_id)
+    tx = Transaction.create(
+        station=station_id, evse_id=connector_id, connector_id=1 if connector_id else 0,
+        id_token=id_tag, auth_status=auth.status, reservation_id=reservation_id, started_at=at,
+    )
+    add_readings(tx, [Reading(at, meter_start_wh, BEGIN, "StartTransaction")])
+    recount(tx)
+    if reservation_id is not None:
+        reservation.consume(station_id, reservation_id, tx)
+    notes.append(_started(tx))
+    return StartOutcome(tx.id, auth, False, tuple(notes))
+
+
+def stop_v16(
+    station_id: str, transaction_id: int, meter_stop_wh: float, at: datetime,
+    reason: str | None, id_tag: str | None, samples: Sequence[Sample],
+) -> StopOutcome:
+    """Close a 1.6 transaction; an unknown one is reconstructed. A repeat changes nothing."""
+    auth = authorize(id_tag, at) if id_tag else None
+    notes: list[Note] = []
+    tx = find_v16(station_id, transaction_id)
+    created = tx is None
+    if tx is None:
+        tx = _reconstruct(station_id, str(transaction_id), 0, 0, at)
+    elif tx.stopped_at is not None and tx.stop_reason != ORPHANED:
+        if not _is_kept_stop(tx, at, meter_stop_wh):
+            notes.append(Note(logging.WARNING, (
+                f"{station_id}: StopTransaction for transaction {tx.id} (meterStop "
+                f"{format_wh(meter_stop_wh)} at {at.isoformat()}) ignored: it already stopped "
+                f"at {tx.stopped_at.isoformat()}")))
+        return StopOutcome(tx, auth, tuple(notes))
+    replaces_orphaned = tx.stop_reason == ORPHANED
+    if tx.reconstructed:
+        tx.started_at = min([tx.started_at, at, *(s.timestamp for s in samples)])
+    store_samples(station_id, tx.evse_id, samples, tx, source="StopTransaction")
+    add_readings(tx, [Reading(at, meter_stop_wh, END, "StopTransaction")])
+    tx.stopped_at = at
+    tx.stop_reason = reason or "Local"
+    if tx.id_token is None and id_tag and auth is not None:
+        tx.id_token, tx.auth_status = id_tag, auth.status
+    counted = recount(tx)
+    smart_charging.transaction_ended(station_id, tx.station_tx_id or str(tx.id))
+    notes.extend(_problems(tx, counted))
+    if created:
+        notes.append(Note(logging.WARNING, (
+            f"StopTransaction for unknown transaction {transaction_id} on {station_id}: kept "
+            f"as reconstructed transaction {tx.id}, {format_wh(tx.energy_wh)} "
+            f"({tx.stop_reason}), flagged for review")))
+    else:
+        notes.append(_stopped(tx, replaces_orphaned))
+    return StopOutcome(tx, auth, tuple(notes))
+
+
+def meter_values_v16(
+    station_id: str, connector_id: int, transaction_id: int | None,
+    samples: Sequence[Sample], first_at: datetime,
+) -> tuple[Note, ...]:
+    """Store 1.6 MeterValues; an unknown transactionId is reconstructed, never dropped.
+
+    `first_at` is the oldest meterValue timestamp, which a reconstructed transaction starts at
+    even when none of its values could be stored.
+    """
+    notes: list[Note] = []
+    tx = find_v16(station_id, transaction_id)
+    if tx is None and transaction_id is not None:
+        tx = _reconstruct(station_id, str(transaction_id), connector_id,
+                          1 if connector_id else 0, first_at)
+        notes.append(Note(logging.WARNING, (
+            f"MeterValues for unknown transaction {transaction_id} on {station_id} connector "
+            f"{connector_id}: kept as reconstructed transaction {tx.id}, flagged for review")))
+    store_samples(station_id, connector_id, samples, tx)
+    if tx is not None:
+        if tx.reconstructed and first_at < tx.started_at:
+            tx.started_at = first_at
+        notes.extend(_problems(tx, recount(tx)))
+    return tuple(notes)
+
+
+def find_v16(station_id: str, transaction_id: int | None) -> Transaction | None:
+    """Ours by id, else one reconstructed under the station's own number."""
+    if transaction_id is None:
+        return None
+    return Transaction.get_or_none(
+        Transaction.id == transaction_id, Transaction.station == station_id
+    ) or Transaction.get_or_none(
+        Transaction.station == station_id, Transaction.station_tx_id == str(transaction_id)
+    )
+
+
+def close_orphans(
+    station_id: str, evse_id: int, at: datetime, keep: int | None = None
+) -> list[Note]:
+    """Close transactions a new start on the same EVSE proves over; flag them for review.
+
+    An EVSE runs one transaction at a time, so one still open there lost its stop (a reboot,
+    a lost message). Left open it would make its driver's tag ConcurrentTx for ever. Its
+    real stop, should it come later, replaces this close.
+    """
+    query = Transaction.select().where(
+        Transaction.station == station_id, Transaction.evse_id == evse_id,
+        Transaction.stopped_at.is_null(), Transaction.started_at <= at,
+    )
+    if keep is not None:
+        query = query.where(Transaction.id != keep)
+    notes = []
+    for tx in query:
+        tx.stopped_at = at
+        tx.stop_reason = ORPHANED
+        recount(tx)
+        notes.append(Note(logging.WARNING, (
+            f"transaction {tx.id} on {station_id} evse {evse_id} closed as Orphaned: a new "
+            f"transaction started there at {at.isoformat()} before its stop arrived; "
+            f"energy {format_wh(tx.energy_wh)}, flagged for review")))
+    return notes
 
 
 def apply_event(station_id: str, event: TransactionEvent) -> EventOutcome:
@@ -106,15 +208,17 @@ def apply_event(station_id: str, event: TransactionEvent) -> EventOutcome:
             auth = AuthResult("Accepted")
         else:
             auth = authorize(event.id_token, event.timestamp, unknown_status="Unknown")
-    tx, _ = Transaction.get_or_create(
-        station=station_id,
-        station_tx_id=event.station_tx_id,
-        defaults={
-            "evse_id": event.evse_id or 0,
-            "connector_id": event.connector_id or 0,
-            "started_at": event.timestamp,
-        },
+    notes: list[Note] = []
+    tx = Transaction.get_or_none(
+        Transaction.station == station_id, Transaction.station_tx_id == event.station_tx_id
     )
+    created = tx is None and event.event_type != "Started"
+    if tx is None:
+        tx = Transaction.create(
+            station=station_id, station_tx_id=event.station_tx_id,
+            evse_id=event.evse_id or 0, connector_id=event.connector_id or 0,
+            started_at=event.timestamp, reconstructed=created,
+        )
     seen = TransactionEventRecord.get_or_none(
         TransactionEventRecord.transaction == tx, TransactionEventRecord.seq_no == event.seq_no
     )
@@ -128,15 +232,21 @@ def apply_event(station_id: str, event: TransactionEvent) -> EventOutcome:
     if event.evse_id is not None and tx.evse_id == 0:
         tx.evse_id = event.evse_id
         tx.connector_id = event.connector_id or tx.connector_id
+    filled = event.event_type == "Started" and tx.reconstructed
+    replaces_orphaned = event.event_type == "Ended" and tx.stop_reason == ORPHANED
     if event.event_type == "Started":
         tx.started_at = event.timestamp
+        tx.reconstructed = False
         if tx.evse_id:
-            close_orphans(station_id, tx.evse_id, event.timestamp, keep=tx.id)
+            notes.extend(close_orphans(station_id, tx.evse_id, event.timestamp, keep=tx.id))
+    elif tx.reconstructed and event.timestamp < tx.started_at:
+        tx.started_at = event.timestamp
     tx.offline = tx.offline or event.offline
     if event.reservation_id is not None:
         tx.reservation_id = event.reservation_id
         reservation.consume(station_id, event.reservation_id, tx, event.id_token)
-    if auth is not None:
+    # The session belongs to the token that started it, not to one that stopped it.
+    if auth is not None and (event.event_type == "Started" or tx.id_token is None):
         tx.id_token = event.id_token
         tx.auth_status = auth.status
     if event.event_type == "Ended":
@@ -144,12 +254,67 @@ def apply_event(station_id: str, event: TransactionEvent) -> EventOutcome:
         tx.stop_reason = event.stopped_reason or "Local"
         smart_charging.transaction_ended(station_id, event.station_tx_id)
     tx.save()
-    if event.samples:
-        store_samples(station_id, tx.evse_id, event.samples, tx)
-    if event.event_type == "Ended" and tx.meter_stop_wh is None and tx.meter_last_wh is not None:
-        tx.meter_stop_wh = tx.meter_last_wh
-        tx.save()
-    return EventOutcome(tx, auth, False)
+    store_samples(station_id, tx.evse_id, event.samples, tx, source=event.event_type,
+                  seq_no=event.seq_no)
+    notes.extend(_problems(tx, recount(tx)))
+    if created:
+        ended = f", {format_wh(tx.energy_wh)} ({tx.stop_reason})" if tx.stopped_at else ""
+        notes.append(Note(logging.WARNING, (
+            f"TransactionEvent {event.event_type} for unknown transaction "
+            f"{event.station_tx_id} on {station_id}: kept as reconstructed transaction "
+            f"{tx.id}{ended} until its Started arrives, flagged for review")))
+    elif event.event_type == "Started":
+        notes.append(_started(tx, filled))
+    elif event.event_type == "Ended":
+        notes.append(_stopped(tx, replaces_orphaned))
+    return EventOutcome(tx, auth, False, tuple(notes))
+
+
+def _reconstruct(station_id: str, station_tx_id: str, evse_id: int, connector_id: int,
+                 started_at: datetime) -> Transaction:
+    return Transaction.create(
+        station=station_id, station_tx_id=station_tx_id, evse_id=evse_id,
+        connector_id=connector_id, started_at=started_at, reconstructed=True,
+    )
+
+
+def _is_kept_stop(tx: Transaction, at: datetime, meter_stop_wh: float) -> bool:
+    return EnergyReading.select().where(
+        EnergyReading.transaction == tx, EnergyReading.source == "StopTransaction",
+        EnergyReading.context == END, EnergyReading.timestamp == at,
+        EnergyReading.value_wh == meter_stop_wh,
+    ).exists()
+
+
+def _name(tx: Transaction) -> str:
+    if tx.station_tx_id is None:
+        return f"transaction {tx.id}"
+    return f"transaction {tx.id} ({tx.station_tx_id})"
+
+
+def _started(tx: Transaction, filled: bool = False) -> Note:
+    # A Started that arrives after later events completes a reconstructed transaction.
+    late = ""
+    if filled:
+        late = "; it arrived after later events and completes the reconstructed transaction"
+        if tx.stopped_at is not None:
+            late += f" (stopped: {format_wh(tx.energy_wh)})"
+    return Note(logging.INFO, (
+        f"{_name(tx)} started on {tx.station_id} evse {tx.evse_id} by "
+        f"{tx.id_token or 'no id token'}{late}"))
+
+
+def _stopped(tx: Transaction, replaces_orphaned: bool) -> Note:
+    review = f"; REVIEW: {tx.review}" if tx.review else ""
+    late = "; its stop replaces the Orphaned close" if replaces_orphaned else ""
+    return Note(logging.INFO, (
+        f"{_name(tx)} stopped on {tx.station_id} evse {tx.evse_id}: "
+        f"{format_wh(tx.energy_wh)} ({tx.stop_reason}){late}{review}"))
+
+
+def _problems(tx: Transaction, counted: Recount) -> list[Note]:
+    return [Note(logging.WARNING, f"{_name(tx)} on {tx.station_id} flagged for review: {p}")
+            for p in counted.new_problems]
 
 
 def _note_seq_no(tx: Transaction, seq_no: int) -> None:
@@ -161,4 +326,3 @@ def _note_seq_no(tx: Transaction, seq_no: int) -> None:
         tx.last_seq_no = seq_no
     elif tx.seq_no_gaps > 0:
         tx.seq_no_gaps -= 1
-

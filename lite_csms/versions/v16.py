@@ -12,7 +12,6 @@ from lite_csms.handlers import (
     data_transfer,
     diagnostics,
     firmware,
-    meter_values,
     provisioning,
     transactions,
 )
@@ -89,13 +88,10 @@ async def authorize(ctx: StationContext, p: Payload) -> Payload:
 
 async def meter_values_(ctx: StationContext, p: Payload) -> Payload:
     found = samples(p["meterValue"])
-    connector = p["connectorId"]
-
-    def work() -> None:
-        tx = transactions.find_v16(ctx.station_id, p.get("transactionId"))
-        meter_values.store_samples(ctx.station_id, connector, found, tx)
-
-    await ctx.store.run(work)
+    first_at = min(timestamps.parse(entry["timestamp"]) for entry in p["meterValue"])
+    notes = await ctx.store.run(lambda: transactions.meter_values_v16(
+        ctx.station_id, p["connectorId"], p.get("transactionId"), found, first_at))
+    transactions.report(notes)
     return {}
 
 
@@ -105,17 +101,19 @@ async def start_transaction(ctx: StationContext, p: Payload) -> Payload:
         ctx.station_id, p["connectorId"], p["idTag"], float(p["meterStart"]), at,
         p.get("reservationId"),
     ))
+    transactions.report(outcome.notes)
     return {"transactionId": outcome.transaction_id, "idTagInfo": id_tag_info(outcome.auth)}
 
 
 async def stop_transaction(ctx: StationContext, p: Payload) -> Payload:
     at = timestamps.parse(p["timestamp"])
     found = samples(p.get("transactionData", []))
-    _, auth = await ctx.store.run(lambda: transactions.stop_v16(
+    outcome = await ctx.store.run(lambda: transactions.stop_v16(
         ctx.station_id, p["transactionId"], float(p["meterStop"]), at, p.get("reason"),
         p.get("idTag"), found,
     ))
-    return {} if auth is None else {"idTagInfo": id_tag_info(auth)}
+    transactions.report(outcome.notes)
+    return {} if outcome.auth is None else {"idTagInfo": id_tag_info(outcome.auth)}
 
 
 async def data_transfer_(ctx: StationContext, p: Payload) -> Payload:

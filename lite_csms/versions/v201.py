@@ -113,6 +113,7 @@ async def transaction_event(ctx: StationContext, p: Payload) -> Payload:
         samples=tuple(samples(p.get("meterValue", []))),
     )
     outcome = await ctx.store.run(lambda: transactions.apply_event(ctx.station_id, event))
+    transactions.report(outcome.notes)
     # Part 2 requires idTokenInfo in the answer whenever the request carried an idToken.
     return {} if outcome.auth is None else {"idTokenInfo": id_token_info(outcome.auth)}
 

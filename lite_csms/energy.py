@@ -1,0 +1,124 @@
+"""The energy a transaction delivered, from its ordered energy-register readings.
+
+Pure rules, no store: `measure` takes every Energy.Active.Import.Register reading a
+transaction's messages carried (1.6 meterStart/meterStop included) and says which one is
+the start, the stop and the latest, how many Wh were delivered, and what needs review.
+
+The rules (the same for 1.6, 2.0.1 and 2.1):
+
+- Order: by seqNo (2.x TransactionEvent), then timestamp, then context, Transaction.Begin
+  first and Transaction.End last among equals. 1.6 readings have no seqNo: timestamp order.
+- Start: the first Transaction.Begin reading (1.6 meterStart is one). Without one, the first
+  reading of any other context, so a reading with no context inside a Started event is the
+  start when it is the oldest, and only then.
+- Stop: the last Transaction.End reading (1.6 meterStop is one). Without one, and once the
+  transaction has ended, the last reading, so a reading with no context inside an Ended
+  event is the stop when it is the newest, and only then. A running transaction has none.
+- Readings ordered before the start or after the stop are not counted (for instance 1.6
+  MeterValues stamped after the StopTransaction, whenever they arrive); the latest is the
+  last counted reading.
+- Energy: the sum of the non-negative steps between consecutive counted readings, in Wh.
+  A step down (meter replaced, register reset) adds nothing and is reported as a backward
+  step naming both readings, so the transaction gets flagged for review (a step down of
+  under a micro-Wh is conversion noise and ignored); energy is never negative.
+- Unknown energy (None): no readings; only end readings; or an ended transaction whose one
+  counted reading is both its start and its stop (a stop without a reading of its own).
+- A stop ordered before its start (a clock reset between the two) counts max(0, stop -
+  start) and is reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import pairwise
+
+BEGIN = "Transaction.Begin"
+END = "Transaction.End"
+
+_RANK = {BEGIN: 0, END: 2}
+
+# Unit and multiplier conversion leaves float noise (5.3 kWh -> 5300.000000000001 Wh); a step
+# down smaller than this is that noise, not a meter going backwards.
+NOISE_WH = 1e-6
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One energy register reading: Wh, when, its context and the message that carried it."""
+
+    timestamp: datetime
+    value_wh: float
+    context: str = ""
+    source: str = ""
+    seq_no: int | None = None
+
+    def order_key(self) -> tuple[int, datetime, int]:
+        return (-1 if self.seq_no is None else self.seq_no, self.timestamp,
+                _RANK.get(self.context, 1))
+
+    def describe(self) -> str:
+        source = f", {self.source}" if self.source else ""
+        at = self.timestamp.isoformat(timespec="seconds")
+        return f"{format_wh(self.value_wh)} at {at}{source}"
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    start: Reading | None
+    stop: Reading | None
+    latest: Reading | None
+    energy_wh: float | None
+    backward_steps: tuple[tuple[Reading, Reading], ...] = ()
+    stop_before_start: bool = False
+    # One sentence per problem, each starting with its tag ("backward register: ...").
+    problems: tuple[str, ...] = ()
+
+
+def format_wh(value: float | None) -> str:
+    """`1234 Wh`, or `unknown energy`; whole numbers without a decimal point."""
+    return "unknown energy" if value is None else f"{value:.12g} Wh"
+
+
+def measure(readings: Iterable[Reading], *, ended: bool) -> Measurement:
+    """Apply the module's rules; `ended` says whether the transaction has stopped."""
+    ordered = sorted(readings, key=Reading.order_key)
+    if not ordered:
+        return Measurement(None, None, None, None)
+    begins = [i for i, r in enumerate(ordered) if r.context == BEGIN]
+    ends = [i for i, r in enumerate(ordered) if r.context == END]
+    if begins:
+        first = begins[0]
+    else:
+        others = [i for i, r in enumerate(ordered) if r.context != END]
+        first = others[0] if others else None
+    if ends:
+        last: int | None = ends[-1]
+    else:
+        last = len(ordered) - 1 if ended else None
+    stop = None if last is None else ordered[last]
+    if first is None:
+        # Only end readings: what the session started from is unknown.
+        return Measurement(None, stop, stop, None)
+    start = ordered[first]
+    if last is not None and last < first:
+        problem = (f"stop before start: the stop reading ({stop.describe()}) is ordered before "
+                   f"the start reading ({start.describe()})")
+        return Measurement(start, stop, stop, max(0.0, stop.value_wh - start.value_wh),
+                           stop_before_start=True, problems=(problem,))
+    counted = ordered[first:] if last is None else ordered[first:last + 1]
+    if last == first:
+        return Measurement(start, stop, stop, None)
+    energy = 0.0
+    backward = []
+    for before, after in pairwise(counted):
+        step = after.value_wh - before.value_wh
+        if step >= 0:
+            energy += step
+        elif step < -NOISE_WH:
+            backward.append((before, after))
+    problems = tuple(
+        f"backward register: {a.describe()} then {b.describe()}" for a, b in backward
+    )
+    return Measurement(start, stop, counted[-1], energy, tuple(backward), problems=problems)
