@@ -18,7 +18,7 @@ from lite_csms.handlers import (
     smart_charging,
     transactions,
 )
-from lite_csms.ocppj import timestamps
+from lite_csms.ocppj import timestamps, values
 from lite_csms.versions.context import Handler, StationContext
 
 Payload = dict[str, Any]
@@ -33,19 +33,26 @@ def id_token_info(auth: AuthResult) -> Payload:
     return info
 
 
-def samples(meter_value: list[Payload]) -> list[Sample]:
+def samples(meter_value: list[Payload], field: str = "meterValue") -> list[Sample]:
+    """2.x sampled values (numbers * 10^multiplier), normalised to Wh/W.
+
+    Raises UnstorableValue when the scaled value leaves the finite doubles.
+    """
     found = []
-    for entry in meter_value:
+    for i, entry in enumerate(meter_value):
         at = timestamps.parse(entry["timestamp"])
-        for sampled in entry["sampledValue"]:
+        for j, sampled in enumerate(entry["sampledValue"]):
+            path = f"{field}[{i}].sampledValue[{j}].value"
             unit_of_measure = sampled.get("unitOfMeasure", {})
-            multiplier = unit_of_measure.get("multiplier", 0)
-            found.append(Sample.normalised(
-                at, sampled.get("measurand", "Energy.Active.Import.Register"),
-                float(sampled["value"]) * 10**multiplier, unit_of_measure.get("unit", "Wh"),
-                sampled.get("phase", ""), sampled.get("location", ""),
-                sampled.get("context", "Sample.Periodic"),
-            ))
+            value = values.scaled(path, float(sampled["value"]),
+                                  unit_of_measure.get("multiplier", 0))
+            sample = Sample.normalised(
+                at, sampled.get("measurand", "Energy.Active.Import.Register"), value,
+                unit_of_measure.get("unit", "Wh"), sampled.get("phase", ""),
+                sampled.get("location", ""), sampled.get("context", "Sample.Periodic"),
+            )
+            values.check_float(path, sample.value)
+            found.append(sample)
     return found
 
 

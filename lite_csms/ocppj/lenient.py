@@ -1,0 +1,169 @@
+"""Lenient inbound validation: accept the deviations real chargers are known to send.
+
+On a schema failure the known repair for that failure is applied on the failing path and the
+payload is validated again, at most MAX_REPAIRS times. What is accepted (docs/DEVIATIONS.md):
+
+- over-long string (maxLength): kept whole; only the copy being validated is shortened;
+- number where a string is wanted: coerced to its JSON text, except for id tokens and
+  transaction ids, where "0012" sent as 12 would name someone else;
+- null for an optional property: read as absent (a required one is still refused);
+- enum value in the wrong letter case: the one member equal ignoring case;
+- unknown property: ignored (kept in the payload, never read).
+
+Nothing else is repaired: a missing required field, a string where a number is wanted, an
+unknown enum value or a bad timestamp still gets the spec's CALLERROR. Billing values are
+numbers, timestamps and ids, and none of these repairs invents one.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from lite_csms.ocppj import schemas
+from lite_csms.ocppj.versions import Version
+
+MAX_REPAIRS = 100
+EXAMPLE_LENGTH = 80
+
+OVERLONG = "over-long string"
+NUMBER_AS_STRING = "number as string"
+NULL_OPTIONAL = "null for optional field"
+ENUM_CASE = "enum value case"
+UNKNOWN_PROPERTY = "unknown property"
+
+# A number here may have lost leading zeros on the way ("0012" sent as 12): never coerced.
+_NO_COERCE = frozenset({"idTag", "parentIdTag", "idToken", "transactionId"})
+
+
+@dataclass(frozen=True, slots=True)
+class Deviation:
+    """One accepted deviation: its kind, where ("meterValue[].sampledValue[].unit"), an example."""
+
+    kind: str
+    path: str
+    example: str
+
+
+class _Unrepairable(Exception):
+    pass
+
+
+def validate(
+    version: Version, action: str, payload: dict[str, Any]
+) -> tuple[dict[str, Any], tuple[Deviation, ...], schemas.SchemaViolation | None]:
+    """Return (payload to handle, deviations accepted, violation left or None).
+
+    The payload returned is a repaired copy when anything was repaired, else `payload` itself.
+    Raises schemas.UnknownAction.
+    """
+    exc = schemas.failure(version, action, payload, response=False)
+    if exc is None:
+        return payload, (), None
+    root = schemas.schema(version, action, False)
+    handled = copy.deepcopy(payload)
+    checked = copy.deepcopy(payload)
+    found: dict[tuple[str, str], Deviation] = {}
+    for _ in range(MAX_REPAIRS):
+        try:
+            deviation = _repair(root, exc, handled, checked)
+        except _Unrepairable:
+            return payload, (), schemas.violation(exc)
+        found.setdefault((deviation.kind, deviation.path), deviation)
+        next_exc = schemas.failure(version, action, checked, response=False)
+        if next_exc is None:
+            return handled, tuple(found.values()), None
+        exc = next_exc
+    return payload, (), schemas.violation(exc)
+
+
+def _repair(root: dict[str, Any], exc: Any, handled: dict[str, Any],
+            checked: dict[str, Any]) -> Deviation:
+    path = list(exc.path[1:])  # fastjsonschema's paths start with "data"
+    rule, value, definition = exc.rule, exc.value, exc.rule_definition
+    shown = _path_text(path)
+    if rule == "maxLength" and isinstance(value, str):
+        _set(checked, path, value[:definition])
+        return Deviation(OVERLONG, shown, _example(value))
+    if rule == "additionalProperties" and isinstance(value, dict):
+        node = _schema_at(root, path)
+        extra = sorted(set(value) - set(node.get("properties", {})))
+        if not extra:
+            raise _Unrepairable
+        target = _get(checked, path)
+        for key in extra:
+            target.pop(key, None)
+        first = extra[0]
+        return Deviation(UNKNOWN_PROPERTY, _path_text([*path, first]),
+                         _example(", ".join(extra)))
+    if rule == "type" and value is None and path and isinstance(path[-1], str):
+        parent = _schema_at(root, path[:-1])
+        if path[-1] in parent.get("required", []):
+            raise _Unrepairable
+        for target in (handled, checked):
+            _get(target, path[:-1]).pop(path[-1], None)
+        return Deviation(NULL_OPTIONAL, shown, "null")
+    if (rule == "type" and definition == "string" and isinstance(value, int | float)
+            and not isinstance(value, bool) and _field_name(path) not in _NO_COERCE):
+        text = orjson.dumps(value).decode()
+        if text == "null":  # a non-finite float has no JSON text
+            raise _Unrepairable
+        _set(handled, path, text)
+        _set(checked, path, text)
+        return Deviation(NUMBER_AS_STRING, shown, text)
+    if rule == "enum" and isinstance(value, str) and isinstance(definition, list):
+        matches = [m for m in definition if isinstance(m, str) and m.lower() == value.lower()]
+        if len(matches) != 1:
+            raise _Unrepairable
+        _set(handled, path, matches[0])
+        _set(checked, path, matches[0])
+        return Deviation(ENUM_CASE, shown, _example(value))
+    raise _Unrepairable
+
+
+def _field_name(path: list[Any]) -> str:
+    for part in reversed(path):
+        if isinstance(part, str):
+            return part
+    return ""
+
+
+def _path_text(path: list[Any]) -> str:
+    text = ""
+    for part in path:
+        text += "[]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(payload)"
+
+
+def _example(value: str) -> str:
+    return value if len(value) <= EXAMPLE_LENGTH else value[:EXAMPLE_LENGTH - 1] + "…"
+
+
+def _get(payload: Any, path: list[Any]) -> Any:
+    for part in path:
+        payload = payload[part]
+    return payload
+
+
+def _set(payload: Any, path: list[Any], value: Any) -> None:
+    _get(payload, path[:-1])[path[-1]] = value
+
+
+def _schema_at(root: dict[str, Any], path: list[Any]) -> dict[str, Any]:
+    """The (dereferenced) schema node that describes the value at `path`."""
+    definitions = root.get("definitions", {})
+
+    def deref(node: dict[str, Any]) -> dict[str, Any]:
+        ref = node.get("$ref", "")
+        return definitions.get(ref.rsplit("/", 1)[1], {}) if ref.startswith("#/") else node
+
+    node = deref(root)
+    for part in path:
+        if isinstance(part, int):
+            node = deref(node.get("items", {}))
+        else:
+            node = deref(node.get("properties", {}).get(part, {}))
+    return node
