@@ -17,6 +17,7 @@ from lite_csms.handlers import (
     transactions,
 )
 from lite_csms.ocppj import timestamps, values
+from lite_csms.versions import station_messages
 from lite_csms.versions.context import Handler, StationContext
 
 Payload = dict[str, Any]
@@ -155,4 +156,5 @@ ROUTES: dict[str, Handler] = {
     "DataTransfer": data_transfer_,
     "FirmwareStatusNotification": firmware_status,
     "DiagnosticsStatusNotification": _notification("DiagnosticsStatusNotification"),
+    **station_messages.V16_ROUTES,
 }

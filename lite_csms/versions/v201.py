@@ -19,6 +19,7 @@ from lite_csms.handlers import (
     transactions,
 )
 from lite_csms.ocppj import timestamps, values
+from lite_csms.versions import station_messages
 from lite_csms.versions.context import Handler, StationContext
 
 Payload = dict[str, Any]
@@ -196,4 +197,5 @@ ROUTES: dict[str, Handler] = {
     "NotifyEvent": _notification("NotifyEvent", "generatedAt"),
     "SecurityEventNotification": _notification("SecurityEventNotification", "timestamp"),
     "LogStatusNotification": _notification("LogStatusNotification", None),
+    **station_messages.V201_ROUTES,
 }
