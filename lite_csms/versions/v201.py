@@ -126,8 +126,15 @@ async def transaction_event(ctx: StationContext, p: Payload) -> Payload:
 
 
 async def reservation_status_update(ctx: StationContext, p: Payload) -> Payload:
-    await ctx.store.run(lambda: reservation.station_update(
-        ctx.station_id, p["reservationId"], p["reservationUpdateStatus"]))
+    at = ctx.now()
+
+    def work() -> None:
+        # Kept as received too: an update for a reservation we never made still leaves a trace.
+        diagnostics.record_notification(ctx.station_id, "ReservationStatusUpdate", p, at)
+        reservation.station_update(ctx.station_id, p["reservationId"],
+                                   p["reservationUpdateStatus"])
+
+    await ctx.store.run(work)
     return {}
 
 
