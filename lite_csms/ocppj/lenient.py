@@ -26,7 +26,7 @@ import orjson
 from lite_csms.ocppj import schemas
 from lite_csms.ocppj.versions import Version
 
-MAX_REPAIRS = 100
+MAX_REPAIRS = 256
 EXAMPLE_LENGTH = 80
 
 OVERLONG = "over-long string"
@@ -70,7 +70,8 @@ def validate(
     for _ in range(MAX_REPAIRS):
         try:
             deviation = _repair(root, exc, handled, checked)
-        except _Unrepairable:
+        except (_Unrepairable, LookupError, TypeError, ValueError):
+            # A path this module cannot follow is no reason to fail the connection: refuse.
             return payload, (), schemas.violation(exc)
         found.setdefault((deviation.kind, deviation.path), deviation)
         next_exc = schemas.failure(version, action, checked, response=False)
@@ -82,7 +83,7 @@ def validate(
 
 def _repair(root: dict[str, Any], exc: Any, handled: dict[str, Any],
             checked: dict[str, Any]) -> Deviation:
-    path = list(exc.path[1:])  # fastjsonschema's paths start with "data"
+    path = _indexed(checked, exc.path[1:])  # fastjsonschema's paths start with "data"
     rule, value, definition = exc.rule, exc.value, exc.rule_definition
     shown = _path_text(path)
     if rule == "maxLength" and isinstance(value, str):
@@ -122,6 +123,17 @@ def _repair(root: dict[str, Any], exc: Any, handled: dict[str, Any],
         _set(checked, path, matches[0])
         return Deviation(ENUM_CASE, shown, _example(value))
     raise _Unrepairable
+
+
+def _indexed(payload: Any, raw: list[Any]) -> list[Any]:
+    """fastjsonschema spells list indexes as strings ("0"); make them ints."""
+    path: list[Any] = []
+    for part in raw:
+        if isinstance(payload, list):
+            part = int(part)
+        path.append(part)
+        payload = payload[part]
+    return path
 
 
 def _field_name(path: list[Any]) -> str:
