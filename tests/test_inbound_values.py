@@ -185,3 +185,14 @@ async def test_v201_meter_value_the_store_cannot_hold_is_refused(
     assert rows(csms, 'SELECT station_tx_id, meter_start_wh FROM "transaction"') == [
         ("T-2", 1000.0)]
     assert rows(csms, "SELECT value FROM meter_sample") == [(1000.0,)]
+
+
+def test_vendor_custom_data_is_checked_for_size_only() -> None:
+    session = RpcSession(Version.OCPP201)
+    [kept] = session.receive('[2,"a","Heartbeat",{"customData":{"vendorId":"v",'
+                             '"connectorId":-1}}]', 0.0)
+    assert isinstance(kept, InboundCall)
+    huge = "1" + "0" * 400
+    answer = refusal(session.receive(
+        f'[2,"b","Heartbeat",{{"customData":{{"vendorId":"v","n":{huge}}}}}]', 0.0))
+    assert answer[:3] == [4, "b", "PropertyConstraintViolation"]

@@ -105,7 +105,8 @@ def _walk(node: dict[str, Any] | None, definitions: dict[str, Any], value: Any,
             fixed = _walk(sub, definitions, item, where)
             if fixed is not item:
                 value[key] = fixed
-            if key in _PLACE_KEYS or (key == "id" and path.endswith("evse")):
+            # Only where the schema defines the field: a vendor's customData is its own business.
+            if sub is not None and (key in _PLACE_KEYS or (key == "id" and path.endswith("evse"))):
                 _non_negative(where, value[key])
         return value
     if isinstance(value, list):
