@@ -129,11 +129,21 @@ def test_everything_else_still_gets_the_specs_callerror(version: Version, action
     assert json.loads(event.text)[2] == code
 
 
-def test_repairs_are_bounded() -> None:
-    sampled = [{"value": "1", "unit": "WH", "extra": n} for n in range(lenient.MAX_REPAIRS)]
+def test_one_repair_covers_every_entry_of_a_list() -> None:
+    sampled = [{"value": "1", "unit": "WH", "extra": n} for n in range(300)]
     event = receive(Version.OCPP16, "MeterValues", {
-        "connectorId": 1, "meterValue": [{"timestamp": AT, "sampledValue": sampled}]})
-    assert isinstance(event, SendReply)
+        "connectorId": 1, "meterValue": [{"timestamp": AT, "sampledValue": sampled}] * 2})
+    assert isinstance(event, InboundCall)
+    assert {s["unit"] for m in event.payload["meterValue"] for s in m["sampledValue"]} == {"Wh"}
+    assert sorted(d.kind for d in event.deviations) == [lenient.ENUM_CASE,
+                                                        lenient.UNKNOWN_PROPERTY]
+
+
+def test_repairs_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    payload = {"connectorId": 1, "errorCode": "noerror", "info": None, "status": "Available"}
+    assert isinstance(receive(Version.OCPP16, "StatusNotification", payload), InboundCall)
+    monkeypatch.setattr(lenient, "MAX_REPAIRS", 1)
+    assert isinstance(receive(Version.OCPP16, "StatusNotification", payload), SendReply)
 
 
 # ---- over a real socket, recorded per station ---------------------------------------------------

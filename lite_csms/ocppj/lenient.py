@@ -18,6 +18,7 @@ numbers, timestamps and ids, and none of these repairs invents one.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,7 @@ import orjson
 from lite_csms.ocppj import schemas
 from lite_csms.ocppj.versions import Version
 
-MAX_REPAIRS = 256
+MAX_REPAIRS = 32
 EXAMPLE_LENGTH = 80
 
 OVERLONG = "over-long string"
@@ -83,46 +84,89 @@ def validate(
 
 def _repair(root: dict[str, Any], exc: Any, handled: dict[str, Any],
             checked: dict[str, Any]) -> Deviation:
+    """Repair the failure at exc.path and the same failure at every sibling list entry.
+
+    Sibling entries share the failing field's schema, so a charger that writes "kwh" in every
+    sampled value costs one repair and one re-validation, not one per sample.
+    """
     path = _indexed(checked, exc.path[1:])  # fastjsonschema's paths start with "data"
     rule, value, definition = exc.rule, exc.value, exc.rule_definition
     shown = _path_text(path)
+    targets = list(_siblings(checked, path))
     if rule == "maxLength" and isinstance(value, str):
-        _set(checked, path, value[:definition])
+        for target in targets:
+            found = _get(checked, target)
+            if isinstance(found, str) and len(found) > definition:
+                _set(checked, target, found[:definition])
         return Deviation(OVERLONG, shown, _example(value))
     if rule == "additionalProperties" and isinstance(value, dict):
-        node = _schema_at(root, path)
-        extra = sorted(set(value) - set(node.get("properties", {})))
+        allowed = set(_schema_at(root, path).get("properties", {}))
+        extra = sorted(set(value) - allowed)
         if not extra:
             raise _Unrepairable
-        target = _get(checked, path)
-        for key in extra:
-            target.pop(key, None)
-        first = extra[0]
-        return Deviation(UNKNOWN_PROPERTY, _path_text([*path, first]),
+        for target in targets:
+            found = _get(checked, target)
+            for key in set(found) - allowed if isinstance(found, dict) else ():
+                found.pop(key)
+        return Deviation(UNKNOWN_PROPERTY, _path_text([*path, extra[0]]),
                          _example(", ".join(extra)))
     if rule == "type" and value is None and path and isinstance(path[-1], str):
-        parent = _schema_at(root, path[:-1])
-        if path[-1] in parent.get("required", []):
+        if path[-1] in _schema_at(root, path[:-1]).get("required", []):
             raise _Unrepairable
-        for target in (handled, checked):
-            _get(target, path[:-1]).pop(path[-1], None)
+        for target in targets:
+            if _get(checked, target) is None:
+                for payload in (handled, checked):
+                    _get(payload, target[:-1]).pop(target[-1])
         return Deviation(NULL_OPTIONAL, shown, "null")
-    if (rule == "type" and definition == "string" and isinstance(value, int | float)
-            and not isinstance(value, bool) and _field_name(path) not in _NO_COERCE):
-        text = orjson.dumps(value).decode()
-        if text == "null":  # a non-finite float has no JSON text
+    if (rule == "type" and definition == "string" and _is_number(value)
+            and _field_name(path) not in _NO_COERCE):
+        if orjson.dumps(value) == b"null":  # a non-finite float has no JSON text
             raise _Unrepairable
-        _set(handled, path, text)
-        _set(checked, path, text)
-        return Deviation(NUMBER_AS_STRING, shown, text)
+        for target in targets:
+            found = _get(checked, target)
+            if _is_number(found) and orjson.dumps(found) != b"null":
+                _set_both(handled, checked, target, orjson.dumps(found).decode())
+        return Deviation(NUMBER_AS_STRING, shown, orjson.dumps(value).decode())
     if rule == "enum" and isinstance(value, str) and isinstance(definition, list):
-        matches = [m for m in definition if isinstance(m, str) and m.lower() == value.lower()]
-        if len(matches) != 1:
+        if _case_match(definition, value) is None:
             raise _Unrepairable
-        _set(handled, path, matches[0])
-        _set(checked, path, matches[0])
+        for target in targets:
+            found = _get(checked, target)
+            if isinstance(found, str) and found not in definition:
+                match = _case_match(definition, found)
+                if match is not None:
+                    _set_both(handled, checked, target, match)
         return Deviation(ENUM_CASE, shown, _example(value))
     raise _Unrepairable
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _case_match(members: list[Any], value: str) -> str | None:
+    matches = [m for m in members if isinstance(m, str) and m.lower() == value.lower()]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _siblings(payload: Any, path: list[Any]) -> Iterator[list[Any]]:
+    """Every existing path equal to `path` but for its list indexes."""
+    if not path:
+        yield []
+        return
+    head, rest = path[0], path[1:]
+    if isinstance(head, int) and isinstance(payload, list):
+        for index, item in enumerate(payload):
+            for tail in _siblings(item, rest):
+                yield [index, *tail]
+    elif isinstance(head, str) and isinstance(payload, dict) and head in payload:
+        for tail in _siblings(payload[head], rest):
+            yield [head, *tail]
+
+
+def _set_both(handled: Any, checked: Any, path: list[Any], value: Any) -> None:
+    _set(handled, path, value)
+    _set(checked, path, value)
 
 
 def _indexed(payload: Any, raw: list[Any]) -> list[Any]:
