@@ -189,13 +189,24 @@ async def test_v201_long_boot_and_lenient_meter_values_are_stored(csms: CsmsInPr
             "timestamp": AT, "sampledValue": [{"value": 2.5, "measurand": "Voltage",
                                                "unitOfMeasure": {"unit": "V"}, "phase": "l1"}]}]}])
         assert answer[:2] == [3, "m"]
+        # A transaction id over 36 characters names the transaction whole, every time.
+        long_tx = "urn:uuid:" + "f" * 40
+        for seq, kind in ((0, "Started"), (1, "Ended")):
+            event = await rpc(ws, [2, f"t{seq}", "TransactionEvent", {
+                "eventType": kind, "timestamp": AT, "triggerReason": "Authorized",
+                "seqNo": seq, "transactionInfo": {"transactionId": long_tx},
+                "evse": {"id": 1, "connectorId": 1}}])
+            assert event[:2] == [3, f"t{seq}"], event
+    assert rows(csms.database, 'SELECT station_tx_id, stopped_at IS NOT NULL FROM '
+                               '"transaction"') == [(long_tx, 1)]
     assert rows(csms.database, "SELECT model, serial_number FROM station") == [
         ("Home-7 Wallbox Pro Max XL", "S" * 30)]
     assert rows(csms.database, "SELECT measurand, phase, value FROM meter_sample") == [
         ("Voltage", "L1", 2.5)]
     assert {(a, k) for a, k in rows(csms.database,
                                     "SELECT action, kind FROM station_deviation")} == {
-        ("BootNotification", lenient.OVERLONG), ("MeterValues", lenient.ENUM_CASE)}
+        ("BootNotification", lenient.OVERLONG), ("MeterValues", lenient.ENUM_CASE),
+        ("TransactionEvent", lenient.OVERLONG)}
 
 
 async def test_strict_mode_refuses_the_same_boot(nursery: trio.Nursery, tmp_path: Path) -> None:
