@@ -12,6 +12,7 @@ import trio
 from trio_websocket import open_websocket_url
 
 from lite_csms import config
+from lite_csms.cli.main import _settings, build_parser
 from lite_csms.db.models import Station
 from lite_csms.ocppj import lenient
 from lite_csms.ocppj.session import InboundCall, RpcSession, SendReply
@@ -226,3 +227,7 @@ def test_inbound_mode_setting(tmp_path: Path) -> None:
     assert config.load(toml, environ={}).inbound_mode == "strict"
     with pytest.raises(config.ConfigError, match="inbound_mode"):
         config.load(environ={"LITE_CSMS_INBOUND_MODE": "loose"})
+    args = build_parser().parse_args(["serve", "--inbound-mode", "strict"])
+    assert _settings(args).inbound_mode == "strict"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--inbound-mode", "loose"])
