@@ -60,8 +60,12 @@ def refusal(events: list) -> list:
     (Version.OCPP201, '[2,"a","StatusNotification",{"timestamp":"0001-01-01T00:00:00+01:00",'
                       '"connectorStatus":"Available","evseId":1,"connectorId":1}]',
      "PropertyConstraintViolation"),
+    (Version.OCPP201, f'[2,"a","TransactionEvent",{{"eventType":"Updated","timestamp":"{AT}",'
+                      '"triggerReason":"MeterValuePeriodic","seqNo":-1,"transactionInfo":'
+                      '{"transactionId":"T1"}}]', "PropertyConstraintViolation"),
 ], ids=["16-connector-2^63", "201-evse-2^63", "201-connector-2^70", "16-negative-connector",
-        "201-negative-evse", "201-1e400", "16-meterStart-2^63", "201-year-1"])
+        "201-negative-evse", "201-1e400", "16-meterStart-2^63", "201-year-1",
+        "201-negative-seqNo"])
 def test_core_refuses_numbers_the_store_cannot_hold(version: Version, text: str,
                                                      code: str) -> None:
     for lenient in (False, True):

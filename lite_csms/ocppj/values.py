@@ -9,7 +9,8 @@ Rules (docs/DEVIATIONS.md repeats them for operators):
 - every integer, wherever it is, lies in [-2**63, 2**63 - 1];
 - every float is finite;
 - a float where the schema wants an integer (JSON Schema allows 3.0) becomes that int;
-- connectorId, evseId and an EVSE's id name a place in the store: never negative.
+- connectorId, evseId and an EVSE's id name a place in the store, seqNo an order: never
+  negative.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from lite_csms.ocppj.versions import ErrorKind
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 
-# Fields that become connector rows; a negative one would invent a phantom connector.
-_PLACE_KEYS = frozenset({"connectorId", "evseId"})
+# connectorId and evseId become connector rows: a negative one would invent a phantom
+# connector. seqNo orders a transaction's events and counts their gaps, from 0 up: a negative
+# one would break the order and could push the gap count past 64 bits.
+_NON_NEGATIVE = frozenset({"connectorId", "evseId", "seqNo"})
 
 # OCPP 1.6 sampled values are strings holding a decimal number (Part 2, SampledValue).
 _DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
@@ -106,7 +109,8 @@ def _walk(node: dict[str, Any] | None, definitions: dict[str, Any], value: Any,
             if fixed is not item:
                 value[key] = fixed
             # Only where the schema defines the field: a vendor's customData is its own business.
-            if sub is not None and (key in _PLACE_KEYS or (key == "id" and path.endswith("evse"))):
+            evse_id = key == "id" and path.endswith("evse")
+            if sub is not None and (key in _NON_NEGATIVE or evse_id):
                 _non_negative(where, value[key])
         return value
     if isinstance(value, list):
