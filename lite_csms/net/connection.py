@@ -169,8 +169,11 @@ class StationConnection:
                 log.info("%s: accepted deviation in %s: %s at %s (%s)", self.station_id, action,
                          deviation.kind, deviation.path, deviation.example[:40])
         at = timestamps.now_utc()
-        await self.ctx.store.run(
-            lambda: deviations.record(self.station_id, action, found, at))
+        try:
+            await self.ctx.store.run(
+                lambda: deviations.record(self.station_id, action, found, at))
+        except Exception as exc:  # the counts are for the operator; the message still counts
+            log.error("%s: could not record deviations of %s: %s", self.station_id, action, exc)
 
     async def _answer(self, call: InboundCall) -> str:
         await self._record_deviations(call.action, call.deviations)
