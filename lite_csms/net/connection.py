@@ -147,8 +147,11 @@ class StationConnection:
             case InboundSend(_, action, payload, found):
                 # 2.1 SEND (NotifyPeriodicEventStream) is never answered; it is kept as received.
                 await self._record_deviations(action, found)
-                await self.ctx.store.run(lambda: diagnostics.record_notification(
-                    self.station_id, action, payload, None))
+                try:
+                    await self.ctx.store.run(lambda: diagnostics.record_notification(
+                        self.station_id, action, payload, None))
+                except Exception as exc:  # nothing to answer; the reader must go on
+                    log.error("%s: could not keep SEND %s: %s", self.station_id, action, exc)
 
     async def _dispatch_loop(self) -> None:
         async for call in self._calls_out:
