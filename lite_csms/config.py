@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "LITE_CSMS_"
+INBOUND_MODES = ("lenient", "strict")
 
 
 class ConfigError(ValueError):
@@ -70,6 +71,9 @@ class Settings:
     free_charging: bool = False
     # Used by the CLI's remote commands to call the admin API (or LITE_CSMS_API_KEY).
     api_key: str = ""
+    # "lenient" accepts the known charger deviations of docs/DEVIATIONS.md and records them per
+    # station; "strict" answers every schema violation with the spec's CALLERROR.
+    inbound_mode: str = "lenient"
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -127,6 +131,9 @@ def _check(settings: Settings) -> Settings:
         raise ConfigError("budget_cycle_day: 1 to 28, so that every month has the day")
     if not 0 < settings.budget_warn_ratio < 1:
         raise ConfigError("budget_warn_ratio: between 0 and 1")
+    if settings.inbound_mode not in INBOUND_MODES:
+        raise ConfigError(f"inbound_mode: one of {', '.join(INBOUND_MODES)}, "
+                          f"got {settings.inbound_mode!r}")
     if settings.max_message_size < 1024:
         raise ConfigError("max_message_size: at least 1024 bytes")
     return settings

@@ -241,6 +241,19 @@ CREATE TABLE "station_budget" (
     FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE
 );
 
+CREATE TABLE "station_deviation" (
+    "id" INTEGER NOT NULL PRIMARY KEY,
+    "station_id" VARCHAR(48) NOT NULL,
+    "action" VARCHAR(64) NOT NULL,
+    "kind" VARCHAR(32) NOT NULL,
+    "path" TEXT NOT NULL,
+    "count" INTEGER NOT NULL,
+    "first_at" TEXT NOT NULL,
+    "last_at" TEXT NOT NULL,
+    "example" TEXT,
+    FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE
+);
+
 CREATE TABLE "station_event" (
     "id" INTEGER NOT NULL PRIMARY KEY,
     "station_id" VARCHAR(48) NOT NULL,
@@ -400,6 +413,10 @@ CREATE INDEX "policy_change_station_id_at" ON "policy_change" ("station_id", "at
 CREATE INDEX "reservation_station_id" ON "reservation" ("station_id");
 
 CREATE INDEX "reservation_transaction_id" ON "reservation" ("transaction_id");
+
+CREATE INDEX "station_deviation_station_id" ON "station_deviation" ("station_id");
+
+CREATE UNIQUE INDEX "station_deviation_station_id_action_kind_path" ON "station_deviation" ("station_id", "action", "kind", "path");
 
 CREATE INDEX "station_event_station_id" ON "station_event" ("station_id");
 

@@ -126,7 +126,9 @@ DOCUMENT: dict[str, Any] = {
         "/stations/{id}": {"get": {
             "summary": "a station with its connectors, configuration, charging profiles, last "
                        "composite schedules, latest firmware update and diagnostics upload "
-                       "(with their status history) and device-model reports",
+                       "(with their status history), device-model reports and the schema "
+                       "deviations lenient mode accepted from it (action, kind, field, count, "
+                       "first_at, last_at, example; docs/DEVIATIONS.md)",
             "parameters": _ID,
             "responses": {"200": _ok("station", _OBJECT), "401": _ERROR, "404": _ERROR}},
             "patch": {

@@ -7,7 +7,7 @@ from typing import Any
 import peewee as pw
 
 from lite_csms.db.models import Command, IdToken, Reservation, Station, Transaction
-from lite_csms.handlers import device_model, maintenance, settings, smart_charging
+from lite_csms.handlers import deviations, device_model, maintenance, settings, smart_charging
 from lite_csms.handlers.authorization import TOKEN_STATUSES, check_token, find_token
 from lite_csms.ocppj import timestamps
 from lite_csms.views import (
@@ -37,7 +37,8 @@ def station(station_id: str) -> dict[str, Any] | None:
             "composite_schedules": smart_charging.schedule_rows(station_id),
             "firmware_update": maintenance.latest(station_id, maintenance.FIRMWARE),
             "diagnostics": maintenance.latest(station_id, maintenance.DIAGNOSTICS),
-            "device_reports": device_model.reports(station_id)}
+            "device_reports": device_model.reports(station_id),
+            "deviations": deviations.rows(station_id)}
 
 
 def device_model_of(station_id: str) -> dict[str, Any] | None:

@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--ws-ping-interval", type=float)
     serve.add_argument("--admin-port", type=int, help="admin HTTP API port (default 9001)")
     serve.add_argument("--log-level")
+    serve.add_argument("--inbound-mode", choices=config.INBOUND_MODES,
+                       help="lenient (default): accept and record known charger deviations; "
+                            "strict: refuse every schema violation")
     stations.add_parsers(sub, common)
     tokens.add_parsers(sub, common)
     transactions.add_parsers(sub, common)
@@ -51,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace) -> config.Settings:
     overrides = {"database": getattr(args, "database", None)}
     for name in ("host", "port", "heartbeat_interval", "auto_register", "ws_ping_interval",
-                 "log_level", "admin_port", "free_charging"):
+                 "log_level", "admin_port", "free_charging", "inbound_mode"):
         overrides[name] = getattr(args, name, None)
     return config.load(getattr(args, "config", None), overrides=overrides)
 

@@ -7,7 +7,7 @@ import argparse
 from lite_csms import passwords
 from lite_csms.cli.output import CliError, emit, emit_one
 from lite_csms.db.models import Station
-from lite_csms.handlers import provisioning
+from lite_csms.handlers import deviations, provisioning
 from lite_csms.net.handshake import InvalidStationId, check_station_id
 from lite_csms.views import connector_rows, station_row
 
@@ -26,7 +26,8 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
                      help="allow it to connect without a password (security profile 0)")
     cmds.add_parser("list", parents=[common], help="list stations").add_argument(
         "--json", action="store_true")
-    show = cmds.add_parser("show", parents=[common], help="one station and its connectors")
+    show = cmds.add_parser("show", parents=[common],
+                           help="one station, its connectors and the schema deviations it sent")
     show.add_argument("station_id")
     show.add_argument("--json", action="store_true")
     cmds.add_parser("remove", parents=[common], help="delete a station and its data"
@@ -81,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
         station = _get(station_id)
         record = station_row(station)
         record["connectors"] = connector_rows(station)
+        # What lenient mode accepted from this charger: evidence to take to its vendor.
+        record["deviations"] = deviations.rows(station_id)
         emit_one(record, as_json=args.json)
     elif command == "remove":
         _get(station_id).delete_instance(recursive=True)

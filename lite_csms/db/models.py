@@ -489,6 +489,28 @@ class EnergyReading(BaseModel):
         indexes = ((("transaction", "timestamp", "context", "source"), True),)
 
 
+class StationDeviation(BaseModel):
+    """A schema deviation lenient mode accepted from a station, counted per message type.
+
+    Kept for the operator to take to the vendor; docs/DEVIATIONS.md lists the kinds.
+    """
+
+    station = pw.ForeignKeyField(Station, backref="deviations", on_delete="CASCADE")
+    action = pw.CharField(max_length=64)
+    # over-long string, number as string, null for optional field, enum value case, ...
+    kind = pw.CharField(max_length=32)
+    # Where in the payload, list indexes as []: "meterValue[].sampledValue[].unit".
+    path = pw.TextField()
+    count = pw.IntegerField(default=0)
+    first_at = UtcDateTimeField()
+    last_at = UtcDateTimeField()
+    # The latest offending value, truncated.
+    example = pw.TextField(null=True)
+
+    class Meta:
+        indexes = ((("station", "action", "kind", "path"), True),)
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     Station,
     Connector,
@@ -515,4 +537,5 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     DeviceReportPart,
     DeviceVariable,
     EnergyReading,
+    StationDeviation,
 )

@@ -16,8 +16,9 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from lite_csms.budget.meter import ConnectionMeter
-from lite_csms.handlers import provisioning
+from lite_csms.handlers import deviations, diagnostics, provisioning
 from lite_csms.ocppj import schemas, timestamps
+from lite_csms.ocppj.lenient import Deviation
 from lite_csms.ocppj.session import (
     CallAnswered,
     CallFailed,
@@ -29,6 +30,7 @@ from lite_csms.ocppj.session import (
     RpcSession,
     SendReply,
 )
+from lite_csms.ocppj.values import UnstorableValue
 from lite_csms.ocppj.versions import ErrorKind
 from lite_csms.versions import ROUTES, StationContext
 
@@ -64,7 +66,10 @@ class StationConnection:
         self.meter = meter
         self.ctx = ctx
         self.station_id = ctx.station_id
-        self.session = RpcSession(ctx.version, call_timeout=ctx.settings.call_timeout)
+        self.session = RpcSession(ctx.version, call_timeout=ctx.settings.call_timeout,
+                                  lenient=ctx.settings.inbound_mode == "lenient")
+        # Deviations already logged on this connection: one line each, the counts go to the store.
+        self._logged_deviations: set[tuple[str, str, str]] = set()
         self.last_seen: datetime = timestamps.now_utc()
         self._calls_in, self._calls_out = trio.open_memory_channel[InboundCall](INBOUND_QUEUE)
         self._call_lock = trio.Lock()
@@ -139,8 +144,14 @@ class StationConnection:
                     waiter.event.set()
             case Ignored(reason):
                 log.warning("%s: ignored message: %s", self.station_id, reason[:200])
-            case InboundSend(_, action, _):
-                log.info("%s: SEND %s received; no handler", self.station_id, action)
+            case InboundSend(_, action, payload, found):
+                # 2.1 SEND (NotifyPeriodicEventStream) is never answered; it is kept as received.
+                await self._record_deviations(action, found)
+                try:
+                    await self.ctx.store.run(lambda: diagnostics.record_notification(
+                        self.station_id, action, payload, None))
+                except Exception as exc:  # nothing to answer; the reader must go on
+                    log.error("%s: could not keep SEND %s: %s", self.station_id, action, exc)
 
     async def _dispatch_loop(self) -> None:
         async for call in self._calls_out:
@@ -151,7 +162,24 @@ class StationConnection:
         if self.ctx.registration == "accepted":
             self.accepted.set()
 
+    async def _record_deviations(self, action: str, found: tuple[Deviation, ...]) -> None:
+        if not found:
+            return
+        for deviation in found:
+            key = (action, deviation.kind, deviation.path)
+            if key not in self._logged_deviations:
+                self._logged_deviations.add(key)
+                log.info("%s: accepted deviation in %s: %s at %s (%s)", self.station_id, action,
+                         deviation.kind, deviation.path, deviation.example[:40])
+        at = timestamps.now_utc()
+        try:
+            await self.ctx.store.run(
+                lambda: deviations.record(self.station_id, action, found, at))
+        except Exception as exc:  # the counts are for the operator; the message still counts
+            log.error("%s: could not record deviations of %s: %s", self.station_id, action, exc)
+
     async def _answer(self, call: InboundCall) -> str:
+        await self._record_deviations(call.action, call.deviations)
         handler = ROUTES[self.ctx.version].get(call.action)
         if handler is None:
             known = call.action in schemas.known_actions(self.ctx.version)
@@ -164,6 +192,10 @@ class StationConnection:
         try:
             payload = await handler(self.ctx, call.payload)
             return self.session.answer(call, payload)
+        except UnstorableValue as exc:
+            # Raised before the store job runs: nothing of this message reached the store.
+            log.warning("%s: %s refused: %s", self.station_id, call.action, exc)
+            return self.session.refuse(call, exc.kind, str(exc))
         except InvalidOutbound as exc:
             log.error("%s: our %s answer was invalid: %s", self.station_id, call.action, exc)
             return self.session.refuse(call, ErrorKind.INTERNAL, "could not build a valid answer")

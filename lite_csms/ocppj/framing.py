@@ -5,6 +5,7 @@ Message types: 2 CALL, 3 CALLRESULT, 4 CALLERROR; OCPP 2.1 adds 5 CALLRESULTERRO
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,8 +82,26 @@ class FrameError(Exception):
 
 
 def loads(text: str | bytes) -> Any:
-    """Parse JSON; orjson caps nesting at 1024 levels in C, so deep input cannot blow the stack."""
-    return orjson.loads(text)
+    """Parse JSON; orjson caps nesting at 1024 levels in C, so deep input cannot blow the stack.
+
+    A number too large for a double (1e400) is valid JSON that orjson refuses outright, which
+    would cost the frame its message id. Such text is read again with the standard parser, which
+    gives inf, so the CALL is answered under its own id with PropertyConstraintViolation
+    (ocppj/values.py). The literals NaN and Infinity stay invalid JSON.
+    """
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        if "infinity" not in str(exc):
+            raise
+        try:
+            return json.loads(text, parse_constant=_refuse_constant)
+        except (ValueError, RecursionError):
+            raise exc from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def dumps(value: Any) -> str:

@@ -66,26 +66,43 @@ def known_actions(version: Version) -> frozenset[str]:
 
 
 @functools.cache
-def _compiled(version: Version, action: str, response: bool) -> Callable[[Any], Any]:
+def schema(version: Version, action: str, response: bool) -> dict[str, Any]:
+    """The OCA schema as a dict (do not mutate it). Raises UnknownAction."""
     if action not in known_actions(version):
         raise UnknownAction(action)
     resource = _schema_resource(version, action, response)
     if not resource.is_file():
         raise UnknownAction(f"{action} has no {'response' if response else 'request'} schema")
-    schema = orjson.loads(resource.read_bytes())
+    loaded: dict[str, Any] = orjson.loads(resource.read_bytes())
     # The OCA schemas carry $id URNs that fastjsonschema would try to resolve remotely.
-    schema.pop("$id", None)
-    return fastjsonschema.compile(schema, formats={"date-time": timestamps.is_valid})
+    loaded.pop("$id", None)
+    return loaded
+
+
+@functools.cache
+def _compiled(version: Version, action: str, response: bool) -> Callable[[Any], Any]:
+    return fastjsonschema.compile(schema(version, action, response),
+                                  formats={"date-time": timestamps.is_valid})
+
+
+def failure(
+    version: Version, action: str, payload: dict[str, Any], *, response: bool
+) -> fastjsonschema.JsonSchemaValueException | None:
+    """The first schema failure (with .path, .rule, .rule_definition), or None."""
+    try:
+        _compiled(version, action, response)(payload)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        return exc
+    return None
+
+
+def violation(exc: fastjsonschema.JsonSchemaValueException) -> SchemaViolation:
+    return SchemaViolation(_RULE_TO_KIND.get(exc.rule or "", ErrorKind.PROPERTY), exc.message)
 
 
 def validate(
     version: Version, action: str, payload: dict[str, Any], *, response: bool
 ) -> SchemaViolation | None:
     """Return what is wrong with the payload, or None. Raises UnknownAction."""
-    check = _compiled(version, action, response)
-    try:
-        check(payload)
-    except fastjsonschema.JsonSchemaValueException as exc:
-        kind = _RULE_TO_KIND.get(exc.rule or "", ErrorKind.PROPERTY)
-        return SchemaViolation(kind, exc.message)
-    return None
+    exc = failure(version, action, payload, response=response)
+    return None if exc is None else violation(exc)

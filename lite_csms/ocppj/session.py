@@ -11,7 +11,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from lite_csms.ocppj import framing, schemas
+from lite_csms.ocppj import framing, lenient, schemas, values
 from lite_csms.ocppj.framing import Call, CallError, CallResult, FrameError, Payload, Send
 from lite_csms.ocppj.versions import ErrorKind, Version, error_code
 
@@ -20,11 +20,15 @@ DEFAULT_CALL_TIMEOUT = 30.0
 
 @dataclass(frozen=True, slots=True)
 class InboundCall:
-    """A schema-valid CALL from the peer; it must be answered once."""
+    """A schema-valid CALL from the peer; it must be answered once.
+
+    `deviations` lists what lenient mode accepted to make it valid (empty when strictly valid).
+    """
 
     message_id: str
     action: str
     payload: Payload
+    deviations: tuple[lenient.Deviation, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +38,7 @@ class InboundSend:
     message_id: str
     action: str
     payload: Payload
+    deviations: tuple[lenient.Deviation, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +100,11 @@ class RpcSession:
         *,
         call_timeout: float = DEFAULT_CALL_TIMEOUT,
         id_prefix: str = "",
+        lenient: bool = False,
     ) -> None:
         self.version = version
+        # Inbound only: what we send and the answers we accept stay strictly schema-valid.
+        self.lenient = lenient
         self.call_timeout = call_timeout
         self._outstanding: _Outstanding | None = None
         self._unanswered: set[str] = set()
@@ -126,7 +134,7 @@ class RpcSession:
         if call.message_id in self._unanswered:
             return Ignored(f"duplicate message id {call.message_id!r} while still unanswered")
         try:
-            violation = schemas.validate(self.version, call.action, call.payload, response=False)
+            payload, deviations, violation = self._check_inbound(call.action, call.payload)
         except schemas.UnknownAction:
             return self._error_reply(
                 call.message_id, ErrorKind.NOT_IMPLEMENTED, f"unknown action {call.action!r}"
@@ -134,16 +142,33 @@ class RpcSession:
         if violation is not None:
             return self._error_reply(call.message_id, violation.kind, violation.description)
         self._unanswered.add(call.message_id)
-        return InboundCall(call.message_id, call.action, call.payload)
+        return InboundCall(call.message_id, call.action, payload, deviations)
 
     def _receive_send(self, send: Send) -> Event:
         try:
-            violation = schemas.validate(self.version, send.action, send.payload, response=False)
+            payload, deviations, violation = self._check_inbound(send.action, send.payload)
         except schemas.UnknownAction:
             return Ignored(f"SEND of unknown action {send.action!r}")
         if violation is not None:
             return Ignored(f"invalid SEND {send.action}: {violation.description}")
-        return InboundSend(send.message_id, send.action, send.payload)
+        return InboundSend(send.message_id, send.action, payload, deviations)
+
+    def _check_inbound(
+        self, action: str, payload: Payload
+    ) -> tuple[Payload, tuple[lenient.Deviation, ...], schemas.SchemaViolation | None]:
+        """Schema (strict or lenient), then the numbers the store can hold. Raises UnknownAction."""
+        if self.lenient:
+            payload, deviations, violation = lenient.validate(self.version, action, payload)
+        else:
+            deviations = ()
+            violation = schemas.validate(self.version, action, payload, response=False)
+        if violation is not None:
+            return payload, (), violation
+        try:
+            values.check_payload(schemas.schema(self.version, action, False), payload)
+        except values.UnstorableValue as exc:
+            return payload, (), schemas.SchemaViolation(exc.kind, str(exc))
+        return payload, deviations, None
 
     def _receive_result(self, result: CallResult, now: float) -> list[Event]:
         pending = self._take_outstanding(result.message_id)

@@ -24,7 +24,8 @@ def is_valid(text: object) -> bool:
         return False
     try:
         parse(text)
-    except ValueError:
+    except (ValueError, OverflowError):
+        # "0001-01-01T00:00:00+01:00" parses, but lies before the first representable UTC instant.
         return False
     return True
 

@@ -15,7 +15,8 @@ from lite_csms.handlers import (
     provisioning,
     transactions,
 )
-from lite_csms.ocppj import timestamps
+from lite_csms.ocppj import timestamps, values
+from lite_csms.versions import station_messages
 from lite_csms.versions.context import Handler, StationContext
 
 Payload = dict[str, Any]
@@ -30,23 +31,28 @@ def id_tag_info(auth: AuthResult) -> Payload:
     return info
 
 
-def samples(meter_value: list[Payload]) -> list[Sample]:
-    """1.6 sampled values are strings; signed or non-numeric ones are not stored as numbers."""
+def samples(meter_value: list[Payload], field: str = "meterValue") -> list[Sample]:
+    """1.6 sampled values: decimal strings, normalised to Wh/W.
+
+    A Raw value that is not a finite decimal raises UnstorableValue (PropertyConstraintViolation):
+    storing nothing while acknowledging would lose it. SignedData values are the meter's signed
+    record, not a decimal: accepted and not stored as numbers.
+    """
     found = []
-    for entry in meter_value:
+    for i, entry in enumerate(meter_value):
         at = timestamps.parse(entry["timestamp"])
-        for sampled in entry["sampledValue"]:
+        for j, sampled in enumerate(entry["sampledValue"]):
             if sampled.get("format") == "SignedData":
                 continue
-            try:
-                value = float(sampled["value"])
-            except ValueError:
-                continue
-            found.append(Sample.normalised(
-                at, sampled.get("measurand", "Energy.Active.Import.Register"), value,
+            path = f"{field}[{i}].sampledValue[{j}].value"
+            sample = Sample.normalised(
+                at, sampled.get("measurand", "Energy.Active.Import.Register"),
+                values.decimal(path, sampled["value"]),
                 sampled.get("unit", "Wh"), sampled.get("phase", ""),
                 sampled.get("location", ""), sampled.get("context", "Sample.Periodic"),
-            ))
+            )
+            values.check_float(path, sample.value)  # 1e308 kWh overflows once in Wh
+            found.append(sample)
     return found
 
 
@@ -148,4 +154,5 @@ ROUTES: dict[str, Handler] = {
     "DataTransfer": data_transfer_,
     "FirmwareStatusNotification": firmware_status,
     "DiagnosticsStatusNotification": _notification("DiagnosticsStatusNotification"),
+    **station_messages.V16_ROUTES,
 }

@@ -18,7 +18,8 @@ from lite_csms.handlers import (
     smart_charging,
     transactions,
 )
-from lite_csms.ocppj import timestamps
+from lite_csms.ocppj import timestamps, values
+from lite_csms.versions import station_messages
 from lite_csms.versions.context import Handler, StationContext
 
 Payload = dict[str, Any]
@@ -33,19 +34,26 @@ def id_token_info(auth: AuthResult) -> Payload:
     return info
 
 
-def samples(meter_value: list[Payload]) -> list[Sample]:
+def samples(meter_value: list[Payload], field: str = "meterValue") -> list[Sample]:
+    """2.x sampled values (numbers * 10^multiplier), normalised to Wh/W.
+
+    Raises UnstorableValue when the scaled value leaves the finite doubles.
+    """
     found = []
-    for entry in meter_value:
+    for i, entry in enumerate(meter_value):
         at = timestamps.parse(entry["timestamp"])
-        for sampled in entry["sampledValue"]:
+        for j, sampled in enumerate(entry["sampledValue"]):
+            path = f"{field}[{i}].sampledValue[{j}].value"
             unit_of_measure = sampled.get("unitOfMeasure", {})
-            multiplier = unit_of_measure.get("multiplier", 0)
-            found.append(Sample.normalised(
-                at, sampled.get("measurand", "Energy.Active.Import.Register"),
-                float(sampled["value"]) * 10**multiplier, unit_of_measure.get("unit", "Wh"),
-                sampled.get("phase", ""), sampled.get("location", ""),
-                sampled.get("context", "Sample.Periodic"),
-            ))
+            value = values.scaled(path, float(sampled["value"]),
+                                  unit_of_measure.get("multiplier", 0))
+            sample = Sample.normalised(
+                at, sampled.get("measurand", "Energy.Active.Import.Register"), value,
+                unit_of_measure.get("unit", "Wh"), sampled.get("phase", ""),
+                sampled.get("location", ""), sampled.get("context", "Sample.Periodic"),
+            )
+            values.check_float(path, sample.value)
+            found.append(sample)
     return found
 
 
@@ -119,8 +127,15 @@ async def transaction_event(ctx: StationContext, p: Payload) -> Payload:
 
 
 async def reservation_status_update(ctx: StationContext, p: Payload) -> Payload:
-    await ctx.store.run(lambda: reservation.station_update(
-        ctx.station_id, p["reservationId"], p["reservationUpdateStatus"]))
+    at = ctx.now()
+
+    def work() -> None:
+        # Kept as received too: an update for a reservation we never made still leaves a trace.
+        diagnostics.record_notification(ctx.station_id, "ReservationStatusUpdate", p, at)
+        reservation.station_update(ctx.station_id, p["reservationId"],
+                                   p["reservationUpdateStatus"])
+
+    await ctx.store.run(work)
     return {}
 
 
@@ -190,4 +205,5 @@ ROUTES: dict[str, Handler] = {
     "NotifyEvent": _notification("NotifyEvent", "generatedAt"),
     "SecurityEventNotification": _notification("SecurityEventNotification", "timestamp"),
     "LogStatusNotification": _notification("LogStatusNotification", None),
+    **station_messages.V201_ROUTES,
 }
