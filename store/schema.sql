@@ -330,6 +330,7 @@ CREATE TABLE "transaction" (
     "reconstructed" INTEGER NOT NULL,
     "review" VARCHAR(64),
     "review_reason" TEXT,
+    "review_note" TEXT,
     FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE
 );
 

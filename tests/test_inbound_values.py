@@ -119,15 +119,20 @@ async def test_v16_sampled_value_that_is_no_decimal_is_refused(
         assert answer[:3] == [4, "m", "PropertyConstraintViolation"]
         refused_lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
         assert len(refused_lines) == 1, [r.getMessage() for r in refused_lines]
-        # The stop carries the same bad value in transactionData: refused, the session stays open.
-        stop = {"transactionId": tx, "meterStop": 2000, "timestamp": AT,
-                "transactionData": meter_values_16(value)["meterValue"]}
-        assert (await rpc(ws, [2, "t", "StopTransaction", stop]))[:3] == [
-            4, "t", "PropertyConstraintViolation"]
         # A good value still goes through afterwards.
         assert (await rpc(ws, [2, "g", "MeterValues", meter_values_16("1500.5", tx)]))[0] == 3
+        # The stop carries the same bad value in transactionData. A refused stop is one the
+        # charger drops after its retries, so the stop is kept without that sample, flagged.
+        stop = {"transactionId": tx, "meterStop": 2000, "timestamp": AT,
+                "transactionData": meter_values_16(value)["meterValue"]}
+        assert (await rpc(ws, [2, "t", "StopTransaction", stop]))[:2] == [3, "t"]
     assert rows(csms, "SELECT value FROM meter_sample") == [(1500.5,)]
-    assert rows(csms, 'SELECT stopped_at, meter_stop_wh FROM "transaction"') == [(None, None)]
+    ((stopped, energy, review, reason),) = rows(
+        csms, 'SELECT stopped_at, energy_wh, review, review_reason FROM "transaction"')
+    assert stopped is not None and energy == 1000.0
+    assert review == "unstorable sample" and "transactionData[0].sampledValue[0].value" in reason
+    ((kept,),) = rows(csms, "SELECT payload FROM station_event WHERE action='StopTransaction'")
+    assert json.loads(kept)["transactionData"][0]["sampledValue"][0]["value"] == value
 
 
 async def test_v16_signed_data_is_accepted_but_not_stored_as_a_number(

@@ -140,6 +140,8 @@ class Transaction(BaseModel):
     # Short tags for listings ("reconstructed / backward register") and the full reason.
     review = pw.CharField(null=True, max_length=64)
     review_reason = pw.TextField(null=True)
+    # Why a handler flagged it beyond what its readings show (a stop kept without a sample).
+    review_note = pw.TextField(null=True)
 
     class Meta:
         indexes = (

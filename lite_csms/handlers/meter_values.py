@@ -110,6 +110,9 @@ def review_of(transaction: Transaction, found: Measurement) -> tuple[list[str], 
     for problem in found.problems:
         tags.append(problem.partition(":")[0])
         reasons.append(problem)
+    if transaction.review_note:
+        tags.append(transaction.review_note.partition(":")[0])
+        reasons.append(transaction.review_note)
     return tags, reasons
 
 

@@ -100,8 +100,12 @@ def start_v16(
 def stop_v16(
     station_id: str, transaction_id: int, meter_stop_wh: float, at: datetime,
     reason: str | None, id_tag: str | None, samples: Sequence[Sample],
+    review_note: str | None = None,
 ) -> StopOutcome:
-    """Close a 1.6 transaction; an unknown one is reconstructed. A repeat changes nothing."""
+    """Close a 1.6 transaction; an unknown one is reconstructed. A repeat changes nothing.
+
+    `review_note` flags the transaction for review with that reason (e.g. samples left out).
+    """
     auth = authorize(id_tag, at) if id_tag else None
     notes: list[Note] = []
     tx = find_v16(station_id, transaction_id)
@@ -124,6 +128,9 @@ def stop_v16(
     tx.stop_reason = reason or "Local"
     if tx.id_token is None and id_tag and auth is not None:
         tx.id_token, tx.auth_status = id_tag, auth.status
+    if review_note is not None:
+        tx.review_note = review_note
+        notes.append(Note(logging.WARNING, f"{station_id}: transaction {tx.id}: {review_note}"))
     counted = recount(tx)
     smart_charging.transaction_ended(station_id, tx.station_tx_id or str(tx.id))
     notes.extend(_problems(tx, counted))

@@ -31,12 +31,14 @@ def id_tag_info(auth: AuthResult) -> Payload:
     return info
 
 
-def samples(meter_value: list[Payload], field: str = "meterValue") -> list[Sample]:
+def samples(meter_value: list[Payload], field: str = "meterValue",
+            left_out: list[values.UnstorableValue] | None = None) -> list[Sample]:
     """1.6 sampled values: decimal strings, normalised to Wh/W.
 
     A Raw value that is not a finite decimal raises UnstorableValue (PropertyConstraintViolation):
-    storing nothing while acknowledging would lose it. SignedData values are the meter's signed
-    record, not a decimal: accepted and not stored as numbers.
+    storing nothing while acknowledging would lose it. With `left_out` given, such a value is
+    appended there and skipped instead. SignedData values are the meter's signed record, not a
+    decimal: accepted and not stored as numbers.
     """
     found = []
     for i, entry in enumerate(meter_value):
@@ -45,13 +47,19 @@ def samples(meter_value: list[Payload], field: str = "meterValue") -> list[Sampl
             if sampled.get("format") == "SignedData":
                 continue
             path = f"{field}[{i}].sampledValue[{j}].value"
-            sample = Sample.normalised(
-                at, sampled.get("measurand", "Energy.Active.Import.Register"),
-                values.decimal(path, sampled["value"]),
-                sampled.get("unit", "Wh"), sampled.get("phase", ""),
-                sampled.get("location", ""), sampled.get("context", "Sample.Periodic"),
-            )
-            values.check_float(path, sample.value)  # 1e308 kWh overflows once in Wh
+            try:
+                sample = Sample.normalised(
+                    at, sampled.get("measurand", "Energy.Active.Import.Register"),
+                    values.decimal(path, sampled["value"]),
+                    sampled.get("unit", "Wh"), sampled.get("phase", ""),
+                    sampled.get("location", ""), sampled.get("context", "Sample.Periodic"),
+                )
+                values.check_float(path, sample.value)  # 1e308 kWh overflows once in Wh
+            except values.UnstorableValue as exc:
+                if left_out is None:
+                    raise
+                left_out.append(exc)
+                continue
             found.append(sample)
     return found
 
@@ -113,11 +121,26 @@ async def start_transaction(ctx: StationContext, p: Payload) -> Payload:
 
 async def stop_transaction(ctx: StationContext, p: Payload) -> Payload:
     at = timestamps.parse(p["timestamp"])
-    found = samples(p.get("transactionData", []))
-    outcome = await ctx.store.run(lambda: transactions.stop_v16(
-        ctx.station_id, p["transactionId"], float(p["meterStop"]), at, p.get("reason"),
-        p.get("idTag"), found,
-    ))
+    # A refused stop is one the charger drops after its retries. Its meterStop is checked by
+    # the core; a sample in transactionData the store cannot hold is left out instead, the
+    # message kept as received and the transaction flagged.
+    left_out: list[values.UnstorableValue] = []
+    found = samples(p.get("transactionData", []), "transactionData", left_out)
+    note = None
+    if left_out:
+        note = (f"unstorable sample: the stop's transactionData held {len(left_out)} value(s) "
+                f"the store cannot hold, left out ({left_out[0]}); the message is kept as "
+                "received")
+
+    def work() -> transactions.StopOutcome:
+        if note is not None:
+            diagnostics.record_notification(ctx.station_id, "StopTransaction", p, at)
+        return transactions.stop_v16(
+            ctx.station_id, p["transactionId"], float(p["meterStop"]), at, p.get("reason"),
+            p.get("idTag"), found, review_note=note,
+        )
+
+    outcome = await ctx.store.run(work)
     transactions.report(outcome.notes)
     return {} if outcome.auth is None else {"idTagInfo": id_tag_info(outcome.auth)}
 
