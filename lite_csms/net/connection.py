@@ -144,6 +144,8 @@ class StationConnection:
         if self.close_code is not None:
             return  # we closed it ourselves and said why
         reason = exc.reason
+        if reason is None:  # trio-websocket's reader ended without a close (cancelled)
+            return
         self.close_code = reason.code
         self.close_reason = f"closed {reason.code} {reason.reason or ''}".strip()
 

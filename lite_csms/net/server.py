@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from datetime import datetime
 from functools import partial
 
@@ -240,11 +241,11 @@ class CsmsServer:
         log.info("%s: connected with %s", station_id, version.value)
         try:
             await connection.run(on_ready=self._deliver_queued_when_accepted)
-        except trio.Cancelled:
-            # Cancelled from outside: the server is going away, and the station should hear it.
-            await connection.going_away(CANCELLED_CLOSE_TIMEOUT)
-            raise
         finally:
+            # Cancelled from outside (the connection's own nursery may have absorbed the
+            # Cancelled): the server is going away, and the station should hear 1001.
+            if connection.close_code is None and trio.current_effective_deadline() == -math.inf:
+                await connection.going_away(CANCELLED_CLOSE_TIMEOUT)
             live.close_reason = connection.close_reason
             with trio.CancelScope(shield=True):
                 await self._forget(connection)
