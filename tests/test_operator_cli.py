@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import trio
@@ -195,6 +196,9 @@ def test_default_database_rules(tmp_path: Path) -> None:
 def test_version() -> None:
     result = lite_csms("--version")
     assert result.returncode == 0 and result.stdout == f"lite-csms {__version__}\n"
+    # One version for the package and the command: pyproject.toml must agree.
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    assert project["project"]["version"] == __version__
 
 
 def test_a_closed_pipe_ends_the_listing_quietly(tmp_path: Path) -> None:
