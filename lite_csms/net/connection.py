@@ -75,7 +75,7 @@ class StationConnection:
         self.close_reason = "closed"
         # The RFC 6455 code that ended the connection, when a close frame said so.
         self.close_code: int | None = None
-        # OCPP has the CSMS wait for the station to speak first (1.6 §4.2, 2.0.1 B01/B02):
+        # OCPP has the CSMS wait for the station to speak first (1.6 §4.2, 2.0.1 B01-B03):
         # `spoke` is set once a CALL of this connection has been answered; `accepted` once, in
         # addition, the station is accepted (its BootNotification on this connection was
         # Accepted, or it was accepted before and reconnected without booting). Only then do
