@@ -178,6 +178,17 @@ def test_default_database_does_not_depend_on_the_directory(tmp_path: Path) -> No
     assert list(elsewhere.iterdir()) == []
 
 
+def test_an_earlier_releases_database_in_the_directory_is_pointed_at(tmp_path: Path) -> None:
+    env = {**operator_env(tmp_path / "home"), "STATE_DIRECTORY": str(tmp_path / "state")}
+    (tmp_path / "old").mkdir()
+    assert lite_csms("station", "add", "OLD-1", "--database", "lite-csms.sqlite3",
+                     cwd=tmp_path / "old", env=env).returncode == 0
+    listed = lite_csms("station", "list", cwd=tmp_path / "old", env=env)
+    assert listed.returncode == 2 and listed.stderr.count("\n") == 1
+    assert "pass --database lite-csms.sqlite3" in listed.stderr
+    assert not (tmp_path / "state").exists()
+
+
 def test_default_database_rules(tmp_path: Path) -> None:
     name = "lite-csms.sqlite3"
     assert config.default_database({"STATE_DIRECTORY": "/srv/state:/other"}, euid=0) == Path(

@@ -80,13 +80,17 @@ def open_store(settings: config.Settings, *, create: bool,
     path = Path(settings.database)
     if path.exists():
         return open_database(path)
+    # Earlier releases defaulted to the working directory: point at a file left there.
+    old = Path(config.DATABASE_NAME)
+    hint = (f" ({old.resolve()} is an earlier release's default: pass --database {old})"
+            if old.is_file() else "")
     if not create:
         raise CliError(f"database {path} does not exist; give --database or LITE_CSMS_DATABASE, "
-                       "or create it with `lite-csms serve` or `lite-csms station add`")
+                       f"or create it with `lite-csms serve` or `lite-csms station add`{hint}")
     if str(path) == str(config.default_database()):
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     db = open_database(path)
-    say(f"created database {path.resolve()}")
+    say(f"created database {path.resolve()}{hint}")
     return db
 
 
