@@ -16,6 +16,9 @@ from typing import Any
 
 ENV_PREFIX = "LITE_CSMS_"
 INBOUND_MODES = ("lenient", "strict")
+DATABASE_NAME = "lite-csms.sqlite3"
+# Where a root-run service keeps its state when systemd gives no StateDirectory.
+SYSTEM_DATA_DIR = Path("/var/lib/lite-csms")
 
 
 class ConfigError(ValueError):
@@ -26,7 +29,8 @@ class ConfigError(ValueError):
 class Settings:
     host: str = "0.0.0.0"
     port: int = 9000
-    database: str = "lite-csms.sqlite3"
+    # "" until load() resolves it: see default_database().
+    database: str = ""
     # Subprotocols we offer; the charger's order of preference decides among these.
     subprotocols: tuple[str, ...] = ("ocpp2.1", "ocpp2.0.1", "ocpp1.6")
     # Unknown stations are kept as pending instead of refused with 404.
@@ -149,6 +153,27 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is malformed: {exc}") from None
 
 
+def default_database(environ: Mapping[str, str] | None = None, *,
+                     euid: int | None = None) -> Path:
+    """The database used when none is configured, whatever the working directory.
+
+    - `$STATE_DIRECTORY/lite-csms.sqlite3` under systemd with `StateDirectory=lite-csms`;
+    - `/var/lib/lite-csms/lite-csms.sqlite3` for root (a system service);
+    - otherwise `$XDG_DATA_HOME/lite-csms/lite-csms.sqlite3`, by default
+      `~/.local/share/lite-csms/lite-csms.sqlite3` (XDG Base Directory).
+    """
+    environ = os.environ if environ is None else environ
+    euid = os.geteuid() if euid is None and hasattr(os, "geteuid") else euid
+    state = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if state:
+        return Path(state) / DATABASE_NAME
+    if euid == 0:
+        return SYSTEM_DATA_DIR / DATABASE_NAME
+    xdg = environ.get("XDG_DATA_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return base / "lite-csms" / DATABASE_NAME
+
+
 def load(
     config_file: str | Path | None = None,
     *,
@@ -177,4 +202,6 @@ def load(
     for name, value in (overrides or {}).items():
         if value is not None:
             values[name] = _coerce(name, value)
+    if not values.get("database"):
+        values["database"] = str(default_database(environ))
     return _check(Settings(**values, extra=extra))

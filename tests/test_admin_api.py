@@ -123,6 +123,8 @@ async def test_commands_live_offline_and_queued(csms: CsmsInProcess) -> None:
                                                           "queue": True, "ttl": 600})
     assert status == 202 and queued["status"] == "queued"
     async with open_websocket_url(csms.url("API-2"), subprotocols=["ocpp1.6"]) as ws:
+        # Reconnected without a boot: the queue goes out after its first message.
+        assert (await rpc(ws, [2, "h", "Heartbeat", {}]))[:2] == [3, "h"]
         with trio.fail_after(5):
             request = json.loads(await ws.get_message())
         assert request[2] == "ClearCache"

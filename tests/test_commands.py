@@ -31,6 +31,8 @@ async def test_offline_station_fails_clearly_unless_queued(csms: CsmsInProcess) 
     stale = await commands.send("CMD-1", "ClearCache", {}, requested_by="test", queue=True,
                                 ttl=timedelta(seconds=-1))
     async with open_websocket_url(csms.url("CMD-1"), subprotocols=["ocpp1.6"]) as ws:
+        # An accepted station reconnecting without a boot: the queue waits for its first word.
+        assert (await rpc(ws, [2, "h0", "Heartbeat", {}]))[:2] == [3, "h0"]
         with trio.fail_after(5):
             request = await answer_next_call(ws, {"status": "Accepted"})
         assert request[2:] == ["Reset", {"type": "Hard"}]
@@ -94,6 +96,7 @@ async def test_connection_lost_mid_command_is_logged(csms: CsmsInProcess) -> Non
     await register(csms, "CMD-4")
     await csms.server.commands.send("CMD-4", "ClearCache", {}, requested_by="t", queue=True)
     async with open_websocket_url(csms.url("CMD-4"), subprotocols=["ocpp1.6"]) as ws:
+        await rpc(ws, [2, "h0", "Heartbeat", {}])
         with trio.fail_after(5):
             await ws.get_message()  # the queued CALL arrives; we hang up without answering
     with trio.fail_after(5):

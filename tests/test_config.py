@@ -9,7 +9,9 @@ from lite_csms import config
 
 def test_defaults_need_no_file() -> None:
     settings = config.load(environ={})
-    assert settings.port == 9000 and settings.database == "lite-csms.sqlite3"
+    # The database no longer depends on the working directory (see test_operator_cli.py).
+    assert settings.port == 9000 and settings.database == str(config.default_database({}))
+    assert Path(settings.database).is_absolute()
     assert settings.ws_ping_interval == 0
     assert settings.dead_peer_bound == 300 + 30 * 4
 

@@ -22,13 +22,19 @@ ALL = ("ocpp2.1", "ocpp2.0.1", "ocpp1.6")
         ("/CS-001", "CS-001"),
         ("/some/base/url/CS-001", "CS-001"),
         ("/ocpp/CS%20001?x=1", "CS 001"),
+        # Hand-pasted URLs: a trailing slash, a base URL ending in "/" with the id appended.
+        ("/ocpp/CS-001/", "CS-001"),
+        ("/ocpp/CS-001//", "CS-001"),
+        ("/ocpp//CS-001", "CS-001"),
+        ("/ocpp/CS-001/?x=1", "CS-001"),
     ],
 )
 def test_station_id_is_the_last_segment(path: str, station_id: str) -> None:
     assert station_id_from_path(path) == station_id
 
 
-@pytest.mark.parametrize("path", ["/ocpp/", "/", "/ocpp/a%3Ab", "/ocpp/" + "x" * 49])
+@pytest.mark.parametrize("path", ["/ocpp/", "/", "//", "", "/CS-001/", "/ocpp/a%3Ab",
+                                  "/ocpp/a%2Fb/", "/ocpp/" + "x" * 49])
 def test_bad_station_ids(path: str) -> None:
     with pytest.raises(InvalidStationId):
         station_id_from_path(path)

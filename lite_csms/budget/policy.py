@@ -1,8 +1,9 @@
 """The budget policy: keep each station's settings at its level, and move it between levels.
 
-A station's level lives in SQLite (StationBudget). When the station is accepted, the policy
-sends only the settings the station does not already hold, so a reconnect costs nothing
-extra. Every move between levels is logged with its reason and the station's answers.
+A station's level lives in SQLite (StationBudget). When the station is accepted on a
+connection (its BootNotification Accepted, or its first message after a reconnect without a
+boot), the policy sends only the settings the station does not already hold, so a reconnect
+costs nothing extra. Every move between levels is logged with its reason and the station's answers.
 """
 
 from __future__ import annotations
@@ -139,8 +140,11 @@ class BudgetPolicy:
         while True:
             await trio.sleep(interval)
             for station_id, connection in list(connections.items()):
+                # A station that has not booted (or spoken) on this connection gets nothing
+                # yet: the move is recorded, and on_accepted applies the level later.
+                ready = connection if connection.accepted.is_set() else None
                 try:
-                    await self.evaluate_one(station_id, connection)
+                    await self.evaluate_one(station_id, ready)
                 except Exception as exc:  # one station's failure must not stop the others
                     log.exception("%s: budget policy failed: %s", station_id, exc)
 

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
+import peewee as pw
 import trio
 
-from lite_csms import config
+from lite_csms import __version__, config
 from lite_csms.cli import apikeys, budget, remote, stations, tokens, transactions
 from lite_csms.cli.output import CliError
 from lite_csms.db.database import DatabaseError, open_database
+from lite_csms.net.ports import PortBusy
+
+# 128 + SIGPIPE: what a shell reports for a tool its reader stopped listening to.
+EXIT_BROKEN_PIPE = 141
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,11 +29,14 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--config", default=argparse.SUPPRESS,
                         help="TOML settings file (env LITE_CSMS_CONFIG)")
     common.add_argument("--database", default=argparse.SUPPRESS,
-                        help="SQLite file (default lite-csms.sqlite3)")
+                        help="SQLite file (env LITE_CSMS_DATABASE; default "
+                             "~/.local/share/lite-csms/lite-csms.sqlite3, for root "
+                             "/var/lib/lite-csms/lite-csms.sqlite3)")
     parser = argparse.ArgumentParser(
         prog="lite-csms", parents=[common],
         description="A lightweight, low-bandwidth OCPP-J CSMS on trio and SQLite.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", parents=[common], help="run the OCPP-J server")
     serve.add_argument("--host")
@@ -59,24 +69,72 @@ def _settings(args: argparse.Namespace) -> config.Settings:
     return config.load(getattr(args, "config", None), overrides=overrides)
 
 
+def creates_database(args: argparse.Namespace) -> bool:
+    """Only `serve` and the `add` commands may create the database; reading never does."""
+    if args.command == "serve":
+        return True
+    sub = getattr(args, f"{args.command}_command", None)
+    return sub == "add"
+
+
+def open_store(settings: config.Settings, *, create: bool,
+               say: Callable[[str], None]) -> pw.SqliteDatabase:
+    """Open the configured database. A missing one is created (with its directory, for the
+    default location) only when `create`, and then `say` names it; otherwise it is an error.
+    """
+    path = Path(settings.database)
+    if path.exists():
+        return open_database(path)
+    # Earlier releases defaulted to the working directory: point at a file left there.
+    old = Path(config.DATABASE_NAME)
+    hint = (f" ({old.resolve()} is an earlier release's default: pass --database {old})"
+            if old.is_file() else "")
+    if not create:
+        raise CliError(f"database {path} does not exist; give --database or LITE_CSMS_DATABASE, "
+                       f"or create it with `lite-csms serve` or `lite-csms station add`{hint}")
+    if str(path) == str(config.default_database()):
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    db = open_database(path)
+    say(f"created database {path.resolve()}{hint}")
+    return db
+
+
 def _serve(settings: config.Settings) -> int:
+    from lite_csms.net.ports import hold_ports
     from lite_csms.net.server import CsmsServer
 
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    db = open_database(settings.database)
-    server = CsmsServer(settings, db)
+    log = logging.getLogger("lite_csms")
+    # The ports first: a second server on them must fail before it touches the database.
+    held = hold_ports(settings.host, settings.port,
+                      settings.admin_host if settings.admin_enabled else None,
+                      settings.admin_port)
+    try:
+        db = open_store(settings, create=True, say=log.info)
+    except BaseException:
+        held.close()
+        raise
+    log.info("database %s", Path(settings.database).resolve())
+    server = CsmsServer(settings, db, held)
 
     async def main() -> None:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(server.run)
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for signum in signals:
-                    logging.getLogger("lite_csms").info("stopping on signal %d", signum)
-                    nursery.cancel_scope.cancel()
-                    break
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+                async def on_signals() -> None:
+                    async for signum in signals:
+                        if server.stopping:
+                            log.info("second signal %d: stopping at once", signum)
+                            nursery.cancel_scope.cancel()
+                            return
+                        log.info("stopping on signal %d", signum)
+                        server.stop()
+
+                nursery.start_soon(on_signals)
+                await server.run()
+                nursery.cancel_scope.cancel()
 
     try:
         trio.run(main)
@@ -85,7 +143,25 @@ def _serve(settings: config.Settings) -> int:
     return 0
 
 
+def _quiet_broken_pipe() -> int:
+    # The reader (`| head`) has gone: nothing more can be shown. Point stdout at /dev/null
+    # so that the interpreter's final flush does not complain either.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = _settings(args)
@@ -93,7 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(settings)
         if args.command in ("remote", "config"):
             return remote.run(args, settings)
-        db = open_database(settings.database)
+        db = open_store(settings, create=creates_database(args),
+                        say=lambda line: print(f"lite-csms: {line}", file=sys.stderr))
         try:
             if args.command == "budget":
                 return budget.run(args, settings)
@@ -102,9 +179,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return handler[args.command](args)
         finally:
             db.close()
-    except (config.ConfigError, DatabaseError, CliError) as exc:
+    except (config.ConfigError, DatabaseError, CliError, PortBusy) as exc:
         print(f"lite-csms: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
+        if isinstance(exc, BrokenPipeError):
+            raise
         print(f"lite-csms: error: {exc.strerror or exc}", file=sys.stderr)
         return 2

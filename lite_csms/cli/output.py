@@ -14,6 +14,39 @@ class CliError(Exception):
     """A one-line error for the user; the command exits non-zero."""
 
 
+# The admin API names its body's fields; the CLI has flags for them.
+_API_TO_CLI_WORDS = [
+    ('"queue": true', "--queue"), ('"ttl"', "--ttl"), ("ttl must", "--ttl must"),
+    ("expires_in", "--expires-in"), ("queue true or false", "--queue"),
+]
+
+
+def api_error(status: int, message: str, station_id: str | None = None) -> CliError:
+    """An admin API error (HTTP status and its "error" text) in the CLI's words.
+
+    404 "not found" names what was not found; "offline, send with "queue": true" becomes the
+    --queue advice; the API's field names become flags.
+    """
+    subject = f"station {station_id}" if station_id else "it"
+    if status == 404 and message == "not found":
+        return CliError(f"{subject} not found")
+    if status == 401:
+        return CliError(f"the admin API refused the key in LITE_CSMS_API_KEY (or api_key): "
+                        f"{message}")
+    if status == 409 and '"queue": true' in message:
+        reason = message.split(";", 1)[0]
+        if reason.endswith("is not connected"):
+            return CliError(f"{subject} is offline; add --queue to deliver it when it "
+                            "reconnects")
+        return CliError(f"{reason}; add --queue to deliver it once it has")
+    if status == 409 and message.startswith("the station has never connected"):
+        return CliError(f"{subject} has never connected, so its OCPP version is unknown: "
+                        "nothing can be sent or queued yet")
+    for api_words, cli_words in _API_TO_CLI_WORDS:
+        message = message.replace(api_words, cli_words)
+    return CliError(message)
+
+
 def _plain(value: Any) -> str:
     if value is None:
         return "-"

@@ -13,7 +13,7 @@ import urllib.request
 from typing import Any
 
 from lite_csms.cli import remote_management
-from lite_csms.cli.output import CliError
+from lite_csms.cli.output import CliError, api_error
 from lite_csms.config import Settings
 
 
@@ -149,9 +149,9 @@ def call_api(settings: Settings, method: str, path: str, body: dict[str, Any] | 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     operation, op_args = _operation(args)
     body = {"operation": operation, "args": op_args, "queue": args.queue, "ttl": args.ttl}
-    _, answer = call_api(settings, "POST", f"/stations/{args.station_id}/commands", body)
+    status, answer = call_api(settings, "POST", f"/stations/{args.station_id}/commands", body)
     if "error" in answer:
-        raise CliError(answer["error"])
+        raise api_error(status, str(answer["error"]), args.station_id)
     if args.json:
         print(json.dumps(answer, indent=2))
         return 0 if answer["status"] in ("queued", "answered") else 1

@@ -32,6 +32,14 @@ class StationOffline(Exception):
     """The station is not connected and queueing was not asked for."""
 
 
+class StationNotReady(StationOffline):
+    """The station is connected but has not sent a message on this connection yet.
+
+    OCPP has the CSMS wait for the station to speak first, so the command is refused like an
+    offline one, or queued and sent once the station is accepted on this connection.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class CommandOutcome:
     command_id: int
@@ -53,11 +61,16 @@ class CommandSender:
     ) -> CommandOutcome:
         now = timestamps.now_utc()
         connection = self._connections.get(station_id)
-        if connection is None:
+        # No await between this check and the queued row's submission: a connection that
+        # becomes ready meanwhile takes its queue in a later store job, so it sees the row.
+        if connection is None or not connection.spoke.is_set():
             status = "queued" if queue else "offline"
             command_id = await self._store.run(partial(
                 log_.create, station_id, action, payload, requested_by, status, now,
                 ttl if queue else None))
+            if not queue and connection is not None:
+                raise StationNotReady(f"station {station_id} is connected but has not sent "
+                                      "its first message yet")
             if not queue:
                 raise StationOffline(f"station {station_id} is not connected")
             log.info("%s: %s queued as command %d", station_id, action, command_id)

@@ -40,6 +40,9 @@ INBOUND_QUEUE = 4
 # Close codes (RFC 6455): 1003 unsupported data, 1001 going away.
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_REPLACED = 1001
+CLOSE_GOING_AWAY = 1001
+# Closes that end a connection as intended; any other ending is worth a warning.
+ORDERLY_CLOSE_CODES = frozenset({1000, 1001})
 
 
 # Traffic that no valid message explains: garbage, a broken answer, an unknown id.
@@ -76,9 +79,15 @@ class StationConnection:
         self._waiters: dict[str, _Waiter] = {}
         self._scope = trio.CancelScope()
         self.close_reason = "closed"
-        # Set once the station may receive our CALLs: accepted now, or after its BootNotification.
+        # The RFC 6455 code that ended the connection, when a close frame said so.
+        self.close_code: int | None = None
+        # OCPP has the CSMS wait for the station to speak first (1.6 §4.2, 2.0.1 B01-B03):
+        # `spoke` is set once a CALL of this connection has been answered; `accepted` once, in
+        # addition, the station is accepted (its BootNotification on this connection was
+        # Accepted, or it was accepted before and reconnected without booting). Only then do
+        # queued commands and automatic settings go out.
+        self.spoke = trio.Event()
         self.accepted = trio.Event()
-        self._note_registration()
 
     async def run(self, on_ready: Callable[[StationConnection], Awaitable[Any]] | None = None
                   ) -> None:
@@ -104,9 +113,17 @@ class StationConnection:
     async def replace(self) -> None:
         """A newer connection from the same station takes over: close this one."""
         self.close_reason = "replaced by a new connection"
+        self.close_code = CLOSE_REPLACED
         self._scope.cancel()
         with trio.move_on_after(2):
             await self.ws.aclose(CLOSE_REPLACED, "replaced by a new connection")
+
+    async def going_away(self, timeout: float) -> None:
+        """The server stops: close with 1001 Going Away, waiting at most `timeout` seconds."""
+        self.close_reason = "server shutting down"
+        self.close_code = CLOSE_GOING_AWAY
+        with trio.CancelScope(shield=True), trio.move_on_after(timeout):
+            await self.ws.aclose(CLOSE_GOING_AWAY, "server shutting down")
 
     # ---- inbound ---------------------------------------------------------------------------
     async def _read_loop(self, scope: trio.CancelScope) -> None:
@@ -125,10 +142,18 @@ class StationConnection:
                 for event in events:
                     await self._on_event(event)
         except ConnectionClosed as exc:
-            reason = exc.reason
-            self.close_reason = f"closed {reason.code} {reason.reason or ''}".strip()
+            self._note_close(exc)
         finally:
             scope.cancel()
+
+    def _note_close(self, exc: ConnectionClosed) -> None:
+        if self.close_code is not None:
+            return  # we closed it ourselves and said why
+        reason = exc.reason
+        if reason is None:  # trio-websocket's reader ended without a close (cancelled)
+            return
+        self.close_code = reason.code
+        self.close_reason = f"closed {reason.code} {reason.reason or ''}".strip()
 
     async def _on_event(self, event: Event) -> None:
         match event:
@@ -155,10 +180,17 @@ class StationConnection:
 
     async def _dispatch_loop(self) -> None:
         async for call in self._calls_out:
-            await self._send(await self._answer(call), call.action)
-            self._note_registration()
+            try:
+                await self._send(await self._answer(call), call.action)
+            except ConnectionClosed as exc:
+                # The station hung up before its answer went out; the reader ends the rest.
+                self._note_close(exc)
+                return
+            self._note_spoken()
 
-    def _note_registration(self) -> None:
+    def _note_spoken(self) -> None:
+        # After the answer is on the wire, so that our first CALL follows it.
+        self.spoke.set()
         if self.ctx.registration == "accepted":
             self.accepted.set()
 
@@ -213,7 +245,10 @@ class StationConnection:
         while True:
             await trio.sleep(interval)
             with trio.move_on_after(interval) as wait:
-                await self.ws.ping()
+                try:
+                    await self.ws.ping()
+                except ConnectionClosed:
+                    return  # the reader has seen the close and ends the connection
             if wait.cancelled_caught:
                 log.warning("%s: no pong within %g s", self.station_id, interval)
                 self.close_reason = "ping timeout"
@@ -232,7 +267,12 @@ class StationConnection:
             waiter = _Waiter()
             self._waiters[message_id] = waiter
             try:
-                await self._send(text, action)
+                try:
+                    await self._send(text, action)
+                except ConnectionClosed as exc:
+                    self._note_close(exc)
+                    return CallFailed(message_id, action, "ConnectionClosed",
+                                      self.close_reason, {})
                 deadline = self.session.next_deadline()
                 with trio.move_on_at(deadline if deadline is not None else trio.current_time()):
                     await waiter.event.wait()

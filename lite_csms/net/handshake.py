@@ -30,15 +30,21 @@ def check_station_id(station_id: str) -> str:
 
 
 def station_id_from_path(path: str) -> str:
-    """The last segment of the request path, percent-decoded.
+    """The last non-empty segment of the request path, percent-decoded.
 
     Chargers are configured with a base URL and append their own id, so `/ocpp/CS-001`,
-    `/CS-001` and `/anything/CS-001` all name CS-001.
+    `/CS-001` and `/anything/CS-001` all name CS-001. People paste URLs by hand, so empty
+    segments are ignored: `/ocpp/CS-001/` and `/ocpp//CS-001` (a base URL ending in "/")
+    name CS-001 too. A lone segment with a trailing slash (`/ocpp/`) names nothing: that is
+    the shape of a base URL to which no id was appended, and it must not name "ocpp".
     """
-    # No trailing-slash stripping: "/ocpp/" names no station, it must not name "ocpp".
     raw_path = path.split("?", 1)[0].split("#", 1)[0]
-    last = raw_path.rsplit("/", 1)[-1]
-    return check_station_id(urllib.parse.unquote(last))
+    segments = [segment for segment in raw_path.split("/") if segment]
+    if not segments:
+        raise InvalidStationId("the station id is empty")
+    if len(segments) == 1 and raw_path.endswith("/"):
+        raise InvalidStationId(f"no station id after {raw_path!r}: append the station id")
+    return check_station_id(urllib.parse.unquote(segments[-1]))
 
 
 def choose_subprotocol(proposed: Iterable[str], offered: Sequence[str]) -> Version | None:

@@ -67,6 +67,18 @@ class _ExplainingWebSocketConnection(WebSocketConnection):
         await super()._handle_close_connection_event(event)
 
 
+def peer_of(sock: trio.socket.SocketType | None) -> str:
+    """The peer as host:port ([host]:port for IPv6), for the log."""
+    try:
+        address = sock.getpeername() if sock is not None else None
+    except OSError:
+        address = None
+    if not isinstance(address, tuple):
+        return "an unknown peer"
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
     if isinstance(stream, trio.SSLStream):
         stream = stream.transport_stream
@@ -85,10 +97,16 @@ class WebSocketListener:
         self._ssl_context = ssl_context
 
     async def serve(
-        self, *, task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED
+        self, sockets: list[socket.socket] | None = None, *,
+        task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        host = self.options.host or None
-        listeners = await trio.open_tcp_listeners(self.options.port, host=host)
+        """Serve on already bound, listening `sockets`, or bind host:port from the options."""
+        if sockets is None:
+            host = self.options.host or None
+            listeners = await trio.open_tcp_listeners(self.options.port, host=host)
+        else:
+            listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+                         for sock in sockets]
         for listener in listeners:
             configure_socket(listener.socket, self.options)
         task_status.started(listeners)
@@ -96,17 +114,18 @@ class WebSocketListener:
 
     async def _guarded(self, stream: trio.abc.Stream) -> None:
         meter: ConnectionMeter | None = None
+        sock = _socket_of(stream)
+        peer = peer_of(sock)
         try:
-            sock = _socket_of(stream)
             if sock is not None:
                 configure_socket(sock, self.options)
             meter = ConnectionMeter(sock, server_side=True,
                                     family=sock.family if sock is not None else socket.AF_INET)
             plain = await self._secure(stream, meter)
             if plain is not None:
-                await self._serve_stream(plain, meter)
+                await self._serve_stream(plain, meter, peer)
         except Exception as exc:  # one broken connection must never stop the server
-            log.warning("connection error: %s", _describe(exc))
+            log.warning("connection error from %s: %s", peer, _describe(exc))
         finally:
             # Before the socket closes: TCP_INFO is read from it one last time.
             if meter is not None and self._on_closed is not None:
@@ -124,10 +143,12 @@ class WebSocketListener:
             await tls.do_handshake()
             meter.tls_done(resumed=bool(tls.session_reused))
             return meter.wrap_plain(tls)
-        log.info("TLS handshake did not complete within %g s", self.options.handshake_timeout)
+        log.info("TLS handshake from %s did not complete within %g s", _peer_of_stream(stream),
+                 self.options.handshake_timeout)
         return None
 
-    async def _serve_stream(self, stream: trio.abc.Stream, meter: ConnectionMeter) -> None:
+    async def _serve_stream(self, stream: trio.abc.Stream, meter: ConnectionMeter, peer: str
+                            ) -> None:
         connection = _ExplainingWebSocketConnection(
             stream, WSConnection(ConnectionType.SERVER),
             message_queue_size=self.options.message_queue_size,
@@ -149,7 +170,7 @@ class WebSocketListener:
             with handshake:
                 request = await connection._get_request()
             if request is None:
-                log.info("handshake from %s did not complete", connection.remote)
+                log.info("handshake from %s did not complete", peer)
                 nursery.cancel_scope.cancel()
                 return
             try:
@@ -158,6 +179,10 @@ class WebSocketListener:
                 with trio.move_on_after(self.options.close_timeout):
                     await connection.aclose()
                 nursery.cancel_scope.cancel()
+
+
+def _peer_of_stream(stream: trio.abc.Stream) -> str:
+    return peer_of(_socket_of(stream))
 
 
 def _describe(exc: BaseException) -> str:

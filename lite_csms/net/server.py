@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from datetime import datetime
 from functools import partial
 
@@ -19,7 +20,7 @@ from lite_csms.db.models import Station
 from lite_csms.db.writer import StoreWriter
 from lite_csms.handlers import authorization, provisioning, reservation
 from lite_csms.net.commands import CommandSender
-from lite_csms.net.connection import StationConnection
+from lite_csms.net.connection import ORDERLY_CLOSE_CODES, StationConnection
 from lite_csms.net.handshake import (
     InvalidStationId,
     basic_credentials,
@@ -27,6 +28,7 @@ from lite_csms.net.handshake import (
     station_id_from_path,
 )
 from lite_csms.net.listener import ListenOptions, WebSocketListener
+from lite_csms.net.ports import HeldPorts, hold_ports
 from lite_csms.net.tls import server_context
 from lite_csms.ocppj import timestamps
 from lite_csms.ocppj.versions import Version
@@ -38,12 +40,22 @@ log = logging.getLogger("lite_csms.net")
 CLOSE_PROTOCOL_ERROR = 1002
 # scrypt uses 16 MiB a check; this bounds the memory a reconnect storm can take.
 PASSWORD_CHECKS_AT_ONCE = 2
+# On shutdown every station is told 1001 Going Away; a station that does not answer the
+# close within this many seconds is dropped (all stations at once, so shutdown waits this).
+GOING_AWAY_TIMEOUT = 2.0
+# When the server is cancelled without stop(), its readers are gone: no close answer can
+# arrive, so this only bounds sending the close frame.
+CANCELLED_CLOSE_TIMEOUT = 0.5
 
 
 class CsmsServer:
-    def __init__(self, settings: Settings, db: pw.SqliteDatabase) -> None:
+    def __init__(self, settings: Settings, db: pw.SqliteDatabase,
+                 held: HeldPorts | None = None) -> None:
+        """`held`: ports already bound (see net/ports.py); otherwise run() binds them first."""
         self.settings = settings
         authorization.set_free_charging(settings.free_charging)
+        self._held = held
+        self._stopping = trio.Event()
         self.store = StoreWriter(db)
         self.connections: dict[str, StationConnection] = {}
         self.commands = CommandSender(self.store, self.connections)
@@ -73,19 +85,43 @@ class CsmsServer:
 
     async def run(self, *, task_status: trio.TaskStatus[list[int]] = trio.TASK_STATUS_IGNORED
                   ) -> None:
+        """Serve until stop() or cancellation. Raises PortBusy, having touched nothing, when
+        a port is taken: the database is shared with whoever holds it."""
+        held = self._held or hold_ports(
+            self.settings.host, self.settings.port,
+            self.settings.admin_host if self.settings.admin_enabled else None,
+            self.settings.admin_port)
+        self._held = None
+        try:
+            await self._run(held, task_status)
+        finally:
+            held.close()
+
+    def stop(self) -> None:
+        """Begin an orderly shutdown: every station gets 1001 Going Away, then run() returns."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def _run(self, held: HeldPorts, task_status: trio.TaskStatus[list[int]]) -> None:
         async with trio.open_nursery() as writer_nursery:
             await writer_nursery.start(self.store.serve)
             try:
                 await self.store.run(provisioning.mark_all_offline)
                 async with trio.open_nursery() as nursery:
-                    listeners = await nursery.start(self.listener.serve)
+                    listeners = await nursery.start(self.listener.serve, held.ocpp)
                     self.ports = sorted({lst.socket.getsockname()[1] for lst in listeners})
                     nursery.start_soon(self._flush_last_seen)
                     nursery.start_soon(self.traffic.run, self.settings.traffic_flush_interval)
                     nursery.start_soon(self.policy.run, self.connections,
                                        self.settings.budget_policy_interval)
-                    if self.settings.admin_enabled:
-                        self.admin_port = await nursery.start(self._serve_admin)
+                    if held.admin is not None:
+                        # hypercorn takes the descriptor over and closes it itself.
+                        fd, held.admin = held.admin.detach(), None
+                        self.admin_port = await nursery.start(self._serve_admin, fd)
+                    nursery.start_soon(self._stop_when_asked, nursery.cancel_scope)
                     log.info("serving OCPP-J on %s port %s", self.settings.host, self.ports)
                     task_status.started(self.ports)
             finally:
@@ -94,7 +130,16 @@ class CsmsServer:
                     await self.traffic.flush()
                 self.store.close()
 
-    async def _serve_admin(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+    async def _stop_when_asked(self, scope: trio.CancelScope) -> None:
+        await self._stopping.wait()
+        log.info("stopping: closing %d station connections", len(self.connections))
+        async with trio.open_nursery() as closing:
+            for connection in list(self.connections.values()):
+                closing.start_soon(connection.going_away, GOING_AWAY_TIMEOUT)
+        scope.cancel()
+
+    async def _serve_admin(self, fd: int, *,
+                           task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
                            ) -> None:
         from hypercorn.config import Config
         from hypercorn.trio import serve
@@ -102,7 +147,7 @@ class CsmsServer:
         from lite_csms.admin.app import build_app
 
         config = Config()
-        config.bind = [f"{self.settings.admin_host}:{self.settings.admin_port}"]
+        config.bind = [f"fd://{fd}"]
         config.accesslog = None
         config.errorlog = logging.getLogger("lite_csms.admin")
         async with trio.open_nursery() as nursery:
@@ -198,19 +243,27 @@ class CsmsServer:
         try:
             await connection.run(on_ready=self._deliver_queued_when_accepted)
         finally:
+            # Cancelled from outside (the connection's own nursery may have absorbed the
+            # Cancelled): the server is going away, and the station should hear 1001.
+            if connection.close_code is None and trio.current_effective_deadline() == -math.inf:
+                await connection.going_away(CANCELLED_CLOSE_TIMEOUT)
             live.close_reason = connection.close_reason
             with trio.CancelScope(shield=True):
                 await self._forget(connection)
 
     async def _deliver_queued_when_accepted(self, connection: StationConnection) -> None:
-        # OCPP forbids CSMS requests to a station that is not (yet) accepted.
+        # OCPP has the CSMS wait for the station: nothing automatic goes out before its
+        # BootNotification on this connection is Accepted, or, for a station accepted before,
+        # before its first message on this connection (see StationConnection.accepted).
         await connection.accepted.wait()
         await self.commands.deliver_queued(connection)
         await self.policy.on_accepted(connection)
 
     async def _forget(self, connection: StationConnection) -> None:
         station_id = connection.station_id
-        log.info("%s: disconnected (%s)", station_id, connection.close_reason)
+        orderly = connection.close_code in ORDERLY_CLOSE_CODES
+        log.log(logging.INFO if orderly else logging.WARNING, "%s: disconnected (%s)",
+                station_id, connection.close_reason)
         if self.connections.get(station_id) is not connection:
             return  # replaced: the new connection owns the station's presence now
         del self.connections[station_id]

@@ -1,0 +1,117 @@
+"""How connections end, and what the log says about it.
+
+Shutdown (SIGTERM, SIGINT, or the server task cancelled) closes every station with 1001 Going
+Away within a bounded time; an orderly close (1000, 1001) is logged at INFO, any other end at
+WARNING; a port probe is logged with the peer's address.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import struct
+import time
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests import rawws
+from tests.conftest import start_csms_process, start_in_process, stop_csms_process
+from tests.test_server import BOOT_16, register
+
+
+async def booted_station(port: int, station_id: str) -> trio.SocketStream:
+    stream, response = await rawws.connect(port, f"/ocpp/{station_id}")
+    assert response.startswith(b"HTTP/1.1 101"), response
+    await stream.send_all(rawws.frame(1, json.dumps(
+        [2, "b", "BootNotification", BOOT_16]).encode()))
+    buffer = bytearray()
+    with trio.fail_after(5):
+        opcode, payload = await rawws.read_frame(stream, buffer)
+    assert opcode == 1 and json.loads(payload)[2]["status"] == "Accepted"
+    return stream
+
+
+def records(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name.startswith("lite_csms") and text in r.message]
+
+
+async def test_cancelled_server_closes_every_station_with_1001(tmp_path, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    async with trio.open_nursery() as nursery:
+        csms = await start_in_process(nursery, tmp_path)
+        for station_id in ("SD-1", "SD-2"):
+            await register(csms, station_id)
+        streams = [await booted_station(csms.port, sid) for sid in ("SD-1", "SD-2")]
+        started = trio.current_time()
+        nursery.cancel_scope.cancel()
+    assert trio.current_time() - started < 3
+    for stream in streams:
+        assert await rawws.close_code(stream) == 1001
+    goodbyes = records(caplog, "disconnected (server shutting down)")
+    assert len(goodbyes) == 2 and all(r.levelno == logging.INFO for r in goodbyes)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_signal_closes_every_station_with_1001_and_exits(tmp_path: Path, signum) -> None:
+    csms = start_csms_process(tmp_path)
+    try:
+        assert csms.cli("station", "add", "SD-3", "--no-password").returncode == 0
+        stream = await booted_station(csms.port, "SD-3")
+        started = time.monotonic()
+        csms.process.send_signal(signum)
+        assert await rawws.close_code(stream) == 1001
+        assert csms.process.wait(timeout=10) == 0
+        assert time.monotonic() - started < 5
+        log = csms.log()
+        assert "SD-3: disconnected (server shutting down)" in log
+        assert "Traceback" not in log
+        listing = json.loads(csms.cli("station", "list", "--json").stdout)
+        assert [(s["id"], s["online"]) for s in listing] == [("SD-3", False)]
+    finally:
+        if csms.process.poll() is None:
+            stop_csms_process(csms)
+
+
+async def test_normal_close_is_info_and_abnormal_is_warning(nursery, tmp_path, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    csms = await start_in_process(nursery, tmp_path)
+    await register(csms, "SD-4")
+    # A Heartbeat and the close in one write: our answer meets a closed connection.
+    stream, _ = await rawws.connect(csms.port, "/ocpp/SD-4")
+    await stream.send_all(
+        rawws.frame(1, json.dumps([2, "h", "Heartbeat", {}]).encode())
+        + rawws.frame(8, struct.pack("!H", 1000)))
+    assert await rawws.close_code(stream) == 1000
+    with trio.fail_after(5):
+        while not records(caplog, "SD-4: disconnected"):
+            await trio.sleep(0.02)
+    await trio.sleep(0.1)
+    closed = records(caplog, "SD-4: disconnected")
+    assert [(r.levelno, r.message) for r in closed] == [
+        (logging.INFO, "SD-4: disconnected (closed 1000)")]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+    # The TCP connection dropped without a close frame: that is worth a warning.
+    stream, _ = await rawws.connect(csms.port, "/ocpp/SD-4")
+    await stream.aclose()
+    with trio.fail_after(5):
+        while not records(caplog, "SD-4: disconnected (closed 1006"):
+            await trio.sleep(0.02)
+    assert records(caplog, "SD-4: disconnected (closed 1006")[0].levelno == logging.WARNING
+
+
+async def test_port_probe_is_logged_with_the_peer_address(nursery, tmp_path, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    csms = await start_in_process(nursery, tmp_path)
+    probe = await trio.open_tcp_stream("127.0.0.1", csms.port)
+    local_port = probe.socket.getsockname()[1]
+    await probe.aclose()
+    with trio.fail_after(5):
+        while not records(caplog, "did not complete"):
+            await trio.sleep(0.02)
+    assert [r.message for r in records(caplog, "did not complete")] == [
+        f"handshake from 127.0.0.1:{local_port} did not complete"]
+    assert not records(caplog, "object at 0x")
