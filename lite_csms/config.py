@@ -67,6 +67,15 @@ class Settings:
     budget_policy_interval: float = 900.0
     # Used by the CLI's remote commands to call the admin API (or LITE_CSMS_API_KEY).
     api_key: str = ""
+    # permessage-deflate (RFC 7692), accepted whenever a charger offers it. The window (9..15
+    # bits) is ours and the one we ask of the charger when it lets us; mem_level (1..9) sizes
+    # our compressor. Memory and bytes per choice: docs/DATA-BUDGET.md.
+    ws_deflate: bool = True
+    ws_deflate_window_bits: int = 11
+    ws_deflate_mem_level: int = 4
+    # Lifetime of a TLS session ticket (seconds): a charger resumes within it for a cheaper
+    # handshake. OpenSSL's default is 7200; TLS 1.3 caps it at 7 days (RFC 8446 4.6.1).
+    tls_ticket_lifetime: int = 86400
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -124,6 +133,12 @@ def _check(settings: Settings) -> Settings:
         raise ConfigError("budget_cycle_day: 1 to 28, so that every month has the day")
     if not 0 < settings.budget_warn_ratio < 1:
         raise ConfigError("budget_warn_ratio: between 0 and 1")
+    if not 9 <= settings.ws_deflate_window_bits <= 15:
+        raise ConfigError("ws_deflate_window_bits: 9 to 15")
+    if not 1 <= settings.ws_deflate_mem_level <= 9:
+        raise ConfigError("ws_deflate_mem_level: 1 to 9")
+    if not 1 <= settings.tls_ticket_lifetime <= 604800:
+        raise ConfigError("tls_ticket_lifetime: 1 to 604800 seconds (TLS 1.3 caps it at 7 days)")
     if settings.max_message_size < 1024:
         raise ConfigError("max_message_size: at least 1024 bytes")
     return settings
