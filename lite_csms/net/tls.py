@@ -28,6 +28,10 @@ DEFAULT_TICKET_LIFETIME = 86400
 MAX_TICKET_LIFETIME = 604800
 
 
+# Python's verify modes as OpenSSL spells them: SSL_VERIFY_PEER 1, FAIL_IF_NO_PEER_CERT 2.
+_OPENSSL_VERIFY = {ssl.CERT_NONE: 0, ssl.CERT_OPTIONAL: 1, ssl.CERT_REQUIRED: 3}
+
+
 class TlsConfigError(ValueError):
     pass
 
@@ -82,7 +86,7 @@ def _ssl_ctx_pointer(context: ssl.SSLContext, lib: ctypes.CDLL) -> int | None:
         return None
     if lib.SSL_CTX_get_options(pointer) != int(context.options):
         return None
-    if lib.SSL_CTX_get_verify_mode(pointer) != int(context.verify_mode):
+    if lib.SSL_CTX_get_verify_mode(pointer) & 3 != _OPENSSL_VERIFY[context.verify_mode]:
         return None
     return pointer
 
