@@ -268,9 +268,9 @@ def test_deflate_off_is_refused_politely(tmp_path, monkeypatch):
 
 
 # ---- bombs ---------------------------------------------------------------------------------
-def _masked_frame(payload: bytes, *, rsv1: bool, opcode: int = 1) -> bytes:
+def _masked_frame(payload: bytes, *, rsv1: bool, opcode: int = 1, fin: bool = True) -> bytes:
     mask = os.urandom(4)
-    first = 0x80 | (0x40 if rsv1 else 0) | opcode
+    first = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
     n = len(payload)
     if n < 126:
         header = struct.pack("!BB", first, 0x80 | n)
@@ -312,6 +312,56 @@ def _raw_upgrade(port: int, station_id: str, password: str) -> tuple[socket.sock
     assert head.startswith(b"HTTP/1.1 101"), head
     assert b"permessage-deflate" in head
     return sock, rest
+
+
+def _frames(sock: socket.socket, buffer: bytes, count: int) -> list[tuple[int, bool, bytes]]:
+    """`count` unmasked server frames: (opcode, rsv1, payload)."""
+    frames = []
+    sock.settimeout(10)
+    while len(frames) < count:
+        if len(buffer) >= 2:
+            length, offset = buffer[1] & 0x7F, 2
+            if length == 126 and len(buffer) >= 4:
+                length, offset = struct.unpack("!H", buffer[2:4])[0], 4
+            if len(buffer) >= offset + length:
+                frames.append((buffer[0] & 0x0F, bool(buffer[0] & 0x40),
+                               buffer[offset:offset + length]))
+                buffer = buffer[offset + length:]
+                continue
+        chunk = sock.recv(65536)
+        assert chunk, "server closed"
+        buffer += chunk
+    return frames
+
+
+def test_pings_between_and_inside_compressed_messages(csms_process):
+    password = register(csms_process, "DF-PING")
+    sock, rest = _raw_upgrade(csms_process.port, "DF-PING", password)
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+
+    def deflate(text: bytes) -> bytes:
+        return (compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+    inflater = zlib.decompressobj(-15)
+    try:
+        boot = (b'[2,"1","BootNotification",{"chargePointModel":"M",'
+                b'"chargePointVendor":"V"}]')
+        sock.sendall(_masked_frame(b"p1", rsv1=False, opcode=9)
+                     + _masked_frame(deflate(boot), rsv1=True))
+        # A fragmented compressed message with a ping between its fragments (RFC 6455 5.4).
+        beat = deflate(b'[2,"2","Heartbeat",{}]')
+        sock.sendall(_masked_frame(beat[:5], rsv1=True, fin=False)
+                     + _masked_frame(b"p2", rsv1=False, opcode=9)
+                     + _masked_frame(beat[5:], rsv1=False, opcode=0))
+        frames = _frames(sock, rest, 4)
+        assert [(op, payload) for op, _, payload in frames if op == 10] == [(10, b"p1"),
+                                                                            (10, b"p2")]
+        answers = [inflater.decompress(payload + b"\x00\x00\xff\xff")
+                   for op, rsv1, payload in frames if op == 1 and rsv1]
+        assert answers[0].startswith(b'[3,"1",{') and b'"status":"Accepted"' in answers[0]
+        assert answers[1].startswith(b'[3,"2",{"currentTime"')
+    finally:
+        sock.close()
 
 
 def _close_code(sock: socket.socket, buffer: bytes) -> int | None:

@@ -141,8 +141,7 @@ class BoundedPerMessageDeflate(PerMessageDeflate):
         self.server_max_window_bits = server_bits
         if client_bits is not None:
             response.append(f"client_max_window_bits={client_bits}")
-            # A larger window inflates a smaller one's stream; zlib has no raw 8. wsproto makes
-            # the inflater from this attribute (its setter refuses 8).
+            # A larger window inflates a smaller one's stream; zlib has no raw 8.
             self._client_max_window_bits = max(client_bits, ZLIB_MIN_WINDOW_BITS)
         self._enabled = True
         return "; ".join(response)
@@ -152,12 +151,18 @@ class BoundedPerMessageDeflate(PerMessageDeflate):
         self, proto: FrameDecoder | FrameProtocol, opcode: Opcode, rsv: RsvBits,
         payload_length: int,
     ) -> CloseReason | RsvBits:
-        result = super().frame_inbound_header(proto, opcode, rsv, payload_length)
-        if isinstance(result, CloseReason):
-            return result
-        if self._compressible_opcode(opcode):
+        if rsv.rsv1 and (opcode.iscontrol() or opcode is Opcode.CONTINUATION):
+            return CloseReason.PROTOCOL_ERROR
+        # A ping may come between two messages or inside a fragmented one: it must not
+        # change whether the message around it is compressed (wsproto's own one forgets).
+        self._inbound_is_compressible = self._compressible_opcode(opcode)
+        if self._inbound_is_compressible:
             self.received_wire += payload_length + frame_header(payload_length, not proto.client)
-        return result
+            if self._inbound_compressed is None:
+                self._inbound_compressed = rsv.rsv1
+                if rsv.rsv1 and self._decompressor is None:
+                    self._decompressor = zlib.decompressobj(-self._client_max_window_bits)
+        return RsvBits(True, False, False)
 
     def frame_inbound_payload_data(
         self, proto: FrameDecoder | FrameProtocol, data: bytes
