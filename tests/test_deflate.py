@@ -24,6 +24,7 @@ from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call as call16
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
+from lite_csms.budget.meter import CONTROL, PAYLOAD, WS, ConnectionMeter
 from lite_csms.net.deflate import BoundedPerMessageDeflate, DeflateOptions, OfferError, parse_offer
 from tests.conftest import CsmsProcess, start_csms_process, stop_csms_process
 
@@ -447,3 +448,27 @@ def test_ws_layer_counts_compressed_bytes_and_payload_layer_counts_json(csms_pro
         "SELECT layer, SUM(bytes) FROM traffic_counter WHERE station_id = 'DF-ACC' AND "
         "direction = 'in' AND action NOT LIKE '(%' GROUP BY layer"))
     assert 0 < messages["ws"] < 0.6 * messages["payload"]
+
+
+def test_meter_holds_compressed_frames_until_their_message_is_tallied():
+    meter = ConnectionMeter(None)
+    extension = BoundedPerMessageDeflate(DeflateOptions())
+    assert extension.accept("permessage-deflate") is not None
+    meter.deflate = extension
+    plain = meter.wrap_plain(None)  # type: ignore[arg-type]  # counted by hand below
+    plain.bytes_in, plain.bytes_out = 250, 180
+    meter.upgrade_done()
+    meter.collect()  # the upgrade's own rows
+    text = '[2,"7","MeterValues",' + "x" * 340 + "]"
+    # wsproto has read a 62-byte compressed frame; the session has not tallied it yet.
+    plain.bytes_in += 62
+    extension.received_wire += 62
+    first = [f for f in meter.collect() if f.layer == WS and f.direction == "in"]
+    assert first == []  # neither control traffic nor lost: held over
+    meter.message("MeterValues", True, text)
+    second = {(f.action, f.layer): f.bytes for f in meter.collect() if f.direction == "in"}
+    assert second == {("MeterValues", PAYLOAD): len(text), ("MeterValues", WS): 62}
+    # A ping (control frame) counted by the stream but not by the extension is control.
+    plain.bytes_in += 6
+    third = {(f.action, f.layer): f.bytes for f in meter.collect() if f.direction == "in"}
+    assert third == {(CONTROL, WS): 6}

@@ -219,11 +219,6 @@ class BoundedPerMessageDeflate(PerMessageDeflate):
         self.sent_wire += len(out) + frame_header(len(out), proto.client)
         return rsv, out
 
-    def drop_compressor(self) -> None:
-        """Free our compressor between messages (an idle station). Always safe: a fresh deflate
-        stream refers to nothing before it, so the client's inflater reads it as it is."""
-        self._compressor = None
-
 
 def options_from(settings: Settings) -> DeflateOptions | None:
     """The listener's deflate options from the configuration; None when `ws_deflate` is off."""
