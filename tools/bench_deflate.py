@@ -9,10 +9,12 @@ a) Memory. The real `lite-csms serve` runs as a child process on a temporary SQL
    a fresh server: deflate off (the client offers, the server refuses), and the window/memLevel
    pairs given. The zlib column is what zlib allocates for one station (deflate: 2^(w+2) +
    2^(m+9) bytes + ~5.8 KiB state; inflate: 2^w + ~7.1 KiB); RSS counts only pages touched.
-b) Bytes. One station sends a 1.6 sequence (2 StatusNotifications, `--samples` MeterValues,
-   3 StatusNotifications) through a counting relay, for each window 9..15 with context takeover
-   and without (client_no_context_takeover and server_no_context_takeover). The bytes per
-   message are WebSocket frames as they crossed (header + payload), per kind and direction.
+b) Bytes. One 1.6 station sends 2 StatusNotifications, `--samples` MeterValues and 3
+   StatusNotifications; one 2.0.1 station a StatusNotification, TransactionEvent Started,
+   `--samples` Updated, Ended and a StatusNotification; both through a counting relay, for
+   each window 9..15 with context takeover and without (client_no_context_takeover and
+   server_no_context_takeover). The bytes per message are WebSocket frames as they crossed
+   (header + payload), per kind and direction.
 
     python tools/bench_deflate.py [--stations 1000] [--messages 10] [--pairs 15/8,12/5,11/4]
 """
@@ -127,6 +129,47 @@ def meter_values(n: int) -> dict[str, Any]:
 def status(state: str, n: int) -> dict[str, Any]:
     return {"connectorId": 1, "errorCode": "NoError", "status": state,
             "timestamp": T.format(8 + n // 12, (n * 5) % 60)}
+
+
+def boot201() -> dict[str, Any]:
+    return {"reason": "PowerUp", "chargingStation": {
+        "model": "Wallbox-2", "vendorName": "Bench", "firmwareVersion": "2.0.1-7"}}
+
+
+def status201(state: str, n: int) -> dict[str, Any]:
+    return {"timestamp": T.format(8 + n // 12, (n * 5) % 60), "connectorStatus": state,
+            "evseId": 1, "connectorId": 1}
+
+
+def transaction_event(kind: str, n: int) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "eventType": kind, "timestamp": T.format(8 + n // 12, (n * 5) % 60),
+        "triggerReason": {"Started": "Authorized", "Updated": "MeterValuePeriodic",
+                          "Ended": "EVCommunicationLost"}[kind],
+        "seqNo": n, "transactionInfo": {"transactionId": "TX-BENCH-1",
+                                        "chargingState": "Charging"},
+        "evse": {"id": 1, "connectorId": 1},
+        "meterValue": [{"timestamp": T.format(8 + n // 12, (n * 5) % 60), "sampledValue": [
+            {"value": 100_000 + 617 * n, "context": "Sample.Periodic",
+             "measurand": "Energy.Active.Import.Register", "location": "Outlet",
+             "unitOfMeasure": {"unit": "Wh"}},
+            {"value": 7400 - (n * 37) % 300, "context": "Sample.Periodic",
+             "measurand": "Power.Active.Import", "location": "Outlet",
+             "unitOfMeasure": {"unit": "W"}}]}]}
+    if kind == "Started":
+        payload["idToken"] = {"idToken": "04A2B3C4", "type": "ISO14443"}
+    return payload
+
+
+def sequence201(samples: int) -> list[tuple[str, dict[str, Any]]]:
+    steps: list[tuple[str, dict[str, Any]]] = [
+        ("StatusNotification", status201("Occupied", 0)),
+        ("TransactionEvent Started", transaction_event("Started", 0))]
+    steps += [("TransactionEvent Updated", transaction_event("Updated", n + 1))
+              for n in range(samples)]
+    steps += [("TransactionEvent Ended", transaction_event("Ended", samples + 1)),
+              ("StatusNotification", status201("Available", samples + 1))]
+    return steps
 
 
 def sequence(samples: int) -> list[tuple[str, dict[str, Any]]]:
@@ -301,8 +344,8 @@ class KindBytes:
     wire_out: int = 0
 
 
-async def wire_bytes(port: int, station_id: str, takeover: bool | None, samples: int
-                     ) -> dict[str, KindBytes]:
+async def wire_bytes(port: int, station_id: str, protocol: str, takeover: bool | None,
+                     samples: int) -> dict[str, KindBytes]:
     """Frame bytes per kind; takeover None means no deflate at all."""
     relay = Relay(port)
     await relay.start()
@@ -312,20 +355,22 @@ async def wire_bytes(port: int, station_id: str, takeover: bool | None, samples:
             client_max_window_bits=True, client_no_context_takeover=not takeover,
             server_no_context_takeover=not takeover)]
     ws = await websockets.connect(f"ws://{HOST}:{relay.port}/ocpp/{station_id}",
-                                  subprotocols=["ocpp1.6"], compression=None,
+                                  subprotocols=[protocol], compression=None,
                                   extensions=extensions)
     kinds: dict[str, KindBytes] = {}
     link = Link(ws)
+    v16 = protocol == "ocpp1.6"
     try:
-        await link.call("BootNotification", boot())
-        for action, payload in sequence(samples):
+        await link.call("BootNotification", boot() if v16 else boot201())
+        for kind_name, payload in sequence(samples) if v16 else sequence201(samples):
+            action = kind_name.split()[0]
             await asyncio.sleep(0.01)
             up, down = relay.up, relay.down
             text = json.dumps([2, str(link.next_id + 1), action, payload], separators=(",", ":"))
             answer = await link.call(action, payload)
             await asyncio.sleep(0.01)
             reply = json.dumps([3, str(link.next_id), answer], separators=(",", ":"))
-            kind = kinds.setdefault(action, KindBytes())
+            kind = kinds.setdefault(kind_name, KindBytes())
             kind.messages += 1
             kind.json_in += len(text)
             kind.wire_in += relay.up - up
@@ -340,7 +385,7 @@ async def wire_bytes(port: int, station_id: str, takeover: bool | None, samples:
 def measure_bytes(workdir: Path, samples: int) -> list[list[Any]]:
     run_dir = Path(tempfile.mkdtemp(dir=workdir))
     database = run_dir / "csms.sqlite3"
-    register(database, 1)
+    register(database, 2)
     rows: list[list[Any]] = []
     choices: list[tuple[int | None, bool | None]] = [(None, None)]
     choices += [(bits, takeover) for bits in range(9, 16) for takeover in (True, False)]
@@ -349,23 +394,27 @@ def measure_bytes(workdir: Path, samples: int) -> list[list[Any]]:
         if bits is not None:
             env["LITE_CSMS_WS_DEFLATE_WINDOW_BITS"] = str(bits)
         with serve(run_dir, database, env) as server:
-            kinds = asyncio.run(wire_bytes(server.port, "DFL-0000", takeover, samples))
+            kinds = asyncio.run(wire_bytes(server.port, "DFL-0000", "ocpp1.6", takeover,
+                                           samples))
+            kinds201 = asyncio.run(wire_bytes(server.port, "DFL-0001", "ocpp2.0.1", takeover,
+                                              samples))
         label = "off" if bits is None else f"{bits}"
         take = "-" if takeover is None else ("on" if takeover else "off")
-        meter, state = kinds["MeterValues"], kinds["StatusNotification"]
-        rows.append([label, take,
-                     meter.json_in / meter.messages, meter.wire_in / meter.messages,
-                     meter.wire_out / meter.messages,
-                     state.json_in / state.messages, state.wire_in / state.messages,
-                     state.wire_out / state.messages])
+        row: list[Any] = [label, take]
+        for kind in (kinds["MeterValues"], kinds["StatusNotification"],
+                     kinds201["TransactionEvent Updated"], kinds201["StatusNotification"]):
+            row += [kind.json_in / kind.messages, kind.wire_in / kind.messages,
+                    kind.wire_out / kind.messages]
+        rows.append(row)
         print(f"bytes: window {label}, takeover {take}: {rows[-1][2:]}", file=sys.stderr)
     return rows
 
 
 def bytes_table(rows: list[list[Any]]) -> str:
-    headers = ["window bits", "context takeover", "MeterValues JSON", "MeterValues frame in",
-               "answer frame out", "StatusNotification JSON", "StatusNotification frame in",
-               "answer frame out"]
+    headers = ["window bits", "context takeover"]
+    for kind in ("1.6 MeterValues", "1.6 StatusNotification", "2.0.1 TransactionEvent Updated",
+                 "2.0.1 StatusNotification"):
+        headers += [f"{kind} JSON", "frame in", "answer frame out"]
     return markdown_table(headers, rows, label_columns=2)
 
 
@@ -400,8 +449,9 @@ def main() -> int:
             print(f"\nMemory, {args.stations} stations, boot + {args.messages} calls each:\n")
             print(memory_table(rows))
         if not args.skip_bytes:
-            print(f"\nBytes per message (1.6; {args.samples} MeterValues with 2 measurands, "
-                  "5 StatusNotifications; WebSocket frames as they crossed):\n")
+            print(f"\nBytes per message ({args.samples} meter samples with 2 measurands per "
+                  "transaction; 1.6 MeterValues, 2.0.1 TransactionEvent Updated; WebSocket "
+                  "frames as they crossed):\n")
             print(bytes_table(measure_bytes(workdir, args.samples)))
     return 0
 
