@@ -11,6 +11,7 @@ import base64
 import os
 import socket
 import sqlite3
+import ssl
 import struct
 import time
 import zlib
@@ -162,14 +163,16 @@ class Outcome:
 async def run_station(csms: CsmsProcess, station_id: str, password: str,
                       compression: str | None = "deflate",
                       extensions: Sequence[ClientPerMessageDeflateFactory] = (),
-                      meter_values: int = 6) -> Outcome:
+                      meter_values: int = 6, tls: ssl.SSLContext | None = None) -> Outcome:
     """Boot, heartbeat, status and a few meter values from the `ocpp` ChargePoint."""
     relay = await start_relay(csms.port)
     auth = base64.b64encode(f"{station_id}:{password}".encode()).decode()
+    scheme, tls_options = ("ws", {}) if tls is None else (
+        "wss", {"ssl": tls, "server_hostname": "127.0.0.1"})
     ws = await websockets.connect(
-        f"ws://127.0.0.1:{relay.port}/ocpp/{station_id}", subprotocols=["ocpp1.6"],
+        f"{scheme}://127.0.0.1:{relay.port}/ocpp/{station_id}", subprotocols=["ocpp1.6"],
         additional_headers={"Authorization": f"Basic {auth}"},
-        compression=compression, extensions=list(extensions) or None)
+        compression=compression, extensions=list(extensions) or None, **tls_options)
     await asyncio.sleep(0.05)
     handshake = (relay.up, relay.down)
     sizes = {"sent": 0, "received": 0}
@@ -448,6 +451,43 @@ def test_ws_layer_counts_compressed_bytes_and_payload_layer_counts_json(csms_pro
         "SELECT layer, SUM(bytes) FROM traffic_counter WHERE station_id = 'DF-ACC' AND "
         "direction = 'in' AND action NOT LIKE '(%' GROUP BY layer"))
     assert 0 < messages["ws"] < 0.6 * messages["payload"]
+
+
+def test_deflate_over_tls_is_counted_at_every_layer(tmp_path, monkeypatch):
+    import importlib.util
+
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("throwaway_tls",
+                                                  REPO / "tools" / "throwaway_tls.py")
+    assert spec is not None and spec.loader is not None
+    throwaway_tls = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(throwaway_tls)
+    cert, key, client = throwaway_tls.issue(tmp_path)
+    monkeypatch.setenv("LITE_CSMS_TLS_CERT", str(cert))
+    monkeypatch.setenv("LITE_CSMS_TLS_KEY", str(key))
+    csms = start_csms_process(tmp_path)
+    try:
+        password = register(csms, "DF-TLS")
+        outcome = asyncio.run(run_station(csms, "DF-TLS", password, tls=client))
+    finally:
+        stop_csms_process(csms)
+    assert outcome.extensions.startswith("permessage-deflate")
+    db = sqlite3.connect(csms.database)
+    totals = dict(((d, layer), b) for d, layer, b in db.execute(
+        "SELECT direction, layer, SUM(bytes) FROM traffic_counter WHERE station_id = 'DF-TLS' "
+        "GROUP BY direction, layer"))
+    assert totals[("in", "payload")] == outcome.sent_json
+    # TLS records are what crossed the relay, close_notify aside (at most one record each way).
+    assert 0 <= outcome.up - totals[("in", "tls")] <= 24
+    assert 0 <= outcome.down - totals[("out", "tls")] <= 24
+    assert totals[("in", "tls")] > totals[("in", "ws")]
+    messages = dict(db.execute(
+        "SELECT layer, SUM(bytes) FROM traffic_counter WHERE station_id = 'DF-TLS' AND "
+        "direction = 'in' AND action NOT LIKE '(%' GROUP BY layer"))
+    # Frames inside records: TLS adds its overhead to the compressed frames, not to the JSON.
+    assert messages["ws"] < messages["tls"] < messages["payload"]
+    assert messages["ws"] < 0.6 * messages["payload"]
 
 
 def test_meter_holds_compressed_frames_until_their_message_is_tallied():
