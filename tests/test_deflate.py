@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib.util
 import os
 import socket
 import sqlite3
@@ -27,7 +28,7 @@ from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFact
 
 from lite_csms.budget.meter import CONTROL, PAYLOAD, WS, ConnectionMeter
 from lite_csms.net.deflate import BoundedPerMessageDeflate, DeflateOptions, OfferError, parse_offer
-from tests.conftest import CsmsProcess, start_csms_process, stop_csms_process
+from tests.conftest import REPO, CsmsProcess, start_csms_process, stop_csms_process
 
 T = "2026-11-21T{}:00Z"
 
@@ -453,17 +454,17 @@ def test_ws_layer_counts_compressed_bytes_and_payload_layer_counts_json(csms_pro
     assert 0 < messages["ws"] < 0.6 * messages["payload"]
 
 
-def test_deflate_over_tls_is_counted_at_every_layer(tmp_path, monkeypatch):
-    import importlib.util
-
-    from tests.conftest import REPO
-
+def _throwaway_tls(workdir: Path) -> tuple[Path, Path, ssl.SSLContext]:
     spec = importlib.util.spec_from_file_location("throwaway_tls",
                                                   REPO / "tools" / "throwaway_tls.py")
     assert spec is not None and spec.loader is not None
-    throwaway_tls = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(throwaway_tls)
-    cert, key, client = throwaway_tls.issue(tmp_path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.issue(workdir)
+
+
+def test_deflate_over_tls_is_counted_at_every_layer(tmp_path, monkeypatch):
+    cert, key, client = _throwaway_tls(tmp_path)
     monkeypatch.setenv("LITE_CSMS_TLS_CERT", str(cert))
     monkeypatch.setenv("LITE_CSMS_TLS_KEY", str(key))
     csms = start_csms_process(tmp_path)
