@@ -78,6 +78,15 @@ class Settings:
     # "lenient" accepts the known charger deviations of docs/DEVIATIONS.md and records them per
     # station; "strict" answers every schema violation with the spec's CALLERROR.
     inbound_mode: str = "lenient"
+    # permessage-deflate (RFC 7692), accepted whenever a charger offers it. The window (9..15
+    # bits) is ours and the one we ask of the charger when it lets us; mem_level (1..9) sizes
+    # our compressor. Memory and bytes per choice: docs/DATA-BUDGET.md.
+    ws_deflate: bool = True
+    ws_deflate_window_bits: int = 11
+    ws_deflate_mem_level: int = 4
+    # Lifetime of a TLS session ticket (seconds): a charger resumes within it for a cheaper
+    # handshake. OpenSSL's default is 7200; TLS 1.3 caps it at 7 days (RFC 8446 4.6.1).
+    tls_ticket_lifetime: int = 86400
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -138,6 +147,12 @@ def _check(settings: Settings) -> Settings:
     if settings.inbound_mode not in INBOUND_MODES:
         raise ConfigError(f"inbound_mode: one of {', '.join(INBOUND_MODES)}, "
                           f"got {settings.inbound_mode!r}")
+    if not 9 <= settings.ws_deflate_window_bits <= 15:
+        raise ConfigError("ws_deflate_window_bits: 9 to 15")
+    if not 1 <= settings.ws_deflate_mem_level <= 9:
+        raise ConfigError("ws_deflate_mem_level: 1 to 9")
+    if not 1 <= settings.tls_ticket_lifetime <= 604800:
+        raise ConfigError("tls_ticket_lifetime: 1 to 604800 seconds (TLS 1.3 caps it at 7 days)")
     if settings.max_message_size < 1024:
         raise ConfigError("max_message_size: at least 1024 bytes")
     return settings

@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -90,6 +90,17 @@ class _Snapshot:
     plain: tuple[int, int] = (0, 0)
     raw: tuple[int, int] = (0, 0)
     tcp: TcpCounters | None = None
+    # Data-frame bytes on the wire (received, sent) as permessage-deflate counted them.
+    deflated: tuple[int, int] = (0, 0)
+
+
+class WireCounter(Protocol):
+    """What a compressing extension reports: data-frame bytes as they crossed the wire."""
+
+    received_wire: int
+    sent_wire: int
+
+    def enabled(self) -> bool: ...
 
 
 @dataclass(slots=True)
@@ -120,6 +131,9 @@ class ConnectionMeter:
     _closing_tcp: TcpCounters | None = None
     _closing_done: bool = False
     totals: dict[tuple[str, str], int] = field(default_factory=dict)
+    # Set when permessage-deflate may be negotiated: frames then carry fewer bytes than the
+    # JSON, and the WebSocket layer is counted from what the extension saw on the wire.
+    deflate: WireCounter | None = None
 
     def __post_init__(self) -> None:
         first = tcpinfo.read(self.sock) if self.sock is not None else None
@@ -248,11 +262,25 @@ class ConnectionMeter:
         if tcp is not None and last.tcp is not None:
             ip = tcpinfo.ip_bytes(tcp - last.tcp, self.family)
         carry_plain = list(plain)
+        deflated = self._deflated()
+        carry_deflated = list(deflated)
         for index, direction in enumerate(self._directions()):
             ws_total = plain[index] - last.plain[index]
             raw_total = raw[index] - last.raw[index]
             ip_total = None if ip is None else (ip.bytes_in, ip.bytes_out)[index]
-            frames = {a: t.frames for (a, d), t in self._tallies.items() if d == direction}
+            mine = {a: t for (a, d), t in self._tallies.items() if d == direction}
+            frames = {a: t.frames for a, t in mine.items()}
+            if self._compressing():
+                # Compressed frames: the extension counted their wire bytes; the actions share
+                # them by JSON size. Bytes of frames whose message is not tallied yet wait.
+                wire = deflated[index] - last.deflated[index]
+                if mine:
+                    frames = apportion(wire, {a: t.payload for a, t in mine.items()})
+                else:
+                    held = max(0, min(wire, ws_total))
+                    carry_deflated[index] = last.deflated[index]
+                    carry_plain[index] = plain[index] - held
+                    ws_total -= held
             framed = sum(frames.values())
             if framed > ws_total:
                 # The frame bytes of a message just read are counted once the read returns;
@@ -281,9 +309,20 @@ class ConnectionMeter:
                     self._emit(action, direction, IP, amount)
         self._tallies.clear()
         self._last = _Snapshot(plain=(carry_plain[0], carry_plain[1]), raw=raw,
-                               tcp=tcp if tcp is not None else last.tcp)
+                               tcp=tcp if tcp is not None else last.tcp,
+                               deflated=(carry_deflated[0], carry_deflated[1]))
         flows, self._pending = self._pending, []
         return flows
+
+    def _compressing(self) -> bool:
+        return self.deflate is not None and self.deflate.enabled()
+
+    def _deflated(self) -> tuple[int, int]:
+        """(in, out) from the CSMS's point of view, like every row."""
+        if self.deflate is None:
+            return (0, 0)
+        pair = (self.deflate.received_wire, self.deflate.sent_wire)
+        return pair if self.server_side else (pair[1], pair[0])
 
     @property
     def retransmitted_at_close(self) -> int:

@@ -17,13 +17,16 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 from trio_websocket import WebSocketConnection, WebSocketRequest
 from wsproto import ConnectionState, ConnectionType, WSConnection
-from wsproto.events import CloseConnection
+from wsproto.events import AcceptConnection, CloseConnection, Request
+from wsproto.extensions import Extension
 
 from lite_csms.budget.meter import ConnectionMeter
+from lite_csms.net.deflate import BoundedPerMessageDeflate, DeflateOptions
 
 log = logging.getLogger("lite_csms.net")
 
@@ -44,6 +47,8 @@ class ListenOptions:
     close_timeout: float = 5.0
     # trio-websocket buffers this many whole messages per connection before it stops reading.
     message_queue_size: int = 2
+    # permessage-deflate accepted when a charger offers it; None refuses it (RFC 7692).
+    deflate: DeflateOptions | None = None
 
 
 def configure_socket(sock: trio.socket.SocketType, options: ListenOptions) -> None:
@@ -59,11 +64,30 @@ def configure_socket(sock: trio.socket.SocketType, options: ListenOptions) -> No
 
 
 class _ExplainingWebSocketConnection(WebSocketConnection):
+    def __init__(self, *args: Any, deflate: BoundedPerMessageDeflate | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deflate = deflate
+
+    async def _accept(self, request: Request, subprotocol: str | None,
+                      extra_headers: list[tuple[bytes, bytes]]) -> None:
+        # trio-websocket 0.12 accepts without extensions; the same, with ours on offer.
+        self._subprotocol = subprotocol
+        self._path = request.target
+        extensions: list[Extension] = [self._deflate] if self._deflate is not None else []
+        await self._send(AcceptConnection(subprotocol=subprotocol, extra_headers=extra_headers,
+                                          extensions=extensions))
+        self._open_handshake.set()
+
     async def _handle_close_connection_event(self, event: CloseConnection) -> None:
         if self._wsproto.state == ConnectionState.OPEN:
             # Still OPEN means wsproto rejected a frame itself (e.g. 1007 invalid UTF-8) rather
             # than the peer closing: send the close frame so the peer learns the reason.
-            await self._send(CloseConnection(code=event.code, reason=event.reason))
+            reason = event.reason
+            if self._deflate is not None and self._deflate.failure is not None:
+                reason = self._deflate.failure
+                log.warning("%s: closed with %d: %s", self.remote, event.code, reason)
+            await self._send(CloseConnection(code=event.code, reason=reason))
         await super()._handle_close_connection_event(event)
 
 
@@ -149,10 +173,15 @@ class WebSocketListener:
 
     async def _serve_stream(self, stream: trio.abc.Stream, meter: ConnectionMeter, peer: str
                             ) -> None:
+        deflate = None
+        if self.options.deflate is not None:
+            deflate = BoundedPerMessageDeflate(self.options.deflate)
+            meter.deflate = deflate
         connection = _ExplainingWebSocketConnection(
             stream, WSConnection(ConnectionType.SERVER),
             message_queue_size=self.options.message_queue_size,
             max_message_size=self.options.max_message_size,
+            deflate=deflate,
         )
         handshake = trio.CancelScope(
             deadline=trio.current_time() + self.options.handshake_timeout

@@ -21,6 +21,7 @@ from lite_csms.db.writer import StoreWriter
 from lite_csms.handlers import authorization, provisioning, reservation
 from lite_csms.net.commands import CommandSender
 from lite_csms.net.connection import ORDERLY_CLOSE_CODES, StationConnection
+from lite_csms.net.deflate import options_from as deflate_options
 from lite_csms.net.handshake import (
     InvalidStationId,
     basic_credentials,
@@ -65,7 +66,8 @@ class CsmsServer:
                                        retention_days=settings.traffic_hourly_retention_days)
         ssl_context = None
         if settings.tls_cert:
-            ssl_context = server_context(settings.tls_cert, settings.tls_key)
+            ssl_context = server_context(settings.tls_cert, settings.tls_key,
+                                         ticket_lifetime=settings.tls_ticket_lifetime)
         self.listener = WebSocketListener(
             ListenOptions(
                 host=settings.host, port=settings.port,
@@ -75,6 +77,7 @@ class CsmsServer:
                 keepalive_interval=settings.tcp_keepalive_interval,
                 keepalive_count=settings.tcp_keepalive_count,
                 user_timeout=settings.tcp_user_timeout,
+                deflate=deflate_options(settings),
             ),
             self.handle_request,
             ssl_context=ssl_context,
