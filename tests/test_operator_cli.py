@@ -186,7 +186,12 @@ def test_an_earlier_releases_database_in_the_directory_is_pointed_at(tmp_path: P
     listed = lite_csms("station", "list", cwd=tmp_path / "old", env=env)
     assert listed.returncode == 2 and listed.stderr.count("\n") == 1
     assert "pass --database lite-csms.sqlite3" in listed.stderr
-    assert not (tmp_path / "state").exists()
+    # Serving would start an empty database and refuse every station: refused instead.
+    served = lite_csms("serve", "--port", "0", "--admin-port", "0", cwd=tmp_path / "old",
+                       env=env)
+    assert served.returncode == 2 and served.stderr.count("\n") == 1, served.stderr
+    assert "pass --database lite-csms.sqlite3 to keep using it" in served.stderr
+    assert not (tmp_path / "state" / "lite-csms.sqlite3").exists()
 
 
 def test_default_database_rules(tmp_path: Path) -> None:

@@ -92,7 +92,13 @@ def open_store(settings: config.Settings, *, create: bool,
     if not create:
         raise CliError(f"database {path} does not exist; give --database or LITE_CSMS_DATABASE, "
                        f"or create it with `lite-csms serve` or `lite-csms station add`{hint}")
-    if str(path) == str(config.default_database()):
+    is_default = str(path) == str(config.default_database())
+    if is_default and hint:
+        # A fresh, empty default would refuse every station the operator registered.
+        raise CliError(f"database {path} does not exist and {old.resolve()} is an earlier "
+                       f"release's default: pass --database {old} to keep using it, or move it "
+                       f"to {path}")
+    if is_default:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     db = open_database(path)
     say(f"created database {path.resolve()}{hint}")
