@@ -299,6 +299,7 @@ class MonthRun:
                     await trio.aclose_forcefully(link.meter.plain)
                 conn.cancel_scope.cancel()
             self.station.detach()
+            await link.finish()
             link.meter.collect()
             self.tally.add(link.meter.totals)
 
