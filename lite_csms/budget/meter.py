@@ -9,6 +9,7 @@ among actions in proportion to the layer above, so nothing is counted twice or l
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -134,6 +135,18 @@ class SocketEnd(CountingStream):
             await trio.sleep(delay)
             delay = min(2 * delay, 0.05)
         return peer_fin
+
+    def take_waiting(self) -> None:
+        """Read, without waiting, what has already arrived: at a cancelled linger (the
+        server stopping) the peer's last records are in the kernel but not yet counted."""
+        if self.released:
+            return
+        fd = self.socket_stream.socket.fileno()
+        try:
+            while data := os.read(fd, 65536):
+                self.bytes_in += len(data)
+        except OSError:
+            pass  # nothing more waiting (BlockingIOError), or the connection was reset
 
     def release(self) -> None:
         if not self.released:
@@ -262,6 +275,7 @@ class ConnectionMeter:
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:
+            end.take_waiting()
             final = read()
             if final is not None and peer_fin:
                 # The peer's FIN takes a sequence number that bytes_received counts.
@@ -358,7 +372,6 @@ class ConnectionMeter:
         ip = None
         if tcp is not None and last.tcp is not None:
             ip = tcpinfo.ip_bytes(tcp - last.tcp, self.family)
-        carry_plain = list(plain)
         for index, direction in enumerate(self._directions()):
             ws_total = plain[index] - last.plain[index]
             raw_total = raw[index] - last.raw[index]
@@ -366,11 +379,11 @@ class ConnectionMeter:
             frames = {a: t.frames for (a, d), t in self._tallies.items() if d == direction}
             framed = sum(frames.values())
             if framed > ws_total:
-                # The frame bytes of a message just read are counted once the read returns;
-                # hold the excess over to the next collection instead of going negative.
-                carry_plain[index] = last.plain[index] + framed
-                ws_total = framed
-            if ws_total > framed:
+                # A message is tallied once its read (or send) has returned, after the stream
+                # counted its bytes: across a collection those bytes were measured in the one
+                # before. The measured total stands, shared by frame size.
+                frames = apportion(ws_total, frames)
+            elif ws_total > framed:
                 frames[control] = ws_total - framed
             for (action, d), tally in self._tallies.items():
                 if d == direction:
@@ -379,20 +392,17 @@ class ConnectionMeter:
                 self._emit(action, direction, WS, amount)
             below = frames
             if self.tls:
-                below = apportion(raw_total, frames) if frames else {}
-                if raw_total > 0 and not frames:
-                    below = {tls_only: raw_total}
+                below = (apportion(raw_total, frames) if sum(frames.values())
+                         else {tls_only: raw_total})
                 for action, amount in below.items():
                     self._emit(action, direction, TLS, amount)
             if ip_total is not None:
-                shares = apportion(ip_total, below) if sum(below.values()) else {}
-                if ip_total > 0 and not shares:
-                    shares = {tcp_only: ip_total}
+                shares = (apportion(ip_total, below) if sum(below.values())
+                          else {tcp_only: ip_total})
                 for action, amount in shares.items():
                     self._emit(action, direction, IP, amount)
         self._tallies.clear()
-        self._last = _Snapshot(plain=(carry_plain[0], carry_plain[1]), raw=raw,
-                               tcp=tcp if tcp is not None else last.tcp)
+        self._last = _Snapshot(plain=plain, raw=raw, tcp=tcp if tcp is not None else last.tcp)
 
     @property
     def retransmitted_at_close(self) -> int:
