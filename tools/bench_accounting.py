@@ -227,6 +227,19 @@ def running_server(workdir: Path, flush_interval: float = 0.2) -> Iterator[Serve
             process.kill()
 
 
+def wait_stored(database: Path, connections: int, timeout: float = 20.0) -> None:
+    """Until the server has written every connection's row (one flush after its close)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with sqlite3.connect(database) as db:
+            stored = db.execute("SELECT COUNT(*) FROM traffic_connection WHERE station_id = ?",
+                                (STATION,)).fetchone()[0]
+        if stored >= connections:
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"the server stored {stored} of {connections} connections")
+
+
 def server_counts(database: Path) -> dict[str, Any]:
     """What the server stored: IP bytes by direction, per connection and by action."""
     with sqlite3.connect(database) as db:
@@ -236,12 +249,24 @@ def server_counts(database: Path) -> dict[str, Any]:
         connections = db.execute(
             "SELECT ip_bytes_in, ip_bytes_out, close_reason FROM traffic_connection "
             "WHERE station_id = ? ORDER BY opened_at, id", (STATION,)).fetchall()
+        layers = {f"{layer}_{direction}": amount for layer, direction, amount in db.execute(
+            "SELECT layer, direction, SUM(bytes) FROM traffic_counter WHERE station_id = ? "
+            "GROUP BY layer, direction", (STATION,)).fetchall()}
         teardown = dict(db.execute(
             "SELECT direction, SUM(bytes) FROM traffic_counter WHERE layer = 'ip' "
             "AND station_id = ? AND action = '(teardown)' GROUP BY direction",
             (STATION,)).fetchall())
     return {"in": totals.get("in", 0), "out": totals.get("out", 0),
-            "connections": connections, "teardown": teardown}
+            "connections": connections, "teardown": teardown, "layers": layers}
+
+
+def budget_report(database: Path) -> dict[str, Any]:
+    """The station's record from `lite-csms budget report --json`, as an operator reads it."""
+    done = subprocess.run([sys.executable, "-m", "lite_csms", "budget", "report", "--json",
+                           "--station", STATION, "--database", str(database)],
+                          capture_output=True, text=True, check=True, timeout=60)
+    record: dict[str, Any] = json.loads(done.stdout)["stations"][0]
+    return record
 
 
 # ---- tcpdump -------------------------------------------------------------------------------
@@ -315,7 +340,7 @@ def measure(connections: int, seconds: float, workdir: Path) -> dict[str, Any]:
     with running_server(workdir) as server, capture(server.port, workdir) as pcap:
         kernel = asyncio.run(run_station(server.url, server.password, server.client_tls,
                                          connections, seconds))
-        time.sleep(max(1.0, 5 * server.flush_interval))  # the last counts reach SQLite
+        wait_stored(server.database, connections)
         stored = server_counts(server.database)
     wire = read_pcap(pcap, server.port) if pcap is not None and pcap.exists() else None
     rows = []
@@ -334,6 +359,7 @@ def measure(connections: int, seconds: float, workdir: Path) -> dict[str, Any]:
     server_total = stored["in"] + stored["out"]
     return {"connections": rows, "kernel": kernel_total, "tcpdump": wire_total,
             "server": server_total, "server_teardown": stored["teardown"],
+            "server_layers": stored["layers"],
             "difference_pct": round(100 * (server_total - kernel_total) / kernel_total, 2)}
 
 
