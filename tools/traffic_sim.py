@@ -220,7 +220,7 @@ class Tally:
     nat_expiries: int = 0
     sessions: int = 0
     sessions_skipped: int = 0
-    # Drops that could not wait for the exchange in flight (5 real seconds).
+    # Drops that could not wait for the exchange in flight (1 real second).
     drops_mid_exchange: int = 0
     # Payload bytes the station's kernel sent a second time (tcpi_bytes_retrans).
     retransmitted: int = 0
@@ -251,6 +251,7 @@ class MonthRun:
         self.tally = Tally()
         self._teardowns: trio.Nursery | None = None
         self._pinging = False
+        self._dropping = False
         self._drop = trio.Event()
         self._finished = False
 
@@ -293,6 +294,7 @@ class MonthRun:
                     [self.version.value], ssl_context=self.server.client_tls,
                     session=session, extra_headers=headers)
                 self.tally.connections += 1
+                self._dropping = False
                 self.tally.resumed += link.meter.tls_resumed
                 rpc = sim.RpcLink(MeteredWs(link), self.version,  # type: ignore[arg-type]
                                   answer=self.station._answer_inbound,
@@ -319,7 +321,8 @@ class MonthRun:
                     # between exchanges (new calls wait for `ready`), so that both ends'
                     # applications have read the same messages: an answer cut off in flight
                     # crosses the wire but only the server's WebSocket layer counts it.
-                    with trio.move_on_after(5) as waiting:
+                    self._dropping = True  # no new pings either
+                    with trio.move_on_after(1) as waiting:
                         while rpc.busy or self._pinging:
                             await trio.sleep(0.001)
                     self.tally.drops_mid_exchange += waiting.cancelled_caught
@@ -353,7 +356,7 @@ class MonthRun:
             due = max(due + interval, self.clock.elapsed() - interval)
             with self.clock.move_on_after(due - self.clock.elapsed()) as timer:
                 await self.station.config.changed.wait()
-            if timer.cancelled_caught:
+            if timer.cancelled_caught and not self._dropping:
                 self._pinging = True
                 try:
                     with trio.move_on_after(10):
