@@ -220,7 +220,7 @@ class Tally:
     nat_expiries: int = 0
     sessions: int = 0
     sessions_skipped: int = 0
-    # Drops that could not wait for the exchange in flight (1 real second).
+    # Drops (and the final close) that could not wait for the exchange in flight (1 s real).
     drops_mid_exchange: int = 0
     # Payload bytes the station's kernel sent a second time (tcpi_bytes_retrans).
     retransmitted: int = 0
@@ -313,19 +313,19 @@ class MonthRun:
                 self._drop = trio.Event()
                 self.station.ready = trio.Event()
                 session = link.session or session
+                # The link goes between exchanges (new calls wait for `ready`, no new pings),
+                # so that both ends' applications have read the same messages: an answer cut
+                # off in flight crosses the wire but only the server's upper layers count it.
+                self._dropping = True
+                with trio.move_on_after(1) as waiting:
+                    while rpc.busy or self._pinging:
+                        await trio.sleep(0.001)
+                self.tally.drops_mid_exchange += waiting.cancelled_caught
                 if self._finished:
                     with trio.move_on_after(5):
                         await link.ws.aclose()
                 else:
-                    # The radio link is gone: no close frame, just the socket's end. It goes
-                    # between exchanges (new calls wait for `ready`), so that both ends'
-                    # applications have read the same messages: an answer cut off in flight
-                    # crosses the wire but only the server's WebSocket layer counts it.
-                    self._dropping = True  # no new pings either
-                    with trio.move_on_after(1) as waiting:
-                        while rpc.busy or self._pinging:
-                            await trio.sleep(0.001)
-                    self.tally.drops_mid_exchange += waiting.cancelled_caught
+                    # The radio link is gone: no close frame, just the socket's end.
                     assert link.meter.plain is not None
                     await trio.aclose_forcefully(link.meter.plain)
                 conn.cancel_scope.cancel()
@@ -380,6 +380,8 @@ class MonthRun:
         slack = 0.02 * self.clock.scale
         while True:
             await self.clock.sleep(nat / 10)
+            if self._dropping:
+                return  # the link is already going; its quiet wait for the drop is no expiry
             moved = 0 if meter.plain is None else meter.plain.bytes_in + meter.plain.bytes_out
             now = self.clock.elapsed()
             if moved != seen:
