@@ -55,11 +55,16 @@ def test_first_traffic_before_the_window_changes_nothing() -> None:
             == cycles.project(CYCLE, NOW, used, daily))
 
 
-def test_the_first_hour_is_not_scaled_into_megabytes() -> None:
+def test_the_first_hours_are_not_scaled_into_megabytes() -> None:
     since = utc(2026, 11, 15, 11, 59)
-    # One kB a minute after the TCP handshake: at least an hour of window, as today's share.
-    rate = cycles.daily_rate(CYCLE, NOW, {NOW.date(): 1000}, since=since)
-    assert rate == 1000 * 24
+    # Ten kB of handshakes and boot in its first minute: a day's worth, not 14 MB a day.
+    rate = cycles.daily_rate(CYCLE, NOW, {NOW.date(): 10_000}, since=since)
+    assert rate == 10_000
+    # From its second day on, its own average.
+    later = cycles.daily_rate(CYCLE, NOW, {utc(2026, 11, 13).date(): 2 * MB,
+                                           utc(2026, 11, 14).date(): 2 * MB,
+                                           NOW.date(): MB}, since=utc(2026, 11, 13, 12))
+    assert later == 5 * MB / 2  # two days since the 13th, 12:00
 
 
 @pytest.fixture

@@ -14,6 +14,9 @@ DAY = timedelta(days=1)
 # Never scale less than an hour of today: the first minutes after midnight (or after a cycle
 # starts) would turn one TCP handshake into megabytes a day.
 MIN_TODAY_FRACTION = 1 / 24
+# A station's own window (see daily_rate) is at least a day long: its first hours are mostly
+# set-up (TCP and TLS handshakes, boot, configuration) and would project to megabytes.
+MIN_LIFE_DAYS = 1.0
 RATE_WINDOW_DAYS = 7
 
 OK, WARNING, OVER = "ok", "warning", "over"
@@ -97,7 +100,8 @@ def daily_rate(cycle: Cycle, now: datetime, daily: Mapping[date, int],
     zero, so a station that went quiet pulls its rate down.
 
     `since` is the station's first traffic. A window that would reach back before it starts
-    there instead (at least an hour long): days before the station existed are not quiet days.
+    there instead, and counts at least a day (MIN_LIFE_DAYS): days before the station existed
+    are not quiet days.
     """
     now = _clamp(cycle, now)
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -105,7 +109,7 @@ def daily_rate(cycle: Cycle, now: datetime, daily: Mapping[date, int],
     if since is not None and since > today - DAY * complete:
         window_bytes = sum(amount for day, amount in daily.items()
                            if since.date() <= day <= today.date())
-        return window_bytes / max((now - min(since, now)) / DAY, MIN_TODAY_FRACTION)
+        return window_bytes / max((now - min(since, now)) / DAY, MIN_LIFE_DAYS)
     fraction = max((now - today) / DAY, MIN_TODAY_FRACTION)
     window_days = [(today - DAY * i).date() for i in range(1, complete + 1)]
     window_bytes = sum(daily.get(day, 0) for day in window_days) + daily.get(today.date(), 0)
