@@ -75,8 +75,8 @@ def kernel_ip_bytes(counters: tcpinfo.TcpCounters, family: int) -> tuple[int, in
     The SYN and SYN-ACK carry 20 option bytes instead; the SYN and the FINs take a sequence
     byte each that is not data, which bytes_acked/bytes_received count.
     """
-    received, sent = tcpinfo.ip_bytes(counters, family).bytes_in, \
-        tcpinfo.ip_bytes(counters, family).bytes_out
+    ip = tcpinfo.ip_bytes(counters, family)
+    received, sent = ip.bytes_in, ip.bytes_out
     extra = tcpinfo.SYN_OPTIONS - (tcpinfo.TIMESTAMP_OPTION if counters.timestamps else 0)
     return received + extra, sent + extra
 
