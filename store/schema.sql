@@ -307,6 +307,12 @@ CREATE TABLE "traffic_counter" (
     FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE
 );
 
+CREATE TABLE "traffic_flush" (
+    "id" INTEGER NOT NULL PRIMARY KEY,
+    "flushed_at" TEXT NOT NULL,
+    "interval_s" REAL
+);
+
 CREATE TABLE "transaction" (
     "id" INTEGER NOT NULL PRIMARY KEY,
     "station_id" VARCHAR(48) NOT NULL,

@@ -97,8 +97,9 @@ def test_report_totals_projection_and_status(db: Path) -> None:
     assert (a["status"], a["projected_over"]) == ("warning", True)
     assert [t["action"] for t in a["top_actions"]] == [
         "MeterValues", "Heartbeat", "(tcp-handshake)"]
-    # 11 MB of a 25 MB cap, but 11 MB in the last 7.5 days projects to 35.2 MB: a warning.
-    assert (b["used"], b["projected"], b["status"]) == (11_000_000, 35_200_000, "warning")
+    # 11 MB of a 25 MB cap, in the 5 days 4 hours since its first traffic (the 10th, 08:00;
+    # the days before it existed do not count): 2.13 MB a day projects to 46.1 MB, a warning.
+    assert (b["used"], b["projected"], b["status"]) == (11_000_000, 46_129_032, "warning")
     assert (c["used"], c["projected"], c["status"], c["top_actions"]) == (0, 0, "ok", [])
     # Biggest consumer first.
     assert [s["station_id"] for s in report_json(db)["stations"]] == ["CS-A", "CS-B", "CS-C"]

@@ -68,6 +68,7 @@ async def _run_station(csms: CsmsInProcess, nursery: trio.Nursery, station_id: s
     await _exchange(link, messages)
     resumable = link.session
     await link.ws.aclose()
+    await link.finish()
     link.meter.collect()
     with trio.fail_after(5):
         while station_id in csms.server.connections:

@@ -76,6 +76,7 @@ async def measure(seconds: int, workdir: Path) -> dict[str, float]:
             await trio.sleep(0.5)
             results[method] = (_ip_total(link) - before) / seconds
             await link.ws.aclose()
+            await link.finish()
             nursery.cancel_scope.cancel()
         db.close()
     return results

@@ -527,6 +527,11 @@ class RpcLink:
         self._waiter: _Waiter | None = None
         self.close_reason: str | None = None
 
+    @property
+    def busy(self) -> bool:
+        """A CALL of ours is waiting for its answer."""
+        return self._lock.locked()
+
     async def serve(self) -> None:
         """Read until the socket closes; `close_reason` says why it did."""
         try:
@@ -593,6 +598,10 @@ class RpcLink:
                 return waiter.outcome or self._expired(message_id, action)
             finally:
                 self._waiter = None
+                if self.session.outstanding_call == (message_id, action):
+                    # The send failed or the wait was cancelled (the link went): the call is
+                    # lost with it, and must not block the next one on this link.
+                    self.session.expire(math.inf)
 
     def _expired(self, message_id: str, action: str) -> CallFailed:
         for event in self.session.expire(trio.current_time()):

@@ -149,13 +149,17 @@ def server_totals(database: Path, station_id: str) -> dict[str, Any]:
         by_action = db.execute(
             "SELECT action, SUM(bytes) FROM traffic_counter WHERE station_id = ? "
             "AND layer = 'ip' GROUP BY action ORDER BY 2 DESC", (station_id,)).fetchall()
-    totals: dict[str, Any] = {layer: {IN: 0, OUT: 0} for layer in LAYERS}
-    for layer, direction, amount in rows:
-        totals[layer][direction] = int(amount)
         setup = db.execute(
             "SELECT tls_resumed, COUNT(*), AVG(tcp_setup_bytes), AVG(tls_setup_bytes), "
             "AVG(http_setup_bytes) FROM traffic_connection WHERE station_id = ? "
             "GROUP BY tls_resumed", (station_id,)).fetchall()
+        retransmitted = db.execute(
+            "SELECT COALESCE(SUM(retransmitted_bytes), 0) FROM traffic_connection "
+            "WHERE station_id = ?", (station_id,)).fetchone()[0]
+    totals: dict[str, Any] = {layer: {IN: 0, OUT: 0} for layer in LAYERS}
+    for layer, direction, amount in rows:
+        totals[layer][direction] = int(amount)
+    totals["retransmitted"] = int(retransmitted)
     totals["by_action"] = {action: int(amount) for action, amount in by_action}
     totals["setup"] = {("resumed" if resumed else "full"): {
         "connections": count, "tcp": round(tcp), "tls": round(tls), "http": round(http)}
@@ -216,6 +220,10 @@ class Tally:
     nat_expiries: int = 0
     sessions: int = 0
     sessions_skipped: int = 0
+    # Drops (and the final close) that could not wait for the exchange in flight (1 s real).
+    drops_mid_exchange: int = 0
+    # Payload bytes the station's kernel sent a second time (tcpi_bytes_retrans).
+    retransmitted: int = 0
     station: dict[str, dict[str, int]] = field(
         default_factory=lambda: {layer: {IN: 0, OUT: 0} for layer in LAYERS})
 
@@ -241,28 +249,42 @@ class MonthRun:
         for key, value in STOCK.items():
             self.station.config.set(key, value)
         self.tally = Tally()
+        self._teardowns: trio.Nursery | None = None
+        self._pinging = False
+        self._dropping = False
         self._drop = trio.Event()
         self._finished = False
 
     async def run(self) -> Tally:
         self.clock.anchor()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._connection_loop)
-            nursery.start_soon(self._sessions, nursery)
-            nursery.start_soon(self._drops)
-            await self.clock.sleep(self.days * DAY)
-            self._finished = True
-            self._drop.set()
-            for tx in self.station.transactions():
-                tx.request_stop("Local")
-            with trio.move_on_after(10):
-                while self.tally.connections and self.station.link is not None:
-                    await trio.sleep(0.01)
-            nursery.cancel_scope.cancel()
+        loop_done = trio.Event()
+        # Links that have ended finish their teardown here while the station reconnects.
+        async with trio.open_nursery() as teardowns:
+            self._teardowns = teardowns
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._connection_loop, loop_done)
+                nursery.start_soon(self._sessions, nursery)
+                nursery.start_soon(self._drops)
+                await self.clock.sleep(self.days * DAY)
+                self._finished = True
+                self._drop.set()
+                for tx in self.station.transactions():
+                    tx.request_stop("Local")
+                # The link in hand, even one still connecting, closes normally: cutting it
+                # off would leave bytes the server counted and the station did not.
+                with trio.move_on_after(30):
+                    await loop_done.wait()
+                nursery.cancel_scope.cancel()
         return self.tally
 
     # ---- the link ---------------------------------------------------------------------------
-    async def _connection_loop(self) -> None:
+    async def _connection_loop(self, done: trio.Event) -> None:
+        try:
+            await self._connections()
+        finally:
+            done.set()
+
+    async def _connections(self) -> None:
         session: ssl.SSLSession | None = None
         headers = sim.basic_auth_headers(self.station_id, self.server.password)
         while not self._finished:
@@ -272,6 +294,7 @@ class MonthRun:
                     [self.version.value], ssl_context=self.server.client_tls,
                     session=session, extra_headers=headers)
                 self.tally.connections += 1
+                self._dropping = False
                 self.tally.resumed += link.meter.tls_resumed
                 rpc = sim.RpcLink(MeteredWs(link), self.version,  # type: ignore[arg-type]
                                   answer=self.station._answer_inbound,
@@ -290,6 +313,14 @@ class MonthRun:
                 self._drop = trio.Event()
                 self.station.ready = trio.Event()
                 session = link.session or session
+                # The link goes between exchanges (new calls wait for `ready`, no new pings),
+                # so that both ends' applications have read the same messages: an answer cut
+                # off in flight crosses the wire but only the server's upper layers count it.
+                self._dropping = True
+                with trio.move_on_after(1) as waiting:
+                    while rpc.busy or self._pinging:
+                        await trio.sleep(0.001)
+                self.tally.drops_mid_exchange += waiting.cancelled_caught
                 if self._finished:
                     with trio.move_on_after(5):
                         await link.ws.aclose()
@@ -299,8 +330,14 @@ class MonthRun:
                     await trio.aclose_forcefully(link.meter.plain)
                 conn.cancel_scope.cancel()
             self.station.detach()
-            link.meter.collect()
-            self.tally.add(link.meter.totals)
+            self._teardowns.start_soon(self._count, link)
+
+    async def _count(self, link: MeteredLink) -> None:
+        """A link's bytes, once its FINs have crossed; the last kernel reading counts them."""
+        await link.finish()
+        link.meter.collect()
+        self.tally.add(link.meter.totals)
+        self.tally.retransmitted += link.meter.retransmitted_at_close
 
     async def _read(self, rpc: sim.RpcLink) -> None:
         try:
@@ -319,12 +356,15 @@ class MonthRun:
             due = max(due + interval, self.clock.elapsed() - interval)
             with self.clock.move_on_after(due - self.clock.elapsed()) as timer:
                 await self.station.config.changed.wait()
-            if timer.cancelled_caught:
-                with trio.move_on_after(10):
-                    try:
+            if timer.cancelled_caught and not self._dropping:
+                self._pinging = True
+                try:
+                    with trio.move_on_after(10):
                         await link.ws.ping()
-                    except ConnectionClosed:
-                        return  # the link is going; the connection loop handles it
+                except ConnectionClosed:
+                    return  # the link is going; the connection loop handles it
+                finally:
+                    self._pinging = False
             else:
                 due = self.clock.elapsed()
 
@@ -340,12 +380,15 @@ class MonthRun:
         slack = 0.02 * self.clock.scale
         while True:
             await self.clock.sleep(nat / 10)
+            if self._dropping:
+                return  # the link is already going; its quiet wait for the drop is no expiry
             moved = 0 if meter.plain is None else meter.plain.bytes_in + meter.plain.bytes_out
             now = self.clock.elapsed()
             if moved != seen:
                 seen, quiet_since = moved, now
             elif now - quiet_since > nat + slack:
-                self.tally.nat_expiries += 1
+                # A drop already on its way (its reconnect still booting) is the same one.
+                self.tally.nat_expiries += not self._drop.is_set()
                 self._drop.set()
                 return
 
@@ -356,7 +399,7 @@ class MonthRun:
                 await self.clock.sleep_until(day * DAY + (k + 0.25) * DAY / count)
                 if self._finished:
                     return
-                self.tally.drops += 1
+                self.tally.drops += not self._drop.is_set()
                 self._drop.set()
 
     # ---- sessions ---------------------------------------------------------------------------
@@ -392,14 +435,18 @@ class MonthRun:
 def run_month(profile: Profile, version: Version, *, policy: bool, days: float, scale: float,
               cap: int | None = None) -> dict[str, Any]:
     station_id = f"SIM-{profile.name}"
-    with tempfile.TemporaryDirectory() as tmp, running_server(
-            Path(tmp), station_id, policy=policy, cap=cap,
-            nat_timeout=profile.nat_timeout) as server:
-        run = MonthRun(profile, version, days, scale, server, station_id)
-        started = time.monotonic()
-        tally = trio.run(run.run)
-        elapsed = time.monotonic() - started
-        time.sleep(1.5)  # three server flush intervals: the last connection's counts land
+    with tempfile.TemporaryDirectory() as tmp:
+        with running_server(Path(tmp), station_id, policy=policy, cap=cap,
+                            nat_timeout=profile.nat_timeout) as server:
+            run = MonthRun(profile, version, days, scale, server, station_id)
+            started = time.monotonic()
+            tally = trio.run(run.run)
+            elapsed = time.monotonic() - started
+        # Read once the server has stopped: a graceful stop flushes the last counts, where a
+        # fixed wait for the flush interval comes up short on a loaded machine.
+        if server.process.returncode != 0:
+            raise RuntimeError("the server did not stop gracefully:\n"
+                               + (Path(tmp) / "server.log").read_text()[-2000:])
         seen_by_server = server_totals(server.database, station_id)
     month = 30 / days
     result = {
@@ -407,16 +454,36 @@ def run_month(profile: Profile, version: Version, *, policy: bool, days: float, 
         "time_scale": scale, "real_seconds": round(elapsed, 1),
         "connections": tally.connections, "tls_resumed": tally.resumed,
         "drops": tally.drops, "nat_expiries": tally.nat_expiries,
+        "drops_mid_exchange": tally.drops_mid_exchange,
         "sessions": tally.sessions, "sessions_skipped": tally.sessions_skipped,
         "station": tally.station,
         "server": {layer: seen_by_server[layer] for layer in LAYERS},
         "setup_ip_bytes": seen_by_server["setup"],
         "server_ip_by_action": seen_by_server["by_action"],
         "month_ip_bytes": round(_both(seen_by_server["ip"]) * month),
-        "agreement": {layer: _difference(tally.station[layer], seen_by_server[layer])
+        "retransmitted": {"station": tally.retransmitted,
+                          "server": seen_by_server["retransmitted"]},
+        "agreement": {layer: _difference(*_comparable(layer, tally, seen_by_server))
                       for layer in LAYER_ORDER},
     }
     return result
+
+
+def _comparable(layer: str, tally: Tally, server: dict[str, Any]
+                ) -> tuple[dict[str, int], dict[str, int]]:
+    """The two ends' counts of one layer, on what both can see.
+
+    A retransmitted segment crosses the wire twice and the sender's kernel counts it twice,
+    but the receiver's counts its payload once (tcpi_bytes_received): at IP level each end
+    is compared without its own retransmitted payload, reported beside as "retransmitted".
+    On loopback these are tail-loss probes, when the machine is loaded enough to hold back
+    an ACK for a few milliseconds.
+    """
+    station, theirs = dict(tally.station[layer]), dict(server[layer])
+    if layer == "ip":
+        station[IN] -= tally.retransmitted
+        theirs[OUT] -= server["retransmitted"]
+    return station, theirs
 
 
 def _both(directions: dict[str, int]) -> int:

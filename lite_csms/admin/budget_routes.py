@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from lite_csms.budget import cycles, explain, overrides, report, usage
+from lite_csms.budget import counters, cycles, explain, overrides, report, usage
 from lite_csms.config import Settings
 from lite_csms.db.models import Station
 from lite_csms.db.writer import StoreWriter
@@ -44,7 +44,10 @@ def _at(request: Request) -> datetime:
 
 def _all(settings: Settings, now: datetime, month: tuple[int, int] | None
          ) -> list[dict[str, Any]]:
-    return [report.station_record(u, now) for u in usage.all_usage(settings, now, month)]
+    mark = counters.last_flush()
+    flushed_at = None if mark is None else mark.flushed_at
+    return [report.station_record(u, now, flushed_at=flushed_at)
+            for u in usage.all_usage(settings, now, month)]
 
 
 def _one(station_id: str, settings: Settings, now: datetime, month: tuple[int, int] | None,

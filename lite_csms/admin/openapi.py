@@ -80,12 +80,14 @@ _BUDGET_SETTINGS = {
 _BUDGET_PATHS: dict[str, Any] = {
     "/budget": {"get": {
         "summary": "every station's use of its data cap (ip bytes, the billed layer) in a "
-                   "cycle: used, cap, projection, status ok|warning|over, top actions",
+                   "cycle: used, cap, projection, status ok|warning|over, top actions, "
+                   "flushed_at (the figures are as of the server's last traffic flush)",
         "parameters": [_MONTH, _AT],
         "responses": {"200": _ok("usage per station", _LIST), "400": _ERROR,
                       "401": _ERROR}}},
     "/stations/{id}/budget": {
-        "get": {"summary": "one station's usage, effective budget and a breakdown",
+        "get": {"summary": "one station's usage (as of flushed_at), effective budget and "
+                           "a breakdown",
                 "parameters": [*_ID, _MONTH, _AT, {
                     "name": "by", "in": "query", "schema": {
                         "type": "string",

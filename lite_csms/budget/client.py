@@ -21,6 +21,11 @@ class MeteredLink:
     meter: ConnectionMeter
     tls: trio.SSLStream | None
 
+    async def finish(self, timeout: float = 5.0) -> None:
+        """Close the socket once the FINs have crossed (see ConnectionMeter.finish); call it
+        after the WebSocket has closed or the link was dropped, before the last collect."""
+        await self.meter.finish(timeout)
+
     @property
     def session(self) -> ssl.SSLSession | None:
         """The TLS session to resume next time; tickets arrive after the handshake."""

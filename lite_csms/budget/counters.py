@@ -8,7 +8,7 @@ from datetime import datetime
 import peewee as pw
 
 from lite_csms.budget.meter import HTTP_SETUP, TCP_SETUP, TLS_SETUP
-from lite_csms.db.models import Station, TrafficConnection, TrafficCounter
+from lite_csms.db.models import Station, TrafficConnection, TrafficCounter, TrafficFlush
 
 # (station, hour, action, direction, layer)
 BucketKey = tuple[str, datetime, str, str, str]
@@ -77,6 +77,23 @@ def add_connections(closed: list[ConnectionTotals]) -> None:
             payload_bytes_out=c.payload_out, retransmitted_bytes=c.retransmitted,
             close_reason=c.close_reason,
         )
+
+
+def mark_flushed(at: datetime, interval_s: float | None) -> None:
+    """Record that every count up to `at` is written (see TrafficFlush)."""
+    (TrafficFlush.insert(id=1, flushed_at=at, interval_s=interval_s)
+     .on_conflict(conflict_target=[TrafficFlush.id],
+                  update={TrafficFlush.flushed_at: at, TrafficFlush.interval_s: interval_s})
+     .execute())
+
+
+def last_flush() -> TrafficFlush | None:
+    """When the server last wrote its traffic counts (and its interval), or None if never."""
+    try:
+        found: TrafficFlush | None = TrafficFlush.get_or_none(TrafficFlush.id == 1)
+    except pw.OperationalError:
+        return None  # a database from before the table; the upgrade on open adds it
+    return found
 
 
 def roll_up(before: datetime) -> int:

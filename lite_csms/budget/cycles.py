@@ -14,6 +14,9 @@ DAY = timedelta(days=1)
 # Never scale less than an hour of today: the first minutes after midnight (or after a cycle
 # starts) would turn one TCP handshake into megabytes a day.
 MIN_TODAY_FRACTION = 1 / 24
+# A station's own window (see daily_rate) is at least a day long: its first hours are mostly
+# set-up (TCP and TLS handshakes, boot, configuration) and would project to megabytes.
+MIN_LIFE_DAYS = 1.0
 RATE_WINDOW_DAYS = 7
 
 OK, WARNING, OVER = "ok", "warning", "over"
@@ -86,7 +89,8 @@ def days_remaining(cycle: Cycle, now: datetime) -> float:
     return (cycle.end - _clamp(cycle, now)) / DAY
 
 
-def daily_rate(cycle: Cycle, now: datetime, daily: Mapping[date, int]) -> float:
+def daily_rate(cycle: Cycle, now: datetime, daily: Mapping[date, int],
+               since: datetime | None = None) -> float:
     """Bytes a day at which the station is going now.
 
     The rate is the bytes of a window divided by its length in days. The window is the last
@@ -94,18 +98,28 @@ def daily_rate(cycle: Cycle, now: datetime, daily: Mapping[date, int]) -> float:
     fraction of the day gone (at least an hour). Fewer than 7 complete days: the window is the
     whole elapsed cycle, so the rate is the cycle's elapsed average. Days with no rows count as
     zero, so a station that went quiet pulls its rate down.
+
+    `since` is the station's first traffic. A window that would reach back before it starts
+    there instead, and counts at least a day (MIN_LIFE_DAYS): days before the station existed
+    are not quiet days.
     """
     now = _clamp(cycle, now)
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     complete = min((today - cycle.start).days, RATE_WINDOW_DAYS)
+    if since is not None and since > today - DAY * complete:
+        window_bytes = sum(amount for day, amount in daily.items()
+                           if since.date() <= day <= today.date())
+        return window_bytes / max((now - min(since, now)) / DAY, MIN_LIFE_DAYS)
     fraction = max((now - today) / DAY, MIN_TODAY_FRACTION)
     window_days = [(today - DAY * i).date() for i in range(1, complete + 1)]
     window_bytes = sum(daily.get(day, 0) for day in window_days) + daily.get(today.date(), 0)
     return window_bytes / (complete + fraction)
 
 
-def project(cycle: Cycle, now: datetime, used: int, daily: Mapping[date, int]) -> int:
-    """The cycle's end total if the station keeps its current daily rate (see daily_rate).
+def project(cycle: Cycle, now: datetime, used: int, daily: Mapping[date, int],
+            since: datetime | None = None) -> int:
+    """The cycle's end total if the station keeps its current daily rate (see daily_rate;
+    `since` is the station's first traffic).
 
     A finished cycle projects to what it used; one not yet begun projects to zero.
     """
@@ -113,7 +127,7 @@ def project(cycle: Cycle, now: datetime, used: int, daily: Mapping[date, int]) -
         return used
     if now < cycle.start:
         return 0
-    return used + round(daily_rate(cycle, now, daily) * days_remaining(cycle, now))
+    return used + round(daily_rate(cycle, now, daily, since) * days_remaining(cycle, now))
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,9 +9,10 @@ among actions in proportion to the layer above, so nothing is counted twice or l
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import trio
@@ -32,8 +33,6 @@ TLS_ONLY = "(tls-other)"
 TCP_ONLY = "(tcp-only)"
 TEARDOWN = "(teardown)"
 SETUP_ACTIONS = (TCP_SETUP, TLS_SETUP, HTTP_SETUP)
-# A TLS 1.3 alert record: 5-byte header, 2-byte alert, content type, 16-byte AEAD tag.
-CLOSE_NOTIFY = 24
 
 
 class CountingStream(trio.abc.Stream):
@@ -64,10 +63,95 @@ class CountingStream(trio.abc.Stream):
         return data
 
     async def aclose(self) -> None:
+        self._closing()
+        await self.inner.aclose()
+
+    def _closing(self) -> None:
         if self._on_close is not None:
             hook, self._on_close = self._on_close, None
             hook()
-        await self.inner.aclose()
+
+
+class SocketEnd(CountingStream):
+    """The counting stream on the socket itself, for a meter that reads the teardown.
+
+    Closing it sends our FIN but keeps the descriptor: the kernel answers TCP_INFO only while
+    one is open, and the FINs and their ACKs are still to cross. `linger` then waits for
+    them and lets the socket go.
+    """
+
+    def __init__(self, inner: trio.SocketStream,
+                 on_first_send: Callable[[CountingStream], None] | None = None,
+                 on_close: Callable[[], None] | None = None) -> None:
+        super().__init__(inner, on_first_send, on_close)
+        self.socket_stream = inner
+        self.fin_sent = False
+        self.released = False
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self.fin_sent:
+            raise trio.ClosedResourceError("the stream is closed")
+        await super().send_all(data)
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        if self.fin_sent:
+            raise trio.ClosedResourceError("the stream is closed")
+        return await super().receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        self._closing()
+        self.send_fin()
+        await trio.lowlevel.checkpoint()
+
+    def send_fin(self) -> None:
+        # Synchronous, so that a cancelled close (aclose_forcefully) still sends it.
+        if self.fin_sent or self.released:
+            return
+        self.fin_sent = True
+        try:
+            self.socket_stream.socket.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the connection is already gone (reset, timed out)
+
+    async def linger(self, read: Callable[[], TcpCounters | None]) -> bool:
+        """Send the FIN, read what still comes until the peer's FIN (counted as received),
+        then wait until ours is acknowledged. Returns whether the peer's FIN arrived; the
+        caller bounds the wait with a cancel scope."""
+        self.send_fin()
+        peer_fin = False
+        while True:
+            try:
+                data = await self.socket_stream.receive_some(65536)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                break  # reset: nothing more will cross
+            except trio.BusyResourceError:
+                break  # another task still reads; the kernel's state below still tells
+            if not data:
+                peer_fin = True
+                break
+            self.bytes_in += len(data)
+        delay = 0.001
+        while (tcp := read()) is not None and tcp.state != tcpinfo.CLOSED:
+            await trio.sleep(delay)
+            delay = min(2 * delay, 0.05)
+        return peer_fin
+
+    def take_waiting(self) -> None:
+        """Read, without waiting, what has already arrived: at a cancelled linger (the
+        server stopping) the peer's last records are in the kernel but not yet counted."""
+        if self.released:
+            return
+        fd = self.socket_stream.socket.fileno()
+        try:
+            while data := os.read(fd, 65536):
+                self.bytes_in += len(data)
+        except OSError:
+            pass  # nothing more waiting (BlockingIOError), or the connection was reset
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.socket_stream.socket.close()
 
 
 def frame_header(size: int, masked: bool) -> int:
@@ -127,8 +211,11 @@ class ConnectionMeter:
     _tallies: dict[tuple[str, str], _Tally] = field(default_factory=dict)
     _last: _Snapshot = field(default_factory=_Snapshot)
     _upgraded: bool = False
-    # The kernel's counters as the socket closed; TCP_INFO cannot be read after that.
-    _closing_tcp: TcpCounters | None = None
+    # The socket's own counting stream, when there is a socket to linger on.
+    _end: SocketEnd | None = None
+    # The kernel's counters once the teardown is over; TCP_INFO cannot be read after that.
+    _final_tcp: TcpCounters | None = None
+    # Past the WebSocket's end: whatever crosses now is the teardown.
     _closing_done: bool = False
     totals: dict[tuple[str, str], int] = field(default_factory=dict)
     # Set when permessage-deflate may be negotiated: frames then carry fewer bytes than the
@@ -151,43 +238,72 @@ class ConnectionMeter:
 
     # ---- wiring ----------------------------------------------------------------------------
     def wrap_raw(self, stream: trio.abc.Stream) -> CountingStream:
-        self.raw = CountingStream(stream)
+        self.raw = self._bottom(stream)
         return self.raw
 
     def wrap_plain(self, stream: trio.abc.Stream) -> CountingStream:
-        """The stream wsproto reads; its first send is the 101 (or a refusal)."""
+        """The stream wsproto reads; its first send is the 101 (or a refusal).
+
+        Its close, after the WebSocket close frames, starts the teardown: what crosses from
+        then on (TLS alerts, FINs, their ACKs) is counted as `(teardown)`.
+        """
         hook = self._upgrade_sent if self.server_side else None
-        # The last reading is taken here, after the WebSocket close frames and before TLS
-        # close_notify and the TCP FINs, which each end would otherwise see only half of:
-        # `closing` adds an estimate of them, the same figure at both ends.
-        self.plain = CountingStream(stream, on_first_send=hook, on_close=self.closing)
         if self.raw is None:
-            self.raw = self.plain
+            self.plain = self.raw = self._bottom(stream, hook, self.closing)
+        else:
+            self.plain = CountingStream(stream, on_first_send=hook, on_close=self.closing)
         return self.plain
 
-    def closing(self) -> None:
-        """Take the last kernel reading and add the teardown; once, before the socket closes.
+    def _bottom(self, stream: trio.abc.Stream,
+                on_first_send: Callable[[CountingStream], None] | None = None,
+                on_close: Callable[[], None] | None = None) -> CountingStream:
+        if isinstance(stream, trio.SocketStream) and self.sock is not None:
+            self._end = SocketEnd(stream, on_first_send, on_close)
+            return self._end
+        return CountingStream(stream, on_first_send, on_close)
 
-        The plain stream's close calls this; a connection whose WebSocket ended without
-        closing its stream (the peer vanished) gets it from the listener instead.
-        """
+    def closing(self) -> None:
+        """The WebSocket is over: attribute what crossed so far; the rest is the teardown."""
         if self._closing_done:
             return
+        self._attribute()
         self._closing_done = True
-        tcp = tcpinfo.read(self.sock) if self.sock is not None else None
-        # Whether the peer's FIN already arrived is a race; the estimate below counts it.
-        self._closing_tcp = None if tcp is None else tcp.without_peer_fin()
-        if self._closing_tcp is not None:
-            header = tcpinfo.segment_header(self.family, self._closing_tcp.timestamps)
-            # FIN and the ACK of the peer's FIN each way; a close_notify record each way.
-            per_direction = 2 * header + ((header + CLOSE_NOTIFY) if self.tls else 0)
-            for direction in DIRECTIONS:
-                self._emit(TEARDOWN, direction, IP, per_direction)
+
+    async def finish(self, timeout: float) -> None:
+        """End the connection and take the last kernel reading once the teardown is over.
+
+        Sends our FIN (if the close has not), reads until the peer's FIN, and waits until
+        ours is acknowledged, at most `timeout` seconds: then both ends have seen every
+        segment of the connection, the same ones tcpdump sees. A peer that has vanished is
+        counted as far as it got. Closes the socket; never raises but Cancelled.
+        """
+        self.closing()
+        end = self._end
+        if end is None or end.released:
+            return
+        read = self._read_kernel
+        peer_fin = False
+        try:
+            with trio.move_on_after(timeout):
+                peer_fin = await end.linger(read)
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            end.take_waiting()
+            final = read()
+            if final is not None and peer_fin:
+                # The peer's FIN takes a sequence number that bytes_received counts.
+                final = replace(final, bytes_in=final.bytes_in - 1)
+            self._final_tcp = final
+            end.release()
+
+    def _read_kernel(self) -> TcpCounters | None:
+        return tcpinfo.read(self.sock) if self.sock is not None else None
 
     def _tcp_now(self) -> TcpCounters | None:
-        if self._closing_tcp is not None:
-            return self._closing_tcp
-        return tcpinfo.read(self.sock) if self.sock is not None else None
+        if self._final_tcp is not None or (self._end is not None and self._end.released):
+            return self._final_tcp
+        return self._read_kernel()
 
     def tls_done(self, resumed: bool) -> None:
         self.tls = True
@@ -256,11 +372,21 @@ class ConnectionMeter:
     # ---- collecting ------------------------------------------------------------------------
     def collect(self) -> list[Flow]:
         """Everything measured since the last call, attributed to actions."""
+        self._attribute()
+        flows, self._pending = self._pending, []
+        return flows
+
+    def _attribute(self) -> None:
+        # Bytes no message accounts for: control frames, alerts, bare segments; or, once
+        # the WebSocket is over, the teardown.
+        control, tls_only, tcp_only = ((TEARDOWN,) * 3 if self._closing_done
+                                       else (CONTROL, TLS_ONLY, TCP_ONLY))
         plain, raw, tcp = self._pair(self.plain), self._pair(self.raw), self._tcp_now()
         last = self._last
         ip = None
         if tcp is not None and last.tcp is not None:
             ip = tcpinfo.ip_bytes(tcp - last.tcp, self.family)
+        # Only compressed frames whose message is not tallied yet are carried over.
         carry_plain = list(plain)
         deflated = self._deflated()
         carry_deflated = list(deflated)
@@ -283,12 +409,12 @@ class ConnectionMeter:
                     ws_total -= held
             framed = sum(frames.values())
             if framed > ws_total:
-                # The frame bytes of a message just read are counted once the read returns;
-                # hold the excess over to the next collection instead of going negative.
-                carry_plain[index] = last.plain[index] + framed
-                ws_total = framed
-            if ws_total > framed:
-                frames[CONTROL] = ws_total - framed
+                # A message is tallied once its read (or send) has returned, after the stream
+                # counted its bytes: across a collection those bytes were measured in the one
+                # before. The measured total stands, shared by frame size.
+                frames = apportion(ws_total, frames)
+            elif ws_total > framed:
+                frames[control] = ws_total - framed
             for (action, d), tally in self._tallies.items():
                 if d == direction:
                     self._emit(action, direction, PAYLOAD, tally.payload, tally.messages)
@@ -296,23 +422,19 @@ class ConnectionMeter:
                 self._emit(action, direction, WS, amount)
             below = frames
             if self.tls:
-                below = apportion(raw_total, frames) if frames else {}
-                if raw_total > 0 and not frames:
-                    below = {TLS_ONLY: raw_total}
+                below = (apportion(raw_total, frames) if sum(frames.values())
+                         else {tls_only: raw_total})
                 for action, amount in below.items():
                     self._emit(action, direction, TLS, amount)
             if ip_total is not None:
-                shares = apportion(ip_total, below) if sum(below.values()) else {}
-                if ip_total > 0 and not shares:
-                    shares = {TCP_ONLY: ip_total}
+                shares = (apportion(ip_total, below) if sum(below.values())
+                          else {tcp_only: ip_total})
                 for action, amount in shares.items():
                     self._emit(action, direction, IP, amount)
         self._tallies.clear()
         self._last = _Snapshot(plain=(carry_plain[0], carry_plain[1]), raw=raw,
                                tcp=tcp if tcp is not None else last.tcp,
                                deflated=(carry_deflated[0], carry_deflated[1]))
-        flows, self._pending = self._pending, []
-        return flows
 
     def _compressing(self) -> bool:
         return self.deflate is not None and self.deflate.enabled()

@@ -40,6 +40,7 @@ class TrafficRecorder:
         self._buckets: dict[counters.BucketKey, list[int]] = {}
         self._closed: list[counters.ConnectionTotals] = []
         self._last_rollup: datetime | None = None
+        self._interval: float | None = None
 
     def opened(self, station_id: str, protocol: str, meter: ConnectionMeter) -> LiveConnection:
         live = LiveConnection(station_id, protocol, meter, self._clock())
@@ -84,12 +85,13 @@ class TrafficRecorder:
             self._last_rollup = now
             rollup_before = (now - self._retention).replace(hour=0, minute=0, second=0,
                                                             microsecond=0)
-        if not buckets and not closed and rollup_before is None:
-            return
 
+        # Written even when nothing moved: reports say "as of" this instant, and a quiet
+        # station's figures are as current as a busy one's.
         def write() -> None:
             counters.add_hourly(buckets)
             counters.add_connections(closed)
+            counters.mark_flushed(now, self._interval)
             if rollup_before is not None:
                 counters.roll_up(rollup_before)
 
@@ -105,6 +107,7 @@ class TrafficRecorder:
             raise
 
     async def run(self, interval: float) -> None:
+        self._interval = interval
         while True:
             await trio.sleep(interval)
             try:

@@ -5,16 +5,26 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from lite_csms.budget import usage
+from lite_csms.budget import counters, usage
 
 TOP_ACTIONS = 3
+_READ = object()
 
 
 def station_record(found: usage.StationUsage, now: datetime, by: str | None = None,
-                   with_days: bool = False) -> dict[str, Any]:
-    """Usage and status, the top actions, the breakdown `by` (if any) and the per-day totals."""
+                   with_days: bool = False, flushed_at: Any = _READ) -> dict[str, Any]:
+    """Usage and status, the top actions, the breakdown `by` (if any) and the per-day totals.
+
+    `flushed_at` is when the server last wrote its counts (None: never): the figures are as
+    of then, up to one traffic_flush_interval behind live traffic. Read from the store unless
+    the caller, reporting many stations, passes it.
+    """
     actions = usage.breakdown("action", found, now)
-    record: dict[str, Any] = {**found.as_dict(), "top_actions": actions[:TOP_ACTIONS]}
+    if flushed_at is _READ:
+        mark = counters.last_flush()
+        flushed_at = None if mark is None else mark.flushed_at
+    record: dict[str, Any] = {**found.as_dict(), "flushed_at": flushed_at,
+                              "top_actions": actions[:TOP_ACTIONS]}
     if by is not None:
         record["by"] = by
         record["breakdown"] = actions if by == "action" else usage.breakdown(by, found, now)

@@ -19,7 +19,8 @@ _BYTES_SENT = 200
 _FULL_SIZE = 232
 _MIN_SIZE = 144
 TCPI_OPT_TIMESTAMPS = 1
-CLOSE_WAIT = 8
+# tcp_states: a socket still held open settles here once both FINs are through (or on reset).
+CLOSED = 7
 # The timestamp option takes 10 bytes, padded to 12, in every segment once negotiated.
 TIMESTAMP_OPTION = 12
 # SYN and SYN-ACK carry MSS, SACK-permitted, timestamps and window scale: 20 option bytes.
@@ -37,15 +38,8 @@ class TcpCounters:
     bytes_out: int
     bytes_retrans: int
     timestamps: bool
-    # Linux tcp_states: 1 established, 8 close-wait (the peer's FIN has arrived).
+    # Linux tcp_states: 1 established, 7 closed, 8 close-wait (the peer's FIN has arrived).
     state: int = 1
-
-    def without_peer_fin(self) -> TcpCounters:
-        """The counters as if the peer's FIN had not arrived yet (it takes a sequence byte)."""
-        if self.state != CLOSE_WAIT:
-            return self
-        return TcpCounters(self.segs_in - 1, self.segs_out, self.bytes_in - 1, self.bytes_out,
-                           self.bytes_retrans, self.timestamps, self.state)
 
     def __sub__(self, other: TcpCounters) -> TcpCounters:
         return TcpCounters(

@@ -72,6 +72,19 @@ def used_bytes(station_id: str, start: datetime, end: datetime,
                .scalar())
 
 
+def first_traffic(station_id: str) -> datetime | None:
+    """When the station's traffic began: its first connection's opening, or, before any
+    connection has closed (rows are written then), the hour of its first counted bytes."""
+    for field in (TrafficConnection.opened_at, TrafficCounter.period_start):
+        first = (field.model.select(pw.fn.MIN(field))
+                 .where(field.model.station == station_id).scalar())
+        if first is not None:
+            # MIN() of a field comes back through the field's own conversion.
+            found: datetime = first if isinstance(first, datetime) else field.python_value(first)
+            return found
+    return None
+
+
 def daily_totals(station_id: str, start: datetime, end: datetime,
                  layer: str = BILLED_LAYER) -> dict[date, int]:
     days: dict[date, int] = {}
@@ -230,7 +243,7 @@ def station_usage(station_id: str, settings: Settings, now: datetime,
     until = min(now, cycle.end)
     daily = daily_totals(station_id, cycle.start, until) if until > cycle.start else {}
     used = sum(daily.values())
-    projected = cycles.project(cycle, now, used, daily)
+    projected = cycles.project(cycle, now, used, daily, first_traffic(station_id))
     verdict = cycles.judge(used, projected, budget.cap_bytes, budget.warn_ratio)
     return StationUsage(
         station_id=station_id, layer=BILLED_LAYER, cycle_start=cycle.start,

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from lite_csms.budget import cycles, explain, overrides, report, usage
+from lite_csms.budget import counters, cycles, explain, overrides, report, usage
 from lite_csms.cli import budget_text as text
 from lite_csms.cli.output import CliError
 from lite_csms.config import Settings
@@ -103,10 +103,18 @@ def report_usage(args: argparse.Namespace, settings: Settings) -> int:
     single = args.station is not None
     # One station: a breakdown by action unless asked otherwise, and always the day chart.
     by = args.by or ("action" if single else None)
-    records = [report.station_record(u, now, by, with_days=single or by == "day")
-               for u in usages]
+    mark = counters.last_flush()
+    flushed_at = None if mark is None else mark.flushed_at
+    # The server's own interval when it wrote one; else this configuration's.
+    interval = settings.traffic_flush_interval
+    if mark is not None and mark.interval_s is not None:
+        interval = mark.interval_s
+    records = [report.station_record(u, now, by, with_days=single or by == "day",
+                                     flushed_at=flushed_at) for u in usages]
     if args.json:
-        _print_json({"layer": usage.BILLED_LAYER, "at": now, "stations": records})
+        _print_json({"layer": usage.BILLED_LAYER, "at": now, "flushed_at": flushed_at,
+                     "flush_interval_s": interval,
+                     "stations": records})
     elif args.csv:
         # A table per invocation: the breakdown asked for, else the summary (one station too).
         if args.by is None:
@@ -115,13 +123,14 @@ def report_usage(args: argparse.Namespace, settings: Settings) -> int:
             _print_csv([{"station": r["station_id"], **row} for r in records
                         for row in r["breakdown"]])
     else:
-        _print_report(now, usages, records, by)
+        _print_report(now, usages, records, by,
+                      text.flushed(flushed_at, interval))
     return 0
 
 
 def _print_report(now: datetime, usages: list[usage.StationUsage],
-                  records: list[dict[str, Any]], by: str | None) -> None:
-    lines = [*text.header(now), "", *text.summary(usages)]
+                  records: list[dict[str, Any]], by: str | None, flushed: str) -> None:
+    lines = [*text.header(now), flushed, "", *text.summary(usages)]
     if by is None:
         lines += ["", *(text.top_actions(r["station_id"], r["top_actions"]) for r in records)]
     for u, record in zip(usages, records, strict=True):

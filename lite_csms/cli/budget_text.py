@@ -45,6 +45,15 @@ def header(at: datetime) -> list[str]:
             "(every byte on the wire, both directions; 1 MB = 1,000,000 bytes)."]
 
 
+def flushed(at: datetime | None, interval: float) -> str:
+    """Where the figures stand: the server writes its counts once a flush interval."""
+    if at is None:
+        return "Traffic counts: no flush recorded yet (the server writes them every " \
+            f"{interval:g} s)."
+    return (f"Traffic counts as of {at.strftime('%Y-%m-%d %H:%M:%S')} UTC, the server's last "
+            f"flush (written every {interval:g} s; live traffic since then is not in them).")
+
+
 def summary(usages: Sequence[StationUsage]) -> list[str]:
     rows = [{"station": u.station_id, "cycle": u.cycle.label, "used": format_size(u.used),
              "cap": format_size(u.cap), "used%": f"{u.used_ratio * 100:.1f}%",

@@ -513,6 +513,19 @@ class StationDeviation(BaseModel):
         indexes = ((("station", "action", "kind", "path"), True),)
 
 
+class TrafficFlush(BaseModel):
+    """When the server last wrote its traffic counts: budget figures are as of then.
+
+    One row (id 1), rewritten by every flush, empty ones included, so a reader in another
+    process (the CLI on the same file) knows how far the figures trail live traffic.
+    """
+
+    id = pw.IntegerField(primary_key=True)
+    flushed_at = UtcDateTimeField()
+    # The server's traffic_flush_interval: how far figures may trail live traffic.
+    interval_s = pw.FloatField(null=True)
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     Station,
     Connector,
@@ -540,4 +553,5 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     DeviceVariable,
     EnergyReading,
     StationDeviation,
+    TrafficFlush,
 )

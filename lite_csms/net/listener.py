@@ -151,10 +151,13 @@ class WebSocketListener:
         except Exception as exc:  # one broken connection must never stop the server
             log.warning("connection error from %s: %s", peer, _describe(exc))
         finally:
-            # Before the socket closes: TCP_INFO is read from it one last time.
-            if meter is not None and self._on_closed is not None:
-                meter.closing()
-                self._on_closed(meter)
+            if meter is not None:
+                try:
+                    # The FINs cross before the socket closes, so TCP_INFO counts them.
+                    await meter.finish(self.options.close_timeout)
+                finally:
+                    if self._on_closed is not None:
+                        self._on_closed(meter)
             await trio.aclose_forcefully(stream)
 
     async def _secure(self, stream: trio.abc.Stream, meter: ConnectionMeter
