@@ -37,9 +37,11 @@ def running_at(station_id: str, evse_id: int, at: datetime) -> Transaction | Non
             .order_by(Transaction.started_at.desc(), Transaction.id.desc()).first())
 
 
-def _seq_no_at(tx: Transaction, at: datetime) -> int | None:
+def seq_no_at(tx: Transaction, at: datetime) -> int | None:
+    """The seqNo of the transaction's last event at or before `at` (None for 1.6, whose
+    readings are ordered by time alone, or when no event is that old)."""
     if tx.station_tx_id is None:
-        return None  # 1.6: readings are ordered by time alone
+        return None
     last = (TransactionEventRecord.select(TransactionEventRecord.seq_no)
             .where(TransactionEventRecord.transaction == tx,
                    TransactionEventRecord.timestamp <= at)
@@ -62,7 +64,7 @@ def store_untied(station_id: str, evse_id: int, samples: Sequence[Sample]) -> in
             continue
         tx = touched.setdefault(tx.id, tx)
         new += store_samples(station_id, evse_id, group, tx, source="MeterValues",
-                             seq_no=_seq_no_at(tx, at))
+                             seq_no=seq_no_at(tx, at))
     for tx in touched.values():
         recount(tx)
     return new
