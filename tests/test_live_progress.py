@@ -108,6 +108,12 @@ def test_v201_charge_point_fresh_reading_stored_rate_limited_and_billed(tmp_path
                                                  "--json", env=env)
                 assert shown.returncode == 0, shown.stderr
                 answers.append((0, json.loads(shown.stdout)))
+                text = await asyncio.to_thread(run_cli, "tx", "progress", str(tx_id), env=env)
+                assert text.returncode == 0, text.stderr
+                assert "energy so far: 3.000 kWh" in text.stdout
+                assert "register: 53000 Wh" in text.stdout and "power: 7.40 kW" in text.stdout
+                assert "one was sent in the last minute" in text.stdout
+                assert "STALE" not in text.stdout
                 # The samples of the session come with the stop (TxEndedMeasurands), some
                 # older than the triggered reading: ordered by time, they are no step back.
                 await cp.call(call201.TransactionEvent(
