@@ -122,7 +122,8 @@ _PROGRESS = {
                                               "sent)"},
         "power_at": _TIME,
         "refresh": {"type": "string", "enum": ["fetched", "rate-limited", "refused", "timeout",
-                                               "offline", "ended", "not-requested"]},
+                                               "requested", "offline", "ended",
+                                               "not-requested"]},
         "stale": {"type": "boolean"},
         "detail": {"type": ["string", "null"]},
         "command_id": {"type": ["integer", "null"],
@@ -248,7 +249,8 @@ DOCUMENT: dict[str, Any] = {
                        "MeterValues), at most once per transaction per progress_min_interval "
                        "(60 s; an ask within it gets the stored reading); the answer waits up "
                        "to `wait` seconds for it. refresh says what happened: fetched, "
-                       "rate-limited, refused, timeout, offline, ended or not-requested; "
+                       "rate-limited, refused, timeout, requested (wait=0), offline, ended "
+                       "or not-requested; "
                        "stale is true unless the reading was fetched now or in the window's "
                        "fetch (or the session has ended)",
             "parameters": [*_ID,

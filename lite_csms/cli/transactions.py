@@ -69,6 +69,7 @@ REFRESH = {
     "rate-limited": "no new request: one was sent in the last minute",
     "refused": "the station refused to send a reading",
     "timeout": "the station sent no reading in time",
+    "requested": "asked the station; its reading is stored when it arrives",
     "offline": "the station is offline",
     "ended": "the session has ended",
     "not-requested": "stored reading (--cached)",

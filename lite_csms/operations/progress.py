@@ -10,17 +10,18 @@ The rules:
 - At most one TriggerMessage per transaction per `progress_min_interval` seconds (60), sent
   or refused alike. An ask within that window sends nothing: it gets the stored reading, and
   waits for the fetch under way, if any. A refresh-happy page costs at most one exchange pair
-  a minute per session, about 1.4 kB (docs/DATA-BUDGET.md).
+  a minute per session, about 1 kB without deflate (docs/DATA-BUDGET.md).
 - The asker waits at most `wait` seconds (default `progress_wait`, 5; at most
   `progress_max_wait`, 30) for the station's MeterValues. A reading that comes later is still
   stored, and the window's next asker sees it.
 - The answer always comes from the store, with `refresh` saying what this ask did: fetched
   (a reading arrived in time), rate-limited (inside the window), refused (the station
   answered the TriggerMessage other than Accepted, or with a CALLERROR), timeout (no reading
-  in time), offline (not connected, or not yet spoken on this connection: nothing is sent or
-  queued), ended (the session is over: its stop reading is final), not-requested (fresh not
-  asked). `stale` is true unless the reading shown was fetched in this ask or in the
-  window's fetch, or the session has ended; `age_s` says how old it is by the station's clock.
+  in time), requested (wait=0: sent, not waited for), offline (not connected, or not yet
+  spoken on this connection: nothing is sent or queued), ended (the session is over: its
+  stop reading is final), not-requested (fresh not asked). `stale` is true unless the
+  reading shown was fetched in this ask or in the window's fetch, or the session has ended;
+  `age_s` says how old it is by the station's clock.
 """
 
 from __future__ import annotations
@@ -117,9 +118,11 @@ class ProgressService:
         with trio.move_on_after(wait):
             await fetch.done.wait()
         outcome = "fetched" if fetch.fresh else (
-            fetch.outcome if fetch.done.is_set() else "timeout")
+            fetch.outcome if fetch.done.is_set() else "requested" if wait == 0 else "timeout")
         detail = None
-        if outcome == "timeout" and fetch.detail is None:
+        if outcome == "requested":
+            detail = "asked the station; its reading is stored when it arrives"
+        elif outcome == "timeout" and fetch.detail is None:
             detail = f"no reading within {wait:g} s: the stored one is shown"
         return self._answer(await self._read(tx_id) or found, outcome, fetch=fetch,
                             stale=not fetch.fresh, detail=detail)
