@@ -196,6 +196,15 @@ async def test_v16_simulator_samples_with_the_stop_and_fresh_readings_on_demand(
     await trio.sleep(1.6)  # the window is over: the next ask fetches again
     status, later = await http(csms, "GET", f"/transactions/{tx_id}/progress", key)
     assert later["refresh"] == "fetched" and later["register_wh"] > first["register_wh"]
+    await trio.sleep(1.6)
+    status, asked = await http(csms, "GET", f"/transactions/{tx_id}/progress?wait=0", key)
+    assert (asked["refresh"], asked["stale"]) == ("requested", True)
+    with trio.fail_after(5):
+        while (await http(csms, "GET", f"/transactions/{tx_id}/progress?fresh=0", key)
+               )[1]["stale"]:
+            await trio.sleep(0.05)
+    status, stored = await http(csms, "GET", f"/transactions/{tx_id}/progress?fresh=0", key)
+    assert stored["refresh"] == "not-requested" and stored["register_wh"] > later["register_wh"]
     status, _ = await http(csms, "POST", "/stations/SIM-16/commands", key, {
         "operation": "remote-stop", "args": {"transaction": tx_id}})
     with trio.fail_after(10):
@@ -205,15 +214,15 @@ async def test_v16_simulator_samples_with_the_stop_and_fresh_readings_on_demand(
 
     triggers = query(csms, "SELECT payload, status FROM command WHERE action = 'TriggerMessage'")
     assert [(json.loads(p), s) for p, s in triggers] == [
-        ({"requestedMessage": "MeterValues", "connectorId": 1}, "answered")] * 2
+        ({"requestedMessage": "MeterValues", "connectorId": 1}, "answered")] * 3
     contexts = [c for (c,) in query(
         csms, "SELECT context FROM meter_sample WHERE transaction_id = ? ORDER BY timestamp",
         tx_id)]
-    # No live MeterValues; two triggered readings; the periodic samples came with the stop.
-    assert contexts.count("Trigger") == 2 and contexts.count("Sample.Periodic") >= 4
+    # No live MeterValues; three triggered readings; the periodic samples came with the stop.
+    assert contexts.count("Trigger") == 3 and contexts.count("Sample.Periodic") >= 4
     assert contexts[-1] == "Transaction.End"
     sent = [step["action"] for step in station.report.steps]
-    assert sent.count("MeterValues") == 2
+    assert sent.count("MeterValues") == 3
     [(energy, stop, start, review)] = query(
         csms, 'SELECT energy_wh, meter_stop_wh, meter_start_wh, review FROM "transaction"')
     assert energy == stop - start > 0 and review is None
