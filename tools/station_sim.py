@@ -986,15 +986,16 @@ class ChargingStation:
             await self.settle(connector)
 
     # ---- measuring --------------------------------------------------------------------------
-    def readings(self, connector: Connector, measurands: Iterable[str], *, live: bool = False
-                 ) -> list[Reading]:
-        """The measurands' values; `live`: the register as it stands now, not at the last
-        sampling tick (a triggered reading, a sample kept for the stop message)."""
+    def readings(self, connector: Connector, measurands: Iterable[str], *,
+                 at: float | None = None) -> list[Reading]:
+        """The measurands' values; with `at` (elapsed seconds), the register as the meter
+        shows it then, not at the last sampling tick (a triggered reading, a sample kept for
+        the stop message)."""
         tx = connector.transaction
         power = tx.power_w if tx is not None else 0.0
         register = tx.register_wh if tx is not None else connector.register_wh
-        if live and tx is not None:
-            register = tx.register_at(self.clock.elapsed())
+        if at is not None and tx is not None:
+            register = tx.register_at(at)
         values = {
             ENERGY: Reading(ENERGY, register, "Wh"),
             POWER: Reading(POWER, round(power, 1), "W"),
@@ -1092,7 +1093,8 @@ class ChargingStation:
             at = self.clock.timestamp()
             if due == ended_due:
                 tx.ended_sampled_at = now
-                readings = self.readings(connector, self.config.items(STOP_TXN_DATA), live=True)
+                # At `now`: the very value a live sample of this instant carries.
+                readings = self.readings(connector, self.config.items(STOP_TXN_DATA), at=now)
                 if readings:
                     tx.keep_ended_sample(self._meter_value(readings, "Sample.Periodic", at))
             if due == step_due and self.config.seconds(SAMPLE_INTERVAL) > 0:
@@ -1296,7 +1298,8 @@ class StationV16(ChargingStation):
             # A triggered reading carries the register even when live sampling is off
             # (MeterValuesSampledData emptied): it is what the CSMS asked for.
             measurands = [ENERGY, *measurands]
-        readings = self.readings(connector, measurands, live=context == "Trigger")
+        readings = self.readings(connector, measurands,
+                                 at=self.clock.elapsed() if context == "Trigger" else None)
         if not readings:
             return
         payload: Payload = {"connectorId": connector.id,
@@ -1543,7 +1546,9 @@ class StationV2(ChargingStation):
         measurands = self.config.items(key)
         if context == "Trigger":
             measurands = [ENERGY, *measurands]
-        readings = self.readings(connector, measurands, live=context != "Sample.Periodic")
+        triggered = context in ("Trigger", "TransactionEvent")
+        readings = self.readings(connector, measurands,
+                                 at=self.clock.elapsed() if triggered else None)
         if not readings:
             return
         wire_context = "Trigger" if context == "TransactionEvent" else context
