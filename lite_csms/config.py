@@ -87,6 +87,13 @@ class Settings:
     # Lifetime of a TLS session ticket (seconds): a charger resumes within it for a cheaper
     # handshake. OpenSSL's default is 7200; TLS 1.3 caps it at 7 days (RFC 8446 4.6.1).
     tls_ticket_lifetime: int = 86400
+    # A running session's live reading is fetched on demand (TriggerMessage MeterValues): at
+    # most one per transaction per `progress_min_interval` seconds (askers within it get the
+    # stored reading), waiting `progress_wait` seconds for it unless the request says
+    # otherwise (at most `progress_max_wait`). docs/DATA-BUDGET.md prices one fetch.
+    progress_min_interval: float = 60.0
+    progress_wait: float = 5.0
+    progress_max_wait: float = 30.0
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -155,6 +162,8 @@ def _check(settings: Settings) -> Settings:
         raise ConfigError("tls_ticket_lifetime: 1 to 604800 seconds (TLS 1.3 caps it at 7 days)")
     if settings.max_message_size < 1024:
         raise ConfigError("max_message_size: at least 1024 bytes")
+    if settings.progress_wait > settings.progress_max_wait:
+        raise ConfigError("progress_wait: at most progress_max_wait")
     return settings
 
 

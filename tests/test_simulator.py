@@ -454,3 +454,91 @@ async def test_minimum_status_duration_drops_statuses_that_do_not_last(
     await station.set_status(connector, "Charging")
     await trio.sleep(60)
     assert [p["status"] for _, p in link.calls] == ["Charging"]
+
+
+# ---- samples delivered with the stop, readings on demand ---------------------------------------
+async def test_v201_tx_ended_samples_come_with_ended_and_no_live_updates(
+    autojump_clock: trio.abc.Clock, nursery: trio.Nursery
+) -> None:
+    station = make_station(Version.OCPP201, power_w=7200)
+    link = FakeLink(Version.OCPP201)
+    station.attach(link, nursery)
+
+    def item(variable: str, value: str) -> dict[str, Any]:
+        return {"component": {"name": "SampledDataCtrlr"}, "variable": {"name": variable},
+                "attributeValue": value}
+
+    got = answer(station, "SetVariables", {"setVariableData": [
+        item("TxUpdatedInterval", "0"), item("TxEndedInterval", "300"),
+        item("TxEndedMeasurands", "Energy.Active.Import.Register,Power.Active.Import")]})
+    assert {r["attributeStatus"] for r in got.payload["setVariableResult"]} == {"Accepted"}
+    start = answer(station, "RequestStartTransaction",
+                   {"idToken": {"idToken": "TAG9", "type": "ISO14443"}, "remoteStartId": 3})
+    nursery.start_soon(start.then)
+    await trio.sleep(1000)
+    # A triggered MeterValues is a MeterValues (F06), with the register, during the session.
+    trigger = answer(station, "TriggerMessage", {"requestedMessage": "MeterValues",
+                                                 "evse": {"id": 1}})
+    assert trigger.payload == {"status": "Accepted"}
+    await trigger.then()
+    reading = link.last("MeterValues")
+    assert reading["evseId"] == 1
+    [triggered] = reading["meterValue"][0]["sampledValue"]
+    # 7200 W for 1000 s is 2000 Wh on a register that started at 1000.
+    assert (triggered["measurand"], triggered["context"], triggered["value"]) == (
+        "Energy.Active.Import.Register", "Trigger", 3000)
+    tx_id = link.last("TransactionEvent")["transactionInfo"]["transactionId"]
+    stop = answer(station, "RequestStopTransaction", {"transactionId": tx_id})
+    await stop.then()
+    await trio.sleep(1)
+    events = [p for a, p in link.calls if a == "TransactionEvent"]
+    assert [e["eventType"] for e in events] == ["Started", "Ended"]
+    ended = events[-1]["meterValue"]
+    periodic = ended[:-1]
+    assert [v["context"] for m in periodic for v in m["sampledValue"]] == ["Sample.Periodic"] * 6
+    registers = [m["sampledValue"][0]["value"] for m in periodic]
+    # Taken at 300, 600 and 900 s: 600, 1200 and 1800 Wh on top of 1000.
+    assert registers == [1600, 2200, 2800]
+    assert [m["sampledValue"][1]["measurand"] for m in periodic] == ["Power.Active.Import"] * 3
+    assert ended[-1]["sampledValue"][0]["context"] == "Transaction.End"
+    assert ended[-1]["sampledValue"][0]["value"] == 3000
+    assert [m["timestamp"] for m in ended] == sorted(m["timestamp"] for m in ended)
+
+
+async def test_v16_stop_txn_sampled_data_every_sample_interval_without_live_meter_values(
+    autojump_clock: trio.abc.Clock, nursery: trio.Nursery
+) -> None:
+    station = make_station(Version.OCPP16, power_w=3600)
+    link = FakeLink(Version.OCPP16)
+    station.attach(link, nursery)
+    for key, value in (("MeterValuesSampledData", ""), ("MeterValueSampleInterval", "600"),
+                       ("StopTxnSampledData", "Energy.Active.Import.Register")):
+        assert answer(station, "ChangeConfiguration", {"key": key, "value": value}
+                      ).payload == {"status": "Accepted"}
+    start = answer(station, "RemoteStartTransaction", {"idTag": "TAG9", "connectorId": 1})
+    nursery.start_soon(start.then)
+    await trio.sleep(2500)
+    assert "MeterValues" not in link.actions()
+    trigger = answer(station, "TriggerMessage", {"requestedMessage": "MeterValues",
+                                                 "connectorId": 1})
+    await trigger.then()
+    reading = link.last("MeterValues")
+    assert reading["transactionId"] == 77
+    assert reading["meterValue"][0]["sampledValue"][0]["value"] == "3500"
+    await answer(station, "RemoteStopTransaction", {"transactionId": 77}).then()
+    await trio.sleep(1)
+    data = link.last("StopTransaction")["transactionData"]
+    assert [(m["sampledValue"][0]["context"], m["sampledValue"][0]["value"]) for m in data] == [
+        ("Sample.Periodic", "1600"), ("Sample.Periodic", "2200"), ("Sample.Periodic", "2800"),
+        ("Sample.Periodic", "3400"), ("Transaction.End", "3500")]
+    assert link.actions().count("MeterValues") == 1
+
+
+def test_samples_kept_for_the_stop_are_thinned_and_keep_the_newest(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sim, "MAX_ENDED_SAMPLES", 4)
+    tx = sim.SimTransaction(1, "TAG", 0, sim.ChargePlan(1000), 0.0)
+    for n in range(9):
+        tx.keep_ended_sample({"n": n})
+    assert len(tx.ended_samples) <= 4 and tx.ended_samples[-1] == {"n": 8}
+    assert [s["n"] for s in tx.ended_samples] == sorted(s["n"] for s in tx.ended_samples)

@@ -86,6 +86,10 @@ EXIT_INTERRUPTED = 130
 # of a charging "tick" when MeterValueSampleInterval is 0 (sampling off, yet the EV still charges).
 DEFAULT_RETRY_SECONDS = 60
 DEFAULT_TICK_SECONDS = 60
+# Samples kept for the stop message: beyond this, every other one is dropped (the newest kept),
+# as a charger with bounded memory does, so that a long session's stop stays under the CSMS's
+# message size limit.
+MAX_ENDED_SAMPLES = 240
 CONNECT_TIMEOUT = 10.0
 DISCONNECT_TIMEOUT = 2.0
 # A month of heartbeats must not grow the JSON summary without bound.
@@ -102,6 +106,9 @@ ALIGNED_INTERVAL = "ClockAlignedDataInterval"
 SAMPLED_DATA = "MeterValuesSampledData"
 ALIGNED_DATA = "MeterValuesAlignedData"
 STOP_TXN_DATA = "StopTxnSampledData"
+# 2.x only: how often the samples delivered with TransactionEvent Ended are taken (1.6 takes
+# its StopTxnSampledData every MeterValueSampleInterval).
+ENDED_INTERVAL = "SampledDataCtrlr.TxEndedInterval"
 MIN_STATUS_DURATION = "MinimumStatusDuration"
 WS_PING_INTERVAL = "WebSocketPingInterval"
 AUTHORIZE_REMOTE = "AuthorizeRemoteTxRequests"
@@ -250,6 +257,7 @@ def default_settings(station_id: str, connectors: int) -> list[Setting]:
                 v2=("AlignedDataCtrlr", "Measurands")),
         Setting(STOP_TXN_DATA, ENERGY, Kind.LIST, allowed=measurands,
                 v2=("SampledDataCtrlr", "TxEndedMeasurands")),
+        Setting(ENDED_INTERVAL, "0", in_v16=False, v2=("SampledDataCtrlr", "TxEndedInterval")),
         Setting(MIN_STATUS_DURATION, "0"),
         Setting(WS_PING_INTERVAL, "0", v2=("OCPPCommCtrlr", "WebSocketPingInterval")),
         Setting("ConnectionTimeOut", "60", v2=("TxCtrlr", "EVConnectionTimeOut")),
@@ -363,13 +371,26 @@ class SimTransaction:
     steps: int = 0
     seq_no: int = 0
     last_reading_at: float = 0.0
+    # Samples for the stop message (1.6 transactionData, 2.x Ended meterValue), oldest first,
+    # and when the last was taken.
+    ended_samples: list[Payload] = field(default_factory=list)
+    ended_sampled_at: float = 0.0
     stop_reason: str | None = None
     stop_requested: trio.Event = field(default_factory=trio.Event)
     finished: trio.Event = field(default_factory=trio.Event)
 
     def __post_init__(self) -> None:
         self.register_wh = self.meter_start_wh
-        self.last_reading_at = self.started_at
+        self.last_reading_at = self.ended_sampled_at = self.started_at
+
+    def register_at(self, now: float) -> int:
+        """The register as the meter shows it at `now`, without moving the sampling state."""
+        return self.meter_start_wh + self.plan.delivered_wh(self.steps, now - self.started_at)
+
+    def keep_ended_sample(self, meter_value: Payload) -> None:
+        self.ended_samples.append(meter_value)
+        if len(self.ended_samples) > MAX_ENDED_SAMPLES:
+            self.ended_samples = self.ended_samples[::-2][::-1]
 
     def advance(self, now: float) -> None:
         """Move the register to where `steps` and the time charged put it."""
@@ -689,7 +710,13 @@ class ChargingStation:
         """Tell the CSMS a transaction started; return the authorization status it gave."""
         raise NotImplementedError
 
-    async def send_meter_values(self, connector: Connector, context: str) -> None:
+    def _meter_value(self, readings: list[Reading], context: str, at: str | None = None
+                     ) -> Payload:
+        """One meterValue entry in the version's shape, stamped `at` (default now)."""
+        raise NotImplementedError
+
+    async def send_meter_values(self, connector: Connector, context: str,
+                                at: str | None = None) -> None:
         raise NotImplementedError
 
     async def stop_transaction(self, tx: SimTransaction, reason: str) -> None:
@@ -968,10 +995,16 @@ class ChargingStation:
             await self.settle(connector)
 
     # ---- measuring --------------------------------------------------------------------------
-    def readings(self, connector: Connector, measurands: Iterable[str]) -> list[Reading]:
+    def readings(self, connector: Connector, measurands: Iterable[str], *,
+                 at: float | None = None) -> list[Reading]:
+        """The measurands' values; with `at` (elapsed seconds), the register as the meter
+        shows it then, not at the last sampling tick (a triggered reading, a sample kept for
+        the stop message)."""
         tx = connector.transaction
         power = tx.power_w if tx is not None else 0.0
         register = tx.register_wh if tx is not None else connector.register_wh
+        if at is not None and tx is not None:
+            register = tx.register_at(at)
         values = {
             ENERGY: Reading(ENERGY, register, "Wh"),
             POWER: Reading(POWER, round(power, 1), "W"),
@@ -1027,7 +1060,7 @@ class ChargingStation:
             raise refused
 
     async def _run_transaction(self, connector: Connector, tx: SimTransaction) -> None:
-        tx.started_at = tx.last_reading_at = self.clock.elapsed()
+        tx.started_at = tx.last_reading_at = tx.ended_sampled_at = self.clock.elapsed()
         auth = await self.start_transaction(tx)
         self._record_transaction(tx)
         if auth != "Accepted" and self.config.flag(STOP_ON_INVALID_ID):
@@ -1042,28 +1075,43 @@ class ChargingStation:
 
     async def _sample_until_stopped(self, connector: Connector, tx: SimTransaction) -> None:
         """One sample per interval; the plan's last stretch ends the session unsampled, its
-        closing reading going into the stop message instead."""
+        closing reading going into the stop message instead. Live samples go out when the
+        interval and the measurand list are set (1.6 MeterValueSampleInterval and
+        MeterValuesSampledData, 2.x TxUpdatedInterval and TxUpdatedMeasurands); samples for
+        the stop message are kept on their own grid (`ended_interval`)."""
         while True:
-            stopped = await self._wait_tick(tx)
-            if not stopped:
-                tx.steps += 1
-            tx.advance(self.clock.elapsed())
-            if stopped or tx.steps == tx.plan.final_step:
-                return
-            if self.config.seconds(SAMPLE_INTERVAL) > 0:
-                await self.send_meter_values(connector, "Sample.Periodic")
+            # With sampling off (interval 0) the EV still charges; only the messages stop.
+            step_every = self.config.seconds(SAMPLE_INTERVAL) or DEFAULT_TICK_SECONDS
+            step_due = _on_grid(tx.last_reading_at, tx.started_at, step_every)
+            ended_every = self.ended_interval()
+            ended_due = (_on_grid(tx.ended_sampled_at, tx.started_at, ended_every)
+                         if ended_every > 0 else math.inf)
+            due = min(step_due, ended_due)
+            with self.clock.move_on_after(max(due - self.clock.elapsed(), 0.0)):
+                await tx.stop_requested.wait()
+            stopped = tx.stop_requested.is_set()
+            now = self.clock.elapsed()
+            if stopped or due == step_due:
+                if not stopped:
+                    tx.steps += 1
+                tx.advance(now)
+                if stopped or tx.steps == tx.plan.final_step:
+                    return
+            # One instant for both, so that a sample both sent live and kept for the stop is
+            # the same sample (the CSMS stores it once).
+            at = self.clock.timestamp()
+            if due == ended_due:
+                tx.ended_sampled_at = now
+                # At `now`: the very value a live sample of this instant carries.
+                readings = self.readings(connector, self.config.items(STOP_TXN_DATA), at=now)
+                if readings:
+                    tx.keep_ended_sample(self._meter_value(readings, "Sample.Periodic", at))
+            if due == step_due and self.config.seconds(SAMPLE_INTERVAL) > 0:
+                await self.send_meter_values(connector, "Sample.Periodic", at)
 
-    async def _wait_tick(self, tx: SimTransaction) -> bool:
-        """Wait for the next sample instant; True when the session was stopped meanwhile."""
-        # With sampling off (interval 0) the EV still charges; only the messages stop.
-        interval = self.config.seconds(SAMPLE_INTERVAL) or DEFAULT_TICK_SECONDS
-        # Ticks on a fixed grid from the start, as a meter samples: the time spent sending
-        # one sample must not push every later one back.
-        due = tx.last_reading_at + interval
-        due -= (due - tx.started_at) % interval if interval else 0
-        with self.clock.move_on_after(max(due - self.clock.elapsed(), 0.0)):
-            await tx.stop_requested.wait()
-        return tx.stop_requested.is_set()
+    def ended_interval(self) -> int:
+        """Seconds between the samples kept for the stop message (0: only the closing one)."""
+        return 0
 
     def _record_transaction(self, tx: SimTransaction, stop_reason: str | None = None) -> None:
         entry = {
@@ -1241,18 +1289,30 @@ class StationV16(ChargingStation):
         tx.csms_id = answer["transactionId"]
         return answer["idTagInfo"]["status"]
 
-    def _meter_value(self, readings: list[Reading], context: str) -> Payload:
-        return {"timestamp": self.clock.timestamp(), "sampledValue": [
+    def _meter_value(self, readings: list[Reading], context: str, at: str | None = None
+                     ) -> Payload:
+        return {"timestamp": at or self.clock.timestamp(), "sampledValue": [
             {"value": _decimal(r.value), "context": context, "measurand": r.measurand,
              "location": "Outlet", "unit": r.unit} for r in readings]}
 
-    async def send_meter_values(self, connector: Connector, context: str) -> None:
+    def ended_interval(self) -> int:
+        # 1.6: "StopTxnSampledData ... every MeterValueSampleInterval seconds".
+        return self.config.seconds(SAMPLE_INTERVAL)
+
+    async def send_meter_values(self, connector: Connector, context: str,
+                                at: str | None = None) -> None:
         key = ALIGNED_DATA if context == "Sample.Clock" else SAMPLED_DATA
-        readings = self.readings(connector, self.config.items(key))
+        measurands = self.config.items(key)
+        if context == "Trigger":
+            # A triggered reading carries the register even when live sampling is off
+            # (MeterValuesSampledData emptied): it is what the CSMS asked for.
+            measurands = [ENERGY, *measurands]
+        readings = self.readings(connector, measurands,
+                                 at=self.clock.elapsed() if context == "Trigger" else None)
         if not readings:
             return
         payload: Payload = {"connectorId": connector.id,
-                            "meterValue": [self._meter_value(readings, context)]}
+                            "meterValue": [self._meter_value(readings, context, at)]}
         tx = connector.transaction
         if tx is not None and tx.csms_id is not None:
             payload["transactionId"] = tx.csms_id
@@ -1264,6 +1324,7 @@ class StationV16(ChargingStation):
         if self.config.items(STOP_TXN_DATA):
             connector = self.connectors[tx.connector_id]
             payload["transactionData"] = [
+                *tx.ended_samples,
                 self._meter_value(self.ended_readings(connector), "Transaction.End")]
         await self.call("StopTransaction", payload)
 
@@ -1449,10 +1510,14 @@ class StationV2(ChargingStation):
         answer = await self.call("Authorize", {"idToken": self._id_token(id_tag)})
         return answer["idTokenInfo"]["status"]
 
-    def _meter_value(self, readings: list[Reading], context: str) -> Payload:
-        return {"timestamp": self.clock.timestamp(), "sampledValue": [
+    def _meter_value(self, readings: list[Reading], context: str, at: str | None = None
+                     ) -> Payload:
+        return {"timestamp": at or self.clock.timestamp(), "sampledValue": [
             {"value": _number(r.value), "context": context, "measurand": r.measurand,
              "location": "Outlet", "unitOfMeasure": {"unit": r.unit}} for r in readings]}
+
+    def ended_interval(self) -> int:
+        return self.config.seconds(ENDED_INTERVAL)
 
     def _transaction_event(self, tx: SimTransaction, event_type: str, trigger: str,
                            info: Payload, meter_value: Payload | None) -> Payload:
@@ -1478,26 +1543,41 @@ class StationV2(ChargingStation):
         answer = await self.call("TransactionEvent", payload)
         return answer.get("idTokenInfo", {}).get("status", "Accepted")
 
-    async def send_meter_values(self, connector: Connector, context: str) -> None:
-        key = ALIGNED_DATA if context == "Sample.Clock" else SAMPLED_DATA
-        readings = self.readings(connector, self.config.items(key))
+    async def send_meter_values(self, connector: Connector, context: str,
+                                at: str | None = None) -> None:
+        """Sample.Periodic (TxUpdatedMeasurands) and Sample.Clock (AlignedDataCtrlr
+        .Measurands): a TransactionEvent Updated during a session, else a MeterValues.
+        Trigger, a triggered MeterValues: a MeterValues with the aligned measurands and the
+        register, during a session too (2.0.1 F06: TriggerMessage MeterValues is answered with
+        a MeterValues). "TransactionEvent", a triggered one: Updated, triggerReason Trigger."""
+        key = SAMPLED_DATA if context in ("Sample.Periodic", "TransactionEvent") else (
+            ALIGNED_DATA)
+        measurands = self.config.items(key)
+        if context == "Trigger":
+            measurands = [ENERGY, *measurands]
+        triggered = context in ("Trigger", "TransactionEvent")
+        readings = self.readings(connector, measurands,
+                                 at=self.clock.elapsed() if triggered else None)
         if not readings:
             return
-        meter_value = self._meter_value(readings, context)
+        wire_context = "Trigger" if context == "TransactionEvent" else context
+        meter_value = self._meter_value(readings, wire_context, at)
         tx = connector.transaction
-        if tx is None:
+        if tx is None or context == "Trigger":
             await self.call("MeterValues", {"evseId": connector.id, "meterValue": [meter_value]})
             return
         await self.call("TransactionEvent", self._transaction_event(
-            tx, "Updated", self.METER_TRIGGERS[context], {"chargingState": "Charging"},
+            tx, "Updated", self.METER_TRIGGERS[wire_context], {"chargingState": "Charging"},
             meter_value))
 
     async def stop_transaction(self, tx: SimTransaction, reason: str) -> None:
         connector = self.connectors[tx.connector_id]
         end = self._meter_value(self.ended_readings(connector), "Transaction.End")
         info = {"chargingState": "EVConnected", "stoppedReason": reason}
-        await self.call("TransactionEvent", self._transaction_event(
-            tx, "Ended", self.STOP_TRIGGERS.get(reason, "AbnormalCondition"), info, end))
+        payload = self._transaction_event(
+            tx, "Ended", self.STOP_TRIGGERS.get(reason, "AbnormalCondition"), info, end)
+        payload["meterValue"] = [*tx.ended_samples, end]
+        await self.call("TransactionEvent", payload)
 
     # ---- answers to the CSMS ----------------------------------------------------------------
     def handlers(self) -> dict[str, Handler]:
@@ -1719,9 +1799,12 @@ class StationV2(ChargingStation):
             case "StatusNotification":
                 for connector in targets:
                     await self._send_status(connector)
-            case "MeterValues" | "TransactionEvent":
+            case "MeterValues":
                 for connector in targets:
                     await self.send_meter_values(connector, "Trigger")
+            case "TransactionEvent":
+                for connector in targets:
+                    await self.send_meter_values(connector, "TransactionEvent")
             case _:
                 await self.call(requested, {"status": "Idle"})
 
@@ -1738,6 +1821,13 @@ class StationV2(ChargingStation):
         if connector.transaction is not None:
             return Answer.ok({"status": "OngoingAuthorizedTransaction"})
         return Answer.ok({"status": "Unlocked"})
+
+
+def _on_grid(last: float, origin: float, interval: float) -> float:
+    """The first instant after `last` on a grid of `interval` from `origin`: a meter samples
+    on a fixed grid, so the time spent sending one sample does not push the next back."""
+    due = last + interval
+    return due - (due - origin) % interval
 
 
 async def _request_stop(tx: SimTransaction, reason: str) -> None:

@@ -145,6 +145,31 @@ def build_app(server: CsmsServer) -> Starlette:
             raise HTTPException(404, "not found") from None
         return JsonResponse(await found(partial(queries.transaction, tx_id)))
 
+    async def transaction_progress(request: Request) -> Response:
+        who = await caller(request)
+        try:
+            tx_id = int(request.path_params["id"])
+        except ValueError:
+            raise HTTPException(404, "not found") from None
+        params = request.query_params
+        fresh = params.get("fresh", "1").lower()
+        if fresh not in ("0", "1", "true", "false"):
+            raise HTTPException(400, "fresh must be 1 or 0")
+        wait = None
+        if "wait" in params:
+            try:
+                wait = float(params["wait"])
+            except ValueError:
+                raise HTTPException(400, "wait must be a number of seconds") from None
+            limit = server.settings.progress_max_wait
+            if not 0 <= wait <= limit:
+                raise HTTPException(400, f"wait must be 0 to {limit:g} seconds")
+        answer = await server.progress.progress(tx_id, fresh=fresh in ("1", "true"), wait=wait,
+                                                requested_by=f"api:{who}")
+        if answer is None:
+            raise HTTPException(404, "not found")
+        return JsonResponse(answer)
+
     async def station_commands(request: Request) -> Response:
         who = await caller(request)
         station_id = request.path_params["id"]
@@ -266,6 +291,7 @@ def build_app(server: CsmsServer) -> Starlette:
         Route("/tokens/{token}", one_token, methods=["GET", "PATCH"]),
         Route("/transactions", transactions),
         Route("/transactions/{id}", transaction),
+        Route("/transactions/{id}/progress", transaction_progress),
         *budget_routes.routes(store, server.settings, caller, body, found, JsonResponse),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})

@@ -108,6 +108,33 @@ _BUDGET_PATHS: dict[str, Any] = {
                       "404": _ERROR}}},
 }
 
+_NUMBER = {"type": ["number", "null"]}
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+_PROGRESS = {
+    "type": "object",
+    "properties": {
+        "transaction": {"type": "integer"}, "station": {"type": "string"},
+        "station_tx_id": {"type": ["string", "null"]}, "evse": {"type": "integer"},
+        "running": {"type": "boolean"}, "started_at": _TIME, "stopped_at": _TIME,
+        "energy_wh": {**_NUMBER, "description": "delivered so far, Wh"},
+        "register_wh": {**_NUMBER, "description": "the latest energy register reading, Wh"},
+        "reading_at": {**_TIME, "description": "its timestamp, by the station's clock"},
+        "age_s": {**_NUMBER, "description": "seconds since reading_at"},
+        "power_w": {**_NUMBER, "description": "latest Power.Active.Import, W (null: none "
+                                              "sent)"},
+        "power_at": _TIME,
+        "refresh": {"type": "string", "enum": ["fetched", "rate-limited", "refused", "timeout",
+                                               "requested", "offline", "ended",
+                                               "not-requested"]},
+        "stale": {"type": "boolean"},
+        "detail": {"type": ["string", "null"]},
+        "command_id": {"type": ["integer", "null"],
+                       "description": "the TriggerMessage in the command log"},
+        "next_fetch_in_s": {"type": "number",
+                            "description": "seconds until a new reading may be fetched"},
+    },
+}
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "lite-csms admin API", "version": __version__},
@@ -120,6 +147,7 @@ DOCUMENT: dict[str, Any] = {
                       "properties": {"error": {"type": "string"}}},
             "CommandRequest": _COMMAND_REQUEST,
             "BudgetSettings": _BUDGET_SETTINGS,
+            "Progress": _PROGRESS,
         },
     },
     "paths": {
@@ -216,6 +244,28 @@ DOCUMENT: dict[str, Any] = {
             "summary": "one session with its meter samples", "parameters": _ID,
             "responses": {"200": _ok("transaction", _OBJECT), "401": _ERROR,
                           "404": _ERROR}}},
+        "/transactions/{id}/progress": {"get": {
+            "summary": "a session's progress: energy so far, the latest register reading and "
+                       "power, and how old they are. With fresh=1 (the default) a running "
+                       "session's station is asked for a reading now (TriggerMessage "
+                       "MeterValues), at most once per transaction per progress_min_interval "
+                       "(60 s; an ask within it gets the stored reading); the answer waits up "
+                       "to `wait` seconds for it. refresh says what happened: fetched, "
+                       "rate-limited, refused, timeout, requested (wait=0), offline, ended "
+                       "or not-requested; "
+                       "stale is true unless the reading was fetched now or in the window's "
+                       "fetch (or the session has ended)",
+            "parameters": [*_ID,
+                           {"name": "fresh", "in": "query",
+                            "schema": {"type": "string", "enum": ["1", "0", "true", "false"],
+                                       "default": "1"}},
+                           {"name": "wait", "in": "query",
+                            "schema": {"type": "number", "minimum": 0},
+                            "description": "seconds to wait for the station's reading "
+                                           "(default progress_wait, 5; at most "
+                                           "progress_max_wait, 30)"}],
+            "responses": {"200": _ok("progress", {"$ref": "#/components/schemas/Progress"}),
+                          "400": _ERROR, "401": _ERROR, "404": _ERROR}}},
         **_BUDGET_PATHS,
     },
 }

@@ -175,6 +175,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return _serve(settings)
         if args.command in ("remote", "config"):
             return remote.run(args, settings)
+        if args.command == "tx" and args.tx_command == "progress":
+            return transactions.progress(args, settings)
         db = open_store(settings, create=creates_database(args),
                         say=lambda line: print(f"lite-csms: {line}", file=sys.stderr))
         try:

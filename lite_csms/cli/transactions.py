@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
+from typing import Any
 
-from lite_csms.cli.output import CliError, emit, emit_one
+from lite_csms.cli.output import CliError, api_error, emit, emit_one
+from lite_csms.cli.remote import call_api
+from lite_csms.config import Settings
 from lite_csms.db.models import Transaction
 from lite_csms.views import sample_rows, transaction_row
 
@@ -26,6 +30,16 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     show = cmds.add_parser("show", parents=[common], help="one session with its meter samples")
     show.add_argument("transaction_id", type=int)
     show.add_argument("--json", action="store_true")
+    progress_ = cmds.add_parser(
+        "progress", parents=[common],
+        help="a running session's energy and power now: asks the station for a fresh reading "
+             "(through the admin API; at most once a minute per session)")
+    progress_.add_argument("transaction_id", type=int)
+    progress_.add_argument("--wait", type=float, help="seconds to wait for the station's "
+                           "reading (default: the server's progress_wait, 5)")
+    progress_.add_argument("--cached", action="store_true",
+                           help="send nothing to the station: show the stored reading")
+    progress_.add_argument("--json", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,3 +61,63 @@ def run(args: argparse.Namespace) -> int:
     record["samples"] = sample_rows(tx)
     emit_one(record, as_json=args.json)
     return 0
+
+
+# What the admin API's `refresh` means, in a sentence each.
+REFRESH = {
+    "fetched": "fresh reading from the station",
+    "rate-limited": "no new request: one was sent in the last minute",
+    "refused": "the station refused to send a reading",
+    "timeout": "the station sent no reading in time",
+    "requested": "asked the station; its reading is stored when it arrives",
+    "offline": "the station is offline",
+    "ended": "the session has ended",
+    "not-requested": "stored reading (--cached)",
+}
+
+
+def progress(args: argparse.Namespace, settings: Settings) -> int:
+    """`tx progress ID`: GET /transactions/ID/progress on the running server."""
+    query = f"fresh={0 if args.cached else 1}"
+    if args.wait is not None:
+        query += f"&wait={args.wait:g}"
+    status, answer = call_api(settings, "GET",
+                              f"/transactions/{args.transaction_id}/progress?{query}", None)
+    if "error" in answer:
+        if status == 404:
+            raise CliError(f"no transaction {args.transaction_id}")
+        raise api_error(status, str(answer["error"]))
+    if args.json:
+        print(json.dumps(answer, indent=2))
+    else:
+        print(describe_progress(answer))
+    return 0
+
+
+def describe_progress(p: dict[str, Any]) -> str:
+    state = "running" if p["running"] else f"ended at {p['stopped_at']}"
+    energy = "unknown" if p["energy_wh"] is None else f"{p['energy_wh'] / 1000:.3f} kWh"
+    lines = [f"transaction {p['transaction']} on {p['station']} evse {p['evse']}: {state}, "
+             f"started {p['started_at']}", f"energy so far: {energy}"]
+    if p["register_wh"] is not None:
+        lines.append(f"register: {p['register_wh']:.12g} Wh at {p['reading_at']} "
+                     f"({_age(p['age_s'])} old)")
+    if p["power_w"] is not None:
+        lines.append(f"power: {p['power_w'] / 1000:.2f} kW at {p['power_at']}")
+    note = REFRESH.get(p["refresh"], p["refresh"])
+    if p["stale"]:
+        note = f"STALE: {note}"
+    if p.get("detail"):
+        note += f" ({p['detail']})"
+    lines.append(note)
+    return "\n".join(lines)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -21,7 +21,7 @@ from datetime import datetime
 from lite_csms.db.models import EnergyReading, Transaction, TransactionEventRecord
 from lite_csms.domain import AuthResult, Sample, TransactionEvent
 from lite_csms.energy import BEGIN, END, Reading, format_wh
-from lite_csms.handlers import reservation, smart_charging
+from lite_csms.handlers import live_meter, reservation, smart_charging
 from lite_csms.handlers.authorization import authorize, authorize_for_start
 from lite_csms.handlers.meter_values import Recount, add_readings, recount, store_samples
 
@@ -261,8 +261,7 @@ def apply_event(station_id: str, event: TransactionEvent) -> EventOutcome:
         tx.stop_reason = event.stopped_reason or "Local"
         smart_charging.transaction_ended(station_id, event.station_tx_id)
     tx.save()
-    store_samples(station_id, tx.evse_id, event.samples, tx, source=event.event_type,
-                  seq_no=event.seq_no)
+    _store_event_samples(station_id, tx, event)
     notes.extend(_problems(tx, recount(tx)))
     if created:
         ended = f", {format_wh(tx.energy_wh)} ({tx.stop_reason})" if tx.stopped_at else ""
@@ -275,6 +274,28 @@ def apply_event(station_id: str, event: TransactionEvent) -> EventOutcome:
     elif event.event_type == "Ended":
         notes.append(_stopped(tx, replaces_orphaned))
     return EventOutcome(tx, auth, False, tuple(notes))
+
+
+def _store_event_samples(station_id: str, tx: Transaction, event: TransactionEvent) -> None:
+    """An Ended event also carries the samples taken during the session (2.0.1
+    SampledDataCtrlr.TxEndedMeasurands every TxEndedInterval). Those are ordered by their own
+    timestamps among the session's events, not after them all: under the Ended's seqNo a
+    sample from the first hour would follow a triggered or Updated reading of the second and
+    look like a register going backwards."""
+    if event.event_type != "Ended":
+        store_samples(station_id, tx.evse_id, event.samples, tx, source=event.event_type,
+                      seq_no=event.seq_no)
+        return
+    closing = [s for s in event.samples
+               if s.context in (END, "") or s.timestamp >= event.timestamp]
+    store_samples(station_id, tx.evse_id, closing, tx, source="Ended", seq_no=event.seq_no)
+    by_time: dict[datetime, list[Sample]] = {}
+    for sample in event.samples:
+        if not (sample.context in (END, "") or sample.timestamp >= event.timestamp):
+            by_time.setdefault(sample.timestamp, []).append(sample)
+    for at, group in by_time.items():
+        store_samples(station_id, tx.evse_id, group, tx, source="Ended",
+                      seq_no=live_meter.seq_no_at(tx, at))
 
 
 def _reconstruct(station_id: str, station_tx_id: str, evse_id: int, connector_id: int,

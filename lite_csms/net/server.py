@@ -33,6 +33,7 @@ from lite_csms.net.ports import HeldPorts, hold_ports
 from lite_csms.net.tls import server_context
 from lite_csms.ocppj import timestamps
 from lite_csms.ocppj.versions import Version
+from lite_csms.operations.progress import ProgressService
 from lite_csms.versions import StationContext
 
 log = logging.getLogger("lite_csms.net")
@@ -61,6 +62,7 @@ class CsmsServer:
         self.connections: dict[str, StationConnection] = {}
         self.commands = CommandSender(self.store, self.connections)
         self.policy = BudgetPolicy(self.store, settings, self.commands)
+        self.progress = ProgressService(self.store, self.commands, self.connections, settings)
         self._password_limiter = trio.CapacityLimiter(PASSWORD_CHECKS_AT_ONCE)
         self.traffic = TrafficRecorder(self.store,
                                        retention_days=settings.traffic_hourly_retention_days)
@@ -117,6 +119,7 @@ class CsmsServer:
                     listeners = await nursery.start(self.listener.serve, held.ocpp)
                     self.ports = sorted({lst.socket.getsockname()[1] for lst in listeners})
                     nursery.start_soon(self._flush_last_seen)
+                    await nursery.start(self.progress.run)
                     nursery.start_soon(self.traffic.run, self.settings.traffic_flush_interval)
                     nursery.start_soon(self.policy.run, self.connections,
                                        self.settings.budget_policy_interval)
@@ -233,7 +236,8 @@ class CsmsServer:
         registration = await self.store.run(lambda: provisioning.registration(station_id))
         ctx = StationContext(station_id, version, self.store, self.settings,
                              registration or "pending",
-                             await self.policy.heartbeat_for(station_id))
+                             await self.policy.heartbeat_for(station_id),
+                             meter_seen=partial(self.progress.seen, station_id))
         connection = StationConnection(ws, ctx, live.meter)
         previous = self.connections.get(station_id)
         self.connections[station_id] = connection

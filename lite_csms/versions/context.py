@@ -26,9 +26,16 @@ class StationContext:
     heartbeat_interval: int | None = None
     # While pending: the requests our own CALLs asked this station for (provisioning.may_send).
     solicited: set[str] = field(default_factory=set)
+    # Told the EVSE (1.6: connector) whenever meter values from it are stored, so that a
+    # progress request waiting for a triggered reading wakes (operations/progress.py).
+    meter_seen: Callable[[int], None] | None = None
 
     def now(self) -> datetime:
         return timestamps.now_utc()
+
+    def saw_meter_values(self, evse_id: int) -> None:
+        if self.meter_seen is not None:
+            self.meter_seen(evse_id)
 
 
 Handler = Callable[[StationContext, dict[str, Any]], Awaitable[dict[str, Any]]]

@@ -12,6 +12,7 @@ from lite_csms.handlers import (
     data_transfer,
     diagnostics,
     firmware,
+    live_meter,
     provisioning,
     transactions,
 )
@@ -103,9 +104,15 @@ async def authorize(ctx: StationContext, p: Payload) -> Payload:
 async def meter_values_(ctx: StationContext, p: Payload) -> Payload:
     found = samples(p["meterValue"])
     first_at = min(timestamps.parse(entry["timestamp"]) for entry in p["meterValue"])
-    notes = await ctx.store.run(lambda: transactions.meter_values_v16(
-        ctx.station_id, p["connectorId"], p.get("transactionId"), found, first_at))
-    transactions.report(notes)
+    if p.get("transactionId") is None and p["connectorId"] > 0:
+        # No transactionId: tied to the session running on the connector at each timestamp.
+        await ctx.store.run(lambda: live_meter.store_untied(ctx.station_id, p["connectorId"],
+                                                            found))
+    else:
+        notes = await ctx.store.run(lambda: transactions.meter_values_v16(
+            ctx.station_id, p["connectorId"], p.get("transactionId"), found, first_at))
+        transactions.report(notes)
+    ctx.saw_meter_values(p["connectorId"])
     return {}
 
 

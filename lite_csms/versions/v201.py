@@ -12,7 +12,7 @@ from lite_csms.handlers import (
     device_model,
     diagnostics,
     firmware,
-    meter_values,
+    live_meter,
     provisioning,
     reservation,
     smart_charging,
@@ -100,9 +100,9 @@ async def authorize(ctx: StationContext, p: Payload) -> Payload:
 
 async def meter_values_(ctx: StationContext, p: Payload) -> Payload:
     found = samples(p["meterValue"])
-    await ctx.store.run(
-        lambda: meter_values.store_samples(ctx.station_id, p["evseId"], found, None)
-    )
+    # 2.x MeterValues name no transaction: each sample joins the one running on its EVSE.
+    await ctx.store.run(lambda: live_meter.store_untied(ctx.station_id, p["evseId"], found))
+    ctx.saw_meter_values(p["evseId"])
     return {}
 
 
@@ -122,6 +122,8 @@ async def transaction_event(ctx: StationContext, p: Payload) -> Payload:
     )
     outcome = await ctx.store.run(lambda: transactions.apply_event(ctx.station_id, event))
     transactions.report(outcome.notes)
+    if event.samples:
+        ctx.saw_meter_values(outcome.transaction.evse_id)
     # Part 2 requires idTokenInfo in the answer whenever the request carried an idToken.
     return {} if outcome.auth is None else {"idTokenInfo": id_token_info(outcome.auth)}
 
