@@ -87,6 +87,9 @@ class Settings:
     # Lifetime of a TLS session ticket (seconds): a charger resumes within it for a cheaper
     # handshake. OpenSSL's default is 7200; TLS 1.3 caps it at 7 days (RFC 8446 4.6.1).
     tls_ticket_lifetime: int = 86400
+    # The names set explicitly (config file, environment, flags) rather than left at their
+    # defaults: an operator's explicit heartbeat_interval wins over the budget policy's level.
+    explicit: frozenset[str] = field(default_factory=frozenset, compare=False, repr=False)
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -94,7 +97,8 @@ class Settings:
         return self.tcp_keepalive_idle + self.tcp_keepalive_interval * self.tcp_keepalive_count
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "extra"}
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)
+           if f.name not in ("extra", "explicit")}
 _DEFAULTS = Settings()
 
 
@@ -217,6 +221,7 @@ def load(
     for name, value in (overrides or {}).items():
         if value is not None:
             values[name] = _coerce(name, value)
+    explicit = frozenset(values)
     if not values.get("database"):
         values["database"] = str(default_database(environ))
-    return _check(Settings(**values, extra=extra))
+    return _check(Settings(**values, extra=extra, explicit=explicit))
