@@ -226,14 +226,18 @@ def current_plan(station_id: str, settings: Settings) -> dict[str, Any]:
     }
 
 
-def set_server_keepalive(connection: StationConnection, idle: int) -> None:
-    """TCP_KEEPIDLE on the station's socket (seconds of silence before a probe)."""
+def set_server_keepalive(connection: StationConnection, idle: int, interval: int) -> None:
+    """TCP_KEEPIDLE on the station's socket (seconds of silence before a probe), and
+    TCP_KEEPINTVL at most that: Linux times the next probe after an answered one by the
+    interval, so an interval longer than the idle time would space probes by the interval."""
     sock = None if connection.meter is None else connection.meter.sock
     if sock is None or not hasattr(socket, "TCP_KEEPIDLE"):
         return
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, idle))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL,
+                        max(1, min(interval, idle)))
     except OSError as exc:
         log.info("%s: cannot set keepalive: %s", connection.station_id, exc)
 
@@ -278,7 +282,8 @@ class BudgetPolicy:
         if not budget.policy_enabled:
             return
         # At once: the NAT mapping must hold while the settings go out, whatever they get.
-        set_server_keepalive(connection, levels.keepalive_idle(budget.nat_timeout))
+        set_server_keepalive(connection, levels.keepalive_idle(budget.nat_timeout),
+                             self._settings.tcp_keepalive_interval)
         if not await self.evaluate_one(station_id, connection):
             outcomes = await self.apply(connection, budget.level, budget.nat_timeout)
             if any(o["outcome"] == SENT for o in outcomes):
@@ -338,7 +343,8 @@ class BudgetPolicy:
                 final[key] = Decision(key, sending[key].value, SENT, sending[key].reason,
                                       status)
         set_server_keepalive(connection, keepalive_for(list(final.values()), nat_timeout,
-                                                       self._settings))
+                                                       self._settings),
+                             self._settings.tcp_keepalive_interval)
         sent = sum(1 for d in final.values() if d.outcome == SENT)
         if sent:
             log.info("%s: policy level %s applied (%d settings sent)", station_id, level, sent)
