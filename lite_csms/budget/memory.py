@@ -85,6 +85,25 @@ def record_refusals(station_id: str, refused: Mapping[str, tuple[str, str]], at:
          .execute())
 
 
+def learn(station_id: str, action: str, payload: Mapping[str, Any],
+          answer: Mapping[str, Any] | None, at: datetime) -> None:
+    """Remember what an answered ChangeConfiguration/SetVariables refused, whoever sent it,
+    and forget a refusal of a value the station has now accepted. Runs in the store writer
+    with the command's outcome, so a link that drops right after the answer loses nothing."""
+    if answer is None or action not in SETTING_ACTIONS:
+        return
+    sent = requested_values(action, payload)
+    refused = refused_in(action, payload, answer, None)
+    if refused:
+        record_refusals(station_id, {k: (sent[k], status) for k, status in refused.items()},
+                        at)
+    accepted = [(k, v) for k, v in sent.items() if k not in refused]
+    for key, value in accepted:
+        SettingRefusal.delete().where(SettingRefusal.station == station_id,
+                                      SettingRefusal.key == key,
+                                      SettingRefusal.value == value).execute()
+
+
 def refusals(station_id: str) -> dict[tuple[str, str], dict[str, Any]]:
     """(key, value) -> the refusal, for refusals made under the station's current firmware."""
     firmware = firmware_of(station_id)

@@ -359,15 +359,20 @@ class BudgetPolicy:
                                                 requested_by=REQUESTED_BY)
             sent = memory.requested_values(request.action, request.payload)
             statuses.update(_answered_statuses(version, sent, outcome))
-            answer = outcome.result if outcome.status == "answered" else None
-            for key, status in memory.refused_in(request.action, request.payload, answer,
-                                                 outcome.error_code).items():
-                refused[key] = (sent[key], status)
+            # Refusals in an answer were learned with the command's outcome (effects.apply);
+            # a CALLERROR saying the charger lacks the operation is learned here.
+            if outcome.status != "answered":
+                for key, status in memory.refused_in(request.action, request.payload, None,
+                                                     outcome.error_code).items():
+                    refused[key] = (sent[key], status)
         if refused:
             await self._store.run(partial(memory.record_refusals, station_id, refused,
                                           self._clock()))
+        said = {k: s for k, s in statuses.items()
+                if s in memory.V16_REFUSALS | memory.V2_REFUSALS | memory.CALL_ERROR_REFUSALS}
+        if said:
             log.info("%s: refused %s; not sent again until its firmware changes", station_id,
-                     ", ".join(f"{k}={v!r} ({s})" for k, (v, s) in refused.items()))
+                     ", ".join(f"{k}={values[k]!r} ({s})" for k, s in said.items()))
         return statuses
 
     async def move(self, connection: StationConnection | None, station_id: str, move: Move
