@@ -22,6 +22,7 @@ from lite_csms.budget import explain, levels, memory
 from lite_csms.cli import budget_text
 from lite_csms.ocppj import timestamps
 from tests.conftest import CsmsInProcess, run_cli, start_in_process
+from tests.test_admin_api import http, new_key
 from tests.test_before_boot import SILENCE, RawStation, connect
 from tests.test_server import BOOT_16, BOOT_201, register
 
@@ -163,12 +164,13 @@ async def test_operator_setting_wins_until_released(nursery, tmp_path) -> None:
     boot = [2, "b", "BootNotification", BOOT_16]
     station, answer, calls = await session(csms, "OPR-1", "ocpp1.6", {}, boot)
     assert answer["interval"] == 21600 and ("HeartbeatInterval", "21600") in v16_sent(calls)
-    # `config set OPR-1 HeartbeatInterval 900`, as the admin API sends it.
+    # `config set OPR-1 HeartbeatInterval 900`: the CLI posts it to the admin API.
+    key = await new_key(csms)
     async with trio.open_nursery() as inner:
-        inner.start_soon(partial(csms.server.commands.send, "OPR-1", "ChangeConfiguration",
-                                 {"key": "HeartbeatInterval", "value": "900"},
-                                 requested_by="apikey:ops"))
+        inner.start_soon(partial(http, csms, "POST", "/stations/OPR-1/commands", key, {
+            "operation": "set-config", "args": {"key": "HeartbeatInterval", "value": "900"}}))
         call = await station.next_message()
+        assert call[2:] == ["ChangeConfiguration", {"key": "HeartbeatInterval", "value": "900"}]
         await station.answer(call)
     await gone(csms, station, "OPR-1")
 
@@ -180,7 +182,7 @@ async def test_operator_setting_wins_until_released(nursery, tmp_path) -> None:
     yielded = {s["key"]: s for s in state["policy"]["settings"] if s["outcome"] == "yielded"}
     assert yielded["HeartbeatInterval"]["value"] == "900"
     assert "operator-owned" in yielded["HeartbeatInterval"]["reason"]
-    assert "apikey:ops" in yielded["HeartbeatInterval"]["reason"]
+    assert "api:ops" in yielded["HeartbeatInterval"]["reason"]
     text = "\n".join(budget_text.plan_lines(state["policy"]))
     assert "yielded: HeartbeatInterval=900" in text and "BootNotification interval 900" in text
     await gone(csms, station, "OPR-1")
@@ -196,6 +198,15 @@ async def test_operator_setting_wins_until_released(nursery, tmp_path) -> None:
     changes = await csms.server.store.run(partial(explain.changes, "OPR-1"))
     outcomes = [(s["key"], s["outcome"]) for c in changes for s in c["settings"]]
     assert ("HeartbeatInterval", "sent") in outcomes
+
+    # The admin API hands keys back the same way (PUT .../budget {"release": ...}).
+    await csms.server.store.run(partial(memory.claim, "OPR-1", {"MinimumStatusDuration": "5"},
+                                        "api:ops", timestamps.now_utc()))
+    status, body = await http(csms, "PUT", "/stations/OPR-1/budget", key, {"release": "all"})
+    assert status == 200 and body["released"] == ["MinimumStatusDuration"]
+    assert body["cap_bytes"] == csms.server.settings.budget_cap  # nothing else changed
+    status, body = await http(csms, "PUT", "/stations/OPR-1/budget", key, {"release": 5})
+    assert status == 422 and "release must be" in body["error"]
 
 
 @pytest.mark.parametrize(("protocol", "boot", "key"), [
