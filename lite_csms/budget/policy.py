@@ -320,35 +320,39 @@ class BudgetPolicy:
         the keepalive; returns every setting's decision (with the answer, where sent)."""
         station_id, version = connection.station_id, connection.ctx.version
         configured = explicit_heartbeat(self._settings)
+        # Every decision in order (a refused value and its fallback are both kept), and the
+        # last one per key, which says where the station ends up.
+        records: list[Decision] = []
         final: dict[str, Decision] = {}
         tried: set[tuple[str, str]] = set()
-        for _ in range(MAX_ROUNDS):
+        for round_ in range(MAX_ROUNDS):
             state = await self._store.run(partial(read_state, station_id))
-            if not final:
+            if round_ == 0:
                 connection.ctx.heartbeat_interval = heartbeat_of(
                     version, level, True, state, configured)
             decisions = plan(level, version, nat_timeout, state, configured)
             sending = {d.key: d for d in decisions if d.outcome == SENT
                        and d.value is not None and (d.key, d.value) not in tried}
-            for decision in decisions:
-                if decision.key not in final or decision.key in sending:
-                    final[decision.key] = decision
+            if round_ == 0:
+                final.update((d.key, d) for d in decisions if d.key not in sending)
             if not sending:
                 break
-            statuses = await self._send(station_id, version,
-                                        {k: d.value for k, d in sending.items()
-                                         if d.value is not None})
-            tried.update((k, d.value) for k, d in sending.items() if d.value is not None)
-            for key, status in statuses.items():
-                final[key] = Decision(key, sending[key].value, SENT, sending[key].reason,
-                                      status)
+            values = {k: d.value for k, d in sending.items() if d.value is not None}
+            statuses = await self._send(station_id, version, values)
+            tried.update(values.items())
+            for key, decision in sending.items():
+                done = Decision(key, decision.value, SENT, decision.reason,
+                                statuses.get(key, "unanswered"))
+                records.append(done)
+                final[key] = done
+        records = [d for d in final.values() if d.outcome != SENT] + records
         set_server_keepalive(connection, keepalive_for(list(final.values()), nat_timeout,
                                                        self._settings),
                              self._settings.tcp_keepalive_interval)
-        sent = sum(1 for d in final.values() if d.outcome == SENT)
+        sent = sum(1 for d in records if d.outcome == SENT)
         if sent:
             log.info("%s: policy level %s applied (%d settings sent)", station_id, level, sent)
-        return [d.as_dict() for d in final.values()]
+        return [d.as_dict() for d in records]
 
     async def _send(self, station_id: str, version: Version, values: dict[str, str]
                     ) -> dict[str, str]:

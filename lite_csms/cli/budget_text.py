@@ -148,7 +148,7 @@ def decision_line(item: Any) -> str:
     """One setting's outcome: `sent: K=V (answer): why`, `skipped: …`, `yielded: …`; entries
     of the older format (no outcome) read as sent."""
     if isinstance(item, dict) and "outcome" in item and "key" in item:
-        value = "(none)" if item.get("value") is None else item["value"]
+        value = {None: "(none)", "": "(empty)"}.get(item.get("value"), item.get("value"))
         answer = f" ({item['status']})" if item.get("status") else ""
         return f"{item['outcome']}: {item['key']}={value}{answer}: {item.get('reason', '')}"
     return f"sent: {_setting_text(item)}"
