@@ -94,6 +94,9 @@ class Settings:
     progress_min_interval: float = 60.0
     progress_wait: float = 5.0
     progress_max_wait: float = 30.0
+    # The names set explicitly (config file, environment, flags) rather than left at their
+    # defaults: an operator's explicit heartbeat_interval wins over the budget policy's level.
+    explicit: frozenset[str] = field(default_factory=frozenset, compare=False, repr=False)
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -101,7 +104,8 @@ class Settings:
         return self.tcp_keepalive_idle + self.tcp_keepalive_interval * self.tcp_keepalive_count
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "extra"}
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)
+           if f.name not in ("extra", "explicit")}
 _DEFAULTS = Settings()
 
 
@@ -226,6 +230,7 @@ def load(
     for name, value in (overrides or {}).items():
         if value is not None:
             values[name] = _coerce(name, value)
+    explicit = frozenset(values)
     if not values.get("database"):
         values["database"] = str(default_database(environ))
-    return _check(Settings(**values, extra=extra))
+    return _check(Settings(**values, extra=extra, explicit=explicit))

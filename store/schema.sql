@@ -187,6 +187,16 @@ CREATE TABLE "meter_sample" (
     FOREIGN KEY ("transaction_id") REFERENCES "transaction" ("id") ON DELETE SET NULL
 );
 
+CREATE TABLE "operator_setting" (
+    "id" INTEGER NOT NULL PRIMARY KEY,
+    "station_id" VARCHAR(48) NOT NULL,
+    "key" VARCHAR(160) NOT NULL,
+    "value" TEXT NOT NULL,
+    "requested_by" TEXT,
+    "at" TEXT NOT NULL,
+    FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE
+);
+
 CREATE TABLE "policy_change" (
     "id" INTEGER NOT NULL PRIMARY KEY,
     "station_id" VARCHAR(48) NOT NULL,
@@ -209,6 +219,17 @@ CREATE TABLE "reservation" (
     "created_at" TEXT NOT NULL,
     FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE,
     FOREIGN KEY ("transaction_id") REFERENCES "transaction" ("id") ON DELETE SET NULL
+);
+
+CREATE TABLE "setting_refusal" (
+    "id" INTEGER NOT NULL PRIMARY KEY,
+    "station_id" VARCHAR(48) NOT NULL,
+    "key" VARCHAR(160) NOT NULL,
+    "value" TEXT NOT NULL,
+    "status" VARCHAR(40) NOT NULL,
+    "firmware_version" TEXT,
+    "at" TEXT NOT NULL,
+    FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE
 );
 
 CREATE TABLE "station" (
@@ -413,6 +434,10 @@ CREATE UNIQUE INDEX "meter_sample_station_id_evse_id_timestamp_measurand_phas_ca
 
 CREATE INDEX "meter_sample_transaction_id" ON "meter_sample" ("transaction_id");
 
+CREATE INDEX "operator_setting_station_id" ON "operator_setting" ("station_id");
+
+CREATE UNIQUE INDEX "operator_setting_station_id_key" ON "operator_setting" ("station_id", "key");
+
 CREATE INDEX "policy_change_station_id" ON "policy_change" ("station_id");
 
 CREATE INDEX "policy_change_station_id_at" ON "policy_change" ("station_id", "at");
@@ -420,6 +445,10 @@ CREATE INDEX "policy_change_station_id_at" ON "policy_change" ("station_id", "at
 CREATE INDEX "reservation_station_id" ON "reservation" ("station_id");
 
 CREATE INDEX "reservation_transaction_id" ON "reservation" ("transaction_id");
+
+CREATE INDEX "setting_refusal_station_id" ON "setting_refusal" ("station_id");
+
+CREATE UNIQUE INDEX "setting_refusal_station_id_key_value" ON "setting_refusal" ("station_id", "key", "value");
 
 CREATE INDEX "station_deviation_station_id" ON "station_deviation" ("station_id");
 

@@ -20,12 +20,25 @@ NOW = datetime(2026, 11, 21, 12, tzinfo=UTC)
 
 def test_levels_hold_concrete_settings_per_version():
     v16 = levels.settings_for(levels.LEAN, Version.OCPP16, nat_timeout=600)
-    assert v16["WebSocketPingInterval"] == "540"
-    assert v16["MeterValuesSampledData"] == "Energy.Active.Import.Register"
+    # The server's TCP keepalive holds the NAT: the charger's ping is asked off, and its
+    # ping at 0.9 x nat_timeout is only the fallback where it refuses.
+    assert v16["WebSocketPingInterval"] == "0"
+    assert levels.choices_for(levels.LEAN, Version.OCPP16, 600)["WebSocketPingInterval"] == (
+        "0", "540")
+    # Samples at the transaction's end, none live (the register where an empty list is refused).
+    assert v16["MeterValuesSampledData"] == ""
+    assert v16["StopTxnSampledData"] == "Energy.Active.Import.Register"
+    assert int(v16["MeterValueSampleInterval"]) > 0
     v2 = levels.settings_for(levels.MINIMAL, Version.OCPP201, nat_timeout=120)
-    assert v2["OCPPCommCtrlr.WebSocketPingInterval"] == "114"
+    assert levels.choices_for(levels.MINIMAL, Version.OCPP201, 120)[
+        "OCPPCommCtrlr.WebSocketPingInterval"] == ("0", "108")
     assert v2["SampledDataCtrlr.TxUpdatedInterval"] == "0"
+    assert v2["SampledDataCtrlr.TxEndedInterval"] == "0"
     assert "MinimumStatusDuration" not in v2
+    normal = levels.settings_for(levels.NORMAL, Version.OCPP201, nat_timeout=600)
+    assert normal["SampledDataCtrlr.TxUpdatedInterval"] == "0"
+    assert normal["SampledDataCtrlr.TxEndedInterval"] == "900"
+    assert levels.keepalive_idle(600) == 540
     # Billing data is never switched off: the register is always sampled.
     for level in levels.LEVELS:
         assert levels.ENERGY in levels.PLANS[level].measurands
@@ -78,11 +91,11 @@ async def test_policy_configures_a_station_and_moves_it(nursery, tmp_path):
         return None if row is None else row.value
 
     with trio.fail_after(10):
-        while await held("MeterValueSampleInterval") != "300":
+        while await held("MeterValueSampleInterval") != "900":
             await trio.sleep(0.02)
     # The normal level reached the charger itself, and the boot answer follows it too.
-    assert station.config.get("WebSocketPingInterval") == "540"
-    assert station.config.get("HeartbeatInterval") == "3600"
+    assert station.config.get("WebSocketPingInterval") == "0"
+    assert station.config.get("HeartbeatInterval") == "21600"
 
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     # 450 kB this hour: past the 400 kB warning line of a 500 kB cap, whatever the date.
@@ -93,9 +106,14 @@ async def test_policy_configures_a_station_and_moves_it(nursery, tmp_path):
     assert moved
     assert station.config.get("MeterValueSampleInterval") == "0"
     assert station.config.get("HeartbeatInterval") == "86400"
-    change = await csms.server.store.run(lambda: PolicyChange.get(PolicyChange.station == "CS-B"))
-    assert (change.from_level, change.to_level) == ("normal", "minimal")
-    assert '"status": "answered"' in change.settings
+    log = await csms.server.store.run(lambda: list(
+        PolicyChange.select().where(PolicyChange.station == "CS-B").order_by(PolicyChange.id)))
+    # The level applied on connecting (it sent settings), and the move.
+    assert sorted((c.from_level, c.to_level) for c in log) == [("normal", "minimal"),
+                                                               ("normal", "normal")]
+    change = next(c for c in log if c.to_level == "minimal")
+    assert '"outcome": "sent", "reason": "level minimal", "status": "Accepted"' in (
+        change.settings)
     row = await csms.server.store.run(lambda: StationBudget.get(StationBudget.station == "CS-B"))
     assert row.level == "minimal"
     station.shut_down()

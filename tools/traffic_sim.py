@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import station_sim as sim
 import throwaway_tls
 
+from lite_csms.budget import levels
 from lite_csms.budget.client import MeteredLink, open_metered
 from lite_csms.budget.meter import IN, LAYERS, OUT
 from lite_csms.ocppj.versions import Version
@@ -44,6 +45,8 @@ from lite_csms.ocppj.versions import Version
 DAY = 86400.0
 ID_TAG = "SIMTAG01"
 LAYER_ORDER = ("ip", "tls", "ws", "payload")
+# IP bytes of one server TCP keepalive probe and its ACK (tools/bench_keepalive.py).
+KEEPALIVE_PROBE_BYTES = 104
 # The charger's stock settings, before any CSMS changes them.
 STOCK = {
     sim.HEARTBEAT_INTERVAL: "300",
@@ -218,6 +221,8 @@ class Tally:
     resumed: int = 0
     drops: int = 0
     nat_expiries: int = 0
+    # Server TCP keepalive probes that held the NAT (modelled: see MonthRun._nat_watch).
+    keepalive_probes: int = 0
     sessions: int = 0
     sessions_skipped: int = 0
     # Drops (and the final close) that could not wait for the exchange in flight (1 s real).
@@ -234,8 +239,9 @@ class Tally:
 
 class MonthRun:
     def __init__(self, profile: Profile, version: Version, days: float, scale: float,
-                 server: Server, station_id: str) -> None:
+                 server: Server, station_id: str, policy: bool = False) -> None:
         self.profile, self.version, self.days = profile, version, days
+        self.policy = policy
         self.server, self.station_id = server, station_id
         self.clock = sim.Clock(scale)
         options = sim.StationOptions(
@@ -373,9 +379,15 @@ class MonthRun:
 
         Idle time is judged in real seconds scaled, with 20 ms of real slack for scheduling
         jitter, so only a configuration that leaves the link quiet too long trips it.
+
+        With the policy on and the station's ping off, the server's TCP keepalive holds the
+        mapping: a probe after 0.9 x nat_timeout of silence. Kernel timers run in real
+        seconds and cannot be accelerated, so the probe is modelled here: counted, priced at
+        its measured 104 B (tools/bench_keepalive.py), and taken as traffic by the NAT.
         """
         meter = link.meter
         nat = self.profile.nat_timeout
+        keepalive = levels.keepalive_idle(nat) if self.policy else None
         seen, quiet_since = -1, self.clock.elapsed()
         slack = 0.02 * self.clock.scale
         while True:
@@ -384,8 +396,12 @@ class MonthRun:
                 return  # the link is already going; its quiet wait for the drop is no expiry
             moved = 0 if meter.plain is None else meter.plain.bytes_in + meter.plain.bytes_out
             now = self.clock.elapsed()
+            pinging = self.station.config.seconds(sim.WS_PING_INTERVAL) > 0
             if moved != seen:
                 seen, quiet_since = moved, now
+            elif keepalive is not None and not pinging and now - quiet_since >= keepalive:
+                self.tally.keepalive_probes += 1
+                quiet_since = now
             elif now - quiet_since > nat + slack:
                 # A drop already on its way (its reconnect still booting) is the same one.
                 self.tally.nat_expiries += not self._drop.is_set()
@@ -438,7 +454,7 @@ def run_month(profile: Profile, version: Version, *, policy: bool, days: float, 
     with tempfile.TemporaryDirectory() as tmp:
         with running_server(Path(tmp), station_id, policy=policy, cap=cap,
                             nat_timeout=profile.nat_timeout) as server:
-            run = MonthRun(profile, version, days, scale, server, station_id)
+            run = MonthRun(profile, version, days, scale, server, station_id, policy)
             started = time.monotonic()
             tally = trio.run(run.run)
             elapsed = time.monotonic() - started
@@ -460,9 +476,14 @@ def run_month(profile: Profile, version: Version, *, policy: bool, days: float, 
         "server": {layer: seen_by_server[layer] for layer in LAYERS},
         "setup_ip_bytes": seen_by_server["setup"],
         "server_ip_by_action": seen_by_server["by_action"],
-        "month_ip_bytes": round(_both(seen_by_server["ip"]) * month),
         "retransmitted": {"station": tally.retransmitted,
                           "server": seen_by_server["retransmitted"]},
+        "keepalive_probes": tally.keepalive_probes,
+        "modelled_keepalive_ip_bytes": tally.keepalive_probes * KEEPALIVE_PROBE_BYTES,
+        # Measured bytes plus the modelled keepalive probes, which neither end's counters see
+        # in accelerated time.
+        "month_ip_bytes": round((_both(seen_by_server["ip"])
+                                 + tally.keepalive_probes * KEEPALIVE_PROBE_BYTES) * month),
         "agreement": {layer: _difference(*_comparable(layer, tally, seen_by_server))
                       for layer in LAYER_ORDER},
     }

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from lite_csms.budget import counters, cycles, explain, overrides, report, usage
+from lite_csms.budget import counters, cycles, explain, memory, overrides, report, usage
 from lite_csms.config import Settings
 from lite_csms.db.models import Station
 from lite_csms.db.writer import StoreWriter
@@ -66,9 +66,15 @@ def _set(station_id: str, settings: Settings, data: dict[str, Any]) -> dict[str,
     clear = data.pop("clear", False)
     if not isinstance(clear, bool):
         raise overrides.BudgetError("clear must be true or false")
+    release = data.pop("release", None)
+    keys = None if release is None else overrides.parse_release(release)
     change = overrides.parse_change(data)
-    overrides.apply(station_id, change, clear=clear)
-    return usage.effective_budget(station_id, settings).as_dict()
+    if not change.is_empty() or clear or release is None:
+        overrides.apply(station_id, change, clear=clear)
+    budget = usage.effective_budget(station_id, settings).as_dict()
+    if release is not None:
+        budget["released"] = memory.release(station_id, keys)
+    return budget
 
 
 def _explain(station_id: str, settings: Settings, now: datetime) -> dict[str, Any] | None:

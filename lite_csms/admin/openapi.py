@@ -75,6 +75,10 @@ _BUDGET_SETTINGS = {
         "nat_timeout": {"type": "integer", "minimum": 10, "maximum": 86400},
         "policy": {"oneOf": [{"type": "boolean"}, {"type": "string", "enum": ["on", "off"]}]},
         "clear": {"type": "boolean", "description": "drop every override first"},
+        "release": {"oneOf": [{"type": "array", "items": {"type": "string"}},
+                              {"type": "string", "enum": ["all"]}],
+                    "description": "hand setting keys an operator set (set-config) back to "
+                                   "the budget policy; the answer lists them as released"},
     },
 }
 _BUDGET_PATHS: dict[str, Any] = {
@@ -102,7 +106,10 @@ _BUDGET_PATHS: dict[str, Any] = {
                 "responses": {"200": _ok("effective budget", _OBJECT), "400": _ERROR,
                               "401": _ERROR, "404": _ERROR, "422": _ERROR}}},
     "/stations/{id}/budget/explain": {"get": {
-        "summary": "what the budget policy changed on the station and why, with its usage",
+        "summary": "what the budget policy changed on the station and why, with its usage: "
+                   "changes (each setting sent, skipped or yielded, with the reason and the "
+                   "station's answer) and policy (what it would do with each setting now, "
+                   "the refusals it remembers and the operator-owned keys)",
         "parameters": [*_ID, _AT],
         "responses": {"200": _ok("explanation", _OBJECT), "400": _ERROR, "401": _ERROR,
                       "404": _ERROR}}},

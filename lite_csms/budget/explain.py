@@ -1,4 +1,10 @@
-"""What the budget policy did to a station and why, next to where the station stands now."""
+"""What the budget policy did to a station and why, next to where the station stands now.
+
+`changes` is the log (moves, and applications on a new connection that sent something), each
+with every setting's outcome: sent (and the answer), skipped (already held, refused before)
+or yielded (operator-owned, or the server's configured heartbeat), and why. `policy` is what
+the policy would do with each setting now, with the refusals and operator-owned keys behind it.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from lite_csms.budget import usage
+from lite_csms.budget import policy, usage
 from lite_csms.config import Settings
 from lite_csms.db.models import PolicyChange
 
@@ -35,4 +41,5 @@ def explanation(station_id: str, settings: Settings, now: datetime,
     return {"station": station_id,
             "budget": usage.effective_budget(station_id, settings).as_dict(),
             "usage": usage.station_usage(station_id, settings, now).as_dict(),
+            "policy": policy.current_plan(station_id, settings),
             "changes": changes(station_id, limit)}

@@ -89,6 +89,15 @@ def parse_change(data: Mapping[str, Any]) -> BudgetChange:
     return BudgetChange(**values)
 
 
+def parse_release(value: Any) -> list[str] | None:
+    """Keys to hand back to the policy: a list of keys, or "all" (None: every key)."""
+    keys = [value] if isinstance(value, str) else value
+    if not isinstance(keys, list) or not keys or not all(
+            isinstance(k, str) and k for k in keys):
+        raise BudgetError('release must be a list of setting keys, or "all"')
+    return None if "all" in keys else keys
+
+
 def apply(station_id: str, change: BudgetChange, *, clear: bool = False) -> None:
     """Store the change; `clear` first drops every override (the policy's level is kept)."""
     if Station.get_or_none(Station.id == station_id) is None:

@@ -2,8 +2,19 @@
 
 A station's level lives in SQLite (StationBudget). When the station is accepted on a
 connection (its BootNotification Accepted, or its first message after a reconnect without a
-boot), the policy sends only the settings the station does not already hold, so a reconnect
-costs nothing extra. Every move between levels is logged with its reason and the station's answers.
+boot; never before), the policy decides each setting of its level (`plan`):
+
+- **yielded** when an operator owns it (`config set`; see budget/memory.py) or, for the
+  heartbeat, when `heartbeat_interval` is set in the server's configuration;
+- **skipped** when the station already holds the value, or refused every value the level
+  offers for it under its current firmware;
+- **sent** otherwise: the first value of the level's choices the station has not refused.
+  A refusal is remembered, and the next choice (a fallback) is sent on the same connection.
+
+Then it sets the server's TCP keepalive: at 0.9 x `nat_timeout` when the station's own
+WebSocket ping is off (or unknown), so that probes hold the NAT mapping; back at the
+dead-peer default when the station pings often enough itself. Every move between levels, and
+every application that sent something, is logged with each setting's outcome and reason.
 """
 
 from __future__ import annotations
@@ -12,25 +23,29 @@ import json
 import logging
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import partial
 from typing import Any
 
 import trio
 
-from lite_csms.budget import levels, usage
+from lite_csms.budget import levels, memory, usage
 from lite_csms.config import Settings
-from lite_csms.db.models import PolicyChange, StationBudget
+from lite_csms.db.models import PolicyChange, Station, StationBudget
 from lite_csms.db.writer import StoreWriter
 from lite_csms.handlers import settings as station_settings
-from lite_csms.net.commands import CommandSender
+from lite_csms.net.commands import CommandOutcome, CommandSender
 from lite_csms.net.connection import StationConnection
 from lite_csms.ocppj import timestamps
+from lite_csms.ocppj.versions import Version
 from lite_csms.operations import catalogue
 
 log = logging.getLogger("lite_csms.budget")
-REQUESTED_BY = "budget-policy"
+REQUESTED_BY = memory.POLICY
+SENT, SKIPPED, YIELDED = "sent", "skipped", "yielded"
+# One round per fallback value a setting may have, and no more.
+MAX_ROUNDS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +55,102 @@ class Move:
     reason: str
     cycle_start: datetime
     nat_timeout: int
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the policy does with one setting: `outcome` sent, skipped or yielded, and why.
+    `value` is the value chosen (the operator's, when yielded; None when all were refused)."""
+
+    key: str
+    value: str | None
+    outcome: str
+    reason: str
+    status: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None or k == "value"}
+
+
+@dataclass(frozen=True, slots=True)
+class StationState:
+    held: Mapping[str, str | None]
+    refused: Mapping[tuple[str, str], Mapping[str, Any]]
+    owned: Mapping[str, Mapping[str, Any]]
+
+
+def read_state(station_id: str) -> StationState:
+    return StationState(station_settings.read(station_id), memory.refusals(station_id),
+                        memory.owned(station_id))
+
+
+def explicit_heartbeat(settings: Settings) -> int | None:
+    """The server-wide heartbeat an operator configured (file, environment, flag), if any."""
+    return settings.heartbeat_interval if "heartbeat_interval" in settings.explicit else None
+
+
+def plan(level: str, version: Version, nat_timeout: int, state: StationState,
+         configured_heartbeat: int | None) -> list[Decision]:
+    """Each setting of the level, decided; see the module docstring for the rules."""
+    decisions = []
+    for key, choices in levels.choices_for(level, version, nat_timeout).items():
+        mine = state.owned.get(key)
+        if mine is not None:
+            decisions.append(Decision(key, mine["value"], YIELDED,
+                                      f"operator-owned: set to {mine['value']!r} by "
+                                      f"{mine['requested_by'] or 'an operator'}"))
+            continue
+        if key in levels.HEARTBEAT_KEYS and configured_heartbeat is not None:
+            decisions.append(Decision(
+                key, str(configured_heartbeat), YIELDED,
+                f"heartbeat_interval {configured_heartbeat} is set in the server's "
+                "configuration; BootNotification answers it"))
+            continue
+        refusals = [(value, state.refused[(key, value)]) for value in choices
+                    if (key, value) in state.refused]
+        remaining = [value for value in choices if (key, value) not in state.refused]
+        said = "; ".join(f"{value!r} refused ({r['status']}) under firmware "
+                         f"{r['firmware_version'] or '(none)'}" for value, r in refusals)
+        if not remaining:
+            decisions.append(Decision(key, None, SKIPPED,
+                                      f"refused before: {said}; not sent again until the "
+                                      "firmware changes"))
+            continue
+        value = remaining[0]
+        why = f"fallback: {said}" if refusals else f"level {level}"
+        if state.held.get(key) == value:
+            decisions.append(Decision(key, value, SKIPPED, f"already held ({why})"))
+        else:
+            decisions.append(Decision(key, value, SENT, why))
+    return decisions
+
+
+def heartbeat_of(version: Version | None, level: str, policy_enabled: bool,
+                 state: StationState, configured_heartbeat: int | None) -> int | None:
+    """The BootNotification interval: the operator's for this station, else the server's
+    configured one, else the level's (policy on); None leaves the server default."""
+    keys = sorted(levels.HEARTBEAT_KEYS) if version is None else [
+        "HeartbeatInterval" if version is Version.OCPP16 else "OCPPCommCtrlr.HeartbeatInterval"]
+    for key in keys:
+        mine = state.owned.get(key)
+        if mine is not None and str(mine["value"]).isdigit():
+            return int(mine["value"])
+    if configured_heartbeat is not None:
+        return configured_heartbeat
+    return levels.heartbeat_for(level) if policy_enabled else None
+
+
+def keepalive_for(decisions: list[Decision], nat_timeout: int, settings: Settings) -> int:
+    """TCP_KEEPIDLE for the station: 0.9 x nat_timeout unless its own ping holds the NAT."""
+    for decision in decisions:
+        if decision.key in levels.PING_KEYS and decision.value not in (None, levels.PING_OFF):
+            pinged = decision.outcome != SENT or decision.status in ("Accepted",
+                                                                      "RebootRequired")
+            value = decision.value
+            if pinged and value.isdigit() and int(value) <= levels.keepalive_idle(nat_timeout):
+                # Its ping keeps the mapping: probes only after a NAT timeout of silence.
+                return max(settings.tcp_keepalive_idle, nat_timeout)
+    return levels.keepalive_idle(nat_timeout)
 
 
 def decide(station_id: str, settings: Settings, now: datetime) -> Move | None:
@@ -79,26 +190,71 @@ def record_move(station_id: str, from_level: str, to_level: str, reason: str,
     return int(change.id)
 
 
+def record_application(station_id: str, level: str, reason: str,
+                       outcomes: list[dict[str, Any]], at: datetime) -> None:
+    """Log an application of the station's level that sent something (a new connection)."""
+    PolicyChange.create(station=station_id, at=at, from_level=level, to_level=level,
+                        reason=reason, settings=json.dumps(outcomes, default=str))
+
+
 def record_outcomes(change_id: int, outcomes: list[dict[str, Any]]) -> None:
     """Attach what the station answered to the policy change that caused it."""
-    (PolicyChange.update(settings=json.dumps(outcomes))
+    (PolicyChange.update(settings=json.dumps(outcomes, default=str))
      .where(PolicyChange.id == change_id).execute())
 
 
-def missing(wanted: Mapping[str, str], held: Mapping[str, str | None]) -> dict[str, str]:
-    return {key: value for key, value in wanted.items() if held.get(key) != value}
+def current_plan(station_id: str, settings: Settings) -> dict[str, Any]:
+    """What the policy would do with each setting of the station's level now (for explain):
+    uses the station's last protocol; empty before it ever connected."""
+    budget = usage.effective_budget(station_id, settings)
+    station = Station.get_or_none(Station.id == station_id)
+    protocol = None if station is None else station.protocol
+    state = read_state(station_id)
+    configured = explicit_heartbeat(settings)
+    version = Version(protocol) if protocol in {v.value for v in Version} else None
+    decisions = [] if version is None else plan(budget.level, version, budget.nat_timeout,
+                                                state, configured)
+    return {
+        "level": budget.level, "policy_enabled": budget.policy_enabled, "protocol": protocol,
+        "heartbeat_interval": heartbeat_of(version, budget.level, budget.policy_enabled,
+                                           state, configured),
+        "tcp_keepalive_idle": keepalive_for(decisions, budget.nat_timeout, settings)
+        if budget.policy_enabled else settings.tcp_keepalive_idle,
+        "settings": [d.as_dict() for d in decisions],
+        "operator_owned": [{"key": k, **v} for k, v in state.owned.items()],
+        "refused": [{"key": k, "value": v, **r} for (k, v), r in state.refused.items()],
+    }
 
 
-def set_server_keepalive(connection: StationConnection, nat_timeout: int) -> None:
-    """TCP keepalive only after a NAT timeout of silence: pings normally come first, so
-    probes go out only when the link has really gone quiet, to find a dead peer."""
+def set_server_keepalive(connection: StationConnection, idle: int, interval: int) -> None:
+    """TCP_KEEPIDLE on the station's socket (seconds of silence before a probe), and
+    TCP_KEEPINTVL at most that: Linux times the next probe after an answered one by the
+    interval, so an interval longer than the idle time would space probes by the interval."""
     sock = None if connection.meter is None else connection.meter.sock
     if sock is None or not hasattr(socket, "TCP_KEEPIDLE"):
         return
     try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, nat_timeout))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, idle))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL,
+                        max(1, min(interval, idle)))
     except OSError as exc:
         log.info("%s: cannot set keepalive: %s", connection.station_id, exc)
+
+
+def _answered_statuses(version: Version, sent: Mapping[str, str], outcome: CommandOutcome
+                       ) -> dict[str, str]:
+    """key -> what the station said about it: its status, a CALLERROR code, or timeout."""
+    if outcome.status != "answered" or outcome.result is None:
+        return dict.fromkeys(sent, outcome.error_code or outcome.status)
+    if version is Version.OCPP16:
+        return dict.fromkeys(sent, str(outcome.result.get("status")))
+    found = {}
+    for entry in outcome.result.get("setVariableResult", []):
+        key = f"{entry['component']['name']}.{entry['variable']['name']}"
+        if key in sent:
+            found[key] = str(entry.get("attributeStatus"))
+    return {key: found.get(key, "unanswered") for key in sent}
 
 
 class BudgetPolicy:
@@ -109,10 +265,14 @@ class BudgetPolicy:
         self._commands = commands
         self._clock = clock
 
-    async def heartbeat_for(self, station_id: str) -> int | None:
-        budget = await self._store.run(
-            partial(usage.effective_budget, station_id, self._settings))
-        return levels.heartbeat_for(budget.level) if budget.policy_enabled else None
+    async def heartbeat_for(self, station_id: str, version: Version | None = None
+                            ) -> int | None:
+        """The interval the station's BootNotification answer gives (None: the default)."""
+        def read() -> int | None:
+            budget = usage.effective_budget(station_id, self._settings)
+            return heartbeat_of(version, budget.level, budget.policy_enabled,
+                                read_state(station_id), explicit_heartbeat(self._settings))
+        return await self._store.run(read)
 
     async def on_accepted(self, connection: StationConnection) -> None:
         """Bring a freshly accepted station to its level's settings (a new cycle's first)."""
@@ -121,9 +281,15 @@ class BudgetPolicy:
             partial(usage.effective_budget, station_id, self._settings))
         if not budget.policy_enabled:
             return
-        set_server_keepalive(connection, budget.nat_timeout)
+        # At once: the NAT mapping must hold while the settings go out, whatever they get.
+        set_server_keepalive(connection, levels.keepalive_idle(budget.nat_timeout),
+                             self._settings.tcp_keepalive_interval)
         if not await self.evaluate_one(station_id, connection):
-            await self.apply(connection, budget.level, budget.nat_timeout)
+            outcomes = await self.apply(connection, budget.level, budget.nat_timeout)
+            if any(o["outcome"] == SENT for o in outcomes):
+                await self._store.run(partial(
+                    record_application, station_id, budget.level,
+                    "level applied on a new connection", outcomes, self._clock()))
 
     async def evaluate_one(self, station_id: str, connection: StationConnection | None
                            ) -> bool:
@@ -150,21 +316,68 @@ class BudgetPolicy:
 
     async def apply(self, connection: StationConnection, level: str, nat_timeout: int
                     ) -> list[dict[str, Any]]:
+        """Send what the plan says, learn from the answers, fall back where refused, and set
+        the keepalive; returns every setting's decision (with the answer, where sent)."""
         station_id, version = connection.station_id, connection.ctx.version
-        connection.ctx.heartbeat_interval = levels.heartbeat_for(level)
-        wanted = levels.settings_for(level, version, nat_timeout)
-        held = await self._store.run(partial(station_settings.read, station_id))
-        outcomes: list[dict[str, Any]] = []
-        for request in catalogue.set_configs(version, missing(wanted, held)):
+        configured = explicit_heartbeat(self._settings)
+        # Every decision in order (a refused value and its fallback are both kept), and the
+        # last one per key, which says where the station ends up.
+        records: list[Decision] = []
+        final: dict[str, Decision] = {}
+        tried: set[tuple[str, str]] = set()
+        for round_ in range(MAX_ROUNDS):
+            state = await self._store.run(partial(read_state, station_id))
+            if round_ == 0:
+                connection.ctx.heartbeat_interval = heartbeat_of(
+                    version, level, True, state, configured)
+            decisions = plan(level, version, nat_timeout, state, configured)
+            sending = {d.key: d for d in decisions if d.outcome == SENT
+                       and d.value is not None and (d.key, d.value) not in tried}
+            if round_ == 0:
+                final.update((d.key, d) for d in decisions if d.key not in sending)
+            if not sending:
+                break
+            values = {k: d.value for k, d in sending.items() if d.value is not None}
+            statuses = await self._send(station_id, version, values)
+            tried.update(values.items())
+            for key, decision in sending.items():
+                done = Decision(key, decision.value, SENT, decision.reason,
+                                statuses.get(key, "unanswered"))
+                records.append(done)
+                final[key] = done
+        records = [d for d in final.values() if d.outcome != SENT] + records
+        set_server_keepalive(connection, keepalive_for(list(final.values()), nat_timeout,
+                                                       self._settings),
+                             self._settings.tcp_keepalive_interval)
+        sent = sum(1 for d in records if d.outcome == SENT)
+        if sent:
+            log.info("%s: policy level %s applied (%d settings sent)", station_id, level, sent)
+        return [d.as_dict() for d in records]
+
+    async def _send(self, station_id: str, version: Version, values: dict[str, str]
+                    ) -> dict[str, str]:
+        statuses: dict[str, str] = {}
+        refused: dict[str, tuple[str, str]] = {}
+        for request in catalogue.set_configs(version, values):
             outcome = await self._commands.send(station_id, request.action, request.payload,
                                                 requested_by=REQUESTED_BY)
-            outcomes.append({"action": request.action, "payload": request.payload,
-                             "status": outcome.status, "result": outcome.result,
-                             "error": outcome.error_code})
-        if outcomes:
-            log.info("%s: policy level %s applied (%d requests)", station_id, level,
-                     len(outcomes))
-        return outcomes
+            sent = memory.requested_values(request.action, request.payload)
+            statuses.update(_answered_statuses(version, sent, outcome))
+            # Refusals in an answer were learned with the command's outcome (effects.apply);
+            # a CALLERROR saying the charger lacks the operation is learned here.
+            if outcome.status != "answered":
+                for key, status in memory.refused_in(request.action, request.payload, None,
+                                                     outcome.error_code).items():
+                    refused[key] = (sent[key], status)
+        if refused:
+            await self._store.run(partial(memory.record_refusals, station_id, refused,
+                                          self._clock()))
+        said = {k: s for k, s in statuses.items()
+                if s in memory.V16_REFUSALS | memory.V2_REFUSALS | memory.CALL_ERROR_REFUSALS}
+        if said:
+            log.info("%s: refused %s; not sent again until its firmware changes", station_id,
+                     ", ".join(f"{k}={values[k]!r} ({s})" for k, s in said.items()))
+        return statuses
 
     async def move(self, connection: StationConnection | None, station_id: str, move: Move
                    ) -> None:

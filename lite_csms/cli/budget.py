@@ -10,7 +10,16 @@ from typing import Any
 
 import orjson
 
-from lite_csms.budget import counters, cycles, explain, overrides, report, usage
+from lite_csms.budget import (
+    counters,
+    cycles,
+    explain,
+    memory,
+    overrides,
+    policy,
+    report,
+    usage,
+)
 from lite_csms.cli import budget_text as text
 from lite_csms.cli.output import CliError
 from lite_csms.config import Settings
@@ -41,6 +50,9 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     setting.add_argument("--policy", choices=("on", "off"))
     setting.add_argument("--clear", action="store_true",
                          help="drop this station's overrides first (back to the defaults)")
+    setting.add_argument("--release", action="append", metavar="KEY",
+                         help="hand a key an operator set (`config set`) back to the policy; "
+                         "repeat for more keys, or 'all'")
     setting.add_argument("--json", action="store_true")
     why = cmds.add_parser("explain", parents=[common],
                           help="what the budget policy did to a station, and why")
@@ -150,10 +162,16 @@ def set_budget(args: argparse.Namespace, settings: Settings) -> int:
         change = overrides.parse_change({
             "cap": args.cap, "cycle_day": args.cycle_day, "warn_ratio": args.warn_ratio,
             "nat_timeout": args.nat_timeout, "policy": args.policy})
-        if change.is_empty() and not args.clear:
+        if change.is_empty() and not args.clear and not args.release:
             raise CliError("nothing to set: give --cap, --cycle-day, --warn, --nat-timeout, "
-                           "--policy or --clear")
-        overrides.apply(station_id, change, clear=args.clear)
+                           "--policy, --release or --clear")
+        if not change.is_empty() or args.clear:
+            overrides.apply(station_id, change, clear=args.clear)
+        if args.release:
+            keys = overrides.parse_release(args.release)
+            released = memory.release(station_id, keys)
+            print(f"released to the policy: {', '.join(released) or '(none was owned)'}",
+                  file=sys.stderr)
     except overrides.BudgetError as exc:
         raise CliError(str(exc)) from None
     budget = usage.effective_budget(station_id, settings)
@@ -173,7 +191,8 @@ def explain_station(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     lines = text.explain(usage.station_usage(station_id, settings, now),
                          usage.effective_budget(station_id, settings),
-                         explain.changes(station_id, limit))
+                         explain.changes(station_id, limit),
+                         policy.current_plan(station_id, settings))
     print("\n".join(lines))
     return 0
 

@@ -153,8 +153,19 @@ def settings_lines(value: Any) -> list[str]:
     return [orjson.dumps(value).decode()]
 
 
+def decision_line(item: Any) -> str:
+    """One setting's outcome: `sent: K=V (answer): why`, `skipped: …`, `yielded: …`; entries
+    of the older format (no outcome) read as sent."""
+    if isinstance(item, dict) and "outcome" in item and "key" in item:
+        value = {None: "(none)", "": "(empty)"}.get(item.get("value"), item.get("value"))
+        answer = f" ({item['status']})" if item.get("status") else ""
+        return f"{item['outcome']}: {item['key']}={value}{answer}: {item.get('reason', '')}"
+    return f"sent: {_setting_text(item)}"
+
+
 def explain(usage: StationUsage, budget: EffectiveBudget,
-            changes: Sequence[dict[str, Any]]) -> list[str]:
+            changes: Sequence[dict[str, Any]],
+            now_plan: dict[str, Any] | None = None) -> list[str]:
     policy = "on" if budget.policy_enabled else "off"
     lines = [
         f"{usage.station_id}: policy level {budget.level!r}, policy {policy}.",
@@ -163,6 +174,8 @@ def explain(usage: StationUsage, budget: EffectiveBudget,
         f"{format_size(usage.projected)} by the cycle's end; status {usage.status} "
         f"({usage.reason}).",
     ]
+    if now_plan is not None:
+        lines += plan_lines(now_plan)
     if not changes:
         lines.append(f"No policy changes recorded: the policy has never changed "
                      f"{usage.station_id}'s settings.")
@@ -172,6 +185,27 @@ def explain(usage: StationUsage, budget: EffectiveBudget,
         lines.append(f"  {change['at'].strftime('%Y-%m-%d %H:%M')} UTC  "
                      f"{change['from_level']} -> {change['to_level']}")
         lines.append(f"    why: {change['reason']}")
-        for setting in settings_lines(change["settings"]):
-            lines.append(f"    sent: {setting}")
+        settings = change["settings"]
+        if isinstance(settings, list) and settings:
+            lines += [f"    {decision_line(item)}" for item in settings]
+        else:
+            lines += [f"    sent: {setting}" for setting in settings_lines(settings)]
+    return lines
+
+
+def plan_lines(now_plan: dict[str, Any]) -> list[str]:
+    """What the policy does with each setting now, and the server's keepalive for it."""
+    if not now_plan["settings"]:
+        return ["Now: nothing to decide (the policy is off, or the station never connected)."
+                if not now_plan["policy_enabled"] or now_plan["protocol"] is None
+                else "Now: no settings."]
+    lines = [f"Now, at level {now_plan['level']!r} ({now_plan['protocol']}): BootNotification "
+             f"interval {now_plan['heartbeat_interval']}, server TCP keepalive after "
+             f"{now_plan['tcp_keepalive_idle']} s idle."]
+    for item in now_plan["settings"]:
+        line = decision_line(item)
+        # Now, nothing has been sent yet: "sent" means "to send at the next connection".
+        if line.startswith("sent:"):
+            line = "to send:" + line[len("sent:"):]
+        lines.append(f"  {line}")
     return lines

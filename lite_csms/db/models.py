@@ -526,6 +526,37 @@ class TrafficFlush(BaseModel):
     interval_s = pw.FloatField(null=True)
 
 
+class SettingRefusal(BaseModel):
+    """A value the charger refused for one of its settings when the budget policy sent it
+    (1.6 NotSupported/Rejected, 2.x Rejected/Unknown*/NotSupportedAttributeType), under the
+    firmware it ran then: the policy does not send it again until the firmware changes."""
+
+    station = pw.ForeignKeyField(Station, backref="setting_refusals", on_delete="CASCADE")
+    key = pw.CharField(max_length=160)
+    value = pw.TextField()
+    # The answer: the status, or the CALLERROR code.
+    status = pw.CharField(max_length=40)
+    firmware_version = pw.TextField(null=True)
+    at = UtcDateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("station", "key", "value"), True),)
+
+
+class OperatorSetting(BaseModel):
+    """A setting an operator set explicitly (`config set`): the budget policy yields it to
+    the operator until it is handed back (`budget set ID --release KEY`)."""
+
+    station = pw.ForeignKeyField(Station, backref="operator_settings", on_delete="CASCADE")
+    key = pw.CharField(max_length=160)
+    value = pw.TextField()
+    requested_by = pw.TextField(null=True)
+    at = UtcDateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("station", "key"), True),)
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     Station,
     Connector,
@@ -554,4 +585,6 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     EnergyReading,
     StationDeviation,
     TrafficFlush,
+    SettingRefusal,
+    OperatorSetting,
 )

@@ -236,7 +236,7 @@ class CsmsServer:
         registration = await self.store.run(lambda: provisioning.registration(station_id))
         ctx = StationContext(station_id, version, self.store, self.settings,
                              registration or "pending",
-                             await self.policy.heartbeat_for(station_id),
+                             await self.policy.heartbeat_for(station_id, version),
                              meter_seen=partial(self.progress.seen, station_id))
         connection = StationConnection(ws, ctx, live.meter)
         previous = self.connections.get(station_id)

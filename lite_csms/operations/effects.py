@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from lite_csms.budget import memory
 from lite_csms.handlers import (
     device_model,
     local_list,
@@ -98,6 +99,7 @@ def apply(station_id: str, request: Request, answer: dict[str, Any] | None, at: 
     """Record what the answer (None: no answer) means; runs inside the store writer."""
     if answer is not None:
         settings.store(station_id, settings_learned(request, answer), at)
+        memory.learn(station_id, request.action, request.payload, answer, at)
         _local_list(station_id, request, answer, at)
         _smart_charging(station_id, request, answer, at)
     if request.action in MAINTENANCE_KINDS and command_id is not None:

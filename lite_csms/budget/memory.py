@@ -1,0 +1,148 @@
+"""What the budget policy remembers per station and setting: what the charger refused, and
+what an operator set explicitly. Functions run inside the store writer (or a read-only store).
+
+- A refusal is kept with the firmware the station ran when it refused; it stops counting as
+  soon as the station boots with another `firmwareVersion` (the new firmware may accept it).
+- An operator's `config set` (1.6 ChangeConfiguration, 2.x SetVariables sent by anyone but
+  the policy) makes that key operator-owned for that station: the policy yields it, and the
+  BootNotification answer carries the operator's heartbeat. `release` hands keys back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from lite_csms.db.models import OperatorSetting, SettingRefusal, Station
+
+# The requested_by of the policy's own commands; every other sender is an operator.
+POLICY = "budget-policy"
+SETTING_ACTIONS = frozenset({"ChangeConfiguration", "SetVariables"})
+# Answers that say "not this value, not on this firmware" (1.6 §7.9 ConfigurationStatus,
+# 2.0.1 SetVariableStatusEnumType). RebootRequired is an acceptance.
+V16_REFUSALS = frozenset({"Rejected", "NotSupported"})
+V2_REFUSALS = frozenset({"Rejected", "UnknownComponent", "UnknownVariable",
+                         "NotSupportedAttributeType"})
+# A CALLERROR that says the charger has no such operation at all refuses every key it carried.
+CALL_ERROR_REFUSALS = frozenset({"NotImplemented", "NotSupported"})
+
+
+def _variable_key(entry: Mapping[str, Any]) -> str:
+    return f"{entry['component']['name']}.{entry['variable']['name']}"
+
+
+def requested_values(action: str, payload: Mapping[str, Any]) -> dict[str, str]:
+    """The key -> value a ChangeConfiguration or SetVariables asks for ({} for other actions)."""
+    try:
+        if action == "ChangeConfiguration":
+            return {str(payload["key"]): str(payload["value"])}
+        if action == "SetVariables":
+            return {_variable_key(d): str(d["attributeValue"])
+                    for d in payload["setVariableData"]
+                    if d.get("attributeType", "Actual") == "Actual"}
+    except (KeyError, TypeError):
+        pass  # not a valid request: outbound validation refuses it before it is sent
+    return {}
+
+
+def refused_in(action: str, payload: Mapping[str, Any], result: Mapping[str, Any] | None,
+               error_code: str | None) -> dict[str, str]:
+    """key -> refusal status for each key the answer refused."""
+    sent = requested_values(action, payload)
+    if result is None:
+        if error_code in CALL_ERROR_REFUSALS:
+            return dict.fromkeys(sent, error_code)
+        return {}  # a timeout or a lost link says nothing about the value
+    if action == "ChangeConfiguration":
+        status = result.get("status")
+        return dict.fromkeys(sent, status) if status in V16_REFUSALS else {}
+    refused = {}
+    for entry in result.get("setVariableResult", []):
+        key, status = _variable_key(entry), entry.get("attributeStatus")
+        if key in sent and status in V2_REFUSALS:
+            refused[key] = status
+    return refused
+
+
+def firmware_of(station_id: str) -> str | None:
+    station = Station.get_or_none(Station.id == station_id)
+    return None if station is None else station.firmware_version
+
+
+def record_refusals(station_id: str, refused: Mapping[str, tuple[str, str]], at: datetime
+                    ) -> None:
+    """Keep `key -> (value, status)` refusals under the station's current firmware."""
+    firmware = firmware_of(station_id)
+    for key, (value, status) in refused.items():
+        (SettingRefusal.insert(station=station_id, key=key, value=value, status=status,
+                               firmware_version=firmware, at=at)
+         .on_conflict(conflict_target=[SettingRefusal.station, SettingRefusal.key,
+                                       SettingRefusal.value],
+                      update={SettingRefusal.status: status,
+                              SettingRefusal.firmware_version: firmware,
+                              SettingRefusal.at: at})
+         .execute())
+
+
+def learn(station_id: str, action: str, payload: Mapping[str, Any],
+          answer: Mapping[str, Any] | None, at: datetime) -> None:
+    """Remember what an answered ChangeConfiguration/SetVariables refused, whoever sent it,
+    and forget a refusal of a value the station has now accepted. Runs in the store writer
+    with the command's outcome, so a link that drops right after the answer loses nothing."""
+    if answer is None or action not in SETTING_ACTIONS:
+        return
+    sent = requested_values(action, payload)
+    refused = refused_in(action, payload, answer, None)
+    if refused:
+        record_refusals(station_id, {k: (sent[k], status) for k, status in refused.items()},
+                        at)
+    accepted = [(k, v) for k, v in sent.items() if k not in refused]
+    for key, value in accepted:
+        SettingRefusal.delete().where(SettingRefusal.station == station_id,
+                                      SettingRefusal.key == key,
+                                      SettingRefusal.value == value).execute()
+
+
+def refusals(station_id: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """(key, value) -> the refusal, for refusals made under the station's current firmware."""
+    firmware = firmware_of(station_id)
+    found = {}
+    for row in SettingRefusal.select().where(SettingRefusal.station == station_id):
+        if row.firmware_version == firmware:
+            found[(row.key, row.value)] = {"status": row.status, "at": row.at,
+                                           "firmware_version": row.firmware_version}
+    return found
+
+
+def claim(station_id: str, values: Mapping[str, str], requested_by: str | None, at: datetime
+          ) -> None:
+    """Make these keys operator-owned for the station, with the values the operator asked."""
+    for key, value in values.items():
+        (OperatorSetting.insert(station=station_id, key=key, value=value,
+                                requested_by=requested_by, at=at)
+         .on_conflict(conflict_target=[OperatorSetting.station, OperatorSetting.key],
+                      update={OperatorSetting.value: value,
+                              OperatorSetting.requested_by: requested_by,
+                              OperatorSetting.at: at})
+         .execute())
+
+
+def owned(station_id: str) -> dict[str, dict[str, Any]]:
+    """key -> {value, requested_by, at} for the station's operator-owned keys."""
+    query = OperatorSetting.select().where(OperatorSetting.station == station_id)
+    return {row.key: {"value": row.value, "requested_by": row.requested_by, "at": row.at}
+            for row in query.order_by(OperatorSetting.key)}
+
+
+def release(station_id: str, keys: Iterable[str] | None) -> list[str]:
+    """Hand keys back to the policy (None: all of them); returns the keys released."""
+    query = OperatorSetting.select(OperatorSetting.key).where(
+        OperatorSetting.station == station_id)
+    if keys is not None:
+        query = query.where(OperatorSetting.key.in_(list(keys)))
+    released = sorted(row.key for row in query)
+    if released:
+        (OperatorSetting.delete().where(OperatorSetting.station == station_id,
+                                        OperatorSetting.key.in_(released)).execute())
+    return released
