@@ -7,7 +7,9 @@ the start, the stop and the latest, how many Wh were delivered, and what needs r
 The rules (the same for 1.6, 2.0.1 and 2.1):
 
 - Order: by seqNo (2.x TransactionEvent), then timestamp, then context, Transaction.Begin
-  first and Transaction.End last among equals. 1.6 readings have no seqNo: timestamp order.
+  first and Transaction.End last among equals, then value (so arrival order never matters).
+  1.6 readings have no seqNo: timestamp order. A 2.x transaction whose station reused a
+  seqNo for a different event (`by_time`) has lost that order: timestamp first, then seqNo.
 - Start: the first Transaction.Begin reading (1.6 meterStart is one). Without one, the first
   reading of any other context, so a reading with no context inside a Started event is the
   start when it is the oldest, and only then.
@@ -17,10 +19,16 @@ The rules (the same for 1.6, 2.0.1 and 2.1):
 - Readings ordered before the start or after the stop are not counted (for instance 1.6
   MeterValues stamped after the StopTransaction, whenever they arrive); the latest is the
   last counted reading.
-- Energy: the sum of the non-negative steps between consecutive counted readings, in Wh.
-  A step down (meter replaced, register reset) adds nothing and is reported as a backward
-  step naming both readings, so the transaction gets flagged for review (a step down of
-  under a micro-Wh is conversion noise and ignored); energy is never negative.
+- Energy: walk the counted readings in order keeping the register's high-water mark h (the
+  start's value first). A reading r >= h adds r - h and becomes h. A reading r < h is a dip
+  when some later counted reading returns to >= h: it is skipped and reported ("register
+  dip"), so one low reading (a "0" from a meter read too early) adds nothing. Otherwise the
+  register was reset or the meter replaced: counting goes on from r (h = r) and it is
+  reported ("backward register"). So 2259988, 0, 2268000 gives 8012 Wh (a dip); 1000, 500,
+  9000 gives 8000; a meter replaced mid-session, 1000, 5000, 0, 3000, gives 4000 + 3000 =
+  7000 (backward); 2259988, 1200, 0 gives 0 (backward). A step down of under a micro-Wh is
+  conversion noise and ignored. Energy is never negative, and never more than the sum of
+  the rises between consecutive readings.
 - Unknown energy (None): no readings; only end readings; or an ended transaction whose one
   counted reading is both its start and its stop (a stop without a reading of its own).
 - A stop ordered before its start (a clock reset between the two) counts max(0, stop -
@@ -32,7 +40,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import pairwise
 
 BEGIN = "Transaction.Begin"
 END = "Transaction.End"
@@ -54,9 +61,13 @@ class Reading:
     source: str = ""
     seq_no: int | None = None
 
-    def order_key(self) -> tuple[int, datetime, int]:
+    def order_key(self) -> tuple[int, datetime, int, float]:
         return (-1 if self.seq_no is None else self.seq_no, self.timestamp,
-                _RANK.get(self.context, 1))
+                _RANK.get(self.context, 1), self.value_wh)
+
+    def time_key(self) -> tuple[datetime, int, int, float]:
+        return (self.timestamp, -1 if self.seq_no is None else self.seq_no,
+                _RANK.get(self.context, 1), self.value_wh)
 
     def describe(self) -> str:
         source = f", {self.source}" if self.source else ""
@@ -72,6 +83,8 @@ class Measurement:
     energy_wh: float | None
     backward_steps: tuple[tuple[Reading, Reading], ...] = ()
     stop_before_start: bool = False
+    # Readings skipped as dips: below the high-water mark, which a later reading regains.
+    dips: tuple[Reading, ...] = ()
     # One sentence per problem, each starting with its tag ("backward register: ...").
     problems: tuple[str, ...] = ()
 
@@ -81,9 +94,10 @@ def format_wh(value: float | None) -> str:
     return "unknown energy" if value is None else f"{value:.12g} Wh"
 
 
-def measure(readings: Iterable[Reading], *, ended: bool) -> Measurement:
-    """Apply the module's rules; `ended` says whether the transaction has stopped."""
-    ordered = sorted(readings, key=Reading.order_key)
+def measure(readings: Iterable[Reading], *, ended: bool, by_time: bool = False) -> Measurement:
+    """Apply the module's rules; `ended` says whether the transaction has stopped, `by_time`
+    orders by timestamp before seqNo (seqNos reused)."""
+    ordered = sorted(readings, key=Reading.time_key if by_time else Reading.order_key)
     if not ordered:
         return Measurement(None, None, None, None)
     begins = [i for i, r in enumerate(ordered) if r.context == BEGIN]
@@ -110,15 +124,34 @@ def measure(readings: Iterable[Reading], *, ended: bool) -> Measurement:
     counted = ordered[first:] if last is None else ordered[first:last + 1]
     if last == first:
         return Measurement(start, stop, stop, None)
-    energy = 0.0
-    backward = []
-    for before, after in pairwise(counted):
-        step = after.value_wh - before.value_wh
-        if step >= 0:
-            energy += step
-        elif step < -NOISE_WH:
-            backward.append((before, after))
+    energy, backward, dips = _walk(counted)
     problems = tuple(
         f"backward register: {a.describe()} then {b.describe()}" for a, b in backward
-    )
-    return Measurement(start, stop, counted[-1], energy, tuple(backward), problems=problems)
+    ) + tuple(f"register dip: {d.describe()} skipped, a later reading regains the register"
+              for d in dips)
+    return Measurement(start, stop, counted[-1], energy, tuple(backward), problems=problems,
+                       dips=tuple(dips))
+
+
+def _walk(counted: list[Reading]) -> tuple[float, list[tuple[Reading, Reading]], list[Reading]]:
+    """The high-water walk of the module docstring: (energy, backward steps, dips)."""
+    # later_max[i]: the highest value after reading i, to tell a dip from a reset in one pass.
+    later_max = [float("-inf")] * len(counted)
+    for i in range(len(counted) - 2, -1, -1):
+        later_max[i] = max(later_max[i + 1], counted[i + 1].value_wh)
+    high = counted[0]
+    energy = 0.0
+    backward: list[tuple[Reading, Reading]] = []
+    dips: list[Reading] = []
+    for i in range(1, len(counted)):
+        reading = counted[i]
+        if reading.value_wh >= high.value_wh - NOISE_WH:
+            if reading.value_wh > high.value_wh:
+                energy += reading.value_wh - high.value_wh
+                high = reading
+        elif later_max[i] >= high.value_wh - NOISE_WH:
+            dips.append(reading)
+        else:
+            backward.append((high, reading))
+            high = reading
+    return energy, backward, dips

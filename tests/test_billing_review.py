@@ -1,0 +1,77 @@
+"""Billing after review: what a reviewer found the first billing work still got wrong.
+
+Each test sends over a real socket to a server on a real SQLite file, like tests/test_billing.py,
+and checks the stored transaction an operator would bill. `ts(n)` is n minutes ago.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from lite_csms.db.models import IdToken
+from lite_csms.ocppj.timestamps import format_utc
+from tests.conftest import CsmsInProcess
+from tests.test_billing import NOW, REGISTER, boot, connect, messages, rows
+
+
+def ts(minutes: int) -> str:
+    return format_utc(NOW - timedelta(minutes=minutes))
+
+
+def mv(minutes: int, wh: str, context: str | None = None, **extra: Any) -> dict[str, Any]:
+    sampled: dict[str, Any] = {"value": wh, "measurand": REGISTER, **extra}
+    if context:
+        sampled["context"] = context
+    return {"timestamp": ts(minutes), "sampledValue": [sampled]}
+
+
+def readings(csms: CsmsInProcess) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(csms.database)
+    try:
+        return conn.execute("SELECT transaction_id, seq_no, value_wh FROM energy_reading "
+                            "ORDER BY transaction_id, seq_no, value_wh").fetchall()
+    finally:
+        conn.close()
+
+
+# ---- finding 2: one low reading does not inflate the energy ------------------------------------
+async def test_16_one_zero_reading_is_a_dip_not_the_whole_register(
+    csms: CsmsInProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    await csms.server.store.run(lambda: IdToken.create(token="DIP"))
+    async with await connect(csms, "CS-DIP", "ocpp1.6") as ws:
+        station = await boot(ws, "ocpp1.6")
+        tx_id = (await station.call("StartTransaction", {
+            "connectorId": 1, "idTag": "DIP", "meterStart": 2259988, "timestamp": ts(60)}))[
+            "transactionId"]
+        await station.call("MeterValues", {"connectorId": 1, "transactionId": tx_id,
+                                           "meterValue": [mv(30, "0")]})
+        await station.call("StopTransaction", {
+            "transactionId": tx_id, "meterStop": 2268000, "timestamp": ts(10)})
+    (tx,) = rows(csms)
+    assert tx["energy_wh"] == 8012 and tx["review"] == "register dip"
+    assert "0 Wh at" in tx["review_reason"]
+    # While it ran, the 0 looked like a reset; the stop shows it was a dip.
+    warnings = messages(caplog, logging.WARNING)
+    assert "register dip" in warnings[-1] and len(warnings) <= 2
+
+
+# ---- finding 8: the Orphaned close says plainly when its energy is unknown ---------------------
+async def test_16_orphaned_close_with_unknown_energy_reads_well(
+    csms: CsmsInProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with await connect(csms, "CS-ORW", "ocpp1.6") as ws:
+        station = await boot(ws, "ocpp1.6")
+        for minutes, tag in ((60, "A"), (30, "B")):
+            await station.call("StartTransaction", {
+                "connectorId": 1, "idTag": tag, "meterStart": 1000, "timestamp": ts(minutes)})
+    (warning,) = messages(caplog, logging.WARNING)
+    assert "closed as Orphaned" in warning and "; energy unknown, flagged" in warning
+    assert "unknown energy" not in warning
