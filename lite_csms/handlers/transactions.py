@@ -200,10 +200,12 @@ def close_orphans(
         tx.stopped_at = at
         tx.stop_reason = ORPHANED
         recount(tx)
+        energy = ("energy unknown" if tx.energy_wh is None
+                  else f"energy {format_wh(tx.energy_wh)}")
         notes.append(Note(logging.WARNING, (
             f"transaction {tx.id} on {station_id} evse {evse_id} closed as Orphaned: a new "
             f"transaction started there at {at.isoformat()} before its stop arrived; "
-            f"energy {format_wh(tx.energy_wh)}, flagged for review")))
+            f"{energy}, flagged for review")))
     return notes
 
 
