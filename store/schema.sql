@@ -124,7 +124,7 @@ CREATE TABLE "energy_reading" (
     "value_wh" REAL NOT NULL,
     "context" VARCHAR(32) NOT NULL,
     "source" VARCHAR(24) NOT NULL,
-    "seq_no" INTEGER,
+    "seq_no" INTEGER NOT NULL,
     FOREIGN KEY ("transaction_id") REFERENCES "transaction" ("id") ON DELETE CASCADE
 );
 
@@ -412,7 +412,7 @@ CREATE UNIQUE INDEX "device_variable_station_id_component_component_instance__94
 
 CREATE INDEX "energy_reading_transaction_id" ON "energy_reading" ("transaction_id");
 
-CREATE UNIQUE INDEX "energy_reading_transaction_id_timestamp_context_source" ON "energy_reading" ("transaction_id", "timestamp", "context", "source");
+CREATE UNIQUE INDEX "energy_reading_transaction_id_timestamp_context_source_s_cc6d233" ON "energy_reading" ("transaction_id", "timestamp", "context", "source", "seq_no", "value_wh");
 
 CREATE UNIQUE INDEX "id_token_token" ON "id_token" ("token");
 

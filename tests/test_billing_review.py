@@ -75,3 +75,28 @@ async def test_16_orphaned_close_with_unknown_energy_reads_well(
     (warning,) = messages(caplog, logging.WARNING)
     assert "closed as Orphaned" in warning and "; energy unknown, flagged" in warning
     assert "unknown energy" not in warning
+
+
+# ---- finding 5: readings at one timestamp from different events are all kept ------------------
+async def test_201_unset_clock_keeps_every_reading_of_its_events(csms: CsmsInProcess) -> None:
+    same = ts(30)
+    evse = {"id": 1, "connectorId": 1}
+    events = [("Started", 0, 1000, "Transaction.Begin"), ("Updated", 1, 5000, None),
+              ("Updated", 2, 200, None), ("Ended", 3, 1200, "Transaction.End")]
+    async with await connect(csms, "CS-CLK", "ocpp2.0.1") as ws:
+        station = await boot(ws, "ocpp2.0.1")
+        for _ in range(2):  # the second round is a retransmit of each: stored once
+            for kind, seq, wh, context in events:
+                sampled: dict[str, Any] = {"value": wh}
+                if context:
+                    sampled["context"] = context
+                await station.call("TransactionEvent", {
+                    "eventType": kind, "timestamp": same, "seqNo": seq,
+                    "triggerReason": "MeterValuePeriodic", "evse": evse,
+                    "transactionInfo": {"transactionId": "CLK-1"},
+                    "meterValue": [{"timestamp": same, "sampledValue": [sampled]}]})
+    (tx,) = rows(csms)
+    assert readings(csms) == [(tx["id"], 0, 1000), (tx["id"], 1, 5000), (tx["id"], 2, 200),
+                              (tx["id"], 3, 1200)]
+    # In seqNo order: 1000 -> 5000 (+4000), 200 never regained (reset), 1200 (+1000).
+    assert tx["energy_wh"] == 5000 and tx["review"] == "backward register"

@@ -484,11 +484,15 @@ class EnergyReading(BaseModel):
     value_wh = pw.FloatField()
     context = pw.CharField(default="", max_length=32)
     source = pw.CharField(max_length=24)
-    seq_no = pw.IntegerField(null=True)
+    # The 2.x event's seqNo; -1 for 1.6, not NULL: SQLite unique indexes treat NULLs as distinct.
+    seq_no = pw.IntegerField(default=-1)
 
     class Meta:
-        # A retransmitted message repeats its readings exactly; this key stores them once.
-        indexes = ((("transaction", "timestamp", "context", "source"), True),)
+        # A retransmitted message repeats its readings exactly; this key stores them once. It
+        # keeps seqNo and value, so different events at one timestamp (a charger whose clock
+        # is unset) keep each reading.
+        indexes = ((("transaction", "timestamp", "context", "source", "seq_no", "value_wh"),
+                    True),)
 
 
 class StationDeviation(BaseModel):

@@ -15,6 +15,9 @@ from lite_csms.db.models import EnergyReading, MeterSample, Transaction, Transac
 from lite_csms.domain import Sample
 from lite_csms.energy import BEGIN, END, Measurement, Reading, measure
 
+# EnergyReading.seq_no of a 1.6 reading, which has none.
+NO_SEQ_NO = -1
+
 
 def store_samples(
     station_id: str, evse_id: int, samples: Iterable[Sample], transaction: Transaction | None,
@@ -56,7 +59,8 @@ def add_readings(transaction: Transaction, readings: Iterable[Reading]) -> int:
     """Store readings once each (a retransmit repeats them); return how many were new."""
     rows = [
         {"transaction": transaction.id, "timestamp": r.timestamp, "value_wh": r.value_wh,
-         "context": r.context, "source": r.source, "seq_no": r.seq_no}
+         "context": r.context, "source": r.source,
+         "seq_no": NO_SEQ_NO if r.seq_no is None else r.seq_no}
         for r in readings
     ]
     if not rows:
@@ -73,10 +77,7 @@ class Recount:
 
 def recount(transaction: Transaction) -> Recount:
     """Recompute start, stop, latest, energy and the review flag from all readings; save."""
-    readings = [
-        Reading(r.timestamp, r.value_wh, r.context, r.source, r.seq_no)
-        for r in transaction.readings
-    ]
+    readings = stored_readings(transaction)
     found = measure(readings, ended=transaction.stopped_at is not None)
     transaction.meter_start_wh = None if found.start is None else found.start.value_wh
     transaction.meter_stop_wh = None if found.stop is None else found.stop.value_wh
@@ -88,6 +89,12 @@ def recount(transaction: Transaction) -> Recount:
     transaction.review_reason = "; ".join(reasons) or None
     transaction.save()
     return Recount(found, tuple(p for p in found.problems if p not in before))
+
+
+def stored_readings(transaction: Transaction) -> list[Reading]:
+    return [Reading(r.timestamp, r.value_wh, r.context, r.source,
+                    None if r.seq_no == NO_SEQ_NO else r.seq_no)
+            for r in transaction.readings]
 
 
 def review_of(transaction: Transaction, found: Measurement) -> tuple[list[str], list[str]]:
