@@ -100,3 +100,38 @@ async def test_201_unset_clock_keeps_every_reading_of_its_events(csms: CsmsInPro
                               (tx["id"], 3, 1200)]
     # In seqNo order: 1000 -> 5000 (+4000), 200 never regained (reset), 1200 (+1000).
     assert tx["energy_wh"] == 5000 and tx["review"] == "backward register"
+
+
+# ---- finding 3: a reconstructed row is found by the station's number only ----------------------
+async def test_16_our_id_never_names_a_reconstructed_session(
+    csms: CsmsInProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with await connect(csms, "CS-ID", "ocpp1.6") as ws:
+        station = await boot(ws, "ocpp1.6")
+        # Our ids up to 30 are taken by sessions of another station.
+        for minute in range(30):
+            await csms.server.store.run(lambda m=minute: _issued("CS-OTHER", m))
+        await station.call("MeterValues", {"connectorId": 1, "transactionId": 26,
+                                           "meterValue": [mv(50, "1000")]})
+        reconstructed = rows(csms)[-1]
+        assert (reconstructed["id"], reconstructed["station_tx_id"]) == (31, "26")
+        # The station's own session 31, which we never saw started.
+        await station.call("StopTransaction", {"transactionId": 31, "meterStop": 700,
+                                               "timestamp": ts(40)})
+        await station.call("StopTransaction", {"transactionId": 26, "meterStop": 4000,
+                                               "timestamp": ts(10)})
+    by_station_tx = {t["station_tx_id"]: t for t in rows(csms) if t["station_id"] == "CS-ID"}
+    assert by_station_tx["26"]["id"] == 31 and by_station_tx["26"]["energy_wh"] == 3000
+    assert by_station_tx["26"]["meter_stop_wh"] == 4000
+    assert by_station_tx["31"]["meter_stop_wh"] == 700
+    assert by_station_tx["31"]["reconstructed"] == 1
+    assert not any("already stopped" in m for m in messages(caplog, logging.WARNING))
+
+
+def _issued(station_id: str, minute: int) -> None:
+    from lite_csms.db.models import Station, Transaction
+
+    Station.get_or_create(id=station_id)
+    Transaction.create(station=station_id, evse_id=1, connector_id=1,
+                       started_at=NOW - timedelta(days=1, minutes=minute))

@@ -170,14 +170,22 @@ def meter_values_v16(
 
 
 def find_v16(station_id: str, transaction_id: int | None) -> Transaction | None:
-    """Ours by id, else one reconstructed under the station's own number."""
+    """Ours by id (only rows we issued: station_tx_id NULL), else the newest one
+    reconstructed under the station's own number. A reconstructed row is never found by our
+    id: that number is ours, not the station's, and could close another session."""
     if transaction_id is None:
         return None
     return Transaction.get_or_none(
-        Transaction.id == transaction_id, Transaction.station == station_id
-    ) or Transaction.get_or_none(
-        Transaction.station == station_id, Transaction.station_tx_id == str(transaction_id)
-    )
+        Transaction.id == transaction_id, Transaction.station == station_id,
+        Transaction.station_tx_id.is_null(),
+    ) or _newest(station_id, str(transaction_id))
+
+
+def _newest(station_id: str, station_tx_id: str) -> Transaction | None:
+    return (Transaction.select()
+            .where(Transaction.station == station_id,
+                   Transaction.station_tx_id == station_tx_id)
+            .order_by(Transaction.id.desc()).first())
 
 
 def close_orphans(
