@@ -358,6 +358,7 @@ CREATE TABLE "transaction" (
     "review" VARCHAR(64),
     "review_reason" TEXT,
     "review_note" TEXT,
+    "generation" INTEGER NOT NULL,
     FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE
 );
 
@@ -474,10 +475,10 @@ CREATE UNIQUE INDEX "traffic_counter_station_id_period_period_start_action_di_d5
 
 CREATE INDEX "transaction_event_record_transaction_id" ON "transaction_event_record" ("transaction_id");
 
-CREATE UNIQUE INDEX "transaction_event_record_transaction_id_seq_no" ON "transaction_event_record" ("transaction_id", "seq_no");
+CREATE UNIQUE INDEX "transaction_event_record_transaction_id_seq_no_event_typ_8972ea0" ON "transaction_event_record" ("transaction_id", "seq_no", "event_type", "timestamp", "trigger_reason");
 
 CREATE INDEX "transaction_station_id" ON "transaction" ("station_id");
 
 CREATE INDEX "transaction_station_id_evse_id_started_at" ON "transaction" ("station_id", "evse_id", "started_at");
 
-CREATE UNIQUE INDEX "transaction_station_id_station_tx_id" ON "transaction" ("station_id", "station_tx_id");
+CREATE UNIQUE INDEX "transaction_station_id_station_tx_id_generation" ON "transaction" ("station_id", "station_tx_id", "generation");

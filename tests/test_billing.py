@@ -563,9 +563,11 @@ async def test_16_a_real_stop_replaces_an_orphaned_close(csms: CsmsInProcess) ->
         assert rows(csms)[0]["review"] == "orphaned"
         stop = {"transactionId": lost, "meterStop": 5500, "timestamp": at(60)}
         await station.call("StopTransaction", stop)
-        await station.call("StopTransaction", {**stop, "meterStop": 5600})  # differs: ignored
+        # Differs from the kept stop: kept as received, flagged, energy from the first.
+        await station.call("StopTransaction", {**stop, "meterStop": 5600})
     a, b = rows(csms)
-    assert (a["stop_reason"], a["energy_wh"], a["review"]) == ("Local", 4500, None)
+    assert (a["stop_reason"], a["energy_wh"], a["review"]) == ("Local", 4500,
+                                                                "conflicting stop")
     assert b["stopped_at"] is None
 
 

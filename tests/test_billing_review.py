@@ -135,3 +135,52 @@ def _issued(station_id: str, minute: int) -> None:
     Station.get_or_create(id=station_id)
     Transaction.create(station=station_id, evse_id=1, connector_id=1,
                        started_at=NOW - timedelta(days=1, minutes=minute))
+
+
+# ---- finding 4: a second, different stop is never dropped --------------------------------------
+async def test_16_two_sessions_stopped_under_transaction_id_0_are_both_kept(
+    csms: CsmsInProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    first = {"transactionId": 0, "idTag": "A", "meterStop": 10000, "timestamp": ts(50)}
+    second = {"transactionId": 0, "idTag": "B", "meterStop": 18000, "timestamp": ts(5),
+              "transactionData": [mv(40, "10000", "Transaction.Begin")]}
+    async with await connect(csms, "CS-ZERO", "ocpp1.6") as ws:
+        station = await boot(ws, "ocpp1.6")
+        for stop in (first, second, first, second):  # the last two are retransmits
+            await station.call("StopTransaction", stop)
+    a, b = rows(csms)
+    assert (a["station_tx_id"], a["id_token"], a["meter_stop_wh"]) == ("0", "A", 10000)
+    assert (b["station_tx_id"], b["id_token"], b["energy_wh"]) == ("0", "B", 8000)
+    assert (a["generation"], b["generation"]) == (0, 1)
+    assert b["reconstructed"] == 1 and b["review"] == "reconstructed"
+    assert b["started_at"].startswith(ts(40)[:19])
+    warnings = messages(caplog, logging.WARNING)
+    assert len(warnings) == 2 and "session 2 under that number" in warnings[1]
+
+
+async def test_16_conflicting_stop_of_ours_is_kept_and_flagged(
+    csms: CsmsInProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with await connect(csms, "CS-CONF", "ocpp1.6") as ws:
+        station = await boot(ws, "ocpp1.6")
+        tx_id = (await station.call("StartTransaction", {
+            "connectorId": 1, "idTag": "C", "meterStart": 1000, "timestamp": ts(60)}))[
+            "transactionId"]
+        stop = {"transactionId": tx_id, "meterStop": 5000, "timestamp": ts(20)}
+        conflicting = {**stop, "meterStop": 7000, "timestamp": ts(10)}
+        for message in (stop, conflicting, stop, conflicting):
+            await station.call("StopTransaction", message)
+    (tx,) = rows(csms)
+    assert (tx["energy_wh"], tx["meter_stop_wh"], tx["review"]) == (4000, 5000,
+                                                                   "conflicting stop")
+    assert "meterStop 7000 Wh" in tx["review_reason"]
+    assert "meterStop 5000 Wh" in tx["review_reason"]
+    conn = sqlite3.connect(csms.database)
+    kept = conn.execute("SELECT payload FROM station_event WHERE station_id = 'CS-CONF' AND "
+                        "action = 'StopTransaction'").fetchall()
+    conn.close()
+    assert len(kept) == 1 and '"meterStop":7000' in kept[0][0].replace(" ", "")
+    warnings = messages(caplog, logging.WARNING)
+    assert len(warnings) == 1 and "conflicting stop" in warnings[0]

@@ -140,12 +140,17 @@ class Transaction(BaseModel):
     # Short tags for listings ("reconstructed / backward register") and the full reason.
     review = pw.CharField(null=True, max_length=64)
     review_reason = pw.TextField(null=True)
-    # Why a handler flagged it beyond what its readings show (a stop kept without a sample).
+    # Why a handler flagged it beyond what its readings show (a stop kept without a sample),
+    # one reason a line.
     review_note = pw.TextField(null=True)
+    # A station may reuse its transaction number (a 2.x transactionId after its Ended, a 1.6
+    # charger's 0 or -1 for sessions that never got an id): each session under one number is
+    # a row of its own, 0, 1, 2, ... in order; later messages go to the newest.
+    generation = pw.IntegerField(default=0)
 
     class Meta:
         indexes = (
-            (("station", "station_tx_id"), True),
+            (("station", "station_tx_id", "generation"), True),
             (("station", "evse_id", "started_at"), False),
         )
 
@@ -161,7 +166,10 @@ class TransactionEventRecord(BaseModel):
     offline = pw.BooleanField(default=False)
 
     class Meta:
-        indexes = ((("transaction", "seq_no"), True),)
+        # A repeat of a seqNo is a retransmit only when it is the same event: same type,
+        # timestamp and trigger reason. Another event under a reused seqNo is kept too.
+        indexes = ((("transaction", "seq_no", "event_type", "timestamp", "trigger_reason"),
+                    True),)
 
 
 class MeterSample(BaseModel):

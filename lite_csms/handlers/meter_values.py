@@ -117,10 +117,34 @@ def review_of(transaction: Transaction, found: Measurement) -> tuple[list[str], 
     for problem in found.problems:
         tags.append(problem.partition(":")[0])
         reasons.append(problem)
-    if transaction.review_note:
-        tags.append(transaction.review_note.partition(":")[0])
-        reasons.append(transaction.review_note)
+    for note in (transaction.review_note or "").splitlines():
+        tags.append(note.partition(":")[0])
+        reasons.append(note)
     return tags, reasons
+
+
+def add_review_note(transaction: Transaction, note: str) -> bool:
+    """Flag the transaction for review with `note` ("tag: reason"), once; True if new.
+
+    Not saved: `recount` (or the caller) saves."""
+    notes = (transaction.review_note or "").splitlines()
+    if note in notes:
+        return False
+    transaction.review_note = "\n".join([*notes, note])
+    return True
+
+
+# Indexes of release 0.1.0 that schema 3 replaces: a station's transaction number may name
+# several sessions (Transaction.generation), and a seqNo several events.
+REPLACED_INDEXES = ("transaction_station_id_station_tx_id",
+                    "transaction_event_record_transaction_id_seq_no")
+
+
+def drop_replaced_indexes(db: pw.Database) -> None:
+    """Drop the unique indexes schema 3 replaces (REPLACED_INDEXES); idempotent. Runs in the
+    upgrade's transaction, after the new columns and indexes exist."""
+    for name in REPLACED_INDEXES:
+        db.execute_sql(f'DROP INDEX IF EXISTS "{name}"')
 
 
 def upgrade_v3(db: pw.Database) -> None:
@@ -130,8 +154,10 @@ def upgrade_v3(db: pw.Database) -> None:
     from the transaction's own columns (a stop of ours, "Orphaned", carried no reading) and
     the rest from its stored samples; a 2.x one whose Started never arrived is marked
     reconstructed; then `recount`. Idempotent: a transaction that already has readings is
-    left alone. Run inside the upgrade's transaction.
+    left alone. Run inside the upgrade's transaction. It first drops the replaced unique
+    indexes (`drop_replaced_indexes`).
     """
+    drop_replaced_indexes(db)
     models = [Transaction, EnergyReading, MeterSample, TransactionEventRecord]
     with db.bind_ctx(models):
         has_readings = EnergyReading.select(EnergyReading.transaction).distinct()

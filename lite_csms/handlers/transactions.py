@@ -17,13 +17,20 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from lite_csms.db.models import EnergyReading, Transaction, TransactionEventRecord
 from lite_csms.domain import AuthResult, Sample, TransactionEvent
 from lite_csms.energy import BEGIN, END, Reading, format_wh
-from lite_csms.handlers import live_meter, reservation, smart_charging
+from lite_csms.handlers import diagnostics, live_meter, reservation, smart_charging
 from lite_csms.handlers.authorization import authorize, authorize_for_start
-from lite_csms.handlers.meter_values import Recount, add_readings, recount, store_samples
+from lite_csms.handlers.meter_values import (
+    Recount,
+    add_readings,
+    add_review_note,
+    recount,
+    store_samples,
+)
 
 log = logging.getLogger("lite_csms.transactions")
 
@@ -100,11 +107,16 @@ def start_v16(
 def stop_v16(
     station_id: str, transaction_id: int, meter_stop_wh: float, at: datetime,
     reason: str | None, id_tag: str | None, samples: Sequence[Sample],
-    review_note: str | None = None,
+    review_note: str | None = None, payload: dict[str, Any] | None = None,
 ) -> StopOutcome:
     """Close a 1.6 transaction; an unknown one is reconstructed. A repeat changes nothing.
 
     `review_note` flags the transaction for review with that reason (e.g. samples left out).
+    A stop that differs from the kept one: for a number of the station's own (reconstructed,
+    a charger's 0 or -1) it is another session, reconstructed as a row of its own; for a
+    transaction we issued it is a conflicting stop: `payload` is kept as received, the
+    transaction flagged with both stops, and its energy stays from the first (the one
+    acknowledged and billed first; the second cannot be told right from wrong).
     """
     auth = authorize(id_tag, at) if id_tag else None
     notes: list[Note] = []
@@ -113,12 +125,14 @@ def stop_v16(
     if tx is None:
         tx = _reconstruct(station_id, str(transaction_id), 0, 0, at)
     elif tx.stopped_at is not None and tx.stop_reason != ORPHANED:
-        if not _is_kept_stop(tx, at, meter_stop_wh):
-            notes.append(Note(logging.WARNING, (
-                f"{station_id}: StopTransaction for transaction {tx.id} (meterStop "
-                f"{format_wh(meter_stop_wh)} at {at.isoformat()}) ignored: it already stopped "
-                f"at {tx.stopped_at.isoformat()}")))
-        return StopOutcome(tx, auth, tuple(notes))
+        kept = _kept_stop(tx, at, meter_stop_wh)
+        if kept is not None:
+            return StopOutcome(kept, auth, ())
+        if tx.station_tx_id is None:
+            notes.extend(_conflicting_stop(tx, meter_stop_wh, at, payload))
+            return StopOutcome(tx, auth, tuple(notes))
+        tx = _reconstruct(station_id, tx.station_tx_id, 0, 0, at, tx.generation + 1)
+        created = True
     replaces_orphaned = tx.stop_reason == ORPHANED
     if tx.reconstructed:
         tx.started_at = min([tx.started_at, at, *(s.timestamp for s in samples)])
@@ -128,20 +142,46 @@ def stop_v16(
     tx.stop_reason = reason or "Local"
     if tx.id_token is None and id_tag and auth is not None:
         tx.id_token, tx.auth_status = id_tag, auth.status
-    if review_note is not None:
-        tx.review_note = review_note
+    if review_note is not None and add_review_note(tx, review_note):
         notes.append(Note(logging.WARNING, f"{station_id}: transaction {tx.id}: {review_note}"))
     counted = recount(tx)
     smart_charging.transaction_ended(station_id, tx.station_tx_id or str(tx.id))
     notes.extend(_problems(tx, counted))
     if created:
+        again = (f" (session {tx.generation + 1} under that number)" if tx.generation else "")
         notes.append(Note(logging.WARNING, (
-            f"StopTransaction for unknown transaction {transaction_id} on {station_id}: kept "
-            f"as reconstructed transaction {tx.id}, {format_wh(tx.energy_wh)} "
+            f"StopTransaction for unknown transaction {transaction_id}{again} on {station_id}: "
+            f"kept as reconstructed transaction {tx.id}, {format_wh(tx.energy_wh)} "
             f"({tx.stop_reason}), flagged for review")))
     else:
         notes.append(_stopped(tx, replaces_orphaned))
     return StopOutcome(tx, auth, tuple(notes))
+
+
+def _kept_stop(tx: Transaction, at: datetime, meter_stop_wh: float) -> Transaction | None:
+    """The row whose kept stop this is (a retransmit): `tx` itself, or for a station's own
+    number any session under it."""
+    if tx.station_tx_id is None:
+        rows = [tx]
+    else:
+        rows = list(Transaction.select().where(Transaction.station == tx.station_id,
+                                               Transaction.station_tx_id == tx.station_tx_id))
+    return next((row for row in rows if _is_kept_stop(row, at, meter_stop_wh)), None)
+
+
+def _conflicting_stop(tx: Transaction, meter_stop_wh: float, at: datetime,
+                      payload: dict[str, Any] | None) -> list[Note]:
+    first = (f"meterStop {format_wh(tx.meter_stop_wh)} at "
+             f"{tx.stopped_at.isoformat(timespec='seconds')}")
+    second = f"meterStop {format_wh(meter_stop_wh)} at {at.isoformat(timespec='seconds')}"
+    note = (f"conflicting stop: a second StopTransaction ({second}) after the kept one "
+            f"({first}); energy counted from the first")
+    if not add_review_note(tx, note):
+        return []  # a retransmit of the conflicting stop: kept and flagged already
+    if payload is not None:
+        diagnostics.record_notification(tx.station_id, "StopTransaction", payload, at)
+    recount(tx)
+    return [Note(logging.WARNING, f"{_name(tx)} on {tx.station_id} flagged for review: {note}")]
 
 
 def meter_values_v16(
@@ -309,10 +349,11 @@ def _store_event_samples(station_id: str, tx: Transaction, event: TransactionEve
 
 
 def _reconstruct(station_id: str, station_tx_id: str, evse_id: int, connector_id: int,
-                 started_at: datetime) -> Transaction:
+                 started_at: datetime, generation: int = 0) -> Transaction:
     return Transaction.create(
         station=station_id, station_tx_id=station_tx_id, evse_id=evse_id,
         connector_id=connector_id, started_at=started_at, reconstructed=True,
+        generation=generation,
     )
 
 

@@ -144,7 +144,7 @@ async def stop_transaction(ctx: StationContext, p: Payload) -> Payload:
             diagnostics.record_notification(ctx.station_id, "StopTransaction", p, at)
         return transactions.stop_v16(
             ctx.station_id, p["transactionId"], float(p["meterStop"]), at, p.get("reason"),
-            p.get("idTag"), found, review_note=note,
+            p.get("idTag"), found, review_note=note, payload=None if note is not None else p,
         )
 
     outcome = await ctx.store.run(work)
