@@ -184,3 +184,75 @@ async def test_16_conflicting_stop_of_ours_is_kept_and_flagged(
     assert len(kept) == 1 and '"meterStop":7000' in kept[0][0].replace(" ", "")
     warnings = messages(caplog, logging.WARNING)
     assert len(warnings) == 1 and "conflicting stop" in warnings[0]
+
+
+# ---- finding 1: a reused seqNo or transactionId never drops an event ---------------------------
+def tx_event(kind: str, seq: int, minutes: int, wh: float, tx_id: str = "R-1",
+             context: str | None = None, **extra: Any) -> dict[str, Any]:
+    sampled: dict[str, Any] = {"value": wh}
+    if context:
+        sampled["context"] = context
+    return {"eventType": kind, "timestamp": ts(minutes), "seqNo": seq,
+            "triggerReason": {"Started": "Authorized", "Ended": "EVCommunicationLost"}.get(
+                kind, "MeterValuePeriodic"),
+            "transactionInfo": {"transactionId": tx_id, **extra.pop("info", {})},
+            "meterValue": [{"timestamp": ts(minutes), "sampledValue": [sampled]}], **extra}
+
+
+async def test_201_seq_no_reset_keeps_every_event_and_the_end(
+    csms: CsmsInProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    evse = {"id": 1, "connectorId": 1}
+    events = [
+        tx_event("Started", 0, 60, 1000, context="Transaction.Begin", evse=evse),
+        tx_event("Updated", 1, 40, 3000),
+        tx_event("Updated", 0, 30, 4000),
+        tx_event("Ended", 1, 10, 5000, context="Transaction.End",
+                 info={"stoppedReason": "EVDisconnected"}),
+    ]
+    async with await connect(csms, "CS-SEQ", "ocpp2.0.1") as ws:
+        station = await boot(ws, "ocpp2.0.1")
+        for event in events + events:  # the second round: retransmits, stored once
+            await station.call("TransactionEvent", event)
+    (tx,) = rows(csms)
+    assert tx["stopped_at"] is not None and tx["stop_reason"] == "EVDisconnected"
+    assert (tx["meter_stop_wh"], tx["energy_wh"]) == (5000, 4000)
+    assert tx["review"] == "seqNo reused"
+    conn = sqlite3.connect(csms.database)
+    assert conn.execute("SELECT count(*) FROM transaction_event_record").fetchone() == (4,)
+    conn.close()
+    warnings = messages(caplog, logging.WARNING)
+    assert len(warnings) == 2 and all("seqNo reused" in w for w in warnings)
+
+
+async def test_201_transaction_id_reused_after_its_end_is_a_session_of_its_own(
+    csms: CsmsInProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    evse = {"id": 1, "connectorId": 1}
+    first = [tx_event("Started", 0, 90, 1000, context="Transaction.Begin", evse=evse),
+             tx_event("Ended", 1, 70, 3000, context="Transaction.End")]
+    second = [tx_event("Started", 0, 50, 3000, context="Transaction.Begin", evse=evse),
+              tx_event("Updated", 1, 30, 4000),
+              tx_event("Ended", 2, 10, 6000, context="Transaction.End")]
+    async with await connect(csms, "CS-REUSE", "ocpp2.0.1") as ws:
+        station = await boot(ws, "ocpp2.0.1")
+        for event in first + second + first[1:] + second:  # then retransmits
+            await station.call("TransactionEvent", event)
+    a, b = rows(csms)
+    assert (a["generation"], a["energy_wh"], a["review"]) == (0, 2000, None)
+    assert (b["generation"], b["energy_wh"], b["review"]) == (1, 3000, "transactionId reused")
+    assert b["station_tx_id"] == a["station_tx_id"] == "R-1" and b["stopped_at"] is not None
+    assert str(a["id"]) in b["review_reason"]
+    conn = sqlite3.connect(csms.database)
+    per_tx = conn.execute("SELECT transaction_id, count(*) FROM energy_reading "
+                          "GROUP BY transaction_id ORDER BY transaction_id").fetchall()
+    events_per_tx = conn.execute("SELECT transaction_id, count(*) FROM "
+                                 "transaction_event_record GROUP BY transaction_id "
+                                 "ORDER BY transaction_id").fetchall()
+    conn.close()
+    assert per_tx == [(a["id"], 2), (b["id"], 3)]
+    assert events_per_tx == [(a["id"], 2), (b["id"], 3)]
+    warnings = messages(caplog, logging.WARNING)
+    assert len(warnings) == 1 and "transactionId reused" in warnings[0]

@@ -19,8 +19,7 @@ from typing import Any
 
 from lite_csms.db.models import MeterSample, Transaction, TransactionEventRecord
 from lite_csms.domain import Sample
-from lite_csms.energy import measure
-from lite_csms.handlers.meter_values import recount, store_samples, stored_readings
+from lite_csms.handlers.meter_values import measure_transaction, recount, store_samples
 
 POWER = "Power.Active.Import"
 PHASES = ("L1", "L2", "L3", "L1-N", "L2-N", "L3-N")
@@ -82,7 +81,7 @@ def progress(tx_id: int, now: datetime) -> dict[str, Any] | None:
     tx = Transaction.get_or_none(Transaction.id == tx_id)
     if tx is None:
         return None
-    latest = measure(stored_readings(tx), ended=tx.stopped_at is not None).latest
+    latest = measure_transaction(tx).latest
     power_w, power_at = _latest_power(tx)
     reading_at = None if latest is None else latest.timestamp
     return {

@@ -15,6 +15,8 @@ from lite_csms.db.models import EnergyReading, MeterSample, Transaction, Transac
 from lite_csms.domain import Sample
 from lite_csms.energy import BEGIN, END, Measurement, Reading, measure
 
+# The review tag of a 2.x transaction whose station reused a seqNo (handlers/transactions.py).
+SEQ_NO_REUSED = "seqNo reused"
 # EnergyReading.seq_no of a 1.6 reading, which has none.
 NO_SEQ_NO = -1
 
@@ -77,8 +79,7 @@ class Recount:
 
 def recount(transaction: Transaction) -> Recount:
     """Recompute start, stop, latest, energy and the review flag from all readings; save."""
-    readings = stored_readings(transaction)
-    found = measure(readings, ended=transaction.stopped_at is not None)
+    found = measure_transaction(transaction)
     transaction.meter_start_wh = None if found.start is None else found.start.value_wh
     transaction.meter_stop_wh = None if found.stop is None else found.stop.value_wh
     transaction.meter_last_wh = None if found.latest is None else found.latest.value_wh
@@ -89,6 +90,15 @@ def recount(transaction: Transaction) -> Recount:
     transaction.review_reason = "; ".join(reasons) or None
     transaction.save()
     return Recount(found, tuple(p for p in found.problems if p not in before))
+
+
+def measure_transaction(transaction: Transaction) -> Measurement:
+    """energy.measure over the transaction's stored readings, as it stands now."""
+    # A station that reused a seqNo for another event has lost the seqNo order: time orders.
+    by_time = any(note.startswith(SEQ_NO_REUSED)
+                  for note in (transaction.review_note or "").splitlines())
+    return measure(stored_readings(transaction), ended=transaction.stopped_at is not None,
+                   by_time=by_time)
 
 
 def stored_readings(transaction: Transaction) -> list[Reading]:

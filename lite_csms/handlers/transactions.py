@@ -258,7 +258,17 @@ def close_orphans(
 
 
 def apply_event(station_id: str, event: TransactionEvent) -> EventOutcome:
-    """Apply a 2.x TransactionEvent once; a repeated seqNo only re-reads the answer."""
+    """Apply a 2.x TransactionEvent once; a retransmit only re-reads the answer.
+
+    A retransmit is the same event again: same transactionId, seqNo, eventType, timestamp
+    and triggerReason, under any session of that transactionId. Anything else is applied:
+    - a seqNo the session already has, for a different event, is kept as a new event, the
+      session flagged `seqNo reused` (one WARNING each) and its readings ordered by time;
+    - a Started stamped after the session under that transactionId stopped begins a new
+      session (a row of its own, the next `generation`), flagged `transactionId reused`;
+    - any other event goes to the newest session under that id that had started by the
+      event's timestamp (else the first).
+    """
     auth = None
     if event.id_token is not None:
         if event.id_token_type == "NoAuthorization":
@@ -266,33 +276,56 @@ def apply_event(station_id: str, event: TransactionEvent) -> EventOutcome:
         else:
             auth = authorize(event.id_token, event.timestamp, unknown_status="Unknown")
     notes: list[Note] = []
-    tx = Transaction.get_or_none(
-        Transaction.station == station_id, Transaction.station_tx_id == event.station_tx_id
-    )
+    seen = (TransactionEventRecord.select().join(Transaction).where(
+        Transaction.station == station_id, Transaction.station_tx_id == event.station_tx_id,
+        TransactionEventRecord.seq_no == event.seq_no,
+        TransactionEventRecord.event_type == event.event_type,
+        TransactionEventRecord.timestamp == event.timestamp,
+        TransactionEventRecord.trigger_reason == event.trigger_reason,
+    ).first())
+    if seen is not None:
+        return EventOutcome(seen.transaction, auth, True)
+    tx = _session_of(station_id, event)
+    reused_id = None
+    if (tx is not None and event.event_type == "Started" and tx.stopped_at is not None
+            and event.timestamp > tx.stopped_at):
+        reused_id, tx = tx, None
     created = tx is None and event.event_type != "Started"
     if tx is None:
         tx = Transaction.create(
             station=station_id, station_tx_id=event.station_tx_id,
             evse_id=event.evse_id or 0, connector_id=event.connector_id or 0,
             started_at=event.timestamp, reconstructed=created,
+            generation=0 if reused_id is None else reused_id.generation + 1,
         )
-    seen = TransactionEventRecord.get_or_none(
-        TransactionEventRecord.transaction == tx, TransactionEventRecord.seq_no == event.seq_no
-    )
-    if seen is not None:
-        return EventOutcome(tx, auth, True)
+    reused_seq = tx.events.where(TransactionEventRecord.seq_no == event.seq_no).exists()
     TransactionEventRecord.create(
         transaction=tx, seq_no=event.seq_no, event_type=event.event_type,
         trigger_reason=event.trigger_reason, timestamp=event.timestamp, offline=event.offline,
     )
-    _note_seq_no(tx, event.seq_no)
+    if reused_seq:
+        notes.append(_flag(tx, (
+            f"seqNo reused: seqNo {event.seq_no} came again with another event ("
+            f"{event.event_type} at {event.timestamp.isoformat(timespec='seconds')}, "
+            f"{event.trigger_reason}); readings ordered by time")))
+    else:
+        _note_seq_no(tx, event.seq_no)
+    if reused_id is not None:
+        notes.append(_flag(tx, (
+            f"transactionId reused: {event.station_tx_id} named an earlier session "
+            f"(transaction {reused_id.id}, stopped "
+            f"{reused_id.stopped_at.isoformat(timespec='seconds')}); this Started at "
+            f"{event.timestamp.isoformat(timespec='seconds')} begins another")))
     if event.evse_id is not None and tx.evse_id == 0:
         tx.evse_id = event.evse_id
         tx.connector_id = event.connector_id or tx.connector_id
     filled = event.event_type == "Started" and tx.reconstructed
     replaces_orphaned = event.event_type == "Ended" and tx.stop_reason == ORPHANED
     if event.event_type == "Started":
-        tx.started_at = event.timestamp
+        # A Started completes a reconstructed session; a second one (a reused seqNo) never
+        # moves the start later.
+        tx.started_at = (event.timestamp if tx.reconstructed
+                         else min(tx.started_at, event.timestamp))
         tx.reconstructed = False
         if tx.evse_id:
             notes.extend(close_orphans(station_id, tx.evse_id, event.timestamp, keep=tx.id))
@@ -324,6 +357,21 @@ def apply_event(station_id: str, event: TransactionEvent) -> EventOutcome:
     elif event.event_type == "Ended":
         notes.append(_stopped(tx, replaces_orphaned))
     return EventOutcome(tx, auth, False, tuple(notes))
+
+
+def _session_of(station_id: str, event: TransactionEvent) -> Transaction | None:
+    """The session under the event's transactionId it belongs to (apply_event's rules)."""
+    sessions = list(Transaction.select().where(
+        Transaction.station == station_id, Transaction.station_tx_id == event.station_tx_id,
+    ).order_by(Transaction.generation.desc()))
+    if not sessions:
+        return None
+    return next((tx for tx in sessions if tx.started_at <= event.timestamp), sessions[-1])
+
+
+def _flag(tx: Transaction, note: str) -> Note:
+    add_review_note(tx, note)
+    return Note(logging.WARNING, f"{_name(tx)} on {tx.station_id} flagged for review: {note}")
 
 
 def _store_event_samples(station_id: str, tx: Transaction, event: TransactionEvent) -> None:
