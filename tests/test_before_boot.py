@@ -188,3 +188,24 @@ async def test_policy_move_waits_for_a_station_that_has_not_spoken(nursery, tmp_
     sent = {call[3]["key"]: call[3]["value"] for call in calls}
     assert sent.get("MeterValueSampleInterval") == "0"
     await station.stream.aclose()
+
+
+@pytest.mark.parametrize(("protocol", "boot"), VERSIONS)
+async def test_station_that_never_booted_gets_nothing_after_a_heartbeat(
+        nursery, tmp_path, protocol, boot) -> None:
+    csms = await start_in_process(nursery, tmp_path, budget_policy=True)
+    await register(csms, "PRE-5")  # `station add`: accepted, but never booted
+    queued = await csms.server.commands.send("PRE-5", "ClearCache", {}, requested_by="test",
+                                             queue=True)
+    station = await connect(csms, "PRE-5", protocol)
+    await station.send([2, "hb", "Heartbeat", {}])
+    assert (await station.next_message())[:2] == [3, "hb"]
+    assert await station.silent_for(SILENCE) == []
+    assert query(csms, "SELECT status FROM command WHERE id = ?",
+                 queued.command_id) == [("queued",)]
+    await station.send([2, "boot", "BootNotification", boot])
+    assert (await station.next_message())[2]["status"] == "Accepted"
+    actions = [call[2] for call in await calls_until_quiet(station)]
+    setting = "ChangeConfiguration" if protocol == "ocpp1.6" else "SetVariables"
+    assert actions[0] == "ClearCache" and set(actions[1:]) == {setting}
+    await station.stream.aclose()

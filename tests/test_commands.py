@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import trio
 from trio_websocket import open_websocket_url
 
+from lite_csms.db.models import Station
 from lite_csms.net.commands import StationOffline
 from tests.conftest import CsmsInProcess
 from tests.test_server import query, register, rpc
+
+
+async def booted_before(csms: CsmsInProcess, station_id: str) -> None:
+    """As a station accepted by an earlier BootNotification: it may reconnect without one."""
+    await csms.server.store.run(lambda: Station.update(last_boot_at=datetime.now(UTC)).where(
+        Station.id == station_id).execute())
 
 
 async def answer_next_call(ws, payload: dict) -> list:
@@ -22,6 +29,7 @@ async def answer_next_call(ws, payload: dict) -> list:
 
 async def test_offline_station_fails_clearly_unless_queued(csms: CsmsInProcess) -> None:
     await register(csms, "CMD-1")
+    await booted_before(csms, "CMD-1")
     commands = csms.server.commands
     with pytest.raises(StationOffline):
         await commands.send("CMD-1", "Reset", {"type": "Soft"}, requested_by="test")
@@ -94,6 +102,7 @@ async def test_live_command_records_errors_and_invalid_requests(csms: CsmsInProc
 
 async def test_connection_lost_mid_command_is_logged(csms: CsmsInProcess) -> None:
     await register(csms, "CMD-4")
+    await booted_before(csms, "CMD-4")
     await csms.server.commands.send("CMD-4", "ClearCache", {}, requested_by="t", queue=True)
     async with open_websocket_url(csms.url("CMD-4"), subprotocols=["ocpp1.6"]) as ws:
         await rpc(ws, [2, "h0", "Heartbeat", {}])

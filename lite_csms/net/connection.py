@@ -64,7 +64,7 @@ class _Waiter:
 
 class StationConnection:
     def __init__(self, ws: WebSocketConnection, ctx: StationContext,
-                 meter: ConnectionMeter | None = None) -> None:
+                 meter: ConnectionMeter | None = None, *, booted_before: bool = False) -> None:
         self.ws = ws
         self.meter = meter
         self.ctx = ctx
@@ -83,11 +83,15 @@ class StationConnection:
         self.close_code: int | None = None
         # OCPP has the CSMS wait for the station to speak first (1.6 §4.2, 2.0.1 B01-B03):
         # `spoke` is set once a CALL of this connection has been answered; `accepted` once, in
-        # addition, the station is accepted (its BootNotification on this connection was
-        # Accepted, or it was accepted before and reconnected without booting). Only then do
-        # queued commands and automatic settings go out.
+        # addition, the station is accepted: its BootNotification on this connection was
+        # Accepted, or it was accepted by a BootNotification before (`booted_before`) and
+        # reconnected without booting. A station that never booted (made by `station add`)
+        # waits for its Accepted boot whatever it sends first. Only then do queued commands
+        # and automatic settings go out.
         self.spoke = trio.Event()
         self.accepted = trio.Event()
+        self.booted_before = booted_before
+        self._boot_accepted = False
 
     async def run(self, on_ready: Callable[[StationConnection], Awaitable[Any]] | None = None
                   ) -> None:
@@ -191,7 +195,7 @@ class StationConnection:
     def _note_spoken(self) -> None:
         # After the answer is on the wire, so that our first CALL follows it.
         self.spoke.set()
-        if self.ctx.registration == "accepted":
+        if self.ctx.registration == "accepted" and (self.booted_before or self._boot_accepted):
             self.accepted.set()
 
     async def _record_deviations(self, action: str, found: tuple[Deviation, ...]) -> None:
@@ -223,7 +227,10 @@ class StationConnection:
             return self.session.refuse(call, ErrorKind.SECURITY, "station is not accepted")
         try:
             payload = await handler(self.ctx, call.payload)
-            return self.session.answer(call, payload)
+            answer = self.session.answer(call, payload)
+            if call.action == "BootNotification" and payload.get("status") == "Accepted":
+                self._boot_accepted = True
+            return answer
         except UnstorableValue as exc:
             # Raised before the store job runs: nothing of this message reached the store.
             log.warning("%s: %s refused: %s", self.station_id, call.action, exc)

@@ -233,12 +233,12 @@ class CsmsServer:
     async def _serve_station(
         self, ws: WebSocketConnection, station_id: str, version: Version, live: LiveConnection
     ) -> None:
-        registration = await self.store.run(lambda: provisioning.registration(station_id))
+        registration, booted_before = await self.store.run(lambda: _readiness(station_id))
         ctx = StationContext(station_id, version, self.store, self.settings,
                              registration or "pending",
                              await self.policy.heartbeat_for(station_id, version),
                              meter_seen=partial(self.progress.seen, station_id))
-        connection = StationConnection(ws, ctx, live.meter)
+        connection = StationConnection(ws, ctx, live.meter, booted_before=booted_before)
         previous = self.connections.get(station_id)
         self.connections[station_id] = connection
         if previous is not None:
@@ -276,3 +276,12 @@ class CsmsServer:
         del self.connections[station_id]
         last_seen: datetime = connection.last_seen
         await self.store.run(lambda: provisioning.mark_disconnected(station_id, last_seen))
+
+
+def _readiness(station_id: str) -> tuple[str | None, bool]:
+    """The station's registration, and whether it ever booted (last_boot_at set): an accepted
+    station that booted before may skip booting on reconnect; one that never did may not."""
+    station = Station.get_or_none(Station.id == station_id)
+    if station is None:
+        return None, False
+    return station.registration, station.last_boot_at is not None
