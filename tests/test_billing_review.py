@@ -6,6 +6,7 @@ and checks the stored transaction an operator would bill. `ts(n)` is n minutes a
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from datetime import timedelta
@@ -256,3 +257,66 @@ async def test_201_transaction_id_reused_after_its_end_is_a_session_of_its_own(
     assert events_per_tx == [(a["id"], 2), (b["id"], 3)]
     warnings = messages(caplog, logging.WARNING)
     assert len(warnings) == 1 and "transactionId reused" in warnings[0]
+
+
+# ---- finding 6: units are scaled whatever their case, and a register in a non-energy unit is
+# refused ---------------------------------------------------------------------------------------
+async def raw_call(ws: Any, action: str, payload: dict[str, Any]) -> list[Any]:
+    await ws.send_message(json.dumps([2, "raw", action, payload]))
+    return json.loads(await ws.get_message())
+
+
+def unit_event(kind: str, seq: int, minutes: int, value: float, unit: str,
+               **extra: Any) -> dict[str, Any]:
+    return {"eventType": kind, "timestamp": ts(minutes), "seqNo": seq,
+            "triggerReason": "MeterValuePeriodic",
+            "transactionInfo": {"transactionId": "U-1"},
+            "meterValue": [{"timestamp": ts(minutes), "sampledValue": [
+                {"value": value, "measurand": REGISTER, "unitOfMeasure": {"unit": unit}}]}],
+            **extra}
+
+
+async def test_201_units_scale_ignoring_case_and_a_varh_register_is_refused(
+    csms: CsmsInProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with await connect(csms, "CS-UNIT", "ocpp2.0.1") as ws:
+        station = await boot(ws, "ocpp2.0.1")
+        await station.call("TransactionEvent", unit_event(
+            "Started", 0, 60, 1.5, "kwh", evse={"id": 1, "connectorId": 1}))
+        await station.call("TransactionEvent", unit_event("Updated", 1, 40, 3, "KWH"))
+        refused = await raw_call(ws, "TransactionEvent", unit_event("Updated", 2, 30, 9, "varh"))
+        assert refused[0] == 4 and refused[2] == "PropertyConstraintViolation", refused
+        assert "unitOfMeasure.unit" in refused[3]
+        await station.call("TransactionEvent", unit_event("Ended", 3, 10, 0.004, "MWh"))
+    (tx,) = rows(csms)
+    assert (tx["meter_start_wh"], tx["meter_stop_wh"]) == (1500, 4000)
+    assert tx["energy_wh"] == 2500 and tx["review"] is None
+    conn = sqlite3.connect(csms.database)
+    deviations = conn.execute("SELECT action, kind, path, count FROM station_deviation WHERE "
+                              "station_id = 'CS-UNIT'").fetchall()
+    stored = conn.execute("SELECT count(*) FROM energy_reading").fetchone()
+    conn.close()
+    assert deviations == [("TransactionEvent", "unit spelling",
+                           "meterValue[].sampledValue[].unitOfMeasure.unit", 2)]
+    assert stored == (3,)  # the refused varh reading reached nothing
+    assert any("TransactionEvent refused" in r.getMessage() for r in caplog.records)
+
+
+async def test_16_units_scale_ignoring_case_and_a_varh_register_is_refused(
+    csms: CsmsInProcess,
+) -> None:
+    async with await connect(csms, "CS-UNIT16", "ocpp1.6") as ws:
+        station = await boot(ws, "ocpp1.6")
+        tx_id = (await station.call("StartTransaction", {
+            "connectorId": 1, "idTag": "U", "meterStart": 1000, "timestamp": ts(60)}))[
+            "transactionId"]
+        # Lenient mode reads "kwh" as kWh (enum value case): 2 kWh, not 2 Wh.
+        await station.call("MeterValues", {"connectorId": 1, "transactionId": tx_id,
+                                           "meterValue": [mv(40, "2", unit="kwh")]})
+        refused = await raw_call(ws, "MeterValues", {
+            "connectorId": 1, "transactionId": tx_id,
+            "meterValue": [mv(30, "9000", unit="varh")]})
+        assert refused[0] == 4 and refused[2] == "PropertyConstraintViolation", refused
+        (running,) = rows(csms)
+        assert (running["meter_last_wh"], running["energy_wh"]) == (2000, 1000)

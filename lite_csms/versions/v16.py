@@ -34,7 +34,10 @@ def id_tag_info(auth: AuthResult) -> Payload:
 
 def samples(meter_value: list[Payload], field: str = "meterValue",
             left_out: list[values.UnstorableValue] | None = None) -> list[Sample]:
-    """1.6 sampled values: decimal strings, normalised to Wh/W.
+    """1.6 sampled values: decimal strings, normalised to Wh/W (units matched ignoring case).
+
+    An energy register reading (Energy.Active.*.Register) in a unit other than Wh or kWh
+    raises UnstorableValue too (domain.Sample.unit_refusal).
 
     A Raw value that is not a finite decimal raises UnstorableValue (PropertyConstraintViolation):
     storing nothing while acknowledging would lose it. With `left_out` given, such a value is
@@ -56,6 +59,10 @@ def samples(meter_value: list[Payload], field: str = "meterValue",
                     sampled.get("location", ""), sampled.get("context", "Sample.Periodic"),
                 )
                 values.check_float(path, sample.value)  # 1e308 kWh overflows once in Wh
+                refusal = sample.unit_refusal()
+                if refusal is not None:
+                    raise values.UnstorableValue(path[:-len("value")] + "unit",
+                                                 sampled.get("unit", "Wh"), refusal)
             except values.UnstorableValue as exc:
                 if left_out is None:
                     raise

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from lite_csms.domain import AuthResult, BootInfo, Sample, TransactionEvent
+from lite_csms.domain import AuthResult, BootInfo, Sample, TransactionEvent, unit_respelled
 from lite_csms.handlers import (
     authorization,
     availability,
     data_transfer,
+    deviations,
     device_model,
     diagnostics,
     firmware,
@@ -19,6 +20,7 @@ from lite_csms.handlers import (
     transactions,
 )
 from lite_csms.ocppj import timestamps, values
+from lite_csms.ocppj.lenient import Deviation
 from lite_csms.versions import station_messages
 from lite_csms.versions.context import Handler, StationContext
 
@@ -34,10 +36,18 @@ def id_token_info(auth: AuthResult) -> Payload:
     return info
 
 
-def samples(meter_value: list[Payload], field: str = "meterValue") -> list[Sample]:
+# The kind a unit spelled otherwise than OCPP's is counted under (docs/DEVIATIONS.md).
+UNIT_SPELLING = "unit spelling"
+
+
+def samples(meter_value: list[Payload], field: str = "meterValue",
+            respelled: list[Deviation] | None = None) -> list[Sample]:
     """2.x sampled values (numbers * 10^multiplier), normalised to Wh/W.
 
-    Raises UnstorableValue when the scaled value leaves the finite doubles.
+    Units are matched ignoring case ("kwh" is kWh); with `respelled` given, each unit spelled
+    otherwise than OCPP's is appended there as a deviation for the station's record. Raises
+    UnstorableValue when the scaled value leaves the finite doubles, or for an energy register
+    reading (Energy.Active.*.Register) whose unit is not Wh, kWh or MWh.
     """
     found = []
     for i, entry in enumerate(meter_value):
@@ -45,14 +55,22 @@ def samples(meter_value: list[Payload], field: str = "meterValue") -> list[Sampl
         for j, sampled in enumerate(entry["sampledValue"]):
             path = f"{field}[{i}].sampledValue[{j}].value"
             unit_of_measure = sampled.get("unitOfMeasure", {})
+            unit = unit_of_measure.get("unit", "Wh")
             value = values.scaled(path, float(sampled["value"]),
                                   unit_of_measure.get("multiplier", 0))
             sample = Sample.normalised(
                 at, sampled.get("measurand", "Energy.Active.Import.Register"), value,
-                unit_of_measure.get("unit", "Wh"), sampled.get("phase", ""),
+                unit, sampled.get("phase", ""),
                 sampled.get("location", ""), sampled.get("context", "Sample.Periodic"),
             )
             values.check_float(path, sample.value)
+            refusal = sample.unit_refusal()
+            if refusal is not None:
+                raise values.UnstorableValue(
+                    f"{field}[{i}].sampledValue[{j}].unitOfMeasure.unit", unit, refusal)
+            if respelled is not None and unit_respelled(unit) is not None:
+                respelled.append(Deviation(
+                    UNIT_SPELLING, f"{field}[].sampledValue[].unitOfMeasure.unit", unit))
             found.append(sample)
     return found
 
@@ -99,9 +117,16 @@ async def authorize(ctx: StationContext, p: Payload) -> Payload:
 
 
 async def meter_values_(ctx: StationContext, p: Payload) -> Payload:
-    found = samples(p["meterValue"])
-    # 2.x MeterValues name no transaction: each sample joins the one running on its EVSE.
-    await ctx.store.run(lambda: live_meter.store_untied(ctx.station_id, p["evseId"], found))
+    respelled: list[Deviation] = []
+    found = samples(p["meterValue"], respelled=respelled)
+    now = ctx.now()
+
+    def work() -> None:
+        deviations.record(ctx.station_id, "MeterValues", _once(respelled), now)
+        # 2.x MeterValues name no transaction: each sample joins the one running on its EVSE.
+        live_meter.store_untied(ctx.station_id, p["evseId"], found)
+
+    await ctx.store.run(work)
     ctx.saw_meter_values(p["evseId"])
     return {}
 
@@ -109,6 +134,7 @@ async def meter_values_(ctx: StationContext, p: Payload) -> Payload:
 async def transaction_event(ctx: StationContext, p: Payload) -> Payload:
     info = p["transactionInfo"]
     evse = p.get("evse", {})
+    respelled: list[Deviation] = []
     token = p.get("idToken")
     event = TransactionEvent(
         event_type=p["eventType"], station_tx_id=info["transactionId"], seq_no=p["seqNo"],
@@ -118,9 +144,15 @@ async def transaction_event(ctx: StationContext, p: Payload) -> Payload:
         id_token=None if token is None else token["idToken"],
         id_token_type=None if token is None else token["type"],
         stopped_reason=info.get("stoppedReason"), reservation_id=p.get("reservationId"),
-        samples=tuple(samples(p.get("meterValue", []))),
+        samples=tuple(samples(p.get("meterValue", []), respelled=respelled)),
     )
-    outcome = await ctx.store.run(lambda: transactions.apply_event(ctx.station_id, event))
+    now = ctx.now()
+
+    def work() -> transactions.EventOutcome:
+        deviations.record(ctx.station_id, "TransactionEvent", _once(respelled), now)
+        return transactions.apply_event(ctx.station_id, event)
+
+    outcome = await ctx.store.run(work)
     transactions.report(outcome.notes)
     if event.samples:
         ctx.saw_meter_values(outcome.transaction.evse_id)
@@ -178,6 +210,11 @@ async def notify_ev_charging_schedule(ctx: StationContext, p: Payload) -> Payloa
         ctx.station_id, "NotifyEVChargingSchedule", p, at))
     # Recorded for the operator; the CSMS does no schedule negotiation of its own.
     return {"status": "Accepted"}
+
+
+def _once(found: list[Deviation]) -> list[Deviation]:
+    """One deviation per kind and field in a message, as lenient mode counts them."""
+    return list({(d.kind, d.path): d for d in found}.values())
 
 
 def _notification(action: str, timestamp_key: str | None) -> Handler:
