@@ -12,13 +12,13 @@ ENERGY_REGISTER = "Energy.Active.Import.Register"
 # not be billed 1 Wh for 1 kWh). Values are stored in the base unit so sums never mix scales.
 _UNIT_SCALE = {
     "wh": ("Wh", 1.0), "kwh": ("Wh", 1e3), "mwh": ("Wh", 1e6),
-    "w": ("W", 1.0), "kw": ("W", 1e3), "mw": ("W", 1e6),
+    "w": ("W", 1.0), "kw": ("W", 1e3),
     "varh": ("varh", 1.0), "kvarh": ("varh", 1e3), "var": ("var", 1.0), "kvar": ("var", 1e3),
     "va": ("VA", 1.0), "kva": ("VA", 1e3),
 }
 # How OCPP spells them; another spelling of one is accepted and worth telling the vendor.
 _CANONICAL = {unit.lower(): unit for unit in
-              ("Wh", "kWh", "MWh", "W", "kW", "MW", "varh", "kvarh", "var", "kvar", "VA", "kVA")}
+              ("Wh", "kWh", "MWh", "W", "kW", "varh", "kvarh", "var", "kvar", "VA", "kVA")}
 
 
 def unit_respelled(unit: str | None) -> str | None:

@@ -320,3 +320,15 @@ async def test_16_units_scale_ignoring_case_and_a_varh_register_is_refused(
         assert refused[0] == 4 and refused[2] == "PropertyConstraintViolation", refused
         (running,) = rows(csms)
         assert (running["meter_last_wh"], running["energy_wh"]) == (2000, 1000)
+
+
+async def test_201_one_low_reading_is_a_dip(csms: CsmsInProcess) -> None:
+    async with await connect(csms, "CS-DIP2", "ocpp2.0.1") as ws:
+        station = await boot(ws, "ocpp2.0.1")
+        for event in (tx_event("Started", 0, 60, 1000, "D-1", "Transaction.Begin",
+                               evse={"id": 1, "connectorId": 1}),
+                      tx_event("Updated", 1, 30, 500, "D-1"),
+                      tx_event("Ended", 2, 10, 9000, "D-1", "Transaction.End")):
+            await station.call("TransactionEvent", event)
+    (tx,) = rows(csms)
+    assert (tx["energy_wh"], tx["review"]) == (8000, "register dip")

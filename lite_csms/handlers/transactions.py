@@ -9,6 +9,11 @@ StopTransaction or MeterValues with an unknown transactionId (the station's numb
 `station_tx_id`, where its retransmits and later messages find it), 2.x TransactionEvent
 Updated or Ended before its Started (a Started arriving later fills in the start and clears
 the mark). Each outcome carries log lines (`Note`) to write once the store has committed.
+
+A station's own transaction number may name several sessions (`Transaction.generation`): a
+2.x transactionId whose Started comes after its session stopped, a 1.6 number the charger
+made up (0, -1) stopped twice differently. Our 1.6 ids name only rows we issued. A retransmit
+(the same message again) is recognised under any of them and changes nothing.
 """
 
 from __future__ import annotations
