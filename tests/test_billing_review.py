@@ -332,3 +332,24 @@ async def test_201_one_low_reading_is_a_dip(csms: CsmsInProcess) -> None:
             await station.call("TransactionEvent", event)
     (tx,) = rows(csms)
     assert (tx["energy_wh"], tx["review"]) == (8000, "register dip")
+
+
+async def test_16_meter_values_after_a_made_up_number_stopped_begin_another_session(
+    csms: CsmsInProcess,
+) -> None:
+    async with await connect(csms, "CS-NEG", "ocpp1.6") as ws:
+        station = await boot(ws, "ocpp1.6")
+        for _ in range(2):  # a retransmit changes nothing
+            await station.call("MeterValues", {"connectorId": 1, "transactionId": -1,
+                                               "meterValue": [mv(50, "1000")]})
+        await station.call("StopTransaction", {"transactionId": -1, "meterStop": 3000,
+                                               "timestamp": ts(40)})
+        for _ in range(2):
+            await station.call("MeterValues", {"connectorId": 1, "transactionId": -1,
+                                               "meterValue": [mv(30, "3000")]})
+        await station.call("StopTransaction", {"transactionId": -1, "meterStop": 7000,
+                                               "timestamp": ts(10)})
+    a, b = rows(csms)
+    assert (a["generation"], a["energy_wh"], a["meter_stop_wh"]) == (0, 2000, 3000)
+    assert (b["generation"], b["energy_wh"], b["meter_stop_wh"]) == (1, 4000, 7000)
+    assert b["reconstructed"] == 1 and b["started_at"].startswith(ts(30)[:19])

@@ -200,12 +200,20 @@ def meter_values_v16(
     """
     notes: list[Note] = []
     tx = find_v16(station_id, transaction_id)
+    generation = 0
+    if (tx is not None and tx.station_tx_id is not None and tx.stopped_at is not None
+            and tx.stop_reason != ORPHANED and first_at > tx.stopped_at):
+        # All after the stop of the session under the station's own number: another session
+        # under that number (a charger's 0 or -1), not a late reading of the stopped one.
+        generation, tx = tx.generation + 1, None
     if tx is None and transaction_id is not None:
         tx = _reconstruct(station_id, str(transaction_id), connector_id,
-                          1 if connector_id else 0, first_at)
+                          1 if connector_id else 0, first_at, generation)
+        again = f" (session {generation + 1} under that number)" if generation else ""
         notes.append(Note(logging.WARNING, (
-            f"MeterValues for unknown transaction {transaction_id} on {station_id} connector "
-            f"{connector_id}: kept as reconstructed transaction {tx.id}, flagged for review")))
+            f"MeterValues for unknown transaction {transaction_id}{again} on {station_id} "
+            f"connector {connector_id}: kept as reconstructed transaction {tx.id}, flagged "
+            "for review")))
     store_samples(station_id, connector_id, samples, tx)
     if tx is not None:
         if tx.reconstructed and first_at < tx.started_at:
