@@ -13,6 +13,20 @@ from lite_csms.operations.args import int_arg as _int
 from lite_csms.operations.args import optional_int
 from lite_csms.operations.args import str_arg as _str
 from lite_csms.operations.catalogue import OperationError, Request
+from lite_csms.versions import ROUTES
+
+# Sent in both directions (1.6 and 2.x DataTransfer): the CSMS may initiate it too.
+_BOTH_WAYS = frozenset({"DataTransfer"})
+# 2.1 SEND-only station messages: not routed as CALLs, never ours to send.
+_STATION_SENDS = frozenset({"NotifyPeriodicEventStream"})
+
+
+def station_to_csms(version: Version) -> frozenset[str]:
+    """The actions only a station initiates in `version` (those the CSMS routes), which the
+    CSMS must never send."""
+    extra = _STATION_SENDS if version is Version.OCPP21 else frozenset()
+    return (frozenset(ROUTES[version]) | extra) - _BOTH_WAYS
+
 
 # Looks up (our transaction id) -> the station's own transaction id, for 2.x stops.
 StationTxLookup = Callable[[int], str | None]
@@ -70,7 +84,11 @@ def build(version: Version, name: str, args: dict[str, Any], lookup: StationTxLo
         payload = args.get("payload", {})
         if not isinstance(payload, dict):
             raise OperationError("payload must be an object")
-        return Request(_str(args, "action"), payload)
+        action = _str(args, "action")
+        if action in station_to_csms(version):
+            raise OperationError(f"{action} is sent by a charging station to the CSMS, not "
+                                 f"by the CSMS: `call` sends only CSMS-initiated messages")
+        return Request(action, payload)
     if name in management.NAMES:
         return management.build(version, name, args, lookup, request_id)
     raise OperationError(f"unknown operation {name!r}")

@@ -1,0 +1,114 @@
+"""A review's findings on input handling: charger answers, operator arguments, CLI wording,
+message direction, lenient answers, exact numbers, log lines, URL paths and the version.
+
+Everything runs over real sockets against a real server; the CLI runs as a real process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tomllib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+from trio_websocket import WebSocketConnection, open_websocket_url
+
+from lite_csms import __version__
+from tests.conftest import REPO, CsmsInProcess, run_cli
+from tests.test_admin_api import http, new_key
+from tests.test_server import BOOT_16, register, rpc
+
+BOOT_201 = {"reason": "PowerUp", "chargingStation": {"vendorName": "Acme", "model": "Home-7"}}
+INT64_OVER = 2**63
+
+
+@dataclass
+class FakeStation:
+    """A booted station that answers each CALL with the raw JSON text set for its action."""
+
+    ws: WebSocketConnection
+    answers: dict[str, str] = field(default_factory=dict)
+    received: list[list[Any]] = field(default_factory=list)
+
+    async def serve(self) -> None:
+        while True:
+            message = json.loads(await self.ws.get_message())
+            self.received.append(message)
+            if message[0] == 2:
+                answer = self.answers.get(message[2], '{"status":"Accepted"}')
+                await self.ws.send_message(f'[3,"{message[1]}",{answer}]')
+
+    def sent(self, action: str) -> list[dict[str, Any]]:
+        return [m[3] for m in self.received if m[0] == 2 and m[2] == action]
+
+
+@asynccontextmanager
+async def station(csms: CsmsInProcess, station_id: str, protocol: str = "ocpp1.6"
+                  ) -> AsyncIterator[FakeStation]:
+    await register(csms, station_id)
+    async with open_websocket_url(csms.url(station_id), subprotocols=[protocol]) as ws:
+        boot = BOOT_16 if protocol == "ocpp1.6" else BOOT_201
+        answer = await rpc(ws, [2, "boot", "BootNotification", boot])
+        assert answer[2]["status"] == "Accepted"
+        fake = FakeStation(ws)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(fake.serve)
+            yield fake
+            nursery.cancel_scope.cancel()
+
+
+async def cli(csms: CsmsInProcess, key: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LITE_CSMS_API_KEY": key,
+           "LITE_CSMS_ADMIN_PORT": str(csms.server.admin_port)}
+    return await trio.to_thread.run_sync(lambda: run_cli(*args, env=env))
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The CLI's bad-input contract: exit 2, nothing on stdout, one meaningful line on stderr."""
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("lite-csms: error: ")
+    assert len(lines[0]) > len("lite-csms: error: ") + 5, lines[0]
+    return lines[0]
+
+
+# ---- 4. `remote call` only sends CSMS-initiated messages -----------------------------------
+async def test_call_refuses_station_to_csms_messages(csms: CsmsInProcess) -> None:
+    key = await new_key(csms)
+    async with station(csms, "DIR-16") as fake, station(csms, "DIR-21", "ocpp2.1") as fake21:
+        for station_id, action in (("DIR-16", "Heartbeat"), ("DIR-16", "StartTransaction"),
+                                   ("DIR-21", "TransactionEvent"),
+                                   ("DIR-21", "NotifyPeriodicEventStream")):
+            status, body = await http(csms, "POST", f"/stations/{station_id}/commands", key, {
+                "operation": "call", "args": {"action": action, "payload": {}}})
+            assert status == 422 and action in body["error"], body
+            assert "station" in body["error"]
+        line = one_line_error(await cli(csms, key, "remote", "call", "DIR-16", "Heartbeat"))
+        assert "Heartbeat" in line and "CSMS-initiated" in line
+        # DataTransfer goes both ways: the CSMS may send it.
+        fake.answers["DataTransfer"] = '{"status":"Accepted"}'
+        status, body = await http(csms, "POST", "/stations/DIR-16/commands", key, {
+            "operation": "call", "args": {"action": "DataTransfer",
+                                          "payload": {"vendorId": "acme"}}})
+        assert status == 200 and body["status"] == "answered"
+        assert fake.sent("Heartbeat") == [] and fake.sent("DataTransfer") == [
+            {"vendorId": "acme"}]
+        assert fake21.received == []
+
+
+# ---- 9. the version -----------------------------------------------------------------------
+def test_version_is_the_release_after_the_one_it_upgrades() -> None:
+    # tests/data/release-0.1.0.sqlite3 is the schema-2 database this release upgrades.
+    assert (REPO / "tests" / "data" / "release-0.1.0.sqlite3").is_file()
+    assert tuple(int(p) for p in __version__.split(".")) > (0, 1, 0)
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert project["project"]["version"] == __version__
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout == f"lite-csms {__version__}\n"
