@@ -112,3 +112,52 @@ def test_version_is_the_release_after_the_one_it_upgrades() -> None:
     assert project["project"]["version"] == __version__
     result = run_cli("--version")
     assert result.returncode == 0 and result.stdout == f"lite-csms {__version__}\n"
+
+
+# ---- 1. numbers in a station's answers are checked like those in its CALLs ----------------
+COMPOSITE_16 = ('{{"status":"Accepted","connectorId":{connector},'
+                '"scheduleStart":"2026-11-21T10:00:00Z","chargingSchedule":{{"duration":'
+                '{duration},"chargingRateUnit":"A","chargingSchedulePeriod":[{{"startPeriod":0,'
+                '"limit":{limit}}}]}}}}')
+
+
+async def test_unstorable_numbers_in_answers_fail_the_command(csms: CsmsInProcess,
+                                                              caplog) -> None:
+    key = await new_key(csms)
+    path = "/stations/ANS-16/commands"
+    async with station(csms, "ANS-16") as fake:
+        bad = [("limit", COMPOSITE_16.format(connector=1, duration=100, limit="1e400")),
+               ("connectorId", COMPOSITE_16.format(connector=INT64_OVER, duration=100,
+                                                   limit=16)),
+               ("duration", COMPOSITE_16.format(connector=1, duration=INT64_OVER, limit=16))]
+        for field_name, answer in bad:
+            fake.answers["GetCompositeSchedule"] = answer
+            caplog.clear()
+            status, body = await http(csms, "POST", path, key, {
+                "operation": "composite-schedule", "args": {"connector": 1}})
+            assert status == 502, body
+            assert body["status"] == "error"
+            assert body["error_code"] == "PropertyConstraintViolation"
+            assert field_name in body["error_description"]
+            assert field_name in body["error"]
+            status, logged = await http(csms, "GET", f"/commands/{body['command_id']}", key)
+            assert logged["status"] == "error" and field_name in logged["error_description"]
+            lines = [r for r in caplog.records if "GetCompositeSchedule" in r.getMessage()]
+            assert len(lines) == 1 and field_name in lines[0].getMessage()
+        fake.answers["GetLocalListVersion"] = f'{{"listVersion":{INT64_OVER}}}'
+        status, body = await http(csms, "POST", path, key,
+                                  {"operation": "get-local-list-version"})
+        assert status == 502 and "listVersion" in body["error"]
+        line = one_line_error(await cli(csms, key, "remote", "local-list-version", "ANS-16"))
+        assert "listVersion" in line and "signed 64-bit" in line
+        line = one_line_error(await cli(csms, key, "remote", "composite-schedule", "ANS-16"))
+        # The connection stayed up through all of it: a good answer still lands and is kept.
+        fake.answers["GetCompositeSchedule"] = COMPOSITE_16.format(connector=1, duration=100,
+                                                                   limit=16)
+        status, body = await http(csms, "POST", path, key, {
+            "operation": "composite-schedule", "args": {"connector": 1}})
+        assert status == 200 and body["status"] == "answered"
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    status, shown = await http(csms, "GET", "/stations/ANS-16", key)
+    assert status == 200
+    assert "Infinity" not in json.dumps(shown) and str(INT64_OVER) not in json.dumps(shown)

@@ -230,11 +230,17 @@ def build_app(server: CsmsServer) -> Starlette:
                 await store.run(partial(reservation.answered, reservation_id, None))
             raise HTTPException(409, f"{exc}; send with \"queue\": true to queue it") from None
         status = {"queued": 202, "timeout": 504}.get(outcome.status, 200)
-        return JsonResponse({"command_id": outcome.command_id, "action": req.action,
-                             "status": outcome.status, "result": outcome.result,
-                             "error_code": outcome.error_code,
-                             "error_description": outcome.error_description},
-                            status_code=status)
+        answer = {"command_id": outcome.command_id, "action": req.action,
+                  "status": outcome.status, "result": outcome.result,
+                  "error_code": outcome.error_code,
+                  "error_description": outcome.error_description}
+        if outcome.invalid_answer:
+            # The station answered something the CSMS cannot accept: a bad gateway, not us.
+            status = 502
+            answer["error"] = (f"{station_id} answered {req.action} with a payload the CSMS "
+                               f"refuses (command {outcome.command_id}): "
+                               f"{outcome.error_code}: {outcome.error_description}")
+        return JsonResponse(answer, status_code=status)
 
     async def reserve_args(station_id: str, args: dict[str, Any]
                            ) -> tuple[dict[str, Any], int]:

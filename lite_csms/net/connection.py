@@ -282,5 +282,8 @@ class StationConnection:
                             waiter.outcome = event
             finally:
                 del self._waiters[message_id]
-            assert waiter.outcome is not None
+            if waiter.outcome is None:
+                # The reader ended (the connection broke) between taking the answer and
+                # handing it over: the command failed, the server goes on.
+                return CallFailed(message_id, action, "ConnectionClosed", self.close_reason, {})
             return waiter.outcome

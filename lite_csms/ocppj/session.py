@@ -58,6 +58,8 @@ class CallFailed:
     description: str
     details: Payload
     timed_out: bool = False
+    # The station answered, but its CALLRESULT failed our checks (schema or storable numbers).
+    invalid_answer: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,17 +176,31 @@ class RpcSession:
         pending = self._take_outstanding(result.message_id)
         if pending is None:
             return [Ignored(f"CALLRESULT for unknown or expired id {result.message_id!r}")]
-        violation = schemas.validate(self.version, pending.action, result.payload, response=True)
+        payload, violation = self._check_answer(pending.action, result.payload)
         if violation is None:
-            return [CallAnswered(pending.message_id, pending.action, result.payload)]
+            return [CallAnswered(pending.message_id, pending.action, payload)]
         code = error_code(self.version, violation.kind)
-        failed = CallFailed(pending.message_id, pending.action, code, violation.description, {})
+        failed = CallFailed(pending.message_id, pending.action, code, violation.description, {},
+                            invalid_answer=True)
         if self.version is Version.OCPP21:
             reply = framing.encode(
                 CallError(pending.message_id, code, violation.description, about_result=True)
             )
             return [failed, SendReply(reply, "invalid CALLRESULT")]
         return [failed]
+
+    def _check_answer(self, action: str, payload: Payload
+                      ) -> tuple[Payload, schemas.SchemaViolation | None]:
+        """An answer to our CALL passes the same checks as an inbound CALL: its schema, then
+        the numbers the store can hold (ocppj/values.py)."""
+        violation = schemas.validate(self.version, action, payload, response=True)
+        if violation is not None:
+            return payload, violation
+        try:
+            values.check_payload(schemas.schema(self.version, action, True), payload)
+        except values.UnstorableValue as exc:
+            return payload, schemas.SchemaViolation(exc.kind, str(exc))
+        return payload, None
 
     def _receive_error(self, error: CallError) -> list[Event]:
         if error.about_result:
