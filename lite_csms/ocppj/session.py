@@ -88,6 +88,24 @@ class InvalidOutbound(ValueError):
     """We were about to send a schema-invalid payload; that is our bug, never the peer's."""
 
 
+def check_outbound(version: Version, action: str, payload: Payload) -> None:
+    """A CALL we send passes its schema and the numeric rules an inbound one must pass
+    (ocppj/values.py: the schemas set no bound, so 2**63 would pass them alone).
+
+    Raises InvalidOutbound naming the field, before anything is sent.
+    """
+    try:
+        violation = schemas.validate(version, action, payload, response=False)
+    except schemas.UnknownAction:
+        raise InvalidOutbound(f"{action} does not exist in {version.value}") from None
+    if violation is not None:
+        raise InvalidOutbound(f"{action}: {violation.description}")
+    try:
+        values.check_payload(schemas.schema(version, action, False), payload)
+    except values.UnstorableValue as exc:
+        raise InvalidOutbound(f"{action}: {exc}") from None
+
+
 @dataclass(slots=True)
 class _Outstanding:
     message_id: str
@@ -234,12 +252,7 @@ class RpcSession:
         """Return (message id, text) for a new CALL. Raises CallInProgress, InvalidOutbound."""
         if self._outstanding is not None:
             raise CallInProgress(self._outstanding.action)
-        try:
-            violation = schemas.validate(self.version, action, payload, response=False)
-        except schemas.UnknownAction:
-            raise InvalidOutbound(f"{action} does not exist in {self.version.value}") from None
-        if violation is not None:
-            raise InvalidOutbound(f"{action}: {violation.description}")
+        check_outbound(self.version, action, payload)
         message_id = next(self._ids)
         self._outstanding = _Outstanding(message_id, action, now + self.call_timeout)
         return message_id, framing.encode(Call(message_id, action, payload))
