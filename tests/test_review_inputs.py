@@ -161,3 +161,89 @@ async def test_unstorable_numbers_in_answers_fail_the_command(csms: CsmsInProces
     status, shown = await http(csms, "GET", "/stations/ANS-16", key)
     assert status == 200
     assert "Infinity" not in json.dumps(shown) and str(INT64_OVER) not in json.dumps(shown)
+
+
+# ---- 2. operator input is range-checked before anything is sent ---------------------------
+async def test_operator_integers_are_checked_before_sending(csms: CsmsInProcess) -> None:
+    key = await new_key(csms)
+    path = "/stations/OPS-16/commands"
+    async with station(csms, "OPS-16") as fake:
+        for args, field_name in (
+                ({"connector": 1, "limit": 16, "stack_level": INT64_OVER}, "stack_level"),
+                ({"connector": 1, "limit": 16, "stack_level": -1}, "stack_level"),
+                ({"connector": 1, "limit": 16, "duration": -5}, "duration"),
+                ({"connector": -1, "limit": 16}, "connector"),
+                ({"connector": 1, "periods": [{"start": INT64_OVER, "limit": 16}]}, "start")):
+            status, body = await http(csms, "POST", path, key,
+                                      {"operation": "set-limit", "args": args})
+            assert status == 422 and field_name in body["error"], (args, body)
+        status, body = await http(csms, "POST", path, key, {
+            "operation": "reserve", "args": {"connector": INT64_OVER, "token": "T-1"}})
+        assert status == 422 and "connector" in body["error"]
+        status, body = await http(csms, "POST", path, key, {
+            "operation": "remote-stop", "args": {"transaction": INT64_OVER}})
+        assert status == 422 and "transaction" in body["error"]
+        # A payload of `call` passes the numeric rules too: the schema sets no maximum.
+        status, body = await http(csms, "POST", path, key, {
+            "operation": "call", "args": {"action": "GetCompositeSchedule", "payload": {
+                "connectorId": 1, "duration": INT64_OVER}}})
+        assert status == 422 and "duration" in body["error"]
+        line = one_line_error(await cli(
+            csms, key, "remote", "set-limit", "OPS-16", "--connector", "1", "--limit", "16",
+            "--stack-level", str(INT64_OVER)))
+        assert "--stack-level must be an integer from 0 to" in line
+        line = one_line_error(await cli(csms, key, "remote", "reserve", "OPS-16",
+                                        "--connector", str(INT64_OVER), "--token", "T-1"))
+        assert "--connector must be" in line
+        # Nothing of it reached the station, nor the command log.
+        assert fake.sent("SetChargingProfile") == [] and fake.sent("ReserveNow") == []
+        assert fake.sent("GetCompositeSchedule") == []
+        status, logged = await http(csms, "GET", path, key)
+        assert status == 200 and logged == []
+        # A good one still goes out.
+        status, body = await http(csms, "POST", path, key, {
+            "operation": "set-limit", "args": {"connector": 1, "limit": 16, "stack_level": 2}})
+        assert status == 200 and fake.sent("SetChargingProfile")[0][
+            "csChargingProfiles"]["stackLevel"] == 2
+    for resource in ("transactions", "commands"):
+        for raw in (str(INT64_OVER), str(-INT64_OVER - 1), "99" * 40):
+            status, body = await http(csms, "GET", f"/{resource}/{raw}", key)
+            assert (status, body) == (404, {"error": "not found"}), (resource, raw)
+    status, body = await http(csms, "GET", f"/transactions/{INT64_OVER}/progress", key)
+    assert status == 404
+
+
+# ---- 3. the CLI's words ---------------------------------------------------------------------
+async def test_cli_says_what_is_wrong_in_one_line(csms: CsmsInProcess) -> None:
+    key = await new_key(csms)
+    for value in ("nan", "1e400", "inf"):
+        line = one_line_error(await cli(csms, key, "remote", "set-limit", "R16", "--connector",
+                                        "1", "--limit", value))
+        assert "--limit" in line and "finite" in line and "JSON" not in line
+    line = one_line_error(await cli(csms, key, "remote", "set-limit", "R16", "--connector",
+                                    "1", "--periods", "0:16,60:nan"))
+    assert "--periods" in line and "finite" in line
+    line = one_line_error(await cli(csms, key, "remote", "call", "R16", "DataTransfer",
+                                    '{"vendorId": "a", "data": NaN}'))
+    assert "payload" in line and "NaN" in line
+    async with station(csms, "S21", "ocpp2.1") as fake:
+        line = one_line_error(await cli(csms, key, "remote", "call", "S21", "Reset",
+                                        '{"type":"Bogus"}'))
+        assert "Reset" in line and "type" in line
+        assert fake.sent("Reset") == []
+
+
+async def test_cli_names_an_api_failure_that_has_no_text(nursery, tmp_path) -> None:
+    # An admin API that fails without a body, as a crash inside it did: the CLI still says
+    # something useful, on one line.
+    async def blank_500(stream: trio.SocketStream) -> None:
+        await stream.receive_some(65536)
+        await stream.send_all(b"HTTP/1.1 500 \r\ncontent-length: 0\r\n\r\n")
+        await stream.aclose()
+
+    listeners = await nursery.start(trio.serve_tcp, blank_500, 0)
+    port = listeners[0].socket.getsockname()[1]
+    env = {**os.environ, "LITE_CSMS_API_KEY": "lcs_x", "LITE_CSMS_ADMIN_PORT": str(port)}
+    result = await trio.to_thread.run_sync(lambda: run_cli("remote", "reset", "R16", env=env))
+    line = one_line_error(result)
+    assert "HTTP 500" in line and "log" in line
