@@ -19,7 +19,7 @@ import trio
 from trio_websocket import WebSocketConnection, open_websocket_url
 
 from lite_csms import __version__
-from tests.conftest import REPO, CsmsInProcess, run_cli
+from tests.conftest import REPO, CsmsInProcess, run_cli, start_in_process
 from tests.test_admin_api import http, new_key
 from tests.test_server import BOOT_16, register, rpc
 
@@ -247,3 +247,47 @@ async def test_cli_names_an_api_failure_that_has_no_text(nursery, tmp_path) -> N
     result = await trio.to_thread.run_sync(lambda: run_cli("remote", "reset", "R16", env=env))
     line = one_line_error(result)
     assert "HTTP 500" in line and "log" in line
+
+
+# ---- 5. lenient mode covers the station's answers, strict mode stays strict ----------------
+async def test_lenient_answers_are_repaired_and_recorded(csms: CsmsInProcess) -> None:
+    key = await new_key(csms)
+    path = "/stations/LEN-16/commands"
+    async with station(csms, "LEN-16") as fake:
+        fake.answers["ChangeConfiguration"] = '{"status":"Accepted","x":1}'
+        fake.answers["GetConfiguration"] = (
+            '{"configurationKey":[{"key":"HeartbeatInterval","readonly":false,'
+            '"value":900}],"unknownKey":null}')
+        for _ in range(2):
+            status, body = await http(csms, "POST", path, key, {
+                "operation": "set-config", "args": {"key": "MeterValueSampleInterval",
+                                                    "value": "60"}})
+            assert status == 200 and body["status"] == "answered", body
+        status, body = await http(csms, "POST", path, key, {
+            "operation": "get-config", "args": {"keys": ["HeartbeatInterval"]}})
+        assert status == 200 and body["status"] == "answered", body
+    status, shown = await http(csms, "GET", "/stations/LEN-16", key)
+    # What the answers taught is kept as a schema-valid answer would have been.
+    assert shown["settings"]["MeterValueSampleInterval"] == "60"
+    assert shown["settings"]["HeartbeatInterval"] == "900"
+    found = {(d["action"], d["kind"], d["field"]): d["count"] for d in shown["deviations"]}
+    assert found == {
+        ("ChangeConfiguration (answer)", "unknown property", "x"): 2,
+        ("GetConfiguration (answer)", "number as string", "configurationKey[].value"): 1,
+        ("GetConfiguration (answer)", "null for optional field", "unknownKey"): 1,
+    }
+
+
+async def test_strict_mode_refuses_the_same_answers(nursery, tmp_path) -> None:
+    (tmp_path / "strict").mkdir()
+    csms = await start_in_process(nursery, tmp_path / "strict", inbound_mode="strict")
+    key = await new_key(csms)
+    async with station(csms, "STR-16") as fake:
+        fake.answers["ChangeConfiguration"] = '{"status":"Accepted","x":1}'
+        status, body = await http(csms, "POST", "/stations/STR-16/commands", key, {
+            "operation": "set-config", "args": {"key": "MeterValueSampleInterval",
+                                                "value": "60"}})
+        assert status == 502 and body["error_code"] == "FormationViolation"
+        assert "x" in body["error_description"]
+    status, shown = await http(csms, "GET", "/stations/STR-16", key)
+    assert shown["deviations"] == [] and "MeterValueSampleInterval" not in shown["settings"]

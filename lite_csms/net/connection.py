@@ -45,6 +45,11 @@ CLOSE_GOING_AWAY = 1001
 ORDERLY_CLOSE_CODES = frozenset({1000, 1001})
 
 
+def answer_action(action: str) -> str:
+    """How deviations in a station's answer to our `action` are recorded."""
+    return f"{action} (answer)"
+
+
 # Traffic that no valid message explains: garbage, a broken answer, an unknown id.
 INVALID_MESSAGE = "(invalid)"
 
@@ -163,6 +168,9 @@ class StationConnection:
                 log.warning("%s: answered bad message with %s", self.station_id, reason[:200])
                 await self._send(text, INVALID_MESSAGE)
             case CallAnswered() | CallFailed():
+                if isinstance(event, CallAnswered) and event.deviations:
+                    await self._record_deviations(answer_action(event.action),
+                                                  event.deviations)
                 waiter = self._waiters.get(event.message_id)
                 if waiter is not None:
                     waiter.outcome = event

@@ -54,17 +54,18 @@ class _Unrepairable(Exception):
 
 
 def validate(
-    version: Version, action: str, payload: dict[str, Any]
+    version: Version, action: str, payload: dict[str, Any], *, response: bool = False
 ) -> tuple[dict[str, Any], tuple[Deviation, ...], schemas.SchemaViolation | None]:
     """Return (payload to handle, deviations accepted, violation left or None).
 
-    The payload returned is a repaired copy when anything was repaired, else `payload` itself.
-    Raises schemas.UnknownAction.
+    `response`: the payload is a station's answer (CALLRESULT) to our `action`, checked
+    against the response schema with the same repairs. The payload returned is a repaired
+    copy when anything was repaired, else `payload` itself. Raises schemas.UnknownAction.
     """
-    exc = schemas.failure(version, action, payload, response=False)
+    exc = schemas.failure(version, action, payload, response=response)
     if exc is None:
         return payload, (), None
-    root = schemas.schema(version, action, False)
+    root = schemas.schema(version, action, response)
     handled = copy.deepcopy(payload)
     checked = copy.deepcopy(payload)
     found: dict[tuple[str, str], Deviation] = {}
@@ -75,7 +76,7 @@ def validate(
             # A path this module cannot follow is no reason to fail the connection: refuse.
             return payload, (), schemas.violation(exc)
         found.setdefault((deviation.kind, deviation.path), deviation)
-        next_exc = schemas.failure(version, action, checked, response=False)
+        next_exc = schemas.failure(version, action, checked, response=response)
         if next_exc is None:
             return handled, tuple(found.values()), None
         exc = next_exc

@@ -43,9 +43,12 @@ class InboundSend:
 
 @dataclass(frozen=True, slots=True)
 class CallAnswered:
+    """A valid answer to our CALL; `deviations` lists what lenient mode accepted in it."""
+
     message_id: str
     action: str
     payload: Payload
+    deviations: tuple[lenient.Deviation, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +126,8 @@ class RpcSession:
         lenient: bool = False,
     ) -> None:
         self.version = version
-        # Inbound only: what we send and the answers we accept stay strictly schema-valid.
+        # For what the station sends, its CALLs and its answers to ours; what we send stays
+        # strictly schema-valid.
         self.lenient = lenient
         self.call_timeout = call_timeout
         self._outstanding: _Outstanding | None = None
@@ -194,9 +198,9 @@ class RpcSession:
         pending = self._take_outstanding(result.message_id)
         if pending is None:
             return [Ignored(f"CALLRESULT for unknown or expired id {result.message_id!r}")]
-        payload, violation = self._check_answer(pending.action, result.payload)
+        payload, deviations, violation = self._check_answer(pending.action, result.payload)
         if violation is None:
-            return [CallAnswered(pending.message_id, pending.action, payload)]
+            return [CallAnswered(pending.message_id, pending.action, payload, deviations)]
         code = error_code(self.version, violation.kind)
         failed = CallFailed(pending.message_id, pending.action, code, violation.description, {},
                             invalid_answer=True)
@@ -207,18 +211,24 @@ class RpcSession:
             return [failed, SendReply(reply, "invalid CALLRESULT")]
         return [failed]
 
-    def _check_answer(self, action: str, payload: Payload
-                      ) -> tuple[Payload, schemas.SchemaViolation | None]:
-        """An answer to our CALL passes the same checks as an inbound CALL: its schema, then
-        the numbers the store can hold (ocppj/values.py)."""
-        violation = schemas.validate(self.version, action, payload, response=True)
+    def _check_answer(
+        self, action: str, payload: Payload
+    ) -> tuple[Payload, tuple[lenient.Deviation, ...], schemas.SchemaViolation | None]:
+        """An answer to our CALL passes the same checks as an inbound CALL: its schema (with
+        the lenient repairs in lenient mode), then the numbers the store can hold."""
+        if self.lenient:
+            payload, deviations, violation = lenient.validate(self.version, action, payload,
+                                                              response=True)
+        else:
+            deviations = ()
+            violation = schemas.validate(self.version, action, payload, response=True)
         if violation is not None:
-            return payload, violation
+            return payload, (), violation
         try:
             values.check_payload(schemas.schema(self.version, action, True), payload)
         except values.UnstorableValue as exc:
-            return payload, schemas.SchemaViolation(exc.kind, str(exc))
-        return payload, None
+            return payload, (), schemas.SchemaViolation(exc.kind, str(exc))
+        return payload, deviations, None
 
     def _receive_error(self, error: CallError) -> list[Event]:
         if error.about_result:
