@@ -291,3 +291,37 @@ async def test_strict_mode_refuses_the_same_answers(nursery, tmp_path) -> None:
         assert "x" in body["error_description"]
     status, shown = await http(csms, "GET", "/stations/STR-16", key)
     assert shown["deviations"] == [] and "MeterValueSampleInterval" not in shown["settings"]
+
+
+# ---- 6. a number where a string is wanted is kept exactly as written -----------------------
+async def test_number_as_string_keeps_the_frames_text(csms: CsmsInProcess) -> None:
+    from tests.test_server import query
+
+    await register(csms, "EX-16")
+    async with open_websocket_url(csms.url("EX-16"), subprotocols=["ocpp1.6"]) as ws:
+        await ws.send_message(
+            '[2,"b1","BootNotification",{"chargePointVendor":"V","chargePointModel":"M",'
+            '"chargePointSerialNumber":91234567890123456789,"firmwareVersion":3.40}]')
+        answer = json.loads(await ws.get_message())
+        assert answer[0] == 3 and answer[2]["status"] == "Accepted"
+    assert query(csms, "SELECT serial_number, firmware_version FROM station WHERE id = ?",
+                 "EX-16") == [("91234567890123456789", "3.40")]
+    await register(csms, "EX-201")
+    async with open_websocket_url(csms.url("EX-201"), subprotocols=["ocpp2.0.1"]) as ws:
+        await ws.send_message(
+            '[2,"b1","BootNotification",{"reason":"PowerUp","chargingStation":{'
+            '"vendorName":"V","model":"M","serialNumber":1.2e3,"firmwareVersion":2.10}}]')
+        answer = json.loads(await ws.get_message())
+        assert answer[0] == 3 and answer[2]["status"] == "Accepted"
+    assert query(csms, "SELECT serial_number, firmware_version FROM station WHERE id = ?",
+                 "EX-201") == [("1.2e3", "2.10")]
+    key = await new_key(csms)
+    async with station(csms, "EX-ANS") as fake:
+        fake.answers["GetConfiguration"] = (
+            '{"configurationKey":[{"key":"HeartbeatInterval","readonly":false,'
+            '"value":900.0}]}')
+        status, body = await http(csms, "POST", "/stations/EX-ANS/commands", key, {
+            "operation": "get-config", "args": {"keys": ["HeartbeatInterval"]}})
+        assert status == 200 and body["result"]["configurationKey"][0]["value"] == "900.0"
+    status, shown = await http(csms, "GET", "/stations/EX-ANS", key)
+    assert shown["settings"]["HeartbeatInterval"] == "900.0"

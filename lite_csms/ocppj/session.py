@@ -116,6 +116,29 @@ class _Outstanding:
     deadline: float
 
 
+def _exact_at(text: str | bytes, index: int) -> lenient.ExactText:
+    """A lookup of a number's exact text in the payload at `index` of the frame `text`.
+
+    The frame is read again only when a repair asks, so valid traffic pays nothing.
+    """
+    read: list[Any] = []
+
+    def at(path: list[Any]) -> str | None:
+        if not read:
+            frame = framing.exact_numbers(text)
+            read.append(frame[index] if isinstance(frame, list) and len(frame) > index
+                        else None)
+        node = read[0]
+        for part in path:
+            try:
+                node = node[part]
+            except (LookupError, TypeError):
+                return None
+        return node if isinstance(node, str) else None
+
+    return at
+
+
 class RpcSession:
     def __init__(
         self,
@@ -145,20 +168,21 @@ class RpcSession:
             return [self._error_reply(exc.message_id, exc.kind, exc.description)]
         match frame:
             case Call():
-                return [self._receive_call(frame)]
+                return [self._receive_call(frame, _exact_at(text, 3))]
             case Send():
-                return [self._receive_send(frame)]
+                return [self._receive_send(frame, _exact_at(text, 3))]
             case CallResult():
-                return self._receive_result(frame, now)
+                return self._receive_result(frame, _exact_at(text, 2))
             case CallError():
                 return self._receive_error(frame)
         raise AssertionError(frame)
 
-    def _receive_call(self, call: Call) -> Event:
+    def _receive_call(self, call: Call, exact: lenient.ExactText) -> Event:
         if call.message_id in self._unanswered:
             return Ignored(f"duplicate message id {call.message_id!r} while still unanswered")
         try:
-            payload, deviations, violation = self._check_inbound(call.action, call.payload)
+            payload, deviations, violation = self._check_inbound(call.action, call.payload,
+                                                                 exact)
         except schemas.UnknownAction:
             return self._error_reply(
                 call.message_id, ErrorKind.NOT_IMPLEMENTED, f"unknown action {call.action!r}"
@@ -168,9 +192,10 @@ class RpcSession:
         self._unanswered.add(call.message_id)
         return InboundCall(call.message_id, call.action, payload, deviations)
 
-    def _receive_send(self, send: Send) -> Event:
+    def _receive_send(self, send: Send, exact: lenient.ExactText) -> Event:
         try:
-            payload, deviations, violation = self._check_inbound(send.action, send.payload)
+            payload, deviations, violation = self._check_inbound(send.action, send.payload,
+                                                                 exact)
         except schemas.UnknownAction:
             return Ignored(f"SEND of unknown action {send.action!r}")
         if violation is not None:
@@ -178,11 +203,12 @@ class RpcSession:
         return InboundSend(send.message_id, send.action, payload, deviations)
 
     def _check_inbound(
-        self, action: str, payload: Payload
+        self, action: str, payload: Payload, exact: lenient.ExactText | None = None
     ) -> tuple[Payload, tuple[lenient.Deviation, ...], schemas.SchemaViolation | None]:
         """Schema (strict or lenient), then the numbers the store can hold. Raises UnknownAction."""
         if self.lenient:
-            payload, deviations, violation = lenient.validate(self.version, action, payload)
+            payload, deviations, violation = lenient.validate(self.version, action, payload,
+                                                              exact=exact)
         else:
             deviations = ()
             violation = schemas.validate(self.version, action, payload, response=False)
@@ -194,11 +220,12 @@ class RpcSession:
             return payload, (), schemas.SchemaViolation(exc.kind, str(exc))
         return payload, deviations, None
 
-    def _receive_result(self, result: CallResult, now: float) -> list[Event]:
+    def _receive_result(self, result: CallResult, exact: lenient.ExactText) -> list[Event]:
         pending = self._take_outstanding(result.message_id)
         if pending is None:
             return [Ignored(f"CALLRESULT for unknown or expired id {result.message_id!r}")]
-        payload, deviations, violation = self._check_answer(pending.action, result.payload)
+        payload, deviations, violation = self._check_answer(pending.action, result.payload,
+                                                            exact)
         if violation is None:
             return [CallAnswered(pending.message_id, pending.action, payload, deviations)]
         code = error_code(self.version, violation.kind)
@@ -212,13 +239,13 @@ class RpcSession:
         return [failed]
 
     def _check_answer(
-        self, action: str, payload: Payload
+        self, action: str, payload: Payload, exact: lenient.ExactText | None = None
     ) -> tuple[Payload, tuple[lenient.Deviation, ...], schemas.SchemaViolation | None]:
         """An answer to our CALL passes the same checks as an inbound CALL: its schema (with
         the lenient repairs in lenient mode), then the numbers the store can hold."""
         if self.lenient:
             payload, deviations, violation = lenient.validate(self.version, action, payload,
-                                                              response=True)
+                                                              response=True, exact=exact)
         else:
             deviations = ()
             violation = schemas.validate(self.version, action, payload, response=True)
