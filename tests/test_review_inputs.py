@@ -325,3 +325,87 @@ async def test_number_as_string_keeps_the_frames_text(csms: CsmsInProcess) -> No
         assert status == 200 and body["result"]["configurationKey"][0]["value"] == "900.0"
     status, shown = await http(csms, "GET", "/stations/EX-ANS", key)
     assert shown["settings"]["HeartbeatInterval"] == "900.0"
+
+
+# ---- 7. log lines for what goes wrong, naming the peer and the true close ------------------
+def net_lines(caplog, text: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name.startswith("lite_csms") and text in r.getMessage()]
+
+
+async def test_a_send_of_a_call_action_gets_one_line(csms: CsmsInProcess, caplog) -> None:
+    from tests.test_server import query
+
+    await register(csms, "SEND-21")
+    async with open_websocket_url(csms.url("SEND-21"), subprotocols=["ocpp2.1"]) as ws:
+        await rpc(ws, [2, "b", "BootNotification", BOOT_201])
+        stream = {"id": 1, "pending": 0, "basetime": "2026-11-21T10:00:00Z",
+                  "data": [{"t": 0, "v": "1"}]}
+        caplog.clear()
+        await ws.send_message(json.dumps([6, "s1", "NotifyPeriodicEventStream", stream]))
+        await ws.send_message('[6,"s3","Heartbeat",{}]')
+        assert (await rpc(ws, [2, "h", "Heartbeat", {}]))[:2] == [3, "h"]
+    assert net_lines(caplog, "NotifyPeriodicEventStream") == []
+    lines = net_lines(caplog, "SEND of Heartbeat")
+    assert len(lines) == 1 and "SEND-21" in lines[0] and "CALL" in lines[0]
+    assert query(csms, "SELECT action FROM station_event WHERE station_id = ?", "SEND-21") == [
+        ("NotifyPeriodicEventStream",)]
+
+
+async def test_refused_handshakes_name_the_peer(csms: CsmsInProcess, caplog) -> None:
+    from tests import rawws
+
+    for path, station_id in (("/ocpp/NOPE", "NOPE"), ("/ocpp/a%3Ab", None)):
+        caplog.clear()
+        stream, response = await rawws.connect(csms.port, path)
+        peer = f"127.0.0.1:{stream.socket.getsockname()[1]}"
+        assert response.split(b" ", 2)[1] in (b"404", b"400")
+        await stream.aclose()
+        with trio.fail_after(5):
+            while not net_lines(caplog, "refused"):
+                await trio.sleep(0.01)
+        [line] = net_lines(caplog, "refused")
+        assert peer in line, line
+        if station_id is not None:
+            assert line.startswith(f"{station_id}: refused {peer} with 404")
+
+
+async def test_disconnects_log_the_true_close(csms: CsmsInProcess, caplog, monkeypatch
+                                              ) -> None:
+    from tests import rawws
+
+    await register(csms, "DROP-16")
+    stream, _ = await rawws.connect(csms.port, "/ocpp/DROP-16")
+    await stream.send_all(rawws.frame(1, json.dumps(
+        [2, "b", "BootNotification", BOOT_16]).encode()))
+    assert (await rawws.read_frame(stream, bytearray()))[0] == 1
+    caplog.clear()
+    # The TCP connection ends without a close frame: abnormal closure, 1006.
+    await stream.aclose()
+    with trio.fail_after(5):
+        while not net_lines(caplog, "DROP-16: disconnected"):
+            await trio.sleep(0.01)
+    [line] = net_lines(caplog, "DROP-16: disconnected")
+    assert "1006" in line, line
+
+    # A fault of ours while reading: the station hears 1011 Internal Error, not 1000.
+    from lite_csms.ocppj.session import RpcSession
+
+    real = RpcSession.receive
+
+    def failing(self, text, now):
+        if "boom" in str(text):
+            raise RuntimeError("injected fault")
+        return real(self, text, now)
+
+    monkeypatch.setattr(RpcSession, "receive", failing)
+    caplog.clear()
+    stream, _ = await rawws.connect(csms.port, "/ocpp/DROP-16")
+    await stream.send_all(rawws.frame(1, b'[2,"boom","Heartbeat",{}]'))
+    assert await rawws.close_code(stream) == 1011
+    await stream.aclose()
+    with trio.fail_after(5):
+        while not net_lines(caplog, "DROP-16: disconnected"):
+            await trio.sleep(0.01)
+    [line] = net_lines(caplog, "DROP-16: disconnected")
+    assert "1011" in line and "internal error" in line, line

@@ -41,6 +41,7 @@ INBOUND_QUEUE = 4
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_REPLACED = 1001
 CLOSE_GOING_AWAY = 1001
+CLOSE_INTERNAL_ERROR = 1011
 # Closes that end a connection as intended; any other ending is worth a warning.
 ORDERLY_CLOSE_CODES = frozenset({1000, 1001})
 
@@ -148,6 +149,15 @@ class StationConnection:
                     await self._on_event(event)
         except ConnectionClosed as exc:
             self._note_close(exc)
+        except Exception as exc:
+            # A fault of ours must not pass for an orderly close, neither in the log nor to the
+            # station (which would otherwise get 1000 Normal Closure): 1011, and why.
+            log.exception("%s: internal error on a received message: %s", self.station_id, exc)
+            self.close_code = CLOSE_INTERNAL_ERROR
+            self.close_reason = (f"closed {CLOSE_INTERNAL_ERROR} internal error "
+                                 f"({type(exc).__name__})")
+            with trio.move_on_after(2):
+                await self.ws.aclose(CLOSE_INTERNAL_ERROR, "internal error")
         finally:
             scope.cancel()
 

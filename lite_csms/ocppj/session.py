@@ -13,7 +13,7 @@ from typing import Any
 
 from lite_csms.ocppj import framing, lenient, schemas, values
 from lite_csms.ocppj.framing import Call, CallError, CallResult, FrameError, Payload, Send
-from lite_csms.ocppj.versions import ErrorKind, Version, error_code
+from lite_csms.ocppj.versions import SEND_ACTIONS, ErrorKind, Version, error_code
 
 DEFAULT_CALL_TIMEOUT = 30.0
 
@@ -193,6 +193,10 @@ class RpcSession:
         return InboundCall(call.message_id, call.action, payload, deviations)
 
     def _receive_send(self, send: Send, exact: lenient.ExactText) -> Event:
+        if (send.action in schemas.known_actions(self.version)
+                and send.action not in SEND_ACTIONS.get(self.version, ())):
+            return Ignored(f"SEND of {send.action}, which {self.version.value} sends as a "
+                           "CALL: not processed")
         try:
             payload, deviations, violation = self._check_inbound(send.action, send.payload,
                                                                  exact)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from lite_csms.ocppj.versions import Version
+from lite_csms.ocppj.versions import SEND_ACTIONS, Version
 from lite_csms.operations import catalogue as ops
 from lite_csms.operations import management
 from lite_csms.operations.args import bool_arg as _bool
@@ -17,14 +17,13 @@ from lite_csms.versions import ROUTES
 
 # Sent in both directions (1.6 and 2.x DataTransfer): the CSMS may initiate it too.
 _BOTH_WAYS = frozenset({"DataTransfer"})
-# 2.1 SEND-only station messages: not routed as CALLs, never ours to send.
-_STATION_SENDS = frozenset({"NotifyPeriodicEventStream"})
 
 
 def station_to_csms(version: Version) -> frozenset[str]:
     """The actions only a station initiates in `version` (those the CSMS routes), which the
     CSMS must never send."""
-    extra = _STATION_SENDS if version is Version.OCPP21 else frozenset()
+    # 2.1 SEND-only station messages are not routed as CALLs, and are never ours to send.
+    extra = SEND_ACTIONS.get(version, frozenset())
     return (frozenset(ROUTES[version]) | extra) - _BOTH_WAYS
 
 
