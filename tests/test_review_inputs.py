@@ -409,3 +409,25 @@ async def test_disconnects_log_the_true_close(csms: CsmsInProcess, caplog, monke
             await trio.sleep(0.01)
     [line] = net_lines(caplog, "DROP-16: disconnected")
     assert "1011" in line and "internal error" in line, line
+
+
+# ---- 8. a lone segment with a trailing slash names a registered station --------------------
+async def test_root_path_with_trailing_slash_names_a_registered_station(nursery, tmp_path
+                                                                        ) -> None:
+    from tests import rawws
+    from tests.test_server import query
+
+    csms = await start_in_process(nursery, tmp_path, auto_register=True)
+    await register(csms, "S16")
+    async with open_websocket_url(f"ws://127.0.0.1:{csms.port}/S16/",
+                                  subprotocols=["ocpp1.6"]) as ws:
+        assert (await rpc(ws, [2, "b", "BootNotification", BOOT_16]))[2]["status"] == "Accepted"
+    # Even with auto-registration on, a bare base URL never makes up a station "ocpp".
+    stream, response = await rawws.connect(csms.port, "/ocpp/")
+    assert response.startswith(b"HTTP/1.1 400"), response
+    while chunk := await stream.receive_some(4096):
+        response += chunk
+    assert b"no station 'ocpp' is registered" in response
+    await stream.aclose()
+    assert query(csms, "SELECT id FROM station ORDER BY id") == [("S16",)]
+    assert query(csms, "SELECT protocol FROM station WHERE id = 'S16'") == [("ocpp1.6",)]

@@ -23,6 +23,7 @@ from lite_csms.net.commands import CommandSender
 from lite_csms.net.connection import ORDERLY_CLOSE_CODES, StationConnection
 from lite_csms.net.deflate import options_from as deflate_options
 from lite_csms.net.handshake import (
+    BareSegment,
     InvalidStationId,
     basic_credentials,
     choose_subprotocol,
@@ -176,6 +177,15 @@ class CsmsServer:
     async def handle_request(self, request: WebSocketRequest, meter: ConnectionMeter) -> None:
         try:
             station_id = station_id_from_path(request.path)
+        except BareSegment as exc:
+            # `/CS-1/` names CS-1 if it is registered; `/ocpp/` never invents a station "ocpp",
+            # not even with auto-registration on.
+            candidate = exc.candidate
+            if await self.store.run(lambda: Station.get_or_none(Station.id == candidate)) is None:
+                log.warning("refused %s from %s: %s", request.path[:80], request.remote, exc)
+                await request.reject(400, body=str(exc).encode())
+                return
+            station_id = candidate
         except InvalidStationId as exc:
             log.warning("refused %s from %s: %s", request.path[:80], request.remote, exc)
             await request.reject(400, body=str(exc).encode())
