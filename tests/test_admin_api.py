@@ -151,7 +151,8 @@ async def test_any_csms_initiated_message_can_be_sent_raw(csms: CsmsInProcess) -
             assert status == 200 and body["result"] == {"versionNumber": 4}
             status, body = await http(csms, "POST", path, key, {
                 "operation": "call", "args": {"action": "GetLog", "payload": {"x": 1}}})
-            assert body["status"] == "error" and body["error_code"] == "InvalidRequest"
+            # Refused before it is logged or sent: the operator's payload, not the station.
+            assert status == 422 and body["error"].startswith("GetLog:")
             nursery.cancel_scope.cancel()
 
 

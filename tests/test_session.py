@@ -132,10 +132,15 @@ def test_outbound_payloads_are_validated() -> None:
 
 def test_send_is_never_answered() -> None:
     session = RpcSession(Version.OCPP21)
-    [event] = session.receive('[6,"s","Heartbeat",{}]', 0)
+    stream = {"id": 1, "pending": 0, "basetime": "2026-11-21T10:00:00Z",
+              "data": [{"t": 0, "v": "1"}]}
+    [event] = session.receive(framing.dumps([6, "s", "NotifyPeriodicEventStream", stream]), 0)
     assert isinstance(event, InboundSend)
-    [bad] = session.receive('[6,"s2","Heartbeat",{"x":1}]', 0)
+    [bad] = session.receive('[6,"s2","NotifyPeriodicEventStream",{"x":1}]', 0)
     assert isinstance(bad, Ignored)
+    # Heartbeat is a CALL in 2.1: as a SEND it would go unanswered, so it is not processed.
+    [wrong] = session.receive('[6,"s3","Heartbeat",{}]', 0)
+    assert isinstance(wrong, Ignored) and "Heartbeat" in wrong.reason
 
 
 def test_duplicate_unanswered_id_is_ignored() -> None:

@@ -23,7 +23,7 @@ async def test_trailing_or_doubled_slash_names_the_station(
 
 
 async def test_a_base_url_without_an_id_is_still_refused(csms: CsmsInProcess) -> None:
-    await register(csms, "ocpp")  # even a station so named: "/ocpp/" is a bare base URL
+    # No station "ocpp" is registered: "/ocpp/" is a bare base URL.
     for path in ("/ocpp/", "/"):
         stream, response = await rawws.connect(csms.port, path)
         assert response.startswith(b"HTTP/1.1 400"), response

@@ -19,7 +19,10 @@ from lite_csms.handlers import local_list, provisioning, reservation
 from lite_csms.handlers.authorization import TokenRefused, token_for_remote_start
 from lite_csms.net.commands import StationOffline
 from lite_csms.ocppj import timestamps
+from lite_csms.ocppj.session import InvalidOutbound, check_outbound
+from lite_csms.ocppj.values import INT64_MAX, INT64_MIN
 from lite_csms.ocppj.versions import SUPPORTED_SUBPROTOCOLS, Version
+from lite_csms.operations.args import int_arg
 from lite_csms.operations.catalogue import OperationError
 from lite_csms.operations.named import build
 
@@ -44,6 +47,17 @@ def _error(status: int, message: str) -> JsonResponse:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return _error(exc.status_code, str(exc.detail))
+
+
+def _row_id(raw: str) -> int:
+    """A row id from the URL; anything a SQLite rowid cannot be names no row: 404."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise HTTPException(404, "not found") from None
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise HTTPException(404, "not found")
+    return value
 
 
 def build_app(server: CsmsServer) -> Starlette:
@@ -139,18 +153,12 @@ def build_app(server: CsmsServer) -> Starlette:
 
     async def transaction(request: Request) -> Response:
         await caller(request)
-        try:
-            tx_id = int(request.path_params["id"])
-        except ValueError:
-            raise HTTPException(404, "not found") from None
+        tx_id = _row_id(request.path_params["id"])
         return JsonResponse(await found(partial(queries.transaction, tx_id)))
 
     async def transaction_progress(request: Request) -> Response:
         who = await caller(request)
-        try:
-            tx_id = int(request.path_params["id"])
-        except ValueError:
-            raise HTTPException(404, "not found") from None
+        tx_id = _row_id(request.path_params["id"])
         params = request.query_params
         fresh = params.get("fresh", "1").lower()
         if fresh not in ("0", "1", "true", "false"):
@@ -193,8 +201,11 @@ def build_app(server: CsmsServer) -> Starlette:
         if not isinstance(ttl, int) or not 0 < ttl <= MAX_QUEUE_TTL:
             raise HTTPException(422, f"ttl must be 1 to {MAX_QUEUE_TTL} seconds")
         station_tx_ids: dict[int, str | None] = {}
-        if isinstance(args.get("transaction"), int):
-            tx_id = args["transaction"]
+        if args.get("transaction") is not None:
+            try:
+                tx_id = int_arg(args, "transaction")
+            except OperationError as exc:
+                raise HTTPException(422, str(exc)) from None
             known, station_tx_ids[tx_id] = await store.run(
                 partial(queries.station_tx_id, station_id, tx_id))
             if not known:
@@ -219,7 +230,12 @@ def build_app(server: CsmsServer) -> Starlette:
         try:
             req = build(version, str(data.get("operation", "")), args, station_tx_ids.get,
                         request_id=await store.run(queries.next_request_id))
-        except OperationError as exc:
+            # Checked here, before the command is logged or sent: the operator's mistake is
+            # a 422 naming the field, never a CALL the station should not get.
+            check_outbound(version, req.action, req.payload)
+        except (OperationError, InvalidOutbound) as exc:
+            if reservation_id is not None:
+                await store.run(partial(reservation.answered, reservation_id, None))
             raise HTTPException(422, str(exc)) from None
         try:
             outcome = await server.commands.send(
@@ -230,11 +246,17 @@ def build_app(server: CsmsServer) -> Starlette:
                 await store.run(partial(reservation.answered, reservation_id, None))
             raise HTTPException(409, f"{exc}; send with \"queue\": true to queue it") from None
         status = {"queued": 202, "timeout": 504}.get(outcome.status, 200)
-        return JsonResponse({"command_id": outcome.command_id, "action": req.action,
-                             "status": outcome.status, "result": outcome.result,
-                             "error_code": outcome.error_code,
-                             "error_description": outcome.error_description},
-                            status_code=status)
+        answer = {"command_id": outcome.command_id, "action": req.action,
+                  "status": outcome.status, "result": outcome.result,
+                  "error_code": outcome.error_code,
+                  "error_description": outcome.error_description}
+        if outcome.invalid_answer:
+            # The station answered something the CSMS cannot accept: a bad gateway, not us.
+            status = 502
+            answer["error"] = (f"{station_id} answered {req.action} with a payload the CSMS "
+                               f"refuses (command {outcome.command_id}): "
+                               f"{outcome.error_code}: {outcome.error_description}")
+        return JsonResponse(answer, status_code=status)
 
     async def reserve_args(station_id: str, args: dict[str, Any]
                            ) -> tuple[dict[str, Any], int]:
@@ -244,9 +266,10 @@ def build_app(server: CsmsServer) -> Starlette:
             raise HTTPException(422, "expires_in must be 1 to 604800 seconds")
         if not isinstance(token, str) or not token:
             raise HTTPException(422, "token must be a non-empty string")
-        connector = args.get("connector", 0)
-        if isinstance(connector, bool) or not isinstance(connector, int) or connector < 0:
-            raise HTTPException(422, "connector must be a non-negative integer")
+        try:
+            connector = int_arg(args, "connector", 0)
+        except OperationError as exc:
+            raise HTTPException(422, str(exc)) from None
         expires_at = timestamps.now_utc() + timedelta(seconds=expires_in)
         held = await store.run(
             partial(reservation.create, station_id, connector, token, expires_at))
@@ -271,10 +294,7 @@ def build_app(server: CsmsServer) -> Starlette:
 
     async def command(request: Request) -> Response:
         await caller(request)
-        try:
-            command_id = int(request.path_params["id"])
-        except ValueError:
-            raise HTTPException(404, "not found") from None
+        command_id = _row_id(request.path_params["id"])
         return JsonResponse(await found(partial(queries.command, command_id)))
 
     async def openapi(request: Request) -> Response:

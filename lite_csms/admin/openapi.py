@@ -205,7 +205,13 @@ DOCUMENT: dict[str, Any] = {
                                "registration forbids the operation (rejected; pending: no "
                                "remote start or stop)",
                                {"$ref": "#/components/schemas/Error"}),
-                    "422": _ERROR, "504": _ok("no answer in time", _OBJECT)}}},
+                    "422": _ok("a bad operation or argument (named), or a payload that "
+                               "would not pass its schema and numeric checks: nothing sent",
+                               {"$ref": "#/components/schemas/Error"}),
+                    "502": _ok("the station's answer failed the checks (schema, numbers "
+                               "the store can hold): the command failed, with its fields and "
+                               "an error", _OBJECT),
+                    "504": _ok("no answer in time", _OBJECT)}}},
         "/commands/{id}": {"get": {"summary": "one command and its outcome",
                                    "parameters": _ID,
                                    "responses": {"200": _ok("command", _OBJECT),

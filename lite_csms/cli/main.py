@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import peewee as pw
 import trio
@@ -23,6 +24,13 @@ from lite_csms.net.ports import PortBusy
 EXIT_BROKEN_PIPE = 141
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Bad arguments get one line on stderr and exit 2, like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"lite-csms: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: otherwise a subcommand's default None overwrites a value given before it.
@@ -32,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="SQLite file (env LITE_CSMS_DATABASE; default "
                              "~/.local/share/lite-csms/lite-csms.sqlite3, for root "
                              "/var/lib/lite-csms/lite-csms.sqlite3)")
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="lite-csms", parents=[common],
         description="A lightweight, low-bandwidth OCPP-J CSMS on trio and SQLite.",
     )
@@ -193,5 +201,5 @@ def _main(argv: Sequence[str] | None) -> int:
     except OSError as exc:
         if isinstance(exc, BrokenPipeError):
             raise
-        print(f"lite-csms: error: {exc.strerror or exc}", file=sys.stderr)
+        print(f"lite-csms: error: {exc.strerror or exc or type(exc).__name__}", file=sys.stderr)
         return 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -19,6 +20,12 @@ _API_TO_CLI_WORDS = [
     ('"queue": true', "--queue"), ('"ttl"', "--ttl"), ("ttl must", "--ttl must"),
     ("expires_in", "--expires-in"), ("queue true or false", "--queue"),
 ]
+
+
+_LEADING_ARGUMENT = re.compile(r"([a-z][a-z_]*) must ")
+# Arguments the CLI takes positionally or builds itself: no flag to name.
+_NOT_FLAGS = frozenset({"args", "payload", "action", "keys", "variables", "location",
+                        "planned", "periods"})
 
 
 def api_error(status: int, message: str, station_id: str | None = None) -> CliError:
@@ -44,6 +51,14 @@ def api_error(status: int, message: str, station_id: str | None = None) -> CliEr
                         "nothing can be sent or queued yet")
     for api_words, cli_words in _API_TO_CLI_WORDS:
         message = message.replace(api_words, cli_words)
+    # "stack_level must be ..." names the API's argument; the CLI's flag is --stack-level.
+    field = _LEADING_ARGUMENT.match(message)
+    if status == 422 and field is not None and field.group(1) not in _NOT_FLAGS:
+        message = "--" + field.group(1).replace("_", "-") + message[field.end(1):]
+    if not message.strip():
+        message = f"the admin API answered HTTP {status} without a reason"
+    elif status >= 500 and str(status) not in message and status != 502:
+        message = f"the admin API answered HTTP {status}: {message}"
     return CliError(message)
 
 

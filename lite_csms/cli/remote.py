@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import urllib.error
 import urllib.request
 from typing import Any
@@ -107,14 +108,26 @@ def _operation(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
             return "get-local-list-version", {}
         case "call":
             try:
-                payload = json.loads(args.payload)
-            except ValueError:
-                raise CliError("the payload is not valid JSON") from None
+                payload = json.loads(args.payload, parse_constant=_not_json,
+                                     parse_float=_finite)
+            except ValueError as exc:
+                raise CliError(f"the payload is not valid JSON: {exc}") from None
             return "call", {"action": args.action, "payload": payload}
     found = remote_management.operation(args)
     if found is None:
         raise CliError(f"unknown command {args.remote_command}")
     return found
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is not a finite number")
+    return value
 
 
 def api_url(settings: Settings, path: str) -> str:
@@ -130,17 +143,26 @@ def call_api(settings: Settings, method: str, path: str, body: dict[str, Any] | 
                        "(create one with `lite-csms apikey add NAME`)")
     request = urllib.request.Request(
         api_url(settings, path), method=method,
-        data=None if body is None else json.dumps(body).encode(),
+        data=None if body is None else json.dumps(body, allow_nan=False).encode(),
         headers={"Authorization": f"Bearer {settings.api_key}",
                  "Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
+        raw = exc.read()
         try:
-            return exc.code, json.loads(exc.read())
+            answer = json.loads(raw)
         except ValueError:
-            return exc.code, {"error": exc.reason}
+            answer = None
+        if not isinstance(answer, dict) or not str(answer.get("error", "")).strip():
+            # An answer with no reason (a failure inside the API): say at least what happened.
+            text = raw.decode("utf-8", "replace").strip().splitlines()
+            reason = (text[0][:200] if text else "") or str(exc.reason or "").strip()
+            answer = {"error": f"the admin API answered HTTP {exc.code}"
+                               + (f" ({reason})" if reason else "")
+                               + ("; the server's log says why" if exc.code >= 500 else "")}
+        return exc.code, answer
     except (urllib.error.URLError, OSError) as exc:
         raise CliError(f"cannot reach the admin API at {api_url(settings, '')}: "
                        f"{getattr(exc, 'reason', exc)}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 
@@ -11,7 +12,7 @@ def add_parsers(cmds: argparse._SubParsersAction, shared: argparse.ArgumentParse
                             help="limit charging power or current (a charging profile)")
     limit.add_argument("--connector", type=int, default=0, help="0: every connector")
     amount = limit.add_mutually_exclusive_group(required=True)
-    amount.add_argument("--limit", type=float, help="one limit from the start on")
+    amount.add_argument("--limit", type=finite_float, help="one limit from the start on")
     amount.add_argument("--periods", type=_periods, metavar="S:LIMIT,...",
                         help="a schedule: each period's start (seconds from the schedule's "
                              "start) and limit, e.g. 0:16,3600:10")
@@ -69,16 +70,28 @@ def add_parsers(cmds: argparse._SubParsersAction, shared: argparse.ArgumentParse
         "--transaction", type=int)
 
 
+def finite_float(raw: str) -> float:
+    """A number argument: "nan", "inf" and "1e400" are not limits."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a finite number")
+    return value
+
+
 def _periods(raw: str) -> list[dict[str, Any]]:
     """--periods 0:16,3600:10 as the API's [{"start": 0, "limit": 16.0}, ...]."""
     periods = []
     for part in raw.split(","):
         start, _, limit = part.partition(":")
         try:
-            periods.append({"start": int(start), "limit": float(limit)})
-        except ValueError:
+            periods.append({"start": int(start), "limit": finite_float(limit)})
+        except (ValueError, argparse.ArgumentTypeError):
             raise argparse.ArgumentTypeError(
-                f"{part!r} is not SECONDS:LIMIT (e.g. 0:16,3600:10)") from None
+                f"{part!r} is not SECONDS:LIMIT with a finite limit (e.g. 0:16,3600:10)"
+            ) from None
     return periods
 
 

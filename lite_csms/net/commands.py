@@ -49,6 +49,8 @@ class CommandOutcome:
     result: dict[str, Any] | None = None
     error_code: str | None = None
     error_description: str | None = None
+    # The station answered, but the answer failed the checks an inbound message gets.
+    invalid_answer: bool = False
 
 
 class CommandSender:
@@ -113,6 +115,10 @@ class CommandSender:
             outcome = CommandOutcome(command_id, "error", None, "InvalidRequest", str(exc))
         else:
             outcome = _outcome(command_id, answer)
+            if outcome.invalid_answer:
+                log.warning("%s: command %d: the answer to %s was refused: %s %s",
+                            connection.station_id, command_id, action, outcome.error_code,
+                            (outcome.error_description or "")[:200])
         finally:
             with trio.CancelScope(shield=True):
                 await self._store.run(partial(
@@ -135,4 +141,4 @@ def _outcome(command_id: int, answer: CallAnswered | CallFailed) -> CommandOutco
         return CommandOutcome(command_id, "answered", answer.payload)
     status = "timeout" if answer.timed_out else "error"
     return CommandOutcome(command_id, status, answer.details or None, answer.code,
-                          answer.description)
+                          answer.description, answer.invalid_answer)

@@ -41,8 +41,14 @@ INBOUND_QUEUE = 4
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_REPLACED = 1001
 CLOSE_GOING_AWAY = 1001
+CLOSE_INTERNAL_ERROR = 1011
 # Closes that end a connection as intended; any other ending is worth a warning.
 ORDERLY_CLOSE_CODES = frozenset({1000, 1001})
+
+
+def answer_action(action: str) -> str:
+    """How deviations in a station's answer to our `action` are recorded."""
+    return f"{action} (answer)"
 
 
 # Traffic that no valid message explains: garbage, a broken answer, an unknown id.
@@ -147,6 +153,15 @@ class StationConnection:
                     await self._on_event(event)
         except ConnectionClosed as exc:
             self._note_close(exc)
+        except Exception as exc:
+            # A fault of ours must not pass for an orderly close, neither in the log nor to the
+            # station (which would otherwise get 1000 Normal Closure): 1011, and why.
+            log.exception("%s: internal error on a received message: %s", self.station_id, exc)
+            self.close_code = CLOSE_INTERNAL_ERROR
+            self.close_reason = (f"closed {CLOSE_INTERNAL_ERROR} internal error "
+                                 f"({type(exc).__name__})")
+            with trio.move_on_after(2):
+                await self.ws.aclose(CLOSE_INTERNAL_ERROR, "internal error")
         finally:
             scope.cancel()
 
@@ -167,6 +182,9 @@ class StationConnection:
                 log.warning("%s: answered bad message with %s", self.station_id, reason[:200])
                 await self._send(text, INVALID_MESSAGE)
             case CallAnswered() | CallFailed():
+                if isinstance(event, CallAnswered) and event.deviations:
+                    await self._record_deviations(answer_action(event.action),
+                                                  event.deviations)
                 waiter = self._waiters.get(event.message_id)
                 if waiter is not None:
                     waiter.outcome = event
@@ -289,5 +307,8 @@ class StationConnection:
                             waiter.outcome = event
             finally:
                 del self._waiters[message_id]
-            assert waiter.outcome is not None
+            if waiter.outcome is None:
+                # The reader ended (the connection broke) between taking the answer and
+                # handing it over: the command failed, the server goes on.
+                return CallFailed(message_id, action, "ConnectionClosed", self.close_reason, {})
             return waiter.outcome

@@ -29,22 +29,34 @@ def check_station_id(station_id: str) -> str:
     return station_id
 
 
+class BareSegment(InvalidStationId):
+    """A lone segment with a trailing slash (`/CS-001/`, `/ocpp/`): a pasted station URL or a
+    base URL to which no id was appended. It names `candidate` only if that station is
+    registered (the server looks it up); otherwise it is refused, never auto-registered."""
+
+    def __init__(self, raw_path: str, candidate: str) -> None:
+        super().__init__(f"no station id after {raw_path!r}: append the station id "
+                         f"(no station {candidate!r} is registered)")
+        self.candidate = candidate
+
+
 def station_id_from_path(path: str) -> str:
     """The last non-empty segment of the request path, percent-decoded.
 
     Chargers are configured with a base URL and append their own id, so `/ocpp/CS-001`,
     `/CS-001` and `/anything/CS-001` all name CS-001. People paste URLs by hand, so empty
     segments are ignored: `/ocpp/CS-001/` and `/ocpp//CS-001` (a base URL ending in "/")
-    name CS-001 too. A lone segment with a trailing slash (`/ocpp/`) names nothing: that is
-    the shape of a base URL to which no id was appended, and it must not name "ocpp".
+    name CS-001 too. A lone segment with a trailing slash raises BareSegment: `/CS-001/` is
+    CS-001 when it is registered, while `/ocpp/` must not make up a station "ocpp".
     """
     raw_path = path.split("?", 1)[0].split("#", 1)[0]
     segments = [segment for segment in raw_path.split("/") if segment]
     if not segments:
         raise InvalidStationId("the station id is empty")
+    station_id = check_station_id(urllib.parse.unquote(segments[-1]))
     if len(segments) == 1 and raw_path.endswith("/"):
-        raise InvalidStationId(f"no station id after {raw_path!r}: append the station id")
-    return check_station_id(urllib.parse.unquote(segments[-1]))
+        raise BareSegment(raw_path, station_id)
+    return station_id
 
 
 def choose_subprotocol(proposed: Iterable[str], offered: Sequence[str]) -> Version | None:

@@ -65,9 +65,16 @@ def configure_socket(sock: trio.socket.SocketType, options: ListenOptions) -> No
 
 class _ExplainingWebSocketConnection(WebSocketConnection):
     def __init__(self, *args: Any, deflate: BoundedPerMessageDeflate | None = None,
-                 **kwargs: Any) -> None:
+                 peer: str = "an unknown peer", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deflate = deflate
+        self._peer = peer
+
+    @property
+    def remote(self) -> str:  # type: ignore[override]
+        """The peer as host:port: the stream under us is a counting wrapper, whose repr
+        trio-websocket would give."""
+        return self._peer
 
     async def _accept(self, request: Request, subprotocol: str | None,
                       extra_headers: list[tuple[bytes, bytes]]) -> None:
@@ -184,7 +191,7 @@ class WebSocketListener:
             stream, WSConnection(ConnectionType.SERVER),
             message_queue_size=self.options.message_queue_size,
             max_message_size=self.options.max_message_size,
-            deflate=deflate,
+            deflate=deflate, peer=peer,
         )
         handshake = trio.CancelScope(
             deadline=trio.current_time() + self.options.handshake_timeout

@@ -23,6 +23,7 @@ from lite_csms.net.commands import CommandSender
 from lite_csms.net.connection import ORDERLY_CLOSE_CODES, StationConnection
 from lite_csms.net.deflate import options_from as deflate_options
 from lite_csms.net.handshake import (
+    BareSegment,
     InvalidStationId,
     basic_credentials,
     choose_subprotocol,
@@ -176,21 +177,31 @@ class CsmsServer:
     async def handle_request(self, request: WebSocketRequest, meter: ConnectionMeter) -> None:
         try:
             station_id = station_id_from_path(request.path)
+        except BareSegment as exc:
+            # `/CS-1/` names CS-1 if it is registered; `/ocpp/` never invents a station "ocpp",
+            # not even with auto-registration on.
+            candidate = exc.candidate
+            if await self.store.run(lambda: Station.get_or_none(Station.id == candidate)) is None:
+                log.warning("refused %s from %s: %s", request.path[:80], request.remote, exc)
+                await request.reject(400, body=str(exc).encode())
+                return
+            station_id = candidate
         except InvalidStationId as exc:
-            log.warning("refused %s: %s", request.path[:80], exc)
+            log.warning("refused %s from %s: %s", request.path[:80], request.remote, exc)
             await request.reject(400, body=str(exc).encode())
             return
         refusal = await self._authenticate(station_id, request)
         if refusal is not None:
             status, reason, headers = refusal
-            log.warning("%s: refused with %d: %s", station_id, status, reason)
+            log.warning("%s: refused %s with %d: %s", station_id, request.remote, status,
+                        reason)
             await request.reject(status, extra_headers=headers, body=reason.encode())
             return
         version = choose_subprotocol(request.proposed_subprotocols, self.settings.subprotocols)
         if version is None:
             # OCPP-J Part 4: complete the handshake without a subprotocol, then close at once.
-            log.warning("%s: no supported subprotocol in %s", station_id,
-                        list(request.proposed_subprotocols))
+            log.warning("%s: no supported subprotocol in %s from %s", station_id,
+                        list(request.proposed_subprotocols), request.remote)
             ws = await request.accept()
             await ws.aclose(CLOSE_PROTOCOL_ERROR, "no supported OCPP version proposed")
             return
@@ -269,8 +280,11 @@ class CsmsServer:
     async def _forget(self, connection: StationConnection) -> None:
         station_id = connection.station_id
         orderly = connection.close_code in ORDERLY_CLOSE_CODES
+        reason = connection.close_reason
+        if connection.close_code is not None and str(connection.close_code) not in reason:
+            reason = f"{connection.close_code} {reason}"
         log.log(logging.INFO if orderly else logging.WARNING, "%s: disconnected (%s)",
-                station_id, connection.close_reason)
+                station_id, reason)
         if self.connections.get(station_id) is not connection:
             return  # replaced: the new connection owns the station's presence now
         del self.connections[station_id]

@@ -100,6 +100,17 @@ def loads(text: str | bytes) -> Any:
             raise exc from None
 
 
+def exact_numbers(text: str | bytes) -> Any:
+    """The message read again with every number kept as the text it was written with
+    (`3.40` stays "3.40", `91234567890123456789` keeps all its digits), or None when it cannot
+    be read so. orjson reads numbers as doubles; this slower path is for the rare repair that
+    needs the exact text (lenient number-as-string)."""
+    try:
+        return json.loads(text, parse_int=str, parse_float=str, parse_constant=str)
+    except (ValueError, RecursionError):
+        return None
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 

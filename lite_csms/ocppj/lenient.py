@@ -4,8 +4,9 @@ On a schema failure the known repair for that failure is applied on the failing 
 payload is validated again, at most MAX_REPAIRS times. What is accepted (docs/DEVIATIONS.md):
 
 - over-long string (maxLength): kept whole; only the copy being validated is shortened;
-- number where a string is wanted: coerced to its JSON text, except for id tokens and
-  transaction ids, where "0012" sent as 12 would name someone else;
+- number where a string is wanted: coerced to its JSON text exactly as written (3.40 stays
+  "3.40"), except for id tokens and transaction ids, where "0012" sent as 12 would name
+  someone else;
 - null for an optional property: read as absent (a required one is still refused);
 - enum value in the wrong letter case: the one member equal ignoring case;
 - unknown property: ignored (kept in the payload, never read).
@@ -18,7 +19,7 @@ numbers, timestamps and ids, and none of these repairs invents one.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,29 +54,37 @@ class _Unrepairable(Exception):
     pass
 
 
+# The exact JSON text of the number at a path of the payload, when the raw frame is at hand.
+ExactText = Callable[[list[Any]], str | None]
+
+
 def validate(
-    version: Version, action: str, payload: dict[str, Any]
+    version: Version, action: str, payload: dict[str, Any], *, response: bool = False,
+    exact: ExactText | None = None,
 ) -> tuple[dict[str, Any], tuple[Deviation, ...], schemas.SchemaViolation | None]:
     """Return (payload to handle, deviations accepted, violation left or None).
 
-    The payload returned is a repaired copy when anything was repaired, else `payload` itself.
+    `response`: the payload is a station's answer (CALLRESULT) to our `action`, checked
+    against the response schema with the same repairs. The payload returned is a repaired
+    copy when anything was repaired, else `payload` itself. `exact` gives a number's text
+    as the frame wrote it, for the number-as-string repair (else orjson's shortest form).
     Raises schemas.UnknownAction.
     """
-    exc = schemas.failure(version, action, payload, response=False)
+    exc = schemas.failure(version, action, payload, response=response)
     if exc is None:
         return payload, (), None
-    root = schemas.schema(version, action, False)
+    root = schemas.schema(version, action, response)
     handled = copy.deepcopy(payload)
     checked = copy.deepcopy(payload)
     found: dict[tuple[str, str], Deviation] = {}
     for _ in range(MAX_REPAIRS):
         try:
-            deviation = _repair(root, exc, handled, checked)
+            deviation = _repair(root, exc, handled, checked, exact)
         except (_Unrepairable, LookupError, TypeError, ValueError):
             # A path this module cannot follow is no reason to fail the connection: refuse.
             return payload, (), schemas.violation(exc)
         found.setdefault((deviation.kind, deviation.path), deviation)
-        next_exc = schemas.failure(version, action, checked, response=False)
+        next_exc = schemas.failure(version, action, checked, response=response)
         if next_exc is None:
             return handled, tuple(found.values()), None
         exc = next_exc
@@ -83,7 +92,7 @@ def validate(
 
 
 def _repair(root: dict[str, Any], exc: Any, handled: dict[str, Any],
-            checked: dict[str, Any]) -> Deviation:
+            checked: dict[str, Any], exact: ExactText | None = None) -> Deviation:
     """Repair the failure at exc.path and the same failure at every sibling list entry.
 
     Sibling entries share the failing field's schema, so a charger that writes "kwh" in every
@@ -125,8 +134,8 @@ def _repair(root: dict[str, Any], exc: Any, handled: dict[str, Any],
         for target in targets:
             found = _get(checked, target)
             if _is_number(found) and orjson.dumps(found) != b"null":
-                _set_both(handled, checked, target, orjson.dumps(found).decode())
-        return Deviation(NUMBER_AS_STRING, shown, orjson.dumps(value).decode())
+                _set_both(handled, checked, target, _number_text(found, target, exact))
+        return Deviation(NUMBER_AS_STRING, shown, _example(_number_text(value, path, exact)))
     if rule == "enum" and isinstance(value, str) and isinstance(definition, list):
         if _case_match(definition, value) is None:
             raise _Unrepairable
@@ -138,6 +147,13 @@ def _repair(root: dict[str, Any], exc: Any, handled: dict[str, Any],
                     _set_both(handled, checked, target, match)
         return Deviation(ENUM_CASE, shown, _example(value))
     raise _Unrepairable
+
+
+def _number_text(value: Any, path: list[Any], exact: ExactText | None) -> str:
+    """The number as the station wrote it ("3.40", all 20 digits of a serial number); orjson's
+    form only when the frame's text is not at hand."""
+    text = exact(path) if exact is not None else None
+    return text if text is not None else orjson.dumps(value).decode()
 
 
 def _is_number(value: Any) -> bool:

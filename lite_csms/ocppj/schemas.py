@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib.resources.abc import Traversable
 from typing import Any
@@ -93,6 +94,30 @@ def failure(
         _compiled(version, action, response)(payload)
     except fastjsonschema.JsonSchemaValueException as exc:
         return exc
+    except (OverflowError, ValueError):
+        # The compiled `multipleOf` check turns the number into an int: 1e400 (read as inf)
+        # raises there instead of failing the rule. Name the value the store cannot hold.
+        found = _non_finite(payload, "data")
+        if found is None:
+            raise
+        return fastjsonschema.JsonSchemaValueException(
+            f"{found[0]} must be a finite number", found[1], found[0], None, "finite")
+    return None
+
+
+def _non_finite(value: Any, path: str) -> tuple[str, float] | None:
+    """The first float in `value` that is not finite, with its fastjsonschema-style path."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path, value
+    items: Iterable[tuple[str, Any]] = ()
+    if isinstance(value, dict):
+        items = ((f"{path}.{key}", item) for key, item in value.items())
+    elif isinstance(value, list):
+        items = ((f"{path}[{index}]", item) for index, item in enumerate(value))
+    for where, item in items:
+        found = _non_finite(item, where)
+        if found is not None:
+            return found
     return None
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from lite_csms.ocppj import framing, lenient, schemas, values
 from lite_csms.ocppj.framing import Call, CallError, CallResult, FrameError, Payload, Send
-from lite_csms.ocppj.versions import ErrorKind, Version, error_code
+from lite_csms.ocppj.versions import SEND_ACTIONS, ErrorKind, Version, error_code
 
 DEFAULT_CALL_TIMEOUT = 30.0
 
@@ -43,9 +43,12 @@ class InboundSend:
 
 @dataclass(frozen=True, slots=True)
 class CallAnswered:
+    """A valid answer to our CALL; `deviations` lists what lenient mode accepted in it."""
+
     message_id: str
     action: str
     payload: Payload
+    deviations: tuple[lenient.Deviation, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,8 @@ class CallFailed:
     description: str
     details: Payload
     timed_out: bool = False
+    # The station answered, but its CALLRESULT failed our checks (schema or storable numbers).
+    invalid_answer: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +91,52 @@ class InvalidOutbound(ValueError):
     """We were about to send a schema-invalid payload; that is our bug, never the peer's."""
 
 
+def check_outbound(version: Version, action: str, payload: Payload) -> None:
+    """A CALL we send passes its schema and the numeric rules an inbound one must pass
+    (ocppj/values.py: the schemas set no bound, so 2**63 would pass them alone).
+
+    Raises InvalidOutbound naming the field, before anything is sent.
+    """
+    try:
+        violation = schemas.validate(version, action, payload, response=False)
+    except schemas.UnknownAction:
+        raise InvalidOutbound(f"{action} does not exist in {version.value}") from None
+    if violation is not None:
+        raise InvalidOutbound(f"{action}: {violation.description}")
+    try:
+        values.check_payload(schemas.schema(version, action, False), payload)
+    except values.UnstorableValue as exc:
+        raise InvalidOutbound(f"{action}: {exc}") from None
+
+
 @dataclass(slots=True)
 class _Outstanding:
     message_id: str
     action: str
     deadline: float
+
+
+def _exact_at(text: str | bytes, index: int) -> lenient.ExactText:
+    """A lookup of a number's exact text in the payload at `index` of the frame `text`.
+
+    The frame is read again only when a repair asks, so valid traffic pays nothing.
+    """
+    read: list[Any] = []
+
+    def at(path: list[Any]) -> str | None:
+        if not read:
+            frame = framing.exact_numbers(text)
+            read.append(frame[index] if isinstance(frame, list) and len(frame) > index
+                        else None)
+        node = read[0]
+        for part in path:
+            try:
+                node = node[part]
+            except (LookupError, TypeError):
+                return None
+        return node if isinstance(node, str) else None
+
+    return at
 
 
 class RpcSession:
@@ -103,7 +149,8 @@ class RpcSession:
         lenient: bool = False,
     ) -> None:
         self.version = version
-        # Inbound only: what we send and the answers we accept stay strictly schema-valid.
+        # For what the station sends, its CALLs and its answers to ours; what we send stays
+        # strictly schema-valid.
         self.lenient = lenient
         self.call_timeout = call_timeout
         self._outstanding: _Outstanding | None = None
@@ -121,20 +168,21 @@ class RpcSession:
             return [self._error_reply(exc.message_id, exc.kind, exc.description)]
         match frame:
             case Call():
-                return [self._receive_call(frame)]
+                return [self._receive_call(frame, _exact_at(text, 3))]
             case Send():
-                return [self._receive_send(frame)]
+                return [self._receive_send(frame, _exact_at(text, 3))]
             case CallResult():
-                return self._receive_result(frame, now)
+                return self._receive_result(frame, _exact_at(text, 2))
             case CallError():
                 return self._receive_error(frame)
         raise AssertionError(frame)
 
-    def _receive_call(self, call: Call) -> Event:
+    def _receive_call(self, call: Call, exact: lenient.ExactText) -> Event:
         if call.message_id in self._unanswered:
             return Ignored(f"duplicate message id {call.message_id!r} while still unanswered")
         try:
-            payload, deviations, violation = self._check_inbound(call.action, call.payload)
+            payload, deviations, violation = self._check_inbound(call.action, call.payload,
+                                                                 exact)
         except schemas.UnknownAction:
             return self._error_reply(
                 call.message_id, ErrorKind.NOT_IMPLEMENTED, f"unknown action {call.action!r}"
@@ -144,9 +192,14 @@ class RpcSession:
         self._unanswered.add(call.message_id)
         return InboundCall(call.message_id, call.action, payload, deviations)
 
-    def _receive_send(self, send: Send) -> Event:
+    def _receive_send(self, send: Send, exact: lenient.ExactText) -> Event:
+        if (send.action in schemas.known_actions(self.version)
+                and send.action not in SEND_ACTIONS.get(self.version, ())):
+            return Ignored(f"SEND of {send.action}, which {self.version.value} sends as a "
+                           "CALL: not processed")
         try:
-            payload, deviations, violation = self._check_inbound(send.action, send.payload)
+            payload, deviations, violation = self._check_inbound(send.action, send.payload,
+                                                                 exact)
         except schemas.UnknownAction:
             return Ignored(f"SEND of unknown action {send.action!r}")
         if violation is not None:
@@ -154,11 +207,12 @@ class RpcSession:
         return InboundSend(send.message_id, send.action, payload, deviations)
 
     def _check_inbound(
-        self, action: str, payload: Payload
+        self, action: str, payload: Payload, exact: lenient.ExactText | None = None
     ) -> tuple[Payload, tuple[lenient.Deviation, ...], schemas.SchemaViolation | None]:
         """Schema (strict or lenient), then the numbers the store can hold. Raises UnknownAction."""
         if self.lenient:
-            payload, deviations, violation = lenient.validate(self.version, action, payload)
+            payload, deviations, violation = lenient.validate(self.version, action, payload,
+                                                              exact=exact)
         else:
             deviations = ()
             violation = schemas.validate(self.version, action, payload, response=False)
@@ -170,21 +224,42 @@ class RpcSession:
             return payload, (), schemas.SchemaViolation(exc.kind, str(exc))
         return payload, deviations, None
 
-    def _receive_result(self, result: CallResult, now: float) -> list[Event]:
+    def _receive_result(self, result: CallResult, exact: lenient.ExactText) -> list[Event]:
         pending = self._take_outstanding(result.message_id)
         if pending is None:
             return [Ignored(f"CALLRESULT for unknown or expired id {result.message_id!r}")]
-        violation = schemas.validate(self.version, pending.action, result.payload, response=True)
+        payload, deviations, violation = self._check_answer(pending.action, result.payload,
+                                                            exact)
         if violation is None:
-            return [CallAnswered(pending.message_id, pending.action, result.payload)]
+            return [CallAnswered(pending.message_id, pending.action, payload, deviations)]
         code = error_code(self.version, violation.kind)
-        failed = CallFailed(pending.message_id, pending.action, code, violation.description, {})
+        failed = CallFailed(pending.message_id, pending.action, code, violation.description, {},
+                            invalid_answer=True)
         if self.version is Version.OCPP21:
             reply = framing.encode(
                 CallError(pending.message_id, code, violation.description, about_result=True)
             )
             return [failed, SendReply(reply, "invalid CALLRESULT")]
         return [failed]
+
+    def _check_answer(
+        self, action: str, payload: Payload, exact: lenient.ExactText | None = None
+    ) -> tuple[Payload, tuple[lenient.Deviation, ...], schemas.SchemaViolation | None]:
+        """An answer to our CALL passes the same checks as an inbound CALL: its schema (with
+        the lenient repairs in lenient mode), then the numbers the store can hold."""
+        if self.lenient:
+            payload, deviations, violation = lenient.validate(self.version, action, payload,
+                                                              response=True, exact=exact)
+        else:
+            deviations = ()
+            violation = schemas.validate(self.version, action, payload, response=True)
+        if violation is not None:
+            return payload, (), violation
+        try:
+            values.check_payload(schemas.schema(self.version, action, True), payload)
+        except values.UnstorableValue as exc:
+            return payload, (), schemas.SchemaViolation(exc.kind, str(exc))
+        return payload, deviations, None
 
     def _receive_error(self, error: CallError) -> list[Event]:
         if error.about_result:
@@ -218,12 +293,7 @@ class RpcSession:
         """Return (message id, text) for a new CALL. Raises CallInProgress, InvalidOutbound."""
         if self._outstanding is not None:
             raise CallInProgress(self._outstanding.action)
-        try:
-            violation = schemas.validate(self.version, action, payload, response=False)
-        except schemas.UnknownAction:
-            raise InvalidOutbound(f"{action} does not exist in {self.version.value}") from None
-        if violation is not None:
-            raise InvalidOutbound(f"{action}: {violation.description}")
+        check_outbound(self.version, action, payload)
         message_id = next(self._ids)
         self._outstanding = _Outstanding(message_id, action, now + self.call_timeout)
         return message_id, framing.encode(Call(message_id, action, payload))

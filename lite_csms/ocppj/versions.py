@@ -19,6 +19,12 @@ class Version(enum.Enum):
         return self is not Version.OCPP16
 
 
+# OCPP 2.1 Part 4: SEND carries only the messages defined to expect no answer. Any other
+# action sent as a SEND would go unanswered where the station expects an answer.
+SEND_ACTIONS: dict[Version, frozenset[str]] = {
+    Version.OCPP21: frozenset({"NotifyPeriodicEventStream"}),
+}
+
 # Server preference is irrelevant: OCPP-J says we take the client's first supported proposal.
 SUPPORTED_SUBPROTOCOLS = {v.value: v for v in Version}
 

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
 from lite_csms.ocppj import timestamps
+from lite_csms.ocppj.values import INT64_MAX
 from lite_csms.operations.catalogue import OperationError
+
+# An int beyond a double's range (10**400) cannot be a limit either.
+FLOAT_MAX_INT = 1.7976931348623157e308
 
 
 def int_arg(args: dict[str, Any], name: str, default: int | None = None) -> int:
+    """An integer argument. Every one an operation takes (connector, EVSE, transaction,
+    reservation, profile, stack level, seconds, retries) is a count or an id that OCPP and the
+    store hold as a non-negative signed 64-bit integer: anything else is refused before a
+    CALL is built."""
     value = args.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int):
         raise OperationError(f"{name} must be an integer")
+    if not 0 <= value <= INT64_MAX:
+        raise OperationError(f"{name} must be an integer from 0 to {INT64_MAX}")
     return value
 
 
@@ -42,6 +53,8 @@ def number_arg(args: dict[str, Any], name: str) -> float:
     value = args.get(name)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise OperationError(f"{name} must be a number")
+    if not math.isfinite(value) or abs(value) > FLOAT_MAX_INT:
+        raise OperationError(f"{name} must be a finite number")
     return value
 
 

@@ -53,7 +53,10 @@ def _periods(args: dict[str, Any]) -> list[tuple[int, float]] | None:
         raise OperationError("give either limit or periods, not both")
     if not isinstance(raw, list) or not all(isinstance(p, dict) for p in raw):
         raise OperationError('periods must be a list of {"start": seconds, "limit": number}')
-    return [(int_arg(p, "start"), number_arg(p, "limit")) for p in raw]
+    try:
+        return [(int_arg(p, "start"), number_arg(p, "limit")) for p in raw]
+    except OperationError as exc:
+        raise OperationError(f"periods: {exc}") from None
 
 
 def build(version: Version, name: str, args: dict[str, Any], lookup: StationTxLookup,

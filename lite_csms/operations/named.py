@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from lite_csms.ocppj.versions import Version
+from lite_csms.ocppj.versions import SEND_ACTIONS, Version
 from lite_csms.operations import catalogue as ops
 from lite_csms.operations import management
 from lite_csms.operations.args import bool_arg as _bool
@@ -13,6 +13,19 @@ from lite_csms.operations.args import int_arg as _int
 from lite_csms.operations.args import optional_int
 from lite_csms.operations.args import str_arg as _str
 from lite_csms.operations.catalogue import OperationError, Request
+from lite_csms.versions import ROUTES
+
+# Sent in both directions (1.6 and 2.x DataTransfer): the CSMS may initiate it too.
+_BOTH_WAYS = frozenset({"DataTransfer"})
+
+
+def station_to_csms(version: Version) -> frozenset[str]:
+    """The actions only a station initiates in `version` (those the CSMS routes), which the
+    CSMS must never send."""
+    # 2.1 SEND-only station messages are not routed as CALLs, and are never ours to send.
+    extra = SEND_ACTIONS.get(version, frozenset())
+    return (frozenset(ROUTES[version]) | extra) - _BOTH_WAYS
+
 
 # Looks up (our transaction id) -> the station's own transaction id, for 2.x stops.
 StationTxLookup = Callable[[int], str | None]
@@ -70,7 +83,11 @@ def build(version: Version, name: str, args: dict[str, Any], lookup: StationTxLo
         payload = args.get("payload", {})
         if not isinstance(payload, dict):
             raise OperationError("payload must be an object")
-        return Request(_str(args, "action"), payload)
+        action = _str(args, "action")
+        if action in station_to_csms(version):
+            raise OperationError(f"{action} is sent by a charging station to the CSMS, not "
+                                 f"by the CSMS: `call` sends only CSMS-initiated messages")
+        return Request(action, payload)
     if name in management.NAMES:
         return management.build(version, name, args, lookup, request_id)
     raise OperationError(f"unknown operation {name!r}")
