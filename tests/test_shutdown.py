@@ -50,7 +50,7 @@ async def test_cancelled_server_closes_every_station_with_1001(tmp_path, caplog)
     assert trio.current_time() - started < 3
     for stream in streams:
         assert await rawws.close_code(stream) == 1001
-    goodbyes = records(caplog, "disconnected (server shutting down)")
+    goodbyes = records(caplog, "disconnected (1001 server shutting down)")
     assert len(goodbyes) == 2 and all(r.levelno == logging.INFO for r in goodbyes)
 
 
@@ -66,7 +66,7 @@ async def test_signal_closes_every_station_with_1001_and_exits(tmp_path: Path, s
         assert csms.process.wait(timeout=10) == 0
         assert time.monotonic() - started < 5
         log = csms.log()
-        assert "SD-3: disconnected (server shutting down)" in log
+        assert "SD-3: disconnected (1001 server shutting down)" in log
         assert "Traceback" not in log
         listing = json.loads(csms.cli("station", "list", "--json").stdout)
         assert [(s["id"], s["online"]) for s in listing] == [("SD-3", False)]

@@ -26,20 +26,23 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from lite_csms.budget import levels, memory, usage
 from lite_csms.config import Settings
 from lite_csms.db.models import PolicyChange, Station, StationBudget
-from lite_csms.db.writer import StoreWriter
 from lite_csms.handlers import settings as station_settings
-from lite_csms.net.commands import CommandOutcome, CommandSender
-from lite_csms.net.connection import StationConnection
 from lite_csms.ocppj import timestamps
 from lite_csms.ocppj.versions import Version
 from lite_csms.operations import catalogue
+
+if TYPE_CHECKING:
+    # Annotations only: the CLI reads plans from here without loading the network stack.
+    from lite_csms.db.writer import StoreWriter
+    from lite_csms.net.commands import CommandOutcome, CommandSender
+    from lite_csms.net.connection import StationConnection
 
 log = logging.getLogger("lite_csms.budget")
 REQUESTED_BY = memory.POLICY
