@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import itertools
 import json
 import math
 import os
@@ -58,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_accounting
 import throwaway_tls
 
-from lite_csms.budget import cycles, levels, tcpinfo
+from lite_csms.budget import cycles, levels
 from lite_csms.budget.units import parse_size
 from lite_csms.db.database import open_database
 from lite_csms.db.models import StationBudget
@@ -802,7 +803,7 @@ def month_counts(profile: Profile, pricing: Pricing, days: int = MONTH_DAYS) -> 
                         events.append(begin + j * interval)
     events.sort()
     idle = pricing.keepalive_idle
-    for gap in (b - a for a, b in zip(events, events[1:], strict=False)):
+    for gap in (b - a for a, b in itertools.pairwise(events)):
         probes = 0 if not idle or gap <= 0 else math.ceil(gap / idle) - 1
         silence = gap if probes == 0 else idle
         c.probes += probes
