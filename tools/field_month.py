@@ -340,9 +340,9 @@ class FieldCharger:
                 evse_id=n % self.profile.connectors + 1, connector_id=1)
         await self.window(link, kind, lambda: link.cp.call(message))
 
-    async def reconnect_statuses(self, link: Link) -> None:
+    async def reconnect_statuses(self, link: Link, kind: str = "status-after-boot") -> None:
         for n in range(self.profile.statuses_after_boot):
-            await self.status(link, "status-after-boot", n, "Available")
+            await self.status(link, kind, n, "Available")
 
     async def heartbeat(self, link: Link) -> None:
         message = call16.Heartbeat() if self.v16 else call201.Heartbeat()
@@ -367,7 +367,10 @@ class FieldCharger:
             await self.status(link, "status-change", 1, statuses[min(n, 1)])
         interval = self.config.seconds("sample_interval")
         for k in range(1, samples + 1):
-            await self.sample(link, tx, k * (interval or 60))
+            # The first sample of a session finds other messages in the deflate window; the
+            # later ones find the sample before them, and compress much better.
+            await self.sample(link, tx, k * (interval or 60),
+                              "sample-first" if k == 1 else "sample")
         await self.stop(link, tx, seconds)
         for status in statuses[-2:][: max(0, changes - 1)]:
             await self.status(link, "status-change", 1, status)
@@ -398,7 +401,7 @@ class FieldCharger:
         self.windows.append(Window("start", link.port, started, time.time(), after - before,
                                    segs_after - segs))
 
-    async def sample(self, link: Link, tx: _Tx, at: int) -> None:
+    async def sample(self, link: Link, tx: _Tx, at: int, kind: str) -> None:
         measurands = self.config.measurands("sampled") or [ENERGY]
         reading = self._reading(tx, at, measurands, "Sample.Periodic")
         if self.v16:
@@ -409,7 +412,7 @@ class FieldCharger:
                 event_type="Updated", timestamp=reading["timestamp"],
                 trigger_reason="MeterValuePeriodic", seq_no=self._next_seq(),
                 transaction_info={"transaction_id": tx.id}, meter_value=[reading])
-        await self.window(link, "sample", lambda: link.cp.call(message))
+        await self.window(link, kind, lambda: link.cp.call(message))
 
     def ended_samples(self, seconds: int) -> tuple[int, list[str]]:
         """How many samples the level delivers at the end of a session of `seconds`, and of
@@ -636,21 +639,25 @@ async def price_exchanges(charger: FieldCharger, server: Server, *, repeats: int
                           keepalive: bool) -> float | None:
     """Every kind of exchange at field pace; returns the keepalive idle the server set on
     the charger's link (read from the kernel), if any."""
+    # The first connection is a one-off (the policy's settings, a cold server): its status
+    # reports are kept apart from the reconnects'.
     link = await charger.connect(resume=False)
     await charger.boot(link, "boot+settings")
     idle_left = server_keepalive_idle(server.port, link.port)
     idle = None if idle_left is None else idle_left + (time.time() - charger.windows[-1].ended)
-    await charger.reconnect_statuses(link)
-    for _ in range(repeats):
-        await charger.heartbeat(link)
-        await charger.ping(link)
-    for n, seconds in enumerate(stop_lengths):
-        await charger.session(link, seconds, samples=repeats if n == 0 else 0)
+    await charger.reconnect_statuses(link, "first-status")
     await charger.drop(link)
-    for resume in [True] * resumed + [False] * full:
+    for n, resume in enumerate([True] * resumed + [False] * full):
         link = await charger.connect(resume=resume)
         await charger.boot(link)
         await charger.reconnect_statuses(link)
+        if n == 0:
+            # The steady traffic of a long-lived link, on a reconnect as in the month.
+            for _ in range(repeats):
+                await charger.heartbeat(link)
+                await charger.ping(link)
+            for k, seconds in enumerate(stop_lengths):
+                await charger.session(link, seconds, samples=repeats + 1 if k == 0 else 0)
         await charger.drop(link)
     if keepalive:
         await price_keepalive(charger, server)
@@ -702,14 +709,15 @@ def run_pricing(protocol: str, profile: Profile, *, level: str = levels.NORMAL,
             charger = FieldCharger(protocol, profile, f"wss://127.0.0.1:{server.port}/ocpp",
                                    station_id, server.passwords[station_id], server.tls, pace)
 
-            async def main() -> tuple[float | None, Any]:
+            async def main() -> tuple[float | None, Any, int, int]:
                 idle = await price_exchanges(charger, server, repeats=repeats,
                                              stop_lengths=lengths, resumed=resumed,
                                              full=full, keepalive=keepalive)
+                marks = len(charger.windows), len(charger.connections)
                 extra = None if validate is None else await validate(charger)
-                return idle, extra
+                return idle, extra, *marks
 
-            idle, extra = asyncio.run(main())
+            idle, extra, priced, connected = asyncio.run(main())
             time.sleep(1.5)  # the server's last flush of the transaction rows
             billing = billing_rows(server.database, station_id)
         if pcap is not None and pcap.exists():
@@ -717,9 +725,9 @@ def run_pricing(protocol: str, profile: Profile, *, level: str = levels.NORMAL,
     pricing = Pricing(protocol, profile.name, level, pace,
                       charger.connections[0]["deflate"] if charger.connections else "",
                       charger.config.received, dict(charger.config.values),
-                      charger.ticket_lifetime, idle, charger.windows, charger.connections,
-                      billing)
-    pricing.prices = summarise([w for w in charger.windows])
+                      charger.ticket_lifetime, idle, charger.windows[:priced],
+                      charger.connections[:connected], billing)
+    pricing.prices = summarise(pricing.windows)
     return pricing, extra
 
 
@@ -747,6 +755,8 @@ class Counts:
     pings: int = 0
     probes: int = 0
     nat_expiries: int = 0
+    # The first live sample of each session, and the others.
+    first_samples: int = 0
     samples: int = 0
     status_changes: int = 0
     sessions: dict[int, int] = field(default_factory=dict)
@@ -797,10 +807,11 @@ def month_counts(profile: Profile, pricing: Pricing, days: int = MONTH_DAYS) -> 
             c.status_changes += profile.status_changes_per_session
             events += [begin, begin + length]
             if interval > 0 and live:
-                for j in range(1, length // interval + 1):
-                    if j * interval < length:
-                        c.samples += 1
-                        events.append(begin + j * interval)
+                times = [begin + j * interval for j in range(1, length // interval + 1)
+                         if j * interval < length]
+                c.first_samples += bool(times)
+                c.samples += max(0, len(times) - 1)
+                events += times
     events.sort()
     idle = pricing.keepalive_idle
     for gap in (b - a for a, b in itertools.pairwise(events)):
@@ -828,7 +839,7 @@ def compose(counts: Counts, pricing: Pricing) -> dict[str, float]:
     rows = {
         "WebSocket pings": counts.pings * at("ping"),
         "TCP keepalive probes": counts.probes * at("keepalive-probe"),
-        "meter samples": counts.samples * at("sample"),
+        "meter samples": counts.first_samples * at("sample-first") + counts.samples * at("sample"),
         "reconnect handshakes": (counts.handshake_full * handshake_full
                                  + counts.handshake_resumed * at("handshake-resumed")),
         "heartbeats": counts.heartbeats * at("heartbeat"),
@@ -876,6 +887,40 @@ def month(profile: Profile, pricing: Pricing) -> dict[str, Any]:
     rows = compose(counts, pricing)
     return {"counts": asdict(counts), "rows": rows, "total": sum(rows.values()),
             "notes": describe(counts, pricing, profile, pricing.protocol == "ocpp1.6")}
+
+
+# ---- the model against the wire ------------------------------------------------------------
+async def short_run(charger: FieldCharger, session_seconds: int) -> tuple[Counts, int]:
+    """A short run of its own after the pricing, on the same server: a resumed reconnect with
+    heartbeats, a ping and a session, then a full one with a heartbeat, each dropped. Returns
+    what it did, as counts for the model, and the IP bytes the charger's kernel counted for
+    its connections (SYN to the last FIN)."""
+    plan = Counts()
+    wire = 0
+    for resume, heartbeats in ((True, 2), (False, 1)):
+        link = await charger.connect(resume=resume)
+        if link.resumed:
+            plan.handshake_resumed += 1
+        else:
+            plan.handshake_full += 1
+        await charger.boot(link)
+        await charger.reconnect_statuses(link)
+        plan.boots += 1
+        plan.statuses_after_boot += charger.profile.statuses_after_boot
+        for _ in range(heartbeats):
+            await charger.heartbeat(link)
+            plan.heartbeats += 1
+        if resume:
+            await charger.ping(link)
+            plan.pings += 1
+            await charger.session(link, session_seconds, samples=2)
+            plan.first_samples += 1
+            plan.samples += 1
+            plan.status_changes += charger.profile.status_changes_per_session
+            plan.sessions[session_seconds] = 1
+        wire += await charger.drop(link)
+        plan.teardowns += 1
+    return plan, wire
 
 
 # ---- the cap -------------------------------------------------------------------------------
