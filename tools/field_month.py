@@ -644,7 +644,9 @@ async def price_exchanges(charger: FieldCharger, server: Server, *, repeats: int
     link = await charger.connect(resume=False)
     await charger.boot(link, "boot+settings")
     idle_left = server_keepalive_idle(server.port, link.port)
-    idle = None if idle_left is None else idle_left + (time.time() - charger.windows[-1].ended)
+    # The policy sets the idle time just after answering the boot: the timer then had its
+    # full length, give or take the boot's round trip.
+    idle = None if idle_left is None else idle_left + (time.time() - charger.windows[-1].started)
     await charger.reconnect_statuses(link, "first-status")
     await charger.drop(link)
     for n, resume in enumerate([True] * resumed + [False] * full):
@@ -876,8 +878,10 @@ def describe(counts: Counts, pricing: Pricing, profile: Profile, charger_v16: bo
         "boot and status": (f"{counts.boots} boots, {counts.statuses_after_boot} + "
                             f"{counts.status_changes} status"),
         "start and stop": (f"{sum(counts.sessions.values())} sessions, "
-                           f"{at_end} samples x {len(ended)} at the end"),
-        "settings on first connect": f"{len(pricing.settings_received)} settings",
+                           + (f"{at_end} samples of {len(ended)} measurands at the end"
+                              if at_end else "the stop reading at the end")),
+        "settings on first connect": (f"{len(pricing.settings_received)} settings, "
+                                      f"{compose(counts, pricing)['settings on first connect']:.0f} B"),
         "teardown of dropped links": f"{counts.teardowns} drops",
     }
 
@@ -1012,6 +1016,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cap", help="price every level and show where the policy holds the "
                                       "station under this cap (e.g. 1MB)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--save", type=Path, help="also write the full results as JSON here")
     args = parser.parse_args(argv)
     profiles = args.profile or list(PROFILES)
     protocols = args.protocol or ["ocpp1.6", "ocpp2.0.1"]
@@ -1054,6 +1059,8 @@ def main(argv: list[str] | None = None) -> int:
                                    and r["meter_stop_wh"] is not None for r in rows)
                     print(f"  {lvl}: {len(rows)} sessions billed, start and stop readings "
                           f"stored: {complete}")
+    if args.save:
+        args.save.write_text(json.dumps(output, indent=2, default=str))
     if args.json:
         print(json.dumps(output, indent=2, default=str))
     return 0
