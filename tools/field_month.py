@@ -866,6 +866,7 @@ def describe(counts: Counts, pricing: Pricing, profile: Profile, charger_v16: bo
     ended_interval = interval if charger_v16 else int(float(s["ended_interval"]))
     length = profile.session_minutes * 60
     at_end = length // ended_interval if ended and ended_interval > 0 else 0
+    settings_bytes = compose(counts, pricing)["settings on first connect"]
     return {
         "WebSocket pings": f"every {ping} s" if ping > 0 else "off",
         "TCP keepalive probes": (f"idle {pricing.keepalive_idle:.0f} s, {counts.probes} probes"
@@ -881,7 +882,7 @@ def describe(counts: Counts, pricing: Pricing, profile: Profile, charger_v16: bo
                            + (f"{at_end} samples of {len(ended)} measurands at the end"
                               if at_end else "the stop reading at the end")),
         "settings on first connect": (f"{len(pricing.settings_received)} settings, "
-                                      f"{compose(counts, pricing)['settings on first connect']:.0f} B"),
+                                      f"{settings_bytes:.0f} B"),
         "teardown of dropped links": f"{counts.teardowns} drops",
     }
 
