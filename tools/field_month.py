@@ -232,9 +232,11 @@ class FieldCharger:
     """The third-party charger at field pace; every exchange it makes is a Window."""
 
     def __init__(self, protocol: str, profile: Profile, url: str, station_id: str,
-                 password: str, tls: ResumingContext, pace: float) -> None:
+                 password: str, tls: ResumingContext, pace: float,
+                 compression: bool = True) -> None:
         self.protocol, self.profile, self.url = protocol, profile, url
         self.station_id, self.password, self.tls, self.pace = station_id, password, tls, pace
+        self.compression = compression
         self.config = ChargerConfig(protocol)
         self.windows: list[Window] = []
         self.connections: list[dict[str, Any]] = []
@@ -275,7 +277,8 @@ class FieldCharger:
         started = time.time()
         ws = await websockets.connect(
             f"{self.url}/{self.station_id}", subprotocols=[self.protocol], ssl=self.tls,
-            additional_headers={"Authorization": f"Basic {auth}"}, ping_interval=None)
+            additional_headers={"Authorization": f"Basic {auth}"}, ping_interval=None,
+            compression="deflate" if self.compression else None)
         held = bench_accounting.HeldSocket(ws.transport)
         cp = (Charger16 if self.v16 else Charger201)(self.station_id, ws)
         cp.config = self.config
@@ -670,7 +673,9 @@ async def price_keepalive(charger: FieldCharger, server: Server, quiet: float = 
     """TCP keepalive probes: a second station whose NAT timeout (2 s) makes the server's
     keepalive fire within seconds; the link is left quiet and every probe and its ACK count."""
     probe = FieldCharger(charger.protocol, charger.profile, charger.url, KEEPALIVE_STATION,
-                         server.passwords[KEEPALIVE_STATION], server.tls, charger.pace)
+                         server.passwords[KEEPALIVE_STATION], server.tls, charger.pace,
+                         charger.compression)
+    saved = server.tls.offer
     link = await probe.connect(resume=False)
     await probe.boot(link)
     before, segs = link.ip()
@@ -686,6 +691,7 @@ async def price_keepalive(charger: FieldCharger, server: Server, quiet: float = 
                                           share, 2))
     # The probe windows share one span of time: tcpdump attributes it once, to the last.
     await probe.drop(link)
+    server.tls.offer = saved
 
 
 KEEPALIVE_STATION = "FIELD-KA"
@@ -694,7 +700,8 @@ KEEPALIVE_STATION = "FIELD-KA"
 def run_pricing(protocol: str, profile: Profile, *, level: str = levels.NORMAL,
                 pace: float = 0.4, repeats: int = 3, stop_lengths: list[int] | None = None,
                 resumed: int = 2, full: int = 1, keepalive: bool = True,
-                capture: bool = True, validate: Callable[..., Awaitable[Any]] | None = None,
+                capture: bool = True, compression: bool = True,
+                validate: Callable[..., Awaitable[Any]] | None = None,
                 workdir: Path | None = None) -> tuple[Pricing, Any]:
     """Price every kind of exchange against a fresh server; `validate` (if given) then runs
     on the same server and charger, and its result is returned beside the pricing."""
@@ -709,7 +716,8 @@ def run_pricing(protocol: str, profile: Profile, *, level: str = levels.NORMAL,
         with running_server(work, stations, profile.nat_timeout) as server, \
                 _capture(server.port, work, capture) as pcap:
             charger = FieldCharger(protocol, profile, f"wss://127.0.0.1:{server.port}/ocpp",
-                                   station_id, server.passwords[station_id], server.tls, pace)
+                                   station_id, server.passwords[station_id], server.tls, pace,
+                                   compression)
 
             async def main() -> tuple[float | None, Any, int, int]:
                 idle = await price_exchanges(charger, server, repeats=repeats,
@@ -1016,6 +1024,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cap", help="price every level and show where the policy holds the "
                                       "station under this cap (e.g. 1MB)")
+    parser.add_argument("--compression", choices=["on", "off"], default="on",
+                        help="whether the charger offers permessage-deflate (default on, as "
+                             "the websockets client does)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--save", type=Path, help="also write the full results as JSON here")
     args = parser.parse_args(argv)
@@ -1026,7 +1037,8 @@ def main(argv: list[str] | None = None) -> int:
         profile = PROFILES[name]
         results, caps = [], {}
         for protocol in protocols:
-            pricing, _ = run_pricing(protocol, profile, pace=args.pace, repeats=args.repeats)
+            pricing, _ = run_pricing(protocol, profile, pace=args.pace, repeats=args.repeats,
+                                     compression=args.compression == "on")
             results.append(result_of(pricing, profile))
             print(f"{name} {protocol}: {_mb(results[-1]['month']['total'])} MB/month "
                   f"(deflate: {pricing.deflate or 'not negotiated'})", file=sys.stderr)
@@ -1034,7 +1046,8 @@ def main(argv: list[str] | None = None) -> int:
                 by_level = {levels.NORMAL: results[-1]}
                 for level in (levels.LEAN, levels.MINIMAL):
                     priced, _ = run_pricing(protocol, profile, level=level, pace=args.pace,
-                                            repeats=args.repeats)
+                                            repeats=args.repeats,
+                                            compression=args.compression == "on")
                     by_level[level] = result_of(priced, profile)
                 held = hold_under_cap({lvl: r["month"]["total"] for lvl, r in by_level.items()},
                                       parse_size(args.cap))
