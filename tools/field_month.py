@@ -822,7 +822,8 @@ def month_counts(profile: Profile, pricing: Pricing, days: int = MONTH_DAYS) -> 
                 c.first_samples += bool(times)
                 c.samples += max(0, len(times) - 1)
                 events += times
-    events.sort()
+    # A session that runs past the month's end has its traffic counted; its gaps are not.
+    events = sorted(at for at in events if at <= month)
     idle = pricing.keepalive_idle
     for gap in (b - a for a, b in itertools.pairwise(events)):
         probes = 0 if not idle or gap <= 0 else math.ceil(gap / idle) - 1
