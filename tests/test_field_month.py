@@ -83,3 +83,17 @@ def test_the_month_counts_follow_the_settings_received() -> None:
     # A 2 h ticket: only the first drop (1.5 h after the first connect) resumes; nothing
     # keeps the NAT mapping through the quiet of each hour between heartbeats.
     assert counts.handshake_full == 120 and counts.nat_expiries >= 30 * 24
+
+
+def test_the_policy_run_through_a_cycle_holds_the_level_the_cap_needs() -> None:
+    """The cap case runs the policy's own projection and choice over 30 days."""
+    tight = fm.hold_under_cap({"normal": 2.4e6, "lean": 1.8e6, "minimal": 0.9e6}, 1_000_000)
+    assert [move["to"] for move in tight["moves"]] == ["minimal"]
+    assert tight["days_at"]["minimal"] > 29 and tight["under_cap"]
+    assert tight["total"] < 0.91e6
+    # A station whose normal month sits under the warning line is never moved.
+    easy = fm.hold_under_cap({"normal": 0.7e6, "lean": 0.6e6, "minimal": 0.5e6}, 1_000_000)
+    assert easy["moves"] == [] and easy["days_at"] == {"normal": 30.0}
+    # When no level fits, the verdict says so.
+    over = fm.hold_under_cap({"normal": 2.4e6, "lean": 1.8e6, "minimal": 1.6e6}, 1_000_000)
+    assert not over["under_cap"]

@@ -1063,12 +1063,14 @@ def main(argv: list[str] | None = None) -> int:
             print()
             print(price_table(results))
             for protocol, held in caps.items():
-                print(f"\n{protocol}, cap {args.cap}: months by level "
-                      + ", ".join(f"{lvl} {_mb(total)} MB"
-                                  for lvl, total in held["months"].items())
-                      + f"; the policy holds it at {held['days_at']} days, month "
-                      f"{_mb(held['total'])} MB, under the cap: {held['under_cap']}; moves "
-                      f"{held['moves']}")
+                months = ", ".join(f"{lvl} {_mb(total)}" for lvl, total in held["months"].items())
+                days = ", ".join(f"{lvl} {d:.2f} days" for lvl, d in held["days_at"].items())
+                moves = "; ".join(f"day {m['day']}: to {m['to']} ({m['reason']})"
+                                  for m in held["moves"]) or "none"
+                verdict = "under" if held["under_cap"] else "OVER"
+                print(f"\n{protocol}, cap {args.cap}: MB/month by level: {months}.\n"
+                      f"  The policy holds the station at {days}; moves: {moves}.\n"
+                      f"  Month: {_mb(held['total'])} MB, {verdict} the cap.")
                 for lvl, rows in held["billing"].items():
                     complete = all(r["meter_start_wh"] is not None
                                    and r["meter_stop_wh"] is not None for r in rows)
