@@ -81,11 +81,17 @@ SETTING_NAMES: dict[str, tuple[str | None, str | None]] = {
     "aligned_interval": ("ClockAlignedDataInterval", "AlignedDataCtrlr.Interval"),
     "aligned": ("MeterValuesAlignedData", "AlignedDataCtrlr.Measurands"),
     "min_status": ("MinimumStatusDuration", None),
+    # Held (a charger knows the standard keys) but not used by the month: clock-aligned
+    # data is off at every level, and the start reading goes with every start.
+    "ended_aligned": ("StopTxnAlignedData", "AlignedDataCtrlr.TxEndedMeasurands"),
+    "ended_aligned_interval": (None, "AlignedDataCtrlr.TxEndedInterval"),
+    "started": (None, "SampledDataCtrlr.TxStartedMeasurands"),
 }
 # A charger's settings before any CSMS touches them (as in tools/traffic_sim.py).
 STOCK = {"heartbeat": "300", "ping": "60", "sample_interval": "60",
          "sampled": ",".join((ENERGY, POWER, CURRENT, VOLTAGE)), "ended": "",
-         "ended_interval": "0", "aligned_interval": "0", "aligned": ENERGY, "min_status": "0"}
+         "ended_interval": "0", "aligned_interval": "0", "aligned": ENERGY, "min_status": "0",
+         "ended_aligned": "", "ended_aligned_interval": "0", "started": ENERGY}
 STOCK_V2 = {**STOCK, "ended": ENERGY}
 
 
