@@ -34,6 +34,7 @@ import shutil
 import socket
 import sqlite3
 import ssl
+import statistics
 import struct
 import subprocess
 import sys
@@ -214,6 +215,8 @@ class Window:
     kernel: int
     segments: int
     tcpdump: int | None = None
+    # Exchanges of the kind the window holds (keepalive probes: all those of a quiet span).
+    count: int = 1
 
 
 @dataclass
@@ -629,17 +632,21 @@ class Pricing:
 
 
 def summarise(windows: list[Window]) -> dict[str, dict[str, Any]]:
-    """Mean IP bytes per kind of exchange, by the charger's kernel and by tcpdump."""
+    """IP bytes per kind of exchange, by the charger's kernel and by tcpdump: the median
+    (an answer that comes late, on a busy machine, costs an extra bare ACK of 52 B; the
+    median is the exchange as a healthy server answers it), the mean, the range."""
     kinds: dict[str, list[Window]] = {}
     for window in windows:
         kinds.setdefault(window.kind, []).append(window)
     prices = {}
     for kind, group in kinds.items():
-        dumped = [w.tcpdump for w in group if w.tcpdump is not None]
+        kernel = [w.kernel / w.count for w in group for _ in range(w.count)]
+        dumped = [w.tcpdump / w.count for w in group if w.tcpdump is not None
+                  for _ in range(w.count)]
         prices[kind] = {
-            "n": len(group), "kernel": sum(w.kernel for w in group) / len(group),
-            "min": min(w.kernel for w in group), "max": max(w.kernel for w in group),
-            "tcpdump": sum(dumped) / len(dumped) if len(dumped) == len(group) else None}
+            "n": len(kernel), "kernel": statistics.median(kernel),
+            "mean": statistics.fmean(kernel), "min": min(kernel), "max": max(kernel),
+            "tcpdump": statistics.median(dumped) if len(dumped) == len(kernel) else None}
     return prices
 
 
@@ -667,8 +674,12 @@ async def price_exchanges(charger: FieldCharger, server: Server, *, repeats: int
             for _ in range(repeats):
                 await charger.heartbeat(link)
                 await charger.ping(link)
+            # Sessions `repeats` times over, so that a late answer does not set the price of
+            # a start or a stop; the first one also prices `repeats` later samples.
             for k, seconds in enumerate(stop_lengths):
-                await charger.session(link, seconds, samples=repeats + 1 if k == 0 else 0)
+                for n in range(repeats):
+                    await charger.session(link, seconds,
+                                          samples=repeats + 1 if k == n == 0 else 1)
         await charger.drop(link)
     if keepalive:
         await price_keepalive(charger, server)
@@ -690,12 +701,8 @@ async def price_keepalive(charger: FieldCharger, server: Server, quiet: float = 
     after, segs_after = link.ip()
     probes = (segs_after - segs) // 2
     if probes:
-        for n in range(probes):
-            share = (after - before) // probes + (1 if n < (after - before) % probes else 0)
-            charger.windows.append(Window("keepalive-probe", link.port, started,
-                                          time.time() if n == probes - 1 else started,
-                                          share, 2))
-    # The probe windows share one span of time: tcpdump attributes it once, to the last.
+        charger.windows.append(Window("keepalive-probe", link.port, started, time.time(),
+                                      after - before, segs_after - segs, count=probes))
     await probe.drop(link)
     server.tls.offer = saved
 
@@ -1004,7 +1011,8 @@ def price_table(results: list[dict[str, Any]]) -> str:
             if price is None:
                 cells += ["-", "-"]
                 continue
-            spread = "" if price["min"] == price["max"] else f" ({price['min']}-{price['max']})"
+            spread = ("" if price["min"] == price["max"]
+                      else f" ({price['min']:.0f}-{price['max']:.0f})")
             cells.append(f"{price['kernel']:.0f}{spread}")
             cells.append("-" if price["tcpdump"] is None else f"{price['tcpdump']:.0f}")
         lines.append(f"| {kind} | " + " | ".join(cells) + " |")
