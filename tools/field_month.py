@@ -353,8 +353,10 @@ class FieldCharger:
         await self.window(link, kind, lambda: link.cp.call(message))
 
     async def reconnect_statuses(self, link: Link, kind: str = "status-after-boot") -> None:
+        """The status reports after a boot, priced by position: the first finds only the
+        boot in the deflate window, the later ones the report before them."""
         for n in range(self.profile.statuses_after_boot):
-            await self.status(link, kind, n, "Available")
+            await self.status(link, f"{kind}#{n + 1}", n, "Available")
 
     async def heartbeat(self, link: Link) -> None:
         message = call16.Heartbeat() if self.v16 else call201.Heartbeat()
@@ -665,7 +667,10 @@ async def price_exchanges(charger: FieldCharger, server: Server, *, repeats: int
     idle = None if idle_left is None else idle_left + (time.time() - charger.windows[-1].started)
     await charger.reconnect_statuses(link, "first-status")
     await charger.drop(link)
-    for n, resume in enumerate([True] * resumed + [False] * full):
+    # Every session on a reconnect of its own, `repeats` times over: its deflate context
+    # then holds a boot and status reports, not the session before it, as in a month where
+    # hours and a reconnect separate two sessions; and a late answer does not set a price.
+    for n, resume in enumerate([True] * max(resumed, repeats) + [False] * full):
         link = await charger.connect(resume=resume)
         await charger.boot(link)
         await charger.reconnect_statuses(link)
@@ -674,12 +679,9 @@ async def price_exchanges(charger: FieldCharger, server: Server, *, repeats: int
             for _ in range(repeats):
                 await charger.heartbeat(link)
                 await charger.ping(link)
-            # Sessions `repeats` times over, so that a late answer does not set the price of
-            # a start or a stop; the first one also prices `repeats` later samples.
+        if resume and n < repeats:
             for k, seconds in enumerate(stop_lengths):
-                for n in range(repeats):
-                    await charger.session(link, seconds,
-                                          samples=repeats + 1 if k == n == 0 else 1)
+                await charger.session(link, seconds, samples=repeats + 1 if k == n == 0 else 1)
         await charger.drop(link)
     if keepalive:
         await price_keepalive(charger, server)
@@ -771,7 +773,9 @@ class Counts:
     handshake_full: int = 0
     handshake_resumed: int = 0
     boots: int = 0
+    # Status reports after those boots, and how many reports each boot is followed by.
     statuses_after_boot: int = 0
+    statuses_per_boot: int = 0
     teardowns: int = 0
     settings: int = 0
     heartbeats: int = 0
@@ -810,6 +814,7 @@ def month_counts(profile: Profile, pricing: Pricing, days: int = MONTH_DAYS) -> 
     last_handshake = 0.0
     c.handshake_full, c.settings = 1, 1
     c.boots, c.statuses_after_boot = 1, profile.statuses_after_boot
+    c.statuses_per_boot = profile.statuses_after_boot
     events.append(0.0)
     length = profile.session_minutes * 60
     for day in range(days):
@@ -868,7 +873,9 @@ def compose(counts: Counts, pricing: Pricing) -> dict[str, float]:
                                  + counts.handshake_resumed * at("handshake-resumed")),
         "heartbeats": counts.heartbeats * at("heartbeat"),
         "boot and status": (counts.boots * boot
-                            + counts.statuses_after_boot * at("status-after-boot")
+                            + counts.statuses_after_boot / max(1, counts.statuses_per_boot)
+                            * sum(at(f"status-after-boot#{k + 1}")
+                                  for k in range(counts.statuses_per_boot))
                             + counts.status_changes * at("status-change")),
         "start and stop": sum(n * (at("start") + at(f"stop:{length}"))
                               for length, n in counts.sessions.items()),
@@ -934,6 +941,7 @@ async def short_run(charger: FieldCharger, session_seconds: int) -> tuple[Counts
         await charger.reconnect_statuses(link)
         plan.boots += 1
         plan.statuses_after_boot += charger.profile.statuses_after_boot
+        plan.statuses_per_boot = charger.profile.statuses_after_boot
         for _ in range(heartbeats):
             await charger.heartbeat(link)
             plan.heartbeats += 1
