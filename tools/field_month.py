@@ -380,11 +380,13 @@ class FieldCharger:
         for n in range(1, changes - 2):
             await self.status(link, "status-change", 1, statuses[min(n, 1)])
         interval = self.config.seconds("sample_interval")
+        if interval <= 0 or not self.config.measurands("sampled"):
+            # The level sends no live samples: none may sit in the window before the stop.
+            samples = 0
         for k in range(1, samples + 1):
             # The first sample of a session finds other messages in the deflate window; the
             # later ones find the sample before them, and compress much better.
-            await self.sample(link, tx, k * (interval or 60),
-                              "sample-first" if k == 1 else "sample")
+            await self.sample(link, tx, k * interval, "sample-first" if k == 1 else "sample")
         await self.stop(link, tx, seconds)
         for status in statuses[-2:][: max(0, changes - 1)]:
             await self.status(link, "status-change", 1, status)
@@ -416,7 +418,7 @@ class FieldCharger:
                                    segs_after - segs))
 
     async def sample(self, link: Link, tx: _Tx, at: int, kind: str) -> None:
-        measurands = self.config.measurands("sampled") or [ENERGY]
+        measurands = self.config.measurands("sampled")
         reading = self._reading(tx, at, measurands, "Sample.Periodic")
         if self.v16:
             message: Any = call16.MeterValues(connector_id=1, transaction_id=tx.id,
