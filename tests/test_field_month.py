@@ -1,0 +1,103 @@
+"""The field-paced month method: its per-exchange prices add up to what crosses the wire.
+
+tools/field_month.py prices every kind of exchange between the real server and a third-party
+charger (the `ocpp` package's ChargePoint over `websockets`, TLS, permessage-deflate) at field
+pace, from the charger's own kernel counters, and composes months from those prices. Here a
+short run of its own (a resumed and a full reconnect, heartbeats, a ping, a session with
+live samples, status changes, two dropped links) follows the pricing on the same server: the
+model's prediction for that run, composed from the prices, must agree with the charger's
+kernel count for its connections within 2%.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def _load_tool() -> ModuleType:
+    tools = str(REPO / "tools")
+    if tools not in sys.path:
+        sys.path.insert(0, tools)  # for its own imports of bench_accounting, throwaway_tls
+    spec = importlib.util.spec_from_file_location("field_month", REPO / "tools" / "field_month.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+fm = _load_tool()
+SESSION = 1800
+
+
+@pytest.mark.parametrize("protocol", ["ocpp1.6", "ocpp2.0.1"])
+def test_prices_compose_to_the_wire_within_2_percent(protocol: str, tmp_path: Path) -> None:
+    profile = fm.PROFILES["home-share"]
+
+    async def validate(charger):  # type: ignore[no-untyped-def]
+        return await fm.short_run(charger, SESSION)
+
+    pricing, (plan, wire) = fm.run_pricing(
+        protocol, profile, pace=0.3, repeats=1, stop_lengths=[SESSION], resumed=1, full=1,
+        keepalive=False, capture=False, validate=validate, workdir=tmp_path)
+    # The charger offered permessage-deflate and the server took it.
+    assert pricing.deflate.startswith("permessage-deflate")
+    # The policy pushed its settings, and the charger took them: the month uses those.
+    heartbeat_key = fm.SETTING_NAMES["heartbeat"][0 if protocol == "ocpp1.6" else 1]
+    pushed = {item["name"]: item["value"] for item in pricing.settings_received
+              if item["accepted"]}
+    assert pushed
+    if heartbeat_key in pushed:
+        assert pricing.settings["heartbeat"] == pushed[heartbeat_key]
+    assert pricing.ticket_lifetime and pricing.ticket_lifetime > 0
+    # Both reconnect kinds of the short run happened as planned.
+    assert plan.handshake_resumed == 1 and plan.handshake_full == 1
+    predicted = sum(fm.compose(plan, pricing).values())
+    assert wire > 10_000
+    assert abs(predicted - wire) <= 0.02 * wire, (predicted, wire, pricing.prices)
+    # The session's start and stop readings reached the server's billing.
+    assert any(row["meter_stop_wh"] is not None and row["energy_wh"] for row in
+               pricing.billing)
+
+
+def test_the_month_counts_follow_the_settings_received() -> None:
+    """Counts come from the settings the charger holds, not from the policy's tables."""
+    profile = fm.PROFILES["home-share"]
+    settings = dict(fm.STOCK, heartbeat="3600", ping="0", sample_interval="0", sampled="",
+                    ended=fm.ENERGY)
+    pricing = fm.Pricing("ocpp1.6", profile.name, "normal", 0.4, "", [], settings, 86400,
+                         540.0, [], [], [])
+    counts = fm.month_counts(profile, pricing)
+    assert counts.heartbeats == 30 * 24
+    assert counts.pings == 0 and counts.samples == 0
+    # 6 h between reconnects, a 24 h ticket: every reconnect resumes.
+    assert counts.handshake_full == 1 and counts.handshake_resumed == 120
+    # Hour-long quiet gaps, probes every 540 s: 6 a gap at most, and the NAT never expires.
+    assert counts.probes > 0 and counts.nat_expiries == 0
+    short = fm.Pricing("ocpp1.6", profile.name, "normal", 0.4, "", [], settings, 7200,
+                       None, [], [], [])
+    counts = fm.month_counts(profile, short)
+    # A 2 h ticket: only the first drop (1.5 h after the first connect) resumes; nothing
+    # keeps the NAT mapping through the quiet of each hour between heartbeats.
+    assert counts.handshake_full == 120 and counts.nat_expiries >= 30 * 24
+
+
+def test_the_policy_run_through_a_cycle_holds_the_level_the_cap_needs() -> None:
+    """The cap case runs the policy's own projection and choice over 30 days."""
+    tight = fm.hold_under_cap({"normal": 2.4e6, "lean": 1.8e6, "minimal": 0.9e6}, 1_000_000)
+    assert [move["to"] for move in tight["moves"]] == ["minimal"]
+    assert tight["days_at"]["minimal"] > 29 and tight["under_cap"]
+    assert tight["total"] < 0.91e6
+    # A station whose normal month sits under the warning line is never moved.
+    easy = fm.hold_under_cap({"normal": 0.7e6, "lean": 0.6e6, "minimal": 0.5e6}, 1_000_000)
+    assert easy["moves"] == [] and easy["days_at"] == {"normal": 30.0}
+    # When no level fits, the verdict says so.
+    over = fm.hold_under_cap({"normal": 2.4e6, "lean": 1.8e6, "minimal": 1.6e6}, 1_000_000)
+    assert not over["under_cap"]
