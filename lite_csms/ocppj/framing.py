@@ -23,6 +23,11 @@ MAX_MESSAGE_ID_LENGTH = 36
 # Part 4 says a message id that cannot be read is answered with "-1".
 UNREADABLE_ID = "-1"
 MAX_ERROR_DESCRIPTION = 255
+# Arrays and objects nested in one frame, the frame's own array counting as 1. The deepest OCA
+# payload (2.x ReportChargingProfiles) nests 13 levels, 14 in its frame; 32 leaves a wide margin
+# and stays far below what orjson (1024) and the recursive walks after it (journal, values.py)
+# can take. No item-count limit: the frame-size limit (max_message_bytes) already bounds it.
+MAX_NESTING = 32
 
 Payload = dict[str, Any]
 
@@ -134,6 +139,10 @@ def decode(text: str | bytes, version: Version) -> Frame:
         raise FrameError(ErrorKind.RPC_FRAMEWORK, "a message must be a non-empty JSON array")
     message_id = _read_id(message)
     type_id = message[0]
+    if _nested_deeper(message, MAX_NESTING):
+        raise FrameError(ErrorKind.FORMAT,
+                         f"nested deeper than {MAX_NESTING} levels of arrays and objects",
+                         message_id, answerable=type_id == CALL)
     if type(type_id) is not int:
         raise FrameError(ErrorKind.RPC_FRAMEWORK, "message type id must be an integer", message_id)
     if type_id not in _types_for(version):
@@ -153,6 +162,22 @@ def decode(text: str | bytes, version: Version) -> Frame:
                              message_id, answerable=False)
         return CallResult(message_id, message[2])
     return _decode_error(message, message_id, about_result=type_id == CALLRESULTERROR)
+
+
+def _nested_deeper(value: Any, limit: int) -> bool:
+    """True when arrays and objects nest more than `limit` levels (`value` itself is level 1).
+
+    Iterative, so the check itself cannot exhaust the stack.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if level > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, level + 1) for child in children
+                     if isinstance(child, dict | list))
+    return False
 
 
 def _id_is_literally_minus_one(message: list[Any]) -> bool:

@@ -9,7 +9,9 @@ payload is validated again, at most MAX_REPAIRS times. What is accepted (docs/DE
   someone else;
 - null for an optional property: read as absent (a required one is still refused);
 - enum value in the wrong letter case: the one member equal ignoring case;
-- unknown property: ignored (kept in the payload, never read).
+- unknown property: ignored (kept in the payload, never read);
+- integral float where an integer is wanted (1.6's draft-04 schemas refuse `5000.0`; 2.x's
+  accept it as valid JSON Schema): the integer.
 
 Nothing else is repaired: a missing required field, a string where a number is wanted, an
 unknown enum value or a bad timestamp still gets the spec's CALLERROR. Billing values are
@@ -36,6 +38,7 @@ NUMBER_AS_STRING = "number as string"
 NULL_OPTIONAL = "null for optional field"
 ENUM_CASE = "enum value case"
 UNKNOWN_PROPERTY = "unknown property"
+INTEGRAL_FLOAT = "integral float"
 
 # A number here may have lost leading zeros on the way ("0012" sent as 12): never coerced.
 _NO_COERCE = frozenset({"idTag", "parentIdTag", "idToken", "transactionId"})
@@ -136,6 +139,12 @@ def _repair(root: dict[str, Any], exc: Any, handled: dict[str, Any],
             if _is_number(found) and orjson.dumps(found) != b"null":
                 _set_both(handled, checked, target, _number_text(found, target, exact))
         return Deviation(NUMBER_AS_STRING, shown, _example(_number_text(value, path, exact)))
+    if rule == "type" and definition == "integer" and _is_integral_float(value):
+        for target in targets:
+            found = _get(checked, target)
+            if _is_integral_float(found):
+                _set_both(handled, checked, target, int(found))
+        return Deviation(INTEGRAL_FLOAT, shown, _example(repr(value)))
     if rule == "enum" and isinstance(value, str) and isinstance(definition, list):
         if _case_match(definition, value) is None:
             raise _Unrepairable
@@ -158,6 +167,10 @@ def _number_text(value: Any, path: list[Any], exact: ExactText | None) -> str:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_integral_float(value: Any) -> bool:
+    return isinstance(value, float) and value.is_integer()  # False for inf and NaN
 
 
 def _case_match(members: list[Any], value: str) -> str | None:

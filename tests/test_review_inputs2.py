@@ -1,0 +1,114 @@
+"""A second review's findings on input handling: deep JSON, integral floats, rounded limits,
+unparseable answers, long error texts, CLI range messages and the policy log line.
+
+Server findings run over real sockets against a real server; the CLI runs as a real process.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import trio
+from trio_websocket import open_websocket_url
+
+from lite_csms.ocppj import framing, lenient
+from lite_csms.ocppj.session import CallFailed, InboundCall, RpcSession
+from lite_csms.ocppj.versions import Version
+from tests.conftest import CsmsInProcess
+from tests.test_admin_api import http, new_key
+from tests.test_review_inputs import BOOT_201, cli, one_line_error, station
+from tests.test_server import BOOT_16, register, rpc
+
+
+def deep(levels: int) -> str:
+    return '{"a":' * levels + "1" + "}" * levels
+
+
+def query(csms: CsmsInProcess, sql: str, *args: object) -> list[tuple]:
+    conn = sqlite3.connect(csms.database)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+# ---- 1. deeply nested JSON ----------------------------------------------------------------
+async def test_deep_nesting_gets_the_format_error_and_one_line(csms: CsmsInProcess,
+                                                                caplog) -> None:
+    for station_id, protocol, boot, code, frame in (
+            ("DEEP-201", "ocpp2.0.1", BOOT_201, "FormatViolation",
+             '[2,"l","DataTransfer",{"vendorId":"v","data":' + deep(500) + "}]"),
+            ("DEEP-16", "ocpp1.6", BOOT_16, "FormationViolation",
+             '[2,"l","Heartbeat",{"x":' + deep(300) + "}]")):
+        await register(csms, station_id)
+        async with open_websocket_url(csms.url(station_id), subprotocols=[protocol]) as ws:
+            assert (await rpc(ws, [2, "b", "BootNotification", boot]))[0] == 3
+            caplog.clear()
+            await ws.send_message(frame)
+            answer = json.loads(await ws.get_message())
+            assert answer[:3] == [4, "l", code], answer
+            assert "nested deeper than 32" in answer[3]
+            # The connection stays up and serves the next message.
+            assert (await rpc(ws, [2, "h", "Heartbeat", {}]))[0] == 3
+        assert not [r for r in caplog.records if r.levelname == "ERROR" or r.exc_info]
+        assert len([r for r in caplog.records if "nested deeper" in r.getMessage()]) == 1
+    # Deep but within the limit, and the deepest real payload, still pass the core.
+    session = RpcSession(Version.OCPP201, lenient=True)
+    ok = '[2,"1","DataTransfer",{"vendorId":"v","data":' + deep(29) + "}]"
+    assert isinstance(session.receive(ok, 0.0)[0], InboundCall)
+    assert framing.MAX_NESTING == 32
+
+
+def test_many_items_are_bounded_by_the_frame_size_only() -> None:
+    session = RpcSession(Version.OCPP201, lenient=True)
+    text = '[2,"1","DataTransfer",{"vendorId":"v","data":[' + ",".join(["1"] * 30000) + "]}]"
+    assert isinstance(session.receive(text, 0.0)[0], InboundCall)
+
+
+# ---- 2. an integral float where an integer is wanted --------------------------------------
+async def test_integral_float_stop_is_not_lost_on_16(csms: CsmsInProcess) -> None:
+    await register(csms, "INTF-16")
+    async with open_websocket_url(csms.url("INTF-16"), subprotocols=["ocpp1.6"]) as ws:
+        assert (await rpc(ws, [2, "b", "BootNotification", BOOT_16]))[0] == 3
+        started = await rpc(ws, [2, "s", "StartTransaction", {
+            "connectorId": 1.0, "idTag": "T1", "meterStart": 1000.0,
+            "timestamp": "2026-11-21T08:00:00Z"}])
+        assert started[0] == 3, started
+        tx_id = started[2]["transactionId"]
+        stopped = await rpc(ws, [2, "t", "StopTransaction", {
+            "transactionId": tx_id, "meterStop": 5000.0, "timestamp": "2026-11-21T09:00:00Z"}])
+        assert stopped[0] == 3, stopped
+    assert query(csms, 'SELECT meter_start_wh, meter_stop_wh FROM "transaction" WHERE id=?',
+                 tx_id) == [(1000.0, 5000.0)]
+    kinds = query(csms, "SELECT kind FROM station_deviation WHERE station_id='INTF-16'")
+    assert ("integral float",) in kinds
+
+
+def test_integral_float_rules_per_version_and_mode() -> None:
+    payload = {"transactionId": 7, "meterStop": 5000.0, "timestamp": "2026-11-21T09:00:00Z"}
+    fixed, deviations, violation = lenient.validate(Version.OCPP16, "StopTransaction",
+                                                    dict(payload))
+    assert violation is None and fixed["meterStop"] == 5000
+    assert type(fixed["meterStop"]) is int
+    assert [(d.kind, d.path) for d in deviations] == [("integral float", "meterStop")]
+    # Not integral, or too big to store: still refused.
+    for bad in (5000.5, 1e300):
+        session = RpcSession(Version.OCPP16, lenient=True)
+        text = json.dumps([2, "1", "StopTransaction", {**payload, "meterStop": bad}])
+        assert json.loads(session.receive(text, 0.0)[0].text)[0] == 4
+    # Strict 1.6 keeps the schema's verdict; 2.x takes it as the integer in both modes.
+    strict = RpcSession(Version.OCPP16, lenient=False)
+    answer = strict.receive(json.dumps([2, "1", "StopTransaction", payload]), 0.0)[0]
+    assert json.loads(answer.text)[2] == "TypeConstraintViolation"
+    for mode in (True, False):
+        session = RpcSession(Version.OCPP201, lenient=mode)
+        call = session.receive('[2,"1","Heartbeat",{}]', 0.0)[0]
+        assert isinstance(call, InboundCall)
+    # In answers too: listVersion 5.0 is the list version 5.
+    session = RpcSession(Version.OCPP16, lenient=True)
+    message_id, _ = session.start_call("GetLocalListVersion", {}, 0.0)
+    answered = session.receive(f'[3,"{message_id}",{{"listVersion":5.0}}]', 0.0)[0]
+    assert not isinstance(answered, CallFailed), answered
+    assert answered.payload == {"listVersion": 5} and type(answered.payload["listVersion"]) is int
+    assert [d.kind for d in answered.deviations] == ["integral float"]
