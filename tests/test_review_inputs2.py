@@ -112,3 +112,78 @@ def test_integral_float_rules_per_version_and_mode() -> None:
     assert not isinstance(answered, CallFailed), answered
     assert answered.payload == {"listVersion": 5} and type(answered.payload["listVersion"]) is int
     assert [d.kind for d in answered.deviations] == ["integral float"]
+
+
+# ---- 4. an answer that cannot be parsed fails the command at once -------------------------
+async def answering_raw(ws, frames: dict[str, str], received: list[list]) -> None:
+    """A station that answers each CALL with the raw frame set for its action ({id} filled)."""
+    while True:
+        message = json.loads(await ws.get_message())
+        received.append(message)
+        if message[0] == 2:
+            frame = frames.get(message[2], '[3,"{id}",{{"status":"Accepted"}}]')
+            await ws.send_message(frame.format(id=message[1]))
+
+
+async def test_unparseable_answer_fails_the_command_at_once(csms: CsmsInProcess,
+                                                             caplog) -> None:
+    key = await new_key(csms)
+    await register(csms, "NAN-16")
+    received: list[list] = []
+    frames = {"GetLocalListVersion": '[3,"{id}",{{"listVersion":NaN}}]'}
+    async with open_websocket_url(csms.url("NAN-16"), subprotocols=["ocpp1.6"]) as ws:
+        assert (await rpc(ws, [2, "b", "BootNotification", BOOT_16]))[0] == 3
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(answering_raw, ws, frames, received)
+            started = trio.current_time()
+            with trio.fail_after(10):
+                status, body = await http(csms, "POST", "/stations/NAN-16/commands", key,
+                                          {"operation": "get-local-list-version"})
+            assert trio.current_time() - started < 10
+            assert status == 502, body
+            assert "could not be read" in body["error_description"], body
+            # Never answered with a CALLERROR: Part 4 forbids answering an answer.
+            assert [m for m in received if m[0] == 4] == []
+            # The connection stays up: the next answer lands.
+            frames["GetLocalListVersion"] = '[3,"{id}",{{"listVersion":3}}]'
+            status, body = await http(csms, "POST", "/stations/NAN-16/commands", key,
+                                      {"operation": "get-local-list-version"})
+            assert status == 200, body
+            nursery.cancel_scope.cancel()
+    assert not [r for r in caplog.records if r.levelname == "ERROR" or r.exc_info]
+
+
+def test_unparseable_frame_of_another_id_keeps_todays_path() -> None:
+    session = RpcSession(Version.OCPP16, lenient=True)
+    message_id, _ = session.start_call("GetLocalListVersion", {}, 0.0)
+    events = session.receive('[3,"other",{"listVersion":NaN}]', 0.0)
+    assert not isinstance(events[0], CallFailed)
+    assert session.outstanding_call == (message_id, "GetLocalListVersion")
+    # A deep answer under our id fails the call at once too.
+    events = session.receive(f'[3,"{message_id}",{{"x":{deep(40)}}}]', 0.0)
+    assert isinstance(events[0], CallFailed) and "nested deeper" in events[0].description
+    assert session.outstanding_call is None
+
+
+# ---- 5. a station's error text is bounded -------------------------------------------------
+async def test_long_error_text_is_bounded(csms: CsmsInProcess) -> None:
+    key = await new_key(csms)
+    await register(csms, "LONG-16")
+    long_text = "x" * 5000
+    frames = {"GetLocalListVersion": '[4,"{id}","InternalError","' + long_text + '",{{}}]'}
+    async with open_websocket_url(csms.url("LONG-16"), subprotocols=["ocpp1.6"]) as ws:
+        assert (await rpc(ws, [2, "b", "BootNotification", BOOT_16]))[0] == 3
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(answering_raw, ws, frames, [])
+            status, body = await http(csms, "POST", "/stations/LONG-16/commands", key,
+                                      {"operation": "get-local-list-version"})
+            assert body["status"] == "error" and body["error_code"] == "InternalError", body
+            assert len(body["error_description"]) < 600
+            assert body["error_description"].endswith("(truncated from 5000 characters)")
+            status, logged = await http(csms, "GET", f"/commands/{body['command_id']}", key)
+            assert len(logged["error_description"]) < 600
+            result = await cli(csms, key, "remote", "local-list-version", "LONG-16")
+            assert result.returncode != 0
+            assert "x" * 513 not in result.stdout + result.stderr
+            assert "truncated" in result.stdout + result.stderr
+            nursery.cancel_scope.cancel()

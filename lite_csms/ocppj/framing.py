@@ -26,7 +26,7 @@ MAX_ERROR_DESCRIPTION = 255
 # Arrays and objects nested in one frame, the frame's own array counting as 1. The deepest OCA
 # payload (2.x ReportChargingProfiles) nests 13 levels, 14 in its frame; 32 leaves a wide margin
 # and stays far below what orjson (1024) and the recursive walks after it (journal, values.py)
-# can take. No item-count limit: the frame-size limit (max_message_bytes) already bounds it.
+# can take. No item-count limit: the frame-size limit (max_message_size) already bounds it.
 MAX_NESTING = 32
 
 Payload = dict[str, Any]

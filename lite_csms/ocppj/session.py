@@ -8,6 +8,7 @@ Feed it inbound text with `receive`; it returns events. Ask it for outbound text
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,11 @@ from lite_csms.ocppj.framing import Call, CallError, CallResult, FrameError, Pay
 from lite_csms.ocppj.versions import SEND_ACTIONS, ErrorKind, Version, error_code
 
 DEFAULT_CALL_TIMEOUT = 30.0
+# A station's error text is kept and printed up to this many characters, then marked.
+MAX_KEPT_DESCRIPTION = 512
+
+# The head of an answer frame, `[3,"id"` or `[4,"id"`, read from raw text that may not parse.
+_ANSWER_HEAD = re.compile(r'\s*\[\s*([34])\s*,\s*"([^"\\]{1,36})"')
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +145,13 @@ def _exact_at(text: str | bytes, index: int) -> lenient.ExactText:
     return at
 
 
+def bounded(text: str, limit: int = MAX_KEPT_DESCRIPTION) -> str:
+    """`text` cut to `limit` characters, marked with how long it was, for storing and printing."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… (truncated from {len(text)} characters)"
+
+
 class RpcSession:
     def __init__(
         self,
@@ -163,6 +176,9 @@ class RpcSession:
         try:
             frame = framing.decode(text, self.version)
         except FrameError as exc:
+            failed = self._fail_on_broken_answer(text, exc)
+            if failed is not None:
+                return [failed]
             if not exc.answerable:
                 return [Ignored(exc.description)]
             return [self._error_reply(exc.message_id, exc.kind, exc.description)]
@@ -176,6 +192,25 @@ class RpcSession:
             case CallError():
                 return self._receive_error(frame)
         raise AssertionError(frame)
+
+    def _fail_on_broken_answer(self, text: str | bytes, exc: FrameError) -> CallFailed | None:
+        """Our outstanding CALL, failed at once, when a frame that does not decode is plainly
+        its answer: the raw text starts `[3,"<its id>"` or `[4,"<its id>"` (checked on the
+        text, since a frame that does not parse has no id to read). Never answered (Part 4).
+        Anything else keeps the ordinary path; the CALL then waits for its timeout.
+        """
+        pending = self._outstanding
+        if pending is None:
+            return None
+        head = text[:80].decode(errors="replace") if isinstance(text, bytes) else text[:80]
+        match = _ANSWER_HEAD.match(head)
+        if match is None or match.group(2) != pending.message_id:
+            return None
+        self._outstanding = None
+        kind = "CALLERROR" if match.group(1) == "4" else "CALLRESULT"
+        return CallFailed(pending.message_id, pending.action, error_code(self.version, exc.kind),
+                          bounded(f"the station's {kind} could not be read: {exc.description}"), {},
+                          invalid_answer=True)
 
     def _receive_call(self, call: Call, exact: lenient.ExactText) -> Event:
         if call.message_id in self._unanswered:
@@ -233,8 +268,8 @@ class RpcSession:
         if violation is None:
             return [CallAnswered(pending.message_id, pending.action, payload, deviations)]
         code = error_code(self.version, violation.kind)
-        failed = CallFailed(pending.message_id, pending.action, code, violation.description, {},
-                            invalid_answer=True)
+        failed = CallFailed(pending.message_id, pending.action, code,
+                            bounded(violation.description), {}, invalid_answer=True)
         if self.version is Version.OCPP21:
             reply = framing.encode(
                 CallError(pending.message_id, code, violation.description, about_result=True)
@@ -268,8 +303,8 @@ class RpcSession:
         pending = self._take_outstanding(error.message_id)
         if pending is None:
             return [Ignored(f"CALLERROR for unknown or expired id {error.message_id!r}")]
-        return [CallFailed(pending.message_id, pending.action, error.code, error.description,
-                           error.details)]
+        return [CallFailed(pending.message_id, pending.action, error.code[:64],
+                           bounded(error.description), error.details)]
 
     def _take_outstanding(self, message_id: str) -> _Outstanding | None:
         pending = self._outstanding
