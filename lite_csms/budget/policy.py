@@ -352,9 +352,12 @@ class BudgetPolicy:
         set_server_keepalive(connection, keepalive_for(list(final.values()), nat_timeout,
                                                        self._settings),
                              self._settings.tcp_keepalive_interval)
-        sent = sum(1 for d in records if d.outcome == SENT)
+        sent = [d for d in records if d.outcome == SENT]
         if sent:
-            log.info("%s: policy level %s applied (%d settings sent)", station_id, level, sent)
+            # What the station took, not only what went out: a refusal must not read as applied.
+            taken = sum(1 for d in sent if d.status in ("Accepted", "RebootRequired"))
+            log.info("%s: policy level %s: %d settings sent, %d accepted, %d refused or "
+                     "unanswered", station_id, level, len(sent), taken, len(sent) - taken)
         return [d.as_dict() for d in records]
 
     async def _send(self, station_id: str, version: Version, values: dict[str, str]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -28,6 +29,11 @@ class OneLineParser(argparse.ArgumentParser):
     """Bad arguments get one line on stderr and exit 2, like every other bad input."""
 
     def error(self, message: str) -> NoReturn:
+        if message.endswith("expected one argument"):
+            # argparse reads "-inf" or "-5.x" after an option as another option.
+            message += " (a value starting with '-' is written --option=VALUE, e.g. --limit=-1)"
+        # "argument --connector: must be ..." reads as "--connector must be ...".
+        message = re.sub(r"^argument (--[\w-]+): must be", r"\1 must be", message)
         self.exit(2, f"lite-csms: error: {message} (see `{self.prog} --help`)\n")
 
 

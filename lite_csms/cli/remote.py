@@ -15,6 +15,7 @@ from typing import Any
 
 from lite_csms.cli import remote_management
 from lite_csms.cli.output import CliError, api_error
+from lite_csms.cli.remote_management import count
 from lite_csms.config import Settings
 
 
@@ -23,37 +24,37 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     shared.add_argument("station_id")
     shared.add_argument("--queue", action="store_true",
                         help="if the station is offline, deliver when it reconnects")
-    shared.add_argument("--ttl", type=int, default=3600, help="queue expiry in seconds")
+    shared.add_argument("--ttl", type=count, default=3600, help="queue expiry in seconds")
     shared.add_argument("--json", action="store_true",
                         help="print the whole API answer (command id, status, result) as JSON")
     remote = sub.add_parser("remote", help="operate a charger (through the admin API)")
     cmds = remote.add_subparsers(dest="remote_command", required=True)
     start = cmds.add_parser("start", parents=[shared], help="start charging for a token")
-    start.add_argument("--connector", type=int, default=1)
+    start.add_argument("--connector", type=count, default=1)
     start.add_argument("--token", required=True)
     start.add_argument("--allow-unknown-token", action="store_true",
                        help="send it even if the token is not registered, blocked or expired")
     cmds.add_parser("stop", parents=[shared], help="stop a transaction").add_argument(
-        "--transaction", type=int, required=True)
+        "--transaction", type=count, required=True)
     reset = cmds.add_parser("reset", parents=[shared], help="reboot the charger")
     reset.add_argument("--hard", action="store_true")
-    reset.add_argument("--evse", type=int, help="2.x: reset only this EVSE")
+    reset.add_argument("--evse", type=count, help="2.x: reset only this EVSE")
     availability = cmds.add_parser("availability", parents=[shared],
                                    help="make a connector (0: all) operative or not")
-    availability.add_argument("--connector", type=int, default=0)
+    availability.add_argument("--connector", type=count, default=0)
     availability.add_argument("--inoperative", action="store_true")
     cmds.add_parser("unlock", parents=[shared], help="unlock a stuck cable").add_argument(
-        "--connector", type=int, default=1)
+        "--connector", type=count, default=1)
     cmds.add_parser("clear-cache", parents=[shared], help="clear the authorization cache")
     trigger = cmds.add_parser("trigger", parents=[shared], help="ask for a message now")
     trigger.add_argument("--message", required=True)
-    trigger.add_argument("--connector", type=int)
+    trigger.add_argument("--connector", type=count)
     reserve = cmds.add_parser("reserve", parents=[shared], help="hold a connector for a token")
-    reserve.add_argument("--connector", type=int, default=0, help="0: any connector")
+    reserve.add_argument("--connector", type=count, default=0, help="0: any connector")
     reserve.add_argument("--token", required=True)
-    reserve.add_argument("--expires-in", type=int, default=3600, help="seconds")
+    reserve.add_argument("--expires-in", type=count, default=3600, help="seconds")
     cmds.add_parser("cancel-reservation", parents=[shared], help="release a reservation"
-                    ).add_argument("--reservation", type=int, required=True)
+                    ).add_argument("--reservation", type=count, required=True)
     cmds.add_parser("send-local-list", parents=[shared],
                     help="push the token table as the station's local list").add_argument(
         "--differential", action="store_true", help="only tokens changed since the last list")

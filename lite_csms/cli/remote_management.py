@@ -6,11 +6,13 @@ import argparse
 import math
 from typing import Any
 
+from lite_csms.ocppj.values import INT64_MAX
+
 
 def add_parsers(cmds: argparse._SubParsersAction, shared: argparse.ArgumentParser) -> None:
     limit = cmds.add_parser("set-limit", parents=[shared],
                             help="limit charging power or current (a charging profile)")
-    limit.add_argument("--connector", type=int, default=0, help="0: every connector")
+    limit.add_argument("--connector", type=count, default=0, help="0: every connector")
     amount = limit.add_mutually_exclusive_group(required=True)
     amount.add_argument("--limit", type=finite_float, help="one limit from the start on")
     amount.add_argument("--periods", type=_periods, metavar="S:LIMIT,...",
@@ -25,30 +27,30 @@ def add_parsers(cmds: argparse._SubParsersAction, shared: argparse.ArgumentParse
                        help="with --kind Recurring")
     limit.add_argument("--start", help="ISO 8601 time the schedule starts (e.g. "
                                        "2026-01-01T07:00Z)")
-    limit.add_argument("--transaction", type=int,
+    limit.add_argument("--transaction", type=count,
                        help="limit only this running transaction (a TxProfile)")
-    limit.add_argument("--duration", type=int, help="seconds; default: until cleared")
-    limit.add_argument("--stack-level", type=int, default=0)
+    limit.add_argument("--duration", type=count, help="seconds; default: until cleared")
+    limit.add_argument("--stack-level", type=count, default=0)
     clear = cmds.add_parser("clear-limit", parents=[shared], help="remove charging profiles")
-    clear.add_argument("--profile", type=int, help="one profile by id")
-    clear.add_argument("--connector", type=int)
+    clear.add_argument("--profile", type=count, help="one profile by id")
+    clear.add_argument("--connector", type=count)
     clear.add_argument("--purpose", help="default without --profile: TxDefaultProfile")
-    clear.add_argument("--stack-level", type=int)
+    clear.add_argument("--stack-level", type=count)
     composite = cmds.add_parser("composite-schedule", parents=[shared],
                                 help="the limits a connector will apply, all profiles combined")
-    composite.add_argument("--connector", type=int, default=0)
-    composite.add_argument("--duration", type=int, default=3600, help="seconds")
+    composite.add_argument("--connector", type=count, default=0)
+    composite.add_argument("--duration", type=count, default=3600, help="seconds")
     composite.add_argument("--unit", choices=("A", "W"))
     profiles = cmds.add_parser("charging-profiles", parents=[shared],
                                help="2.x: ask the station to report the profiles it holds")
-    profiles.add_argument("--connector", type=int)
+    profiles.add_argument("--connector", type=count)
     profiles.add_argument("--purpose")
     firmware = cmds.add_parser("update-firmware", parents=[shared],
                                help="have the station download and install firmware")
     firmware.add_argument("location", help="URL of the firmware image")
     firmware.add_argument("--retrieve-at", help="ISO 8601 time; default now")
-    firmware.add_argument("--retries", type=int)
-    firmware.add_argument("--retry-interval", type=int)
+    firmware.add_argument("--retries", type=count)
+    firmware.add_argument("--retry-interval", type=count)
     firmware.add_argument("--signing-certificate", help="2.x: PEM certificate")
     firmware.add_argument("--signature", help="2.x: base64 signature of the image")
     diagnostics = cmds.add_parser("get-diagnostics", parents=[shared],
@@ -67,7 +69,20 @@ def add_parsers(cmds: argparse._SubParsersAction, shared: argparse.ArgumentParse
         "variables", nargs="+", help="Component or Component.Variable")
     cmds.add_parser("transaction-status", parents=[shared],
                     help="2.x: is a transaction ongoing, are messages queued").add_argument(
-        "--transaction", type=int)
+        "--transaction", type=count)
+
+
+def count(raw: str) -> int:
+    """An integer argument (connector, EVSE, transaction, id, seconds): 0 to 2^63 - 1, the
+    range OCPP and the store hold; the error names that range."""
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= INT64_MAX:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer from 0 to {INT64_MAX}, not {raw[:40]!r}")
+    return value
 
 
 def finite_float(raw: str) -> float:
@@ -77,7 +92,7 @@ def finite_float(raw: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{raw!r} is not a number") from None
     if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{raw!r} is not a finite number")
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {raw!r}")
     return value
 
 

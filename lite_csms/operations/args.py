@@ -20,9 +20,8 @@ def int_arg(args: dict[str, Any], name: str, default: int | None = None) -> int:
     store hold as a non-negative signed 64-bit integer: anything else is refused before a
     CALL is built."""
     value = args.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise OperationError(f"{name} must be an integer")
-    if not 0 <= value <= INT64_MAX:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT64_MAX:
+        # Name the range: 99999999999999999999 is an integer, just not one OCPP can hold.
         raise OperationError(f"{name} must be an integer from 0 to {INT64_MAX}")
     return value
 

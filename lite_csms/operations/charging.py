@@ -45,6 +45,18 @@ def check_periods(periods: Sequence[tuple[int, float]], kind: str, recurrency: s
             raise OperationError(f"a {recurrency} schedule fits in {length} s")
 
 
+def limit_16(value: float) -> float:
+    """A 1.6 limit (a multiple of 0.1, Part 2 ChargingSchedulePeriod): rounded to one decimal,
+    the value sent is in the command log. A positive limit that rounds to 0 would stop
+    charging instead of limiting it: refused (OperationError, 422) rather than sent as 0.
+    """
+    rounded = round(value, 1)
+    if value > 0 and rounded == 0:
+        raise OperationError(f"limit {value:g} rounds to 0 in OCPP 1.6, which sends multiples "
+                             "of 0.1 (0 stops charging): give 0.05 or more, or 0 to pause")
+    return rounded
+
+
 def set_limit(version: Version, connector: int, limit: float | None, unit: str,
               profile_id: int, start: datetime | None, *, stack_level: int = 0,
               duration: int | None = None, transaction_id: int | str | None = None,
@@ -79,8 +91,7 @@ def set_limit(version: Version, connector: int, limit: float | None, unit: str,
     steps = [(0, limit)] if periods is None else list(periods)
     check_periods(steps, kind, recurrency, duration)
     if version is Version.OCPP16:
-        # 1.6 limits are multiples of 0.1.
-        steps = [(at, round(value, 1)) for at, value in steps]
+        steps = [(at, limit_16(value)) for at, value in steps]
     schedule: Payload = {"chargingRateUnit": unit, "chargingSchedulePeriod": [
         {"startPeriod": at, "limit": value} for at, value in steps]}
     if start is not None:
