@@ -7,6 +7,7 @@ Server findings run over real sockets against a real server; the CLI runs as a r
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 
 import trio
@@ -175,15 +176,85 @@ async def test_long_error_text_is_bounded(csms: CsmsInProcess) -> None:
         assert (await rpc(ws, [2, "b", "BootNotification", BOOT_16]))[0] == 3
         async with trio.open_nursery() as nursery:
             nursery.start_soon(answering_raw, ws, frames, [])
-            status, body = await http(csms, "POST", "/stations/LONG-16/commands", key,
+            _, body = await http(csms, "POST", "/stations/LONG-16/commands", key,
                                       {"operation": "get-local-list-version"})
             assert body["status"] == "error" and body["error_code"] == "InternalError", body
             assert len(body["error_description"]) < 600
             assert body["error_description"].endswith("(truncated from 5000 characters)")
-            status, logged = await http(csms, "GET", f"/commands/{body['command_id']}", key)
+            _, logged = await http(csms, "GET", f"/commands/{body['command_id']}", key)
             assert len(logged["error_description"]) < 600
             result = await cli(csms, key, "remote", "local-list-version", "LONG-16")
             assert result.returncode != 0
             assert "x" * 513 not in result.stdout + result.stderr
             assert "truncated" in result.stdout + result.stderr
             nursery.cancel_scope.cancel()
+
+
+# ---- 3. a 1.6 limit that rounds to 0 is refused, not sent as 0 ----------------------------
+async def test_limit_that_rounds_to_zero_is_refused_on_16(csms: CsmsInProcess) -> None:
+    key = await new_key(csms)
+    path = "/stations/LIM-16/commands"
+    async with station(csms, "LIM-16") as fake:
+        for limit, unit in ((0.0000001, "W"), (0.04, "A")):
+            status, body = await http(csms, "POST", path, key, {
+                "operation": "set-limit", "args": {"connector": 1, "limit": limit,
+                                                   "unit": unit}})
+            assert status == 422 and "limit" in body["error"], body
+            assert "rounds to 0" in body["error"]
+        line = one_line_error(await cli(csms, key, "remote", "set-limit", "LIM-16",
+                                        "--connector", "1", "--limit", "0.04"))
+        assert "--limit" in line and "rounds to 0" in line
+        assert fake.sent("SetChargingProfile") == []
+        # Others are rounded to 0.1; the value sent is what the command log keeps.
+        status, body = await http(csms, "POST", path, key, {
+            "operation": "set-limit", "args": {"connector": 1, "limit": 0.06, "unit": "A"}})
+        assert status == 200, body
+        sent = fake.sent("SetChargingProfile")[0]
+        assert sent["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0][
+            "limit"] == 0.1
+        # 0 is an explicit pause and still goes out as 0.
+        status, body = await http(csms, "POST", path, key, {
+            "operation": "set-limit", "args": {"connector": 1, "limit": 0, "unit": "A"}})
+        assert status == 200, body
+
+
+# ---- 6. range messages --------------------------------------------------------------------
+async def test_cli_range_messages_name_the_range(csms: CsmsInProcess) -> None:
+    key = await new_key(csms)
+    line = one_line_error(await cli(csms, key, "remote", "stop", "D16", "--transaction",
+                                    "99999999999999999999"))
+    assert "--transaction must be an integer from 0 to 9223372036854775807" in line
+    line = one_line_error(await cli(csms, key, "remote", "reserve", "D16", "--connector", "-1",
+                                    "--token", "T"))
+    assert "--connector must be an integer from 0 to" in line
+    line = one_line_error(await cli(csms, key, "remote", "set-limit", "D16", "--limit",
+                                    "-inf"))
+    assert "--limit=" in line
+    line = one_line_error(await cli(csms, key, "remote", "set-limit", "D16", "--limit=-inf"))
+    assert "--limit must be a finite number" in line
+    # The API names the range as well, also for a number too big to be read as an integer.
+    status, body = await http(csms, "POST", "/stations/D16/commands", key, {
+        "operation": "remote-stop", "args": {"transaction": 1e20}})
+    assert status in (404, 409, 422) and (status != 422 or "from 0 to" in body["error"])
+
+
+# ---- 7. the policy log line says what the station accepted --------------------------------
+async def test_policy_log_counts_refusals(nursery, tmp_path, caplog) -> None:
+    from tests.conftest import start_in_process
+
+    caplog.set_level(logging.INFO)
+    csms = await start_in_process(nursery, tmp_path, budget_policy=True, budget_cap=500_000)
+    await register(csms, "POL-16")
+    frames = {"ChangeConfiguration": '[3,"{id}",{{"status":"Rejected"}}]',
+              "GetConfiguration": '[3,"{id}",{{"configurationKey":[]}}]'}
+    async with open_websocket_url(csms.url("POL-16"), subprotocols=["ocpp1.6"]) as ws:
+        assert (await rpc(ws, [2, "b", "BootNotification", BOOT_16]))[0] == 3
+        async with trio.open_nursery() as inner:
+            inner.start_soon(answering_raw, ws, frames, [])
+            with trio.fail_after(15):
+                while not [r for r in caplog.records if "policy level" in r.getMessage()]:
+                    await trio.sleep(0.05)
+            inner.cancel_scope.cancel()
+    line = next(r.getMessage() for r in caplog.records if "policy level" in r.getMessage())
+    assert "applied" not in line
+    assert ", 0 accepted," in line and "refused or unanswered" in line, line

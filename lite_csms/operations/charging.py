@@ -52,8 +52,8 @@ def limit_16(value: float) -> float:
     """
     rounded = round(value, 1)
     if value > 0 and rounded == 0:
-        raise OperationError(f"limit {value:g} rounds to 0 in OCPP 1.6, which sends multiples "
-                             "of 0.1 (0 stops charging): give 0.05 or more, or 0 to pause")
+        raise OperationError(f"limit must be 0 or at least 0.05 in OCPP 1.6, which sends "
+                             f"multiples of 0.1: {value:g} rounds to 0, which stops charging")
     return rounded
 
 
