@@ -233,9 +233,13 @@ async def test_cli_range_messages_name_the_range(csms: CsmsInProcess) -> None:
     line = one_line_error(await cli(csms, key, "remote", "set-limit", "D16", "--limit=-inf"))
     assert "--limit must be a finite number" in line
     # The API names the range as well, also for a number too big to be read as an integer.
-    status, body = await http(csms, "POST", "/stations/D16/commands", key, {
-        "operation": "remote-stop", "args": {"transaction": 1e20}})
-    assert status in (404, 409, 422) and (status != 422 or "from 0 to" in body["error"])
+    async with station(csms, "RNG-16") as fake:
+        for bad in (1e20, 5.5, -1, "7"):
+            status, body = await http(csms, "POST", "/stations/RNG-16/commands", key, {
+                "operation": "remote-stop", "args": {"transaction": bad}})
+            assert status == 422, body
+            assert f"transaction must be an integer from 0 to {2**63 - 1}" in body["error"]
+        assert fake.received == []
 
 
 # ---- 7. the policy log line says what the station accepted --------------------------------
