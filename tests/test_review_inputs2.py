@@ -102,10 +102,17 @@ def test_integral_float_rules_per_version_and_mode() -> None:
     strict = RpcSession(Version.OCPP16, lenient=False)
     answer = strict.receive(json.dumps([2, "1", "StopTransaction", payload]), 0.0)[0]
     assert json.loads(answer.text)[2] == "TypeConstraintViolation"
-    for mode in (True, False):
+    status = json.dumps([2, "1", "StatusNotification", {
+        "timestamp": "2026-11-21T09:00:00Z", "connectorStatus": "Available", "evseId": 1.0,
+        "connectorId": 2.0}])
+    for mode, recorded in ((True, ["connectorId", "evseId"]), (False, [])):
         session = RpcSession(Version.OCPP201, lenient=mode)
-        call = session.receive('[2,"1","Heartbeat",{}]', 0.0)[0]
-        assert isinstance(call, InboundCall)
+        call = session.receive(status, 0.0)[0]
+        assert isinstance(call, InboundCall), call
+        assert call.payload["evseId"] == 1 and type(call.payload["evseId"]) is int
+        assert type(call.payload["connectorId"]) is int
+        assert sorted(d.path for d in call.deviations
+                      if d.kind == "integral float") == recorded
     # In answers too: listVersion 5.0 is the list version 5.
     session = RpcSession(Version.OCPP16, lenient=True)
     message_id, _ = session.start_call("GetLocalListVersion", {}, 0.0)

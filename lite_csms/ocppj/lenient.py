@@ -11,7 +11,7 @@ payload is validated again, at most MAX_REPAIRS times. What is accepted (docs/DE
 - enum value in the wrong letter case: the one member equal ignoring case;
 - unknown property: ignored (kept in the payload, never read);
 - integral float where an integer is wanted (1.6's draft-04 schemas refuse `5000.0`; 2.x's
-  accept it as valid JSON Schema): the integer.
+  accept it, and the session records it there under the same kind): the integer.
 
 Nothing else is repaired: a missing required field, a string where a number is wanted, an
 unknown enum value or a bad timestamp still gets the spec's CALLERROR. Billing values are

@@ -152,6 +152,12 @@ def bounded(text: str, limit: int = MAX_KEPT_DESCRIPTION) -> str:
     return f"{text[:limit]}… (truncated from {len(text)} characters)"
 
 
+def _integral_floats(paths: list[str]) -> list[lenient.Deviation]:
+    """2.x schemas take 5.0 for an integer; lenient mode records it like 1.6's repair does."""
+    shown = dict.fromkeys(re.sub(r"\[\d+\]", "[]", path) for path in paths)
+    return [lenient.Deviation(lenient.INTEGRAL_FLOAT, path, "integral float") for path in shown]
+
+
 class RpcSession:
     def __init__(
         self,
@@ -254,9 +260,12 @@ class RpcSession:
         if violation is not None:
             return payload, (), violation
         try:
-            values.check_payload(schemas.schema(self.version, action, False), payload)
+            converted = values.check_payload(schemas.schema(self.version, action, False),
+                                             payload)
         except values.UnstorableValue as exc:
             return payload, (), schemas.SchemaViolation(exc.kind, str(exc))
+        if self.lenient and converted:
+            deviations = (*deviations, *_integral_floats(converted))
         return payload, deviations, None
 
     def _receive_result(self, result: CallResult, exact: lenient.ExactText) -> list[Event]:
@@ -291,9 +300,12 @@ class RpcSession:
         if violation is not None:
             return payload, (), violation
         try:
-            values.check_payload(schemas.schema(self.version, action, True), payload)
+            converted = values.check_payload(schemas.schema(self.version, action, True),
+                                             payload)
         except values.UnstorableValue as exc:
             return payload, (), schemas.SchemaViolation(exc.kind, str(exc))
+        if self.lenient and converted:
+            deviations = (*deviations, *_integral_floats(converted))
         return payload, deviations, None
 
     def _receive_error(self, error: CallError) -> list[Event]:

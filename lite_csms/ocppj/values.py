@@ -81,13 +81,16 @@ def scaled(path: str, value: float, multiplier: int) -> float:
     return check_float(path, result)
 
 
-def check_payload(schema: dict[str, Any], payload: dict[str, Any]) -> None:
+def check_payload(schema: dict[str, Any], payload: dict[str, Any]) -> list[str]:
     """Walk a schema-valid payload with its schema; raise UnstorableValue at the first bad number.
 
     Mutates the payload in one way only: an integral float where the schema wants an integer
-    becomes an int, so the store never keeps 3.0 as a connector id.
+    becomes an int, so the store never keeps 3.0 as a connector id. Returns the paths so
+    converted ("meterValue[0].evseId"), for the caller to record.
     """
-    _walk(schema, schema.get("definitions", {}), payload, "")
+    converted: list[str] = []
+    _walk(schema, schema.get("definitions", {}), payload, "", converted)
+    return converted
 
 
 def _resolve(node: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any]:
@@ -98,14 +101,14 @@ def _resolve(node: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any
 
 
 def _walk(node: dict[str, Any] | None, definitions: dict[str, Any], value: Any,
-          path: str) -> Any:
+          path: str, converted: list[str]) -> Any:
     node = _resolve(node, definitions) if node is not None else None
     if isinstance(value, dict):
         properties = node.get("properties", {}) if node is not None else {}
         for key, item in value.items():
             where = f"{path}.{key}" if path else key
             sub = properties.get(key)
-            fixed = _walk(sub, definitions, item, where)
+            fixed = _walk(sub, definitions, item, where, converted)
             if fixed is not item:
                 value[key] = fixed
             # Only where the schema defines the field: a vendor's customData is its own business.
@@ -116,7 +119,7 @@ def _walk(node: dict[str, Any] | None, definitions: dict[str, Any], value: Any,
     if isinstance(value, list):
         items = node.get("items") if node is not None else None
         for index, item in enumerate(value):
-            fixed = _walk(items, definitions, item, f"{path}[{index}]")
+            fixed = _walk(items, definitions, item, f"{path}[{index}]", converted)
             if fixed is not item:
                 value[index] = fixed
         return value
@@ -127,7 +130,9 @@ def _walk(node: dict[str, Any] | None, definitions: dict[str, Any], value: Any,
     if isinstance(value, float):
         check_float(path, value)
         if node is not None and node.get("type") == "integer":
-            return check_int(path, int(value))
+            fixed = check_int(path, int(value))
+            converted.append(path)
+            return fixed
     return value
 
 
