@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 import peewee as pw
 
@@ -98,7 +99,17 @@ def measure_transaction(transaction: Transaction) -> Measurement:
     by_time = any(note.startswith(SEQ_NO_REUSED)
                   for note in (transaction.review_note or "").splitlines())
     return measure(stored_readings(transaction), ended=transaction.stopped_at is not None,
-                   by_time=by_time)
+                   by_time=by_time, end=ended_by(transaction))
+
+
+def ended_by(transaction: Transaction) -> tuple[datetime, int] | None:
+    """(timestamp, seqNo) of the 2.x Ended event that stopped the transaction, if one did."""
+    if transaction.stopped_at is None or transaction.station_tx_id is None:
+        return None
+    event = (transaction.events.where(TransactionEventRecord.event_type == "Ended",
+                                      TransactionEventRecord.timestamp == transaction.stopped_at)
+             .order_by(TransactionEventRecord.seq_no).first())
+    return None if event is None else (event.timestamp, event.seq_no)
 
 
 def stored_readings(transaction: Transaction) -> list[Reading]:
