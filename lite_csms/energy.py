@@ -157,10 +157,11 @@ def _measure(ordered: list[Reading], ended: bool) -> Measurement:
         return Measurement(start, stop, stop, None)
     energy, backward, dip_runs = _walk(counted)
     problems = tuple(
-        f"backward register: {a.describe()} then {b.describe()}; no later reading regains "
-        f"the register, or only at a plausible power: counted on as a reset" for a, b in backward
-    ) + tuple(f"register dip: {_run(run)} skipped; {q.describe()} regains the register, "
-              f"which a reset could only reach above {MAX_PLAUSIBLE_POWER_W / 1000:g} kW"
+        f"backward register: {a.describe()} then {b.describe()} (a reset: no later reading "
+        f"regains the register, or only at a plausible power), counted on from it"
+        for a, b in backward
+    ) + tuple(f"register dip: {_run(run)} skipped ({q.describe()} regains the register, "
+              f"which a reset could only reach above {MAX_PLAUSIBLE_POWER_W / 1000:g} kW)"
               for run, q in dip_runs)
     return Measurement(start, stop, counted[-1], energy, tuple(backward), problems=problems,
                        dips=tuple(r for run, _ in dip_runs for r in run))

@@ -17,7 +17,7 @@ import pytest
 from lite_csms.db.models import IdToken
 from lite_csms.ocppj.timestamps import format_utc
 from tests.conftest import CsmsInProcess
-from tests.test_billing import NOW, REGISTER, boot, connect, messages, rows
+from tests.test_billing import NOW, REGISTER, T0, at, boot, connect, event201, messages, mv16, rows
 
 
 def ts(minutes: int) -> str:
@@ -355,3 +355,67 @@ async def test_16_meter_values_after_a_made_up_number_stopped_begin_another_sess
     assert (a["generation"], a["energy_wh"], a["meter_stop_wh"]) == (0, 2000, 3000)
     assert (b["generation"], b["energy_wh"], b["meter_stop_wh"]) == (1, 4000, 7000)
     assert b["reconstructed"] == 1 and b["started_at"].startswith(ts(30)[:19])
+
+
+# ---- second review ------------------------------------------------------------------------------
+def at_event(kind: str, seq: int, minutes: int, wh: float, tx_id: str, **extra: Any) -> dict[
+        str, Any]:
+    """A 2.x TransactionEvent at 08:00 + minutes (tests.test_billing.at), one reading, no
+    context."""
+    return event201(kind, seq, at(minutes), wh, tx_id, **extra)
+
+
+# ---- item 1: an Updated after the Ended adds nothing to a stopped session ---------------------
+async def test_201_updated_after_ended_is_not_counted_and_flagged(csms: CsmsInProcess) -> None:
+    await csms.server.store.run(lambda: IdToken.create(token="TOK1"))
+    token = {"idToken": "TOK1", "type": "ISO14443"}
+    async with await connect(csms, "N20", "ocpp2.0.1") as ws:
+        station = await boot(ws, "ocpp2.0.1")
+        for event in (at_event("Started", 0, 0, 1000, "V", idToken=token,
+                               evse={"id": 1, "connectorId": 1}),
+                      at_event("Ended", 1, 10, 2000, "V",
+                               transactionInfo={"transactionId": "V", "stoppedReason": "Local"}),
+                      at_event("Updated", 2, 25, 9000, "V")):
+            await station.call("TransactionEvent", event)
+    (tx,) = rows(csms)
+    assert tx["stopped_at"].startswith(at(10)[:19]) and tx["stop_reason"] == "Local"
+    assert (tx["meter_stop_wh"], tx["energy_wh"]) == (2000, 1000)
+    assert tx["review"] == "reading after its end" and "9000 Wh" in tx["review_reason"]
+
+
+# ---- item 4: a real meter reset is counted, one failing reading is still a dip ----------------
+@pytest.mark.parametrize(("values", "energy", "review"), [
+    ((1000, 5000, 0, 2000, 4000, 6000, 7000), 11000, "backward register"),
+    ((2259988, 0, 2268000), 8012, "register dip"),
+    ((2259988, 0, 0, 2268000), 8012, "register dip"),
+])
+async def test_16_meter_reset_is_counted_and_a_failing_reading_is_a_dip(
+    csms: CsmsInProcess, values: tuple[float, ...], energy: float, review: str
+) -> None:
+    async with await connect(csms, "CS-RESET", "ocpp1.6") as ws:
+        station = await boot(ws, "ocpp1.6")
+        tx_id = (await station.call("StartTransaction", {
+            "connectorId": 1, "idTag": "R", "meterStart": values[0], "timestamp": at(0)}))[
+            "transactionId"]
+        await station.call("MeterValues", {"connectorId": 1, "transactionId": tx_id,
+                                           "meterValue": [mv16(10 * i, v) for i, v in
+                                                          enumerate(values[1:-1], 1)]})
+        await station.call("StopTransaction", {"transactionId": tx_id, "meterStop": values[-1],
+                                               "timestamp": at(10 * (len(values) - 1))})
+    (tx,) = rows(csms)
+    assert (tx["energy_wh"], tx["review"]) == (energy, review)
+    # One entry per dip run, one per reset: never one per low reading.
+    assert tx["review_reason"].count(review + ":") == 1
+
+
+def test_rule_identical_timestamps_make_any_climb_back_a_dip() -> None:
+    from lite_csms.energy import END as E
+    from lite_csms.energy import Reading as R
+    from lite_csms.energy import measure as m
+    t = T0
+    found = m([R(t, 1000, "Transaction.Begin", "t"), R(t + timedelta(minutes=1), 0),
+               R(t + timedelta(minutes=1), 1500), R(t + timedelta(minutes=2), 1600, E)],
+              ended=True)
+    # 0 -> 1500 at one instant: no meter counts that, so the 0 was a dip.
+    assert found.energy_wh == 600 and [p.partition(":")[0] for p in found.problems] == [
+        "register dip"]
