@@ -419,3 +419,27 @@ def test_rule_identical_timestamps_make_any_climb_back_a_dip() -> None:
     # 0 -> 1500 at one instant: no meter counts that, so the 0 was a dip.
     assert found.energy_wh == 600 and [p.partition(":")[0] for p in found.problems] == [
         "register dip"]
+
+
+# ---- item 5: a repeated stop that adds transactionData is stored and recounted ----------------
+async def test_16_repeated_stop_adding_transaction_data_is_recounted(
+    csms: CsmsInProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    stop = {"transactionId": 0, "meterStop": 5000, "timestamp": at(180), "idTag": "TOK1"}
+    with_data = {**stop, "transactionData": [mv16(120, 4000)]}
+    async with await connect(csms, "J16", "ocpp1.6") as ws:
+        station = await boot(ws, "ocpp1.6")
+        await station.call("StopTransaction", stop)
+        (first,) = rows(csms)
+        assert first["energy_wh"] is None
+        for message in (with_data, with_data, stop):  # then a retransmit of each
+            await station.call("StopTransaction", message)
+    (tx,) = rows(csms)
+    assert (tx["meter_start_wh"], tx["meter_stop_wh"], tx["energy_wh"]) == (4000, 5000, 1000)
+    assert tx["started_at"].startswith(at(120)[:19])
+    added = [m for m in messages(caplog, logging.INFO) if "added transactionData" in m]
+    assert len(added) == 1 and "1000 Wh" in added[0]
+    conn = sqlite3.connect(csms.database)
+    assert conn.execute("SELECT count(*) FROM energy_reading").fetchone() == (2,)
+    conn.close()

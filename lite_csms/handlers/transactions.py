@@ -132,7 +132,7 @@ def stop_v16(
     elif tx.stopped_at is not None and tx.stop_reason != ORPHANED:
         kept = _kept_stop(tx, at, meter_stop_wh)
         if kept is not None:
-            return StopOutcome(kept, auth, ())
+            return StopOutcome(kept, auth, _repeat_adds(kept, station_id, samples, at))
         if tx.station_tx_id is None:
             notes.extend(_conflicting_stop(tx, meter_stop_wh, at, payload))
             return StopOutcome(tx, auth, tuple(notes))
@@ -172,6 +172,20 @@ def _kept_stop(tx: Transaction, at: datetime, meter_stop_wh: float) -> Transacti
         rows = list(Transaction.select().where(Transaction.station == tx.station_id,
                                                Transaction.station_tx_id == tx.station_tx_id))
     return next((row for row in rows if _is_kept_stop(row, at, meter_stop_wh)), None)
+
+
+def _repeat_adds(tx: Transaction, station_id: str, samples: Sequence[Sample],
+                 at: datetime) -> tuple[Note, ...]:
+    """A repeat of the kept stop whose transactionData carries readings not stored yet: they
+    are added (once) and the energy recounted; a pure retransmit changes nothing."""
+    if not store_samples(station_id, tx.evse_id, samples, tx, source="StopTransaction"):
+        return ()
+    if tx.reconstructed:
+        tx.started_at = min([tx.started_at, at, *(s.timestamp for s in samples)])
+    counted = recount(tx)
+    return (*_problems(tx, counted), Note(logging.INFO, (
+        f"{_name(tx)} on {station_id}: a repeated StopTransaction added transactionData "
+        f"not stored before; recounted: {format_wh(tx.energy_wh)}")))
 
 
 def _conflicting_stop(tx: Transaction, meter_stop_wh: float, at: datetime,
