@@ -443,3 +443,37 @@ async def test_16_repeated_stop_adding_transaction_data_is_recounted(
     conn = sqlite3.connect(csms.database)
     assert conn.execute("SELECT count(*) FROM energy_reading").fetchone() == (2,)
     conn.close()
+
+
+# ---- item 2: a retransmitted reading of an earlier session under 0 stays there ----------------
+async def test_16_reading_goes_to_the_session_of_number_0_whose_span_holds_it(
+    csms: CsmsInProcess,
+) -> None:
+    def values(minutes: int, wh: float) -> dict[str, Any]:
+        return {"connectorId": 1, "transactionId": 0, "meterValue": [mv16(minutes, wh)]}
+
+    def stop(minutes: int, wh: float) -> dict[str, Any]:
+        return {"transactionId": 0, "meterStop": wh, "timestamp": at(minutes)}
+
+    # 06:00 is at(-120).
+    async with await connect(csms, "C16", "ocpp1.6") as ws:
+        station = await boot(ws, "ocpp1.6")
+        for action, payload in (
+                ("MeterValues", values(-119, 100)), ("MeterValues", values(-118, 200)),
+                ("StopTransaction", stop(-117, 300)),
+                ("MeterValues", values(-109, 1100)), ("StopTransaction", stop(-107, 1300)),
+                ("MeterValues", values(-108, 1200)),
+                # retransmits, the last exactly session A's reading
+                ("MeterValues", values(-109, 1100)), ("StopTransaction", stop(-117, 300)),
+                ("StopTransaction", stop(-107, 1300)), ("MeterValues", values(-118, 200))):
+            await station.call(action, payload)
+    a, b = rows(csms)
+    assert (a["energy_wh"], a["meter_start_wh"], a["meter_stop_wh"]) == (200, 100, 300)
+    assert a["started_at"].startswith(at(-119)[:19])
+    assert (b["energy_wh"], b["meter_start_wh"], b["meter_stop_wh"]) == (200, 1100, 1300)
+    assert b["started_at"].startswith(at(-109)[:19]) and b["generation"] == 1
+    conn = sqlite3.connect(csms.database)
+    per_tx = conn.execute("SELECT transaction_id, count(*) FROM energy_reading "
+                          "GROUP BY transaction_id ORDER BY transaction_id").fetchall()
+    conn.close()
+    assert per_tx == [(a["id"], 3), (b["id"], 3)]

@@ -215,11 +215,13 @@ def meter_values_v16(
     notes: list[Note] = []
     tx = find_v16(station_id, transaction_id)
     generation = 0
-    if (tx is not None and tx.station_tx_id is not None and tx.stopped_at is not None
-            and tx.stop_reason != ORPHANED and first_at > tx.stopped_at):
-        # All after the stop of the session under the station's own number: another session
-        # under that number (a charger's 0 or -1), not a late reading of the stopped one.
-        generation, tx = tx.generation + 1, None
+    if tx is not None and tx.station_tx_id is not None:
+        # The station's own number (a charger's 0 or -1) may name several sessions.
+        samples = _not_stored_under(station_id, tx.station_tx_id, samples)
+        if not samples:
+            return ()  # a retransmit: every reading is stored under that number already
+        first_at = min(s.timestamp for s in samples)
+        tx, generation = _session_at(station_id, tx.station_tx_id, first_at)
     if tx is None and transaction_id is not None:
         tx = _reconstruct(station_id, str(transaction_id), connector_id,
                           1 if connector_id else 0, first_at, generation)
@@ -234,6 +236,39 @@ def meter_values_v16(
             tx.started_at = first_at
         notes.extend(_problems(tx, recount(tx)))
     return tuple(notes)
+
+
+def _not_stored_under(station_id: str, station_tx_id: str,
+                      samples: Sequence[Sample]) -> list[Sample]:
+    """The samples but the energy register readings already stored in any session under the
+    station's number: those are retransmits, whichever session holds them."""
+    def stored(sample: Sample) -> bool:
+        return sample.is_energy_register and EnergyReading.select().join(Transaction).where(
+            Transaction.station == station_id, Transaction.station_tx_id == station_tx_id,
+            EnergyReading.timestamp == sample.timestamp, EnergyReading.value_wh == sample.value,
+            EnergyReading.context == sample.context).exists()
+    return [s for s in samples if not stored(s)]
+
+
+def _session_at(station_id: str, station_tx_id: str,
+                at: datetime) -> tuple[Transaction | None, int]:
+    """The session under a station's number whose span [start, stop] holds `at`; else, after
+    the newest session's stop, none (a new session: the generation to give it); else the
+    newest session started by `at` (the first if none)."""
+    sessions = list(Transaction.select().where(
+        Transaction.station == station_id, Transaction.station_tx_id == station_tx_id,
+    ).order_by(Transaction.generation))
+    def stopped(tx: Transaction) -> bool:
+        return tx.stopped_at is not None and tx.stop_reason != ORPHANED
+    holding = [tx for tx in sessions
+               if tx.started_at <= at and (not stopped(tx) or at <= tx.stopped_at)]
+    if holding:
+        return holding[-1], 0
+    newest = sessions[-1]
+    if stopped(newest) and at > newest.stopped_at:
+        return None, newest.generation + 1
+    started = [tx for tx in sessions if tx.started_at <= at]
+    return (started[-1] if started else sessions[0]), 0
 
 
 def find_v16(station_id: str, transaction_id: int | None) -> Transaction | None:
