@@ -477,3 +477,41 @@ async def test_16_reading_goes_to_the_session_of_number_0_whose_span_holds_it(
                           "GROUP BY transaction_id ORDER BY transaction_id").fetchall()
     conn.close()
     assert per_tx == [(a["id"], 3), (b["id"], 3)]
+
+
+# ---- item 3: a reused transactionId with events out of order ----------------------------------
+def _session(kind: str, seq: int, minutes: int, wh: float, tx_id: str) -> dict[str, Any]:
+    extra: dict[str, Any] = {"offline": True}
+    if kind == "Started":
+        extra["evse"] = {"id": 1, "connectorId": 1}
+    return at_event(kind, seq, minutes, wh, tx_id, **extra)
+
+
+@pytest.mark.parametrize("order", ["late_end_first", "update_before_started"])
+async def test_201_reused_transaction_id_out_of_order_keeps_each_session_its_own(
+    csms: CsmsInProcess, order: str
+) -> None:
+    first = [("Started", 0, 0, 1000), ("Updated", 1, 5, 1500), ("Ended", 2, 10, 2000)]
+    if order == "late_end_first":
+        sent = [("Ended", 2, 30, 3500), *first, ("Started", 0, 20, 3000),
+                ("Updated", 1, 25, 3200)]
+    else:
+        sent = [*first, ("Updated", 1, 25, 3200), ("Started", 0, 20, 3000),
+                ("Ended", 2, 30, 3500)]
+    async with await connect(csms, "A20", "ocpp2.0.1") as ws:
+        station = await boot(ws, "ocpp2.0.1")
+        for _ in range(2):  # the second round: retransmits, which change nothing
+            for kind, seq, minutes, wh in sent:
+                await station.call("TransactionEvent", _session(kind, seq, minutes, wh, "X"))
+    a, b = rows(csms)
+    assert (a["generation"], b["generation"]) == (0, 1)
+    assert (a["meter_start_wh"], a["meter_stop_wh"], a["energy_wh"]) == (1000, 2000, 1000)
+    assert a["stopped_at"].startswith(at(10)[:19]) and a["review"] is None
+    assert (b["meter_start_wh"], b["meter_stop_wh"], b["energy_wh"]) == (3000, 3500, 500)
+    assert b["started_at"].startswith(at(20)[:19]) and b["stopped_at"].startswith(at(30)[:19])
+    assert b["review"] == "transactionId reused"
+    conn = sqlite3.connect(csms.database)
+    events = conn.execute("SELECT transaction_id, count(*) FROM transaction_event_record "
+                          "GROUP BY transaction_id ORDER BY transaction_id").fetchall()
+    conn.close()
+    assert events == [(a["id"], 3), (b["id"], 3)]

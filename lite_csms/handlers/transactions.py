@@ -24,12 +24,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from lite_csms.db.models import EnergyReading, Transaction, TransactionEventRecord
+from lite_csms.db.models import EnergyReading, MeterSample, Transaction, TransactionEventRecord
 from lite_csms.domain import AuthResult, Sample, TransactionEvent
 from lite_csms.energy import BEGIN, END, Reading, format_wh
 from lite_csms.handlers import diagnostics, live_meter, reservation, smart_charging
 from lite_csms.handlers.authorization import authorize, authorize_for_start
 from lite_csms.handlers.meter_values import (
+    SEQ_NO_REUSED,
     Recount,
     add_readings,
     add_review_note,
@@ -360,6 +361,8 @@ def apply_event(station_id: str, event: TransactionEvent) -> EventOutcome:
             started_at=event.timestamp, reconstructed=created,
             generation=0 if reused_id is None else reused_id.generation + 1,
         )
+        if reused_id is not None:
+            notes.extend(_move_after_end(reused_id, tx))
     reused_seq = tx.events.where(TransactionEventRecord.seq_no == event.seq_no).exists()
     TransactionEventRecord.create(
         transaction=tx, seq_no=event.seq_no, event_type=event.event_type,
@@ -401,7 +404,10 @@ def apply_event(station_id: str, event: TransactionEvent) -> EventOutcome:
     if auth is not None and (event.event_type == "Started" or tx.id_token is None):
         tx.id_token = event.id_token
         tx.auth_status = auth.status
-    if event.event_type == "Ended":
+    if event.event_type == "Ended" and (tx.stopped_at is None or tx.stop_reason == ORPHANED
+                                        or event.timestamp < tx.stopped_at):
+        # A session ends at its earliest Ended: a later one belongs to a later session under
+        # the same transactionId, which its Started (if still to come) takes it to.
         tx.stopped_at = event.timestamp
         tx.stop_reason = event.stopped_reason or "Local"
         smart_charging.transaction_ended(station_id, event.station_tx_id)
@@ -419,6 +425,32 @@ def apply_event(station_id: str, event: TransactionEvent) -> EventOutcome:
     elif event.event_type == "Ended":
         notes.append(_stopped(tx, replaces_orphaned))
     return EventOutcome(tx, auth, False, tuple(notes))
+
+
+def _move_after_end(earlier: Transaction, later: Transaction) -> list[Note]:
+    """Move the events, readings and samples of `earlier` stamped after its Ended to `later`,
+    a new session under the same transactionId (they arrived before its Started); recount
+    both. `later` takes its stop from a moved Ended."""
+    end = earlier.stopped_at
+    moved = list(earlier.events.where(TransactionEventRecord.timestamp > end))
+    if not moved and not earlier.readings.where(EnergyReading.timestamp > end).exists():
+        return []
+    for model in (TransactionEventRecord, EnergyReading, MeterSample):
+        model.update(transaction=later).where(model.transaction == earlier,
+                                              model.timestamp > end).execute()
+    ends = [e.timestamp for e in moved if e.event_type == "Ended"]
+    if ends:
+        # The stoppedReason of an event is not kept apart: the earlier row's is the best left.
+        later.stopped_at, later.stop_reason = min(ends), earlier.stop_reason
+    later.offline = later.offline or any(e.offline for e in moved)
+    seqs = [e.seq_no for e in earlier.events]
+    if len(seqs) == len(set(seqs)):
+        # The reused seqNo was the later session's: the earlier one keeps its seqNo order.
+        earlier.review_note = "\n".join(
+            n for n in (earlier.review_note or "").splitlines()
+            if not n.startswith(SEQ_NO_REUSED)) or None
+    later.save()
+    return _problems(earlier, recount(earlier))
 
 
 def _session_of(station_id: str, event: TransactionEvent) -> Transaction | None:
