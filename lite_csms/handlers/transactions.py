@@ -13,7 +13,13 @@ the mark). Each outcome carries log lines (`Note`) to write once the store has c
 A station's own transaction number may name several sessions (`Transaction.generation`): a
 2.x transactionId whose Started comes after its session stopped, a 1.6 number the charger
 made up (0, -1) stopped twice differently. Our 1.6 ids name only rows we issued. A retransmit
-(the same message again) is recognised under any of them and changes nothing.
+(the same message again) is recognised under any of them and changes nothing; a repeated
+StopTransaction whose transactionData carries readings not stored yet adds them and recounts.
+Under a station's own 1.6 number a meter value goes to the session whose span [start, stop]
+holds its timestamp, and begins another only after the newest session's stop; a reading
+stored in any session under that number is a retransmit. A 2.x session ends at its earliest
+Ended; a Started beginning another session under the same transactionId takes the earlier
+row's events, readings and samples stamped after that end (they arrived before it).
 """
 
 from __future__ import annotations
@@ -330,7 +336,8 @@ def apply_event(station_id: str, event: TransactionEvent) -> EventOutcome:
     - a Started stamped after the session under that transactionId stopped begins a new
       session (a row of its own, the next `generation`), flagged `transactionId reused`;
     - any other event goes to the newest session under that id that had started by the
-      event's timestamp (else the first).
+      event's timestamp (else the first); an Ended later than the session's own Ended does
+      not move its stop (the later session's Started takes it over).
     """
     auth = None
     if event.id_token is not None:
