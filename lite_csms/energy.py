@@ -55,6 +55,9 @@ END = "Transaction.End"
 
 _RANK = {BEGIN: 0, END: 2}
 
+# Reading.source of the readings a 2.x Ended event carried (handlers/transactions.py).
+ENDED = "Ended"
+
 # Unit and multiplier conversion leaves float noise (5.3 kWh -> 5300.000000000001 Wh); a step
 # down smaller than this is that noise, not a meter going backwards.
 NOISE_WH = 1e-6
@@ -103,22 +106,41 @@ class Measurement:
     problems: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class End:
+    """The 2.x Ended event that stopped a transaction: its timestamp and seqNo, and the
+    timestamps of any later Ended events stored with it (a reused transactionId)."""
+
+    timestamp: datetime
+    seq_no: int
+    later_ends: tuple[datetime, ...] = ()
+
+    def after(self, reading: Reading, by_time: bool) -> bool:
+        """Is this 2.x reading from after the end? The Ended's own readings never are, even
+        stamped a little after the event, unless a later Ended could have carried them."""
+        if reading.seq_no is None:
+            return False
+        if (reading.source == ENDED and reading.seq_no == self.seq_no
+                and not any(t <= reading.timestamp for t in self.later_ends)):
+            return False
+        return reading.timestamp > self.timestamp or (not by_time
+                                                     and reading.seq_no > self.seq_no)
+
+
 def format_wh(value: float | None) -> str:
     """`1234 Wh`, or `unknown energy`; whole numbers without a decimal point."""
     return "unknown energy" if value is None else f"{value:.12g} Wh"
 
 
 def measure(readings: Iterable[Reading], *, ended: bool, by_time: bool = False,
-            end: tuple[datetime, int] | None = None) -> Measurement:
+            end: End | None = None) -> Measurement:
     """Apply the module's rules; `ended` says whether the transaction has stopped, `by_time`
-    orders by timestamp before seqNo (seqNos reused), `end` is the (timestamp, seqNo) of the
-    2.x Ended event that stopped it, after which its readings are not counted."""
+    orders by timestamp before seqNo (seqNos reused), `end` names the 2.x Ended event that
+    stopped it, after which its readings are not counted."""
     ordered = sorted(readings, key=Reading.time_key if by_time else Reading.order_key)
     late: list[Reading] = []
     if end is not None:
-        end_at, end_seq = end
-        late = [r for r in ordered if r.seq_no is not None and (
-            r.timestamp > end_at or (not by_time and r.seq_no > end_seq))]
+        late = [r for r in ordered if end.after(r, by_time)]
         ordered = [r for r in ordered if r not in late]
     late_problems = tuple(f"reading after its end: {r.describe()} (seqNo {r.seq_no}) came "
                           f"after the Ended event; not counted" for r in late)

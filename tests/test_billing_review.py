@@ -515,3 +515,26 @@ async def test_201_reused_transaction_id_out_of_order_keeps_each_session_its_own
                           "GROUP BY transaction_id ORDER BY transaction_id").fetchall()
     conn.close()
     assert events == [(a["id"], 3), (b["id"], 3)]
+
+
+def test_rule_after_the_end_keeps_the_ended_events_own_readings() -> None:
+    from lite_csms.energy import End, Reading, measure
+
+    def reading(minutes: int, wh: float, seq: int, source: str) -> Reading:
+        return Reading(T0 + timedelta(minutes=minutes), wh, "", source, seq)
+
+    base = [reading(0, 1000, 0, "Started"), reading(5, 1500, 1, "Updated")]
+    end = End(T0 + timedelta(minutes=10), 2)
+    # The Ended's own reading stamped a minute after the event is still its stop.
+    found = measure([*base, reading(11, 2000, 2, "Ended")], ended=True, end=end)
+    assert (found.stop.value_wh, found.energy_wh, found.problems) == (2000, 1000, ())
+    # By time: an Updated stamped after the Ended, even with a lower seqNo, is not counted.
+    found = measure([*base, reading(10, 2000, 2, "Ended"), reading(25, 9000, 1, "Updated")],
+                    ended=True, end=end, by_time=True)
+    assert (found.stop.value_wh, found.energy_wh) == (2000, 1000)
+    assert [p.partition(":")[0] for p in found.problems] == ["reading after its end"]
+    # A later Ended under a reused transactionId carries its own readings: not this one's.
+    later = End(end.timestamp, 2, (T0 + timedelta(minutes=30),))
+    found = measure([*base, reading(10, 2000, 2, "Ended"), reading(30, 3500, 2, "Ended")],
+                    ended=True, end=later, by_time=True)
+    assert (found.stop.value_wh, found.energy_wh) == (2000, 1000)
