@@ -36,8 +36,10 @@ The rules (the same for 1.6, 2.0.1 and 2.1):
 - After the end (2.x): readings with a seqNo, once the transaction has ended by an Ended
   event, are not counted when their event comes after the Ended (a higher seqNo, unless the
   station reused seqNos) or they are stamped after it; reported ("reading after its end").
-  The Ended event's own newest reading is then the last one, so the stop when no
-  Transaction.End reading exists.
+  The Ended event's own readings (source "Ended", its seqNo) are never after it, even
+  stamped a little later, unless a later Ended event (a reused transactionId) could have
+  carried them. So the Ended's newest reading is the stop when no Transaction.End reading
+  exists.
 - Unknown energy (None): no readings; only end readings; or an ended transaction whose one
   counted reading is both its start and its stop (a stop without a reading of its own).
 - A stop ordered before its start (a clock reset between the two) counts max(0, stop -
