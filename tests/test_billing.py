@@ -23,7 +23,7 @@ from playhouse.migrate import SqliteMigrator, migrate
 from trio_websocket import open_websocket_url
 
 from lite_csms.db.models import EnergyReading, IdToken, Transaction
-from lite_csms.energy import BEGIN, END, Reading, measure
+from lite_csms.energy import BEGIN, END, MAX_PLAUSIBLE_POWER_W, Reading, measure
 from lite_csms.handlers.meter_values import upgrade_v3
 from lite_csms.ocppj.timestamps import format_utc
 from tests.conftest import CsmsInProcess, run_cli
@@ -207,23 +207,39 @@ def test_rule_energy_never_negative_and_arrival_order_never_matters() -> None:
         assert bool(found.problems) == any(b < a for a, b in itertools.pairwise(values))
 
 
-def high_water(values: list[float]) -> float:
-    """The rule as worded in energy.py, written the slow way, for the property test."""
-    high, energy = values[0], 0.0
+def high_water(values: list[float], minutes: list[float] | None = None) -> float:
+    """The rule as worded in energy.py, written the slow way, for the property test: a
+    reading below the mark is a dip only when the first later reading back at the mark is
+    reached faster than MAX_PLAUSIBLE_POWER_W allows from it."""
+    minutes = list(range(len(values))) if minutes is None else minutes
+    high, energy, skip_to = values[0], 0.0, 0
     for i, value in enumerate(values[1:], start=1):
+        if i < skip_to:
+            continue
         if value >= high:
             energy, high = energy + value - high, value
-        elif not any(later >= high for later in values[i + 1:]):
-            high = value
+            continue
+        back = [j for j in range(i + 1, len(values)) if values[j] >= high]
+        if back:
+            rise, hours = values[back[0]] - value, (minutes[back[0]] - minutes[i]) / 60
+            if hours <= 0 or rise / hours > MAX_PLAUSIBLE_POWER_W:
+                skip_to = back[0]
+                continue
+        high = value
     return energy
 
 
 @pytest.mark.parametrize(("values", "energy", "tags"), [
     ((2259988, 0, 2268000), 8012, ["register dip"]),
-    ((1000, 500, 9000), 8000, ["register dip"]),
+    ((2259988, 0, 0, 2268000), 8012, ["register dip"]),
+    # 8500 Wh in 20 minutes is 25.5 kW: a plausible reset, not a dip (was 8000, a dip).
+    ((1000, 500, 9000), 8500, ["backward register"]),
     ((1000, 5000, 0, 3000), 7000, ["backward register"]),
     ((2259988, 1200, 0), 0, ["backward register", "backward register"]),
-    ((1000, 5000, 0, 3000, 6000), 5000, ["register dip", "register dip"]),
+    # A new meter counting 0 -> 6000 in 30 minutes (12 kW): a reset, both meters count
+    # (was 5000 with two dips).
+    ((1000, 5000, 0, 3000, 6000), 10000, ["backward register"]),
+    ((1000, 5000, 0, 2000, 4000, 6000, 7000), 11000, ["backward register"]),
 ])
 def test_rule_high_water_mark_skips_dips_and_counts_on_after_a_reset(
     values: tuple[float, ...], energy: float, tags: list[str]

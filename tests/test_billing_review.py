@@ -17,7 +17,7 @@ import pytest
 from lite_csms.db.models import IdToken
 from lite_csms.ocppj.timestamps import format_utc
 from tests.conftest import CsmsInProcess
-from tests.test_billing import NOW, REGISTER, boot, connect, messages, rows
+from tests.test_billing import NOW, REGISTER, T0, at, boot, connect, event201, messages, mv16, rows
 
 
 def ts(minutes: int) -> str:
@@ -331,7 +331,9 @@ async def test_201_one_low_reading_is_a_dip(csms: CsmsInProcess) -> None:
                       tx_event("Ended", 2, 10, 9000, "D-1", "Transaction.End")):
             await station.call("TransactionEvent", event)
     (tx,) = rows(csms)
-    assert (tx["energy_wh"], tx["review"]) == (8000, "register dip")
+    # 500 -> 9000 Wh in 20 minutes (25.5 kW) is a plausible reset, so since the power rule it
+    # counts on from 500 (was 8000, a dip).
+    assert (tx["energy_wh"], tx["review"]) == (8500, "backward register")
 
 
 async def test_16_meter_values_after_a_made_up_number_stopped_begin_another_session(
@@ -353,3 +355,186 @@ async def test_16_meter_values_after_a_made_up_number_stopped_begin_another_sess
     assert (a["generation"], a["energy_wh"], a["meter_stop_wh"]) == (0, 2000, 3000)
     assert (b["generation"], b["energy_wh"], b["meter_stop_wh"]) == (1, 4000, 7000)
     assert b["reconstructed"] == 1 and b["started_at"].startswith(ts(30)[:19])
+
+
+# ---- second review ------------------------------------------------------------------------------
+def at_event(kind: str, seq: int, minutes: int, wh: float, tx_id: str, **extra: Any) -> dict[
+        str, Any]:
+    """A 2.x TransactionEvent at 08:00 + minutes (tests.test_billing.at), one reading, no
+    context."""
+    return event201(kind, seq, at(minutes), wh, tx_id, **extra)
+
+
+# ---- item 1: an Updated after the Ended adds nothing to a stopped session ---------------------
+async def test_201_updated_after_ended_is_not_counted_and_flagged(csms: CsmsInProcess) -> None:
+    await csms.server.store.run(lambda: IdToken.create(token="TOK1"))
+    token = {"idToken": "TOK1", "type": "ISO14443"}
+    async with await connect(csms, "N20", "ocpp2.0.1") as ws:
+        station = await boot(ws, "ocpp2.0.1")
+        for event in (at_event("Started", 0, 0, 1000, "V", idToken=token,
+                               evse={"id": 1, "connectorId": 1}),
+                      at_event("Ended", 1, 10, 2000, "V",
+                               transactionInfo={"transactionId": "V", "stoppedReason": "Local"}),
+                      at_event("Updated", 2, 25, 9000, "V")):
+            await station.call("TransactionEvent", event)
+    (tx,) = rows(csms)
+    assert tx["stopped_at"].startswith(at(10)[:19]) and tx["stop_reason"] == "Local"
+    assert (tx["meter_stop_wh"], tx["energy_wh"]) == (2000, 1000)
+    assert tx["review"] == "reading after its end" and "9000 Wh" in tx["review_reason"]
+
+
+# ---- item 4: a real meter reset is counted, one failing reading is still a dip ----------------
+@pytest.mark.parametrize(("values", "energy", "review"), [
+    ((1000, 5000, 0, 2000, 4000, 6000, 7000), 11000, "backward register"),
+    ((2259988, 0, 2268000), 8012, "register dip"),
+    ((2259988, 0, 0, 2268000), 8012, "register dip"),
+])
+async def test_16_meter_reset_is_counted_and_a_failing_reading_is_a_dip(
+    csms: CsmsInProcess, values: tuple[float, ...], energy: float, review: str
+) -> None:
+    async with await connect(csms, "CS-RESET", "ocpp1.6") as ws:
+        station = await boot(ws, "ocpp1.6")
+        tx_id = (await station.call("StartTransaction", {
+            "connectorId": 1, "idTag": "R", "meterStart": values[0], "timestamp": at(0)}))[
+            "transactionId"]
+        await station.call("MeterValues", {"connectorId": 1, "transactionId": tx_id,
+                                           "meterValue": [mv16(10 * i, v) for i, v in
+                                                          enumerate(values[1:-1], 1)]})
+        await station.call("StopTransaction", {"transactionId": tx_id, "meterStop": values[-1],
+                                               "timestamp": at(10 * (len(values) - 1))})
+    (tx,) = rows(csms)
+    assert (tx["energy_wh"], tx["review"]) == (energy, review)
+    # One entry per dip run, one per reset: never one per low reading.
+    assert tx["review_reason"].count(review + ":") == 1
+
+
+def test_rule_identical_timestamps_make_any_climb_back_a_dip() -> None:
+    from lite_csms.energy import END as E
+    from lite_csms.energy import Reading as R
+    from lite_csms.energy import measure as m
+    t = T0
+    found = m([R(t, 1000, "Transaction.Begin", "t"), R(t + timedelta(minutes=1), 0),
+               R(t + timedelta(minutes=1), 1500), R(t + timedelta(minutes=2), 1600, E)],
+              ended=True)
+    # 0 -> 1500 at one instant: no meter counts that, so the 0 was a dip.
+    assert found.energy_wh == 600 and [p.partition(":")[0] for p in found.problems] == [
+        "register dip"]
+
+
+# ---- item 5: a repeated stop that adds transactionData is stored and recounted ----------------
+async def test_16_repeated_stop_adding_transaction_data_is_recounted(
+    csms: CsmsInProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    stop = {"transactionId": 0, "meterStop": 5000, "timestamp": at(180), "idTag": "TOK1"}
+    with_data = {**stop, "transactionData": [mv16(120, 4000)]}
+    async with await connect(csms, "J16", "ocpp1.6") as ws:
+        station = await boot(ws, "ocpp1.6")
+        await station.call("StopTransaction", stop)
+        (first,) = rows(csms)
+        assert first["energy_wh"] is None
+        for message in (with_data, with_data, stop):  # then a retransmit of each
+            await station.call("StopTransaction", message)
+    (tx,) = rows(csms)
+    assert (tx["meter_start_wh"], tx["meter_stop_wh"], tx["energy_wh"]) == (4000, 5000, 1000)
+    assert tx["started_at"].startswith(at(120)[:19])
+    added = [m for m in messages(caplog, logging.INFO) if "added transactionData" in m]
+    assert len(added) == 1 and "1000 Wh" in added[0]
+    conn = sqlite3.connect(csms.database)
+    assert conn.execute("SELECT count(*) FROM energy_reading").fetchone() == (2,)
+    conn.close()
+
+
+# ---- item 2: a retransmitted reading of an earlier session under 0 stays there ----------------
+async def test_16_reading_goes_to_the_session_of_number_0_whose_span_holds_it(
+    csms: CsmsInProcess,
+) -> None:
+    def values(minutes: int, wh: float) -> dict[str, Any]:
+        return {"connectorId": 1, "transactionId": 0, "meterValue": [mv16(minutes, wh)]}
+
+    def stop(minutes: int, wh: float) -> dict[str, Any]:
+        return {"transactionId": 0, "meterStop": wh, "timestamp": at(minutes)}
+
+    # 06:00 is at(-120).
+    async with await connect(csms, "C16", "ocpp1.6") as ws:
+        station = await boot(ws, "ocpp1.6")
+        for action, payload in (
+                ("MeterValues", values(-119, 100)), ("MeterValues", values(-118, 200)),
+                ("StopTransaction", stop(-117, 300)),
+                ("MeterValues", values(-109, 1100)), ("StopTransaction", stop(-107, 1300)),
+                ("MeterValues", values(-108, 1200)),
+                # retransmits, the last exactly session A's reading
+                ("MeterValues", values(-109, 1100)), ("StopTransaction", stop(-117, 300)),
+                ("StopTransaction", stop(-107, 1300)), ("MeterValues", values(-118, 200))):
+            await station.call(action, payload)
+    a, b = rows(csms)
+    assert (a["energy_wh"], a["meter_start_wh"], a["meter_stop_wh"]) == (200, 100, 300)
+    assert a["started_at"].startswith(at(-119)[:19])
+    assert (b["energy_wh"], b["meter_start_wh"], b["meter_stop_wh"]) == (200, 1100, 1300)
+    assert b["started_at"].startswith(at(-109)[:19]) and b["generation"] == 1
+    conn = sqlite3.connect(csms.database)
+    per_tx = conn.execute("SELECT transaction_id, count(*) FROM energy_reading "
+                          "GROUP BY transaction_id ORDER BY transaction_id").fetchall()
+    conn.close()
+    assert per_tx == [(a["id"], 3), (b["id"], 3)]
+
+
+# ---- item 3: a reused transactionId with events out of order ----------------------------------
+def _session(kind: str, seq: int, minutes: int, wh: float, tx_id: str) -> dict[str, Any]:
+    extra: dict[str, Any] = {"offline": True}
+    if kind == "Started":
+        extra["evse"] = {"id": 1, "connectorId": 1}
+    return at_event(kind, seq, minutes, wh, tx_id, **extra)
+
+
+@pytest.mark.parametrize("order", ["late_end_first", "update_before_started"])
+async def test_201_reused_transaction_id_out_of_order_keeps_each_session_its_own(
+    csms: CsmsInProcess, order: str
+) -> None:
+    first = [("Started", 0, 0, 1000), ("Updated", 1, 5, 1500), ("Ended", 2, 10, 2000)]
+    if order == "late_end_first":
+        sent = [("Ended", 2, 30, 3500), *first, ("Started", 0, 20, 3000),
+                ("Updated", 1, 25, 3200)]
+    else:
+        sent = [*first, ("Updated", 1, 25, 3200), ("Started", 0, 20, 3000),
+                ("Ended", 2, 30, 3500)]
+    async with await connect(csms, "A20", "ocpp2.0.1") as ws:
+        station = await boot(ws, "ocpp2.0.1")
+        for _ in range(2):  # the second round: retransmits, which change nothing
+            for kind, seq, minutes, wh in sent:
+                await station.call("TransactionEvent", _session(kind, seq, minutes, wh, "X"))
+    a, b = rows(csms)
+    assert (a["generation"], b["generation"]) == (0, 1)
+    assert (a["meter_start_wh"], a["meter_stop_wh"], a["energy_wh"]) == (1000, 2000, 1000)
+    assert a["stopped_at"].startswith(at(10)[:19]) and a["review"] is None
+    assert (b["meter_start_wh"], b["meter_stop_wh"], b["energy_wh"]) == (3000, 3500, 500)
+    assert b["started_at"].startswith(at(20)[:19]) and b["stopped_at"].startswith(at(30)[:19])
+    assert b["review"] == "transactionId reused"
+    conn = sqlite3.connect(csms.database)
+    events = conn.execute("SELECT transaction_id, count(*) FROM transaction_event_record "
+                          "GROUP BY transaction_id ORDER BY transaction_id").fetchall()
+    conn.close()
+    assert events == [(a["id"], 3), (b["id"], 3)]
+
+
+def test_rule_after_the_end_keeps_the_ended_events_own_readings() -> None:
+    from lite_csms.energy import End, Reading, measure
+
+    def reading(minutes: int, wh: float, seq: int, source: str) -> Reading:
+        return Reading(T0 + timedelta(minutes=minutes), wh, "", source, seq)
+
+    base = [reading(0, 1000, 0, "Started"), reading(5, 1500, 1, "Updated")]
+    end = End(T0 + timedelta(minutes=10), 2)
+    # The Ended's own reading stamped a minute after the event is still its stop.
+    found = measure([*base, reading(11, 2000, 2, "Ended")], ended=True, end=end)
+    assert (found.stop.value_wh, found.energy_wh, found.problems) == (2000, 1000, ())
+    # By time: an Updated stamped after the Ended, even with a lower seqNo, is not counted.
+    found = measure([*base, reading(10, 2000, 2, "Ended"), reading(25, 9000, 1, "Updated")],
+                    ended=True, end=end, by_time=True)
+    assert (found.stop.value_wh, found.energy_wh) == (2000, 1000)
+    assert [p.partition(":")[0] for p in found.problems] == ["reading after its end"]
+    # A later Ended under a reused transactionId carries its own readings: not this one's.
+    later = End(end.timestamp, 2, (T0 + timedelta(minutes=30),))
+    found = measure([*base, reading(10, 2000, 2, "Ended"), reading(30, 3500, 2, "Ended")],
+                    ended=True, end=later, by_time=True)
+    assert (found.stop.value_wh, found.energy_wh) == (2000, 1000)

@@ -13,7 +13,7 @@ import peewee as pw
 
 from lite_csms.db.models import EnergyReading, MeterSample, Transaction, TransactionEventRecord
 from lite_csms.domain import Sample
-from lite_csms.energy import BEGIN, END, Measurement, Reading, measure
+from lite_csms.energy import BEGIN, END, End, Measurement, Reading, measure
 
 # The review tag of a 2.x transaction whose station reused a seqNo (handlers/transactions.py).
 SEQ_NO_REUSED = "seqNo reused"
@@ -98,7 +98,20 @@ def measure_transaction(transaction: Transaction) -> Measurement:
     by_time = any(note.startswith(SEQ_NO_REUSED)
                   for note in (transaction.review_note or "").splitlines())
     return measure(stored_readings(transaction), ended=transaction.stopped_at is not None,
-                   by_time=by_time)
+                   by_time=by_time, end=ended_by(transaction))
+
+
+def ended_by(transaction: Transaction) -> End | None:
+    """The 2.x Ended event that stopped the transaction (its earliest), if one did."""
+    if transaction.stopped_at is None or transaction.station_tx_id is None:
+        return None
+    ends = list(transaction.events.where(TransactionEventRecord.event_type == "Ended")
+                .order_by(TransactionEventRecord.timestamp, TransactionEventRecord.seq_no))
+    own = next((e for e in ends if e.timestamp == transaction.stopped_at), None)
+    if own is None:
+        return None
+    return End(own.timestamp, own.seq_no,
+               tuple(e.timestamp for e in ends if e.timestamp > own.timestamp))
 
 
 def stored_readings(transaction: Transaction) -> list[Reading]:

@@ -13,7 +13,13 @@ the mark). Each outcome carries log lines (`Note`) to write once the store has c
 A station's own transaction number may name several sessions (`Transaction.generation`): a
 2.x transactionId whose Started comes after its session stopped, a 1.6 number the charger
 made up (0, -1) stopped twice differently. Our 1.6 ids name only rows we issued. A retransmit
-(the same message again) is recognised under any of them and changes nothing.
+(the same message again) is recognised under any of them and changes nothing; a repeated
+StopTransaction whose transactionData carries readings not stored yet adds them and recounts.
+Under a station's own 1.6 number a meter value goes to the session whose span [start, stop]
+holds its timestamp, and begins another only after the newest session's stop; a reading
+stored in any session under that number is a retransmit. A 2.x session ends at its earliest
+Ended; a Started beginning another session under the same transactionId takes the earlier
+row's events, readings and samples stamped after that end (they arrived before it).
 """
 
 from __future__ import annotations
@@ -24,12 +30,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from lite_csms.db.models import EnergyReading, Transaction, TransactionEventRecord
+from lite_csms.db.models import EnergyReading, MeterSample, Transaction, TransactionEventRecord
 from lite_csms.domain import AuthResult, Sample, TransactionEvent
 from lite_csms.energy import BEGIN, END, Reading, format_wh
 from lite_csms.handlers import diagnostics, live_meter, reservation, smart_charging
 from lite_csms.handlers.authorization import authorize, authorize_for_start
 from lite_csms.handlers.meter_values import (
+    SEQ_NO_REUSED,
     Recount,
     add_readings,
     add_review_note,
@@ -132,7 +139,7 @@ def stop_v16(
     elif tx.stopped_at is not None and tx.stop_reason != ORPHANED:
         kept = _kept_stop(tx, at, meter_stop_wh)
         if kept is not None:
-            return StopOutcome(kept, auth, ())
+            return StopOutcome(kept, auth, _repeat_adds(kept, station_id, samples, at))
         if tx.station_tx_id is None:
             notes.extend(_conflicting_stop(tx, meter_stop_wh, at, payload))
             return StopOutcome(tx, auth, tuple(notes))
@@ -174,6 +181,20 @@ def _kept_stop(tx: Transaction, at: datetime, meter_stop_wh: float) -> Transacti
     return next((row for row in rows if _is_kept_stop(row, at, meter_stop_wh)), None)
 
 
+def _repeat_adds(tx: Transaction, station_id: str, samples: Sequence[Sample],
+                 at: datetime) -> tuple[Note, ...]:
+    """A repeat of the kept stop whose transactionData carries readings not stored yet: they
+    are added (once) and the energy recounted; a pure retransmit changes nothing."""
+    if not store_samples(station_id, tx.evse_id, samples, tx, source="StopTransaction"):
+        return ()
+    if tx.reconstructed:
+        tx.started_at = min([tx.started_at, at, *(s.timestamp for s in samples)])
+    counted = recount(tx)
+    return (*_problems(tx, counted), Note(logging.INFO, (
+        f"{_name(tx)} on {station_id}: a repeated StopTransaction added transactionData "
+        f"not stored before; recounted: {format_wh(tx.energy_wh)}")))
+
+
 def _conflicting_stop(tx: Transaction, meter_stop_wh: float, at: datetime,
                       payload: dict[str, Any] | None) -> list[Note]:
     first = (f"meterStop {format_wh(tx.meter_stop_wh)} at "
@@ -201,11 +222,13 @@ def meter_values_v16(
     notes: list[Note] = []
     tx = find_v16(station_id, transaction_id)
     generation = 0
-    if (tx is not None and tx.station_tx_id is not None and tx.stopped_at is not None
-            and tx.stop_reason != ORPHANED and first_at > tx.stopped_at):
-        # All after the stop of the session under the station's own number: another session
-        # under that number (a charger's 0 or -1), not a late reading of the stopped one.
-        generation, tx = tx.generation + 1, None
+    if tx is not None and tx.station_tx_id is not None:
+        # The station's own number (a charger's 0 or -1) may name several sessions.
+        samples = _not_stored_under(station_id, tx.station_tx_id, samples)
+        if not samples:
+            return ()  # a retransmit: every reading is stored under that number already
+        first_at = min(s.timestamp for s in samples)
+        tx, generation = _session_at(station_id, tx.station_tx_id, first_at)
     if tx is None and transaction_id is not None:
         tx = _reconstruct(station_id, str(transaction_id), connector_id,
                           1 if connector_id else 0, first_at, generation)
@@ -220,6 +243,39 @@ def meter_values_v16(
             tx.started_at = first_at
         notes.extend(_problems(tx, recount(tx)))
     return tuple(notes)
+
+
+def _not_stored_under(station_id: str, station_tx_id: str,
+                      samples: Sequence[Sample]) -> list[Sample]:
+    """The samples but the energy register readings already stored in any session under the
+    station's number: those are retransmits, whichever session holds them."""
+    def stored(sample: Sample) -> bool:
+        return sample.is_energy_register and EnergyReading.select().join(Transaction).where(
+            Transaction.station == station_id, Transaction.station_tx_id == station_tx_id,
+            EnergyReading.timestamp == sample.timestamp, EnergyReading.value_wh == sample.value,
+            EnergyReading.context == sample.context).exists()
+    return [s for s in samples if not stored(s)]
+
+
+def _session_at(station_id: str, station_tx_id: str,
+                at: datetime) -> tuple[Transaction | None, int]:
+    """The session under a station's number whose span [start, stop] holds `at`; else, after
+    the newest session's stop, none (a new session: the generation to give it); else the
+    newest session started by `at` (the first if none)."""
+    sessions = list(Transaction.select().where(
+        Transaction.station == station_id, Transaction.station_tx_id == station_tx_id,
+    ).order_by(Transaction.generation))
+    def stopped(tx: Transaction) -> bool:
+        return tx.stopped_at is not None and tx.stop_reason != ORPHANED
+    holding = [tx for tx in sessions
+               if tx.started_at <= at and (not stopped(tx) or at <= tx.stopped_at)]
+    if holding:
+        return holding[-1], 0
+    newest = sessions[-1]
+    if stopped(newest) and at > newest.stopped_at:
+        return None, newest.generation + 1
+    started = [tx for tx in sessions if tx.started_at <= at]
+    return (started[-1] if started else sessions[0]), 0
 
 
 def find_v16(station_id: str, transaction_id: int | None) -> Transaction | None:
@@ -280,7 +336,8 @@ def apply_event(station_id: str, event: TransactionEvent) -> EventOutcome:
     - a Started stamped after the session under that transactionId stopped begins a new
       session (a row of its own, the next `generation`), flagged `transactionId reused`;
     - any other event goes to the newest session under that id that had started by the
-      event's timestamp (else the first).
+      event's timestamp (else the first); an Ended later than the session's own Ended does
+      not move its stop (the later session's Started takes it over).
     """
     auth = None
     if event.id_token is not None:
@@ -311,6 +368,8 @@ def apply_event(station_id: str, event: TransactionEvent) -> EventOutcome:
             started_at=event.timestamp, reconstructed=created,
             generation=0 if reused_id is None else reused_id.generation + 1,
         )
+        if reused_id is not None:
+            notes.extend(_move_after_end(reused_id, tx))
     reused_seq = tx.events.where(TransactionEventRecord.seq_no == event.seq_no).exists()
     TransactionEventRecord.create(
         transaction=tx, seq_no=event.seq_no, event_type=event.event_type,
@@ -352,7 +411,10 @@ def apply_event(station_id: str, event: TransactionEvent) -> EventOutcome:
     if auth is not None and (event.event_type == "Started" or tx.id_token is None):
         tx.id_token = event.id_token
         tx.auth_status = auth.status
-    if event.event_type == "Ended":
+    if event.event_type == "Ended" and (tx.stopped_at is None or tx.stop_reason == ORPHANED
+                                        or event.timestamp < tx.stopped_at):
+        # A session ends at its earliest Ended: a later one belongs to a later session under
+        # the same transactionId, which its Started (if still to come) takes it to.
         tx.stopped_at = event.timestamp
         tx.stop_reason = event.stopped_reason or "Local"
         smart_charging.transaction_ended(station_id, event.station_tx_id)
@@ -370,6 +432,32 @@ def apply_event(station_id: str, event: TransactionEvent) -> EventOutcome:
     elif event.event_type == "Ended":
         notes.append(_stopped(tx, replaces_orphaned))
     return EventOutcome(tx, auth, False, tuple(notes))
+
+
+def _move_after_end(earlier: Transaction, later: Transaction) -> list[Note]:
+    """Move the events, readings and samples of `earlier` stamped after its Ended to `later`,
+    a new session under the same transactionId (they arrived before its Started); recount
+    both. `later` takes its stop from a moved Ended."""
+    end = earlier.stopped_at
+    moved = list(earlier.events.where(TransactionEventRecord.timestamp > end))
+    if not moved and not earlier.readings.where(EnergyReading.timestamp > end).exists():
+        return []
+    for model in (TransactionEventRecord, EnergyReading, MeterSample):
+        model.update(transaction=later).where(model.transaction == earlier,
+                                              model.timestamp > end).execute()
+    ends = [e.timestamp for e in moved if e.event_type == "Ended"]
+    if ends:
+        # The stoppedReason of an event is not kept apart: the earlier row's is the best left.
+        later.stopped_at, later.stop_reason = min(ends), earlier.stop_reason
+    later.offline = later.offline or any(e.offline for e in moved)
+    seqs = [e.seq_no for e in earlier.events]
+    if len(seqs) == len(set(seqs)):
+        # The reused seqNo was the later session's: the earlier one keeps its seqNo order.
+        earlier.review_note = "\n".join(
+            n for n in (earlier.review_note or "").splitlines()
+            if not n.startswith(SEQ_NO_REUSED)) or None
+    later.save()
+    return _problems(earlier, recount(earlier))
 
 
 def _session_of(station_id: str, event: TransactionEvent) -> Transaction | None:
