@@ -37,7 +37,9 @@ fm = _load_tool()
 SESSION = 1800
 
 
-@pytest.mark.parametrize("protocol", ["ocpp1.6", "ocpp2.0.1"])
+# One protocol keeps the suite within its time: the method is the same code for both, and
+# tools/field_month.py runs both; 2.0.1 has the larger messages and the TransactionEvents.
+@pytest.mark.parametrize("protocol", ["ocpp2.0.1"])
 def test_prices_compose_to_the_wire_within_2_percent(protocol: str, tmp_path: Path) -> None:
     profile = fm.PROFILES["home-share"]
 
