@@ -7,7 +7,7 @@ from datetime import datetime
 
 import peewee as pw
 
-from lite_csms.budget.meter import HTTP_SETUP, TCP_SETUP, TLS_SETUP
+from lite_csms.budget.names import HTTP_SETUP, TCP_SETUP, TLS_SETUP
 from lite_csms.db.models import Station, TrafficConnection, TrafficCounter, TrafficFlush
 
 # (station, hour, action, direction, layer)

@@ -19,20 +19,30 @@ import trio
 
 from lite_csms.budget import tcpinfo
 from lite_csms.budget.apportion import apportion
+from lite_csms.budget.names import (
+    CONTROL,
+    DIRECTIONS,
+    HTTP_SETUP,
+    IN,
+    IP,
+    LAYERS,
+    OUT,
+    PAYLOAD,
+    SETUP_ACTIONS,
+    TCP_ONLY,
+    TCP_SETUP,
+    TEARDOWN,
+    TLS,
+    TLS_ONLY,
+    TLS_SETUP,
+    WS,
+)
 from lite_csms.budget.tcpinfo import IpBytes, TcpCounters
 
-IN, OUT = "in", "out"
-DIRECTIONS = (IN, OUT)
-PAYLOAD, WS, TLS, IP = "payload", "ws", "tls", "ip"
-LAYERS = (PAYLOAD, WS, TLS, IP)
-TCP_SETUP = "(tcp-handshake)"
-TLS_SETUP = "(tls-handshake)"
-HTTP_SETUP = "(http-upgrade)"
-CONTROL = "(ws-control)"
-TLS_ONLY = "(tls-other)"
-TCP_ONLY = "(tcp-only)"
-TEARDOWN = "(teardown)"
-SETUP_ACTIONS = (TCP_SETUP, TLS_SETUP, HTTP_SETUP)
+# Re-exported: the meter's users name layers and directions through it.
+__all__ = ["CONTROL", "DIRECTIONS", "HTTP_SETUP", "IN", "IP", "LAYERS", "OUT", "PAYLOAD",
+           "SETUP_ACTIONS", "TCP_ONLY", "TCP_SETUP", "TEARDOWN", "TLS", "TLS_ONLY", "TLS_SETUP",
+           "WS", "ConnectionMeter", "CountingStream", "Flow", "frame_header"]
 
 
 class CountingStream(trio.abc.Stream):

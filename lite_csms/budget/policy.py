@@ -28,8 +28,6 @@ from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-import trio
-
 from lite_csms.budget import levels, memory, usage
 from lite_csms.config import Settings
 from lite_csms.db.models import PolicyChange, Station, StationBudget
@@ -306,6 +304,8 @@ class BudgetPolicy:
 
     async def run(self, connections: Mapping[str, StationConnection], interval: float
                   ) -> None:
+        import trio  # here, not at the top: the CLI reads plans without the network stack
+
         while True:
             await trio.sleep(interval)
             for station_id, connection in list(connections.items()):

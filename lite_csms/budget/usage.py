@@ -14,7 +14,7 @@ from typing import Any
 import peewee as pw
 
 from lite_csms.budget import cycles
-from lite_csms.budget.meter import IN, IP, LAYERS, OUT, PAYLOAD
+from lite_csms.budget.names import IN, IP, LAYERS, OUT, PAYLOAD
 from lite_csms.config import Settings
 from lite_csms.db.models import Station, StationBudget, TrafficConnection, TrafficCounter
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import NoReturn
 
 import peewee as pw
-import trio
 
 from lite_csms import __version__, config
 from lite_csms.cli import apikeys, budget, remote, stations, tokens, transactions
@@ -120,6 +119,8 @@ def open_store(settings: config.Settings, *, create: bool,
 
 
 def _serve(settings: config.Settings) -> int:
+    import trio
+
     from lite_csms.net.ports import hold_ports
     from lite_csms.net.server import CsmsServer
 
