@@ -251,22 +251,7 @@ class RpcSession:
         self, action: str, payload: Payload, exact: lenient.ExactText | None = None
     ) -> tuple[Payload, tuple[lenient.Deviation, ...], schemas.SchemaViolation | None]:
         """Schema (strict or lenient), then the numbers the store can hold. Raises UnknownAction."""
-        if self.lenient:
-            payload, deviations, violation = lenient.validate(self.version, action, payload,
-                                                              exact=exact)
-        else:
-            deviations = ()
-            violation = schemas.validate(self.version, action, payload, response=False)
-        if violation is not None:
-            return payload, (), violation
-        try:
-            converted = values.check_payload(schemas.schema(self.version, action, False),
-                                             payload)
-        except values.UnstorableValue as exc:
-            return payload, (), schemas.SchemaViolation(exc.kind, str(exc))
-        if self.lenient and converted:
-            deviations = (*deviations, *_integral_floats(converted))
-        return payload, deviations, None
+        return self._check(action, payload, False, exact)
 
     def _receive_result(self, result: CallResult, exact: lenient.ExactText) -> list[Event]:
         pending = self._take_outstanding(result.message_id)
@@ -289,18 +274,24 @@ class RpcSession:
     def _check_answer(
         self, action: str, payload: Payload, exact: lenient.ExactText | None = None
     ) -> tuple[Payload, tuple[lenient.Deviation, ...], schemas.SchemaViolation | None]:
-        """An answer to our CALL passes the same checks as an inbound CALL: its schema (with
-        the lenient repairs in lenient mode), then the numbers the store can hold."""
+        """An answer to our CALL passes the same checks as an inbound CALL."""
+        return self._check(action, payload, True, exact)
+
+    def _check(
+        self, action: str, payload: Payload, response: bool, exact: lenient.ExactText | None
+    ) -> tuple[Payload, tuple[lenient.Deviation, ...], schemas.SchemaViolation | None]:
+        """Its schema (with the lenient repairs in lenient mode), then the numbers the store
+        can hold; integral floats taken as integers are deviations in lenient mode."""
         if self.lenient:
-            payload, deviations, violation = lenient.validate(self.version, action, payload,
-                                                              response=True, exact=exact)
+            payload, deviations, violation = lenient.validate(
+                self.version, action, payload, response=response, exact=exact)
         else:
             deviations = ()
-            violation = schemas.validate(self.version, action, payload, response=True)
+            violation = schemas.validate(self.version, action, payload, response=response)
         if violation is not None:
             return payload, (), violation
         try:
-            converted = values.check_payload(schemas.schema(self.version, action, True),
+            converted = values.check_payload(schemas.schema(self.version, action, response),
                                              payload)
         except values.UnstorableValue as exc:
             return payload, (), schemas.SchemaViolation(exc.kind, str(exc))
