@@ -43,6 +43,7 @@ from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call as call16
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_common
 import throwaway_tls
 
 from lite_csms.budget import tcpinfo
@@ -205,26 +206,8 @@ def running_server(workdir: Path, flush_interval: float = 0.2) -> Iterator[Serve
                            env=env, capture_output=True, text=True, check=True, timeout=60)
     password = next(line.split(": ", 1)[1] for line in added.stdout.splitlines()
                     if line.startswith("password: "))
-    log = (workdir / "server.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "lite_csms", "serve"], env=env,
-                               stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((workdir / "server.log").read_text())
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+    with bench_common.serving(env, workdir, port, 20):
         yield Server(port, database, password, client_tls, flush_interval)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def wait_stored(database: Path, connections: int, timeout: float = 20.0) -> None:

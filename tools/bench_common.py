@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 import platform
+import socket
+import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from importlib import metadata
+from pathlib import Path
 
 Cell = str | int | float
 
@@ -61,3 +66,35 @@ def markdown_table(
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(alignments) + "|"]
     lines.extend("| " + " | ".join(format_cell(cell) for cell in row) + " |" for row in rows)
     return "\n".join(lines)
+
+
+@contextmanager
+def serving(env: Mapping[str, str], workdir: Path, port: int, start_timeout: float = 20.0
+            ) -> Iterator[subprocess.Popen[bytes]]:
+    """`lite-csms serve` as a subprocess with `env`, logging to `workdir`/server.log.
+
+    Yields the process once 127.0.0.1:`port` accepts connections; raises RuntimeError with
+    the log when it exits or does not listen within `start_timeout` seconds. Terminated
+    (killed after 15 s) on the way out, so a graceful stop flushes the server's counts.
+    """
+    log = (workdir / "server.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "lite_csms", "serve"], env=dict(env),
+                               stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + start_timeout
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((workdir / "server.log").read_text())
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()

@@ -31,7 +31,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import sqlite3
 import ssl
 import statistics
@@ -58,6 +57,7 @@ from ocpp.v201 import call_result as result201
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_accounting
+import bench_common
 import throwaway_tls
 
 from lite_csms.budget import cycles, levels
@@ -536,26 +536,8 @@ def running_server(workdir: Path, stations: dict[str, dict[str, Any]], nat_timeo
                 StationBudget.insert(station=sid, **values).execute()
     finally:
         db.close()
-    log = (workdir / "server.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "lite_csms", "serve"], env=env,
-                               stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((workdir / "server.log").read_text())
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+    with bench_common.serving(env, workdir, port, 30):
         yield Server(port, database, passwords, tls, env)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def server_keepalive_idle(server_port: int, client_port: int) -> float | None:

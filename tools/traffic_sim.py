@@ -34,6 +34,7 @@ import trio
 from trio_websocket import ConnectionClosed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_common
 import station_sim as sim
 import throwaway_tls
 
@@ -112,26 +113,8 @@ def running_server(workdir: Path, station_id: str, *, policy: bool, cap: int | N
         env["LITE_CSMS_BUDGET_CAP"] = str(cap)
     password = _station_password(_cli(env, "station", "add", station_id))
     _cli(env, "token", "add", ID_TAG)
-    log = (workdir / "server.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "lite_csms", "serve"], env=env,
-                               stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((workdir / "server.log").read_text())
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+    with bench_common.serving(env, workdir, port, 20) as process:
         yield Server(port, database, client_tls, password, process)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def _station_password(output: str) -> str:
