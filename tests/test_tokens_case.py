@@ -14,11 +14,11 @@ import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
-import peewee as pw
 from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call as call16
 from trio_websocket import open_websocket_url
 
+from lite_csms.db.database import open_database
 from lite_csms.db.models import IdToken
 from lite_csms.handlers import authorization, local_list, reservation
 from lite_csms.ocppj import timestamps
@@ -164,11 +164,9 @@ def test_upgrade_keeps_both_spellings_and_the_stricter_status(tmp_path: Path) ->
     before = sqlite3.connect(path).execute(
         "SELECT id, token FROM id_token ORDER BY id").fetchall()
     assert [t for _, t in before] == [CARD, "TAG-2", READ]
-    db = pw.SqliteDatabase(str(path))
-    db.connect()
-    authorization.upgrade_v3(db)
-    authorization.upgrade_v3(db)  # idempotent: a second open changes nothing
-    db.close()
+    # The real upgrade on open; a second open changes nothing.
+    open_database(path).close()
+    open_database(path).close()
     check = sqlite3.connect(path)
     rows = check.execute("SELECT token, status, token_key FROM id_token ORDER BY id").fetchall()
     # Every row kept; the first registered spelling is the token, and the operator's block

@@ -151,9 +151,7 @@ def upgrade_v3(db: pw.SqliteDatabase) -> None:
     blocked in one spelling charges in another; each later spelling stays as a row with a NULL
     key, which no lookup finds, and is logged.
     """
-    columns = {column.name for column in db.get_columns("id_token")}
-    if "token_key" not in columns:
-        db.execute_sql('ALTER TABLE "id_token" ADD COLUMN "token_key" VARCHAR(255)')
+    # db/upgrade.py has added the token_key column and its unique index by now.
     rows = db.execute_sql('SELECT "id", "token", "status", "expires_at", "token_key" '
                           'FROM "id_token" ORDER BY "id"').fetchall()
     kept: dict[str, list] = {key: [row_id, token, status, expires]
@@ -182,5 +180,3 @@ def upgrade_v3(db: pw.SqliteDatabase) -> None:
         db.execute_sql('UPDATE "id_token" SET "status" = ?, "expires_at" = ?, '
                        '"updated_at" = strftime(\'%Y-%m-%dT%H:%M:%f+00:00\', \'now\') '
                        'WHERE "token_key" = ?', (status, expires, key))
-    db.execute_sql('CREATE UNIQUE INDEX IF NOT EXISTS "id_token_token_key" '
-                   'ON "id_token" ("token_key")')
