@@ -17,6 +17,7 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -61,6 +62,28 @@ def configure_socket(sock: trio.socket.SocketType, options: ListenOptions) -> No
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, max(1, options.keepalive_count))
     if options.user_timeout and hasattr(socket, "TCP_USER_TIMEOUT"):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, options.user_timeout * 1000)
+
+
+TCP_TIMESTAMPS = Path("/proc/sys/net/ipv4/tcp_timestamps")
+
+
+def tcp_timestamps_note(path: Path = TCP_TIMESTAMPS) -> str | None:
+    """One log line when the kernel puts RFC 7323 timestamps on this host's TCP segments.
+
+    They add 12 B to every segment, each keepalive probe and its ACK included: about 0.11 MB
+    a month for a home-share station (docs/DATA-BUDGET.md). Linux has no per-socket switch;
+    the setting belongs to the network namespace, so only the operator can turn it off.
+    Returns None when they are off or the setting cannot be read (not Linux).
+    """
+    try:
+        value = path.read_text().strip()
+    except OSError:
+        return None
+    if value == "0":
+        return None
+    return (f"TCP timestamps are on (net.ipv4.tcp_timestamps={value}): every segment to a "
+            "charger carries 12 B more; for chargers billed per byte set it to 0 "
+            "(docs/DATA-BUDGET.md, 'TCP timestamps')")
 
 
 class _ExplainingWebSocketConnection(WebSocketConnection):

@@ -29,7 +29,7 @@ from lite_csms.net.handshake import (
     choose_subprotocol,
     station_id_from_path,
 )
-from lite_csms.net.listener import ListenOptions, WebSocketListener
+from lite_csms.net.listener import ListenOptions, WebSocketListener, tcp_timestamps_note
 from lite_csms.net.ports import HeldPorts, hold_ports
 from lite_csms.net.tls import server_context
 from lite_csms.ocppj import timestamps
@@ -130,6 +130,8 @@ class CsmsServer:
                         self.admin_port = await nursery.start(self._serve_admin, fd)
                     nursery.start_soon(self._stop_when_asked, nursery.cancel_scope)
                     log.info("serving OCPP-J on %s port %s", self.settings.host, self.ports)
+                    if (note := tcp_timestamps_note()) is not None:
+                        log.info("%s", note)
                     task_status.started(self.ports)
             finally:
                 # Only now: the connections above have written their last state.
