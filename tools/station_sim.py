@@ -44,6 +44,7 @@ _load_package()
 
 # Re-exported: users of `import station_sim as sim` (tests, traffic_sim.py) keep these names.
 from stationsim import responders, state  # noqa: E402
+from stationsim.answers import AnsweringStation, Handler  # noqa: E402
 from stationsim.cli import (  # noqa: E402
     build_parser,
     main,
@@ -60,7 +61,7 @@ from stationsim.scenarios import (  # noqa: E402
     scenario_heartbeat,
 )
 from stationsim.state import *  # noqa: E402, F403
-from stationsim.station import ChargingStation, Handler  # noqa: E402
+from stationsim.station import ChargingStation  # noqa: E402
 from stationsim.transport import (  # noqa: E402
     CONNECT_TIMEOUT,
     DISCONNECT_TIMEOUT,
@@ -80,9 +81,9 @@ from lite_csms.ocppj.framing import Payload  # noqa: E402
 
 __all__ = [
     "CONNECTION_CLOSED", "CONNECT_TIMEOUT", "DISCONNECT_TIMEOUT", "SCENARIOS",
-    "Answer", "ChargingStation", "ConnectFailed", "ConnectedStation", "FollowUp", "Handler",
-    "Link", "Message", "Payload", "RpcLink", "StationV2", "StationV16", "Transport",
-    "TransportClosed", "WebSocketTransport",
+    "Answer", "AnsweringStation", "ChargingStation", "ConnectFailed", "ConnectedStation",
+    "FollowUp", "Handler", "Link", "Message", "Payload", "RpcLink", "StationV2", "StationV16",
+    "Transport", "TransportClosed", "WebSocketTransport",
     "basic_auth_headers", "build_parser", "main", "make_station", "open_websocket",
     "parse_args", "responders", "run_until_signalled", "scenario_boot", "scenario_charge",
     "scenario_heartbeat", "state", "station_url",

@@ -5,6 +5,7 @@
 - link.py: OCPP-J calls over any transport (RpcLink), and the station's `Answer`.
 - state.py: configuration, connectors, transactions, readings, the clock, the report.
 - station.py: behaviour every version shares (boot, heartbeats, statuses, charging, reboots).
+- answers.py: answering the CSMS's calls, shared by every version.
 - connection.py: a whole run on real connections, reconnecting after a Reset.
 - v16.py, v2.py: each version's messages and its answers to the CSMS; responders.py holds
   the profiles and reports those answers draw on.

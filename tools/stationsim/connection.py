@@ -10,10 +10,10 @@ from contextlib import AbstractAsyncContextManager
 
 import trio
 
+from .answers import AnsweringStation
 from .link import RpcLink
 from .scenarios import SCENARIOS
 from .state import HEARTBEAT_INTERVAL, WS_PING_INTERVAL, LinkLost, Report, SimFailure
-from .station import ChargingStation
 from .transport import (
     ConnectFailed,
     Headers,
@@ -25,9 +25,9 @@ from .transport import (
 )
 
 
-class ConnectedStation(ChargingStation):
-    """A ChargingStation that runs itself: `run` until the scenario and the linger are over,
-    or `shut_down` from outside. The version classes derive from this one."""
+class ConnectedStation(AnsweringStation):
+    """A station that answers the CSMS and runs itself: `run` until the scenario and the
+    linger are over, or `shut_down` from outside. The version classes derive from this one."""
 
     async def ping_loop(self, transport: Transport, on_dead: Callable[[str], None]) -> None:
         """Pings every WebSocketPingInterval; a missing pong means a dead link."""

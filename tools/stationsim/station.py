@@ -2,8 +2,8 @@
 
 Boot, heartbeats, connector statuses, charging sessions, meter readings and reboots, driven
 by the station's state (state.py) over a `Link` (link.py) that the station is attached to.
-The version classes (v16.py, v2.py) add the wire format and the answers to the CSMS;
-connection.py adds a whole run on real connections.
+answers.py adds the answers to the CSMS's calls, connection.py a whole run on real
+connections, and the version classes (v16.py, v2.py) the wire format.
 """
 
 from __future__ import annotations
@@ -11,19 +11,17 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Callable, Iterable
-from datetime import datetime
+from collections.abc import Iterable
 from typing import ClassVar, TextIO
 
 import trio
 
-from lite_csms.ocppj import schemas
 from lite_csms.ocppj.framing import Payload
-from lite_csms.ocppj.session import CallFailed, InboundCall
-from lite_csms.ocppj.versions import ErrorKind, Version, error_code
+from lite_csms.ocppj.session import CallFailed
+from lite_csms.ocppj.versions import Version
 
 from . import responders
-from .link import CONNECTION_CLOSED, Answer, FollowUp, Link
+from .link import CONNECTION_CLOSED, FollowUp, Link
 from .state import (
     ALIGNED_INTERVAL,
     AUTHORIZE_REMOTE,
@@ -61,15 +59,13 @@ from .state import (
 )
 from .transport import TransportClosed
 
-Handler = Callable[[Payload], Answer]
-
 
 class ChargingStation:
     """Behaviour every OCPP version shares: boot, heartbeats, statuses, charging, reboots.
 
     Subclasses own the wire format: the payloads the station sends and the CSMS calls it
-    answers. The state (configuration, connectors, transactions) lives here so a test can
-    drive `handle_call` directly and look at what changed.
+    answers (see answers.py). The state (configuration, connectors, transactions) lives
+    here so a test can drive `handle_call` directly and look at what changed.
     """
 
     version: Version
@@ -130,9 +126,6 @@ class ChargingStation:
     async def stop_transaction(self, tx: SimTransaction, reason: str) -> None:
         raise NotImplementedError
 
-    def handlers(self) -> dict[str, Handler]:
-        raise NotImplementedError
-
     # ---- plumbing ---------------------------------------------------------------------------
     def log(self, line: str) -> None:
         if self._log_stream is not None:
@@ -179,66 +172,8 @@ class ChargingStation:
             failure = LinkLost if outcome.code == CONNECTION_CLOSED else StepFailed
             raise failure(f"{action}: {detail}")
         self.report.step(action, answer=outcome.payload)
-        self.log(f"-> {action} {_brief(payload, 100)} => {_brief(outcome.payload, 100)}")
+        self.log(f"-> {action} {brief(payload, 100)} => {brief(outcome.payload, 100)}")
         return outcome.payload
-
-    def handle_call(self, action: str, payload: Payload) -> Answer:
-        """Answer one CSMS-initiated CALL as a charger would.
-
-        State changes that are part of the answer (a new configuration value) happen here;
-        anything that needs the wire (starting to charge, a triggered message) is in `then`.
-        """
-        handler = self.handlers().get(action)
-        if handler is not None:
-            return handler(payload)
-        kind = (ErrorKind.NOT_SUPPORTED if action in schemas.known_actions(self.version)
-                else ErrorKind.NOT_IMPLEMENTED)
-        return Answer.refuse(kind, f"{action} is not supported by this station")
-
-    def _answer_inbound(self, call: InboundCall) -> Answer:
-        try:
-            answer = self.handle_call(call.action, call.payload)
-        except Exception as exc:
-            # A simulator bug must cost one CALLERROR, not the reader task and the link.
-            self.log(f"!! {call.action} handler failed: {exc!r}")
-            answer = Answer.refuse(ErrorKind.INTERNAL, "simulator error")
-        shown: Payload | str = (answer.payload or {}) if answer.error is None else (
-            f"CALLERROR {error_code(self.version, answer.error)}")
-        self.report.call_received(call.action, call.payload, shown)
-        self.log(f"<- {call.action} {_brief(call.payload)} => {_brief(shown)}")
-        return answer
-
-    # ---- firmware, logs, profiles: shared by both versions -----------------------------------
-    async def report_progress(self, action: str, statuses: Iterable[str],
-                              request_id: int | None, start_after: float = 0.0) -> None:
-        """A download, install or upload as a charger reports it: one status per step."""
-        await self.clock.sleep(start_after)
-        for status in statuses:
-            await self.clock.sleep(responders.PROGRESS_STEP_SECONDS)
-            payload: Payload = {"status": status}
-            if request_id is not None:
-                payload["requestId"] = request_id
-            await self.call(action, payload)
-
-    def seconds_until(self, timestamp: str) -> float:
-        """Simulated seconds until a CSMS-given time (a retrieve date); 0 if it has passed."""
-        when = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-        return max(0.0, (when - self.clock.now()).total_seconds())
-
-    def profile_refused(self, evse: int, profile: Payload, tx_id: object) -> bool:
-        """Whether a new charging profile cannot apply: an unknown connector, a TxProfile for
-        a transaction not running there, a station-wide maximum on one connector."""
-        if evse and evse not in self.connectors:
-            return True
-        purpose = profile["chargingProfilePurpose"]
-        if purpose == "TxProfile":
-            tx = self.connectors[evse].transaction if evse else None
-            return tx is None or tx_id != profile.get("transactionId")
-        return purpose in ("ChargePointMaxProfile", "ChargingStationMaxProfile") and evse != 0
-
-    def composite_limit(self, evse: int, unit: str | None) -> tuple[str, float]:
-        unit = unit or self.profiles.unit_for(evse)
-        return unit, round(self.profiles.limit(evse, unit), 1)
 
     # ---- boot and presence ------------------------------------------------------------------
     async def boot(self, reason: str) -> None:
@@ -364,22 +299,6 @@ class ChargingStation:
             connector.operative = connector.scheduled_operative
             connector.scheduled_operative = None
         tx.finished.set()
-
-    def change_availability(self, targets: list[Connector], operative: bool) -> Answer:
-        """Shared by both versions: busy connectors change once their session ends."""
-        scheduled = False
-        for connector in targets:
-            if connector.transaction is not None:
-                connector.scheduled_operative = operative
-                scheduled = True
-            else:
-                connector.operative = operative
-        status = "Scheduled" if scheduled else "Accepted"
-        return Answer.ok({"status": status}, then=functools.partial(self._settle_all, targets))
-
-    async def _settle_all(self, targets: list[Connector]) -> None:
-        for connector in targets:
-            await self.settle(connector)
 
     # ---- measuring --------------------------------------------------------------------------
     def readings(self, connector: Connector, measurands: Iterable[str], *,
@@ -557,7 +476,7 @@ async def request_stop(tx: SimTransaction, reason: str) -> None:
     tx.request_stop(reason)
 
 
-def _brief(payload: Payload | str, limit: int = 160) -> str:
+def brief(payload: Payload | str, limit: int = 160) -> str:
     if isinstance(payload, dict):
         # The log line carries its own time; message timestamps would only crowd it.
         payload = {k: v for k, v in payload.items() if k not in ("timestamp", "currentTime")}

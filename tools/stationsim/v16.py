@@ -9,6 +9,7 @@ from typing import ClassVar
 from lite_csms.ocppj.framing import Payload
 
 from . import responders
+from .answers import Handler
 from .connection import ConnectedStation
 from .link import Answer
 from .state import (
@@ -26,7 +27,7 @@ from .state import (
     Request,
     SimTransaction,
 )
-from .station import Handler, request_stop
+from .station import request_stop
 
 
 class StationV16(ConnectedStation):

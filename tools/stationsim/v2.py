@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from lite_csms.ocppj.framing import Payload
 
 from . import responders
+from .answers import Handler
 from .connection import ConnectedStation
 from .link import Answer
 from .state import (
@@ -29,7 +30,7 @@ from .state import (
     Setting,
     SimTransaction,
 )
-from .station import Handler, request_stop
+from .station import request_stop
 
 
 class StationV2(ConnectedStation):
