@@ -69,8 +69,11 @@ from stationsim.transport import (  # noqa: E402
     Message,
     Transport,
     TransportClosed,
+    Undecodable,
     WebSocketTransport,
     basic_auth_headers,
+    decode_json,
+    encode_json,
     open_websocket,
     station_url,
 )
@@ -83,8 +86,9 @@ __all__ = [
     "CONNECTION_CLOSED", "CONNECT_TIMEOUT", "DISCONNECT_TIMEOUT", "SCENARIOS",
     "Answer", "AnsweringStation", "ChargingStation", "ConnectFailed", "ConnectedStation",
     "FollowUp", "Handler", "Link", "Message", "Payload", "RpcLink", "StationV2", "StationV16",
-    "Transport", "TransportClosed", "WebSocketTransport",
-    "basic_auth_headers", "build_parser", "main", "make_station", "open_websocket",
+    "Transport", "TransportClosed", "Undecodable", "WebSocketTransport",
+    "basic_auth_headers", "build_parser", "decode_json", "encode_json", "main", "make_station",
+    "open_websocket",
     "parse_args", "responders", "run_until_signalled", "scenario_boot", "scenario_charge",
     "scenario_heartbeat", "state", "station_url",
 ]

@@ -98,7 +98,7 @@ class RpcLink:
         return self._lock.locked()
 
     async def serve(self) -> None:
-        """Read until the socket closes; `close_reason` says why it did."""
+        """Read until the transport closes; `close_reason` says why it did."""
         try:
             while True:
                 for message in await self.transport.receive():
