@@ -285,7 +285,8 @@ class MonthRun:
                 self.tally.connections += 1
                 self._dropping = False
                 self.tally.resumed += link.meter.tls_resumed
-                rpc = sim.RpcLink(MeteredWs(link), self.version,  # type: ignore[arg-type]
+                transport = sim.WebSocketTransport(MeteredWs(link))  # type: ignore[arg-type]
+                rpc = sim.RpcLink(transport, self.version,
                                   answer=self.station._answer_inbound,
                                   spawn=self.station.spawn, log=self.station.log,
                                   call_timeout=30)
