@@ -88,13 +88,14 @@ def _walk(node: dict[str, Any], root: dict[str, Any], usages: dict[str, Usage],
         _note_value(usage, target)
         if _is_open(target):
             usage.raw = True
-        if "array" in _types(target) and isinstance(target.get("items"), dict):
-            item = _resolve(target["items"], root)
+        # A key's context reaches through arrays (arrays of arrays too), not into objects.
+        item = target
+        while "array" in _types(item) and isinstance(item.get("items"), dict):
+            item = _resolve(item["items"], root)
             _note_value(usage, item)
             if _is_open(item):
                 usage.raw = True
-            _walk(item, root, usages, seen)
-        _walk(target, root, usages, seen)
+        _walk(item, root, usages, seen)
 
 
 def schema_facts(protocol: str) -> tuple[list[str], dict[str, Usage]]:
