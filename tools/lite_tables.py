@@ -17,16 +17,14 @@ from __future__ import annotations
 import argparse
 import importlib.resources
 import json
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lite_corpus import CORPUS  # noqa: E402
+from lite_corpus import CORPUS  # tools/ is on sys.path when this file is run
 
-from lite_csms.ocppj.versions import Version, known_error_codes  # noqa: E402
+from lite_csms.ocppj.versions import Version, known_error_codes
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT_DIRS = [ROOT / "codecs" / "tables", ROOT / "lite_csms" / "lite" / "data"]
