@@ -285,7 +285,7 @@ class MonthRun:
                 self.tally.connections += 1
                 self._dropping = False
                 self.tally.resumed += link.meter.tls_resumed
-                transport = sim.WebSocketTransport(MeteredWs(link))  # type: ignore[arg-type]
+                transport = self.transport(link)
                 rpc = sim.RpcLink(transport, self.version,
                                   answer=self.station._answer_inbound,
                                   spawn=self.station.spawn, log=self.station.log,
@@ -321,6 +321,11 @@ class MonthRun:
                 conn.cancel_scope.cancel()
             self.station.detach()
             self._teardowns.start_soon(self._count, link)
+
+    def transport(self, link: MeteredLink) -> sim.Transport:
+        """The station's transport on a metered link: OCPP-J. The corpus recorder
+        (tools/lite_record.py) wraps it to keep every message."""
+        return sim.WebSocketTransport(MeteredWs(link))  # type: ignore[arg-type]
 
     async def _count(self, link: MeteredLink) -> None:
         """A link's bytes, once its FINs have crossed; the last kernel reading counts them."""
