@@ -249,9 +249,9 @@ def byte_rows(samples: Sequence[Sample], protocol: str, dictionary: LiteDictiona
     rows = []
     for action in sorted(by_action, key=lambda a: (-len(by_action[a]), a)):
         sizes = by_action[action]
-        rows.append([action, len(sizes)] + _means(sizes))
-    rows.append(["all messages", len(samples)]
-                + _means([row for sizes in by_action.values() for row in sizes]))
+        rows.append([action, len(sizes), *_means(sizes)])
+    everything = [row for sizes in by_action.values() for row in sizes]
+    rows.append(["all messages", len(samples), *_means(everything)])
     return rows
 
 
