@@ -6,9 +6,11 @@ It runs tools/traffic_sim.py's month runs (a real `lite-csms serve` on 127.0.0.1
 the station simulator in accelerated time: sessions with meter values, status changes,
 boots after link drops, heartbeats, authorisation, and with the budget policy on the
 CSMS's ChangeConfiguration / SetVariables) for every profile, OCPP version and policy
-setting, and keeps each message that crosses the station's transport. Output is JSONL, one
-message a line: {"protocol", "profile", "policy", "direction", "message"}; direction is
-"to_csms" or "to_station"; message is the OCPP-J array.
+setting, and keeps each message that crosses the station's transport. One more run per
+version has an operator work a lingering station through the admin API: TriggerMessage,
+GetConfiguration / GetVariables, ChangeConfiguration / SetVariables, a remote start and stop.
+Output is JSONL, one message a line: {"protocol", "profile", "policy", "direction",
+"message"}; direction is "to_csms" or "to_station"; message is the OCPP-J array.
 
     python tools/lite_record.py --out /tmp/corpus --days 2
     python tools/lite_record.py --out codecs/corpus --days 2 --compress   # the committed one
@@ -22,9 +24,14 @@ moves a few messages. What the dictionaries are trained from is therefore commit
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 import tempfile
-from collections.abc import Sequence
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -33,6 +40,7 @@ import trio
 import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_common
 import station_sim as sim
 import traffic_sim
 
@@ -111,6 +119,122 @@ def record_run(profile: str, protocol: str, policy: bool, days: float, scale: fl
             trio.run(run.run)
 
 
+# ---- the operator's calls ------------------------------------------------------------------
+OPERATOR_STATION = "SIM-operator"
+# (operation, args) through the admin API, in order; "{tx}" is the running transaction.
+OPERATIONS: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    "ocpp1.6": [
+        ("trigger", {"message": "Heartbeat"}),
+        ("trigger", {"message": "StatusNotification", "connector": 1}),
+        ("get-config", {"keys": ["HeartbeatInterval", "MeterValueSampleInterval"]}),
+        ("set-config", {"key": "MeterValueSampleInterval", "value": "300"}),
+        ("remote-start", {"connector": 1, "token": traffic_sim.ID_TAG}),
+        ("trigger", {"message": "MeterValues", "connector": 1}),
+        ("remote-stop", {"transaction": "{tx}"}),
+    ],
+    "ocpp2.0.1": [
+        ("trigger", {"message": "Heartbeat"}),
+        ("trigger", {"message": "StatusNotification", "connector": 1}),
+        ("get-config", {"keys": ["OCPPCommCtrlr.HeartbeatInterval",
+                                 "AlignedDataCtrlr.Interval"]}),
+        ("set-config", {"key": "SampledDataCtrlr.TxUpdatedInterval", "value": "300"}),
+        ("remote-start", {"connector": 1, "token": traffic_sim.ID_TAG}),
+        ("trigger", {"message": "MeterValues", "connector": 1}),
+        ("remote-stop", {"transaction": "{tx}"}),
+    ],
+}
+OPERATIONS["ocpp2.1"] = OPERATIONS["ocpp2.0.1"]
+
+
+class Api:
+    """The admin HTTP API on 127.0.0.1, with a key."""
+
+    def __init__(self, port: int, key: str) -> None:
+        self.port, self.key = port, key
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", method=method,
+            data=None if body is None else orjson.dumps(body),
+            headers={"Authorization": f"Bearer {self.key}",
+                     "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return orjson.loads(response.read())
+
+
+def _recording_station(version: Version, options: sim.StationOptions, sink: TextIO,
+                       tags: dict[str, Any]) -> sim.ConnectedStation:
+    base = sim.StationV16 if version is Version.OCPP16 else sim.StationV2
+
+    class Recording(base):  # type: ignore[misc, valid-type]
+        @asynccontextmanager
+        async def _open(self, url: str, subprotocols: Sequence[str], headers: Any
+                        ) -> AsyncIterator[sim.Transport]:
+            async with sim.open_websocket(url, subprotocols, headers) as transport:
+                yield RecordingTransport(transport, sink, tags)
+
+        def dial(self, url: str, subprotocols: Sequence[str], headers: Any) -> Any:
+            return self._open(url, subprotocols, headers)
+
+    return Recording(options)
+
+
+async def _operate(station: sim.ConnectedStation, api: Api, protocol: str) -> None:
+    async def send(operation: str, args: dict[str, Any]) -> Any:
+        if args.get("transaction") == "{tx}":
+            rows = await trio.to_thread.run_sync(
+                api.call, "GET", f"/transactions?station={OPERATOR_STATION}&active=true")
+            args = {**args, "transaction": rows[0]["id"]}
+        return await trio.to_thread.run_sync(
+            api.call, "POST", f"/stations/{OPERATOR_STATION}/commands",
+            {"operation": operation, "args": args})
+
+    # Until the station has booted, the API answers 409.
+    with trio.fail_after(30):
+        while True:
+            try:
+                await send("trigger", {"message": "BootNotification"})
+                break
+            except urllib.error.HTTPError:
+                await trio.sleep(0.2)
+    for operation, args in OPERATIONS[protocol]:
+        await send(operation, args)
+        # A few simulated minutes between them: meter values flow during the session.
+        await station.clock.sleep(300)
+    await station.clock.sleep(120)
+
+
+def record_operator(protocol: str, scale: float, sink: TextIO) -> None:
+    """A station that lingers while an operator works it through the admin API: triggers,
+    configuration reads and writes, a remote start and stop."""
+    version = Version(protocol)
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        port, admin_port = traffic_sim._free_port(), traffic_sim._free_port()
+        env = {**os.environ, "LITE_CSMS_DATABASE": str(workdir / "csms.sqlite3"),
+               "LITE_CSMS_HOST": "127.0.0.1", "LITE_CSMS_PORT": str(port),
+               "LITE_CSMS_ADMIN_ENABLED": "1", "LITE_CSMS_ADMIN_PORT": str(admin_port),
+               "LITE_CSMS_BUDGET_POLICY": "0", "LITE_CSMS_LOG_LEVEL": "WARNING"}
+        traffic_sim._cli(env, "station", "add", OPERATOR_STATION, "--no-password")
+        traffic_sim._cli(env, "token", "add", traffic_sim.ID_TAG)
+        key = traffic_sim._cli(env, "apikey", "add", "recorder").splitlines()[0]
+        api = Api(admin_port, key.split(": ", 1)[1].strip())
+        options = sim.StationOptions(
+            url=f"ws://127.0.0.1:{port}/ocpp", station_id=OPERATOR_STATION, protocol=version,
+            scenario="boot", linger=math.inf, time_scale=scale)
+        tags = {"protocol": protocol, "profile": "operator", "policy": False}
+        station = _recording_station(version, options, sink, tags)
+
+        async def run() -> None:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(station.run)
+                await _operate(station, api, protocol)
+                station.shut_down()
+
+        with bench_common.serving(env, workdir, port, 20):
+            trio.run(run)
+
+
 def read_corpus(path: Path) -> list[dict[str, Any]]:
     """The lines of a corpus file, plain .jsonl or zstd-compressed .jsonl.zst."""
     data = path.read_bytes()
@@ -133,6 +257,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--days", type=float, default=2.0, help="simulated days per run")
     parser.add_argument("--time-scale", type=float, default=20000.0,
                         help="simulated seconds per real second")
+    parser.add_argument("--no-operator", action="store_true",
+                        help="leave out the admin-API run (triggers, config, remote start)")
+    parser.add_argument("--operator-time-scale", type=float, default=100.0)
     parser.add_argument("--compress", action="store_true",
                         help="write <protocol>.jsonl.zst (zstd level 19, no dictionary)")
     return parser.parse_args(argv)
@@ -148,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
                     record_run(profile, protocol, policy, args.days, args.time_scale, sink)
                     print(f"{protocol} {profile} policy={'on' if policy else 'off'}: "
                           f"{sink.tell():,} bytes so far", file=sys.stderr, flush=True)
+            if not args.no_operator:
+                record_operator(protocol, args.operator_time_scale, sink)
+                print(f"{protocol} operator: {sink.tell():,} bytes so far", file=sys.stderr)
             sink.seek(0)
             data = sink.read().encode()
         target = corpus_path(args.out, protocol, args.compress)
