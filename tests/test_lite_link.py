@@ -19,12 +19,15 @@ from typing import Any
 
 import pytest
 import trio
+import zstandard
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 from lite_csms import config
 from lite_csms.cli.main import _settings, build_parser
 from lite_csms.db.models import Station, TrafficConnection
-from lite_csms.lite import decode_frame, encode_frame
+from lite_csms.lite import LiteDictionary, decode_frame, encode_frame
+from lite_csms.net import server as server_module
+from lite_csms.net.lite_link import LiteCodec
 from lite_csms.ocppj.versions import Version
 from tests.conftest import CsmsInProcess, run_cli, start_in_process
 from tests.test_admin_api import http, new_key
@@ -367,3 +370,40 @@ async def test_lite_frames_are_the_payload_layer_and_the_report_names_the_subpro
         "budget", "report", "--by", "connection", "--json", "--database", str(csms.database)))
     assert report.returncode == 0, report.stderr
     assert "ocpp2.0.1.lite1" in report.stdout
+
+
+# ---- dictionaries ------------------------------------------------------------------------
+def trained(dict_id: int) -> LiteDictionary:
+    """A small 1.6 dictionary trained on the published vectors' bodies."""
+    bodies = [bytes.fromhex(c["hex"])[1:] for c in
+              json.loads((VECTORS / "ocpp1.6.json").read_text())["valid"]
+              if c["hex"].startswith("00")]
+    data = zstandard.train_dictionary(2048, bodies * 4, dict_id=dict_id).as_bytes()
+    return LiteDictionary("ocpp1.6", data)
+
+
+async def test_zstd_frames_with_a_shared_dictionary_and_ours_use_the_newest(
+    csms: CsmsInProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, new = trained(3), trained(7)
+    shared = LiteCodec(Version.OCPP16, {3: old, 7: new})
+    assert shared.outbound is new
+    monkeypatch.setattr(server_module, "codec_for", lambda version: shared)
+    await accepted(csms, "Z-1")
+    # Eight readings a minute apart: repetitive enough that zstd pays.
+    samples = [{"timestamp": f"2026-11-21T08:0{m}:00Z", "sampledValue": [
+        {"value": f"{1000 + 100 * m}", "measurand": "Energy.Active.Import.Register",
+         "unit": "Wh", "context": "Sample.Periodic", "location": "Outlet"}]} for m in range(8)]
+    async with open_websocket_url(csms.url("Z-1"), subprotocols=["ocpp1.6.lite1"]) as ws:
+        for n, dictionary in enumerate((old, new), start=1):
+            frame = encode_frame([2, str(n), "MeterValues", {"connectorId": 1,
+                                                            "meterValue": samples}],
+                                 protocol="ocpp1.6", dictionary=dictionary)
+            assert frame[0] == 0x01  # zstd, naming its dictionary
+            await ws.send_message(frame)
+            answer = await ws.get_message()
+            assert decode_frame(answer, protocol="ocpp1.6", dictionaries={7: new}) == [
+                3, str(n), {}]
+    stored = query(csms.database, "SELECT value FROM meter_sample WHERE station_id = 'Z-1'")
+    # Sent twice (another id, another dictionary): the same eight readings, stored once.
+    assert sorted(r["value"] for r in stored) == [1000.0 + 100 * m for m in range(8)]
