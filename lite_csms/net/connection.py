@@ -20,7 +20,13 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from lite_csms.budget.meter import ConnectionMeter
 from lite_csms.handlers import deviations, diagnostics, provisioning
-from lite_csms.net.lite_link import LiteCodec, LiteEncodeError, LiteFrameError, refusal_text
+from lite_csms.net.lite_link import (
+    LiteCodec,
+    LiteEncodeError,
+    LiteFrameError,
+    close_reason,
+    refusal_text,
+)
 from lite_csms.ocppj import schemas, timestamps
 from lite_csms.ocppj.lenient import Deviation
 from lite_csms.ocppj.session import (
@@ -205,7 +211,7 @@ class StationConnection:
                         exc.close_code, exc.description[:200])
             self.close_code = exc.close_code
             self.close_reason = f"closed {exc.close_code} bad lite frame"
-            await self.ws.aclose(exc.close_code, exc.description[:120])
+            await self.ws.aclose(exc.close_code, close_reason(exc.description))
             return False
         if exc.answerable:
             text = refusal_text(exc, self.ctx.version)

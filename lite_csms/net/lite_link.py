@@ -32,8 +32,10 @@ from lite_csms.ocppj.versions import ErrorKind, Version, error_code
 
 log = logging.getLogger("lite_csms.net")
 
-__all__ = ["LITE_SUBPROTOCOLS", "LiteCodec", "LiteEncodeError", "LiteFrameError", "codec_for",
-           "lite_name", "refusal_text"]
+__all__ = ["LITE_SUBPROTOCOLS", "LiteCodec", "LiteEncodeError", "LiteFrameError", "close_reason",
+           "codec_for", "lite_name", "refusal_text"]
+# RFC 6455 5.5: a close frame's reason fits a 125-byte control frame after its 2-byte code.
+MAX_CLOSE_REASON = 123
 
 
 def lite_name(version: Version) -> str:
@@ -81,3 +83,8 @@ def refusal_text(error: LiteFrameError, version: Version) -> str:
     """The CALLERROR a frame that cannot be decoded gets, as OCPP-J text (`error.answerable`)."""
     code = error.error_code(version) or error_code(version, ErrorKind.GENERIC)
     return encode(CallError(error.message_id or "-1", code, error.description))
+
+
+def close_reason(description: str) -> str:
+    """`description` cut to what a close frame can carry (whole UTF-8 characters)."""
+    return description.encode()[:MAX_CLOSE_REASON].decode(errors="ignore")

@@ -186,7 +186,8 @@ class LiteTransport(WebSocketTransport):
         self.protocol = protocol
         self.dictionaries = load_dictionaries(protocol)
         self.outbound = self.dictionaries[max(self.dictionaries)] if self.dictionaries else None
-        self.dropped: list[str] = []
+        # Frames dropped unanswered (a broken CALLRESULT or CALLERROR, SPEC section 8).
+        self.dropped = 0
 
     async def send(self, messages: Sequence[Message]) -> None:
         for message in messages:
@@ -215,7 +216,8 @@ class LiteTransport(WebSocketTransport):
 
     async def _refuse(self, exc: LiteFrameError) -> None:
         if exc.close_code is not None:
-            await self.ws.aclose(exc.close_code, exc.description[:120])
+            reason = exc.description.encode()[:123].decode(errors="ignore")
+            await self.ws.aclose(exc.close_code, reason)
             raise TransportClosed(exc.close_code, exc.description, "bad lite frame")
         if exc.answerable:
             version = Version(self.protocol)
@@ -223,7 +225,7 @@ class LiteTransport(WebSocketTransport):
             text = encode(CallError(exc.message_id or "-1", code, exc.description))
             await self.send([orjson.loads(text)])
         else:
-            self.dropped.append(exc.description)
+            self.dropped += 1
 
 
 def _closed(exc: ConnectionClosed) -> TransportClosed:
