@@ -243,6 +243,14 @@ async def test_plain_offers_get_ocppj_and_lite_off_answers_with_the_plain_subpro
         async with open_websocket_url(csms.url("N-1"), subprotocols=["ocpp1.6.lite1"]) as ws:
             await ws.get_message()
     assert closed.value.reason.code == 1002
+    # The simulator's --lite station takes the plain subprotocol it offered second.
+    options = sim.parse_args(["--url", f"ws://127.0.0.1:{csms.port}/ocpp", "--id", "N-1",
+                              "--lite", "--time-scale", str(SCALE)])
+    assert options.lite
+    falling_back = sim.make_station(options)
+    report = await falling_back.run()
+    assert report.ok and report.subprotocol == "ocpp1.6", report.error
+    assert report.boot_status == "Accepted"
 
 
 def test_the_lite_setting_comes_from_toml_env_and_flag(tmp_path: Path) -> None:
