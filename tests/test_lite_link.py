@@ -25,7 +25,7 @@ from trio_websocket import ConnectionClosed, open_websocket_url
 from lite_csms import config
 from lite_csms.cli.main import _settings, build_parser
 from lite_csms.db.models import Station, TrafficConnection
-from lite_csms.lite import LiteDictionary, decode_frame, encode_frame
+from lite_csms.lite import LiteDictionary, cbor, decode_frame, encode_frame
 from lite_csms.net import server as server_module
 from lite_csms.net.lite_link import LiteCodec
 from lite_csms.ocppj.versions import Version
@@ -415,3 +415,30 @@ async def test_zstd_frames_with_a_shared_dictionary_and_ours_use_the_newest(
     stored = query(csms.database, "SELECT value FROM meter_sample WHERE station_id = 'Z-1'")
     # Sent twice (another id, another dictionary): the same eight readings, stored once.
     assert sorted(r["value"] for r in stored) == [1000.0 + 100 * m for m in range(8)]
+
+
+async def test_an_unreadable_answer_to_our_call_fails_it_at_once(csms: CsmsInProcess) -> None:
+    await accepted(csms, "Q-1")
+    async with open_websocket_url(csms.url("Q-1"), subprotocols=["ocpp1.6.lite1"]) as ws:
+        await ws.send_message(encode_frame([2, "1", "BootNotification", BOOT_16],
+                                           protocol="ocpp1.6"))
+        assert decode_frame(await ws.get_message(), protocol="ocpp1.6")[0] == 3
+        outcome: list[Any] = []
+
+        async def ask() -> None:
+            outcome.append(await csms.server.connections["Q-1"].call("ClearCache", {}))
+
+        with trio.fail_after(3):  # the CALL's own timeout is 30 s
+            async with trio.open_nursery() as asking:
+                asking.start_soon(ask)
+                frame = await ws.get_message()
+                assert isinstance(frame, bytes)
+                call = decode_frame(frame, protocol="ocpp1.6")
+                assert call[0] == 2 and call[2] == "ClearCache" and call[1].isdigit()
+                # A CALLRESULT under its id (an integer on the wire) with key number 9999.
+                await ws.send_message(b"\x00" + cbor.dumps([3, int(call[1]), {9999: 1}]))
+        [failed] = outcome
+        assert failed.invalid_answer and failed.code == "FormationViolation"
+        assert "9999" in failed.description
+        # The connection lives on.
+        assert (await probe(ws, Version.OCPP16, 2))[:2] == [3, "2"]
