@@ -222,11 +222,14 @@ def metadata(protocol: str, dict_id: int, choice: Choice, corpus: Path, samples:
 
 # ---- the byte table -----------------------------------------------------------------------
 def deflate_sizes(samples: Sequence[Sample]) -> list[int]:
-    """permessage-deflate with context takeover, one stream per direction (RFC 7692: the
-    trailing 00 00 ff ff is not sent)."""
-    streams = {}
+    """permessage-deflate with context takeover, one stream per direction and connection
+    (RFC 7692: the trailing 00 00 ff ff is not sent). A connection starts with the
+    station's first CALL: message ids count from 1 again on every connection."""
+    streams: dict[str, Any] = {}
     sizes = []
     for s in samples:
+        if s.direction == "to_csms" and s.message[0] == 2 and s.message[1] == "1":
+            streams.clear()
         if s.direction not in streams:
             streams[s.direction] = zlib.compressobj(6, zlib.DEFLATED, -DEFLATE_WBITS,
                                                     DEFLATE_MEM_LEVEL)
@@ -259,7 +262,7 @@ def _means(rows: Sequence[tuple[int, ...]]) -> list[float]:
     return [statistics.fmean(column) for column in zip(*rows, strict=True)]
 
 
-def report(protocols: Sequence[str], corpus_dir: Path) -> str:
+def report(protocols: Sequence[str], corpus_dir: Path, dict_dir: Path = DICT_DIR) -> str:
     parts = [
         "## Bytes per message",
         "",
@@ -279,10 +282,10 @@ def report(protocols: Sequence[str], corpus_dir: Path) -> str:
     for protocol in protocols:
         path = corpus_path(corpus_dir, protocol, compressed=True)
         samples, _ = encode_corpus(read_corpus(path), protocol)
-        ids = published_ids(protocol)
+        ids = published_ids(protocol, dict_dir)
         if not ids:
             continue
-        zdict, _ = dict_paths(protocol, ids[-1])
+        zdict, _ = dict_paths(protocol, ids[-1], dict_dir)
         dictionary = LiteDictionary(protocol, zdict.read_bytes())
         parts += [f"### {protocol} (dictionary {zdict.name}, {len(dictionary.data):,} B)", "",
                   bench_common.markdown_table(
@@ -338,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     protocols = args.protocol or list(PROTOCOLS)
     if args.report:
-        write_report(report(protocols, args.corpus))
+        write_report(report(protocols, args.corpus, args.dict_dir))
         print(f"wrote {DOC}", file=sys.stderr)
         return 0
     status = 0
