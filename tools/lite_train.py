@@ -28,6 +28,7 @@ import hashlib
 import json
 import statistics
 import sys
+import textwrap
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -263,22 +264,18 @@ def _means(rows: Sequence[tuple[int, ...]]) -> list[float]:
 
 
 def report(protocols: Sequence[str], corpus_dir: Path, dict_dir: Path = DICT_DIR) -> str:
-    parts = [
-        "## Bytes per message",
-        "",
+    parts = ["## Bytes per message", "", textwrap.fill(
         "Made by `python tools/lite_train.py --report` from the committed corpus "
-        "(codecs/corpus/, recorded by tools/lite_record.py: the station simulator against "
-        "the real server across the reference profiles, budget policy off and on). Payload "
-        "bytes per message, mean, no WebSocket/TLS/TCP overhead: JSON is the OCPP-J text; "
-        f"deflate is permessage-deflate with context takeover (zlib window 2^{DEFLATE_WBITS}, "
-        f"memLevel {DEFLATE_MEM_LEVEL}, as lite_csms/net/deflate.py), one stream per "
-        "direction over the whole corpus; CBOR is the lite frame without compression "
-        "(format byte + compact CBOR body); +dict is the lite frame with the published "
-        "dictionary (zstd level 19, compressed only when shorter). A result row is the "
-        "CALLRESULT to that action. Every message is measured, training and held-out alike; "
-        "the held-out means are in codecs/dict/*.json.",
-        "",
-    ]
+        "(codecs/corpus/). Each figure is the mean payload bytes per message, without "
+        "WebSocket, TLS or TCP overhead. JSON is the OCPP-J text. deflate is "
+        "permessage-deflate with context takeover (zlib level 6, window 2^"
+        f"{DEFLATE_WBITS}, memLevel {DEFLATE_MEM_LEVEL}, as in lite_csms/net/deflate.py), "
+        "with one stream per direction that starts afresh on each connection. CBOR is the "
+        "lite frame without compression: the format byte and the compact CBOR body. "
+        "CBOR + dict is the lite frame with the published dictionary (zstd level 19, used "
+        "only when it is shorter). A result row is the CALLRESULT to that action. Every "
+        "message is measured, training and held-out alike; the held-out means are in "
+        "codecs/dict/*.json.", width=92), ""]
     for protocol in protocols:
         path = corpus_path(corpus_dir, protocol, compressed=True)
         samples, _ = encode_corpus(read_corpus(path), protocol)
