@@ -283,10 +283,10 @@ def _valid(label: str, message: list[Any], protocol: str) -> dict[str, Any]:
 
 def vectors(protocol: str) -> dict[str, Any]:
     valid = [_valid(label, m, protocol) for label, m in schema_messages(protocol)]
-    for action, response, payload in CORPUS[protocol]:
+    for n, (action, response, payload) in enumerate(CORPUS[protocol]):
         message = [3, "19", payload] if response else [2, "19", action, payload]
-        valid.append(_valid(f"typical {action}{'Response' if response else ''}", message,
-                            protocol))
+        valid.append(_valid(f"typical {n}: {action}{'Response' if response else ''}",
+                            message, protocol))
     valid += [_valid(f"edge: {label}", m, protocol) for label, m in edge_messages(protocol)]
     for dictionary in load_dictionaries(protocol, DICT_DIR).values():
         for action, response, payload in CORPUS[protocol][:6]:
