@@ -26,6 +26,7 @@ from lite_csms import config
 from lite_csms.cli.main import _settings, build_parser
 from lite_csms.db.models import Station, TrafficConnection
 from lite_csms.lite import LiteDictionary, cbor, decode_frame, encode_frame
+from lite_csms.lite.frame import zstd_header
 from lite_csms.net import server as server_module
 from lite_csms.net.lite_link import LiteCodec
 from lite_csms.ocppj.versions import Version
@@ -390,12 +391,19 @@ def trained(dict_id: int) -> LiteDictionary:
     return LiteDictionary("ocpp1.6", data)
 
 
-async def test_zstd_frames_with_a_shared_dictionary_and_ours_use_the_newest(
+async def test_zstd_frames_with_a_shared_dictionary_and_ours_use_the_stations_newest(
     csms: CsmsInProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    old, new = trained(3), trained(7)
-    shared = LiteCodec(Version.OCPP16, {3: old, 7: new})
-    assert shared.outbound is new
+    first, old, new = trained(1), trained(3), trained(7)
+    shared = LiteCodec(Version.OCPP16, {1: first, 3: old, 7: new})
+    big = json.dumps([2, "9", "MeterValues", {"connectorId": 1, "meterValue": [
+        {"timestamp": f"2026-11-21T08:0{m}:00Z", "sampledValue": [
+            {"value": f"{1000 + 100 * m}", "measurand": "Energy.Active.Import.Register",
+             "unit": "Wh"}]} for m in range(8)]}])
+    # SPEC 4.3: dictionary 1 until the station has used another; never one it has not used.
+    assert zstd_header(shared.encode(big)[1:])[0] == 1
+    assert zstd_header(shared.encode(big, 7)[1:])[0] == 7
+    assert zstd_header(shared.encode(big, 99)[1:])[0] == 1
     monkeypatch.setattr(server_module, "codec_for", lambda version: shared)
     await accepted(csms, "Z-1")
     # Eight readings a minute apart: repetitive enough that zstd pays.
@@ -412,6 +420,14 @@ async def test_zstd_frames_with_a_shared_dictionary_and_ours_use_the_newest(
             answer = await ws.get_message()
             assert decode_frame(answer, protocol="ocpp1.6", dictionaries={7: new}) == [
                 3, str(n), {}]
+            assert csms.server.connections["Z-1"].lite_dictionary == dictionary.dict_id
+        # An older dictionary afterwards does not move ours back.
+        again = encode_frame([2, "3", "MeterValues", {"connectorId": 1, "meterValue": samples}],
+                             protocol="ocpp1.6", dictionary=old)
+        assert zstd_header(again[1:])[0] == 3
+        await ws.send_message(again)
+        await ws.get_message()
+        assert csms.server.connections["Z-1"].lite_dictionary == 7
     stored = query(csms.database, "SELECT value FROM meter_sample WHERE station_id = 'Z-1'")
     # Sent twice (another id, another dictionary): the same eight readings, stored once.
     assert sorted(r["value"] for r in stored) == [1000.0 + 100 * m for m in range(8)]

@@ -85,6 +85,8 @@ class StationConnection:
         self.ws = ws
         # Set on a lite connection: binary frames only, each one OCPP-J message.
         self.lite = lite
+        # The newest dictionary the station has used here: ours to answer with (SPEC 4.3).
+        self.lite_dictionary: int | None = None
         self.meter = meter
         self.ctx = ctx
         self.station_id = ctx.station_id
@@ -197,6 +199,9 @@ class StationConnection:
             if self.meter is not None:
                 self.meter.message(INVALID_MESSAGE, True, frame)
             return await self._refuse_frame(exc)
+        used = self.lite.dictionary_used(frame)
+        if used is not None and used > (self.lite_dictionary or 0):
+            self.lite_dictionary = used
         events = self.session.receive(text, trio.current_time())
         if self.meter is not None:
             self.meter.message(_action_of(events), True, frame)
@@ -328,7 +333,8 @@ class StationConnection:
 
     async def _send(self, text: str, action: str) -> None:
         """Raises LiteEncodeError for a message the lite link cannot carry (see _answer_lite)."""
-        data: str | bytes = text if self.lite is None else self.lite.encode(text)
+        data: str | bytes = (text if self.lite is None
+                             else self.lite.encode(text, self.lite_dictionary))
         await self.ws.send_message(data)
         if self.meter is not None:
             self.meter.message(action, False, data)

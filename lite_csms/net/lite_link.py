@@ -19,6 +19,7 @@ import logging
 import orjson
 
 from lite_csms.lite import (
+    FORMAT_ZSTD,
     LITE_SUBPROTOCOLS,
     LiteDictionary,
     LiteEncodeError,
@@ -27,6 +28,7 @@ from lite_csms.lite import (
     encode_frame,
     load_dictionaries,
 )
+from lite_csms.lite.frame import zstd_header
 from lite_csms.ocppj.framing import CallError, encode
 from lite_csms.ocppj.versions import ErrorKind, Version, error_code
 
@@ -51,9 +53,9 @@ class LiteCodec:
         self.version = version
         self.protocol = version.value
         self.dictionaries = dictionaries
-        # Our frames use the newest published dictionary (ids only grow); a station that
-        # lacks it closes with 4010 and needs the newer dictionary file.
-        self.outbound = dictionaries[max(dictionaries)] if dictionaries else None
+        # SPEC 4.3: until a station has used a dictionary on its connection, ours is id 1,
+        # which every lite1 implementation holds once it is published.
+        self.first = dictionaries.get(1)
 
     def decode(self, frame: bytes) -> str:
         """The OCPP-J text of one binary message."""
@@ -65,10 +67,19 @@ class LiteCodec:
             # standard writer keeps it, and the session judges it as it would in JSON text.
             return json.dumps(message, ensure_ascii=False, separators=(",", ":"))
 
-    def encode(self, text: str) -> bytes:
-        """The lite frame for a message the session wrote."""
+    def dictionary_used(self, frame: bytes) -> int | None:
+        """The dictionary id of a frame `decode` accepted, or None for a plain CBOR frame."""
+        if frame[:1] != bytes((FORMAT_ZSTD,)):
+            return None
+        dict_id = zstd_header(frame[1:])[0]
+        return dict_id if dict_id in self.dictionaries else None
+
+    def encode(self, text: str, dictionary_id: int | None = None) -> bytes:
+        """The lite frame for a message the session wrote, compressed with `dictionary_id`
+        (the newest the station has used on this connection) or else dictionary 1."""
+        dictionary = self.dictionaries.get(dictionary_id) if dictionary_id else None
         return encode_frame(orjson.loads(text), protocol=self.protocol,
-                            dictionary=self.outbound)
+                            dictionary=dictionary or self.first)
 
 
 @functools.cache
