@@ -536,7 +536,7 @@ async def test_v16_stop_txn_sampled_data_every_sample_interval_without_live_mete
 
 def test_samples_kept_for_the_stop_are_thinned_and_keep_the_newest(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sim, "MAX_ENDED_SAMPLES", 4)
+    monkeypatch.setattr(sim.state, "MAX_ENDED_SAMPLES", 4)
     tx = sim.SimTransaction(1, "TAG", 0, sim.ChargePlan(1000), 0.0)
     for n in range(9):
         tx.keep_ended_sample({"n": n})

@@ -55,6 +55,8 @@ from ocpp.v201 import ChargePoint as ChargePoint201
 from ocpp.v201 import call as call201
 from ocpp.v201 import call_result as result201
 
+from lite_csms.budget import tcpinfo
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_accounting
 import bench_common
@@ -219,6 +221,13 @@ class Window:
     count: int = 1
 
 
+def net_ip(counters: tcpinfo.TcpCounters, family: int) -> int:
+    """The charger's IP bytes both ways, less what its kernel sent a second time."""
+    received, sent = bench_accounting.kernel_ip_bytes(counters, family)
+    header = tcpinfo.segment_header(family, counters.timestamps)
+    return received + sent - counters.bytes_retrans - counters.segs_retrans * header
+
+
 @dataclass
 class Link:
     ws: Any
@@ -231,10 +240,11 @@ class Link:
     opened: float
 
     def ip(self) -> tuple[int, int]:
-        """IP bytes and segments so far, both directions (SYN options included)."""
+        """IP bytes and segments so far, both directions (SYN options included), without
+        the charger's retransmissions: loopback loses nothing, but its microsecond RTT lets
+        a tail-loss probe fire while a busy server still holds its delayed ACK."""
         counters = self.held.read()
-        received, sent = bench_accounting.kernel_ip_bytes(counters, self.held.family)
-        return received + sent, counters.segs_in + counters.segs_out
+        return net_ip(counters, self.held.family), counters.segs_in + counters.segs_out
 
 
 class FieldCharger:
@@ -314,8 +324,7 @@ class FieldCharger:
         link.ws.transport.abort()
         await link.ws.wait_closed()
         final = await link.held.finish()
-        received, sent = bench_accounting.kernel_ip_bytes(final, link.held.family)
-        total = received + sent
+        total = net_ip(final, link.held.family)
         self.windows.append(Window("teardown", link.port, started, time.time(),
                                    total - before, final.segs_in + final.segs_out - segs))
         self.connections.append({"port": link.port, "resumed": link.resumed,
@@ -1022,6 +1031,29 @@ def result_of(pricing: Pricing, profile: Profile) -> dict[str, Any]:
             "month": month(profile, pricing)}
 
 
+def tcp_timestamps() -> bool:
+    """Whether this network namespace's TCP puts timestamps (12 B) on every segment."""
+    try:
+        return Path("/proc/sys/net/ipv4/tcp_timestamps").read_text().strip() != "0"
+    except OSError:
+        return False
+
+
+def rerun_with_timestamps(on: bool, argv: list[str] | None) -> int:
+    """Run this command again in a network namespace of its own, with only loopback, where
+    TCP timestamps are set as asked: the host's own setting is left alone."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    script = (f"ip link set lo up && sysctl -qw net.ipv4.tcp_timestamps={int(on)} "
+              '&& exec "$@"')
+    command = ["unshare", "-n", "sh", "-c", script, "sh", sys.executable,
+               str(Path(__file__).resolve()), *args]
+    try:
+        return subprocess.run(command, check=False).returncode
+    except FileNotFoundError:
+        print("--tcp-timestamps needs unshare (util-linux) and root", file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", choices=sorted(PROFILES), action="append")
@@ -1034,12 +1066,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compression", choices=["on", "off"], default="on",
                         help="whether the charger offers permessage-deflate (default on, as "
                              "the websockets client does)")
+    parser.add_argument("--tcp-timestamps", choices=["host", "on", "off"], default="host",
+                        help="TCP timestamps (12 B a segment) as the host has them, or on/off "
+                             "in a network namespace of the run's own (root; unshare -n)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--save", type=Path, help="also write the full results as JSON here")
     args = parser.parse_args(argv)
+    if args.tcp_timestamps != "host" and tcp_timestamps() != (args.tcp_timestamps == "on"):
+        return rerun_with_timestamps(args.tcp_timestamps == "on", argv)
+    print(f"TCP timestamps: {'on' if tcp_timestamps() else 'off'}", file=sys.stderr)
     profiles = args.profile or list(PROFILES)
     protocols = args.protocol or ["ocpp1.6", "ocpp2.0.1"]
-    output: dict[str, Any] = {"profiles": {}}
+    output: dict[str, Any] = {"profiles": {}, "tcp_timestamps": tcp_timestamps()}
     for name in profiles:
         profile = PROFILES[name]
         results, caps = [], {}

@@ -17,6 +17,7 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -63,6 +64,28 @@ def configure_socket(sock: trio.socket.SocketType, options: ListenOptions) -> No
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, options.user_timeout * 1000)
 
 
+TCP_TIMESTAMPS = Path("/proc/sys/net/ipv4/tcp_timestamps")
+
+
+def tcp_timestamps_note(path: Path = TCP_TIMESTAMPS) -> str | None:
+    """One log line when the kernel puts RFC 7323 timestamps on this host's TCP segments.
+
+    They add 12 B to every segment, each keepalive probe and its ACK included: about 0.11 MB
+    a month for a home-share station (docs/DATA-BUDGET.md). Linux has no per-socket switch;
+    the setting belongs to the network namespace, so only the operator can turn it off.
+    Returns None when they are off or the setting cannot be read (not Linux).
+    """
+    try:
+        value = path.read_text().strip()
+    except OSError:
+        return None
+    if value == "0":
+        return None
+    return (f"TCP timestamps are on (net.ipv4.tcp_timestamps={value}): every segment to a "
+            "charger carries 12 B more; for chargers billed per byte set it to 0 "
+            "(docs/DATA-BUDGET.md, 'TCP timestamps')")
+
+
 class _ExplainingWebSocketConnection(WebSocketConnection):
     def __init__(self, *args: Any, deflate: BoundedPerMessageDeflate | None = None,
                  peer: str = "an unknown peer", **kwargs: Any) -> None:
@@ -96,6 +119,15 @@ class _ExplainingWebSocketConnection(WebSocketConnection):
                 log.warning("%s: closed with %d: %s", self.remote, event.code, reason)
             await self._send(CloseConnection(code=event.code, reason=reason))
         await super()._handle_close_connection_event(event)
+
+
+def decline_deflate(request: WebSocketRequest, meter: ConnectionMeter) -> None:
+    """Accept the pending handshake without permessage-deflate, even if it was offered."""
+    # trio-websocket gives a request no public way to its connection.
+    connection = getattr(request, "_connection", None)
+    if isinstance(connection, _ExplainingWebSocketConnection):
+        connection._deflate = None
+    meter.deflate = None
 
 
 def peer_of(sock: trio.socket.SocketType | None) -> str:

@@ -1,8 +1,8 @@
 """Station-side state for the simulator's answers to smart-charging and reporting calls.
 
-Kept apart from station_sim.py and free of its types, so either can be read alone: the
-profiles a station holds and the limit they add up to, and the device-model entries and
-NotifyReport parts it reports. station_sim.py loads this file by path (tools/ is no package).
+Free of the station's types, so it can be read alone: the profiles a station holds and the
+limit they add up to, and the device-model entries and NotifyReport parts it reports. The
+answers themselves are in v16.py and v2.py.
 """
 
 from __future__ import annotations
