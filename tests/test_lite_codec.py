@@ -109,7 +109,7 @@ def test_load_dictionaries_by_file_name(tmp_path: Path) -> None:
         load_dictionaries("ocpp1.6", tmp_path)
 
 
-def test_package_ships_no_dictionary_yet_and_codecs_dict_matches_it() -> None:
+def test_packaged_dictionaries_are_the_published_ones() -> None:
     published = sorted(p.name for p in (REPO / "codecs").glob("dict/*.zdict"))
     packaged = sorted(p.name for p in (REPO / "lite_csms" / "lite" / "data").glob("*.zdict"))
     assert published == packaged
