@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lite_csms.lite import (
     FORMAT_CBOR,
@@ -15,6 +17,7 @@ from lite_csms.lite import (
     LITE_SUBPROTOCOLS,
     LiteDictionary,
     LiteEncodeError,
+    cbor,
     decode_frame,
     encode_frame,
     lite_subprotocol,
@@ -139,6 +142,7 @@ def test_message_id_forms(message_id: str, first_bytes: str) -> None:
     [2, "1", "MeterValues", {"connectorId": 2**64}],
     [2, "1", "MeterValues", {"connectorId": float("nan")}],
     [2, "1", "Heartbeat", {"x": {1, 2}}],
+    [2, "1", "DataTransfer", {"vendorId": "\ud800"}],  # a lone surrogate is not UTF-8
     [5, "1", "FormatViolation", "", {}],            # 2.1 only
     [3, "1"],
 ])
@@ -263,3 +267,22 @@ def test_spec_transaction_event_example() -> None:
             {"value": 15234.5, "measurand": "Energy.Active.Import.Register"}]}]}]
     spec = (REPO / "codecs" / "SPEC.md").read_text()
     assert encode_frame(message, protocol="ocpp2.0.1").hex() in _listed_hex(spec)
+
+
+_CBOR_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**64), 2**64 - 1), st.binary(max_size=8),
+              st.text(max_size=8), st.floats(allow_nan=False, allow_infinity=False),
+              st.binary(min_size=16, max_size=16).map(lambda b: cbor.Tag(37, b))),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.one_of(st.integers(0, 2**64 - 1), st.text(max_size=4)), inner,
+                        max_size=4)),
+    max_leaves=20)
+
+
+@settings(max_examples=100, deadline=None, database=None)
+@given(_CBOR_VALUES)
+def test_whatever_the_writer_writes_the_reader_reads_back(value: object) -> None:
+    data = cbor.dumps(value)
+    back = cbor.loads(data, tags=frozenset({37}))
+    assert back == value and cbor.dumps(back) == data
