@@ -229,6 +229,7 @@ CREATE TABLE "setting_refusal" (
     "status" VARCHAR(40) NOT NULL,
     "firmware_version" TEXT,
     "at" TEXT NOT NULL,
+    "requested_by" TEXT,
     FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE
 );
 

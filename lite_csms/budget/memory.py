@@ -4,8 +4,11 @@ what an operator set explicitly. Functions run inside the store writer (or a rea
 - A refusal is kept with the firmware the station ran when it refused; it stops counting as
   soon as the station boots with another `firmwareVersion` (the new firmware may accept it).
 - An operator's `config set` (1.6 ChangeConfiguration, 2.x SetVariables sent by anyone but
-  the policy) makes that key operator-owned for that station: the policy yields it, and the
-  BootNotification answer carries the operator's heartbeat. `release` hands keys back.
+  the policy) that the charger accepted (Accepted or RebootRequired) makes that key
+  operator-owned for that station: the policy yields it, and the BootNotification answer
+  carries the operator's heartbeat. `release` hands keys back. A value the charger refused
+  is recorded as a refusal (with who asked for it) and the key stays with the policy: the
+  charger does not hold the operator's value, so nothing may pretend it does.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ V2_REFUSALS = frozenset({"Rejected", "UnknownComponent", "UnknownVariable",
                          "NotSupportedAttributeType"})
 # A CALLERROR that says the charger has no such operation at all refuses every key it carried.
 CALL_ERROR_REFUSALS = frozenset({"NotImplemented", "NotSupported"})
+# What makes a value held: 1.6 ConfigurationStatus and 2.x SetVariableStatusEnumType alike.
+ACCEPTANCES = frozenset({"Accepted", "RebootRequired"})
 
 
 def _variable_key(entry: Mapping[str, Any]) -> str:
@@ -65,40 +70,59 @@ def refused_in(action: str, payload: Mapping[str, Any], result: Mapping[str, Any
     return refused
 
 
+def accepted_in(action: str, payload: Mapping[str, Any], result: Mapping[str, Any]
+                ) -> dict[str, str]:
+    """key -> value for each key the answer accepted (Accepted or RebootRequired)."""
+    sent = requested_values(action, payload)
+    if action == "ChangeConfiguration":
+        return dict(sent) if result.get("status") in ACCEPTANCES else {}
+    taken = {}
+    for entry in result.get("setVariableResult", []):
+        key = _variable_key(entry)
+        if key in sent and entry.get("attributeStatus") in ACCEPTANCES:
+            taken[key] = sent[key]
+    return taken
+
+
 def firmware_of(station_id: str) -> str | None:
     station = Station.get_or_none(Station.id == station_id)
     return None if station is None else station.firmware_version
 
 
-def record_refusals(station_id: str, refused: Mapping[str, tuple[str, str]], at: datetime
-                    ) -> None:
+def record_refusals(station_id: str, refused: Mapping[str, tuple[str, str]], at: datetime,
+                    requested_by: str | None = POLICY) -> None:
     """Keep `key -> (value, status)` refusals under the station's current firmware."""
     firmware = firmware_of(station_id)
     for key, (value, status) in refused.items():
         (SettingRefusal.insert(station=station_id, key=key, value=value, status=status,
-                               firmware_version=firmware, at=at)
+                               firmware_version=firmware, at=at, requested_by=requested_by)
          .on_conflict(conflict_target=[SettingRefusal.station, SettingRefusal.key,
                                        SettingRefusal.value],
                       update={SettingRefusal.status: status,
                               SettingRefusal.firmware_version: firmware,
-                              SettingRefusal.at: at})
+                              SettingRefusal.at: at,
+                              SettingRefusal.requested_by: requested_by})
          .execute())
 
 
 def learn(station_id: str, action: str, payload: Mapping[str, Any],
-          answer: Mapping[str, Any] | None, at: datetime) -> None:
+          answer: Mapping[str, Any] | None, at: datetime,
+          requested_by: str | None = POLICY) -> None:
     """Remember what an answered ChangeConfiguration/SetVariables refused, whoever sent it,
-    and forget a refusal of a value the station has now accepted. Runs in the store writer
-    with the command's outcome, so a link that drops right after the answer loses nothing."""
+    and forget a refusal of a value the station has now accepted; an operator's accepted
+    value makes its key operator-owned (`claim`). Runs in the store writer with the
+    command's outcome, so a link that drops right after the answer loses nothing."""
     if answer is None or action not in SETTING_ACTIONS:
         return
     sent = requested_values(action, payload)
     refused = refused_in(action, payload, answer, None)
     if refused:
         record_refusals(station_id, {k: (sent[k], status) for k, status in refused.items()},
-                        at)
-    accepted = [(k, v) for k, v in sent.items() if k not in refused]
-    for key, value in accepted:
+                        at, requested_by)
+    accepted = accepted_in(action, payload, answer)
+    if accepted and requested_by is not None and requested_by != POLICY:
+        claim(station_id, accepted, requested_by, at)
+    for key, value in accepted.items():
         SettingRefusal.delete().where(SettingRefusal.station == station_id,
                                       SettingRefusal.key == key,
                                       SettingRefusal.value == value).execute()
@@ -111,13 +135,15 @@ def refusals(station_id: str) -> dict[tuple[str, str], dict[str, Any]]:
     for row in SettingRefusal.select().where(SettingRefusal.station == station_id):
         if row.firmware_version == firmware:
             found[(row.key, row.value)] = {"status": row.status, "at": row.at,
-                                           "firmware_version": row.firmware_version}
+                                           "firmware_version": row.firmware_version,
+                                           "requested_by": row.requested_by}
     return found
 
 
 def claim(station_id: str, values: Mapping[str, str], requested_by: str | None, at: datetime
           ) -> None:
-    """Make these keys operator-owned for the station, with the values the operator asked."""
+    """Make these keys operator-owned for the station, with the values the charger accepted
+    from the operator."""
     for key, value in values.items():
         (OperatorSetting.insert(station=station_id, key=key, value=value,
                                 requested_by=requested_by, at=at)

@@ -141,6 +141,15 @@ def heartbeat_of(version: Version | None, level: str, policy_enabled: bool,
     return levels.heartbeat_for(level) if policy_enabled else None
 
 
+def boot_interval(version: Version | None, level: str, policy_enabled: bool,
+                  state: StationState, settings: Settings) -> int:
+    """The interval an Accepted BootNotification answer carries, and what explain shows: the
+    one function for both, so the two never disagree (`heartbeat_of`, else the server's
+    `heartbeat_interval`)."""
+    chosen = heartbeat_of(version, level, policy_enabled, state, explicit_heartbeat(settings))
+    return settings.heartbeat_interval if chosen is None else chosen
+
+
 def keepalive_for(decisions: list[Decision], nat_timeout: int, settings: Settings) -> int:
     """TCP_KEEPIDLE for the station: 0.9 x nat_timeout unless its own ping holds the NAT."""
     for decision in decisions:
@@ -217,8 +226,8 @@ def current_plan(station_id: str, settings: Settings) -> dict[str, Any]:
                                                 state, configured)
     return {
         "level": budget.level, "policy_enabled": budget.policy_enabled, "protocol": protocol,
-        "heartbeat_interval": heartbeat_of(version, budget.level, budget.policy_enabled,
-                                           state, configured),
+        "heartbeat_interval": boot_interval(version, budget.level, budget.policy_enabled,
+                                            state, settings),
         "tcp_keepalive_idle": keepalive_for(decisions, budget.nat_timeout, settings)
         if budget.policy_enabled else settings.tcp_keepalive_idle,
         "settings": [d.as_dict() for d in decisions],
@@ -266,13 +275,13 @@ class BudgetPolicy:
         self._commands = commands
         self._clock = clock
 
-    async def heartbeat_for(self, station_id: str, version: Version | None = None
-                            ) -> int | None:
-        """The interval the station's BootNotification answer gives (None: the default)."""
-        def read() -> int | None:
+    async def heartbeat_for(self, station_id: str, version: Version | None = None) -> int:
+        """The interval the station's Accepted BootNotification answer gives, read afresh at
+        each boot (`boot_interval`: what explain shows)."""
+        def read() -> int:
             budget = usage.effective_budget(station_id, self._settings)
-            return heartbeat_of(version, budget.level, budget.policy_enabled,
-                                read_state(station_id), explicit_heartbeat(self._settings))
+            return boot_interval(version, budget.level, budget.policy_enabled,
+                                 read_state(station_id), self._settings)
         return await self._store.run(read)
 
     async def on_accepted(self, connection: StationConnection) -> None:
@@ -330,9 +339,6 @@ class BudgetPolicy:
         tried: set[tuple[str, str]] = set()
         for round_ in range(MAX_ROUNDS):
             state = await self._store.run(partial(read_state, station_id))
-            if round_ == 0:
-                connection.ctx.heartbeat_interval = heartbeat_of(
-                    version, level, True, state, configured)
             decisions = plan(level, version, nat_timeout, state, configured)
             sending = {d.key: d for d in decisions if d.outcome == SENT
                        and d.value is not None and (d.key, d.value) not in tried}

@@ -208,4 +208,9 @@ def plan_lines(now_plan: dict[str, Any]) -> list[str]:
         if line.startswith("sent:"):
             line = "to send:" + line[len("sent:"):]
         lines.append(f"  {line}")
+    for item in now_plan.get("refused", []):
+        value = {None: "(none)", "": "(empty)"}.get(item.get("value"), item.get("value"))
+        who = item.get("requested_by") or "the policy"
+        lines.append(f"  refused: {item['key']}={value} ({item['status']}), asked by {who} "
+                     f"under firmware {item.get('firmware_version') or '(none)'}")
     return lines

@@ -539,7 +539,7 @@ class TrafficFlush(BaseModel):
 
 
 class SettingRefusal(BaseModel):
-    """A value the charger refused for one of its settings when the budget policy sent it
+    """A value the charger refused for one of its settings, whoever sent it
     (1.6 NotSupported/Rejected, 2.x Rejected/Unknown*/NotSupportedAttributeType), under the
     firmware it ran then: the policy does not send it again until the firmware changes."""
 
@@ -550,14 +550,17 @@ class SettingRefusal(BaseModel):
     status = pw.CharField(max_length=40)
     firmware_version = pw.TextField(null=True)
     at = UtcDateTimeField(default=utcnow)
+    # Who asked for the refused value: the policy, or the operator whose `config set` it was.
+    requested_by = pw.TextField(null=True)
 
     class Meta:
         indexes = ((("station", "key", "value"), True),)
 
 
 class OperatorSetting(BaseModel):
-    """A setting an operator set explicitly (`config set`): the budget policy yields it to
-    the operator until it is handed back (`budget set ID --release KEY`)."""
+    """A setting an operator set explicitly (`config set`) and the charger accepted: the
+    budget policy yields it to the operator until it is handed back
+    (`budget set ID --release KEY`). A refused operator value is a SettingRefusal only."""
 
     station = pw.ForeignKeyField(Station, backref="operator_settings", on_delete="CASCADE")
     key = pw.CharField(max_length=160)

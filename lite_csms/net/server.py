@@ -265,8 +265,9 @@ class CsmsServer:
         registration, booted_before = await self.store.run(lambda: _readiness(station_id))
         ctx = StationContext(station_id, version, self.store, self.settings,
                              registration or "pending",
-                             await self.policy.heartbeat_for(station_id, version),
-                             meter_seen=partial(self.progress.seen, station_id))
+                             meter_seen=partial(self.progress.seen, station_id),
+                             heartbeat_source=partial(self.policy.heartbeat_for, station_id,
+                                                      version))
         connection = StationConnection(ws, ctx, live.meter, booted_before=booted_before,
                                        lite=lite)
         previous = self.connections.get(station_id)

@@ -21,17 +21,28 @@ class StationContext:
     settings: Settings
     # "accepted" once the station may send more than BootNotification.
     registration: str
-    # Set by the budget policy: what BootNotification answers say, so a reconnect does not
-    # undo the heartbeat interval the policy chose.
+    # What an Accepted BootNotification answer says when `heartbeat_source` is not set (None:
+    # the server's heartbeat_interval).
     heartbeat_interval: int | None = None
     # While pending: the requests our own CALLs asked this station for (provisioning.may_send).
     solicited: set[str] = field(default_factory=set)
     # Told the EVSE (1.6: connector) whenever meter values from it are stored, so that a
     # progress request waiting for a triggered reading wakes (operations/progress.py).
     meter_seen: Callable[[int], None] | None = None
+    # Reads the interval afresh at each BootNotification (the budget policy's boot_interval,
+    # which `budget explain` shows too), so an operator's setting accepted on this very
+    # connection is answered at the next boot.
+    heartbeat_source: Callable[[], Awaitable[int]] | None = None
 
     def now(self) -> datetime:
         return timestamps.now_utc()
+
+    async def boot_interval(self) -> int:
+        """The interval of an Accepted BootNotification answer (seconds)."""
+        if self.heartbeat_source is not None:
+            self.heartbeat_interval = await self.heartbeat_source()
+        return (self.settings.heartbeat_interval if self.heartbeat_interval is None
+                else self.heartbeat_interval)
 
     def saw_meter_values(self, evse_id: int) -> None:
         if self.meter_seen is not None:

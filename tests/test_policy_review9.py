@@ -1,0 +1,97 @@
+"""Review of issue 9: the budget policy's ownership, boot intervals, firmware changes and
+refusals, against the in-process server on a real SQLite file with raw stations over real
+sockets that answer each setting as a stock charger would (tests/test_policy_learns.py).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import pytest
+import trio
+
+from lite_csms.budget import explain
+from lite_csms.ocppj import timestamps
+from tests.conftest import CsmsInProcess, start_in_process
+from tests.test_admin_api import http, new_key
+from tests.test_policy_learns import PickyStation, gone, session, v2_sent, v16_sent
+from tests.test_server import BOOT_16, BOOT_201, register
+
+HB16, HB2 = "HeartbeatInterval", "OCPPCommCtrlr.HeartbeatInterval"
+
+
+async def config_set(csms: CsmsInProcess, api_key: str, station: PickyStation,
+                     station_id: str, key: str, value: str) -> dict[str, Any]:
+    """`config set ID KEY VALUE` through the admin API; the station answers the CALL."""
+    answer: dict[str, Any] = {}
+
+    async def post() -> None:
+        answer["http"] = await http(csms, "POST", f"/stations/{station_id}/commands", api_key,
+                                    {"operation": "set-config",
+                                     "args": {"key": key, "value": value}})
+
+    async with trio.open_nursery() as inner:
+        inner.start_soon(post)
+        call = await station.next_message()
+        assert call[2] in ("ChangeConfiguration", "SetVariables"), call
+        await station.answer(call)
+    return answer
+
+
+async def state_of(csms: CsmsInProcess, station_id: str) -> dict[str, Any]:
+    return await csms.server.store.run(partial(
+        explain.explanation, station_id, csms.server.settings, timestamps.now_utc()))
+
+
+@pytest.mark.parametrize(("protocol", "boot", "key"), [
+    ("ocpp1.6", BOOT_16, HB16), ("ocpp2.0.1", BOOT_201, HB2)])
+async def test_a_refused_operator_value_is_not_forced_through_the_boot_answer(
+        nursery, tmp_path, protocol, boot, key) -> None:
+    csms = await start_in_process(nursery, tmp_path, budget_policy=True)
+    await register(csms, "OPR-R")
+    api_key = await new_key(csms)
+    refused = {(key, "5"): "Rejected", (key, "0"): "Rejected"}
+    first = [2, "b", "BootNotification", boot]
+    station, answer, _ = await session(csms, "OPR-R", protocol, refused, first)
+    level_interval = answer["interval"]
+    assert level_interval == 21600
+    for value in ("5", "0"):
+        await config_set(csms, api_key, station, "OPR-R", key, value)
+        # A boot on the same connection, and one on the next: the level's interval both times.
+        await station.send([2, f"again{value}", "BootNotification", boot])
+        again = await station.next_message()
+        assert again[2]["interval"] == level_interval
+        await gone(csms, station, "OPR-R")
+        station, answer, _ = await session(csms, "OPR-R", protocol, refused, first)
+        assert answer["interval"] == level_interval
+        state = await state_of(csms, "OPR-R")
+        # explain and the wire agree, the key stays with the policy, and the refusal shows.
+        assert state["policy"]["heartbeat_interval"] == answer["interval"]
+        assert state["policy"]["operator_owned"] == []
+        decided = {s["key"]: s for s in state["policy"]["settings"]}
+        assert decided[key]["outcome"] != "yielded"
+        shown = {(r["key"], r["value"]): r for r in state["policy"]["refused"]}
+        assert shown[(key, value)]["status"] == "Rejected"
+        assert shown[(key, value)]["requested_by"].startswith("api:")
+    await gone(csms, station, "OPR-R")
+
+
+async def test_an_accepted_operator_value_is_answered_at_the_next_boot_on_the_same_link(
+        nursery, tmp_path) -> None:
+    csms = await start_in_process(nursery, tmp_path, budget_policy=True)
+    await register(csms, "OPR-A")
+    api_key = await new_key(csms)
+    first = [2, "b", "BootNotification", BOOT_16]
+    station, _, _ = await session(csms, "OPR-A", "ocpp1.6", {}, first)
+    await config_set(csms, api_key, station, "OPR-A", HB16, "900")
+    await station.send([2, "b2", "BootNotification", BOOT_16])
+    again = await station.next_message()
+    assert again[2]["interval"] == 900
+    state = await state_of(csms, "OPR-A")
+    assert state["policy"]["heartbeat_interval"] == 900
+    assert [o["key"] for o in state["policy"]["operator_owned"]] == [HB16]
+    await gone(csms, station, "OPR-A")
+
+
+_ = (v16_sent, v2_sent)
