@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 import trio
 
+from lite_csms import config
 from lite_csms.budget import explain
+from lite_csms.cli import main
 from lite_csms.ocppj import timestamps
 from tests.conftest import CsmsInProcess, start_in_process
 from tests.test_admin_api import http, new_key
@@ -92,6 +94,54 @@ async def test_an_accepted_operator_value_is_answered_at_the_next_boot_on_the_sa
     assert state["policy"]["heartbeat_interval"] == 900
     assert [o["key"] for o in state["policy"]["operator_owned"]] == [HB16]
     await gone(csms, station, "OPR-A")
+
+
+async def boot_once(csms: CsmsInProcess, station_id: str, protocol: str, boot: dict[str, Any]
+                    ) -> dict[str, Any]:
+    station, answer, _ = await session(csms, station_id, protocol, {},
+                                       [2, "b", "BootNotification", boot])
+    await gone(csms, station, station_id)
+    return answer
+
+
+@pytest.mark.parametrize(("protocol", "boot"), [("ocpp1.6", BOOT_16),
+                                                ("ocpp2.0.1", BOOT_201)])
+async def test_pending_and_rejected_boots_retry_at_the_boot_retry_interval(
+        nursery, tmp_path, protocol, boot) -> None:
+    # An explicit heartbeat too: it is the Accepted answer's, not the retry's.
+    csms = await start_in_process(nursery, tmp_path, budget_policy=True, auto_register=True,
+                                  heartbeat_interval=60)
+    await register(csms, "HELD", registration="pending")
+    await register(csms, "BANNED", registration="rejected")
+    await register(csms, "OK", registration="accepted")
+    for station_id, status in (("HELD", "Pending"), ("BANNED", "Rejected"),
+                               ("NEWCOMER", "Pending")):  # the last one is auto-registered
+        answer = await boot_once(csms, station_id, protocol, boot)
+        assert (answer["status"], answer["interval"]) == (status, 900)
+    answer = await boot_once(csms, "OK", protocol, boot)
+    assert (answer["status"], answer["interval"]) == ("Accepted", 60)
+
+
+async def test_boot_retry_interval_is_a_setting_of_its_own(nursery, tmp_path) -> None:
+    csms = await start_in_process(nursery, tmp_path, budget_policy=True,
+                                  boot_retry_interval=120)
+    await register(csms, "HELD", registration="pending")
+    await register(csms, "OK", registration="accepted")
+    answer = await boot_once(csms, "HELD", "ocpp1.6", BOOT_16)
+    assert (answer["status"], answer["interval"]) == ("Pending", 120)
+    answer = await boot_once(csms, "OK", "ocpp1.6", BOOT_16)
+    assert (answer["status"], answer["interval"]) == ("Accepted", 21600)  # the policy's
+
+
+def test_boot_retry_interval_from_file_environment_and_flag(tmp_path) -> None:
+    assert config.load(environ={}).boot_retry_interval == 900
+    path = tmp_path / "csms.toml"
+    path.write_text("boot_retry_interval = 300\n")
+    assert config.load(path, environ={}).boot_retry_interval == 300
+    env = config.load(environ={"LITE_CSMS_BOOT_RETRY_INTERVAL": "60"})
+    assert env.boot_retry_interval == 60
+    args = main.build_parser().parse_args(["serve", "--boot-retry-interval", "45"])
+    assert main._settings(args).boot_retry_interval == 45
 
 
 _ = (v16_sent, v2_sent)

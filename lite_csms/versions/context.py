@@ -37,8 +37,12 @@ class StationContext:
     def now(self) -> datetime:
         return timestamps.now_utc()
 
-    async def boot_interval(self) -> int:
-        """The interval of an Accepted BootNotification answer (seconds)."""
+    async def boot_interval(self, status: str) -> int:
+        """The interval of a BootNotification answer (seconds): for Accepted the heartbeat;
+        for Pending and Rejected the server's boot_retry_interval, when to boot again (never
+        the policy's heartbeat, which would keep a station accepted meanwhile away for hours)."""
+        if status != "Accepted":
+            return self.settings.boot_retry_interval
         if self.heartbeat_source is not None:
             self.heartbeat_interval = await self.heartbeat_source()
         return (self.settings.heartbeat_interval if self.heartbeat_interval is None
