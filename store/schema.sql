@@ -247,7 +247,9 @@ CREATE TABLE "station" (
     "online" INTEGER NOT NULL,
     "last_boot_at" TEXT,
     "last_seen_at" TEXT,
-    "created_at" TEXT NOT NULL
+    "created_at" TEXT NOT NULL,
+    "firmware_changed_at" TEXT,
+    "previous_firmware_version" TEXT
 );
 
 CREATE TABLE "station_budget" (

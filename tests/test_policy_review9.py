@@ -144,4 +144,34 @@ def test_boot_retry_interval_from_file_environment_and_flag(tmp_path) -> None:
     assert main._settings(args).boot_retry_interval == 45
 
 
-_ = (v16_sent, v2_sent)
+@pytest.mark.parametrize(("protocol", "boot", "sent_of"), [
+    ("ocpp1.6", BOOT_16, v16_sent), ("ocpp2.0.1", BOOT_201, v2_sent)])
+async def test_a_firmware_change_sends_every_setting_again_once(
+        nursery, tmp_path, protocol, boot, sent_of) -> None:
+    csms = await start_in_process(nursery, tmp_path, budget_policy=True)
+    await register(csms, "FW-1")
+
+    def booting(firmware: str) -> list[Any]:
+        if protocol == "ocpp1.6":
+            return [2, "b", "BootNotification", {**boot, "firmwareVersion": firmware}]
+        return [2, "b", "BootNotification", {**boot, "chargingStation": {
+            **boot["chargingStation"], "firmwareVersion": firmware}}]
+
+    station, _, calls = await session(csms, "FW-1", protocol, {}, booting("1.0"))
+    first = sorted(sent_of(calls))
+    assert first  # a charger that accepts everything now holds the whole level
+    await gone(csms, station, "FW-1")
+    station, _, calls = await session(csms, "FW-1", protocol, {}, booting("1.0"))
+    assert calls == []
+    await gone(csms, station, "FW-1")
+    # The update reset its configuration: every "already held" setting goes out once more.
+    station, _, calls = await session(csms, "FW-1", protocol, {}, booting("2.0"))
+    assert sorted(sent_of(calls)) == first
+    changes = await csms.server.store.run(partial(explain.changes, "FW-1"))
+    reasons = [s["reason"] for s in changes[-1]["settings"] if s["outcome"] == "sent"]
+    assert len(reasons) == len(first)
+    assert all(r.startswith("firmware changed from 1.0 to 2.0") for r in reasons), reasons
+    await gone(csms, station, "FW-1")
+    station, _, calls = await session(csms, "FW-1", protocol, {}, booting("2.0"))
+    assert calls == []  # once: the answers under 2.0 are held again
+    await gone(csms, station, "FW-1")

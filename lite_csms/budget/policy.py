@@ -30,8 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 from lite_csms.budget import levels, memory, usage
 from lite_csms.config import Settings
-from lite_csms.db.models import PolicyChange, Station, StationBudget
-from lite_csms.handlers import settings as station_settings
+from lite_csms.db.models import (
+    PolicyChange,
+    SettingRefusal,
+    Station,
+    StationBudget,
+    StationSetting,
+)
 from lite_csms.ocppj import timestamps
 from lite_csms.ocppj.versions import Version
 from lite_csms.operations import catalogue
@@ -78,11 +83,35 @@ class StationState:
     held: Mapping[str, str | None]
     refused: Mapping[tuple[str, str], Mapping[str, Any]]
     owned: Mapping[str, Mapping[str, Any]]
+    # Keys whose held value or refusal predates the station's last firmware change, and how
+    # that change reads ("firmware changed from 1.0 to 1.1"): they are sent again once.
+    renewed: frozenset[str] = frozenset()
+    firmware_note: str = ""
 
 
 def read_state(station_id: str) -> StationState:
-    return StationState(station_settings.read(station_id), memory.refusals(station_id),
-                        memory.owned(station_id))
+    """What the station holds, refused and had set by an operator. After a firmware change
+    a setting held before it counts as not held (the update may have reset it), and refusals
+    made under the old firmware are forgotten (memory.refusals)."""
+    station = Station.get_or_none(Station.id == station_id)
+    changed = None if station is None else station.firmware_changed_at
+    held: dict[str, str | None] = {}
+    renewed: set[str] = set()
+    for row in StationSetting.select().where(StationSetting.station == station_id):
+        if changed is not None and row.updated_at < changed:
+            renewed.add(row.key)
+        else:
+            held[row.key] = row.value
+    note = ""
+    if changed is not None and station is not None:
+        renewed.update(r.key for r in SettingRefusal.select().where(
+            SettingRefusal.station == station_id)
+            if r.firmware_version != station.firmware_version)
+        note = (f"firmware changed from {station.previous_firmware_version or '(none)'} to "
+                f"{station.firmware_version or '(none)'} on "
+                f"{changed.strftime('%Y-%m-%d %H:%M')} UTC")
+    return StationState(held, memory.refusals(station_id), memory.owned(station_id),
+                        frozenset(renewed), note)
 
 
 def explicit_heartbeat(settings: Settings) -> int | None:
@@ -119,6 +148,8 @@ def plan(level: str, version: Version, nat_timeout: int, state: StationState,
             continue
         value = remaining[0]
         why = f"fallback: {said}" if refusals else f"level {level}"
+        if key in state.renewed:
+            why = f"{state.firmware_note}: sent again once ({why})"
         if state.held.get(key) == value:
             decisions.append(Decision(key, value, SKIPPED, f"already held ({why})"))
         else:

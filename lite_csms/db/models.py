@@ -53,6 +53,10 @@ class Station(BaseModel):
     last_boot_at = UtcDateTimeField(null=True)
     last_seen_at = UtcDateTimeField(null=True)
     created_at = UtcDateTimeField(default=utcnow)
+    # The last BootNotification that reported another firmware than the boot before it: the
+    # budget policy then trusts neither the refusals nor the settings held before it.
+    firmware_changed_at = UtcDateTimeField(null=True)
+    previous_firmware_version = pw.TextField(null=True)
 
 
 class Connector(BaseModel):
