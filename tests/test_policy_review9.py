@@ -12,12 +12,12 @@ import pytest
 import trio
 
 from lite_csms import config
-from lite_csms.budget import explain
+from lite_csms.budget import explain, memory
 from lite_csms.cli import main
 from lite_csms.ocppj import timestamps
 from tests.conftest import CsmsInProcess, start_in_process
 from tests.test_admin_api import http, new_key
-from tests.test_policy_learns import PickyStation, gone, session, v2_sent, v16_sent
+from tests.test_policy_learns import PickyStation, gone, keepidle, session, v2_sent, v16_sent
 from tests.test_server import BOOT_16, BOOT_201, register
 
 HB16, HB2 = "HeartbeatInterval", "OCPPCommCtrlr.HeartbeatInterval"
@@ -175,3 +175,30 @@ async def test_a_firmware_change_sends_every_setting_again_once(
     station, _, calls = await session(csms, "FW-1", protocol, {}, booting("2.0"))
     assert calls == []  # once: the answers under 2.0 are held again
     await gone(csms, station, "FW-1")
+
+
+async def test_the_chargers_fallback_ping_sets_the_dead_peer_keepalive(nursery, tmp_path
+                                                                      ) -> None:
+    """The charger refuses ping 0 but already holds the fallback (540 = 0.9 x 600): its own
+    ping keeps the NAT mapping, so the server's TCP keepalive goes back to the dead-peer
+    value (nat_timeout), not 540 s on top of the ping."""
+    csms = await start_in_process(nursery, tmp_path, budget_policy=True)
+    await register(csms, "KA-1")
+    api_key = await new_key(csms)
+    first = [2, "b", "BootNotification", BOOT_16]
+    station, _, _ = await session(csms, "KA-1", "ocpp1.6", {}, first)
+    assert keepidle(csms, "KA-1") == 540  # ping off: the server's probes hold the NAT
+    # An operator sets the charger's ping to 540, then hands the key back to the policy.
+    await config_set(csms, api_key, station, "KA-1", "WebSocketPingInterval", "540")
+    await csms.server.store.run(partial(memory.release, "KA-1", None))
+    await gone(csms, station, "KA-1")
+    # Now the charger refuses 0: the policy tries it, and the 540 it holds is the fallback.
+    refused = {("WebSocketPingInterval", "0"): "Rejected"}
+    station, _, calls = await session(csms, "KA-1", "ocpp1.6", refused, first)
+    assert v16_sent(calls) == [("WebSocketPingInterval", "0")]
+    assert keepidle(csms, "KA-1") == 600
+    changes = await csms.server.store.run(partial(explain.changes, "KA-1"))
+    ping = [(s["outcome"], s["value"]) for s in changes[-1]["settings"]
+            if s["key"] == "WebSocketPingInterval"]
+    assert ping == [("sent", "0"), ("skipped", "540")]
+    await gone(csms, station, "KA-1")

@@ -368,6 +368,8 @@ class BudgetPolicy:
         records: list[Decision] = []
         final: dict[str, Decision] = {}
         tried: set[tuple[str, str]] = set()
+        # Keys refused in one round and settled (not sent) in a later one, in `records` already.
+        settled: set[str] = set()
         for round_ in range(MAX_ROUNDS):
             state = await self._store.run(partial(read_state, station_id))
             decisions = plan(level, version, nat_timeout, state, configured)
@@ -375,6 +377,18 @@ class BudgetPolicy:
                        and d.value is not None and (d.key, d.value) not in tried}
             if round_ == 0:
                 final.update((d.key, d) for d in decisions if d.key not in sending)
+            else:
+                # A key refused in an earlier round whose fallback is not sent (already held,
+                # or every value refused) ends where this round says: the keepalive follows
+                # where the station ends up (its own ping at the fallback), not the refusal.
+                for d in decisions:
+                    last = final.get(d.key)
+                    if (d.key not in sending and d.outcome != SENT and last is not None
+                            and last.outcome == SENT
+                            and last.status not in memory.ACCEPTANCES):
+                        final[d.key] = d
+                        records.append(d)
+                        settled.add(d.key)
             if not sending:
                 break
             values = {k: d.value for k, d in sending.items() if d.value is not None}
@@ -385,7 +399,8 @@ class BudgetPolicy:
                                 statuses.get(key, "unanswered"))
                 records.append(done)
                 final[key] = done
-        records = [d for d in final.values() if d.outcome != SENT] + records
+        records = [d for d in final.values() if d.outcome != SENT and d.key not in settled
+                   ] + records
         set_server_keepalive(connection, keepalive_for(list(final.values()), nat_timeout,
                                                        self._settings),
                              self._settings.tcp_keepalive_interval)
