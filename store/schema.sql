@@ -230,6 +230,7 @@ CREATE TABLE "setting_refusal" (
     "firmware_version" TEXT,
     "at" TEXT NOT NULL,
     "requested_by" TEXT,
+    "scope" VARCHAR(8) NOT NULL,
     FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE
 );
 

@@ -5,6 +5,7 @@ sockets that answer each setting as a stock charger would (tests/test_policy_lea
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -13,10 +14,12 @@ import trio
 
 from lite_csms import config
 from lite_csms.budget import explain, memory
-from lite_csms.cli import main
+from lite_csms.cli import budget_text, main
+from lite_csms.db.models import TrafficCounter
 from lite_csms.ocppj import timestamps
 from tests.conftest import CsmsInProcess, start_in_process
 from tests.test_admin_api import http, new_key
+from tests.test_before_boot import calls_until_quiet, connect
 from tests.test_policy_learns import PickyStation, gone, keepidle, session, v2_sent, v16_sent
 from tests.test_server import BOOT_16, BOOT_201, register
 
@@ -202,3 +205,76 @@ async def test_the_chargers_fallback_ping_sets_the_dead_peer_keepalive(nursery, 
             if s["key"] == "WebSocketPingInterval"]
     assert ping == [("sent", "0"), ("skipped", "540")]
     await gone(csms, station, "KA-1")
+
+
+class NoConfigStation(PickyStation):
+    """A charger without ChangeConfiguration: every one gets CALLERROR NotImplemented."""
+
+    async def answer(self, call: list[Any]) -> None:
+        if call[2] == "ChangeConfiguration":
+            await self.send([4, call[1], "NotImplemented", "not here", {}])
+        else:
+            await super().answer(call)
+
+
+async def test_a_key_the_charger_does_not_know_is_not_sent_with_another_value(
+        nursery, tmp_path) -> None:
+    csms = await start_in_process(nursery, tmp_path, budget_policy=True, budget_cap=500_000)
+    await register(csms, "KEY-1")
+    unknown = {("MinimumStatusDuration", v): "NotSupported" for v in ("0", "60", "300")}
+    station, _, calls = await session(csms, "KEY-1", "ocpp1.6", unknown,
+                                      [2, "b", "BootNotification", BOOT_16])
+    assert ("MinimumStatusDuration", "0") in v16_sent(calls)
+    # 450 kB this hour on a 500 kB cap: the station moves to minimal (MinimumStatusDuration
+    # 300 there), while connected.
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    await csms.server.store.run(partial(
+        TrafficCounter.create, station="KEY-1", period="hour", period_start=hour,
+        action="MeterValues", direction="in", layer="ip", bytes=450_000))
+    moved_calls: list[list[Any]] = []
+    async with trio.open_nursery() as inner:
+        inner.start_soon(answer_all, station, moved_calls)
+        assert await csms.server.policy.evaluate_one("KEY-1", csms.server.connections["KEY-1"])
+        inner.cancel_scope.cancel()
+    sent = v16_sent(moved_calls)
+    assert sent and all(key != "MinimumStatusDuration" for key, _ in sent), sent
+    state = await state_of(csms, "KEY-1")
+    decided = {d["key"]: d for d in state["policy"]["settings"]}
+    assert decided["MinimumStatusDuration"]["outcome"] == "skipped"
+    assert "key unknown to the charger (NotSupported" in decided["MinimumStatusDuration"][
+        "reason"]
+    await gone(csms, station, "KEY-1")
+
+
+async def answer_all(station: PickyStation, calls: list[list[Any]]) -> None:
+    while True:
+        call = await station.next_message(timeout=30)
+        calls.append(call)
+        await station.answer(call)
+
+
+async def test_a_charger_without_the_configuration_action_gets_one_call(nursery, tmp_path
+                                                                        ) -> None:
+    csms = await start_in_process(nursery, tmp_path, budget_policy=True)
+    await register(csms, "NOCFG")
+
+    async def connection(firmware: str) -> list[list[Any]]:
+        raw = await connect(csms, "NOCFG", "ocpp1.6")
+        station = NoConfigStation(raw.stream, {})
+        await station.send([2, "b", "BootNotification", {**BOOT_16,
+                                                         "firmwareVersion": firmware}])
+        assert (await station.next_message())[0] == 3
+        calls = await calls_until_quiet(station)
+        await gone(csms, station, "NOCFG")
+        return calls
+
+    assert len(await connection("1.0")) == 1
+    assert await connection("1.0") == []
+    state = await state_of(csms, "NOCFG")
+    reasons = {d["reason"] for d in state["policy"]["settings"]}
+    assert len(reasons) == 1 and reasons.pop().startswith(
+        "ChangeConfiguration unsupported: the charger answered it with CALLERROR "
+        "NotImplemented under firmware 1.0")
+    text = "\n".join(budget_text.plan_lines(state["policy"]))
+    assert "refused: the action ChangeConfiguration itself (CALLERROR NotImplemented)" in text
+    assert len(await connection("1.1")) == 1  # new firmware: tried once more

@@ -3,6 +3,9 @@ what an operator set explicitly. Functions run inside the store writer (or a rea
 
 - A refusal is kept with the firmware the station ran when it refused; it stops counting as
   soon as the station boots with another `firmwareVersion` (the new firmware may accept it).
+  Rejected refuses that value; 1.6 NotSupported and 2.x UnknownVariable/UnknownComponent
+  refuse the key (any value); a CALLERROR NotImplemented/NotSupported to the configuration
+  action refuses the action itself (no setting is sent to that firmware at all).
 - An operator's `config set` (1.6 ChangeConfiguration, 2.x SetVariables sent by anyone but
   the policy) that the charger accepted (Accepted or RebootRequired) makes that key
   operator-owned for that station: the policy yields it, and the BootNotification answer
@@ -29,6 +32,10 @@ V2_REFUSALS = frozenset({"Rejected", "UnknownComponent", "UnknownVariable",
                          "NotSupportedAttributeType"})
 # A CALLERROR that says the charger has no such operation at all refuses every key it carried.
 CALL_ERROR_REFUSALS = frozenset({"NotImplemented", "NotSupported"})
+# Answers that say the charger does not know the key at all, whatever its value: remembered
+# per key (any value), where Rejected is remembered per value.
+KEY_REFUSALS = frozenset({"NotSupported", "UnknownVariable", "UnknownComponent"})
+VALUE, KEY, ACTION = "value", "key", "action"
 # What makes a value held: 1.6 ConfigurationStatus and 2.x SetVariableStatusEnumType alike.
 ACCEPTANCES = frozenset({"Accepted", "RebootRequired"})
 
@@ -94,15 +101,29 @@ def record_refusals(station_id: str, refused: Mapping[str, tuple[str, str]], at:
     """Keep `key -> (value, status)` refusals under the station's current firmware."""
     firmware = firmware_of(station_id)
     for key, (value, status) in refused.items():
-        (SettingRefusal.insert(station=station_id, key=key, value=value, status=status,
-                               firmware_version=firmware, at=at, requested_by=requested_by)
-         .on_conflict(conflict_target=[SettingRefusal.station, SettingRefusal.key,
-                                       SettingRefusal.value],
-                      update={SettingRefusal.status: status,
-                              SettingRefusal.firmware_version: firmware,
-                              SettingRefusal.at: at,
-                              SettingRefusal.requested_by: requested_by})
-         .execute())
+        _keep(station_id, key, value, status, firmware, at, requested_by,
+              KEY if status in KEY_REFUSALS else VALUE)
+
+
+def record_unsupported(station_id: str, action: str, status: str, at: datetime) -> None:
+    """The charger answered the configuration `action` itself with a CALLERROR (`status`
+    NotImplemented or NotSupported): no setting goes to this firmware any more."""
+    _keep(station_id, action, "", status, firmware_of(station_id), at, POLICY, ACTION)
+
+
+def _keep(station_id: str, key: str, value: str, status: str, firmware: str | None,
+          at: datetime, requested_by: str | None, scope: str) -> None:
+    (SettingRefusal.insert(station=station_id, key=key, value=value, status=status,
+                           firmware_version=firmware, at=at, requested_by=requested_by,
+                           scope=scope)
+     .on_conflict(conflict_target=[SettingRefusal.station, SettingRefusal.key,
+                                   SettingRefusal.value],
+                  update={SettingRefusal.status: status,
+                          SettingRefusal.firmware_version: firmware,
+                          SettingRefusal.at: at,
+                          SettingRefusal.requested_by: requested_by,
+                          SettingRefusal.scope: scope})
+     .execute())
 
 
 def learn(station_id: str, action: str, payload: Mapping[str, Any],
@@ -123,20 +144,26 @@ def learn(station_id: str, action: str, payload: Mapping[str, Any],
     if accepted and requested_by is not None and requested_by != POLICY:
         claim(station_id, accepted, requested_by, at)
     for key, value in accepted.items():
+        # It knows the key after all (and the action): those refusals go with this one.
+        SettingRefusal.delete().where(
+            SettingRefusal.station == station_id, SettingRefusal.key == key,
+            (SettingRefusal.value == value) | (SettingRefusal.scope == KEY)).execute()
+    if accepted:
         SettingRefusal.delete().where(SettingRefusal.station == station_id,
-                                      SettingRefusal.key == key,
-                                      SettingRefusal.value == value).execute()
+                                      SettingRefusal.scope == ACTION).execute()
 
 
 def refusals(station_id: str) -> dict[tuple[str, str], dict[str, Any]]:
-    """(key, value) -> the refusal, for refusals made under the station's current firmware."""
+    """(key, value) -> the refusal (with its `scope`: value, key or action), for refusals
+    made under the station's current firmware."""
     firmware = firmware_of(station_id)
     found = {}
     for row in SettingRefusal.select().where(SettingRefusal.station == station_id):
         if row.firmware_version == firmware:
             found[(row.key, row.value)] = {"status": row.status, "at": row.at,
                                            "firmware_version": row.firmware_version,
-                                           "requested_by": row.requested_by}
+                                           "requested_by": row.requested_by,
+                                           "scope": row.scope or VALUE}
     return found
 
 

@@ -123,6 +123,9 @@ def plan(level: str, version: Version, nat_timeout: int, state: StationState,
          configured_heartbeat: int | None) -> list[Decision]:
     """Each setting of the level, decided; see the module docstring for the rules."""
     decisions = []
+    action_name = "ChangeConfiguration" if version is Version.OCPP16 else "SetVariables"
+    unsupported = next(((k, r) for (k, _), r in state.refused.items()
+                        if r.get("scope") == memory.ACTION and k == action_name), None)
     for key, choices in levels.choices_for(level, version, nat_timeout).items():
         mine = state.owned.get(key)
         if mine is not None:
@@ -135,6 +138,23 @@ def plan(level: str, version: Version, nat_timeout: int, state: StationState,
                 key, str(configured_heartbeat), YIELDED,
                 f"heartbeat_interval {configured_heartbeat} is set in the server's "
                 "configuration; BootNotification answers it"))
+            continue
+        if unsupported is not None:
+            action, r = unsupported
+            decisions.append(Decision(
+                key, None, SKIPPED,
+                f"{action} unsupported: the charger answered it with CALLERROR "
+                f"{r['status']} under firmware {r['firmware_version'] or '(none)'}; no "
+                "setting is sent until the firmware changes"))
+            continue
+        unknown = next((r for (k, _), r in state.refused.items()
+                        if k == key and r.get("scope") == memory.KEY), None)
+        if unknown is not None:
+            decisions.append(Decision(
+                key, None, SKIPPED,
+                f"key unknown to the charger ({unknown['status']} under firmware "
+                f"{unknown['firmware_version'] or '(none)'}): no value is sent until the "
+                "firmware changes"))
             continue
         refusals = [(value, state.refused[(key, value)]) for value in choices
                     if (key, value) in state.refused]
@@ -383,9 +403,9 @@ class BudgetPolicy:
                 # where the station ends up (its own ping at the fallback), not the refusal.
                 for d in decisions:
                     last = final.get(d.key)
-                    if (d.key not in sending and d.outcome != SENT and last is not None
-                            and last.outcome == SENT
-                            and last.status not in memory.ACCEPTANCES):
+                    if (d.key not in sending and d.outcome != SENT
+                            and (last is None or (last.outcome == SENT
+                                                  and last.status not in memory.ACCEPTANCES))):
                         final[d.key] = d
                         records.append(d)
                         settled.add(d.key)
@@ -395,8 +415,9 @@ class BudgetPolicy:
             statuses = await self._send(station_id, version, values)
             tried.update(values.items())
             for key, decision in sending.items():
-                done = Decision(key, decision.value, SENT, decision.reason,
-                                statuses.get(key, "unanswered"))
+                if key not in statuses:
+                    continue  # not sent: the charger lacks the action (see _send)
+                done = Decision(key, decision.value, SENT, decision.reason, statuses[key])
                 records.append(done)
                 final[key] = done
         records = [d for d in final.values() if d.outcome != SENT and d.key not in settled
@@ -414,22 +435,25 @@ class BudgetPolicy:
 
     async def _send(self, station_id: str, version: Version, values: dict[str, str]
                     ) -> dict[str, str]:
+        """Send the values (1.6: one ChangeConfiguration each; 2.x one SetVariables); returns
+        key -> answer for the keys sent. A CALLERROR NotImplemented/NotSupported says the
+        charger lacks the action itself: it is remembered for this firmware and nothing
+        more is sent."""
         statuses: dict[str, str] = {}
-        refused: dict[str, tuple[str, str]] = {}
         for request in catalogue.set_configs(version, values):
             outcome = await self._commands.send(station_id, request.action, request.payload,
                                                 requested_by=REQUESTED_BY)
             sent = memory.requested_values(request.action, request.payload)
             statuses.update(_answered_statuses(version, sent, outcome))
-            # Refusals in an answer were learned with the command's outcome (effects.apply);
-            # a CALLERROR saying the charger lacks the operation is learned here.
-            if outcome.status != "answered":
-                for key, status in memory.refused_in(request.action, request.payload, None,
-                                                     outcome.error_code).items():
-                    refused[key] = (sent[key], status)
-        if refused:
-            await self._store.run(partial(memory.record_refusals, station_id, refused,
-                                          self._clock()))
+            # Refusals in an answer were learned with the command's outcome (effects.apply).
+            if (outcome.status != "answered"
+                    and outcome.error_code in memory.CALL_ERROR_REFUSALS):
+                await self._store.run(partial(memory.record_unsupported, station_id,
+                                              request.action, str(outcome.error_code),
+                                              self._clock()))
+                log.info("%s: %s answered CALLERROR %s: no settings are sent until its "
+                         "firmware changes", station_id, request.action, outcome.error_code)
+                break
         said = {k: s for k, s in statuses.items()
                 if s in memory.V16_REFUSALS | memory.V2_REFUSALS | memory.CALL_ERROR_REFUSALS}
         if said:

@@ -211,6 +211,12 @@ def plan_lines(now_plan: dict[str, Any]) -> list[str]:
     for item in now_plan.get("refused", []):
         value = {None: "(none)", "": "(empty)"}.get(item.get("value"), item.get("value"))
         who = item.get("requested_by") or "the policy"
-        lines.append(f"  refused: {item['key']}={value} ({item['status']}), asked by {who} "
-                     f"under firmware {item.get('firmware_version') or '(none)'}")
+        firmware = item.get("firmware_version") or "(none)"
+        if item.get("scope") == "action":
+            lines.append(f"  refused: the action {item['key']} itself (CALLERROR "
+                         f"{item['status']}) under firmware {firmware}")
+            continue
+        what = " (any value: key unknown)" if item.get("scope") == "key" else ""
+        lines.append(f"  refused: {item['key']}={value}{what} ({item['status']}), asked by "
+                     f"{who} under firmware {firmware}")
     return lines

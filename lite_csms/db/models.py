@@ -556,6 +556,10 @@ class SettingRefusal(BaseModel):
     at = UtcDateTimeField(default=utcnow)
     # Who asked for the refused value: the policy, or the operator whose `config set` it was.
     requested_by = pw.TextField(null=True)
+    # What the refusal covers: "value" (Rejected: this value), "key" (1.6 NotSupported, 2.x
+    # UnknownVariable/UnknownComponent: any value of the key) or "action" (a CALLERROR
+    # NotImplemented/NotSupported: the configuration action itself; `key` is its name).
+    scope = pw.CharField(max_length=8, default="value")
 
     class Meta:
         indexes = ((("station", "key", "value"), True),)
