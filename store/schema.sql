@@ -221,6 +221,12 @@ CREATE TABLE "reservation" (
     FOREIGN KEY ("transaction_id") REFERENCES "transaction" ("id") ON DELETE SET NULL
 );
 
+CREATE TABLE "server_setting" (
+    "key" VARCHAR(64) NOT NULL PRIMARY KEY,
+    "value" TEXT NOT NULL,
+    "updated_at" TEXT NOT NULL
+);
+
 CREATE TABLE "setting_refusal" (
     "id" INTEGER NOT NULL PRIMARY KEY,
     "station_id" VARCHAR(48) NOT NULL,

@@ -5,6 +5,7 @@ sockets that answer each setting as a stock charger would (tests/test_policy_lea
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -15,9 +16,10 @@ import trio
 from lite_csms import config
 from lite_csms.budget import explain, memory
 from lite_csms.cli import budget_text, main
-from lite_csms.db.models import TrafficCounter
+from lite_csms.db.database import open_database
+from lite_csms.db.models import Station, TrafficCounter
 from lite_csms.ocppj import timestamps
-from tests.conftest import CsmsInProcess, start_in_process
+from tests.conftest import CsmsInProcess, run_cli, start_in_process
 from tests.test_admin_api import http, new_key
 from tests.test_before_boot import calls_until_quiet, connect
 from tests.test_policy_learns import PickyStation, gone, keepidle, session, v2_sent, v16_sent
@@ -278,3 +280,40 @@ async def test_a_charger_without_the_configuration_action_gets_one_call(nursery,
     text = "\n".join(budget_text.plan_lines(state["policy"]))
     assert "refused: the action ChangeConfiguration itself (CALLERROR NotImplemented)" in text
     assert len(await connection("1.1")) == 1  # new firmware: tried once more
+
+
+async def test_cli_explain_shows_what_the_running_server_answers(nursery, tmp_path) -> None:
+    # As `serve --heartbeat-interval 60` loads it; the CLI below sees neither flag.
+    csms = await start_in_process(nursery, tmp_path, budget_policy=True, heartbeat_interval=60,
+                                  boot_retry_interval=120)
+    await register(csms, "CLI-1")
+    station, answer, _ = await session(csms, "CLI-1", "ocpp1.6", {},
+                                       [2, "b", "BootNotification", BOOT_16])
+    assert answer["interval"] == 60
+    await gone(csms, station, "CLI-1")
+    out = await trio.to_thread.run_sync(partial(
+        run_cli, "budget", "explain", "CLI-1", "--database", str(csms.database)))
+    assert out.returncode == 0, out.stderr
+    assert "Server settings: as the running server was started (" in out.stdout
+    assert "heartbeat_interval 60 (explicit), boot_retry_interval 120" in out.stdout
+    assert "BootNotification interval 60," in out.stdout
+    data = await trio.to_thread.run_sync(partial(
+        run_cli, "budget", "explain", "CLI-1", "--json", "--database", str(csms.database)))
+    explained = json.loads(data.stdout)
+    assert explained["policy"]["heartbeat_interval"] == 60
+    assert explained["settings_source"]["source"] == "server"
+
+
+def test_cli_explain_without_a_server_says_it_shows_the_config_view(tmp_path) -> None:
+    database = tmp_path / "quiet.sqlite3"
+    db = open_database(database)
+    try:
+        Station.create(id="CLI-2", protocol="ocpp1.6")
+    finally:
+        db.close()
+    out = run_cli("budget", "explain", "CLI-2", "--database", str(database),
+                  env={"LITE_CSMS_HEARTBEAT_INTERVAL": "77"})
+    assert out.returncode == 0, out.stderr
+    assert "Server settings: the config file/environment view (heartbeat_interval 77 " \
+           "(explicit)" in out.stdout
+    assert "BootNotification interval 77," in out.stdout

@@ -10,6 +10,7 @@ import orjson
 
 from lite_csms.budget.units import format_size
 from lite_csms.budget.usage import EffectiveBudget, StationUsage
+from lite_csms.config import Settings
 
 CHART_WIDTH = 40
 _EIGHTHS = " ▏▎▍▌▋▊▉"
@@ -151,6 +152,19 @@ def settings_lines(value: Any) -> list[str]:
     if isinstance(value, list):
         return [_setting_text(item) for item in value] or ["(none)"]
     return [orjson.dumps(value).decode()]
+
+
+def served_line(started_at: datetime | None, settings: Settings) -> str:
+    """Where explain's server settings come from: what the running server recorded at its
+    start, or (none recorded) this command's own config file and environment."""
+    heartbeat = (f"heartbeat_interval {settings.heartbeat_interval} "
+                 f"({'explicit' if 'heartbeat_interval' in settings.explicit else 'default'})"
+                 f", boot_retry_interval {settings.boot_retry_interval}")
+    if started_at is None:
+        return (f"Server settings: the config file/environment view ({heartbeat}); no running "
+                "server has recorded its own in this database.")
+    return (f"Server settings: as the running server was started "
+            f"({started_at.strftime('%Y-%m-%d %H:%M:%S')} UTC): {heartbeat}.")
 
 
 def decision_line(item: Any) -> str:

@@ -580,6 +580,15 @@ class OperatorSetting(BaseModel):
         indexes = ((("station", "key"), True),)
 
 
+class ServerSetting(BaseModel):
+    """A setting the running server was started with that changes what stations are told
+    (budget/served.py): the CLI reads it, since it cannot see serve's flags."""
+
+    key = pw.CharField(primary_key=True, max_length=64)
+    value = pw.TextField()
+    updated_at = UtcDateTimeField(default=utcnow)
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     Station,
     Connector,
@@ -610,4 +619,5 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     TrafficFlush,
     SettingRefusal,
     OperatorSetting,
+    ServerSetting,
 )
