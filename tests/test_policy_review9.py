@@ -17,7 +17,7 @@ from lite_csms import config
 from lite_csms.budget import explain, memory
 from lite_csms.cli import budget_text, main
 from lite_csms.db.database import open_database
-from lite_csms.db.models import Station, TrafficCounter
+from lite_csms.db.models import SettingRefusal, Station, TrafficCounter
 from lite_csms.ocppj import timestamps
 from tests.conftest import CsmsInProcess, run_cli, start_in_process
 from tests.test_admin_api import http, new_key
@@ -317,3 +317,20 @@ def test_cli_explain_without_a_server_says_it_shows_the_config_view(tmp_path) ->
     assert "Server settings: the config file/environment view (heartbeat_interval 77 " \
            "(explicit)" in out.stdout
     assert "BootNotification interval 77," in out.stdout
+
+
+def test_upgrade_v3_gives_old_refusals_their_scope(tmp_path) -> None:
+    db = open_database(tmp_path / "old.sqlite3")
+    try:
+        Station.create(id="OLD", firmware_version="1.0")
+        for value, status in (("0", "NotSupported"), ("5", "Rejected")):
+            SettingRefusal.create(station="OLD", key=f"K{value}", value=value, status=status,
+                                  firmware_version="1.0")
+        # As the column's default gives an earlier release's rows: all per value.
+        assert {r.scope for r in SettingRefusal.select()} == {"value"}
+        memory.upgrade_v3(db)
+        memory.upgrade_v3(db)  # idempotent
+        scopes = {r.key: r.scope for r in SettingRefusal.select()}
+        assert scopes == {"K0": "key", "K5": "value"}
+    finally:
+        db.close()

@@ -199,3 +199,17 @@ def release(station_id: str, keys: Iterable[str] | None) -> list[str]:
         (OperatorSetting.delete().where(OperatorSetting.station == station_id,
                                         OperatorSetting.key.in_(released)).execute())
     return released
+
+
+def upgrade_v3(db: Any) -> None:
+    """Give each refusal an earlier release kept its scope; idempotent. Those releases kept
+    every refusal per value: the statuses that say the key is unknown (1.6 NotSupported, 2.x
+    UnknownVariable/UnknownComponent) now refuse the key; the rest stay per value.
+    db/upgrade.py has added the `scope` column (its default "value") by now."""
+    if not db.execute_sql("SELECT 1 FROM sqlite_master WHERE type='table' AND "
+                          "name='setting_refusal'").fetchone():
+        return
+    db.execute_sql("UPDATE setting_refusal SET scope = ? WHERE scope IS NULL", (VALUE,))
+    marks = ", ".join("?" for _ in KEY_REFUSALS)
+    db.execute_sql(f"UPDATE setting_refusal SET scope = ? WHERE scope = ? AND status IN "
+                   f"({marks})", (KEY, VALUE, *sorted(KEY_REFUSALS)))
