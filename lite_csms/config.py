@@ -36,6 +36,10 @@ class Settings:
     # Unknown stations are kept as pending instead of refused with 404.
     auto_register: bool = False
     heartbeat_interval: int = 300
+    # The interval a Pending or Rejected BootNotification answer carries: when the station
+    # boots again (1.6 4.2, 2.0.1 B02/B03). Independent of the heartbeat and the budget
+    # policy; each retry costs one boot exchange (about 0.4 kB with TLS).
+    boot_retry_interval: int = 900
     max_message_size: int = 65536
     handshake_timeout: float = 10.0
     call_timeout: float = 30.0

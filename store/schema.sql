@@ -221,6 +221,12 @@ CREATE TABLE "reservation" (
     FOREIGN KEY ("transaction_id") REFERENCES "transaction" ("id") ON DELETE SET NULL
 );
 
+CREATE TABLE "server_setting" (
+    "key" VARCHAR(64) NOT NULL PRIMARY KEY,
+    "value" TEXT NOT NULL,
+    "updated_at" TEXT NOT NULL
+);
+
 CREATE TABLE "setting_refusal" (
     "id" INTEGER NOT NULL PRIMARY KEY,
     "station_id" VARCHAR(48) NOT NULL,
@@ -229,6 +235,8 @@ CREATE TABLE "setting_refusal" (
     "status" VARCHAR(40) NOT NULL,
     "firmware_version" TEXT,
     "at" TEXT NOT NULL,
+    "requested_by" TEXT,
+    "scope" VARCHAR(8) NOT NULL,
     FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE
 );
 
@@ -246,7 +254,9 @@ CREATE TABLE "station" (
     "online" INTEGER NOT NULL,
     "last_boot_at" TEXT,
     "last_seen_at" TEXT,
-    "created_at" TEXT NOT NULL
+    "created_at" TEXT NOT NULL,
+    "firmware_changed_at" TEXT,
+    "previous_firmware_version" TEXT
 );
 
 CREATE TABLE "station_budget" (

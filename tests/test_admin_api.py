@@ -284,7 +284,7 @@ async def test_operator_sets_the_boot_answer_pending_and_rejected(csms: CsmsInPr
     path = "/stations/BOOT-201/commands"
     async with open_websocket_url(csms.url("BOOT-201"), subprotocols=["ocpp2.0.1"]) as ws:
         boot = await rpc(ws, [2, "1", "BootNotification", BOOT_201])
-        assert (boot[2]["status"], boot[2]["interval"]) == ("Pending", 300)
+        assert (boot[2]["status"], boot[2]["interval"]) == ("Pending", 900)  # boot_retry_interval
         status_report = {"timestamp": "2026-11-21T10:00:00Z", "connectorStatus": "Available",
                          "evseId": 1, "connectorId": 1}
         refused = await rpc(ws, [2, "2", "StatusNotification", status_report])

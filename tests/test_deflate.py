@@ -83,6 +83,12 @@ def test_full_window_is_not_named_unasked():
     "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
     "permessage-deflate; client_no_context_takeover=1",
     "permessage-deflate; x_webkit_deflate_frame",
+    # Malformed by RFC 7692 7.1.2.1 (decimal, no leading zeros, ASCII) or nameless.
+    "permessage-deflate; =5",
+    "permessage-deflate; client_max_window_bits=010",
+    "permessage-deflate; client_max_window_bits=" + "9" * 5000,
+    "permessage-deflate; client_max_window_bits=\u0661\u0662",
+    "permessage-deflate; server_max_window_bits=+9",
 ])
 def test_offers_rfc7692_forbids_are_declined_without_side_effects(offer):
     response, ext = _accept(offer)

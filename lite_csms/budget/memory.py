@@ -3,9 +3,15 @@ what an operator set explicitly. Functions run inside the store writer (or a rea
 
 - A refusal is kept with the firmware the station ran when it refused; it stops counting as
   soon as the station boots with another `firmwareVersion` (the new firmware may accept it).
+  Rejected refuses that value; 1.6 NotSupported and 2.x UnknownVariable/UnknownComponent
+  refuse the key (any value); a CALLERROR NotImplemented/NotSupported to the configuration
+  action refuses the action itself (no setting is sent to that firmware at all).
 - An operator's `config set` (1.6 ChangeConfiguration, 2.x SetVariables sent by anyone but
-  the policy) makes that key operator-owned for that station: the policy yields it, and the
-  BootNotification answer carries the operator's heartbeat. `release` hands keys back.
+  the policy) that the charger accepted (Accepted or RebootRequired) makes that key
+  operator-owned for that station: the policy yields it, and the BootNotification answer
+  carries the operator's heartbeat. `release` hands keys back. A value the charger refused
+  is recorded as a refusal (with who asked for it) and the key stays with the policy: the
+  charger does not hold the operator's value, so nothing may pretend it does.
 """
 
 from __future__ import annotations
@@ -26,6 +32,12 @@ V2_REFUSALS = frozenset({"Rejected", "UnknownComponent", "UnknownVariable",
                          "NotSupportedAttributeType"})
 # A CALLERROR that says the charger has no such operation at all refuses every key it carried.
 CALL_ERROR_REFUSALS = frozenset({"NotImplemented", "NotSupported"})
+# Answers that say the charger does not know the key at all, whatever its value: remembered
+# per key (any value), where Rejected is remembered per value.
+KEY_REFUSALS = frozenset({"NotSupported", "UnknownVariable", "UnknownComponent"})
+VALUE, KEY, ACTION = "value", "key", "action"
+# What makes a value held: 1.6 ConfigurationStatus and 2.x SetVariableStatusEnumType alike.
+ACCEPTANCES = frozenset({"Accepted", "RebootRequired"})
 
 
 def _variable_key(entry: Mapping[str, Any]) -> str:
@@ -65,59 +77,100 @@ def refused_in(action: str, payload: Mapping[str, Any], result: Mapping[str, Any
     return refused
 
 
+def accepted_in(action: str, payload: Mapping[str, Any], result: Mapping[str, Any]
+                ) -> dict[str, str]:
+    """key -> value for each key the answer accepted (Accepted or RebootRequired)."""
+    sent = requested_values(action, payload)
+    if action == "ChangeConfiguration":
+        return dict(sent) if result.get("status") in ACCEPTANCES else {}
+    taken = {}
+    for entry in result.get("setVariableResult", []):
+        key = _variable_key(entry)
+        if key in sent and entry.get("attributeStatus") in ACCEPTANCES:
+            taken[key] = sent[key]
+    return taken
+
+
 def firmware_of(station_id: str) -> str | None:
     station = Station.get_or_none(Station.id == station_id)
     return None if station is None else station.firmware_version
 
 
-def record_refusals(station_id: str, refused: Mapping[str, tuple[str, str]], at: datetime
-                    ) -> None:
+def record_refusals(station_id: str, refused: Mapping[str, tuple[str, str]], at: datetime,
+                    requested_by: str | None = POLICY) -> None:
     """Keep `key -> (value, status)` refusals under the station's current firmware."""
     firmware = firmware_of(station_id)
     for key, (value, status) in refused.items():
-        (SettingRefusal.insert(station=station_id, key=key, value=value, status=status,
-                               firmware_version=firmware, at=at)
-         .on_conflict(conflict_target=[SettingRefusal.station, SettingRefusal.key,
-                                       SettingRefusal.value],
-                      update={SettingRefusal.status: status,
-                              SettingRefusal.firmware_version: firmware,
-                              SettingRefusal.at: at})
-         .execute())
+        _keep(station_id, key, value, status, firmware, at, requested_by,
+              KEY if status in KEY_REFUSALS else VALUE)
+
+
+def record_unsupported(station_id: str, action: str, status: str, at: datetime) -> None:
+    """The charger answered the configuration `action` itself with a CALLERROR (`status`
+    NotImplemented or NotSupported): no setting goes to this firmware any more."""
+    _keep(station_id, action, "", status, firmware_of(station_id), at, POLICY, ACTION)
+
+
+def _keep(station_id: str, key: str, value: str, status: str, firmware: str | None,
+          at: datetime, requested_by: str | None, scope: str) -> None:
+    (SettingRefusal.insert(station=station_id, key=key, value=value, status=status,
+                           firmware_version=firmware, at=at, requested_by=requested_by,
+                           scope=scope)
+     .on_conflict(conflict_target=[SettingRefusal.station, SettingRefusal.key,
+                                   SettingRefusal.value],
+                  update={SettingRefusal.status: status,
+                          SettingRefusal.firmware_version: firmware,
+                          SettingRefusal.at: at,
+                          SettingRefusal.requested_by: requested_by,
+                          SettingRefusal.scope: scope})
+     .execute())
 
 
 def learn(station_id: str, action: str, payload: Mapping[str, Any],
-          answer: Mapping[str, Any] | None, at: datetime) -> None:
+          answer: Mapping[str, Any] | None, at: datetime,
+          requested_by: str | None = POLICY) -> None:
     """Remember what an answered ChangeConfiguration/SetVariables refused, whoever sent it,
-    and forget a refusal of a value the station has now accepted. Runs in the store writer
-    with the command's outcome, so a link that drops right after the answer loses nothing."""
+    and forget a refusal of a value the station has now accepted; an operator's accepted
+    value makes its key operator-owned (`claim`). Runs in the store writer with the
+    command's outcome, so a link that drops right after the answer loses nothing."""
     if answer is None or action not in SETTING_ACTIONS:
         return
     sent = requested_values(action, payload)
     refused = refused_in(action, payload, answer, None)
     if refused:
         record_refusals(station_id, {k: (sent[k], status) for k, status in refused.items()},
-                        at)
-    accepted = [(k, v) for k, v in sent.items() if k not in refused]
-    for key, value in accepted:
+                        at, requested_by)
+    accepted = accepted_in(action, payload, answer)
+    if accepted and requested_by is not None and requested_by != POLICY:
+        claim(station_id, accepted, requested_by, at)
+    for key, value in accepted.items():
+        # It knows the key after all (and the action): those refusals go with this one.
+        SettingRefusal.delete().where(
+            SettingRefusal.station == station_id, SettingRefusal.key == key,
+            (SettingRefusal.value == value) | (SettingRefusal.scope == KEY)).execute()
+    if accepted:
         SettingRefusal.delete().where(SettingRefusal.station == station_id,
-                                      SettingRefusal.key == key,
-                                      SettingRefusal.value == value).execute()
+                                      SettingRefusal.scope == ACTION).execute()
 
 
 def refusals(station_id: str) -> dict[tuple[str, str], dict[str, Any]]:
-    """(key, value) -> the refusal, for refusals made under the station's current firmware."""
+    """(key, value) -> the refusal (with its `scope`: value, key or action), for refusals
+    made under the station's current firmware."""
     firmware = firmware_of(station_id)
     found = {}
     for row in SettingRefusal.select().where(SettingRefusal.station == station_id):
         if row.firmware_version == firmware:
             found[(row.key, row.value)] = {"status": row.status, "at": row.at,
-                                           "firmware_version": row.firmware_version}
+                                           "firmware_version": row.firmware_version,
+                                           "requested_by": row.requested_by,
+                                           "scope": row.scope or VALUE}
     return found
 
 
 def claim(station_id: str, values: Mapping[str, str], requested_by: str | None, at: datetime
           ) -> None:
-    """Make these keys operator-owned for the station, with the values the operator asked."""
+    """Make these keys operator-owned for the station, with the values the charger accepted
+    from the operator."""
     for key, value in values.items():
         (OperatorSetting.insert(station=station_id, key=key, value=value,
                                 requested_by=requested_by, at=at)
@@ -146,3 +199,17 @@ def release(station_id: str, keys: Iterable[str] | None) -> list[str]:
         (OperatorSetting.delete().where(OperatorSetting.station == station_id,
                                         OperatorSetting.key.in_(released)).execute())
     return released
+
+
+def upgrade_v3(db: Any) -> None:
+    """Give each refusal an earlier release kept its scope; idempotent. Those releases kept
+    every refusal per value: the statuses that say the key is unknown (1.6 NotSupported, 2.x
+    UnknownVariable/UnknownComponent) now refuse the key; the rest stay per value.
+    db/upgrade.py has added the `scope` column (its default "value") by now."""
+    if not db.execute_sql("SELECT 1 FROM sqlite_master WHERE type='table' AND "
+                          "name='setting_refusal'").fetchone():
+        return
+    db.execute_sql("UPDATE setting_refusal SET scope = ? WHERE scope IS NULL", (VALUE,))
+    marks = ", ".join("?" for _ in KEY_REFUSALS)
+    db.execute_sql(f"UPDATE setting_refusal SET scope = ? WHERE scope = ? AND status IN "
+                   f"({marks})", (KEY, VALUE, *sorted(KEY_REFUSALS)))

@@ -30,8 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 from lite_csms.budget import levels, memory, usage
 from lite_csms.config import Settings
-from lite_csms.db.models import PolicyChange, Station, StationBudget
-from lite_csms.handlers import settings as station_settings
+from lite_csms.db.models import (
+    PolicyChange,
+    SettingRefusal,
+    Station,
+    StationBudget,
+    StationSetting,
+)
 from lite_csms.ocppj import timestamps
 from lite_csms.ocppj.versions import Version
 from lite_csms.operations import catalogue
@@ -78,11 +83,35 @@ class StationState:
     held: Mapping[str, str | None]
     refused: Mapping[tuple[str, str], Mapping[str, Any]]
     owned: Mapping[str, Mapping[str, Any]]
+    # Keys whose held value or refusal predates the station's last firmware change, and how
+    # that change reads ("firmware changed from 1.0 to 1.1"): they are sent again once.
+    renewed: frozenset[str] = frozenset()
+    firmware_note: str = ""
 
 
 def read_state(station_id: str) -> StationState:
-    return StationState(station_settings.read(station_id), memory.refusals(station_id),
-                        memory.owned(station_id))
+    """What the station holds, refused and had set by an operator. After a firmware change
+    a setting held before it counts as not held (the update may have reset it), and refusals
+    made under the old firmware are forgotten (memory.refusals)."""
+    station = Station.get_or_none(Station.id == station_id)
+    changed = None if station is None else station.firmware_changed_at
+    held: dict[str, str | None] = {}
+    renewed: set[str] = set()
+    for row in StationSetting.select().where(StationSetting.station == station_id):
+        if changed is not None and row.updated_at < changed:
+            renewed.add(row.key)
+        else:
+            held[row.key] = row.value
+    note = ""
+    if changed is not None and station is not None:
+        renewed.update(r.key for r in SettingRefusal.select().where(
+            SettingRefusal.station == station_id)
+            if r.firmware_version != station.firmware_version)
+        note = (f"firmware changed from {station.previous_firmware_version or '(none)'} to "
+                f"{station.firmware_version or '(none)'} on "
+                f"{changed.strftime('%Y-%m-%d %H:%M')} UTC")
+    return StationState(held, memory.refusals(station_id), memory.owned(station_id),
+                        frozenset(renewed), note)
 
 
 def explicit_heartbeat(settings: Settings) -> int | None:
@@ -94,6 +123,9 @@ def plan(level: str, version: Version, nat_timeout: int, state: StationState,
          configured_heartbeat: int | None) -> list[Decision]:
     """Each setting of the level, decided; see the module docstring for the rules."""
     decisions = []
+    action_name = "ChangeConfiguration" if version is Version.OCPP16 else "SetVariables"
+    unsupported = next(((k, r) for (k, _), r in state.refused.items()
+                        if r.get("scope") == memory.ACTION and k == action_name), None)
     for key, choices in levels.choices_for(level, version, nat_timeout).items():
         mine = state.owned.get(key)
         if mine is not None:
@@ -107,6 +139,23 @@ def plan(level: str, version: Version, nat_timeout: int, state: StationState,
                 f"heartbeat_interval {configured_heartbeat} is set in the server's "
                 "configuration; BootNotification answers it"))
             continue
+        if unsupported is not None:
+            action, r = unsupported
+            decisions.append(Decision(
+                key, None, SKIPPED,
+                f"{action} unsupported: the charger answered it with CALLERROR "
+                f"{r['status']} under firmware {r['firmware_version'] or '(none)'}; no "
+                "setting is sent until the firmware changes"))
+            continue
+        unknown = next((r for (k, _), r in state.refused.items()
+                        if k == key and r.get("scope") == memory.KEY), None)
+        if unknown is not None:
+            decisions.append(Decision(
+                key, None, SKIPPED,
+                f"key unknown to the charger ({unknown['status']} under firmware "
+                f"{unknown['firmware_version'] or '(none)'}): no value is sent until the "
+                "firmware changes"))
+            continue
         refusals = [(value, state.refused[(key, value)]) for value in choices
                     if (key, value) in state.refused]
         remaining = [value for value in choices if (key, value) not in state.refused]
@@ -119,6 +168,8 @@ def plan(level: str, version: Version, nat_timeout: int, state: StationState,
             continue
         value = remaining[0]
         why = f"fallback: {said}" if refusals else f"level {level}"
+        if key in state.renewed:
+            why = f"{state.firmware_note}: sent again once ({why})"
         if state.held.get(key) == value:
             decisions.append(Decision(key, value, SKIPPED, f"already held ({why})"))
         else:
@@ -139,6 +190,15 @@ def heartbeat_of(version: Version | None, level: str, policy_enabled: bool,
     if configured_heartbeat is not None:
         return configured_heartbeat
     return levels.heartbeat_for(level) if policy_enabled else None
+
+
+def boot_interval(version: Version | None, level: str, policy_enabled: bool,
+                  state: StationState, settings: Settings) -> int:
+    """The interval an Accepted BootNotification answer carries, and what explain shows: the
+    one function for both, so the two never disagree (`heartbeat_of`, else the server's
+    `heartbeat_interval`)."""
+    chosen = heartbeat_of(version, level, policy_enabled, state, explicit_heartbeat(settings))
+    return settings.heartbeat_interval if chosen is None else chosen
 
 
 def keepalive_for(decisions: list[Decision], nat_timeout: int, settings: Settings) -> int:
@@ -217,8 +277,8 @@ def current_plan(station_id: str, settings: Settings) -> dict[str, Any]:
                                                 state, configured)
     return {
         "level": budget.level, "policy_enabled": budget.policy_enabled, "protocol": protocol,
-        "heartbeat_interval": heartbeat_of(version, budget.level, budget.policy_enabled,
-                                           state, configured),
+        "heartbeat_interval": boot_interval(version, budget.level, budget.policy_enabled,
+                                            state, settings),
         "tcp_keepalive_idle": keepalive_for(decisions, budget.nat_timeout, settings)
         if budget.policy_enabled else settings.tcp_keepalive_idle,
         "settings": [d.as_dict() for d in decisions],
@@ -266,13 +326,13 @@ class BudgetPolicy:
         self._commands = commands
         self._clock = clock
 
-    async def heartbeat_for(self, station_id: str, version: Version | None = None
-                            ) -> int | None:
-        """The interval the station's BootNotification answer gives (None: the default)."""
-        def read() -> int | None:
+    async def heartbeat_for(self, station_id: str, version: Version | None = None) -> int:
+        """The interval the station's Accepted BootNotification answer gives, read afresh at
+        each boot (`boot_interval`: what explain shows)."""
+        def read() -> int:
             budget = usage.effective_budget(station_id, self._settings)
-            return heartbeat_of(version, budget.level, budget.policy_enabled,
-                                read_state(station_id), explicit_heartbeat(self._settings))
+            return boot_interval(version, budget.level, budget.policy_enabled,
+                                 read_state(station_id), self._settings)
         return await self._store.run(read)
 
     async def on_accepted(self, connection: StationConnection) -> None:
@@ -328,27 +388,40 @@ class BudgetPolicy:
         records: list[Decision] = []
         final: dict[str, Decision] = {}
         tried: set[tuple[str, str]] = set()
+        # Keys refused in one round and settled (not sent) in a later one, in `records` already.
+        settled: set[str] = set()
         for round_ in range(MAX_ROUNDS):
             state = await self._store.run(partial(read_state, station_id))
-            if round_ == 0:
-                connection.ctx.heartbeat_interval = heartbeat_of(
-                    version, level, True, state, configured)
             decisions = plan(level, version, nat_timeout, state, configured)
             sending = {d.key: d for d in decisions if d.outcome == SENT
                        and d.value is not None and (d.key, d.value) not in tried}
             if round_ == 0:
                 final.update((d.key, d) for d in decisions if d.key not in sending)
+            else:
+                # A key refused in an earlier round whose fallback is not sent (already held,
+                # or every value refused) ends where this round says: the keepalive follows
+                # where the station ends up (its own ping at the fallback), not the refusal.
+                for d in decisions:
+                    last = final.get(d.key)
+                    if (d.key not in sending and d.outcome != SENT
+                            and (last is None or (last.outcome == SENT
+                                                  and last.status not in memory.ACCEPTANCES))):
+                        final[d.key] = d
+                        records.append(d)
+                        settled.add(d.key)
             if not sending:
                 break
             values = {k: d.value for k, d in sending.items() if d.value is not None}
             statuses = await self._send(station_id, version, values)
             tried.update(values.items())
             for key, decision in sending.items():
-                done = Decision(key, decision.value, SENT, decision.reason,
-                                statuses.get(key, "unanswered"))
+                if key not in statuses:
+                    continue  # not sent: the charger lacks the action (see _send)
+                done = Decision(key, decision.value, SENT, decision.reason, statuses[key])
                 records.append(done)
                 final[key] = done
-        records = [d for d in final.values() if d.outcome != SENT] + records
+        records = [d for d in final.values() if d.outcome != SENT and d.key not in settled
+                   ] + records
         set_server_keepalive(connection, keepalive_for(list(final.values()), nat_timeout,
                                                        self._settings),
                              self._settings.tcp_keepalive_interval)
@@ -362,22 +435,25 @@ class BudgetPolicy:
 
     async def _send(self, station_id: str, version: Version, values: dict[str, str]
                     ) -> dict[str, str]:
+        """Send the values (1.6: one ChangeConfiguration each; 2.x one SetVariables); returns
+        key -> answer for the keys sent. A CALLERROR NotImplemented/NotSupported says the
+        charger lacks the action itself: it is remembered for this firmware and nothing
+        more is sent."""
         statuses: dict[str, str] = {}
-        refused: dict[str, tuple[str, str]] = {}
         for request in catalogue.set_configs(version, values):
             outcome = await self._commands.send(station_id, request.action, request.payload,
                                                 requested_by=REQUESTED_BY)
             sent = memory.requested_values(request.action, request.payload)
             statuses.update(_answered_statuses(version, sent, outcome))
-            # Refusals in an answer were learned with the command's outcome (effects.apply);
-            # a CALLERROR saying the charger lacks the operation is learned here.
-            if outcome.status != "answered":
-                for key, status in memory.refused_in(request.action, request.payload, None,
-                                                     outcome.error_code).items():
-                    refused[key] = (sent[key], status)
-        if refused:
-            await self._store.run(partial(memory.record_refusals, station_id, refused,
-                                          self._clock()))
+            # Refusals in an answer were learned with the command's outcome (effects.apply).
+            if (outcome.status != "answered"
+                    and outcome.error_code in memory.CALL_ERROR_REFUSALS):
+                await self._store.run(partial(memory.record_unsupported, station_id,
+                                              request.action, str(outcome.error_code),
+                                              self._clock()))
+                log.info("%s: %s answered CALLERROR %s: no settings are sent until its "
+                         "firmware changes", station_id, request.action, outcome.error_code)
+                break
         said = {k: s for k, s in statuses.items()
                 if s in memory.V16_REFUSALS | memory.V2_REFUSALS | memory.CALL_ERROR_REFUSALS}
         if said:

@@ -18,6 +18,7 @@ from lite_csms.budget import (
     overrides,
     policy,
     report,
+    served,
     usage,
 )
 from lite_csms.cli import budget_text as text
@@ -186,9 +187,16 @@ def explain_station(args: argparse.Namespace, settings: Settings) -> int:
     station_id = _known(args.station_id)
     now = _now(args.at)
     limit = max(1, args.limit)
+    # The server's flags are not ours to see: what it recorded at start-up stands in for them.
+    view = served.overlay(settings)
+    settings = view.settings
+    source = text.served_line(view.started_at, settings)
     if args.json:
-        _print_json(explain.explanation(station_id, settings, now, limit))
+        _print_json({**explain.explanation(station_id, settings, now, limit),
+                     "settings_source": {"source": "server" if view.started_at else "config",
+                                         "started_at": view.started_at, "text": source}})
         return 0
+    print(source)
     lines = text.explain(usage.station_usage(station_id, settings, now),
                          usage.effective_budget(station_id, settings),
                          explain.changes(station_id, limit),

@@ -10,6 +10,7 @@ import orjson
 
 from lite_csms.budget.units import format_size
 from lite_csms.budget.usage import EffectiveBudget, StationUsage
+from lite_csms.config import Settings
 
 CHART_WIDTH = 40
 _EIGHTHS = " ▏▎▍▌▋▊▉"
@@ -153,6 +154,19 @@ def settings_lines(value: Any) -> list[str]:
     return [orjson.dumps(value).decode()]
 
 
+def served_line(started_at: datetime | None, settings: Settings) -> str:
+    """Where explain's server settings come from: what the running server recorded at its
+    start, or (none recorded) this command's own config file and environment."""
+    heartbeat = (f"heartbeat_interval {settings.heartbeat_interval} "
+                 f"({'explicit' if 'heartbeat_interval' in settings.explicit else 'default'})"
+                 f", boot_retry_interval {settings.boot_retry_interval}")
+    if started_at is None:
+        return (f"Server settings: the config file/environment view ({heartbeat}); no running "
+                "server has recorded its own in this database.")
+    return (f"Server settings: as the running server was started "
+            f"({started_at.strftime('%Y-%m-%d %H:%M:%S')} UTC): {heartbeat}.")
+
+
 def decision_line(item: Any) -> str:
     """One setting's outcome: `sent: K=V (answer): why`, `skipped: …`, `yielded: …`; entries
     of the older format (no outcome) read as sent."""
@@ -208,4 +222,15 @@ def plan_lines(now_plan: dict[str, Any]) -> list[str]:
         if line.startswith("sent:"):
             line = "to send:" + line[len("sent:"):]
         lines.append(f"  {line}")
+    for item in now_plan.get("refused", []):
+        value = {None: "(none)", "": "(empty)"}.get(item.get("value"), item.get("value"))
+        who = item.get("requested_by") or "the policy"
+        firmware = item.get("firmware_version") or "(none)"
+        if item.get("scope") == "action":
+            lines.append(f"  refused: the action {item['key']} itself (CALLERROR "
+                         f"{item['status']}) under firmware {firmware}")
+            continue
+        what = " (any value: key unknown)" if item.get("scope") == "key" else ""
+        lines.append(f"  refused: {item['key']}={value}{what} ({item['status']}), asked by "
+                     f"{who} under firmware {firmware}")
     return lines

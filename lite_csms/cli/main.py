@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--heartbeat-interval", type=int)
+    serve.add_argument("--boot-retry-interval", type=int,
+                       help="seconds a Pending or Rejected station waits before booting "
+                            "again (default 900)")
     serve.add_argument("--auto-register", action="store_true", default=None,
                        help="keep unknown stations as pending instead of refusing them")
     serve.add_argument("--free-charging", action="store_true", default=None,
@@ -79,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace) -> config.Settings:
     overrides = {"database": getattr(args, "database", None)}
-    for name in ("host", "port", "heartbeat_interval", "auto_register", "ws_ping_interval",
+    for name in ("host", "port", "heartbeat_interval", "boot_retry_interval",
+                 "auto_register", "ws_ping_interval",
                  "log_level", "admin_port", "free_charging", "inbound_mode", "lite"):
         overrides[name] = getattr(args, name, None)
     return config.load(getattr(args, "config", None), overrides=overrides)

@@ -53,6 +53,10 @@ class Station(BaseModel):
     last_boot_at = UtcDateTimeField(null=True)
     last_seen_at = UtcDateTimeField(null=True)
     created_at = UtcDateTimeField(default=utcnow)
+    # The last BootNotification that reported another firmware than the boot before it: the
+    # budget policy then trusts neither the refusals nor the settings held before it.
+    firmware_changed_at = UtcDateTimeField(null=True)
+    previous_firmware_version = pw.TextField(null=True)
 
 
 class Connector(BaseModel):
@@ -539,7 +543,7 @@ class TrafficFlush(BaseModel):
 
 
 class SettingRefusal(BaseModel):
-    """A value the charger refused for one of its settings when the budget policy sent it
+    """A value the charger refused for one of its settings, whoever sent it
     (1.6 NotSupported/Rejected, 2.x Rejected/Unknown*/NotSupportedAttributeType), under the
     firmware it ran then: the policy does not send it again until the firmware changes."""
 
@@ -550,14 +554,21 @@ class SettingRefusal(BaseModel):
     status = pw.CharField(max_length=40)
     firmware_version = pw.TextField(null=True)
     at = UtcDateTimeField(default=utcnow)
+    # Who asked for the refused value: the policy, or the operator whose `config set` it was.
+    requested_by = pw.TextField(null=True)
+    # What the refusal covers: "value" (Rejected: this value), "key" (1.6 NotSupported, 2.x
+    # UnknownVariable/UnknownComponent: any value of the key) or "action" (a CALLERROR
+    # NotImplemented/NotSupported: the configuration action itself; `key` is its name).
+    scope = pw.CharField(max_length=8, default="value")
 
     class Meta:
         indexes = ((("station", "key", "value"), True),)
 
 
 class OperatorSetting(BaseModel):
-    """A setting an operator set explicitly (`config set`): the budget policy yields it to
-    the operator until it is handed back (`budget set ID --release KEY`)."""
+    """A setting an operator set explicitly (`config set`) and the charger accepted: the
+    budget policy yields it to the operator until it is handed back
+    (`budget set ID --release KEY`). A refused operator value is a SettingRefusal only."""
 
     station = pw.ForeignKeyField(Station, backref="operator_settings", on_delete="CASCADE")
     key = pw.CharField(max_length=160)
@@ -567,6 +578,15 @@ class OperatorSetting(BaseModel):
 
     class Meta:
         indexes = ((("station", "key"), True),)
+
+
+class ServerSetting(BaseModel):
+    """A setting the running server was started with that changes what stations are told
+    (budget/served.py): the CLI reads it, since it cannot see serve's flags."""
+
+    key = pw.CharField(primary_key=True, max_length=64)
+    value = pw.TextField()
+    updated_at = UtcDateTimeField(default=utcnow)
 
 
 ALL_MODELS: tuple[type[BaseModel], ...] = (
@@ -599,4 +619,5 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     TrafficFlush,
     SettingRefusal,
     OperatorSetting,
+    ServerSetting,
 )

@@ -30,6 +30,12 @@ _NOT_WHILE_PENDING = ("remote-start", "remote-stop")
 def record_boot(station_id: str, protocol: str, info: BootInfo, at: datetime) -> str:
     """Store what the station says of itself; return its BootNotification status."""
     station = Station.get_by_id(station_id)
+    if station.last_boot_at is not None and station.firmware_version != info.firmware_version:
+        # A firmware update may have reset the configuration, or may accept what was refused.
+        station.previous_firmware_version = station.firmware_version
+        station.firmware_changed_at = at
+        log.info("%s: firmware changed from %s to %s", station_id,
+                 station.firmware_version or "-", info.firmware_version or "-")
     station.vendor = info.vendor
     station.model = info.model
     station.serial_number = info.serial_number

@@ -15,7 +15,6 @@ from typing import Any
 
 import trio
 
-from lite_csms.budget import memory
 from lite_csms.db.writer import StoreWriter
 from lite_csms.handlers import commands as log_
 from lite_csms.net.connection import StationConnection
@@ -63,11 +62,6 @@ class CommandSender:
         queue: bool = False, ttl: timedelta = DEFAULT_QUEUE_TTL,
     ) -> CommandOutcome:
         now = timestamps.now_utc()
-        explicit = memory.requested_values(action, payload)
-        if explicit and requested_by != memory.POLICY:
-            # An operator's setting wins over the budget policy's level from now on.
-            await self._store.run(partial(memory.claim, station_id, explicit, requested_by,
-                                          now))
         connection = self._connections.get(station_id)
         # No await between this check and the queued row's submission: a connection that
         # becomes ready meanwhile takes its queue in a later store job, so it sees the row.

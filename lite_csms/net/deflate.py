@@ -15,6 +15,7 @@ echoes whatever window the client names. This one:
 from __future__ import annotations
 
 import logging
+import re
 import zlib
 from dataclasses import dataclass
 
@@ -30,6 +31,8 @@ log = logging.getLogger("lite_csms.net")
 # uses 9), so an offer that insists on 8 for our side is declined.
 MIN_WINDOW_BITS, MAX_WINDOW_BITS = 8, 15
 ZLIB_MIN_WINDOW_BITS = 9
+# RFC 7692 7.1.2.1: "a decimal integer value without leading zeroes", ASCII digits only.
+_WINDOW_BITS = re.compile(r"[1-9][0-9]?")
 # The empty stored block that ends every compressed message (section 7.2.1).
 _TAIL = b"\x00\x00\xff\xff"
 
@@ -65,13 +68,16 @@ class Offer:
 
 def parse_offer(offer: str) -> Offer:
     """One element of Sec-WebSocket-Extensions; raises OfferError on anything RFC 7692 forbids
-    (unknown or repeated parameters, values out of 8..15), so that the offer is declined."""
+    (unknown, nameless or repeated parameters; window bits that are not a decimal 8..15
+    without leading zeros, section 7.1.2.1), so that the offer is declined."""
     seen: dict[str, str | None] = {}
     for part in offer.split(";")[1:]:
+        if not part.strip():
+            continue  # an empty element (";;"): nothing offered, nothing malformed
         name, sep, raw = part.strip().partition("=")
         name = name.strip().lower()
         if not name:
-            continue
+            raise OfferError(f"a parameter without a name ({part.strip()[:20]!r})")
         if name in seen:
             raise OfferError(f"repeated parameter {name}")
         value = raw.strip().strip('"') if sep else None
@@ -88,8 +94,9 @@ def parse_offer(offer: str) -> Offer:
                     raise OfferError("server_max_window_bits needs a value")
                 result[name] = True
                 continue
-            if not value.isdigit() or not MIN_WINDOW_BITS <= int(value) <= MAX_WINDOW_BITS:
-                raise OfferError(f"{name}={value} is not 8..15")
+            if (_WINDOW_BITS.fullmatch(value) is None
+                    or not MIN_WINDOW_BITS <= int(value) <= MAX_WINDOW_BITS):
+                raise OfferError(f"{name}={value[:20]!r} is not 8..15")
             result[name] = int(value)
         else:
             raise OfferError(f"unknown parameter {name}")

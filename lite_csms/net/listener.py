@@ -228,10 +228,18 @@ class WebSocketListener:
         handshake = trio.CancelScope(
             deadline=trio.current_time() + self.options.handshake_timeout
         )
+        unparsable: list[str] = []
         async with trio.open_nursery() as nursery:
             async def read() -> None:
                 try:
                     await connection._reader_task()
+                except UnicodeDecodeError as exc:
+                    # wsproto decodes the handshake's list headers (Sec-WebSocket-Extensions,
+                    # -Protocol, Connection, Upgrade) as ASCII; after the handshake it raises
+                    # no such thing, so anything later is a bug and propagates.
+                    if connection._wsproto.state is not ConnectionState.CONNECTING:
+                        raise
+                    unparsable.append(f"a handshake header is not ASCII ({exc.reason})")
                 finally:
                     # Ends a handshake wait early when the peer sent no valid upgrade.
                     handshake.cancel()
@@ -240,6 +248,12 @@ class WebSocketListener:
             request: WebSocketRequest | None = None
             with handshake:
                 request = await connection._get_request()
+            if request is None and unparsable:
+                log.info("handshake from %s refused with 400: %s", peer, unparsable[0])
+                with trio.move_on_after(self.options.close_timeout):
+                    await stream.send_all(_bad_request(unparsable[0]))
+                nursery.cancel_scope.cancel()
+                return
             if request is None:
                 log.info("handshake from %s did not complete", peer)
                 nursery.cancel_scope.cancel()
@@ -250,6 +264,12 @@ class WebSocketListener:
                 with trio.move_on_after(self.options.close_timeout):
                     await connection.aclose()
                 nursery.cancel_scope.cancel()
+
+
+def _bad_request(reason: str) -> bytes:
+    body = f"{reason}\n".encode()
+    return (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
 
 
 def _peer_of_stream(stream: trio.abc.Stream) -> str:

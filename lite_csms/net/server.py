@@ -12,6 +12,7 @@ import trio
 from trio_websocket import WebSocketConnection, WebSocketRequest
 
 from lite_csms import passwords
+from lite_csms.budget import served
 from lite_csms.budget.meter import ConnectionMeter
 from lite_csms.budget.policy import BudgetPolicy
 from lite_csms.budget.recorder import LiveConnection, TrafficRecorder
@@ -122,6 +123,8 @@ class CsmsServer:
             await writer_nursery.start(self.store.serve)
             try:
                 await self.store.run(provisioning.mark_all_offline)
+                await self.store.run(partial(served.record, self.settings,
+                                             timestamps.now_utc()))
                 async with trio.open_nursery() as nursery:
                     listeners = await nursery.start(self.listener.serve, held.ocpp)
                     self.ports = sorted({lst.socket.getsockname()[1] for lst in listeners})
@@ -265,8 +268,9 @@ class CsmsServer:
         registration, booted_before = await self.store.run(lambda: _readiness(station_id))
         ctx = StationContext(station_id, version, self.store, self.settings,
                              registration or "pending",
-                             await self.policy.heartbeat_for(station_id, version),
-                             meter_seen=partial(self.progress.seen, station_id))
+                             meter_seen=partial(self.progress.seen, station_id),
+                             heartbeat_source=partial(self.policy.heartbeat_for, station_id,
+                                                      version))
         connection = StationConnection(ws, ctx, live.meter, booted_before=booted_before,
                                        lite=lite)
         previous = self.connections.get(station_id)

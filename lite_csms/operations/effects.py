@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from lite_csms.budget import memory
+from lite_csms.db.models import Command
 from lite_csms.handlers import (
     device_model,
     local_list,
@@ -94,12 +95,18 @@ def _smart_charging(station_id: str, request: Request, answer: dict[str, Any], a
         smart_charging.composite_answered(station_id, request.payload, answer, at)
 
 
+def _requested_by(command_id: int | None) -> str | None:
+    command = None if command_id is None else Command.get_or_none(Command.id == command_id)
+    return None if command is None else command.requested_by
+
+
 def apply(station_id: str, request: Request, answer: dict[str, Any] | None, at: datetime,
           command_id: int | None = None) -> None:
     """Record what the answer (None: no answer) means; runs inside the store writer."""
     if answer is not None:
         settings.store(station_id, settings_learned(request, answer), at)
-        memory.learn(station_id, request.action, request.payload, answer, at)
+        memory.learn(station_id, request.action, request.payload, answer, at,
+                     _requested_by(command_id))
         _local_list(station_id, request, answer, at)
         _smart_charging(station_id, request, answer, at)
     if request.action in MAINTENANCE_KINDS and command_id is not None:

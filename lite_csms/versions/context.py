@@ -21,17 +21,32 @@ class StationContext:
     settings: Settings
     # "accepted" once the station may send more than BootNotification.
     registration: str
-    # Set by the budget policy: what BootNotification answers say, so a reconnect does not
-    # undo the heartbeat interval the policy chose.
+    # What an Accepted BootNotification answer says when `heartbeat_source` is not set (None:
+    # the server's heartbeat_interval).
     heartbeat_interval: int | None = None
     # While pending: the requests our own CALLs asked this station for (provisioning.may_send).
     solicited: set[str] = field(default_factory=set)
     # Told the EVSE (1.6: connector) whenever meter values from it are stored, so that a
     # progress request waiting for a triggered reading wakes (operations/progress.py).
     meter_seen: Callable[[int], None] | None = None
+    # Reads the interval afresh at each BootNotification (the budget policy's boot_interval,
+    # which `budget explain` shows too), so an operator's setting accepted on this very
+    # connection is answered at the next boot.
+    heartbeat_source: Callable[[], Awaitable[int]] | None = None
 
     def now(self) -> datetime:
         return timestamps.now_utc()
+
+    async def boot_interval(self, status: str) -> int:
+        """The interval of a BootNotification answer (seconds): for Accepted the heartbeat;
+        for Pending and Rejected the server's boot_retry_interval, when to boot again (never
+        the policy's heartbeat, which would keep a station accepted meanwhile away for hours)."""
+        if status != "Accepted":
+            return self.settings.boot_retry_interval
+        if self.heartbeat_source is not None:
+            self.heartbeat_interval = await self.heartbeat_source()
+        return (self.settings.heartbeat_interval if self.heartbeat_interval is None
+                else self.heartbeat_interval)
 
     def saw_meter_values(self, evse_id: int) -> None:
         if self.meter_seen is not None:

@@ -90,7 +90,7 @@ async def boot_notification(ctx: StationContext, p: Payload) -> Payload:
     )
     ctx.registration = status.lower()
     return {"status": status, "currentTime": timestamps.format_utc(now),
-            "interval": ctx.heartbeat_interval or ctx.settings.heartbeat_interval}
+            "interval": await ctx.boot_interval(status)}
 
 
 async def heartbeat(ctx: StationContext, p: Payload) -> Payload:
