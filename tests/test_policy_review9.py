@@ -319,7 +319,7 @@ def test_cli_explain_without_a_server_says_it_shows_the_config_view(tmp_path) ->
     assert "BootNotification interval 77," in out.stdout
 
 
-def test_upgrade_v3_gives_old_refusals_their_scope(tmp_path) -> None:
+def test_upgrade_v4_gives_old_refusals_their_scope(tmp_path) -> None:
     db = open_database(tmp_path / "old.sqlite3")
     try:
         Station.create(id="OLD", firmware_version="1.0")
@@ -328,8 +328,8 @@ def test_upgrade_v3_gives_old_refusals_their_scope(tmp_path) -> None:
                                   firmware_version="1.0")
         # As the column's default gives an earlier release's rows: all per value.
         assert {r.scope for r in SettingRefusal.select()} == {"value"}
-        memory.upgrade_v3(db)
-        memory.upgrade_v3(db)  # idempotent
+        memory.upgrade_v4(db)
+        memory.upgrade_v4(db)  # idempotent
         scopes = {r.key: r.scope for r in SettingRefusal.select()}
         assert scopes == {"K0": "key", "K5": "value"}
     finally:

@@ -144,3 +144,36 @@ def test_the_release_sessions_bill_the_same_after_the_upgrade(old_file: Path) ->
         'SELECT "id_token", "energy_wh", "reconstructed", "review" FROM "transaction" '
         "ORDER BY id").fetchall()
     assert done == [("04A2B3C4FF", 7400.0, 0, None), ("TAG-2", 5000.0, 0, None)]
+
+
+RELEASE_0_2_0 = Path(__file__).parent / "data" / "release-0.2.0.sqlite3"
+
+
+def test_a_schema_3_file_gets_its_refusals_scoped_and_the_shape_of_a_new_one(
+    tmp_path: Path,
+) -> None:
+    """0.2.0 kept every refusal per value; the statuses that say the key is unknown now
+    refuse the key (budget/memory.py upgrade_v4), the others stay per value."""
+    path = tmp_path / "lite-csms.sqlite3"
+    shutil.copy(RELEASE_0_2_0, path)
+    with sqlite3.connect(path) as before:
+        assert before.execute("PRAGMA user_version").fetchone() == (3,)
+        old_rows = rows(before)
+    open_database(path).close()
+    after = sqlite3.connect(path)
+    assert after.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    scopes = dict(after.execute("SELECT key, scope FROM setting_refusal").fetchall())
+    assert scopes == {"MinimumStatusDuration": "key", "TxEndedInterval": "key",
+                      "WebSocketPingInterval": "value"}
+    kept = after.execute("SELECT id, station_id, key, value, status FROM setting_refusal "
+                         "ORDER BY id").fetchall()
+    assert kept == [row[:5] for row in old_rows["setting_refusal"]]
+    fresh = tmp_path / "fresh.sqlite3"
+    open_database(fresh, create=True).close()
+    upgraded, new = structure(after), structure(sqlite3.connect(fresh))
+    assert upgraded.keys() == new.keys()
+    for table, shape in new.items():
+        # As above: a column added to a table with rows carries its default in SQL too.
+        assert ([c[:4] + c[5:] for c in upgraded[table]["columns"]]
+                == [c[:4] + c[5:] for c in shape["columns"]]), table
+        assert upgraded[table]["indexes"] == shape["indexes"], table

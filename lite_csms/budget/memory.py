@@ -201,7 +201,7 @@ def release(station_id: str, keys: Iterable[str] | None) -> list[str]:
     return released
 
 
-def upgrade_v3(db: Any) -> None:
+def upgrade_v4(db: Any) -> None:
     """Give each refusal an earlier release kept its scope; idempotent. Those releases kept
     every refusal per value: the statuses that say the key is unknown (1.6 NotSupported, 2.x
     UnknownVariable/UnknownComponent) now refuse the key; the rest stay per value.

@@ -7,15 +7,18 @@ from pathlib import Path
 
 import peewee as pw
 
+from lite_csms.budget import memory
 from lite_csms.db.models import ALL_MODELS, database_proxy
 from lite_csms.db.upgrade import UpgradeStep, upgrade
 from lite_csms.handlers import authorization, meter_values
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Data steps per schema version, after the missing tables and columns exist (db/upgrade.py).
 UPGRADE_STEPS: dict[int, list[UpgradeStep]] = {
     3: [authorization.upgrade_v3, meter_values.upgrade_v3],
+    # 0.3.0: refusals per key or per value, the server's settings, firmware changes.
+    4: [memory.upgrade_v4],
 }
 
 PRAGMAS = {
