@@ -195,7 +195,8 @@ static int to_half(double d, uint16_t *h) {
 static void w_float(wbuf *w, double d) {
     uint8_t b[9];
     uint16_t h;
-    float f = (float)d;
+    float f = 0; /* converting a double beyond the float range is undefined: test first */
+    if (fabs(d) <= 3.4028234663852886e38) f = (float)d;
     if (to_half(d, &h)) {
         b[0] = 0xF9; b[1] = (uint8_t)(h >> 8); b[2] = (uint8_t)h;
         w_raw(w, b, 3);
@@ -627,7 +628,7 @@ static int wf_item(wf *c, int depth) {
     head h;
     uint64_t i;
     if (r_head(&c->r, &h)) {
-        if (c->r.pos <= c->r.len && (c->r.b[c->r.pos - 1] & 31) == 31)
+        if (c->r.pos > 0 && c->r.pos <= c->r.len && (c->r.b[c->r.pos - 1] & 31) == 31)
             return wf_bad(c, "CBOR: indefinite length or break: not allowed");
         return wf_bad(c, "CBOR: item cut short or reserved additional information");
     }
@@ -971,7 +972,7 @@ int lite_decode_body(const lite_table *t, const uint8_t *body, size_t body_len,
         if (!last_is_map) {
             if (call) return answer(ans, LITE_CALLERROR, 0, t->is_16 ? "FormationViolation" : "RpcFrameworkError",
                                     "the payload is not a map");
-            return answer(ans, LITE_DROP, 0, 0, "the details are not a map");
+            return answer(ans, LITE_DROP, 0, 0, "the payload or details are not a map");
         }
         /* now decode for real: [type,"id",...] */
         d.o.p = out; d.o.n = 0; d.o.cap = cap; d.o.full = 0;

@@ -56,6 +56,15 @@ static int load_dicts(lite_zstd *z, const char *dir, const char *proto, int comp
     return n;
 }
 
+static void free_dicts(lite_zstd *z) {
+    int i;
+    lite_zstd_free(z);
+    for (i = 0; i < LITE_MAX_DICTS; i++) {
+        free(g_dicts[i]);
+        g_dicts[i] = NULL;
+    }
+}
+
 static int unhex(const char *s, size_t n, uint8_t *out, size_t cap, size_t *len) {
     size_t i;
     if (n % 2 || n / 2 > cap) return -1;
@@ -204,7 +213,7 @@ static int run_file(const char *path, const char *dictdir) {
                     js + name->start, rc, ans.close_code, ans.code ? ans.code : "-", ans.why ? ans.why : "");
     }
     printf("%s: encode %d/%d, decode %d/%d, invalid %d/%d\n", proto, enc_ok, enc_n, dec_ok, dec_n, inv_ok, inv_n);
-    lite_zstd_free(&z);
+    free_dicts(&z);
     free(tok);
     free(js);
     return enc_ok == enc_n && dec_ok == dec_n && inv_ok == inv_n ? 0 : 1;
@@ -254,7 +263,7 @@ static int filter(const char *mode, const char *proto, const char *dictdir) {
             else printf("NOSPACE %s\n", ans.why ? ans.why : "bad hex");
         }
     }
-    lite_zstd_free(&z);
+    free_dicts(&z);
     return 0;
 }
 
