@@ -27,8 +27,7 @@ SOURCES = ("lite.c", "lite_json.c", "lite_tables.c", "lite_zstd.c", "lite_vec.c"
 CFLAGS = ["-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror", "-O2"]
 
 
-@pytest.fixture(scope="module")
-def lite_vec(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _build(tmp_path_factory: pytest.TempPathFactory, *defines: str) -> Path:
     gcc = shutil.which("gcc") or shutil.which("cc")
     if gcc is None:
         pytest.fail("gcc is required to build codecs/c (apt-get install gcc)")
@@ -36,11 +35,17 @@ def lite_vec(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.fail("zstd.h is required to build codecs/c (apt-get install libzstd-dev)")
     out = tmp_path_factory.mktemp("litec") / "lite_vec"
     built = subprocess.run(
-        [gcc, *CFLAGS, "-o", str(out), *(str(C_DIR / s) for s in SOURCES), "-lzstd", "-lm"],
+        [gcc, *CFLAGS, *defines, "-o", str(out), *(str(C_DIR / s) for s in SOURCES),
+         "-lzstd", "-lm"],
         capture_output=True, text=True, timeout=60,
     )
     assert built.returncode == 0, f"codecs/c does not build warning-free:\n{built.stderr}"
     return out
+
+
+@pytest.fixture(scope="module")
+def lite_vec(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _build(tmp_path_factory)
 
 
 def _vectors(protocol: str) -> dict:
@@ -73,7 +78,12 @@ def test_tables_are_generated_from_codecs_tables(tmp_path: Path) -> None:
     assert out.read_text() == (C_DIR / "lite_tables.c").read_text(), "run codecs/c/gen_tables.py"
 
 
-def test_lite_vec_passes_every_vector_file(lite_vec: Path) -> None:
+@pytest.mark.parametrize("defines", [(), ("-DLITE_ZSTD_NO_DDICT",)], ids=["ddict", "no-ddict"])
+def test_lite_vec_passes_every_vector_file(
+    tmp_path_factory: pytest.TempPathFactory, defines: tuple[str, ...]
+) -> None:
+    """Both builds: digested dictionaries (DDict) and the low-RAM one that keeps none."""
+    lite_vec = _build(tmp_path_factory, *defines)
     files = [str(REPO / "codecs" / "vectors" / f"{p}.json") for p in PROTOCOLS]
     done = subprocess.run([str(lite_vec), *files], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -705,8 +705,9 @@ static void j_str(jout *o, const uint8_t *s, size_t n) {
         uint8_t c = s[i];
         if (c == '"' || c == '\\') { j_c(o, '\\'); j_c(o, (char)c); }
         else if (c < 0x20) {
-            char b[7];
-            sprintf(b, "\\u%04x", c);
+            char b[6] = {'\\', 'u', '0', '0', 0, 0};
+            b[4] = (char)('0' + (c >> 4));
+            b[5] = "0123456789abcdef"[c & 15];
             j_raw(o, b, 6);
         } else j_c(o, (char)c);
     }
@@ -724,18 +725,35 @@ static void j_float(jout *o, double d) {
     if (!strpbrk(b, ".eE")) j_raw(o, ".0", 2);
 }
 
-static void j_ts(jout *o, uint64_t epoch, unsigned nd, uint64_t frac) {
-    char b[48];
-    int y;
-    unsigned m, d, s = (unsigned)(epoch % 86400);
-    civil_from_days((int64_t)(epoch / 86400), &y, &m, &d);
-    sprintf(b, "\"%04d-%02u-%02uT%02u:%02u:%02u", y, m, d, s / 3600, s / 60 % 60, s % 60);
-    j_raw(o, b, strlen(b));
-    if (nd) {
-        sprintf(b, ".%0*lu", (int)nd, (unsigned long)frac);
-        j_raw(o, b, strlen(b));
+/* n decimal digits of v, zero-padded, at b */
+static void put_digits(char *b, uint64_t v, unsigned n) {
+    while (n--) {
+        b[n] = (char)('0' + v % 10);
+        v /= 10;
     }
-    j_raw(o, "Z\"", 2);
+}
+
+static void j_ts(jout *o, uint64_t epoch, unsigned nd, uint64_t frac) {
+    char b[32]; /* "YYYY-MM-DDTHH:MM:SS.FFFFFFFFFZ" */
+    int y;
+    unsigned m, d, s = (unsigned)(epoch % 86400), n = 19;
+    civil_from_days((int64_t)(epoch / 86400), &y, &m, &d);
+    memcpy(b, "0000-00-00T00:00:00", 19);
+    put_digits(b, (uint64_t)y, 4);
+    put_digits(b + 5, m, 2);
+    put_digits(b + 8, d, 2);
+    put_digits(b + 11, s / 3600, 2);
+    put_digits(b + 14, s / 60 % 60, 2);
+    put_digits(b + 17, s % 60, 2);
+    if (nd) {
+        b[n++] = '.';
+        put_digits(b + n, frac, nd);
+        n += nd;
+    }
+    b[n++] = 'Z';
+    j_c(o, '"');
+    j_raw(o, b, n);
+    j_c(o, '"');
 }
 
 typedef struct {

@@ -28,9 +28,13 @@ void lite_zstd_free(lite_zstd *z) {
 uint32_t lite_zstd_add(lite_zstd *z, const void *dict, size_t len, int compress) {
     uint32_t id = ZSTD_getDictID_fromDict(dict, len);
     if (id == 0 || z->n >= LITE_MAX_DICTS) return 0;
+    z->dict[z->n] = dict;
+    z->dict_len[z->n] = len;
+#ifndef LITE_ZSTD_NO_DDICT
     z->ddict[z->n] = ZSTD_createDDict_advanced(dict, len, ZSTD_dlm_byRef, ZSTD_dct_fullDict,
                                                ZSTD_defaultCMem);
     if (!z->ddict[z->n]) return 0;
+#endif
     z->cdict[z->n] = NULL;
     if (compress) {
         z->cdict[z->n] = ZSTD_createCDict_byReference(dict, len, 19);
@@ -58,6 +62,9 @@ int lite_decode_frame(const lite_table *t, lite_zstd *z, const uint8_t *msg, siz
     uint32_t dict_id = 0;
     uint64_t fcs = 0;
     ZSTD_DDict *dd = NULL;
+    int known = 0;
+    const void *dict = NULL;
+    size_t dict_len = 0;
     *out_len = 0;
     if (len == 0) return closed(ans, 1007, "empty frame");
     if (len > LITE_MAX_MESSAGE) return closed(ans, 1009, "binary message larger than 65536 bytes");
@@ -78,12 +85,17 @@ int lite_decode_frame(const lite_table *t, lite_zstd *z, const uint8_t *msg, siz
     if (fcs_size[fhd >> 6] == 2) fcs += 256;
     if (fcs > LITE_MAX_BODY) return closed(ans, 1009, "zstd frame declares more than 65536 bytes");
     if (fcs == 0) return closed(ans, 1007, "zstd frame declares 0 bytes");
+    known = dict_id == 0;
     if (dict_id != 0) {
         for (i = 0; i < (size_t)z->n; i++)
-            if (z->id[i] == dict_id) dd = z->ddict[i];
-        if (!dd) return closed(ans, 4010, "unknown dictionary");
+            if (z->id[i] == dict_id) {
+                dd = z->ddict[i];
+                dict = z->dict[i];
+                dict_len = z->dict_len[i];
+                known = 1;
+            }
+        if (!known) return closed(ans, 4010, "unknown dictionary");
     }
-    if (ZSTD_isError(ZSTD_DCtx_refDDict(z->dctx, dd))) return closed(ans, 1007, "zstd: cannot use the dictionary");
     /* One frame and nothing after it (libzstd would read a second frame as more data):
      * walk the block headers (RFC 8878 3.1.1.2) to where the last block ends. */
     for (i = hlen;;) {
@@ -97,8 +109,16 @@ int lite_decode_frame(const lite_table *t, lite_zstd *z, const uint8_t *msg, siz
         if (bh & 1) break;
     }
     if (i != flen) return closed(ans, 1007, "bytes follow the zstd frame");
+#ifdef LITE_ZSTD_NO_DDICT
+    (void)dd;
+    r = ZSTD_decompress_usingDict(z->dctx, body_buf, (size_t)fcs, f, flen, dict, dict_len);
+#else
+    (void)dict;
+    (void)dict_len;
+    if (ZSTD_isError(ZSTD_DCtx_refDDict(z->dctx, dd))) return closed(ans, 1007, "zstd: cannot use the dictionary");
     r = ZSTD_decompressDCtx(z->dctx, body_buf, (size_t)fcs, f, flen);
     ZSTD_DCtx_refDDict(z->dctx, NULL);
+#endif
     if (ZSTD_isError(r) || r != fcs) return closed(ans, 1007, "zstd: frame does not decompress");
     return lite_decode_body(t, body_buf, (size_t)fcs, scratch, scratch_slots, out, cap, out_len, ans);
 }

@@ -15,7 +15,13 @@ typedef struct lite_zstd {
     uint32_t id[LITE_MAX_DICTS];
     struct ZSTD_DDict_s *ddict[LITE_MAX_DICTS];
     struct ZSTD_CDict_s *cdict[LITE_MAX_DICTS]; /* NULL unless lite_zstd_add(..., compress=1) */
+    const void *dict[LITE_MAX_DICTS]; /* the .zdict bytes, for LITE_ZSTD_NO_DDICT */
+    size_t dict_len[LITE_MAX_DICTS];
 } lite_zstd;
+
+/* Built with -DLITE_ZSTD_NO_DDICT, the decoder keeps no digested dictionary (a DDict holds
+ * its own ~27 KiB of entropy tables): each frame re-reads the dictionary's tables into the
+ * one decompression context (ZSTD_decompress_usingDict), trading microseconds for RAM. */
 
 /* 0 ok, -1 out of memory. */
 int lite_zstd_init(lite_zstd *z);
