@@ -1,6 +1,6 @@
 """Generate codecs/c/lite_tables.c from codecs/tables/*.json (lite1 SPEC section 5.5).
 
-Usage: python3 codecs/c/gen_tables.py [OUT]   (default: codecs/c/lite_tables.c)
+Usage: python3 codecs/c/gen_tables.py [--only PROTOCOL] [OUT]   (default: codecs/c/lite_tables.c)
 
 The C tables are const arrays (flash on a microcontroller): per protocol the names of
 actions, error codes and keys by number, a class per key, each enum key's values, and
@@ -99,5 +99,9 @@ def generate() -> str:
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE / "lite_tables.c"
+    args = sys.argv[1:]
+    if args[:1] == ["--only"]:  # one protocol's tables, to measure what a station carries
+        PROTOCOLS[:] = [p for p in PROTOCOLS if p[0] == args[1]]
+        args = args[2:]
+    target = Path(args[0]) if args else HERE / "lite_tables.c"
     target.write_text(generate())

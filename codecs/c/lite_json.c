@@ -5,7 +5,7 @@
 
 #include <string.h>
 
-#define JSON_MAX_DEPTH 64 /* deeper input is refused before the lite limit is even checked */
+#define JSON_MAX_DEPTH LITE_MAX_DEPTH /* bounds the recursion; deeper cannot be encoded anyway */
 
 typedef struct {
     char *s;

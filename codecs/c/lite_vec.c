@@ -6,6 +6,7 @@
  *   lite_vec --decode PROTO DIR           stdin: one hex frame a line -> OK json | CLOSE code |
  *                                         CALLERROR id code | DROP | NOSPACE
  *   lite_vec --compress PROTO DIR         stdin: hex format-00 frames -> the shorter of 00 / 01
+ *   lite_vec --stack PROTO DIR            stdin: JSON messages -> stack bytes used per message
  *
  * DIR holds <protocol>-<id>.zdict. The per-message buffers are static, as firmware has them. */
 #include "lite_zstd.h"
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zstd.h>
 
 #define MAX_TOK 8192
 static lite_tok g_tok[MAX_TOK], g_tok2[MAX_TOK];
@@ -221,6 +223,70 @@ static int run_file(const char *path, const char *dictdir) {
 
 static char g_line[4 << 20];
 
+/* Stack painting, as on firmware: fill a region below the caller's frame with a pattern,
+ * run the codec from the same caller, then count the bytes still holding the pattern.
+ * Called through a volatile pointer so the compiler neither inlines nor merges frames. */
+#define PROBE 65536
+static volatile uintptr_t g_painted;
+static size_t stack_probe(int paint) {
+    volatile uint8_t a[PROBE];
+    size_t i;
+    if (paint) {
+        for (i = 0; i < PROBE; i++) a[i] = 0xA5;
+        g_painted = (uintptr_t)a; /* read back after return: outside C's rules, on purpose */
+        return 0;
+    }
+    for (i = 0; i < PROBE && ((volatile uint8_t *)g_painted)[i] == 0xA5; i++) continue;
+    return PROBE - i;
+}
+static size_t (*volatile g_probe)(int) = stack_probe;
+
+/* stdin: JSON messages. Per line: encode stack, decode stack (of the frame compressed with
+ * the newest dictionary when shorter), JSON bytes, tokens, frame bytes, body bytes. */
+static int stack_report(const char *proto, const char *dictdir) {
+    const lite_table *t = lite_table_find(proto);
+    lite_zstd z;
+    static uint8_t plain[LITE_MAX_MESSAGE + 16];
+    int warm = 1;
+    if (!t || lite_zstd_init(&z) || load_dicts(&z, dictdir, proto, 1) < 1) return 2;
+    while (fgets(g_line, sizeof g_line, stdin)) {
+        size_t n = strlen(g_line), plen, flen, jlen, enc_stack, dec_stack;
+        const char *err;
+        lite_answer ans;
+        long nt;
+        int rc;
+        while (n && g_line[n - 1] == '\n') g_line[--n] = 0;
+        if (warm) { /* the first calls resolve library symbols lazily, on the stack: not ours */
+            char tmp[64] = "[2,\"1\",\"Heartbeat\",{\"x\":1.5}]";
+            nt = lite_json_parse(tmp, strlen(tmp), g_tok, MAX_TOK, &err);
+            lite_encode(t, tmp, g_tok, (size_t)nt, g_idx, 64, plain, sizeof plain, &plen, &err);
+            lite_decode_frame(t, &z, plain, plen, g_body, g_scratch, 64, g_json, sizeof g_json, &jlen, &ans);
+            flen = lite_compress(&z, z.id[z.n - 1], plain, plen, g_frame, sizeof g_frame);
+            warm = 0;
+        }
+        g_probe(1);
+        nt = lite_json_parse(g_line, n, g_tok, MAX_TOK, &err);
+        rc = nt < 0 ? -1 : lite_encode(t, g_line, g_tok, (size_t)nt, g_idx, sizeof g_idx / 4, plain,
+                                       sizeof plain, &plen, &err);
+        enc_stack = g_probe(0);
+        if (rc) { printf("ERROR %s\n", err); continue; }
+        flen = lite_compress(&z, z.id[z.n - 1], plain, plen, g_frame, sizeof g_frame);
+        g_probe(1);
+        rc = lite_decode_frame(t, &z, g_frame, flen, g_body, g_scratch, sizeof g_scratch / 2, g_json,
+                               sizeof g_json, &jlen, &ans);
+        dec_stack = g_probe(0);
+        printf("%lu %lu %lu %ld %lu %lu %d\n", (unsigned long)enc_stack, (unsigned long)dec_stack,
+               (unsigned long)n, nt, (unsigned long)flen, (unsigned long)(plen - 1), rc);
+    }
+    fprintf(stderr, "zstd %s: DCtx %lu B, DDict %lu B, dictionary %lu B\n", ZSTD_versionString(),
+            (unsigned long)ZSTD_sizeof_DCtx(z.dctx), (unsigned long)ZSTD_sizeof_DDict(z.ddict[0]),
+            (unsigned long)z.dict_len[0]);
+    fprintf(stderr, "zstd compression (optional for a station): CCtx %lu B, CDict %lu B\n",
+            (unsigned long)ZSTD_sizeof_CCtx(z.cctx), (unsigned long)ZSTD_sizeof_CDict(z.cdict[0]));
+    free_dicts(&z);
+    return 0;
+}
+
 static int filter(const char *mode, const char *proto, const char *dictdir) {
     const lite_table *t = lite_table_find(proto);
     lite_zstd z;
@@ -271,6 +337,7 @@ int main(int argc, char **argv) {
     int i, rc = 0;
     const char *dictdir = NULL;
     if (argc >= 3 && strcmp(argv[1], "--encode") == 0) return filter(argv[1], argv[2], NULL);
+    if (argc >= 4 && strcmp(argv[1], "--stack") == 0) return stack_report(argv[2], argv[3]);
     if (argc >= 4 && (strcmp(argv[1], "--decode") == 0 || strcmp(argv[1], "--compress") == 0))
         return filter(argv[1], argv[2], argv[3]);
     for (i = 1; i < argc; i++) {
