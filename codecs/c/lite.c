@@ -1005,11 +1005,11 @@ int lite_decode_body(const lite_table *t, const uint8_t *body, size_t body_len,
                 if (x.v >= t->n_actions) return answer(ans, LITE_CALLERROR, 0, "NotImplemented", "unknown action number");
                 j_str(&d.o, (const uint8_t *)t->actions[x.v], strlen(t->actions[x.v]));
             } else if (x.major == 3) {
+                if (x.v == 0) return answer(ans, LITE_CALLERROR, 0, "NotImplemented", "unknown action ''");
                 j_str(&d.o, d.r.b + d.r.pos, (size_t)x.v);
                 d.r.pos += (size_t)x.v;
-            } else {
-                return answer(ans, LITE_CALLERROR, 0, t->is_16 ? "FormationViolation" : "RpcFrameworkError",
-                              "the action is a number or text");
+            } else { /* as the reference does: an action of another type is no known action */
+                return answer(ans, LITE_CALLERROR, 0, "NotImplemented", "unknown action (not a number or text)");
             }
             j_c(&d.o, ',');
             if (d_value(&d, -1, 0)) return answer(ans, LITE_CALLERROR, 0, code_format(t), d.why);
@@ -1020,7 +1020,7 @@ int lite_decode_body(const lite_table *t, const uint8_t *body, size_t body_len,
             r_head(&d.r, &x);
             if (x.major == 0 && x.v < t->n_errors) {
                 j_str(&d.o, (const uint8_t *)t->errors[x.v], strlen(t->errors[x.v]));
-            } else if (x.major == 3) {
+            } else if (x.major == 3 && x.v > 0) {
                 j_str(&d.o, d.r.b + d.r.pos, (size_t)x.v);
                 d.r.pos += (size_t)x.v;
             } else {

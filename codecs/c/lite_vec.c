@@ -4,7 +4,7 @@
  *   lite_vec [--dict DIR] FILE...        every vector of each file; prints pass/fail counts
  *   lite_vec --encode PROTO               stdin: one JSON message a line -> hex frame | ERROR why
  *   lite_vec --decode PROTO DIR           stdin: one hex frame a line -> OK json | CLOSE code |
- *                                         CALLERROR id code | DROP | NOSPACE
+ *                                         CALLERROR<TAB>code<TAB>"id"<TAB>why | DROP | NOSPACE
  *   lite_vec --compress PROTO DIR         stdin: hex format-00 frames -> the shorter of 00 / 01
  *   lite_vec --stack PROTO DIR            stdin: JSON messages -> stack bytes used per message
  *
@@ -324,7 +324,16 @@ static int filter(const char *mode, const char *proto, const char *dictdir) {
             long rc = decode_hex(t, &z, g_line, n, &ans, &jlen);
             if (rc == LITE_OK) printf("OK %.*s\n", (int)jlen, g_json);
             else if (rc == LITE_CLOSE) printf("CLOSE %d %s\n", ans.close_code, ans.why);
-            else if (rc == LITE_CALLERROR) printf("CALLERROR %s %s %s\n", ans.id, ans.code, ans.why);
+            else if (rc == LITE_CALLERROR) {
+                const char *c;
+                printf("CALLERROR\t%s\t\"", ans.code); /* the id as a JSON string: it may hold anything */
+                for (c = ans.id; *c; c++) {
+                    if (*c == '"' || *c == '\\') printf("\\%c", *c);
+                    else if ((unsigned char)*c < 0x20) printf("\\u%04x", (unsigned)*c);
+                    else putchar(*c);
+                }
+                printf("\"\t%s\n", ans.why);
+            }
             else if (rc == LITE_DROP) printf("DROP %s\n", ans.why);
             else printf("NOSPACE %s\n", ans.why ? ans.why : "bad hex");
         }
