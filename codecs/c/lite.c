@@ -38,6 +38,13 @@ static long find_name(const char *const *names, const uint16_t *sorted, uint16_t
 
 /* ---------------------------------------------------------------- shared text rules */
 
+/* Characters (code points) of valid UTF-8: OCPP-J counts an id's length in characters. */
+static size_t utf8_chars(const char *s, size_t n) {
+    size_t i, c = 0;
+    for (i = 0; i < n; i++) c += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return c;
+}
+
 static int is_hexdigit_lower(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
 static int is_hexdigit_upper(char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F'); }
 static unsigned hexval(char c) {
@@ -426,7 +433,7 @@ static int enc_id(enc *e, const lite_tok *v) {
     size_t n = v->len, i;
     uint64_t x = 0;
     if (v->type != LITE_J_STR) return fail(e, "message id is not a string");
-    if (n < 1 || n > LITE_MAX_ID) return fail(e, "message id must have 1 to 36 characters");
+    if (n < 1 || utf8_chars(s, n) > LITE_MAX_ID) return fail(e, "message id must have 1 to 36 characters");
     if (n <= 20 && (s[0] != '0' || n == 1)) {
         for (i = 0; i < n; i++) {
             unsigned d = (unsigned)(s[i] - '0');
@@ -489,12 +496,13 @@ int lite_encode(const lite_table *t, const char *json, const lite_tok *tok, size
             fail(&e, "wrong number of elements, or the payload is not an object");
             goto done;
         }
-        if ((type == 2 || type == 6) && tok[el[2]].type != LITE_J_STR) {
-            fail(&e, "action is not a string");
+        if ((type == 2 || type == 6) && (tok[el[2]].type != LITE_J_STR || tok[el[2]].len == 0)) {
+            fail(&e, "an action must be a non-empty string");
             goto done;
         }
-        if ((type == 4 || type == 5) && (tok[el[2]].type != LITE_J_STR || tok[el[3]].type != LITE_J_STR)) {
-            fail(&e, "error code and description are strings");
+        if ((type == 4 || type == 5) && (tok[el[2]].type != LITE_J_STR || tok[el[2]].len == 0 ||
+                                         tok[el[3]].type != LITE_J_STR)) {
+            fail(&e, "an error code must be a non-empty string, the description a string");
             goto done;
         }
     }
@@ -895,8 +903,9 @@ static int read_id(rd *r, char *buf) {
         return 0;
     }
     if (h.major == 3) {
-        if (h.v < 1 || h.v > LITE_MAX_ID || h.v > r->len - r->pos) return -1;
+        if (h.v < 1 || h.v > 4 * LITE_MAX_ID || h.v > r->len - r->pos) return -1;
         if (!utf8_ok(r->b + r->pos, (size_t)h.v)) return -1;
+        if (utf8_chars((const char *)r->b + r->pos, (size_t)h.v) > LITE_MAX_ID) return -1;
         memcpy(buf, r->b + r->pos, (size_t)h.v);
         buf[h.v] = 0;
         r->pos += (size_t)h.v;

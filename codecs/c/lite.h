@@ -15,7 +15,7 @@
 #define LITE_MAX_BODY 65536u    /* SPEC 7: decoded body */
 #define LITE_MAX_DEPTH 32       /* SPEC 7: nesting, the message array is level 1 */
 #define LITE_MAX_ITEMS 1024u    /* SPEC 7: items of one array, pairs of one map */
-#define LITE_MAX_ID 36u         /* SPEC 7: message id text */
+#define LITE_MAX_ID 36u         /* SPEC 7: message id text, in characters (up to 4 bytes each) */
 
 /* One protocol's tables (SPEC 5.5), generated into lite_tables.c. */
 enum { LITE_KEY_PLAIN = 0, LITE_KEY_ENUM = 1, LITE_KEY_DATETIME = 2, LITE_KEY_RAW = 3 };
@@ -48,7 +48,7 @@ enum { LITE_OK = 0, LITE_CLOSE = 1, LITE_CALLERROR = 2, LITE_DROP = 3, LITE_NOSP
 typedef struct lite_answer {
     int kind;               /* LITE_OK ... LITE_NOSPACE */
     int close_code;         /* LITE_CLOSE: 1003, 1007, 1009 or 4010 */
-    char id[LITE_MAX_ID + 1]; /* LITE_CALLERROR: the CALL's id, as decoded */
+    char id[4 * LITE_MAX_ID + 1]; /* LITE_CALLERROR: the CALL's id, as decoded (UTF-8) */
     const char *code;       /* LITE_CALLERROR: the error code, spelled per version */
     const char *why;        /* one line for the log */
 } lite_answer;
