@@ -286,3 +286,18 @@ def test_whatever_the_writer_writes_the_reader_reads_back(value: object) -> None
     data = cbor.dumps(value)
     back = cbor.loads(data, tags=frozenset({37}))
     assert back == value and cbor.dumps(back) == data
+
+
+def test_timestamps_convert_only_ascii_digits_and_mantissas_that_fit() -> None:
+    """SPEC 6.3: full-width digits are not a timestamp; a fraction too fine for its instant
+    to fit 64 bits stays text. Both round-trip unchanged."""
+    from lite_csms.lite.payload import timestamp_to_compact
+
+    assert timestamp_to_compact("2026-05-01T12:15:00Z") is not None
+    assert timestamp_to_compact("\uff12\uff10\uff12\uff16-05-01T12:15:00Z") is None
+    assert timestamp_to_compact("2500-01-01T00:00:00.123456789Z") is not None
+    assert timestamp_to_compact("2600-01-01T00:00:00.123456789Z") is None
+    for text in ("\uff12\uff10\uff12\uff16-05-01T12:15:00Z", "2600-01-01T00:00:00.123456789Z"):
+        message = [3, "1", {"currentTime": text}]
+        assert decode_frame(encode_frame(message, protocol="ocpp1.6"),
+                            protocol="ocpp1.6") == message

@@ -16,7 +16,7 @@ import time
 import uuid
 from typing import Any
 
-from lite_csms.lite.cbor import Tag
+from lite_csms.lite.cbor import UINT64_MAX, Tag
 from lite_csms.lite.tables import Table
 
 TAG_DECIMAL_FRACTION = 4
@@ -27,7 +27,9 @@ MAX_EPOCH = 253402300799
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _HEX = re.compile(r"(?:[0-9A-F]{2}){4,}")
 _TIMESTAMP = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|([+-])(\d{2}):(\d{2}))")
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|([+-])(\d{2}):(\d{2}))",
+    # SPEC 6.3: ASCII digits only; without the flag \d takes full-width digits too.
+    re.ASCII)
 
 
 class CompactError(ValueError):
@@ -57,7 +59,10 @@ def timestamp_to_compact(text: str) -> int | Tag | None:
         return None
     if fraction is None:
         return epoch
-    return Tag(TAG_DECIMAL_FRACTION, [-len(fraction), epoch * 10 ** len(fraction) + int(fraction)])
+    mantissa = epoch * 10 ** len(fraction) + int(fraction)
+    if mantissa > UINT64_MAX:
+        return None  # SPEC 6.3: too late an instant for that many digits; it stays text
+    return Tag(TAG_DECIMAL_FRACTION, [-len(fraction), mantissa])
 
 
 def _format_epoch(epoch: int) -> str:
