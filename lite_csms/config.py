@@ -84,6 +84,9 @@ class Settings:
     ws_deflate: bool = True
     ws_deflate_window_bits: int = 11
     ws_deflate_mem_level: int = 4
+    # The lite link (codecs/SPEC.md): a station offering "<version>.lite1" gets compact CBOR
+    # frames with zstd dictionaries; off, it gets the plain subprotocol it offers after it.
+    lite: bool = True
     # Lifetime of a TLS session ticket (seconds): a charger resumes within it for a cheaper
     # handshake. OpenSSL's default is 7200; TLS 1.3 caps it at 7 days (RFC 8446 4.6.1).
     tls_ticket_lifetime: int = 86400

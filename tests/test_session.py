@@ -148,3 +148,17 @@ def test_duplicate_unanswered_id_is_ignored() -> None:
     session.receive('[2,"dup","Heartbeat",{}]', 0)
     [event] = session.receive('[2,"dup","Heartbeat",{}]', 0)
     assert isinstance(event, Ignored)
+
+
+def test_an_unreadable_answer_to_our_call_fails_it_at_once_and_only_under_its_id() -> None:
+    # What a transport below OCPP-J (the lite link) reports when it read the id but not the
+    # rest: the CALL fails now, as a broken JSON answer does, instead of at its timeout.
+    session = RpcSession(Version.OCPP201)
+    message_id, _ = session.start_call("Reset", {"type": "Immediate"}, now=0.0)
+    assert session.unreadable_answer("other", ErrorKind.FORMAT, "bad") is None
+    assert session.outstanding_call == (message_id, "Reset")
+    failed = session.unreadable_answer(message_id, ErrorKind.FORMAT, "unknown key number 9")
+    assert failed is not None and failed.invalid_answer
+    assert (failed.message_id, failed.code) == (message_id, "FormatViolation")
+    assert session.outstanding_call is None
+    assert session.unreadable_answer(message_id, ErrorKind.FORMAT, "again") is None

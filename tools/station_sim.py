@@ -65,7 +65,9 @@ from stationsim.station import ChargingStation  # noqa: E402
 from stationsim.transport import (  # noqa: E402
     CONNECT_TIMEOUT,
     DISCONNECT_TIMEOUT,
+    LITE_SUBPROTOCOLS,
     ConnectFailed,
+    LiteTransport,
     Message,
     Transport,
     TransportClosed,
@@ -74,6 +76,8 @@ from stationsim.transport import (  # noqa: E402
     basic_auth_headers,
     decode_json,
     encode_json,
+    lite_offer,
+    open_link,
     open_websocket,
     station_url,
 )
@@ -83,12 +87,13 @@ from stationsim.v16 import StationV16  # noqa: E402
 from lite_csms.ocppj.framing import Payload  # noqa: E402
 
 __all__ = [
-    "CONNECTION_CLOSED", "CONNECT_TIMEOUT", "DISCONNECT_TIMEOUT", "SCENARIOS",
+    "CONNECTION_CLOSED", "CONNECT_TIMEOUT", "DISCONNECT_TIMEOUT", "LITE_SUBPROTOCOLS",
+    "SCENARIOS",
     "Answer", "AnsweringStation", "ChargingStation", "ConnectFailed", "ConnectedStation",
-    "FollowUp", "Handler", "Link", "Message", "Payload", "RpcLink", "StationV2", "StationV16",
-    "Transport", "TransportClosed", "Undecodable", "WebSocketTransport",
-    "basic_auth_headers", "build_parser", "decode_json", "encode_json", "main", "make_station",
-    "open_websocket",
+    "FollowUp", "Handler", "Link", "LiteTransport", "Message", "Payload", "RpcLink",
+    "StationV2", "StationV16", "Transport", "TransportClosed", "Undecodable",
+    "WebSocketTransport", "basic_auth_headers", "build_parser", "decode_json", "encode_json",
+    "lite_offer", "main", "make_station", "open_link", "open_websocket",
     "parse_args", "responders", "run_until_signalled", "scenario_boot", "scenario_charge",
     "scenario_heartbeat", "state", "station_url",
 ]

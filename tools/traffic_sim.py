@@ -155,20 +155,23 @@ def server_totals(database: Path, station_id: str) -> dict[str, Any]:
 
 # ---- the station ---------------------------------------------------------------------------
 class MeteredWs:
-    """The station's WebSocket with its OCPP text tallied on its own meter."""
+    """The station's WebSocket with its OCPP messages (text, or lite frames) tallied on its
+    own meter."""
 
     def __init__(self, link: MeteredLink) -> None:
         self._link = link
 
     async def get_message(self) -> str | bytes:
         message = await self._link.ws.get_message()
-        if isinstance(message, str):
-            self._link.meter.message("(station)", True, message)
+        self._link.meter.message("(station)", True, message)
         return message
 
-    async def send_message(self, message: str) -> None:
+    async def send_message(self, message: str | bytes) -> None:
         await self._link.ws.send_message(message)
         self._link.meter.message("(station)", False, message)
+
+    async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
+        await self._link.ws.aclose(code, reason)
 
 
 class TrafficStation:
@@ -222,9 +225,12 @@ class Tally:
 
 class MonthRun:
     def __init__(self, profile: Profile, version: Version, days: float, scale: float,
-                 server: Server, station_id: str, policy: bool = False) -> None:
+                 server: Server, station_id: str, policy: bool = False, lite: bool = False
+                 ) -> None:
         self.profile, self.version, self.days = profile, version, days
         self.policy = policy
+        # Offer the lite link first (codecs/SPEC.md), plain OCPP-J after.
+        self.lite = lite
         self.server, self.station_id = server, station_id
         self.clock = sim.Clock(scale)
         options = sim.StationOptions(
@@ -280,12 +286,13 @@ class MonthRun:
             async with trio.open_nursery() as conn:
                 link = await open_metered(
                     conn, "127.0.0.1", self.server.port, f"/ocpp/{self.station_id}",
-                    [self.version.value], ssl_context=self.server.client_tls,
+                    (sim.lite_offer(self.version.value) if self.lite
+                     else [self.version.value]), ssl_context=self.server.client_tls,
                     session=session, extra_headers=headers)
                 self.tally.connections += 1
                 self._dropping = False
                 self.tally.resumed += link.meter.tls_resumed
-                transport = sim.WebSocketTransport(MeteredWs(link))  # type: ignore[arg-type]
+                transport = self.transport(link)
                 rpc = sim.RpcLink(transport, self.version,
                                   answer=self.station._answer_inbound,
                                   spawn=self.station.spawn, log=self.station.log,
@@ -321,6 +328,14 @@ class MonthRun:
                 conn.cancel_scope.cancel()
             self.station.detach()
             self._teardowns.start_soon(self._count, link)
+
+    def transport(self, link: MeteredLink) -> sim.Transport:
+        """The station's transport on a metered link: OCPP-J, or the lite link when the server
+        picked it. The corpus recorder (tools/lite_record.py) wraps it to keep every message."""
+        plain = sim.LITE_SUBPROTOCOLS.get(link.ws.subprotocol or "")
+        if plain is not None:
+            return sim.LiteTransport(MeteredWs(link), plain)  # type: ignore[arg-type]
+        return sim.WebSocketTransport(MeteredWs(link))  # type: ignore[arg-type]
 
     async def _count(self, link: MeteredLink) -> None:
         """A link's bytes, once its FINs have crossed; the last kernel reading counts them."""
@@ -433,12 +448,12 @@ class MonthRun:
 
 # ---- reporting -----------------------------------------------------------------------------
 def run_month(profile: Profile, version: Version, *, policy: bool, days: float, scale: float,
-              cap: int | None = None) -> dict[str, Any]:
+              cap: int | None = None, lite: bool = False) -> dict[str, Any]:
     station_id = f"SIM-{profile.name}"
     with tempfile.TemporaryDirectory() as tmp:
         with running_server(Path(tmp), station_id, policy=policy, cap=cap,
                             nat_timeout=profile.nat_timeout) as server:
-            run = MonthRun(profile, version, days, scale, server, station_id, policy)
+            run = MonthRun(profile, version, days, scale, server, station_id, policy, lite)
             started = time.monotonic()
             tally = trio.run(run.run)
             elapsed = time.monotonic() - started
@@ -450,7 +465,8 @@ def run_month(profile: Profile, version: Version, *, policy: bool, days: float, 
         seen_by_server = server_totals(server.database, station_id)
     month = 30 / days
     result = {
-        "profile": profile.name, "protocol": version.value, "policy": policy, "days": days,
+        "profile": profile.name, "protocol": version.value, "lite": lite, "policy": policy,
+        "days": days,
         "time_scale": scale, "real_seconds": round(elapsed, 1),
         "connections": tally.connections, "tls_resumed": tally.resumed,
         "drops": tally.drops, "nat_expiries": tally.nat_expiries,
@@ -527,6 +543,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cap", type=int, help="monthly cap in bytes (default: server's)")
     parser.add_argument("--table", action="store_true",
                         help="run both profiles, 1.6 and 2.0.1, policy off and on")
+    parser.add_argument("--lite", action="store_true",
+                        help="the station offers the lite link (codecs/SPEC.md) first")
     parser.add_argument("--json", action="store_true", help="print the full results as JSON")
     return parser.parse_args(argv)
 
@@ -541,7 +559,8 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for profile, protocol, policy in runs:
         result = run_month(PROFILES[profile], Version(protocol), policy=policy,
-                           days=args.days, scale=args.time_scale, cap=args.cap)
+                           days=args.days, scale=args.time_scale, cap=args.cap,
+                           lite=args.lite)
         results.append(result)
         print(f"{profile} {protocol} policy={'on' if policy else 'off'}: "
               f"{result['month_ip_bytes'] / 1e6:.2f} MB/month at IP, "

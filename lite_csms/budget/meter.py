@@ -2,9 +2,11 @@
 
 Two counting streams sit in the stack: `raw` under TLS (TLS records, or WebSocket frames when
 TLS is off) and `plain` above it (WebSocket frames and the HTTP upgrade). OCPP messages are
-tallied by action as they pass. TCP_INFO supplies the IP level. `collect()` turns what
-accumulated since the last call into rows: measured totals per direction and layer, shared
-among actions in proportion to the layer above, so nothing is counted twice or lost.
+tallied by action as they pass: the payload layer is the OCPP-J text, or on a lite link the
+binary lite frame (codecs/SPEC.md) that carried the message. TCP_INFO supplies the IP level.
+`collect()` turns what accumulated since the last call into rows: measured totals per
+direction and layer, shared among actions in proportion to the layer above, so nothing is
+counted twice or lost.
 """
 
 from __future__ import annotations
@@ -370,8 +372,13 @@ class ConnectionMeter:
         self.totals[(direction, layer)] = self.totals.get((direction, layer), 0) + amount
 
     # ---- messages --------------------------------------------------------------------------
-    def message(self, action: str, received: bool, text: str) -> None:
-        size = len(text) if text.isascii() else len(text.encode())
+    def message(self, action: str, received: bool, data: str | bytes) -> None:
+        """One WebSocket message: OCPP-J text, or a lite link's binary frame, whose bytes are
+        then the payload layer (the lite frame as sent, its format byte included)."""
+        if isinstance(data, bytes):
+            size = len(data)
+        else:
+            size = len(data) if data.isascii() else len(data.encode())
         direction = self._directions()[0 if received else 1]
         masked = received != self.server_side
         tally = self._tallies.setdefault((action, direction), _Tally())

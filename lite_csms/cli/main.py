@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--ws-ping-interval", type=float)
     serve.add_argument("--admin-port", type=int, help="admin HTTP API port (default 9001)")
     serve.add_argument("--log-level")
+    serve.add_argument("--lite", action=argparse.BooleanOptionalAction, default=None,
+                       help="offer the lite link (codecs/SPEC.md) to stations that ask for "
+                            "it (default on; env LITE_CSMS_LITE)")
     serve.add_argument("--inbound-mode", choices=config.INBOUND_MODES,
                        help="lenient (default): accept and record known charger deviations; "
                             "strict: refuse every schema violation")
@@ -77,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace) -> config.Settings:
     overrides = {"database": getattr(args, "database", None)}
     for name in ("host", "port", "heartbeat_interval", "auto_register", "ws_ping_interval",
-                 "log_level", "admin_port", "free_charging", "inbound_mode"):
+                 "log_level", "admin_port", "free_charging", "inbound_mode", "lite"):
         overrides[name] = getattr(args, name, None)
     return config.load(getattr(args, "config", None), overrides=overrides)
 

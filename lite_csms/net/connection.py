@@ -2,11 +2,14 @@
 
 The RPC session decides; this module only moves text between it and the socket. Inbound CALLs
 pass through a small bounded channel, so a station that floods us is simply read more slowly.
+On a lite connection (codecs/SPEC.md) every frame is binary: it is decoded to the OCPP-J text
+the session reads, and the session's text is encoded back (net/lite_link.py).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +20,13 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from lite_csms.budget.meter import ConnectionMeter
 from lite_csms.handlers import deviations, diagnostics, provisioning
+from lite_csms.net.lite_link import (
+    LiteCodec,
+    LiteEncodeError,
+    LiteFrameError,
+    close_reason,
+    refusal_text,
+)
 from lite_csms.ocppj import schemas, timestamps
 from lite_csms.ocppj.lenient import Deviation
 from lite_csms.ocppj.session import (
@@ -70,8 +80,11 @@ class _Waiter:
 
 class StationConnection:
     def __init__(self, ws: WebSocketConnection, ctx: StationContext,
-                 meter: ConnectionMeter | None = None, *, booted_before: bool = False) -> None:
+                 meter: ConnectionMeter | None = None, *, booted_before: bool = False,
+                 lite: LiteCodec | None = None) -> None:
         self.ws = ws
+        # Set on a lite connection: binary frames only, each one OCPP-J message.
+        self.lite = lite
         self.meter = meter
         self.ctx = ctx
         self.station_id = ctx.station_id
@@ -141,6 +154,10 @@ class StationConnection:
             while True:
                 message = await self.ws.get_message()
                 self.last_seen = timestamps.now_utc()
+                if self.lite is not None:
+                    if not await self._receive_lite(message):
+                        return
+                    continue
                 if isinstance(message, bytes):
                     log.warning("%s: binary frame refused (OCPP-J is text)", self.station_id)
                     self.close_reason = "binary frame"
@@ -164,6 +181,55 @@ class StationConnection:
                 await self.ws.aclose(CLOSE_INTERNAL_ERROR, "internal error")
         finally:
             scope.cancel()
+
+    async def _receive_lite(self, frame: str | bytes) -> bool:
+        """One message of a lite connection; False once we have closed the connection."""
+        if isinstance(frame, str):
+            log.warning("%s: text frame refused (the lite link is binary)", self.station_id)
+            self.close_reason = "text frame on a lite connection"
+            self.close_code = CLOSE_UNSUPPORTED_DATA
+            await self.ws.aclose(CLOSE_UNSUPPORTED_DATA, "the lite link uses binary frames")
+            return False
+        assert self.lite is not None
+        try:
+            text = self.lite.decode(frame)
+        except LiteFrameError as exc:
+            if self.meter is not None:
+                self.meter.message(INVALID_MESSAGE, True, frame)
+            return await self._refuse_frame(exc)
+        events = self.session.receive(text, trio.current_time())
+        if self.meter is not None:
+            self.meter.message(_action_of(events), True, frame)
+        for event in events:
+            await self._on_event(event)
+        return True
+
+    async def _refuse_frame(self, exc: LiteFrameError) -> bool:
+        """The answer codecs/SPEC.md section 8 gives a frame that cannot be decoded."""
+        if exc.close_code is not None:
+            log.warning("%s: closed with %d: bad lite frame: %s", self.station_id,
+                        exc.close_code, exc.description[:200])
+            self.close_code = exc.close_code
+            self.close_reason = f"closed {exc.close_code} bad lite frame"
+            await self.ws.aclose(exc.close_code, close_reason(exc.description))
+            return False
+        if exc.answerable:
+            text = refusal_text(exc, self.ctx.version)
+            log.warning("%s: answered bad lite frame %s with %s: %s", self.station_id,
+                        exc.message_id, exc.error_code(self.ctx.version),
+                        exc.description[:200])
+            await self._send(text, INVALID_MESSAGE)
+            return True
+        failed = None
+        if exc.message_id is not None and exc.kind is not None:
+            failed = self.session.unreadable_answer(
+                exc.message_id, exc.kind, f"the station's answer could not be read: "
+                f"{exc.description}")
+        log.warning("%s: dropped bad lite frame %s: %s", self.station_id, exc.message_id,
+                    exc.description[:200])
+        if failed is not None:
+            await self._on_event(failed)
+        return True
 
     def _note_close(self, exc: ConnectionClosed) -> None:
         if self.close_code is not None:
@@ -203,7 +269,7 @@ class StationConnection:
     async def _dispatch_loop(self) -> None:
         async for call in self._calls_out:
             try:
-                await self._send(await self._answer(call), call.action)
+                await self._send_answer(await self._answer(call), call)
             except ConnectionClosed as exc:
                 # The station hung up before its answer went out; the reader ends the rest.
                 self._note_close(exc)
@@ -261,9 +327,23 @@ class StationConnection:
             return self.session.refuse(call, ErrorKind.INTERNAL, "internal error")
 
     async def _send(self, text: str, action: str) -> None:
-        await self.ws.send_message(text)
+        """Raises LiteEncodeError for a message the lite link cannot carry (see _answer_lite)."""
+        data: str | bytes = text if self.lite is None else self.lite.encode(text)
+        await self.ws.send_message(data)
         if self.meter is not None:
-            self.meter.message(action, False, text)
+            self.meter.message(action, False, data)
+
+    async def _send_answer(self, text: str, call: InboundCall) -> None:
+        try:
+            await self._send(text, call.action)
+        except LiteEncodeError as exc:
+            # Valid OCPP that breaks a lite limit (a body over 64 KiB): the station still
+            # gets an answer under its id.
+            log.error("%s: our %s answer cannot be sent on the lite link: %s",
+                      self.station_id, call.action, exc)
+            await self._send(refusal_text(LiteFrameError(
+                "the answer exceeds the lite link's limits", kind=ErrorKind.INTERNAL,
+                message_id=call.message_id, answerable=True), self.ctx.version), call.action)
 
     async def _ping_loop(self, scope: trio.CancelScope) -> None:
         interval = self.ctx.settings.ws_ping_interval
@@ -298,6 +378,12 @@ class StationConnection:
                     self._note_close(exc)
                     return CallFailed(message_id, action, "ConnectionClosed",
                                       self.close_reason, {})
+                except LiteEncodeError as exc:
+                    log.error("%s: %s cannot be sent on the lite link: %s", self.station_id,
+                              action, exc)
+                    self.session.expire(math.inf)  # never sent: nothing to wait for
+                    return CallFailed(message_id, action, "InternalError",
+                                      f"cannot be sent on the lite link: {exc}", {})
                 deadline = self.session.next_deadline()
                 with trio.move_on_at(deadline if deadline is not None else trio.current_time()):
                     await waiter.event.wait()

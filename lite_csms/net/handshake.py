@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from lite_csms.db.models import STATION_ID_MAX_LENGTH
+from lite_csms.lite import LITE_SUBPROTOCOLS
 from lite_csms.ocppj.versions import SUPPORTED_SUBPROTOCOLS, Version
 
 
@@ -65,6 +66,24 @@ def choose_subprotocol(proposed: Iterable[str], offered: Sequence[str]) -> Versi
         name = candidate.strip()
         if name in offered and name in SUPPORTED_SUBPROTOCOLS:
             return SUPPORTED_SUBPROTOCOLS[name]
+    return None
+
+
+def choose_link(proposed: Iterable[str], offered: Sequence[str], lite: bool
+                ) -> tuple[Version, bool] | None:
+    """(version, lite?) for the client's first proposal that we offer, in the client's order.
+
+    With `lite`, each offered version is also offered as its lite subprotocol
+    ("ocpp1.6.lite1", codecs/SPEC.md section 2); without it a lite proposal is passed over,
+    so a station offering "ocpp1.6.lite1, ocpp1.6" gets plain OCPP-J.
+    """
+    for candidate in proposed:
+        name = candidate.strip()
+        if name in offered and name in SUPPORTED_SUBPROTOCOLS:
+            return SUPPORTED_SUBPROTOCOLS[name], False
+        plain = LITE_SUBPROTOCOLS.get(name)
+        if lite and plain in offered and plain in SUPPORTED_SUBPROTOCOLS:
+            return SUPPORTED_SUBPROTOCOLS[plain], True
     return None
 
 

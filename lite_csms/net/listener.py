@@ -121,6 +121,15 @@ class _ExplainingWebSocketConnection(WebSocketConnection):
         await super()._handle_close_connection_event(event)
 
 
+def decline_deflate(request: WebSocketRequest, meter: ConnectionMeter) -> None:
+    """Accept the pending handshake without permessage-deflate, even if it was offered."""
+    # trio-websocket gives a request no public way to its connection.
+    connection = getattr(request, "_connection", None)
+    if isinstance(connection, _ExplainingWebSocketConnection):
+        connection._deflate = None
+    meter.deflate = None
+
+
 def peer_of(sock: trio.socket.SocketType | None) -> str:
     """The peer as host:port ([host]:port for IPv6), for the log."""
     try:

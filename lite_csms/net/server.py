@@ -26,10 +26,16 @@ from lite_csms.net.handshake import (
     BareSegment,
     InvalidStationId,
     basic_credentials,
-    choose_subprotocol,
+    choose_link,
     station_id_from_path,
 )
-from lite_csms.net.listener import ListenOptions, WebSocketListener, tcp_timestamps_note
+from lite_csms.net.listener import (
+    ListenOptions,
+    WebSocketListener,
+    decline_deflate,
+    tcp_timestamps_note,
+)
+from lite_csms.net.lite_link import LiteCodec, codec_for, lite_name
 from lite_csms.net.ports import HeldPorts, hold_ports
 from lite_csms.net.tls import server_context
 from lite_csms.ocppj import timestamps
@@ -199,17 +205,26 @@ class CsmsServer:
                         reason)
             await request.reject(status, extra_headers=headers, body=reason.encode())
             return
-        version = choose_subprotocol(request.proposed_subprotocols, self.settings.subprotocols)
-        if version is None:
+        chosen = choose_link(request.proposed_subprotocols, self.settings.subprotocols,
+                             self.settings.lite)
+        if chosen is None:
             # OCPP-J Part 4: complete the handshake without a subprotocol, then close at once.
             log.warning("%s: no supported subprotocol in %s from %s", station_id,
                         list(request.proposed_subprotocols), request.remote)
             ws = await request.accept()
             await ws.aclose(CLOSE_PROTOCOL_ERROR, "no supported OCPP version proposed")
             return
-        ws = await request.accept(subprotocol=version.subprotocol)
-        live = self.traffic.opened(station_id, version.value, meter)
-        await self._serve_station(ws, station_id, version, live)
+        version, lite = chosen
+        codec: LiteCodec | None = None
+        subprotocol = version.subprotocol
+        if lite:
+            codec, subprotocol = codec_for(version), lite_name(version)
+            # The lite link compresses each frame with a shared dictionary; a per-connection
+            # deflate window would cost memory for little more (codecs/SPEC.md section 4).
+            decline_deflate(request, meter)
+        ws = await request.accept(subprotocol=subprotocol)
+        live = self.traffic.opened(station_id, subprotocol, meter)
+        await self._serve_station(ws, station_id, version, live, codec)
 
     async def _authenticate(
         self, station_id: str, request: WebSocketRequest
@@ -244,14 +259,16 @@ class CsmsServer:
 
     # ---- a live station --------------------------------------------------------------------
     async def _serve_station(
-        self, ws: WebSocketConnection, station_id: str, version: Version, live: LiveConnection
+        self, ws: WebSocketConnection, station_id: str, version: Version, live: LiveConnection,
+        lite: LiteCodec | None = None,
     ) -> None:
         registration, booted_before = await self.store.run(lambda: _readiness(station_id))
         ctx = StationContext(station_id, version, self.store, self.settings,
                              registration or "pending",
                              await self.policy.heartbeat_for(station_id, version),
                              meter_seen=partial(self.progress.seen, station_id))
-        connection = StationConnection(ws, ctx, live.meter, booted_before=booted_before)
+        connection = StationConnection(ws, ctx, live.meter, booted_before=booted_before,
+                                       lite=lite)
         previous = self.connections.get(station_id)
         self.connections[station_id] = connection
         if previous is not None:
@@ -259,7 +276,7 @@ class CsmsServer:
             await previous.replace()
         now = timestamps.now_utc()
         await self.store.run(lambda: provisioning.mark_connected(station_id, version.value, now))
-        log.info("%s: connected with %s", station_id, version.value)
+        log.info("%s: connected with %s", station_id, ws.subprotocol or version.value)
         try:
             await connection.run(on_ready=self._deliver_queued_when_accepted)
         finally:

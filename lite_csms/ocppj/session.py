@@ -210,13 +210,24 @@ class RpcSession:
             return None
         head = text[:80].decode(errors="replace") if isinstance(text, bytes) else text[:80]
         match = _ANSWER_HEAD.match(head)
-        if match is None or match.group(2) != pending.message_id:
+        if match is None:
+            return None
+        kind = "CALLERROR" if match.group(1) == "4" else "CALLRESULT"
+        return self.unreadable_answer(match.group(2), exc.kind,
+                                      f"the station's {kind} could not be read: {exc.description}")
+
+    def unreadable_answer(self, message_id: str, kind: ErrorKind, description: str
+                          ) -> CallFailed | None:
+        """Our outstanding CALL, failed at once, when an answer under its id arrived that
+        cannot be read (here or by a transport below OCPP-J, such as the lite link). Such an
+        answer is never answered itself (Part 4). None when `message_id` is not our CALL's.
+        """
+        pending = self._outstanding
+        if pending is None or message_id != pending.message_id:
             return None
         self._outstanding = None
-        kind = "CALLERROR" if match.group(1) == "4" else "CALLRESULT"
-        return CallFailed(pending.message_id, pending.action, error_code(self.version, exc.kind),
-                          bounded(f"the station's {kind} could not be read: {exc.description}"), {},
-                          invalid_answer=True)
+        return CallFailed(pending.message_id, pending.action, error_code(self.version, kind),
+                          bounded(description), {}, invalid_answer=True)
 
     def _receive_call(self, call: Call, exact: lenient.ExactText) -> Event:
         if call.message_id in self._unanswered:

@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--call-timeout", type=_positive, default=30.0, help="real seconds to wait for an answer")
     add("--max-boot-attempts", type=_count, default=0,
         help="give up after this many Pending boots (0: keep trying, as a charger does)")
+    add("--lite", action="store_true",
+        help="offer the lite link (<protocol>.lite1, codecs/SPEC.md) first, plain OCPP-J after")
     add("--json", dest="json_summary", action="store_true",
         help="print a JSON summary on stdout (log on stderr)")
     return parser

@@ -20,6 +20,8 @@ from .transport import (
     Transport,
     TransportClosed,
     basic_auth_headers,
+    lite_offer,
+    open_link,
     open_websocket,
     station_url,
 )
@@ -82,8 +84,10 @@ class ConnectedStation(AnsweringStation):
 
     def dial(self, url: str, subprotocols: Sequence[str], headers: Headers
              ) -> AbstractAsyncContextManager[Transport]:
-        """Open the connection to the CSMS: OCPP-J on a WebSocket. Another transport plugs
-        in here."""
+        """Open the connection to the CSMS: OCPP-J on a WebSocket, or with `--lite` the
+        lite link if the CSMS picks it. Another transport plugs in here."""
+        if self.options.lite:
+            return open_link(url, subprotocols, headers)
         return open_websocket(url, subprotocols, headers)
 
     async def _serve_connection(self) -> None:
@@ -91,7 +95,8 @@ class ConnectedStation(AnsweringStation):
         self.log(f"== connecting to {url} as {self.version.value}")
         headers = basic_auth_headers(self.options.station_id, self.options.password)
         try:
-            async with self.dial(url, [self.version.value], headers) as transport:
+            offer = lite_offer(self.version.value) if self.options.lite else [self.version.value]
+            async with self.dial(url, offer, headers) as transport:
                 failure = await self._serve_transport(transport)
         except ConnectFailed as exc:
             raise LinkLost(str(exc)) from None
@@ -100,7 +105,9 @@ class ConnectedStation(AnsweringStation):
 
     async def _serve_transport(self, transport: Transport) -> SimFailure | None:
         agreed = transport.subprotocol
-        if agreed != self.version.value:
+        self.report.subprotocol = agreed
+        if agreed != self.version.value and not (
+                self.options.lite and agreed == lite_offer(self.version.value)[0]):
             return LinkLost(f"the CSMS agreed to {agreed!r}, not {self.version.value}")
         failure: SimFailure | None = None
         async with trio.open_nursery() as nursery:

@@ -391,6 +391,8 @@ class Report:
     exit_code: int = EXIT_OK
     error: str | None = None
     scenario_completed: bool = False
+    # What the CSMS agreed to on the last connection ("ocpp1.6", "ocpp1.6.lite1").
+    subprotocol: str | None = None
     boot_status: str | None = None
     boot_attempts: int = 0
     heartbeat_interval: int | None = None
@@ -454,3 +456,5 @@ class StationOptions:
     call_timeout: float = 30.0
     max_boot_attempts: int = 0
     json_summary: bool = False
+    # Offer the lite link (codecs/SPEC.md) first, plain OCPP-J after.
+    lite: bool = False

@@ -2,11 +2,11 @@
 
 A message is the OCPP-J array itself, as Python values: `[2, "id", "Action", {...}]` (CALL),
 `[3, "id", {...}]` (CALLRESULT), `[4, "id", "code", "text", {...}]` (CALLERROR), 2.1's 5 and
-6. A transport encodes and decodes them; nothing above it knows the encoding. This module
-has the only one so far, OCPP-J: JSON text frames on a WebSocket (OCPP-J 1.6 section 4,
-2.0.1 Part 4 section 4). It is also the only part of the simulator that touches
-trio_websocket. A second transport (a binary encoding of the same messages) plugs in by
-implementing `Transport` and a `Dial` that opens it.
+6. A transport encodes and decodes them; nothing above it knows the encoding. Two exist:
+OCPP-J, JSON text frames on a WebSocket (OCPP-J 1.6 section 4, 2.0.1 Part 4 section 4), and
+the lite link, binary CBOR + zstd frames (codecs/SPEC.md). `open_link` offers the lite
+subprotocol first and the plain one after, and speaks whichever the CSMS picked. This module
+is the only part of the simulator that touches trio_websocket.
 """
 
 from __future__ import annotations
@@ -27,7 +27,15 @@ from trio_websocket import (
     open_websocket_url,
 )
 
-from lite_csms.ocppj.framing import MAX_NESTING
+from lite_csms.lite import (
+    LITE_SUBPROTOCOLS,
+    LiteFrameError,
+    decode_frame,
+    encode_frame,
+    load_dictionaries,
+)
+from lite_csms.ocppj.framing import MAX_NESTING, CallError, encode
+from lite_csms.ocppj.versions import ErrorKind, Version, error_code
 
 CONNECT_TIMEOUT = 10.0
 DISCONNECT_TIMEOUT = 2.0
@@ -166,6 +174,60 @@ class WebSocketTransport:
         await self.ws.aclose()
 
 
+# ---- the lite link: binary CBOR + zstd frames on a WebSocket (codecs/SPEC.md) -----------------
+class LiteTransport(WebSocketTransport):
+    """One binary lite frame per message. Our frames use the newest dictionary we have; a
+    frame from the CSMS that cannot be decoded gets the SPEC's answer here (section 8), since
+    only the codec can read its id: a close with its code, a CALLERROR, or a dropped frame.
+    The byte counters count lite frames."""
+
+    def __init__(self, ws: WebSocketConnection, protocol: str) -> None:
+        super().__init__(ws)
+        self.protocol = protocol
+        self.dictionaries = load_dictionaries(protocol)
+        self.outbound = self.dictionaries[max(self.dictionaries)] if self.dictionaries else None
+        # Frames dropped unanswered (a broken CALLRESULT or CALLERROR, SPEC section 8).
+        self.dropped = 0
+
+    async def send(self, messages: Sequence[Message]) -> None:
+        for message in messages:
+            frame = encode_frame(message, protocol=self.protocol, dictionary=self.outbound)
+            try:
+                await self.ws.send_message(frame)
+            except ConnectionClosed as exc:
+                raise _closed(exc) from None
+            self.bytes_sent += len(frame)
+
+    async def receive(self) -> list[Inbound]:
+        while True:
+            try:
+                frame = await self.ws.get_message()
+            except ConnectionClosed as exc:
+                raise _closed(exc) from None
+            if isinstance(frame, str):
+                await self.ws.aclose(1003, "the lite link uses binary frames")
+                raise TransportClosed(1003, "text frame", "the CSMS sent a text frame")
+            self.bytes_received += len(frame)
+            try:
+                return [decode_frame(frame, protocol=self.protocol,
+                                     dictionaries=self.dictionaries)]
+            except LiteFrameError as exc:
+                await self._refuse(exc)
+
+    async def _refuse(self, exc: LiteFrameError) -> None:
+        if exc.close_code is not None:
+            reason = exc.description.encode()[:123].decode(errors="ignore")
+            await self.ws.aclose(exc.close_code, reason)
+            raise TransportClosed(exc.close_code, exc.description, "bad lite frame")
+        if exc.answerable:
+            version = Version(self.protocol)
+            code = exc.error_code(version) or error_code(version, ErrorKind.GENERIC)
+            text = encode(CallError(exc.message_id or "-1", code, exc.description))
+            await self.send([orjson.loads(text)])
+        else:
+            self.dropped += 1
+
+
 def _closed(exc: ConnectionClosed) -> TransportClosed:
     reason = exc.reason
     return TransportClosed(reason.code, reason.reason, str(reason))
@@ -187,6 +249,21 @@ async def open_websocket(url: str, subprotocols: Sequence[str], extra_headers: H
                             ) from None
     except (HandshakeError, OSError) as exc:
         raise ConnectFailed(f"could not connect to {url}: {exc!r}") from None
+
+
+def lite_offer(protocol: str) -> list[str]:
+    """The subprotocols a lite station offers: the lite one first, plain OCPP-J after."""
+    return [f"{protocol}.lite1", protocol]
+
+
+@asynccontextmanager
+async def open_link(url: str, subprotocols: Sequence[str], extra_headers: Headers
+                    ) -> AsyncIterator[WebSocketTransport]:
+    """The `Dial` of a station that may speak the lite link: the transport for whichever
+    subprotocol the CSMS picked (offer `lite_offer(protocol)` to ask for lite)."""
+    async with open_websocket(url, subprotocols, extra_headers) as transport:
+        plain = LITE_SUBPROTOCOLS.get(transport.subprotocol or "")
+        yield transport if plain is None else LiteTransport(transport.ws, plain)
 
 
 def station_url(base: str, station_id: str) -> str:
