@@ -19,6 +19,17 @@ with the samples they deliver at their end.
     python tools/field_month.py                      # home-share and village-hub, 1.6 and 2.0.1
     python tools/field_month.py --profile home-share --protocol ocpp1.6 --json
     python tools/field_month.py --profile home-share --cap 1MB
+    python tools/field_month.py --profile home-share --link lite     # the lite link
+
+`--link lite` puts the same charger on the lite link (codecs/SPEC.md): it offers
+`<protocol>.lite1` first and the run fails unless the server picks it; a small adapter
+(`LiteSocket`) turns each OCPP-J text the ChargePoint writes into a lite frame (with the
+newest published dictionary of the protocol, if any) and each frame it receives back into
+text. No permessage-deflate is offered there: the codec compresses each frame already, and a
+deflate window costs the server memory for every idle station. The lite charger also sends a
+short upgrade request (`--headers minimal`: no User-Agent, no extension offer). Bytes are
+still counted only by the kernel and tcpdump; the frame sizes the adapter records are kept
+beside each window for the estimates of batching and cumulative acknowledgement only.
 """
 
 from __future__ import annotations
@@ -64,6 +75,7 @@ from lite_csms.budget import cycles, levels
 from lite_csms.budget.units import parse_size
 from lite_csms.db.database import open_database
 from lite_csms.db.models import StationBudget
+from lite_csms.lite import decode_frame, encode_frame, lite_subprotocol, load_dictionaries
 
 DAY = 86400
 MONTH_DAYS = 30
@@ -217,6 +229,45 @@ class Window:
     tcpdump: int | None = None
     # Exchanges of the kind the window holds (keepalive probes: all those of a quiet span).
     count: int = 1
+    # Lite frames' bytes (format byte on, WebSocket header off) sent and received in the
+    # window, as the adapter wrote and read them; None on the JSON link. Not a price.
+    frames_out: int | None = None
+    frames_in: int | None = None
+
+
+class LiteError(RuntimeError):
+    """The lite link was asked for and not had: the server picked another subprotocol, or a
+    frame arrived that the lite link does not carry."""
+
+
+class LiteSocket:
+    """The charger's websockets connection as the ChargePoint sees it on the lite link: it
+    writes and reads OCPP-J text; binary lite frames (codecs/SPEC.md) cross the wire.
+
+    `send(text)` sends encode_frame(json.loads(text)) with the newest dictionary we hold;
+    `recv()` returns the JSON text of decode_frame(frame). Raises LiteError on a text frame.
+    """
+
+    def __init__(self, ws: Any, protocol: str) -> None:
+        self.ws = ws
+        self.protocol = protocol
+        self.dictionaries = load_dictionaries(protocol)
+        self.dictionary = self.dictionaries[max(self.dictionaries)] if self.dictionaries else None
+        self.bytes_out = self.bytes_in = 0
+
+    async def send(self, text: str) -> None:
+        frame = encode_frame(json.loads(text), protocol=self.protocol,
+                             dictionary=self.dictionary)
+        self.bytes_out += len(frame)
+        await self.ws.send(frame)
+
+    async def recv(self) -> str:
+        frame = await self.ws.recv()
+        if isinstance(frame, str):
+            raise LiteError(f"a text frame on the lite link: {frame[:80]!r}")
+        self.bytes_in += len(frame)
+        message = decode_frame(frame, protocol=self.protocol, dictionaries=self.dictionaries)
+        return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass
@@ -229,6 +280,11 @@ class Link:
     resumed: bool
     deflate: str
     opened: float
+    subprotocol: str = ""
+    lite: LiteSocket | None = None
+
+    def frames(self) -> tuple[int | None, int | None]:
+        return (None, None) if self.lite is None else (self.lite.bytes_out, self.lite.bytes_in)
 
     def ip(self) -> tuple[int, int]:
         """IP bytes and segments so far, both directions (SYN options included)."""
@@ -242,10 +298,14 @@ class FieldCharger:
 
     def __init__(self, protocol: str, profile: Profile, url: str, station_id: str,
                  password: str, tls: ResumingContext, pace: float,
-                 compression: bool = True) -> None:
+                 compression: bool = True, link: str = "json",
+                 headers: str | None = None) -> None:
         self.protocol, self.profile, self.url = protocol, profile, url
         self.station_id, self.password, self.tls, self.pace = station_id, password, tls, pace
-        self.compression = compression
+        self.link = link
+        # The lite link never offers permessage-deflate (see the module docstring).
+        self.compression = compression and link == "json"
+        self.headers = headers or ("minimal" if link == "lite" else "stock")
         self.config = ChargerConfig(protocol)
         self.windows: list[Window] = []
         self.connections: list[dict[str, Any]] = []
@@ -270,31 +330,53 @@ class FieldCharger:
     async def window(self, link: Link, kind: str, exchange: Callable[[], Awaitable[Any]]
                      ) -> Any:
         before, segs = link.ip()
+        out, into = link.frames()
         started = time.time()
         answer = await exchange()
         await self.settle(link)
         after, segs_after = link.ip()
-        self.windows.append(Window(kind, link.port, started, time.time(), after - before,
-                                   segs_after - segs))
+        self.windows.append(self._window(link, kind, started, after - before,
+                                         segs_after - segs, out, into))
         return answer
+
+    def _window(self, link: Link, kind: str, started: float, kernel: int, segments: int,
+                out: int | None, into: int | None) -> Window:
+        now_out, now_in = link.frames()
+        window = Window(kind, link.port, started, time.time(), kernel, segments)
+        if out is not None and into is not None and now_out is not None and now_in is not None:
+            window.frames_out, window.frames_in = now_out - out, now_in - into
+        return window
 
     # ---- connections ----------------------------------------------------------------------
     async def connect(self, resume: bool) -> Link:
         """TCP, TLS (resumed with the last ticket when `resume`) and the HTTP upgrade."""
         auth = base64.b64encode(f"{self.station_id}:{self.password}".encode()).decode()
         self.tls.offer = self.tls.offer if resume else None
+        lite = lite_subprotocol(self.protocol) if self.link == "lite" else None
+        # A lite charger offers plain OCPP-J after the lite subprotocol (SPEC section 2).
+        offer = [lite, self.protocol] if lite else [self.protocol]
+        options: dict[str, Any] = {}
+        if self.headers == "minimal":
+            options["user_agent_header"] = None
         started = time.time()
         ws = await websockets.connect(
-            f"{self.url}/{self.station_id}", subprotocols=[self.protocol], ssl=self.tls,
+            f"{self.url}/{self.station_id}", subprotocols=offer, ssl=self.tls,
             additional_headers={"Authorization": f"Basic {auth}"}, ping_interval=None,
-            compression="deflate" if self.compression else None)
+            compression="deflate" if self.compression else None, **options)
+        adapter = None
+        if lite:
+            if ws.subprotocol != lite:
+                await ws.close()
+                raise LiteError(f"asked for {lite}, the server picked {ws.subprotocol!r}")
+            adapter = LiteSocket(ws, self.protocol)
         held = bench_accounting.HeldSocket(ws.transport)
-        cp = (Charger16 if self.v16 else Charger201)(self.station_id, ws)
+        cp = (Charger16 if self.v16 else Charger201)(self.station_id, adapter or ws)
         cp.config = self.config
         listener = asyncio.create_task(cp.start())
         tls_object = ws.transport.get_extra_info("ssl_object")
         link = Link(ws, cp, held, listener, held.port, bool(tls_object.session_reused),
-                    ws.response.headers.get("Sec-WebSocket-Extensions", ""), started)
+                    ws.response.headers.get("Sec-WebSocket-Extensions", ""), started,
+                    ws.subprotocol or "", adapter)
         await self.settle(link)
         total, segs = link.ip()
         kind = "handshake-resumed" if link.resumed else "handshake-full"
@@ -319,7 +401,8 @@ class FieldCharger:
         self.windows.append(Window("teardown", link.port, started, time.time(),
                                    total - before, final.segs_in + final.segs_out - segs))
         self.connections.append({"port": link.port, "resumed": link.resumed,
-                                 "deflate": link.deflate, "kernel": total})
+                                 "deflate": link.deflate, "subprotocol": link.subprotocol,
+                                 "kernel": total})
         return total
 
     # ---- exchanges ------------------------------------------------------------------------
@@ -393,6 +476,7 @@ class FieldCharger:
 
     async def start(self, link: Link, tx: _Tx) -> None:
         before, segs = link.ip()
+        out, into = link.frames()
         started = time.time()
         if self.v16:
             await link.cp.call(call16.Authorize(id_tag=ID_TAG))
@@ -414,8 +498,8 @@ class FieldCharger:
                 meter_value=[self._reading(tx, 0, [ENERGY], "Transaction.Begin")]))
         await self.settle(link)
         after, segs_after = link.ip()
-        self.windows.append(Window("start", link.port, started, time.time(), after - before,
-                                   segs_after - segs))
+        self.windows.append(self._window(link, "start", started, after - before,
+                                         segs_after - segs, out, into))
 
     async def sample(self, link: Link, tx: _Tx, at: int, kind: str) -> None:
         measurands = self.config.measurands("sampled")
@@ -612,6 +696,8 @@ class Pricing:
     connections: list[dict[str, Any]]
     billing: list[dict[str, Any]]
     prices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The subprotocol the server picked ("ocpp2.0.1.lite1" on the lite link).
+    subprotocol: str = ""
 
     def price(self, kind: str) -> float:
         return float(self.prices[kind]["kernel"])
@@ -633,6 +719,10 @@ def summarise(windows: list[Window]) -> dict[str, dict[str, Any]]:
             "n": len(kernel), "kernel": statistics.median(kernel),
             "mean": statistics.fmean(kernel), "min": min(kernel), "max": max(kernel),
             "tcpdump": statistics.median(dumped) if len(dumped) == len(kernel) else None}
+        if all(w.frames_out is not None for w in group):
+            # Lite frame bytes of the median window's kind (for estimates, not for prices).
+            prices[kind]["frames_out"] = statistics.median(w.frames_out or 0 for w in group)
+            prices[kind]["frames_in"] = statistics.median(w.frames_in or 0 for w in group)
     return prices
 
 
@@ -677,7 +767,7 @@ async def price_keepalive(charger: FieldCharger, server: Server, quiet: float = 
     keepalive fire within seconds; the link is left quiet and every probe and its ACK count."""
     probe = FieldCharger(charger.protocol, charger.profile, charger.url, KEEPALIVE_STATION,
                          server.passwords[KEEPALIVE_STATION], server.tls, charger.pace,
-                         charger.compression)
+                         charger.compression, charger.link, charger.headers)
     saved = server.tls.offer
     link = await probe.connect(resume=False)
     await probe.boot(link)
@@ -699,7 +789,8 @@ KEEPALIVE_STATION = "FIELD-KA"
 def run_pricing(protocol: str, profile: Profile, *, level: str = levels.NORMAL,
                 pace: float = 0.4, repeats: int = 3, stop_lengths: list[int] | None = None,
                 resumed: int = 2, full: int = 1, keepalive: bool = True,
-                capture: bool = True, compression: bool = True,
+                capture: bool = True, compression: bool = True, link: str = "json",
+                headers: str | None = None,
                 validate: Callable[..., Awaitable[Any]] | None = None,
                 workdir: Path | None = None) -> tuple[Pricing, Any]:
     """Price every kind of exchange against a fresh server; `validate` (if given) then runs
@@ -716,7 +807,7 @@ def run_pricing(protocol: str, profile: Profile, *, level: str = levels.NORMAL,
                 _capture(server.port, work, capture) as pcap:
             charger = FieldCharger(protocol, profile, f"wss://127.0.0.1:{server.port}/ocpp",
                                    station_id, server.passwords[station_id], server.tls, pace,
-                                   compression)
+                                   compression, link, headers)
 
             async def main() -> tuple[float | None, Any, int, int]:
                 idle = await price_exchanges(charger, server, repeats=repeats,
@@ -735,7 +826,9 @@ def run_pricing(protocol: str, profile: Profile, *, level: str = levels.NORMAL,
                       charger.connections[0]["deflate"] if charger.connections else "",
                       charger.config.received, dict(charger.config.values),
                       charger.ticket_lifetime, idle, charger.windows[:priced],
-                      charger.connections[:connected], billing)
+                      charger.connections[:connected], billing,
+                      subprotocol=charger.connections[0]["subprotocol"]
+                      if charger.connections else "")
     pricing.prices = summarise(pricing.windows)
     return pricing, extra
 
@@ -1014,6 +1107,7 @@ def price_table(results: list[dict[str, Any]]) -> str:
 def result_of(pricing: Pricing, profile: Profile) -> dict[str, Any]:
     return {"profile": profile.name, "protocol": pricing.protocol, "level": pricing.level,
             "pace": pricing.pace, "deflate": pricing.deflate,
+            "subprotocol": pricing.subprotocol,
             "settings_received": pricing.settings_received, "settings": pricing.settings,
             "ticket_lifetime": pricing.ticket_lifetime,
             "keepalive_idle": pricing.keepalive_idle, "prices": pricing.prices,
@@ -1057,6 +1151,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compression", choices=["on", "off"], default="on",
                         help="whether the charger offers permessage-deflate (default on, as "
                              "the websockets client does)")
+    parser.add_argument("--link", choices=["json", "lite"], default="json",
+                        help="OCPP-J text frames (default), or the lite link: the charger "
+                             "offers <protocol>.lite1 first and the run fails unless it is "
+                             "picked; no permessage-deflate is offered there")
+    parser.add_argument("--headers", choices=["stock", "minimal"],
+                        help="the charger's upgrade request as websockets writes it, or without "
+                             "User-Agent (default: minimal on the lite link, stock on json)")
     parser.add_argument("--tcp-timestamps", choices=["host", "on", "off"], default="host",
                         help="TCP timestamps (12 B a segment) as the host has them, or on/off "
                              "in a network namespace of the run's own (root; unshare -n)")
@@ -1068,22 +1169,25 @@ def main(argv: list[str] | None = None) -> int:
     print(f"TCP timestamps: {'on' if tcp_timestamps() else 'off'}", file=sys.stderr)
     profiles = args.profile or list(PROFILES)
     protocols = args.protocol or ["ocpp1.6", "ocpp2.0.1"]
-    output: dict[str, Any] = {"profiles": {}, "tcp_timestamps": tcp_timestamps()}
+    output: dict[str, Any] = {"profiles": {}, "tcp_timestamps": tcp_timestamps(),
+                              "link": args.link}
+    options = {"compression": args.compression == "on", "link": args.link,
+               "headers": args.headers}
     for name in profiles:
         profile = PROFILES[name]
         results, caps = [], {}
         for protocol in protocols:
             pricing, _ = run_pricing(protocol, profile, pace=args.pace, repeats=args.repeats,
-                                     compression=args.compression == "on")
+                                     **options)
             results.append(result_of(pricing, profile))
             print(f"{name} {protocol}: {_mb(results[-1]['month']['total'])} MB/month "
-                  f"(deflate: {pricing.deflate or 'not negotiated'})", file=sys.stderr)
+                  f"(subprotocol {pricing.subprotocol}, "
+                  f"deflate: {pricing.deflate or 'not negotiated'})", file=sys.stderr)
             if args.cap:
                 by_level = {levels.NORMAL: results[-1]}
                 for level in (levels.LEAN, levels.MINIMAL):
                     priced, _ = run_pricing(protocol, profile, level=level, pace=args.pace,
-                                            repeats=args.repeats,
-                                            compression=args.compression == "on")
+                                            repeats=args.repeats, **options)
                     by_level[level] = result_of(priced, profile)
                 held = hold_under_cap({lvl: r["month"]["total"] for lvl, r in by_level.items()},
                                       parse_size(args.cap))
