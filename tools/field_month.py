@@ -282,6 +282,9 @@ class Link:
     opened: float
     subprotocol: str = ""
     lite: LiteSocket | None = None
+    # The HTTP upgrade as websockets wrote and read it (bytes before TLS): explains the
+    # handshake price, is not one.
+    upgrade: tuple[int, int] = (0, 0)
 
     def frames(self) -> tuple[int | None, int | None]:
         return (None, None) if self.lite is None else (self.lite.bytes_out, self.lite.bytes_in)
@@ -376,7 +379,8 @@ class FieldCharger:
         tls_object = ws.transport.get_extra_info("ssl_object")
         link = Link(ws, cp, held, listener, held.port, bool(tls_object.session_reused),
                     ws.response.headers.get("Sec-WebSocket-Extensions", ""), started,
-                    ws.subprotocol or "", adapter)
+                    ws.subprotocol or "", adapter,
+                    (len(ws.request.serialize()), len(ws.response.serialize())))
         await self.settle(link)
         total, segs = link.ip()
         kind = "handshake-resumed" if link.resumed else "handshake-full"
@@ -402,7 +406,8 @@ class FieldCharger:
                                    total - before, final.segs_in + final.segs_out - segs))
         self.connections.append({"port": link.port, "resumed": link.resumed,
                                  "deflate": link.deflate, "subprotocol": link.subprotocol,
-                                 "kernel": total})
+                                 "upgrade_request": link.upgrade[0],
+                                 "upgrade_response": link.upgrade[1], "kernel": total})
         return total
 
     # ---- exchanges ------------------------------------------------------------------------
@@ -1000,6 +1005,50 @@ def month(profile: Profile, pricing: Pricing) -> dict[str, Any]:
             "notes": describe(counts, pricing, profile, pricing.protocol == "ocpp1.6")}
 
 
+# ---- levers the lite link could add (item 6 of issue 10): estimates from measured prices ----
+# TLS 1.3 with an AEAD: a 5 B record header, the inner content type and a 16 B tag.
+TLS_RECORD = 22
+# A WebSocket header on a short frame: 2 B, plus the 4 B mask on the charger's frames.
+WS_OUT, WS_IN = 6, 2
+# A cumulative acknowledgement riding on a later answer: an integer message id in CBOR.
+ACK_FIELD = 3
+
+
+def lite_levers(pricing: Pricing, counts: Counts) -> dict[str, dict[str, float]]:
+    """What batching and cumulative acknowledgement would save, from this run's prices.
+
+    Each exchange's fixed cost is its kernel price less the lite frames it carried (TCP/IP
+    headers of its segments, two TLS records, two WebSocket headers). A batch (BootNotification
+    and the status reports after it in one frame, answered in one frame) pays one fixed cost
+    instead of one per message. A StatusNotification acknowledged cumulatively (it carries no
+    billing data) costs its request segment and the server's bare ACK instead of a whole
+    exchange, plus the id on a later answer. Bytes per event and per month; {} on the JSON link.
+    """
+    p = pricing.prices
+    if "status-change" not in p or "frames_out" not in p["status-change"]:
+        return {}
+    header = p["keepalive-probe"]["kernel"] / 2 if "keepalive-probe" in p else 52.0
+
+    def fixed(kind: str) -> float:
+        return float(p[kind]["kernel"] - p[kind]["frames_out"] - p[kind]["frames_in"])
+
+    after_boot = [f"status-after-boot#{k + 1}" for k in range(counts.statuses_per_boot)]
+    # The batch's frames hold one CBOR array of messages each way: 1 B more a direction.
+    batch = sum(fixed(kind) for kind in after_boot if kind in p) - 2
+    reconnects = counts.statuses_after_boot / max(1, counts.statuses_per_boot)
+    status = p["status-change"]
+    unanswered = 2 * header + TLS_RECORD + WS_OUT + status["frames_out"] + ACK_FIELD
+    ack = status["kernel"] - unanswered
+    return {
+        "batch boot and status": {"per_event": batch, "events": reconnects,
+                                  "month": batch * reconnects},
+        "cumulative ack of status changes": {"per_event": ack, "events": counts.status_changes,
+                                             "month": ack * counts.status_changes},
+        "fixed cost of one exchange": {"per_event": fixed("status-change"), "events": 0,
+                                       "month": 0.0},
+    }
+
+
 # ---- the model against the wire ------------------------------------------------------------
 async def short_run(charger: FieldCharger, session_seconds: int) -> tuple[Counts, int]:
     """A short run of its own after the pricing, on the same server: a resumed reconnect with
@@ -1113,7 +1162,8 @@ def result_of(pricing: Pricing, profile: Profile) -> dict[str, Any]:
             "keepalive_idle": pricing.keepalive_idle, "prices": pricing.prices,
             "connections": pricing.connections, "billing": pricing.billing,
             "windows": [asdict(w) for w in pricing.windows],
-            "month": month(profile, pricing)}
+            "month": month(profile, pricing),
+            "levers": lite_levers(pricing, month_counts(profile, pricing))}
 
 
 def tcp_timestamps() -> bool:
@@ -1201,6 +1251,20 @@ def main(argv: list[str] | None = None) -> int:
             print(month_table(results))
             print()
             print(price_table(results))
+            for r in results:
+                if r["levers"]:
+                    print(f"\n{r['protocol']} on the lite link, estimated from these prices:")
+                for lever, e in r["levers"].items():
+                    if e["events"]:
+                        print(f"  {lever}: {e['per_event']:.0f} B each, {e['events']:.0f} a "
+                              f"month, {_mb(e['month'])} MB/month saved")
+                    else:
+                        print(f"  {lever}: {e['per_event']:.0f} B")
+            for r in results:
+                upgrades = {(c["upgrade_request"], c["upgrade_response"])
+                            for c in r["connections"]}
+                print(f"{r['protocol']}: HTTP upgrade request / response bytes "
+                      + ", ".join(f"{a} / {b}" for a, b in sorted(upgrades)))
             for protocol, held in caps.items():
                 months = ", ".join(f"{lvl} {_mb(total)}" for lvl, total in held["months"].items())
                 days = ", ".join(f"{lvl} {d:.2f} days" for lvl, d in held["days_at"].items())
