@@ -285,6 +285,7 @@ class Link:
     # The HTTP upgrade as websockets wrote and read it (bytes before TLS): explains the
     # handshake price, is not one.
     upgrade: tuple[int, int] = (0, 0)
+    request_headers: tuple[str, ...] = ()
 
     def frames(self) -> tuple[int | None, int | None]:
         return (None, None) if self.lite is None else (self.lite.bytes_out, self.lite.bytes_in)
@@ -380,7 +381,8 @@ class FieldCharger:
         link = Link(ws, cp, held, listener, held.port, bool(tls_object.session_reused),
                     ws.response.headers.get("Sec-WebSocket-Extensions", ""), started,
                     ws.subprotocol or "", adapter,
-                    (len(ws.request.serialize()), len(ws.response.serialize())))
+                    (len(ws.request.serialize()), len(ws.response.serialize())),
+                    tuple(ws.request.headers.keys()))
         await self.settle(link)
         total, segs = link.ip()
         kind = "handshake-resumed" if link.resumed else "handshake-full"
@@ -407,7 +409,8 @@ class FieldCharger:
         self.connections.append({"port": link.port, "resumed": link.resumed,
                                  "deflate": link.deflate, "subprotocol": link.subprotocol,
                                  "upgrade_request": link.upgrade[0],
-                                 "upgrade_response": link.upgrade[1], "kernel": total})
+                                 "upgrade_response": link.upgrade[1],
+                                 "request_headers": link.request_headers, "kernel": total})
         return total
 
     # ---- exchanges ------------------------------------------------------------------------
