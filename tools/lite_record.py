@@ -12,8 +12,8 @@ GetConfiguration / GetVariables, ChangeConfiguration / SetVariables, a remote st
 Output is JSONL, one message a line: {"protocol", "profile", "policy", "direction",
 "message"}; direction is "to_csms" or "to_station"; message is the OCPP-J array.
 
-    python tools/lite_record.py --out /tmp/corpus --days 2
-    python tools/lite_record.py --out codecs/corpus --days 2 --compress   # the committed one
+    python tools/lite_record.py --out /tmp/corpus --protocol ocpp1.6 --profile home-share
+    python tools/lite_record.py --out codecs/corpus --compress   # the committed one (~12 min)
 
 Not byte-for-byte reproducible: timestamps come from the wall clock (the server's) and the
 accelerated clock (the station's), transaction UUIDs are random, and scheduling under load
@@ -49,7 +49,7 @@ from lite_csms.ocppj.versions import Version
 
 PROTOCOLS = ("ocpp1.6", "ocpp2.0.1", "ocpp2.1")
 TO_CSMS, TO_STATION = "to_csms", "to_station"
-# The corpus compresses ~20x with a plain zstd level-19 frame; committed files stay small.
+# The corpus compresses ~40x with a plain zstd level-19 frame; committed files stay small.
 CORPUS_LEVEL = 19
 
 
@@ -254,8 +254,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="repeatable; default: all three")
     parser.add_argument("--profile", action="append", choices=sorted(traffic_sim.PROFILES),
                         help="repeatable; default: every reference profile")
-    parser.add_argument("--days", type=float, default=2.0, help="simulated days per run")
-    parser.add_argument("--time-scale", type=float, default=20000.0,
+    parser.add_argument("--days", type=float, default=0.5, help="simulated days per run")
+    parser.add_argument("--time-scale", type=float, default=1000.0,
                         help="simulated seconds per real second")
     parser.add_argument("--no-operator", action="store_true",
                         help="leave out the admin-API run (triggers, config, remote start)")

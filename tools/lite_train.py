@@ -28,6 +28,7 @@ import hashlib
 import json
 import statistics
 import sys
+import textwrap
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -222,11 +223,14 @@ def metadata(protocol: str, dict_id: int, choice: Choice, corpus: Path, samples:
 
 # ---- the byte table -----------------------------------------------------------------------
 def deflate_sizes(samples: Sequence[Sample]) -> list[int]:
-    """permessage-deflate with context takeover, one stream per direction (RFC 7692: the
-    trailing 00 00 ff ff is not sent)."""
-    streams = {}
+    """permessage-deflate with context takeover, one stream per direction and connection
+    (RFC 7692: the trailing 00 00 ff ff is not sent). A connection starts with the
+    station's first CALL: message ids count from 1 again on every connection."""
+    streams: dict[str, Any] = {}
     sizes = []
     for s in samples:
+        if s.direction == "to_csms" and s.message[0] == 2 and s.message[1] == "1":
+            streams.clear()
         if s.direction not in streams:
             streams[s.direction] = zlib.compressobj(6, zlib.DEFLATED, -DEFLATE_WBITS,
                                                     DEFLATE_MEM_LEVEL)
@@ -259,30 +263,26 @@ def _means(rows: Sequence[tuple[int, ...]]) -> list[float]:
     return [statistics.fmean(column) for column in zip(*rows, strict=True)]
 
 
-def report(protocols: Sequence[str], corpus_dir: Path) -> str:
-    parts = [
-        "## Bytes per message",
-        "",
+def report(protocols: Sequence[str], corpus_dir: Path, dict_dir: Path = DICT_DIR) -> str:
+    parts = ["## Bytes per message", "", textwrap.fill(
         "Made by `python tools/lite_train.py --report` from the committed corpus "
-        "(codecs/corpus/, recorded by tools/lite_record.py: the station simulator against "
-        "the real server across the reference profiles, budget policy off and on). Payload "
-        "bytes per message, mean, no WebSocket/TLS/TCP overhead: JSON is the OCPP-J text; "
-        f"deflate is permessage-deflate with context takeover (zlib window 2^{DEFLATE_WBITS}, "
-        f"memLevel {DEFLATE_MEM_LEVEL}, as lite_csms/net/deflate.py), one stream per "
-        "direction over the whole corpus; CBOR is the lite frame without compression "
-        "(format byte + compact CBOR body); +dict is the lite frame with the published "
-        "dictionary (zstd level 19, compressed only when shorter). A result row is the "
-        "CALLRESULT to that action. Every message is measured, training and held-out alike; "
-        "the held-out means are in codecs/dict/*.json.",
-        "",
-    ]
+        "(codecs/corpus/). Each figure is the mean payload bytes per message, without "
+        "WebSocket, TLS or TCP overhead. JSON is the OCPP-J text. deflate is "
+        "permessage-deflate with context takeover (zlib level 6, window 2^"
+        f"{DEFLATE_WBITS}, memLevel {DEFLATE_MEM_LEVEL}, as in lite_csms/net/deflate.py), "
+        "with one stream per direction that starts afresh on each connection. CBOR is the "
+        "lite frame without compression: the format byte and the compact CBOR body. "
+        "CBOR + dict is the lite frame with the published dictionary (zstd level 19, used "
+        "only when it is shorter). A result row is the CALLRESULT to that action. Every "
+        "message is measured, training and held-out alike; the held-out means are in "
+        "codecs/dict/*.json.", width=92), ""]
     for protocol in protocols:
         path = corpus_path(corpus_dir, protocol, compressed=True)
         samples, _ = encode_corpus(read_corpus(path), protocol)
-        ids = published_ids(protocol)
+        ids = published_ids(protocol, dict_dir)
         if not ids:
             continue
-        zdict, _ = dict_paths(protocol, ids[-1])
+        zdict, _ = dict_paths(protocol, ids[-1], dict_dir)
         dictionary = LiteDictionary(protocol, zdict.read_bytes())
         parts += [f"### {protocol} (dictionary {zdict.name}, {len(dictionary.data):,} B)", "",
                   bench_common.markdown_table(
@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     protocols = args.protocol or list(PROTOCOLS)
     if args.report:
-        write_report(report(protocols, args.corpus))
+        write_report(report(protocols, args.corpus, args.dict_dir))
         print(f"wrote {DOC}", file=sys.stderr)
         return 0
     status = 0

@@ -213,7 +213,7 @@ def invalid_frames(protocol: str) -> list[tuple[str, bytes]]:
         ("tag 0 (date string) is not allowed", b"\x00" + call + _h("a1 06 c0 61 78")),
         ("tag 2 (bignum) is not allowed", b"\x00" + call + _h("a1 07 c2 41 01")),
         ("tag 4 outside a date-time key", b"\x00" + call + _h("a1 63 78 78 78 c4 82 20 01")),
-        ("nested 17 levels deep", b"\x00" + call + _h("a1 63 78 78 78") + b"\x81" * 14
+        ("nested 33 levels deep", b"\x00" + call + _h("a1 63 78 78 78") + b"\x81" * 30
          + _h("a0")),
         ("map claims 1025 pairs", b"\x00" + call + _h("b9 0401")),
         ("array claims 2^32 items", b"\x00" + call + _h("a1 63 78 78 78 9b 0000000100000000")),
@@ -283,10 +283,10 @@ def _valid(label: str, message: list[Any], protocol: str) -> dict[str, Any]:
 
 def vectors(protocol: str) -> dict[str, Any]:
     valid = [_valid(label, m, protocol) for label, m in schema_messages(protocol)]
-    for action, response, payload in CORPUS[protocol]:
+    for n, (action, response, payload) in enumerate(CORPUS[protocol]):
         message = [3, "19", payload] if response else [2, "19", action, payload]
-        valid.append(_valid(f"typical {action}{'Response' if response else ''}", message,
-                            protocol))
+        valid.append(_valid(f"typical {n}: {action}{'Response' if response else ''}",
+                            message, protocol))
     valid += [_valid(f"edge: {label}", m, protocol) for label, m in edge_messages(protocol)]
     for dictionary in load_dictionaries(protocol, DICT_DIR).values():
         for action, response, payload in CORPUS[protocol][:6]:

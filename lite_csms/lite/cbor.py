@@ -15,7 +15,10 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-MAX_DEPTH = 16
+# Same as the JSON path (ocppj/framing.py MAX_NESTING): a message one transport carries, the
+# other carries too. The deepest OCA payload nests 13 levels (14 in its frame); customData
+# may hold vendor JSON below any of them, so 16 refused schema-valid messages.
+MAX_DEPTH = 32
 MAX_ITEMS = 1024
 UINT64_MAX = (1 << 64) - 1
 
