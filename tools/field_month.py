@@ -246,18 +246,29 @@ class LiteSocket:
 
     `send(text)` sends encode_frame(json.loads(text)) with the newest dictionary we hold;
     `recv()` returns the JSON text of decode_frame(frame). Raises LiteError on a text frame.
+
+    With `counter_ids` the ChargePoint's UUID message ids (16 raw bytes a message each way on
+    the lite link) go out as a counter ("1", "2": a CBOR integer, SPEC section 3), as lite
+    firmware numbers its CALLs; the answers get the ChargePoint's id back.
     """
 
-    def __init__(self, ws: Any, protocol: str) -> None:
+    def __init__(self, ws: Any, protocol: str, counter_ids: bool = True) -> None:
         self.ws = ws
         self.protocol = protocol
         self.dictionaries = load_dictionaries(protocol)
         self.dictionary = self.dictionaries[max(self.dictionaries)] if self.dictionaries else None
         self.bytes_out = self.bytes_in = 0
+        self.counter_ids = counter_ids
+        self._ids = itertools.count(1)
+        self._pending: dict[str, str] = {}
 
     async def send(self, text: str) -> None:
-        frame = encode_frame(json.loads(text), protocol=self.protocol,
-                             dictionary=self.dictionary)
+        message = json.loads(text)
+        if self.counter_ids and message[0] == 2:
+            number = str(next(self._ids))
+            self._pending[number] = message[1]
+            message[1] = number
+        frame = encode_frame(message, protocol=self.protocol, dictionary=self.dictionary)
         self.bytes_out += len(frame)
         await self.ws.send(frame)
 
@@ -267,6 +278,8 @@ class LiteSocket:
             raise LiteError(f"a text frame on the lite link: {frame[:80]!r}")
         self.bytes_in += len(frame)
         message = decode_frame(frame, protocol=self.protocol, dictionaries=self.dictionaries)
+        if message[0] in (3, 4) and message[1] in self._pending:
+            message[1] = self._pending.pop(message[1])
         return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -303,13 +316,14 @@ class FieldCharger:
     def __init__(self, protocol: str, profile: Profile, url: str, station_id: str,
                  password: str, tls: ResumingContext, pace: float,
                  compression: bool = True, link: str = "json",
-                 headers: str | None = None) -> None:
+                 headers: str | None = None, counter_ids: bool = True) -> None:
         self.protocol, self.profile, self.url = protocol, profile, url
         self.station_id, self.password, self.tls, self.pace = station_id, password, tls, pace
         self.link = link
         # The lite link never offers permessage-deflate (see the module docstring).
         self.compression = compression and link == "json"
         self.headers = headers or ("minimal" if link == "lite" else "stock")
+        self.counter_ids = counter_ids
         self.config = ChargerConfig(protocol)
         self.windows: list[Window] = []
         self.connections: list[dict[str, Any]] = []
@@ -372,7 +386,7 @@ class FieldCharger:
             if ws.subprotocol != lite:
                 await ws.close()
                 raise LiteError(f"asked for {lite}, the server picked {ws.subprotocol!r}")
-            adapter = LiteSocket(ws, self.protocol)
+            adapter = LiteSocket(ws, self.protocol, self.counter_ids)
         held = bench_accounting.HeldSocket(ws.transport)
         cp = (Charger16 if self.v16 else Charger201)(self.station_id, adapter or ws)
         cp.config = self.config
@@ -775,7 +789,8 @@ async def price_keepalive(charger: FieldCharger, server: Server, quiet: float = 
     keepalive fire within seconds; the link is left quiet and every probe and its ACK count."""
     probe = FieldCharger(charger.protocol, charger.profile, charger.url, KEEPALIVE_STATION,
                          server.passwords[KEEPALIVE_STATION], server.tls, charger.pace,
-                         charger.compression, charger.link, charger.headers)
+                         charger.compression, charger.link, charger.headers,
+                         charger.counter_ids)
     saved = server.tls.offer
     link = await probe.connect(resume=False)
     await probe.boot(link)
@@ -798,7 +813,7 @@ def run_pricing(protocol: str, profile: Profile, *, level: str = levels.NORMAL,
                 pace: float = 0.4, repeats: int = 3, stop_lengths: list[int] | None = None,
                 resumed: int = 2, full: int = 1, keepalive: bool = True,
                 capture: bool = True, compression: bool = True, link: str = "json",
-                headers: str | None = None,
+                headers: str | None = None, counter_ids: bool = True,
                 validate: Callable[..., Awaitable[Any]] | None = None,
                 workdir: Path | None = None) -> tuple[Pricing, Any]:
     """Price every kind of exchange against a fresh server; `validate` (if given) then runs
@@ -815,7 +830,7 @@ def run_pricing(protocol: str, profile: Profile, *, level: str = levels.NORMAL,
                 _capture(server.port, work, capture) as pcap:
             charger = FieldCharger(protocol, profile, f"wss://127.0.0.1:{server.port}/ocpp",
                                    station_id, server.passwords[station_id], server.tls, pace,
-                                   compression, link, headers)
+                                   compression, link, headers, counter_ids)
 
             async def main() -> tuple[float | None, Any, int, int]:
                 idle = await price_exchanges(charger, server, repeats=repeats,
@@ -1211,6 +1226,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--headers", choices=["stock", "minimal"],
                         help="the charger's upgrade request as websockets writes it, or without "
                              "User-Agent (default: minimal on the lite link, stock on json)")
+    parser.add_argument("--lite-ids", choices=["counter", "uuid"], default="counter",
+                        help="message ids on the lite link: a counter, as lite firmware would "
+                             "number its CALLs (default), or the ocpp package's UUIDs")
     parser.add_argument("--tcp-timestamps", choices=["host", "on", "off"], default="host",
                         help="TCP timestamps (12 B a segment) as the host has them, or on/off "
                              "in a network namespace of the run's own (root; unshare -n)")
@@ -1225,7 +1243,7 @@ def main(argv: list[str] | None = None) -> int:
     output: dict[str, Any] = {"profiles": {}, "tcp_timestamps": tcp_timestamps(),
                               "link": args.link}
     options = {"compression": args.compression == "on", "link": args.link,
-               "headers": args.headers}
+               "headers": args.headers, "counter_ids": args.lite_ids == "counter"}
     for name in profiles:
         profile = PROFILES[name]
         results, caps = [], {}
