@@ -814,6 +814,7 @@ def run_pricing(protocol: str, profile: Profile, *, level: str = levels.NORMAL,
                 resumed: int = 2, full: int = 1, keepalive: bool = True,
                 capture: bool = True, compression: bool = True, link: str = "json",
                 headers: str | None = None, counter_ids: bool = True,
+                middlebox_compat: bool = True,
                 validate: Callable[..., Awaitable[Any]] | None = None,
                 workdir: Path | None = None) -> tuple[Pricing, Any]:
     """Price every kind of exchange against a fresh server; `validate` (if given) then runs
@@ -828,6 +829,10 @@ def run_pricing(protocol: str, profile: Profile, *, level: str = levels.NORMAL,
         work = workdir or Path(tmp)
         with running_server(work, stations, profile.nat_timeout) as server, \
                 _capture(server.port, work, capture) as pcap:
+            if not middlebox_compat:
+                # RFC 8446 D.4: without it the charger sends no dummy ChangeCipherSpec and
+                # no 32 B legacy session id, which the server would echo.
+                server.tls.options &= ~ssl.OP_ENABLE_MIDDLEBOX_COMPAT
             charger = FieldCharger(protocol, profile, f"wss://127.0.0.1:{server.port}/ocpp",
                                    station_id, server.passwords[station_id], server.tls, pace,
                                    compression, link, headers, counter_ids)
@@ -1229,6 +1234,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lite-ids", choices=["counter", "uuid"], default="counter",
                         help="message ids on the lite link: a counter, as lite firmware would "
                              "number its CALLs (default), or the ocpp package's UUIDs")
+    parser.add_argument("--middlebox-compat", choices=["on", "off"], default="on",
+                        help="the charger's TLS 1.3 middlebox compatibility mode (OpenSSL's "
+                             "default, on): off sends no dummy ChangeCipherSpec or session id")
     parser.add_argument("--tcp-timestamps", choices=["host", "on", "off"], default="host",
                         help="TCP timestamps (12 B a segment) as the host has them, or on/off "
                              "in a network namespace of the run's own (root; unshare -n)")
@@ -1243,7 +1251,8 @@ def main(argv: list[str] | None = None) -> int:
     output: dict[str, Any] = {"profiles": {}, "tcp_timestamps": tcp_timestamps(),
                               "link": args.link}
     options = {"compression": args.compression == "on", "link": args.link,
-               "headers": args.headers, "counter_ids": args.lite_ids == "counter"}
+               "headers": args.headers, "counter_ids": args.lite_ids == "counter",
+               "middlebox_compat": args.middlebox_compat == "on"}
     for name in profiles:
         profile = PROFILES[name]
         results, caps = [], {}
