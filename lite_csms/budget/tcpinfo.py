@@ -17,6 +17,7 @@ _BYTES_RECEIVED = 128
 _SEGS_OUT = 136
 _BYTES_SENT = 200
 _FULL_SIZE = 232
+_TOTAL_RETRANS = 100
 _MIN_SIZE = 144
 TCPI_OPT_TIMESTAMPS = 1
 # tcp_states: a socket still held open settles here once both FINs are through (or on reset).
@@ -40,12 +41,15 @@ class TcpCounters:
     timestamps: bool
     # Linux tcp_states: 1 established, 7 closed, 8 close-wait (the peer's FIN has arrived).
     state: int = 1
+    # Segments sent a second time (tcpi_total_retrans): their headers are in segs_out.
+    segs_retrans: int = 0
 
     def __sub__(self, other: TcpCounters) -> TcpCounters:
         return TcpCounters(
             self.segs_in - other.segs_in, self.segs_out - other.segs_out,
             self.bytes_in - other.bytes_in, self.bytes_out - other.bytes_out,
             self.bytes_retrans - other.bytes_retrans, self.timestamps,
+            segs_retrans=self.segs_retrans - other.segs_retrans,
         )
 
 
@@ -70,8 +74,9 @@ def read(sock: socket.socket | object) -> TcpCounters | None:
     else:
         # Older kernels: what the peer acknowledged is the closest figure to what was sent.
         sent, retrans = acked, 0
+    (segs_retrans,) = struct.unpack_from("I", raw, _TOTAL_RETRANS)
     return TcpCounters(segs_in, segs_out, received, sent, retrans,
-                       bool(raw[_OPTIONS] & TCPI_OPT_TIMESTAMPS), raw[0])
+                       bool(raw[_OPTIONS] & TCPI_OPT_TIMESTAMPS), raw[0], segs_retrans)
 
 
 def segment_header(family: int, timestamps: bool) -> int:

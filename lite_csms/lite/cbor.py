@@ -202,10 +202,21 @@ def _float(value: float) -> bytes:
     return b"\xfb" + struct.pack(">d", value)
 
 
-def _write(value: Any, out: list[bytes]) -> None:
+def _container(size: int, depth: int) -> None:
+    # The receiver's limits (codecs/SPEC.md section 7): never send what a peer must refuse.
+    if depth >= MAX_DEPTH:
+        raise CborError(f"nested deeper than {MAX_DEPTH} levels", limit=True)
+    if size > MAX_ITEMS:
+        raise CborError(f"{size} items in one array or map (limit {MAX_ITEMS})", limit=True)
+
+
+def _write(value: Any, out: list[bytes], depth: int) -> None:
     kind = type(value)
     if kind is str:
-        raw = value.encode("utf-8")
+        try:
+            raw = value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise CborError("text is not valid Unicode (a lone surrogate)") from None
         out.append(_head(3, len(raw)))
         out.append(raw)
     elif kind is int:
@@ -216,16 +227,18 @@ def _write(value: Any, out: list[bytes]) -> None:
         else:
             raise CborError(f"integer {value} is outside the 64-bit range")
     elif kind is dict:
+        _container(len(value), depth)
         out.append(_head(5, len(value)))
         # Deterministic encoding: pairs sorted by the bytes of their encoded keys.
         for key, item in sorted(((dumps(k), v) for k, v in value.items()),
                                 key=lambda pair: pair[0]):
             out.append(key)
-            _write(item, out)
+            _write(item, out, depth + 1)
     elif kind is list:
+        _container(len(value), depth)
         out.append(_head(4, len(value)))
         for item in value:
-            _write(item, out)
+            _write(item, out, depth + 1)
     elif kind is bool:
         out.append(b"\xf5" if value else b"\xf4")
     elif value is None:
@@ -237,13 +250,17 @@ def _write(value: Any, out: list[bytes]) -> None:
         out.append(value)
     elif kind is Tag:
         out.append(_head(6, value.number))
-        _write(value.value, out)
+        _write(value.value, out, depth)
     else:
         raise CborError(f"{kind.__name__} has no CBOR form on the lite link")
 
 
 def dumps(value: Any) -> bytes:
-    """Core deterministic CBOR: shortest heads, shortest exact floats, sorted map keys."""
+    """Core deterministic CBOR: shortest heads, shortest exact floats, sorted map keys.
+
+    Raises CborError for what has no CBOR form here or breaks the reader's limits (depth,
+    items per array or map), so whatever it writes, `loads` reads.
+    """
     out: list[bytes] = []
-    _write(value, out)
+    _write(value, out, 0)
     return b"".join(out)
