@@ -25,11 +25,13 @@ with the samples they deliver at their end.
 `<protocol>.lite1` first and the run fails unless the server picks it; a small adapter
 (`LiteSocket`) turns each OCPP-J text the ChargePoint writes into a lite frame (with the
 newest published dictionary of the protocol, if any) and each frame it receives back into
-text. No permessage-deflate is offered there: the codec compresses each frame already, and a
-deflate window costs the server memory for every idle station. The lite charger also sends a
-short upgrade request (`--headers minimal`: no User-Agent, no extension offer). Bytes are
-still counted only by the kernel and tcpdump; the frame sizes the adapter records are kept
-beside each window for the estimates of batching and cumulative acknowledgement only.
+text; its CALLs are numbered by a counter, as lite firmware would (`--lite-ids uuid` keeps
+the package's UUIDs). No permessage-deflate is offered there: the codec compresses each
+frame already, and a deflate window costs the server memory for every idle station. The lite
+charger also sends a short upgrade request (`--headers minimal`: no User-Agent, no
+extension offer). Bytes are still counted only by the kernel and tcpdump; the frame sizes the
+adapter records are kept beside each window for the estimates of batching and cumulative
+acknowledgement only.
 """
 
 from __future__ import annotations
@@ -1040,8 +1042,8 @@ def month(profile: Profile, pricing: Pricing) -> dict[str, Any]:
 # ---- levers the lite link could add (item 6 of issue 10): estimates from measured prices ----
 # TLS 1.3 with an AEAD: a 5 B record header, the inner content type and a 16 B tag.
 TLS_RECORD = 22
-# A WebSocket header on a short frame: 2 B, plus the 4 B mask on the charger's frames.
-WS_OUT, WS_IN = 6, 2
+# The WebSocket header on the charger's short frame: 2 B and the 4 B mask.
+WS_OUT = 6
 # A cumulative acknowledgement riding on a later answer: an integer message id in CBOR.
 ACK_FIELD = 3
 
