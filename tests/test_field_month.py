@@ -69,6 +69,49 @@ def test_prices_compose_to_the_wire_within_2_percent(protocol: str, tmp_path: Pa
                pricing.billing)
 
 
+# The lite link (issue 10): the same charger through the LiteSocket adapter, the same 2 %.
+def test_lite_link_prices_compose_to_the_wire_within_2_percent(tmp_path: Path) -> None:
+    profile = fm.PROFILES["home-share"]
+
+    async def validate(charger):  # type: ignore[no-untyped-def]
+        return await fm.short_run(charger, SESSION)
+
+    # Two sessions priced, not one: a lite run is about 9.7 kB, so a start whose answer
+    # follows the durable write later than the delayed-ACK timer (52 B more) would be 0.5 %
+    # of it from a single window; the median of two halves that.
+    pricing, (plan, wire) = fm.run_pricing(
+        "ocpp2.0.1", profile, pace=0.3, repeats=2, stop_lengths=[SESSION], resumed=2, full=1,
+        keepalive=False, capture=False, link="lite", validate=validate, workdir=tmp_path)
+    # The server picked the lite subprotocol on every connection; nothing offered deflate.
+    assert pricing.subprotocol == "ocpp2.0.1.lite1"
+    assert {c["subprotocol"] for c in pricing.connections} == {"ocpp2.0.1.lite1"}
+    assert pricing.deflate == ""
+    # Binary frames crossed both ways in every message window, and fewer bytes than a
+    # JSON heartbeat's text ([2,"<uuid>","Heartbeat",{}] is 55 B) for the lite one.
+    heartbeat = pricing.prices["heartbeat"]
+    assert 0 < heartbeat["frames_out"] < 55 and heartbeat["frames_in"] > 0
+    # The lite charger's upgrade request carries no User-Agent and no extension offer.
+    for connection in pricing.connections:
+        sent = {name.lower() for name in connection["request_headers"]}
+        assert "authorization" in sent
+        assert not sent & {"user-agent", "sec-websocket-extensions"}, sent
+    assert plan.handshake_resumed == 1 and plan.handshake_full == 1
+    predicted = sum(fm.compose(plan, pricing).values())
+    assert wire > 5_000
+    assert abs(predicted - wire) <= 0.02 * wire, (predicted, wire, pricing.prices)
+    assert any(row["meter_stop_wh"] is not None and row["energy_wh"] for row in
+               pricing.billing)
+
+
+def test_lite_link_fails_loudly_when_the_server_picks_plain_ocpp(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LITE_CSMS_LITE", "0")
+    with pytest.raises(fm.LiteError, match=r"asked for ocpp2\.0\.1\.lite1.*'ocpp2\.0\.1'"):
+        fm.run_pricing("ocpp2.0.1", fm.PROFILES["home-share"], pace=0.1, repeats=1,
+                       resumed=0, full=0, keepalive=False, capture=False, link="lite",
+                       workdir=tmp_path)
+
+
 def test_the_month_counts_follow_the_settings_received() -> None:
     """Counts come from the settings the charger holds, not from the policy's tables."""
     profile = fm.PROFILES["home-share"]

@@ -19,6 +19,19 @@ with the samples they deliver at their end.
     python tools/field_month.py                      # home-share and village-hub, 1.6 and 2.0.1
     python tools/field_month.py --profile home-share --protocol ocpp1.6 --json
     python tools/field_month.py --profile home-share --cap 1MB
+    python tools/field_month.py --profile home-share --link lite     # the lite link
+
+`--link lite` puts the same charger on the lite link (codecs/SPEC.md): it offers
+`<protocol>.lite1` first and the run fails unless the server picks it; a small adapter
+(`LiteSocket`) turns each OCPP-J text the ChargePoint writes into a lite frame (with the
+newest published dictionary of the protocol, if any) and each frame it receives back into
+text; its CALLs are numbered by a counter, as lite firmware would (`--lite-ids uuid` keeps
+the package's UUIDs). No permessage-deflate is offered there: the codec compresses each
+frame already, and a deflate window costs the server memory for every idle station. The lite
+charger also sends a short upgrade request (`--headers minimal`: no User-Agent, no
+extension offer). Bytes are still counted only by the kernel and tcpdump; the frame sizes the
+adapter records are kept beside each window for the estimates of batching and cumulative
+acknowledgement only.
 """
 
 from __future__ import annotations
@@ -66,6 +79,7 @@ from lite_csms.budget import cycles, levels
 from lite_csms.budget.units import parse_size
 from lite_csms.db.database import open_database
 from lite_csms.db.models import StationBudget
+from lite_csms.lite import decode_frame, encode_frame, lite_subprotocol, load_dictionaries
 
 DAY = 86400
 MONTH_DAYS = 30
@@ -219,6 +233,58 @@ class Window:
     tcpdump: int | None = None
     # Exchanges of the kind the window holds (keepalive probes: all those of a quiet span).
     count: int = 1
+    # Lite frames' bytes (format byte on, WebSocket header off) sent and received in the
+    # window, as the adapter wrote and read them; None on the JSON link. Not a price.
+    frames_out: int | None = None
+    frames_in: int | None = None
+
+
+class LiteError(RuntimeError):
+    """The lite link was asked for and not had: the server picked another subprotocol, or a
+    frame arrived that the lite link does not carry."""
+
+
+class LiteSocket:
+    """The charger's websockets connection as the ChargePoint sees it on the lite link: it
+    writes and reads OCPP-J text; binary lite frames (codecs/SPEC.md) cross the wire.
+
+    `send(text)` sends encode_frame(json.loads(text)) with the newest dictionary we hold;
+    `recv()` returns the JSON text of decode_frame(frame). Raises LiteError on a text frame.
+
+    With `counter_ids` the ChargePoint's UUID message ids (16 raw bytes a message each way on
+    the lite link) go out as a counter ("1", "2": a CBOR integer, SPEC section 3), as lite
+    firmware numbers its CALLs; the answers get the ChargePoint's id back.
+    """
+
+    def __init__(self, ws: Any, protocol: str, counter_ids: bool = True) -> None:
+        self.ws = ws
+        self.protocol = protocol
+        self.dictionaries = load_dictionaries(protocol)
+        self.dictionary = self.dictionaries[max(self.dictionaries)] if self.dictionaries else None
+        self.bytes_out = self.bytes_in = 0
+        self.counter_ids = counter_ids
+        self._ids = itertools.count(1)
+        self._pending: dict[str, str] = {}
+
+    async def send(self, text: str) -> None:
+        message = json.loads(text)
+        if self.counter_ids and message[0] == 2:
+            number = str(next(self._ids))
+            self._pending[number] = message[1]
+            message[1] = number
+        frame = encode_frame(message, protocol=self.protocol, dictionary=self.dictionary)
+        self.bytes_out += len(frame)
+        await self.ws.send(frame)
+
+    async def recv(self) -> str:
+        frame = await self.ws.recv()
+        if isinstance(frame, str):
+            raise LiteError(f"a text frame on the lite link: {frame[:80]!r}")
+        self.bytes_in += len(frame)
+        message = decode_frame(frame, protocol=self.protocol, dictionaries=self.dictionaries)
+        if message[0] in (3, 4) and message[1] in self._pending:
+            message[1] = self._pending.pop(message[1])
+        return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
 
 
 def net_ip(counters: tcpinfo.TcpCounters, family: int) -> int:
@@ -238,6 +304,15 @@ class Link:
     resumed: bool
     deflate: str
     opened: float
+    subprotocol: str = ""
+    lite: LiteSocket | None = None
+    # The HTTP upgrade as websockets wrote and read it (bytes before TLS): explains the
+    # handshake price, is not one.
+    upgrade: tuple[int, int] = (0, 0)
+    request_headers: tuple[str, ...] = ()
+
+    def frames(self) -> tuple[int | None, int | None]:
+        return (None, None) if self.lite is None else (self.lite.bytes_out, self.lite.bytes_in)
 
     def ip(self) -> tuple[int, int]:
         """IP bytes and segments so far, both directions (SYN options included), without
@@ -252,10 +327,15 @@ class FieldCharger:
 
     def __init__(self, protocol: str, profile: Profile, url: str, station_id: str,
                  password: str, tls: ResumingContext, pace: float,
-                 compression: bool = True) -> None:
+                 compression: bool = True, link: str = "json",
+                 headers: str | None = None, counter_ids: bool = True) -> None:
         self.protocol, self.profile, self.url = protocol, profile, url
         self.station_id, self.password, self.tls, self.pace = station_id, password, tls, pace
-        self.compression = compression
+        self.link = link
+        # The lite link never offers permessage-deflate (see the module docstring).
+        self.compression = compression and link == "json"
+        self.headers = headers or ("minimal" if link == "lite" else "stock")
+        self.counter_ids = counter_ids
         self.config = ChargerConfig(protocol)
         self.windows: list[Window] = []
         self.connections: list[dict[str, Any]] = []
@@ -280,31 +360,55 @@ class FieldCharger:
     async def window(self, link: Link, kind: str, exchange: Callable[[], Awaitable[Any]]
                      ) -> Any:
         before, segs = link.ip()
+        out, into = link.frames()
         started = time.time()
         answer = await exchange()
         await self.settle(link)
         after, segs_after = link.ip()
-        self.windows.append(Window(kind, link.port, started, time.time(), after - before,
-                                   segs_after - segs))
+        self.windows.append(self._window(link, kind, started, after - before,
+                                         segs_after - segs, out, into))
         return answer
+
+    def _window(self, link: Link, kind: str, started: float, kernel: int, segments: int,
+                out: int | None, into: int | None) -> Window:
+        now_out, now_in = link.frames()
+        window = Window(kind, link.port, started, time.time(), kernel, segments)
+        if out is not None and into is not None and now_out is not None and now_in is not None:
+            window.frames_out, window.frames_in = now_out - out, now_in - into
+        return window
 
     # ---- connections ----------------------------------------------------------------------
     async def connect(self, resume: bool) -> Link:
         """TCP, TLS (resumed with the last ticket when `resume`) and the HTTP upgrade."""
         auth = base64.b64encode(f"{self.station_id}:{self.password}".encode()).decode()
         self.tls.offer = self.tls.offer if resume else None
+        lite = lite_subprotocol(self.protocol) if self.link == "lite" else None
+        # A lite charger offers plain OCPP-J after the lite subprotocol (SPEC section 2).
+        offer = [lite, self.protocol] if lite else [self.protocol]
+        options: dict[str, Any] = {}
+        if self.headers == "minimal":
+            options["user_agent_header"] = None
         started = time.time()
         ws = await websockets.connect(
-            f"{self.url}/{self.station_id}", subprotocols=[self.protocol], ssl=self.tls,
+            f"{self.url}/{self.station_id}", subprotocols=offer, ssl=self.tls,
             additional_headers={"Authorization": f"Basic {auth}"}, ping_interval=None,
-            compression="deflate" if self.compression else None)
+            compression="deflate" if self.compression else None, **options)
+        adapter = None
+        if lite:
+            if ws.subprotocol != lite:
+                await ws.close()
+                raise LiteError(f"asked for {lite}, the server picked {ws.subprotocol!r}")
+            adapter = LiteSocket(ws, self.protocol, self.counter_ids)
         held = bench_accounting.HeldSocket(ws.transport)
-        cp = (Charger16 if self.v16 else Charger201)(self.station_id, ws)
+        cp = (Charger16 if self.v16 else Charger201)(self.station_id, adapter or ws)
         cp.config = self.config
         listener = asyncio.create_task(cp.start())
         tls_object = ws.transport.get_extra_info("ssl_object")
         link = Link(ws, cp, held, listener, held.port, bool(tls_object.session_reused),
-                    ws.response.headers.get("Sec-WebSocket-Extensions", ""), started)
+                    ws.response.headers.get("Sec-WebSocket-Extensions", ""), started,
+                    ws.subprotocol or "", adapter,
+                    (len(ws.request.serialize()), len(ws.response.serialize())),
+                    tuple(ws.request.headers.keys()))
         await self.settle(link)
         total, segs = link.ip()
         kind = "handshake-resumed" if link.resumed else "handshake-full"
@@ -328,7 +432,10 @@ class FieldCharger:
         self.windows.append(Window("teardown", link.port, started, time.time(),
                                    total - before, final.segs_in + final.segs_out - segs))
         self.connections.append({"port": link.port, "resumed": link.resumed,
-                                 "deflate": link.deflate, "kernel": total})
+                                 "deflate": link.deflate, "subprotocol": link.subprotocol,
+                                 "upgrade_request": link.upgrade[0],
+                                 "upgrade_response": link.upgrade[1],
+                                 "request_headers": link.request_headers, "kernel": total})
         return total
 
     # ---- exchanges ------------------------------------------------------------------------
@@ -402,6 +509,7 @@ class FieldCharger:
 
     async def start(self, link: Link, tx: _Tx) -> None:
         before, segs = link.ip()
+        out, into = link.frames()
         started = time.time()
         if self.v16:
             await link.cp.call(call16.Authorize(id_tag=ID_TAG))
@@ -423,8 +531,8 @@ class FieldCharger:
                 meter_value=[self._reading(tx, 0, [ENERGY], "Transaction.Begin")]))
         await self.settle(link)
         after, segs_after = link.ip()
-        self.windows.append(Window("start", link.port, started, time.time(), after - before,
-                                   segs_after - segs))
+        self.windows.append(self._window(link, "start", started, after - before,
+                                         segs_after - segs, out, into))
 
     async def sample(self, link: Link, tx: _Tx, at: int, kind: str) -> None:
         measurands = self.config.measurands("sampled")
@@ -621,6 +729,8 @@ class Pricing:
     connections: list[dict[str, Any]]
     billing: list[dict[str, Any]]
     prices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The subprotocol the server picked ("ocpp2.0.1.lite1" on the lite link).
+    subprotocol: str = ""
 
     def price(self, kind: str) -> float:
         return float(self.prices[kind]["kernel"])
@@ -642,6 +752,10 @@ def summarise(windows: list[Window]) -> dict[str, dict[str, Any]]:
             "n": len(kernel), "kernel": statistics.median(kernel),
             "mean": statistics.fmean(kernel), "min": min(kernel), "max": max(kernel),
             "tcpdump": statistics.median(dumped) if len(dumped) == len(kernel) else None}
+        if all(w.frames_out is not None for w in group):
+            # Lite frame bytes of the median window's kind (for estimates, not for prices).
+            prices[kind]["frames_out"] = statistics.median(w.frames_out or 0 for w in group)
+            prices[kind]["frames_in"] = statistics.median(w.frames_in or 0 for w in group)
     return prices
 
 
@@ -686,7 +800,8 @@ async def price_keepalive(charger: FieldCharger, server: Server, quiet: float = 
     keepalive fire within seconds; the link is left quiet and every probe and its ACK count."""
     probe = FieldCharger(charger.protocol, charger.profile, charger.url, KEEPALIVE_STATION,
                          server.passwords[KEEPALIVE_STATION], server.tls, charger.pace,
-                         charger.compression)
+                         charger.compression, charger.link, charger.headers,
+                         charger.counter_ids)
     saved = server.tls.offer
     link = await probe.connect(resume=False)
     await probe.boot(link)
@@ -708,7 +823,9 @@ KEEPALIVE_STATION = "FIELD-KA"
 def run_pricing(protocol: str, profile: Profile, *, level: str = levels.NORMAL,
                 pace: float = 0.4, repeats: int = 3, stop_lengths: list[int] | None = None,
                 resumed: int = 2, full: int = 1, keepalive: bool = True,
-                capture: bool = True, compression: bool = True,
+                capture: bool = True, compression: bool = True, link: str = "json",
+                headers: str | None = None, counter_ids: bool = True,
+                middlebox_compat: bool = True,
                 validate: Callable[..., Awaitable[Any]] | None = None,
                 workdir: Path | None = None) -> tuple[Pricing, Any]:
     """Price every kind of exchange against a fresh server; `validate` (if given) then runs
@@ -723,9 +840,13 @@ def run_pricing(protocol: str, profile: Profile, *, level: str = levels.NORMAL,
         work = workdir or Path(tmp)
         with running_server(work, stations, profile.nat_timeout) as server, \
                 _capture(server.port, work, capture) as pcap:
+            if not middlebox_compat:
+                # RFC 8446 D.4: without it the charger sends no dummy ChangeCipherSpec and
+                # no 32 B legacy session id, which the server would echo.
+                server.tls.options &= ~ssl.OP_ENABLE_MIDDLEBOX_COMPAT
             charger = FieldCharger(protocol, profile, f"wss://127.0.0.1:{server.port}/ocpp",
                                    station_id, server.passwords[station_id], server.tls, pace,
-                                   compression)
+                                   compression, link, headers, counter_ids)
 
             async def main() -> tuple[float | None, Any, int, int]:
                 idle = await price_exchanges(charger, server, repeats=repeats,
@@ -744,7 +865,9 @@ def run_pricing(protocol: str, profile: Profile, *, level: str = levels.NORMAL,
                       charger.connections[0]["deflate"] if charger.connections else "",
                       charger.config.received, dict(charger.config.values),
                       charger.ticket_lifetime, idle, charger.windows[:priced],
-                      charger.connections[:connected], billing)
+                      charger.connections[:connected], billing,
+                      subprotocol=charger.connections[0]["subprotocol"]
+                      if charger.connections else "")
     pricing.prices = summarise(pricing.windows)
     return pricing, extra
 
@@ -916,6 +1039,50 @@ def month(profile: Profile, pricing: Pricing) -> dict[str, Any]:
             "notes": describe(counts, pricing, profile, pricing.protocol == "ocpp1.6")}
 
 
+# ---- levers the lite link could add (item 6 of issue 10): estimates from measured prices ----
+# TLS 1.3 with an AEAD: a 5 B record header, the inner content type and a 16 B tag.
+TLS_RECORD = 22
+# The WebSocket header on the charger's short frame: 2 B and the 4 B mask.
+WS_OUT = 6
+# A cumulative acknowledgement riding on a later answer: an integer message id in CBOR.
+ACK_FIELD = 3
+
+
+def lite_levers(pricing: Pricing, counts: Counts) -> dict[str, dict[str, float]]:
+    """What batching and cumulative acknowledgement would save, from this run's prices.
+
+    Each exchange's fixed cost is its kernel price less the lite frames it carried (TCP/IP
+    headers of its segments, two TLS records, two WebSocket headers). A batch (BootNotification
+    and the status reports after it in one frame, answered in one frame) pays one fixed cost
+    instead of one per message. A StatusNotification acknowledged cumulatively (it carries no
+    billing data) costs its request segment and the server's bare ACK instead of a whole
+    exchange, plus the id on a later answer. Bytes per event and per month; {} on the JSON link.
+    """
+    p = pricing.prices
+    if "status-change" not in p or "frames_out" not in p["status-change"]:
+        return {}
+    header = p["keepalive-probe"]["kernel"] / 2 if "keepalive-probe" in p else 52.0
+
+    def fixed(kind: str) -> float:
+        return float(p[kind]["kernel"] - p[kind]["frames_out"] - p[kind]["frames_in"])
+
+    after_boot = [f"status-after-boot#{k + 1}" for k in range(counts.statuses_per_boot)]
+    # The batch's frames hold one CBOR array of messages each way: 1 B more a direction.
+    batch = sum(fixed(kind) for kind in after_boot if kind in p) - 2
+    reconnects = counts.statuses_after_boot / max(1, counts.statuses_per_boot)
+    status = p["status-change"]
+    unanswered = 2 * header + TLS_RECORD + WS_OUT + status["frames_out"] + ACK_FIELD
+    ack = status["kernel"] - unanswered
+    return {
+        "batch boot and status": {"per_event": batch, "events": reconnects,
+                                  "month": batch * reconnects},
+        "cumulative ack of status changes": {"per_event": ack, "events": counts.status_changes,
+                                             "month": ack * counts.status_changes},
+        "fixed cost of one exchange": {"per_event": fixed("status-change"), "events": 0,
+                                       "month": 0.0},
+    }
+
+
 # ---- the model against the wire ------------------------------------------------------------
 async def short_run(charger: FieldCharger, session_seconds: int) -> tuple[Counts, int]:
     """A short run of its own after the pricing, on the same server: a resumed reconnect with
@@ -1023,12 +1190,14 @@ def price_table(results: list[dict[str, Any]]) -> str:
 def result_of(pricing: Pricing, profile: Profile) -> dict[str, Any]:
     return {"profile": profile.name, "protocol": pricing.protocol, "level": pricing.level,
             "pace": pricing.pace, "deflate": pricing.deflate,
+            "subprotocol": pricing.subprotocol,
             "settings_received": pricing.settings_received, "settings": pricing.settings,
             "ticket_lifetime": pricing.ticket_lifetime,
             "keepalive_idle": pricing.keepalive_idle, "prices": pricing.prices,
             "connections": pricing.connections, "billing": pricing.billing,
             "windows": [asdict(w) for w in pricing.windows],
-            "month": month(profile, pricing)}
+            "month": month(profile, pricing),
+            "levers": lite_levers(pricing, month_counts(profile, pricing))}
 
 
 def tcp_timestamps() -> bool:
@@ -1066,6 +1235,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compression", choices=["on", "off"], default="on",
                         help="whether the charger offers permessage-deflate (default on, as "
                              "the websockets client does)")
+    parser.add_argument("--link", choices=["json", "lite"], default="json",
+                        help="OCPP-J text frames (default), or the lite link: the charger "
+                             "offers <protocol>.lite1 first and the run fails unless it is "
+                             "picked; no permessage-deflate is offered there")
+    parser.add_argument("--headers", choices=["stock", "minimal"],
+                        help="the charger's upgrade request as websockets writes it, or without "
+                             "User-Agent (default: minimal on the lite link, stock on json)")
+    parser.add_argument("--lite-ids", choices=["counter", "uuid"], default="counter",
+                        help="message ids on the lite link: a counter, as lite firmware would "
+                             "number its CALLs (default), or the ocpp package's UUIDs")
+    parser.add_argument("--middlebox-compat", choices=["on", "off"], default="on",
+                        help="the charger's TLS 1.3 middlebox compatibility mode (OpenSSL's "
+                             "default, on): off sends no dummy ChangeCipherSpec or session id")
     parser.add_argument("--tcp-timestamps", choices=["host", "on", "off"], default="host",
                         help="TCP timestamps (12 B a segment) as the host has them, or on/off "
                              "in a network namespace of the run's own (root; unshare -n)")
@@ -1077,22 +1259,26 @@ def main(argv: list[str] | None = None) -> int:
     print(f"TCP timestamps: {'on' if tcp_timestamps() else 'off'}", file=sys.stderr)
     profiles = args.profile or list(PROFILES)
     protocols = args.protocol or ["ocpp1.6", "ocpp2.0.1"]
-    output: dict[str, Any] = {"profiles": {}, "tcp_timestamps": tcp_timestamps()}
+    output: dict[str, Any] = {"profiles": {}, "tcp_timestamps": tcp_timestamps(),
+                              "link": args.link}
+    options = {"compression": args.compression == "on", "link": args.link,
+               "headers": args.headers, "counter_ids": args.lite_ids == "counter",
+               "middlebox_compat": args.middlebox_compat == "on"}
     for name in profiles:
         profile = PROFILES[name]
         results, caps = [], {}
         for protocol in protocols:
             pricing, _ = run_pricing(protocol, profile, pace=args.pace, repeats=args.repeats,
-                                     compression=args.compression == "on")
+                                     **options)
             results.append(result_of(pricing, profile))
             print(f"{name} {protocol}: {_mb(results[-1]['month']['total'])} MB/month "
-                  f"(deflate: {pricing.deflate or 'not negotiated'})", file=sys.stderr)
+                  f"(subprotocol {pricing.subprotocol}, "
+                  f"deflate: {pricing.deflate or 'not negotiated'})", file=sys.stderr)
             if args.cap:
                 by_level = {levels.NORMAL: results[-1]}
                 for level in (levels.LEAN, levels.MINIMAL):
                     priced, _ = run_pricing(protocol, profile, level=level, pace=args.pace,
-                                            repeats=args.repeats,
-                                            compression=args.compression == "on")
+                                            repeats=args.repeats, **options)
                     by_level[level] = result_of(priced, profile)
                 held = hold_under_cap({lvl: r["month"]["total"] for lvl, r in by_level.items()},
                                       parse_size(args.cap))
@@ -1106,6 +1292,20 @@ def main(argv: list[str] | None = None) -> int:
             print(month_table(results))
             print()
             print(price_table(results))
+            for r in results:
+                if r["levers"]:
+                    print(f"\n{r['protocol']} on the lite link, estimated from these prices:")
+                for lever, e in r["levers"].items():
+                    if e["events"]:
+                        print(f"  {lever}: {e['per_event']:.0f} B each, {e['events']:.0f} a "
+                              f"month, {_mb(e['month'])} MB/month saved")
+                    else:
+                        print(f"  {lever}: {e['per_event']:.0f} B")
+            for r in results:
+                upgrades = {(c["upgrade_request"], c["upgrade_response"])
+                            for c in r["connections"]}
+                print(f"{r['protocol']}: HTTP upgrade request / response bytes "
+                      + ", ".join(f"{a} / {b}" for a, b in sorted(upgrades)))
             for protocol, held in caps.items():
                 months = ", ".join(f"{lvl} {_mb(total)}" for lvl, total in held["months"].items())
                 days = ", ".join(f"{lvl} {d:.2f} days" for lvl, d in held["days_at"].items())
