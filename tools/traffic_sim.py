@@ -589,16 +589,23 @@ def _difference(station: dict[str, int], server: dict[str, int]) -> float:
 
 def markdown_table(results: list[dict[str, Any]]) -> str:
     lines = ["| profile | protocol | policy | IP MB/month | TLS | WS | payload | "
-             "connections (resumed) | station vs server (IP) |",
-             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "connections (resumed) | station vs server (IP) | billing |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in results:
         scale = 30 / r["days"]
         mb = {layer: _both(r["server"][layer]) * scale / 1e6 for layer in LAYER_ORDER}
         lines.append(
-            f"| {r['profile']} | {r['protocol']} | {'on' if r['policy'] else 'off'} | "
+            f"| {r['profile']} | {r['protocol']}{' lite' if r.get('lite') else ''} | "
+            f"{'on' if r['policy'] else 'off'} | "
             f"{mb['ip']:.2f} | {mb['tls']:.2f} | {mb['ws']:.2f} | {mb['payload']:.2f} | "
-            f"{r['connections']} ({r['tls_resumed']}) | {r['agreement']['ip']:.2f}% |")
+            f"{r['connections']} ({r['tls_resumed']}) | {r['agreement']['ip']:.2f}% | "
+            f"{_billing_cell(r['billing'])} |")
     return "\n".join(lines)
+
+
+def _billing_cell(billing: dict[str, Any]) -> str:
+    state = "intact" if billing["intact"] else f"{len(billing['problems'])} problems"
+    return f"{state}: {billing['stopped']} stopped, {billing['energy_wh'] / 1000:.1f} kWh"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -612,7 +619,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="simulated seconds per real second")
     parser.add_argument("--cap", type=int, help="monthly cap in bytes (default: server's)")
     parser.add_argument("--table", action="store_true",
-                        help="run both profiles, 1.6 and 2.0.1, policy off and on")
+                        help="run both profiles, 1.6 and 2.0.1 (and 2.1 with --lite), "
+                        "policy off and on")
     parser.add_argument("--lite", action="store_true",
                         help="the station offers the lite link (codecs/SPEC.md) first")
     parser.add_argument("--json", action="store_true", help="print the full results as JSON")
@@ -622,8 +630,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.table:
-        runs = [(p, v, pol) for p in PROFILES for v in ("ocpp1.6", "ocpp2.0.1")
-                for pol in (False, True)]
+        # The lite link exists for every version; its table covers 2.1 as well.
+        versions = ("ocpp1.6", "ocpp2.0.1", "ocpp2.1") if args.lite else ("ocpp1.6",
+                                                                          "ocpp2.0.1")
+        runs = [(p, v, pol) for p in PROFILES for v in versions for pol in (False, True)]
     else:
         runs = [(args.profile, args.protocol, args.policy == "on")]
     results = []
