@@ -223,8 +223,7 @@ def measure_memory(workdir: Path, link: str, stations: int, messages: int) -> Me
     ids = bench_deflate.register(database, stations + 1)
     env = {"LITE_CSMS_WS_DEFLATE": "1" if link == "deflate" else "0",
            "LITE_CSMS_WS_DEFLATE_WINDOW_BITS": str(DEFLATE_WBITS),
-           "LITE_CSMS_WS_DEFLATE_MEM_LEVEL": str(DEFLATE_MEM_LEVEL),
-           "LITE_CSMS_LOG_LEVEL": "WARNING"}
+           "LITE_CSMS_WS_DEFLATE_MEM_LEVEL": str(DEFLATE_MEM_LEVEL)}
     dictionary = max(load_dictionaries("ocpp1.6").items())[1]
     print(f"memory: {link}, {stations} stations", file=sys.stderr, flush=True)
 
@@ -259,6 +258,11 @@ def memory_section(workdir: Path, counts: Sequence[int], messages: int) -> str:
         [[label[r.link], r.stations, r.baseline_kib / 1024, r.loaded_kib / 1024,
           r.per_station, "-" if r.link == "plain" else
           f"{r.per_station - plain[r.stations]:+.1f}"] for r in rows])
+    base = {link: statistics.fmean(r.baseline_kib for r in rows if r.link == link)
+            for link in LINKS}
+    shared = (f" The shared part shows in the baseline instead: RSS with 0 stations is "
+              f"{base['lite'] - base['plain']:+,.0f} KiB on the lite server against the "
+              "OCPP-J one without deflate (mean of the rows), once per process.")
     return "\n".join([
         "## Memory per idle lite station", "",
         _fill("Made by `python tools/bench_lite.py --memory --write`. The real `lite-csms serve` "
@@ -274,7 +278,7 @@ def memory_section(workdir: Path, counts: Sequence[int], messages: int) -> str:
         "permessage-deflate keeps a deflate and an inflate window per connection, "
         "which zlib sizes at about 31 KiB for our window 11 / memLevel 4 (docs/DATA-BUDGET.md, "
         "`tools/bench_deflate.py`: 27 KiB more per station than deflate off, at 1,000 "
-        "stations)."), "",
+        "stations)." + shared), "",
         _fill(f"Measured with ({MACHINE_NOTE}):"), "", bench_common.machine_summary(PACKAGES),
         ""])
 
