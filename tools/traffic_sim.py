@@ -6,10 +6,13 @@ password (security profile 2), and runs a profile through the station simulator 
 accelerated time: sessions, link drops with their reconnects, pings, heartbeats and meter
 values, all honouring whatever configuration the CSMS sets. The station counts its own
 bytes (its own counting streams and TCP_INFO); the server's accounting is read back from
-SQLite. Both are reported per layer, and they must agree within 2%.
+SQLite. Both are reported per layer, and they must agree within 2%. Billing is checked too:
+every transaction the station made must be stored with its meter start, acknowledged stop and
+energy (`billing_check`); the command exits 1 when one is not.
 
     python tools/traffic_sim.py --profile home-share --protocol ocpp1.6 --policy on
     python tools/traffic_sim.py --table          # every profile, version and policy setting
+    python tools/traffic_sim.py --lite --table --days 1 --time-scale 3000   # lite, 1.6-2.1
 """
 
 from __future__ import annotations
