@@ -6,10 +6,13 @@ password (security profile 2), and runs a profile through the station simulator 
 accelerated time: sessions, link drops with their reconnects, pings, heartbeats and meter
 values, all honouring whatever configuration the CSMS sets. The station counts its own
 bytes (its own counting streams and TCP_INFO); the server's accounting is read back from
-SQLite. Both are reported per layer, and they must agree within 2%.
+SQLite. Both are reported per layer, and they must agree within 2%. Billing is checked too:
+every transaction the station made must be stored with its meter start, acknowledged stop and
+energy (`billing_check`); the command exits 1 when one is not.
 
     python tools/traffic_sim.py --profile home-share --protocol ocpp1.6 --policy on
     python tools/traffic_sim.py --table          # every profile, version and policy setting
+    python tools/traffic_sim.py --lite --table --days 1 --time-scale 3000   # lite, 1.6-2.1
 """
 
 from __future__ import annotations
@@ -215,6 +218,8 @@ class Tally:
     drops_mid_exchange: int = 0
     # Payload bytes the station's kernel sent a second time (tcpi_bytes_retrans).
     retransmitted: int = 0
+    # Connections by the subprotocol the server picked ("ocpp2.0.1.lite1", "ocpp1.6", ...).
+    subprotocols: dict[str, int] = field(default_factory=dict)
     station: dict[str, dict[str, int]] = field(
         default_factory=lambda: {layer: {IN: 0, OUT: 0} for layer in LAYERS})
 
@@ -261,10 +266,15 @@ class MonthRun:
                 nursery.start_soon(self._sessions, nursery)
                 nursery.start_soon(self._drops)
                 await self.clock.sleep(self.days * DAY)
-                self._finished = True
-                self._drop.set()
+                # Sessions still charging stop while the link is up, so that every stop the
+                # station made is one the server acknowledged (the billing check below).
                 for tx in self.station.transactions():
                     tx.request_stop("Local")
+                with trio.move_on_after(30):
+                    while self.station.transactions():
+                        await trio.sleep(0.01)
+                self._finished = True
+                self._drop.set()
                 # The link in hand, even one still connecting, closes normally: cutting it
                 # off would leave bytes the server counted and the station did not.
                 with trio.move_on_after(30):
@@ -290,6 +300,8 @@ class MonthRun:
                      else [self.version.value]), ssl_context=self.server.client_tls,
                     session=session, extra_headers=headers)
                 self.tally.connections += 1
+                picked = link.ws.subprotocol or "(none)"
+                self.tally.subprotocols[picked] = self.tally.subprotocols.get(picked, 0) + 1
                 self._dropping = False
                 self.tally.resumed += link.meter.tls_resumed
                 transport = self.transport(link)
@@ -463,6 +475,8 @@ def run_month(profile: Profile, version: Version, *, policy: bool, days: float, 
             raise RuntimeError("the server did not stop gracefully:\n"
                                + (Path(tmp) / "server.log").read_text()[-2000:])
         seen_by_server = server_totals(server.database, station_id)
+        billing = billing_check(run.station.report.transactions,
+                                stored_transactions(server.database, station_id))
     month = 30 / days
     result = {
         "profile": profile.name, "protocol": version.value, "lite": lite, "policy": policy,
@@ -472,6 +486,7 @@ def run_month(profile: Profile, version: Version, *, policy: bool, days: float, 
         "drops": tally.drops, "nat_expiries": tally.nat_expiries,
         "drops_mid_exchange": tally.drops_mid_exchange,
         "sessions": tally.sessions, "sessions_skipped": tally.sessions_skipped,
+        "subprotocols": tally.subprotocols,
         "station": tally.station,
         "server": {layer: seen_by_server[layer] for layer in LAYERS},
         "setup_ip_bytes": seen_by_server["setup"],
@@ -484,10 +499,68 @@ def run_month(profile: Profile, version: Version, *, policy: bool, days: float, 
         # in accelerated time.
         "month_ip_bytes": round((_both(seen_by_server["ip"])
                                  + tally.keepalive_probes * KEEPALIVE_PROBE_BYTES) * month),
+        "billing": billing,
         "agreement": {layer: _difference(*_comparable(layer, tally, seen_by_server))
                       for layer in LAYER_ORDER},
     }
     return result
+
+
+def stored_transactions(database: Path, station_id: str) -> list[dict[str, Any]]:
+    """The server's transactions of one station as stored (meter readings in Wh)."""
+    import sqlite3
+
+    with sqlite3.connect(database) as db:
+        db.row_factory = sqlite3.Row
+        rows = db.execute(
+            'SELECT id, station_tx_id, meter_start_wh, meter_stop_wh, energy_wh, stopped_at '
+            'FROM "transaction" WHERE station_id = ? ORDER BY id', (station_id,)).fetchall()
+    return [dict(row) for row in rows]
+
+
+def billing_check(delivered: list[dict[str, Any]], stored: list[dict[str, Any]]
+                  ) -> dict[str, Any]:
+    """The station's own record of its transactions against the server's rows.
+
+    `delivered`: the simulator's report (id = the CSMS's transactionId on 1.6, the station's
+    transactionId on 2.x; a stop is recorded only once the CSMS acknowledged it). Billing is
+    intact when every one is stored once, with the same meter start, and, when stopped, the
+    same meter stop, energy = stop - start and a stop time; and the server holds no other.
+    Returns counts and one line per mismatch in "problems".
+    """
+    by_id: dict[str, dict[str, Any]] = {}
+    for row in stored:
+        key = str(row["station_tx_id"] if row["station_tx_id"] is not None else row["id"])
+        by_id[key] = row
+    problems: list[str] = []
+    seen: set[str] = set()
+    for tx in delivered:
+        key = str(tx["id"])
+        seen.add(key)
+        row = by_id.get(key)
+        if row is None:
+            problems.append(f"transaction {key}: not stored")
+            continue
+        if row["meter_start_wh"] != tx["meter_start_wh"]:
+            problems.append(f"transaction {key}: meter start {row['meter_start_wh']} stored, "
+                            f"{tx['meter_start_wh']} sent")
+        if tx["stop_reason"] is None:
+            continue
+        if row["stopped_at"] is None:
+            problems.append(f"transaction {key}: stop acknowledged but not stored")
+            continue
+        for field_name in ("meter_stop_wh", "energy_wh"):
+            if row[field_name] != tx[field_name]:
+                problems.append(f"transaction {key}: {field_name} {row[field_name]} stored, "
+                                f"{tx[field_name]} delivered")
+    problems += [f"transaction {key}: stored, unknown to the station"
+                 for key in by_id if key not in seen]
+    stopped = [tx for tx in delivered if tx["stop_reason"] is not None]
+    return {"transactions": len(delivered), "stopped": len(stopped),
+            "energy_wh": sum(tx["energy_wh"] for tx in stopped),
+            "stored_energy_wh": sum(row["energy_wh"] or 0 for row in stored
+                                    if row["stopped_at"] is not None),
+            "intact": not problems, "problems": problems}
 
 
 def _comparable(layer: str, tally: Tally, server: dict[str, Any]
@@ -519,16 +592,23 @@ def _difference(station: dict[str, int], server: dict[str, int]) -> float:
 
 def markdown_table(results: list[dict[str, Any]]) -> str:
     lines = ["| profile | protocol | policy | IP MB/month | TLS | WS | payload | "
-             "connections (resumed) | station vs server (IP) |",
-             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "connections (resumed) | station vs server (IP) | billing |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in results:
         scale = 30 / r["days"]
         mb = {layer: _both(r["server"][layer]) * scale / 1e6 for layer in LAYER_ORDER}
         lines.append(
-            f"| {r['profile']} | {r['protocol']} | {'on' if r['policy'] else 'off'} | "
+            f"| {r['profile']} | {r['protocol']}{' lite' if r.get('lite') else ''} | "
+            f"{'on' if r['policy'] else 'off'} | "
             f"{mb['ip']:.2f} | {mb['tls']:.2f} | {mb['ws']:.2f} | {mb['payload']:.2f} | "
-            f"{r['connections']} ({r['tls_resumed']}) | {r['agreement']['ip']:.2f}% |")
+            f"{r['connections']} ({r['tls_resumed']}) | {r['agreement']['ip']:.2f}% | "
+            f"{_billing_cell(r['billing'])} |")
     return "\n".join(lines)
+
+
+def _billing_cell(billing: dict[str, Any]) -> str:
+    state = "intact" if billing["intact"] else f"{len(billing['problems'])} problems"
+    return f"{state}: {billing['stopped']} stopped, {billing['energy_wh'] / 1000:.1f} kWh"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -542,7 +622,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="simulated seconds per real second")
     parser.add_argument("--cap", type=int, help="monthly cap in bytes (default: server's)")
     parser.add_argument("--table", action="store_true",
-                        help="run both profiles, 1.6 and 2.0.1, policy off and on")
+                        help="run both profiles, 1.6 and 2.0.1 (and 2.1 with --lite), "
+                        "policy off and on")
     parser.add_argument("--lite", action="store_true",
                         help="the station offers the lite link (codecs/SPEC.md) first")
     parser.add_argument("--json", action="store_true", help="print the full results as JSON")
@@ -552,8 +633,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.table:
-        runs = [(p, v, pol) for p in PROFILES for v in ("ocpp1.6", "ocpp2.0.1")
-                for pol in (False, True)]
+        # The lite link exists for every version; its table covers 2.1 as well.
+        versions = ("ocpp1.6", "ocpp2.0.1", "ocpp2.1") if args.lite else ("ocpp1.6",
+                                                                          "ocpp2.0.1")
+        runs = [(p, v, pol) for p in PROFILES for v in versions for pol in (False, True)]
     else:
         runs = [(args.profile, args.protocol, args.policy == "on")]
     results = []
@@ -564,10 +647,16 @@ def main(argv: list[str] | None = None) -> int:
         results.append(result)
         print(f"{profile} {protocol} policy={'on' if policy else 'off'}: "
               f"{result['month_ip_bytes'] / 1e6:.2f} MB/month at IP, "
-              f"ends differ by {result['agreement']['ip']:.2f}% "
+              f"ends differ by {result['agreement']['ip']:.2f}%, billing "
+              f"{'intact' if result['billing']['intact'] else 'BROKEN'} "
+              f"({result['billing']['stopped']} transactions, "
+              f"{result['billing']['energy_wh']} Wh) "
               f"({result['real_seconds']} s)", file=sys.stderr, flush=True)
     print(json.dumps(results, indent=2) if args.json else markdown_table(results))
-    return 0
+    problems = [line for r in results for line in r["billing"]["problems"]]
+    for line in problems:
+        print(f"billing: {line}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":
