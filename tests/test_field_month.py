@@ -146,3 +146,21 @@ def test_the_policy_run_through_a_cycle_holds_the_level_the_cap_needs() -> None:
     # When no level fits, the verdict says so.
     over = fm.hold_under_cap({"normal": 2.4e6, "lean": 1.8e6, "minimal": 1.6e6}, 1_000_000)
     assert not over["under_cap"]
+
+
+def test_a_lite_charger_that_resumes_pays_no_boot_after_a_drop() -> None:
+    """codecs/SPEC.md 11.1: after a lost link the lite charger sends nothing until something
+    changes; the month counts one boot (the first) instead of one per drop."""
+    profile = fm.PROFILES["home-share"]
+    settings = dict(fm.STOCK, heartbeat="21600", ping="0", sample_interval="0", sampled="",
+                    ended=fm.ENERGY)
+    stock = fm.Pricing("ocpp2.0.1", profile.name, "normal", 0.4, "", [], settings, 86400,
+                       540.0, [], [], [])
+    resume = fm.Pricing("ocpp2.0.1", profile.name, "normal", 0.4, "", [], settings, 86400,
+                        540.0, [], [], [], reconnect="resume")
+    booted, resumed = fm.month_counts(profile, stock), fm.month_counts(profile, resume)
+    assert booted.boots == 121 and booted.statuses_after_boot == 242
+    assert resumed.boots == 1 and resumed.statuses_after_boot == profile.statuses_after_boot
+    # The link drops and comes back just as often.
+    assert resumed.handshake_resumed == booted.handshake_resumed == 120
+    assert resumed.teardowns == booted.teardowns

@@ -28,6 +28,7 @@ from lite_csms.db.models import Station, TrafficConnection
 from lite_csms.lite import LiteDictionary, cbor, decode_frame, encode_frame
 from lite_csms.lite.frame import zstd_header
 from lite_csms.net import server as server_module
+from lite_csms.net.commands import StationNotReady
 from lite_csms.net.lite_link import LiteCodec
 from lite_csms.ocppj.versions import Version
 from tests.conftest import CsmsInProcess, run_cli, start_in_process
@@ -458,3 +459,42 @@ async def test_an_unreadable_answer_to_our_call_fails_it_at_once(csms: CsmsInPro
         assert "9999" in failed.description
         # The connection lives on.
         assert (await probe(ws, Version.OCPP16, 2))[:2] == [3, "2"]
+
+
+async def test_a_lite_station_reconnects_without_booting_and_is_reachable_at_once(
+    csms: CsmsInProcess,
+) -> None:
+    """SPEC 11.1: a lite station accepted before reconnects without a word; the CSMS's CALL
+    reaches it at once. On OCPP-J the CSMS still waits for the station's first message."""
+    await accepted(csms, "R-1")
+    async with open_websocket_url(csms.url("R-1"), subprotocols=["ocpp1.6.lite1"]) as ws:
+        await ws.send_message(encode_frame([2, "1", "BootNotification", BOOT_16],
+                                           protocol="ocpp1.6"))
+        assert decode_frame(await ws.get_message(), protocol="ocpp1.6")[2]["status"] == (
+            "Accepted")
+    start = {"connectorId": 1, "idTag": "04A2B3C4"}
+    async with open_websocket_url(csms.url("R-1"), subprotocols=["ocpp1.6.lite1"]) as ws:
+        with trio.fail_after(5):
+            while "R-1" not in csms.server.connections:
+                await trio.sleep(0.01)
+        outcome: list[Any] = []
+
+        async def remote_start() -> None:
+            outcome.append(await csms.server.commands.send(
+                "R-1", "RemoteStartTransaction", start, requested_by="test"))
+
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(remote_start)
+                call = decode_frame(await ws.get_message(), protocol="ocpp1.6")
+                assert call[0] == 2 and call[2] == "RemoteStartTransaction"
+                await ws.send_message(encode_frame([3, call[1], {"status": "Accepted"}],
+                                                   protocol="ocpp1.6"))
+        assert outcome and outcome[0].status != "queued"
+    async with open_websocket_url(csms.url("R-1"), subprotocols=["ocpp1.6"]) as ws:
+        with trio.fail_after(5):
+            while "R-1" not in csms.server.connections:
+                await trio.sleep(0.01)
+        with pytest.raises(StationNotReady):
+            await csms.server.commands.send("R-1", "RemoteStartTransaction", start,
+                                            requested_by="test")

@@ -731,6 +731,9 @@ class Pricing:
     prices: dict[str, dict[str, Any]] = field(default_factory=dict)
     # The subprotocol the server picked ("ocpp2.0.1.lite1" on the lite link).
     subprotocol: str = ""
+    # After a lost link: "boot" (BootNotification and a status report per connector, as a
+    # stock charger does) or "resume" (nothing until something changes: codecs/SPEC.md 11.1).
+    reconnect: str = "boot"
 
     def price(self, kind: str) -> float:
         return float(self.prices[kind]["kernel"])
@@ -942,9 +945,10 @@ def month_counts(profile: Profile, pricing: Pricing, days: int = MONTH_DAYS) -> 
             else:
                 c.handshake_full += 1
             last_handshake = at
-            c.boots += 1
-            c.statuses_after_boot += profile.statuses_after_boot
             c.teardowns += 1
+            if pricing.reconnect == "boot":
+                c.boots += 1
+                c.statuses_after_boot += profile.statuses_after_boot
         for k in range(profile.sessions_per_day):
             begin = day * DAY + (k + 0.5) * DAY / profile.sessions_per_day
             c.sessions[length] = c.sessions.get(length, 0) + 1
@@ -967,8 +971,9 @@ def month_counts(profile: Profile, pricing: Pricing, days: int = MONTH_DAYS) -> 
             c.nat_expiries += 1
     # A NAT that forgot the link costs a reconnect (resumed: the ticket is hours old at most).
     c.handshake_resumed += c.nat_expiries
-    c.boots += c.nat_expiries
-    c.statuses_after_boot += c.nat_expiries * profile.statuses_after_boot
+    if pricing.reconnect == "boot":
+        c.boots += c.nat_expiries
+        c.statuses_after_boot += c.nat_expiries * profile.statuses_after_boot
     return c
 
 
@@ -1251,16 +1256,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tcp-timestamps", choices=["host", "on", "off"], default="host",
                         help="TCP timestamps (12 B a segment) as the host has them, or on/off "
                              "in a network namespace of the run's own (root; unshare -n)")
+    parser.add_argument("--reconnect", choices=["boot", "resume"],
+                        help="after each link drop the charger boots and reports every "
+                             "connector (a stock charger; default on json), or sends nothing "
+                             "until something changes (codecs/SPEC.md 11.1; default on lite)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--save", type=Path, help="also write the full results as JSON here")
     args = parser.parse_args(argv)
+    reconnect = args.reconnect or ("resume" if args.link == "lite" else "boot")
     if args.tcp_timestamps != "host" and tcp_timestamps() != (args.tcp_timestamps == "on"):
         return rerun_with_timestamps(args.tcp_timestamps == "on", argv)
     print(f"TCP timestamps: {'on' if tcp_timestamps() else 'off'}", file=sys.stderr)
     profiles = args.profile or list(PROFILES)
     protocols = args.protocol or ["ocpp1.6", "ocpp2.0.1"]
     output: dict[str, Any] = {"profiles": {}, "tcp_timestamps": tcp_timestamps(),
-                              "link": args.link}
+                              "link": args.link, "reconnect": reconnect}
     options = {"compression": args.compression == "on", "link": args.link,
                "headers": args.headers, "counter_ids": args.lite_ids == "counter",
                "middlebox_compat": args.middlebox_compat == "on"}
@@ -1270,6 +1280,7 @@ def main(argv: list[str] | None = None) -> int:
         for protocol in protocols:
             pricing, _ = run_pricing(protocol, profile, pace=args.pace, repeats=args.repeats,
                                      **options)
+            pricing.reconnect = reconnect
             results.append(result_of(pricing, profile))
             print(f"{name} {protocol}: {_mb(results[-1]['month']['total'])} MB/month "
                   f"(subprotocol {pricing.subprotocol}, "
@@ -1279,6 +1290,7 @@ def main(argv: list[str] | None = None) -> int:
                 for level in (levels.LEAN, levels.MINIMAL):
                     priced, _ = run_pricing(protocol, profile, level=level, pace=args.pace,
                                             repeats=args.repeats, **options)
+                    priced.reconnect = reconnect
                     by_level[level] = result_of(priced, profile)
                 held = hold_under_cap({lvl: r["month"]["total"] for lvl, r in by_level.items()},
                                       parse_size(args.cap))
