@@ -150,17 +150,29 @@ def test_the_policy_run_through_a_cycle_holds_the_level_the_cap_needs() -> None:
 
 def test_a_lite_charger_that_resumes_pays_no_boot_after_a_drop() -> None:
     """codecs/SPEC.md 11.1: after a lost link the lite charger sends nothing until something
-    changes; the month counts one boot (the first) instead of one per drop."""
+    changes (one boot in the month, not one per drop), and its heartbeat waits for an
+    interval without other messages."""
     profile = fm.PROFILES["home-share"]
     settings = dict(fm.STOCK, heartbeat="21600", ping="0", sample_interval="0", sampled="",
                     ended=fm.ENERGY)
     stock = fm.Pricing("ocpp2.0.1", profile.name, "normal", 0.4, "", [], settings, 86400,
                        540.0, [], [], [])
     resume = fm.Pricing("ocpp2.0.1", profile.name, "normal", 0.4, "", [], settings, 86400,
-                        540.0, [], [], [], reconnect="resume")
+                        540.0, [], [], [], firmware="lite")
     booted, resumed = fm.month_counts(profile, stock), fm.month_counts(profile, resume)
     assert booted.boots == 121 and booted.statuses_after_boot == 242
     assert resumed.boots == 1 and resumed.statuses_after_boot == profile.statuses_after_boot
     # The link drops and comes back just as often.
     assert resumed.handshake_resumed == booted.handshake_resumed == 120
     assert resumed.teardowns == booted.teardowns
+    # Sessions at 06:00 and 18:00 for 150 min: each start and end puts the next heartbeat
+    # off by 6 h, so about two a day remain of four.
+    assert booted.heartbeats == 120 and 55 <= resumed.heartbeats <= 61
+
+
+def test_heartbeats_wait_for_an_interval_without_other_messages() -> None:
+    assert fm.heartbeat_times(100, 450, [], skip=True) == [100, 200, 300, 400]
+    assert fm.heartbeat_times(100, 450, [150.0], skip=True) == [100, 250, 350, 450]
+    assert fm.heartbeat_times(100, 450, [150.0], skip=False) == [100, 200, 300, 400]
+    assert fm.heartbeat_times(100, 450, [50.0, 120.0, 260.0], skip=True) == [220, 360]
+    assert fm.heartbeat_times(0, 450, [], skip=True) == []

@@ -731,9 +731,11 @@ class Pricing:
     prices: dict[str, dict[str, Any]] = field(default_factory=dict)
     # The subprotocol the server picked ("ocpp2.0.1.lite1" on the lite link).
     subprotocol: str = ""
-    # After a lost link: "boot" (BootNotification and a status report per connector, as a
-    # stock charger does) or "resume" (nothing until something changes: codecs/SPEC.md 11.1).
-    reconnect: str = "boot"
+    # "stock": after a lost link a BootNotification and a status report per connector, and
+    # heartbeats on their grid whatever else was sent. "lite": codecs/SPEC.md 11.1, nothing
+    # after a lost link until something changes, and no heartbeat within an interval of
+    # another message (OCPP 1.6 section 4.6, 2.0.1 G02.FR.02).
+    firmware: str = "stock"
 
     def price(self, kind: str) -> float:
         return float(self.prices[kind]["kernel"])
@@ -908,13 +910,36 @@ class Counts:
     sessions: dict[int, int] = field(default_factory=dict)
 
 
+def heartbeat_times(interval: int, month: int, spoken: list[float], *, skip: bool
+                    ) -> list[float]:
+    """When heartbeats go: every `interval` s from the last one; with `skip`, a heartbeat
+    falls due only after `interval` s without any other message (`spoken`, sorted)."""
+    if interval <= 0:
+        return []
+    if not skip:
+        return [k * interval for k in range(1, month // interval + 1)]
+    beats: list[float] = []
+    last, i = 0.0, 0
+    while True:
+        due = last + interval
+        while i < len(spoken) and spoken[i] <= due:
+            last = max(last, spoken[i])
+            i += 1
+        if last + interval > due:
+            continue  # something was sent meanwhile: the heartbeat waits for its interval
+        if due > month:
+            return beats
+        beats.append(due)
+        last = due
+
+
 def month_counts(profile: Profile, pricing: Pricing, days: int = MONTH_DAYS) -> Counts:
     """The profile's month as counts, with the settings the charger received.
 
-    Heartbeats and pings go on a fixed grid of their intervals all month (a charger that
-    skips a heartbeat after other traffic pays less); samples every sample interval within a
-    session; the server's keepalive probes fill every gap of the timeline longer than its
-    idle time; a gap the NAT outlives costs an extra reconnect.
+    Heartbeats and pings go on a fixed grid of their intervals all month (a stock charger
+    may skip a heartbeat after other traffic and pay less; the lite firmware does); samples
+    every sample interval within a session; the server's keepalive probes fill every gap of
+    the timeline longer than its idle time; a gap the NAT outlives costs an extra reconnect.
     """
     settings = pricing.settings
     c = Counts()
@@ -924,8 +949,9 @@ def month_counts(profile: Profile, pricing: Pricing, days: int = MONTH_DAYS) -> 
     interval = int(float(settings["sample_interval"]))
     live = [m for m in settings["sampled"].split(",") if m]
     events: list[float] = []
-    c.heartbeats = month // heartbeat if heartbeat > 0 else 0
-    events += [k * heartbeat for k in range(1, c.heartbeats + 1)]
+    # When the charger sends something (its first boot, each session's start and end, live
+    # samples): a lite charger's heartbeat is due only after an interval without any.
+    spoken: list[float] = [0.0]
     if ping > 0:
         c.pings = month // ping
         events += [k * ping for k in range(1, c.pings + 1)]
@@ -946,7 +972,7 @@ def month_counts(profile: Profile, pricing: Pricing, days: int = MONTH_DAYS) -> 
                 c.handshake_full += 1
             last_handshake = at
             c.teardowns += 1
-            if pricing.reconnect == "boot":
+            if pricing.firmware == "stock":
                 c.boots += 1
                 c.statuses_after_boot += profile.statuses_after_boot
         for k in range(profile.sessions_per_day):
@@ -954,12 +980,17 @@ def month_counts(profile: Profile, pricing: Pricing, days: int = MONTH_DAYS) -> 
             c.sessions[length] = c.sessions.get(length, 0) + 1
             c.status_changes += profile.status_changes_per_session
             events += [begin, begin + length]
+            spoken += [begin, begin + length]
             if interval > 0 and live:
                 times = [begin + j * interval for j in range(1, length // interval + 1)
                          if j * interval < length]
                 c.first_samples += bool(times)
                 c.samples += max(0, len(times) - 1)
                 events += times
+                spoken += times
+    beats = heartbeat_times(heartbeat, month, sorted(spoken), skip=pricing.firmware == "lite")
+    c.heartbeats = len(beats)
+    events += beats
     # A session that runs past the month's end has its traffic counted; its gaps are not.
     events = sorted(at for at in events if at <= month)
     idle = pricing.keepalive_idle
@@ -971,7 +1002,7 @@ def month_counts(profile: Profile, pricing: Pricing, days: int = MONTH_DAYS) -> 
             c.nat_expiries += 1
     # A NAT that forgot the link costs a reconnect (resumed: the ticket is hours old at most).
     c.handshake_resumed += c.nat_expiries
-    if pricing.reconnect == "boot":
+    if pricing.firmware == "stock":
         c.boots += c.nat_expiries
         c.statuses_after_boot += c.nat_expiries * profile.statuses_after_boot
     return c
@@ -1256,21 +1287,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tcp-timestamps", choices=["host", "on", "off"], default="host",
                         help="TCP timestamps (12 B a segment) as the host has them, or on/off "
                              "in a network namespace of the run's own (root; unshare -n)")
-    parser.add_argument("--reconnect", choices=["boot", "resume"],
-                        help="after each link drop the charger boots and reports every "
-                             "connector (a stock charger; default on json), or sends nothing "
-                             "until something changes (codecs/SPEC.md 11.1; default on lite)")
+    parser.add_argument("--firmware", choices=["stock", "lite"],
+                        help="how the charger behaves (default: lite on the lite link, stock "
+                             "on json): stock boots and reports every connector after each "
+                             "link drop and heartbeats on a fixed grid; lite follows "
+                             "codecs/SPEC.md 11.1 (silent reconnect, no heartbeat after other "
+                             "traffic within the interval)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--save", type=Path, help="also write the full results as JSON here")
     args = parser.parse_args(argv)
-    reconnect = args.reconnect or ("resume" if args.link == "lite" else "boot")
+    firmware = args.firmware or ("lite" if args.link == "lite" else "stock")
     if args.tcp_timestamps != "host" and tcp_timestamps() != (args.tcp_timestamps == "on"):
         return rerun_with_timestamps(args.tcp_timestamps == "on", argv)
     print(f"TCP timestamps: {'on' if tcp_timestamps() else 'off'}", file=sys.stderr)
     profiles = args.profile or list(PROFILES)
     protocols = args.protocol or ["ocpp1.6", "ocpp2.0.1"]
     output: dict[str, Any] = {"profiles": {}, "tcp_timestamps": tcp_timestamps(),
-                              "link": args.link, "reconnect": reconnect}
+                              "link": args.link, "firmware": firmware}
     options = {"compression": args.compression == "on", "link": args.link,
                "headers": args.headers, "counter_ids": args.lite_ids == "counter",
                "middlebox_compat": args.middlebox_compat == "on"}
@@ -1280,7 +1313,7 @@ def main(argv: list[str] | None = None) -> int:
         for protocol in protocols:
             pricing, _ = run_pricing(protocol, profile, pace=args.pace, repeats=args.repeats,
                                      **options)
-            pricing.reconnect = reconnect
+            pricing.firmware = firmware
             results.append(result_of(pricing, profile))
             print(f"{name} {protocol}: {_mb(results[-1]['month']['total'])} MB/month "
                   f"(subprotocol {pricing.subprotocol}, "
@@ -1290,7 +1323,7 @@ def main(argv: list[str] | None = None) -> int:
                 for level in (levels.LEAN, levels.MINIMAL):
                     priced, _ = run_pricing(protocol, profile, level=level, pace=args.pace,
                                             repeats=args.repeats, **options)
-                    priced.reconnect = reconnect
+                    priced.firmware = firmware
                     by_level[level] = result_of(priced, profile)
                 held = hold_under_cap({lvl: r["month"]["total"] for lvl, r in by_level.items()},
                                       parse_size(args.cap))
