@@ -734,7 +734,7 @@ class Pricing:
     # "stock": after a lost link a BootNotification and a status report per connector, and
     # heartbeats on their grid whatever else was sent. "lite": codecs/SPEC.md 11.1, nothing
     # after a lost link until something changes, and no heartbeat within an interval of
-    # another message (OCPP 1.6 section 4.6, 2.0.1 G02.FR.02).
+    # another message (OCPP 1.6 section 4.6, 2.0.1 G02).
     firmware: str = "stock"
 
     def price(self, kind: str) -> float:
