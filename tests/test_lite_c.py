@@ -246,3 +246,23 @@ def test_c_and_python_give_the_same_answer_to_damaged_frames(
     assert not differ
     kinds = {_c_answer(line)[0] for line in got}
     assert {"OK", "CALLERROR", "DROP", "CLOSE"} <= kinds  # the damage reaches every answer
+
+
+def test_c_keeps_a_nul_in_a_message_id_and_never_encodes_an_oversize_frame(
+    lite_vec: Path,
+) -> None:
+    """An id may hold U+0000 (the review's fuzzing found C cutting it there); a plain frame
+    carries at most 65,535 body bytes, so a 65,536-byte body is refused, as in Python."""
+    frames = ["0084026100" + "03a0", "0084036161a1" + "63787878" + "00"]
+    got = _run(lite_vec, ["--decode", "ocpp1.6", str(DICT_DIR)], frames)
+    for frame, line in zip(frames, got, strict=True):
+        assert _c_answer(line) == _python_answer(bytes.fromhex(frame), "ocpp1.6", {}), line
+    # [3, "1", {"xxx": "<text>"}]: "xxx" is no key of the table, so it stays text.
+    # The frame is 00 83 03 01 a1 63 "xxx" 79 <2-byte length> <text>: 12 bytes and the text.
+    for frame_size in (65536, 65537):
+        message = json.dumps([3, "1", {"xxx": "a" * (frame_size - 12)}])
+        [line] = _run(lite_vec, ["--encode", "ocpp1.6"], [message])
+        if frame_size == 65536:
+            assert len(bytes.fromhex(line)) == 65536
+        else:
+            assert not all(c in "0123456789abcdef" for c in line), line[:80]

@@ -27,6 +27,7 @@ from lite_corpus import CORPUS  # tools/ is on sys.path when this file is run
 
 from lite_csms.lite import (
     LiteFrameError,
+    cbor,
     decode_frame,
     encode_frame,
     load_dictionaries,
@@ -245,10 +246,23 @@ def invalid_frames(protocol: str) -> list[tuple[str, bytes]]:
         ("zstd header cut short", _h("01 61 07")),
         ("zstd frame that does not decompress", _h("01 20 05 ff ff ff ff ff")),
     ]
+    frames.append(("payload expands past 65536 bytes of names and values",
+                   b"\x00" + call + _expanding(t)))
     if protocol != "ocpp2.1":
         frames.append(("SEND does not exist before 2.1", _h("00 84 06 07") + bytes([hb])
                        + _h("a0")))
     return frames
+
+
+def _expanding(t: Any) -> bytes:
+    """A small payload whose enum indexes expand past SPEC 7's 65 536 bytes: the key with
+    the longest enum value, holding arrays of that value's index (about 3 kB of body)."""
+    key = max(t.enums, key=lambda k: max(len(v) for v in t.enums[k]))
+    values = t.enums[key]
+    index = max(range(len(values)), key=lambda i: len(values[i]))
+    repeat = 65536 // len(values[index]) + 1
+    rows = [[index] * 1000 for _ in range(repeat // 1000)] + [[index] * (repeat % 1000)]
+    return cbor.dumps({t.key_number[key]: rows})
 
 
 def _uint(n: int) -> bytes:

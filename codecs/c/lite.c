@@ -521,7 +521,7 @@ int lite_encode(const lite_table *t, const char *json, const lite_tok *tok, size
         w_raw(&e.w, json + tok[el[3]].start, tok[el[3]].len);
         enc_value(&e, el[4], -1, 1, 2); /* SPEC 6.6: details are raw */
     }
-    if (!e.w.err && e.w.n - 1 > LITE_MAX_BODY) fail(&e, "body larger than 65536 bytes");
+    if (!e.w.err && e.w.n > LITE_MAX_MESSAGE) fail(&e, "frame larger than 65536 bytes (a plain body up to 65535)");
 done:
     *out_len = e.w.n;
     if (err) *err = e.w.err;
@@ -769,11 +769,20 @@ typedef struct {
     rd r;
     jout o;
     const char *why;
+    size_t spent;  /* SPEC 7: text produced from the tables and conversions so far */
+    int too_big;   /* ... past LITE_MAX_EXPANSION: the answer is close 1009 */
 } dec;
 
 static int d_bad(dec *d, const char *why) {
     if (!d->why) d->why = why;
     return -1;
+}
+
+static int d_spend(dec *d, size_t n) {
+    d->spent += n;
+    if (d->spent <= LITE_MAX_EXPANSION) return 0;
+    d->too_big = 1;
+    return d_bad(d, "the message expands past 65536 bytes of names and values");
 }
 
 static void j_hex(jout *o, const uint8_t *s, size_t n, int uuid) {
@@ -800,10 +809,12 @@ static int d_value(dec *d, long key, int raw) {
             if (h.v >= d->t->enum_count[key]) return d_bad(d, "unknown enum value number");
             {
                 const char *v = d->t->values[d->t->enum_first[key] + h.v];
+                if (d_spend(d, strlen(v))) return -1;
                 j_str(&d->o, (const uint8_t *)v, strlen(v));
             }
         } else if (cls == LITE_KEY_DATETIME) {
             if (h.v > MAX_EPOCH) return d_bad(d, "timestamp outside 1970..9999");
+            if (d_spend(d, 20)) return -1; /* YYYY-MM-DDTHH:MM:SSZ */
             j_ts(&d->o, h.v, 0, 0);
         } else {
             j_u64(&d->o, h.v);
@@ -818,6 +829,7 @@ static int d_value(dec *d, long key, int raw) {
         return 0;
     case 2:
         if (h.v < 4) return d_bad(d, "a byte string carries at least 4 bytes");
+        if (d_spend(d, 2 * (size_t)h.v)) return -1;
         j_hex(&d->o, d->r.b + d->r.pos, (size_t)h.v, 0);
         d->r.pos += (size_t)h.v;
         return 0;
@@ -843,6 +855,7 @@ static int d_value(dec *d, long key, int raw) {
             if (kh.major == 0) {
                 if (kh.v >= d->t->n_keys) return d_bad(d, "unknown key number");
                 k = (long)kh.v;
+                if (d_spend(d, strlen(d->t->keys[k]))) return -1;
                 j_str(&d->o, (const uint8_t *)d->t->keys[k], strlen(d->t->keys[k]));
             } else if (kh.major == 3) {
                 const char *s = (const char *)d->r.b + d->r.pos;
@@ -863,6 +876,7 @@ static int d_value(dec *d, long key, int raw) {
             head b;
             r_head(&d->r, &b);
             if (b.major != 2 || b.v != 16) return d_bad(d, "tag 37 must hold a 16-byte string");
+            if (d_spend(d, 36)) return -1;
             j_hex(&d->o, d->r.b + d->r.pos, 16, 1);
             d->r.pos += 16;
             return 0;
@@ -879,6 +893,7 @@ static int d_value(dec *d, long key, int raw) {
             if (mant.major != 0) return d_bad(d, "tag 4 mantissa must be a non-negative integer");
             for (k = 0; k <= ex.v; k++) p10 *= 10;
             if (mant.v / p10 > MAX_EPOCH) return d_bad(d, "timestamp outside 1970..9999");
+            if (d_spend(d, 21 + (size_t)ex.v + 1)) return -1; /* ...SS.FZ, n digits */
             j_ts(&d->o, mant.v / p10, (unsigned)ex.v + 1, mant.v % p10);
             return 0;
         }
@@ -892,7 +907,7 @@ static int d_value(dec *d, long key, int raw) {
 }
 
 /* SPEC 5.3: reads a message id into buf; 0 when readable. */
-static int read_id(rd *r, char *buf) {
+static int read_id(rd *r, char *buf, size_t *len) {
     head h;
     if (r_head(r, &h)) return -1;
     if (h.major == 0) {
@@ -900,6 +915,7 @@ static int read_id(rd *r, char *buf) {
         o.p = buf; o.n = 0; o.cap = LITE_MAX_ID; o.full = 0;
         j_u64(&o, h.v);
         buf[o.n] = 0;
+        *len = o.n;
         return 0;
     }
     if (h.major == 3) {
@@ -908,6 +924,7 @@ static int read_id(rd *r, char *buf) {
         if (utf8_chars((const char *)r->b + r->pos, (size_t)h.v) > LITE_MAX_ID) return -1;
         memcpy(buf, r->b + r->pos, (size_t)h.v);
         buf[h.v] = 0;
+        *len = (size_t)h.v;
         r->pos += (size_t)h.v;
         return 0;
     }
@@ -920,6 +937,7 @@ static int read_id(rd *r, char *buf) {
         j_hex(&o, r->b + r->pos, 16, 1);
         memcpy(buf, tmp + 1, 36);
         buf[36] = 0;
+        *len = 36;
         r->pos += 16;
         return 0;
     }
@@ -952,7 +970,7 @@ int lite_decode_body(const lite_table *t, const uint8_t *body, size_t body_len,
     /* The frame prefix: array head, message type, id (SPEC 8 "readable"). */
     pre.b = body; pre.pos = 0; pre.len = body_len;
     prefix_ok = r_head(&pre, &ah) == 0 && ah.major == 4 && ah.v >= 2 && r_head(&pre, &th) == 0 &&
-                (th.major == 0 || th.major == 1) && read_id(&pre, ans->id) == 0;
+                (th.major == 0 || th.major == 1) && read_id(&pre, ans->id, &ans->id_len) == 0;
     if (prefix_ok) type = th.major == 0 && th.v <= 6 ? (int64_t)th.v : -1;
     type_ok = type >= 2 && type <= 6 && (t->is_21 || type <= 4);
 
@@ -977,7 +995,7 @@ int lite_decode_body(const lite_table *t, const uint8_t *body, size_t body_len,
         head x;
         int call = type == 2 || type == 6;
         /* walk to the last element to see it is a map: skip items with pass-1 guarantees */
-        d.t = t; d.r = pre; d.why = 0;
+        d.t = t; d.r = pre; d.why = 0; d.spent = 0; d.too_big = 0;
         if (ah.v != want[type]) {
             if (call) return answer(ans, LITE_CALLERROR, 0, t->is_16 ? "FormationViolation" : "RpcFrameworkError",
                                     "wrong number of elements");
@@ -1006,7 +1024,7 @@ int lite_decode_body(const lite_table *t, const uint8_t *body, size_t body_len,
         j_c(&d.o, '[');
         j_u64(&d.o, (uint64_t)type);
         j_c(&d.o, ',');
-        j_str(&d.o, (const uint8_t *)ans->id, strlen(ans->id));
+        j_str(&d.o, (const uint8_t *)ans->id, ans->id_len);
         j_c(&d.o, ',');
         if (call) {
             r_head(&d.r, &x);
@@ -1021,9 +1039,10 @@ int lite_decode_body(const lite_table *t, const uint8_t *body, size_t body_len,
                 return answer(ans, LITE_CALLERROR, 0, "NotImplemented", "unknown action (not a number or text)");
             }
             j_c(&d.o, ',');
-            if (d_value(&d, -1, 0)) return answer(ans, LITE_CALLERROR, 0, code_format(t), d.why);
+            if (d_value(&d, -1, 0)) return d.too_big ? answer(ans, LITE_CLOSE, 1009, 0, d.why)
+                                               : answer(ans, LITE_CALLERROR, 0, code_format(t), d.why);
         } else if (type == 3) {
-            if (d_value(&d, -1, 0)) return answer(ans, LITE_DROP, 0, 0, d.why);
+            if (d_value(&d, -1, 0)) return answer(ans, d.too_big ? LITE_CLOSE : LITE_DROP, d.too_big ? 1009 : 0, 0, d.why);
         } else {
             head dh;
             r_head(&d.r, &x);
@@ -1041,7 +1060,7 @@ int lite_decode_body(const lite_table *t, const uint8_t *body, size_t body_len,
             j_str(&d.o, d.r.b + d.r.pos, (size_t)dh.v);
             d.r.pos += (size_t)dh.v;
             j_c(&d.o, ',');
-            if (d_value(&d, -1, 1)) return answer(ans, LITE_DROP, 0, 0, d.why);
+            if (d_value(&d, -1, 1)) return answer(ans, d.too_big ? LITE_CLOSE : LITE_DROP, d.too_big ? 1009 : 0, 0, d.why);
         }
         j_c(&d.o, ']');
         if (d.o.full) return answer(ans, LITE_NOSPACE, 0, 0, "JSON output buffer too small");

@@ -15,6 +15,7 @@
 #define LITE_MAX_BODY 65536u    /* SPEC 7: decoded body */
 #define LITE_MAX_DEPTH 32       /* SPEC 7: nesting, the message array is level 1 */
 #define LITE_MAX_ITEMS 1024u    /* SPEC 7: items of one array, pairs of one map */
+#define LITE_MAX_EXPANSION 65536u /* SPEC 7: text the payload rules produce per message */
 #define LITE_MAX_ID 36u         /* SPEC 7: message id text, in characters (up to 4 bytes each) */
 
 /* One protocol's tables (SPEC 5.5), generated into lite_tables.c. */
@@ -49,6 +50,7 @@ typedef struct lite_answer {
     int kind;               /* LITE_OK ... LITE_NOSPACE */
     int close_code;         /* LITE_CLOSE: 1003, 1007, 1009 or 4010 */
     char id[4 * LITE_MAX_ID + 1]; /* LITE_CALLERROR: the CALL's id, as decoded (UTF-8) */
+    size_t id_len;          /* its length in bytes (an id may hold U+0000) */
     const char *code;       /* LITE_CALLERROR: the error code, spelled per version */
     const char *why;        /* one line for the log */
 } lite_answer;

@@ -206,7 +206,7 @@ static int run_file(const char *path, const char *dictdir) {
             ok = rc == LITE_CLOSE && ans.close_code == atoi(js + x->start);
         else if ((x = member(js, want, "callerror", 9)) != NULL) {
             const lite_tok *id = member(js, x, "id", 2), *code = member(js, x, "code", 4);
-            ok = rc == LITE_CALLERROR && strlen(ans.id) == id->len && memcmp(ans.id, js + id->start, id->len) == 0 &&
+            ok = rc == LITE_CALLERROR && ans.id_len == id->len && memcmp(ans.id, js + id->start, id->len) == 0 &&
                  strlen(ans.code) == code->len && memcmp(ans.code, js + code->start, code->len) == 0;
         } else if (member(js, want, "drop", 4))
             ok = rc == LITE_DROP;
@@ -325,12 +325,13 @@ static int filter(const char *mode, const char *proto, const char *dictdir) {
             if (rc == LITE_OK) printf("OK %.*s\n", (int)jlen, g_json);
             else if (rc == LITE_CLOSE) printf("CLOSE %d %s\n", ans.close_code, ans.why);
             else if (rc == LITE_CALLERROR) {
-                const char *c;
+                size_t k;
                 printf("CALLERROR\t%s\t\"", ans.code); /* the id as a JSON string: it may hold anything */
-                for (c = ans.id; *c; c++) {
-                    if (*c == '"' || *c == '\\') printf("\\%c", *c);
-                    else if ((unsigned char)*c < 0x20) printf("\\u%04x", (unsigned)*c);
-                    else putchar(*c);
+                for (k = 0; k < ans.id_len; k++) {
+                    char c = ans.id[k];
+                    if (c == '"' || c == '\\') printf("\\%c", c);
+                    else if ((unsigned char)c < 0x20) printf("\\u%04x", (unsigned)(unsigned char)c);
+                    else putchar(c);
                 }
                 printf("\"\t%s\n", ans.why);
             }

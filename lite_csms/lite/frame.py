@@ -16,7 +16,14 @@ import zstandard
 
 from lite_csms.lite import cbor
 from lite_csms.lite.cbor import Tag
-from lite_csms.lite.payload import TAG_DECIMAL_FRACTION, TAG_UUID, CompactError, compact, expand
+from lite_csms.lite.payload import (
+    TAG_DECIMAL_FRACTION,
+    TAG_UUID,
+    CompactError,
+    ExpansionTooLarge,
+    compact,
+    expand,
+)
 from lite_csms.lite.tables import PROTOCOLS, Table, table
 from lite_csms.ocppj.versions import ErrorKind, Version, error_code
 
@@ -309,7 +316,8 @@ def _decode_message(value: list[Any], kind: int, message_id: str, t: Table) -> l
     answerable = kind in (CALL, SEND)
     shape = {CALL: 4, SEND: 4, CALLRESULT: 3}.get(kind, 5)
     if len(value) != shape or not isinstance(value[-1], dict):
-        raise LiteFrameError(f"message type {kind} has {shape} elements, the last a map",
+        raise LiteFrameError(f"a message of type {kind} needs {shape} elements, the last a "
+                             f"map; this one has {len(value)}",
                              kind=ErrorKind.RPC_FRAMEWORK, message_id=message_id,
                              answerable=answerable)
     try:
@@ -326,6 +334,8 @@ def _decode_message(value: list[Any], kind: int, message_id: str, t: Table) -> l
         if code is None or type(value[3]) is not str:
             raise CompactError("a CALLERROR carries a known error code and a text description")
         return [kind, message_id, code, value[3], expand(value[4], t, raw=True)]
+    except ExpansionTooLarge as exc:
+        raise LiteFrameError(str(exc), close_code=CLOSE_TOO_BIG) from None
     except CompactError as exc:
         raise LiteFrameError(str(exc), kind=ErrorKind.FORMAT, message_id=message_id,
                              answerable=answerable) from None

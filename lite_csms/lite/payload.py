@@ -142,8 +142,38 @@ def compact(value: Any, t: Table, key: str | None = None, raw: bool = False) -> 
     raise CompactError(f"{kind.__name__} is not a JSON value")
 
 
-def expand(value: Any, t: Table, key: str | None = None, raw: bool = False) -> Any:
-    """The JSON value for a compact one; raises CompactError for forms no encoder makes."""
+# SPEC 7: text a decoder may produce from the tables and conversions for one message (key
+# names, enum values, timestamps, UUIDs, hex strings, in UTF-8 bytes): without it, one-byte
+# enum indexes in a 64 KiB body would expand to megabytes of OCPP-J.
+MAX_EXPANSION = 65536
+
+
+class ExpansionTooLarge(CompactError):
+    """A body whose expansion passes MAX_EXPANSION (answered with close 1009)."""
+
+
+class Expansion:
+    """The expansion budget of one message."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, limit: int = MAX_EXPANSION) -> None:
+        self.left = limit
+
+    def spend(self, text: str) -> str:
+        self.left -= len(text.encode()) if not text.isascii() else len(text)
+        if self.left < 0:
+            raise ExpansionTooLarge(
+                f"the message expands past {MAX_EXPANSION} bytes of names and values")
+        return text
+
+
+def expand(value: Any, t: Table, key: str | None = None, raw: bool = False,
+           budget: Expansion | None = None) -> Any:
+    """The JSON value for a compact one; raises CompactError for forms no encoder makes, and
+    ExpansionTooLarge when the text it produces passes the message's `budget`."""
+    if budget is None:
+        budget = Expansion()
     kind = type(value)
     if kind is dict:
         out: dict[str, Any] = {}
@@ -151,36 +181,36 @@ def expand(value: Any, t: Table, key: str | None = None, raw: bool = False) -> A
             if type(number) is int:
                 if not 0 <= number < len(t.keys):
                     raise CompactError(f"unknown key number {number}")
-                name = t.keys[number]
+                name = budget.spend(t.keys[number])
             elif number in t.key_number:
                 # Would allow two spellings of one key in one map.
                 raise CompactError(f"key {number!r} must be sent as its number")
             else:
                 name = number
-            out[name] = expand(item, t, name, raw or name in t.raw_keys)
+            out[name] = expand(item, t, name, raw or name in t.raw_keys, budget)
         return out
     if kind is list:
-        return [expand(item, t, key, raw) for item in value]
+        return [expand(item, t, key, raw, budget) for item in value]
     if kind is int:
         if not raw and key is not None:
             values = t.enums.get(key)
             if values is not None:
                 if not 0 <= value < len(values):
                     raise CompactError(f"unknown value number {value} for {key!r}")
-                return values[value]
+                return budget.spend(values[value])
             if key in t.datetime_keys:
-                return timestamp_from_compact(value)
+                return budget.spend(timestamp_from_compact(value))
         return value
     if kind is Tag:
         if value.number == TAG_UUID:
             if type(value.value) is not bytes or len(value.value) != 16:
                 raise CompactError("tag 37 must hold a 16-byte string")
-            return str(uuid.UUID(bytes=value.value))
+            return budget.spend(str(uuid.UUID(bytes=value.value)))
         if not raw and key in t.datetime_keys:
-            return timestamp_from_compact(value)
+            return budget.spend(timestamp_from_compact(value))
         raise CompactError(f"tag {value.number} is allowed only on a date-time key")
     if kind is bytes:
         if len(value) < 4:
             raise CompactError("a byte string carries at least 4 bytes (8 hex digits)")
-        return value.hex().upper()
+        return budget.spend(value.hex().upper())
     return value
