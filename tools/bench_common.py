@@ -69,8 +69,8 @@ def markdown_table(
 
 
 @contextmanager
-def serving(env: Mapping[str, str], workdir: Path, port: int, start_timeout: float = 20.0
-            ) -> Iterator[subprocess.Popen[bytes]]:
+def serving(env: Mapping[str, str], workdir: Path, port: int, start_timeout: float = 20.0,
+            priority: int | None = None) -> Iterator[subprocess.Popen[bytes]]:
     """`lite-csms serve` as a subprocess with `env`, logging to `workdir`/server.log.
 
     Yields the process once 127.0.0.1:`port` accepts connections; raises RuntimeError with
@@ -80,6 +80,11 @@ def serving(env: Mapping[str, str], workdir: Path, port: int, start_timeout: flo
     log = (workdir / "server.log").open("wb")
     process = subprocess.Popen([sys.executable, "-m", "lite_csms", "serve"], env=dict(env),
                                stdout=log, stderr=subprocess.STDOUT)
+    if priority is not None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, process.pid, priority)
+        except OSError:
+            pass  # not root: the server keeps the caller's priority
     try:
         deadline = time.monotonic() + start_timeout
         while True:

@@ -653,7 +653,9 @@ def running_server(workdir: Path, stations: dict[str, dict[str, Any]], nat_timeo
                 StationBudget.insert(station=sid, **values).execute()
     finally:
         db.close()
-    with bench_common.serving(env, workdir, port, 30):
+    # Ahead of other work on the machine: an answer later than the charger's delayed-ACK
+    # timer (40 ms) adds a bare ACK that a server with a core to itself would not cause.
+    with bench_common.serving(env, workdir, port, 30, priority=-10):
         yield Server(port, database, passwords, tls, env)
 
 
@@ -825,6 +827,22 @@ async def price_keepalive(charger: FieldCharger, server: Server, quiet: float = 
 KEEPALIVE_STATION = "FIELD-KA"
 
 
+@contextmanager
+def ahead_of_other_work() -> Iterator[None]:
+    """The charger's own process ahead of other work while it prices, as the server is: its
+    late answer to a server CALL adds a bare ACK just as a late server does. Root only."""
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, -10)
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        os.setpriority(os.PRIO_PROCESS, 0, before)
+
+
 def run_pricing(protocol: str, profile: Profile, *, level: str = levels.NORMAL,
                 pace: float = 0.4, repeats: int = 3, stop_lengths: list[int] | None = None,
                 resumed: int = 2, full: int = 1, keepalive: bool = True,
@@ -841,7 +859,7 @@ def run_pricing(protocol: str, profile: Profile, *, level: str = levels.NORMAL,
         station_id: {} if level == levels.NORMAL else {"level": level}}
     if keepalive:
         stations[KEEPALIVE_STATION] = {"nat_timeout": 2}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ahead_of_other_work():
         work = workdir or Path(tmp)
         with running_server(work, stations, profile.nat_timeout) as server, \
                 _capture(server.port, work, capture) as pcap:
