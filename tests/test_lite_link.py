@@ -473,10 +473,16 @@ async def test_a_lite_station_reconnects_without_booting_and_is_reachable_at_onc
         assert decode_frame(await ws.get_message(), protocol="ocpp1.6")[2]["status"] == (
             "Accepted")
     start = {"connectorId": 1, "idTag": "04A2B3C4"}
-    async with open_websocket_url(csms.url("R-1"), subprotocols=["ocpp1.6.lite1"]) as ws:
+
+    async def connected(before: object) -> None:
         with trio.fail_after(5):
-            while "R-1" not in csms.server.connections:
+            while csms.server.connections.get("R-1") in (None, before):
                 await trio.sleep(0.01)
+
+    first = csms.server.connections.get("R-1")
+    async with open_websocket_url(csms.url("R-1"), subprotocols=["ocpp1.6.lite1"]) as ws:
+        await connected(first)
+        second = csms.server.connections["R-1"]
         outcome: list[Any] = []
 
         async def remote_start() -> None:
@@ -492,9 +498,7 @@ async def test_a_lite_station_reconnects_without_booting_and_is_reachable_at_onc
                                                    protocol="ocpp1.6"))
         assert outcome and outcome[0].status != "queued"
     async with open_websocket_url(csms.url("R-1"), subprotocols=["ocpp1.6"]) as ws:
-        with trio.fail_after(5):
-            while "R-1" not in csms.server.connections:
-                await trio.sleep(0.01)
+        await connected(second)
         with pytest.raises(StationNotReady):
             await csms.server.commands.send("R-1", "RemoteStartTransaction", start,
                                             requested_by="test")

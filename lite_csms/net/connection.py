@@ -113,15 +113,14 @@ class StationConnection:
         self.accepted = trio.Event()
         self.booted_before = booted_before
         self._boot_accepted = False
-
-    async def run(self, on_ready: Callable[[StationConnection], Awaitable[Any]] | None = None
-                  ) -> None:
-        if (self.lite is not None and self.booted_before
-                and self.ctx.registration == "accepted"):
+        if lite is not None and booted_before and ctx.registration == "accepted":
             # codecs/SPEC.md 11.1: a lite station reconnects without booting and without a
             # word when nothing changed, so it is ready as soon as its link is open.
             self.spoke.set()
             self.accepted.set()
+
+    async def run(self, on_ready: Callable[[StationConnection], Awaitable[Any]] | None = None
+                  ) -> None:
         with self._scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._read_loop, nursery.cancel_scope)
