@@ -1,9 +1,10 @@
 """Recovery from a full disk (issue 11 item 4), on a real full filesystem.
 
-The database lives on a tmpfs of 2 MiB that the test mounts itself (CI runs as root); a filler
-file takes the rest of it. While it is full, a station's calls that cannot be stored get a
-CALLERROR, never a CALLRESULT; once the filler is gone, the next calls succeed without a
-restart, and every acknowledged message is in the database.
+The database lives on a tiny filesystem that the test mounts itself (CI runs as root): a
+tmpfs, and an ext4 image on a loop device. A filler file takes the rest of it. While it is
+full, a station's calls that cannot be stored get a CALLERROR, never a CALLRESULT; once the
+filler is gone, the next calls succeed without a restart, and every acknowledged message is in
+the database.
 """
 
 from __future__ import annotations
@@ -28,14 +29,23 @@ T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
 SAMPLES_PER_MESSAGE = 20
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
+@pytest.fixture(params=["tmpfs", "ext4"])
+def small_disk(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs, or a 4 MiB ext4 image on a loop device: memory-backed and block-backed."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs",
-                           str(mount)], capture_output=True, text=True)
+    if request.param == "tmpfs":
+        command = ["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(mount)]
+    else:
+        image = tmp_path / "ext4.img"
+        with image.open("wb") as blank:
+            blank.truncate(4 << 20)
+        subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, capture_output=True)
+        command = ["mount", "-o", "loop", str(image), str(mount)]
+    done = subprocess.run(command, capture_output=True, text=True)
     # Fails rather than skips: the recovery must be tested, and CI runs as root.
-    assert done.returncode == 0, f"cannot mount a 2 MiB tmpfs (run as root): {done.stderr}"
+    assert done.returncode == 0, f"cannot mount a small {request.param} (run as root): " \
+        f"{done.stderr}"
     try:
         yield mount
     finally:
