@@ -20,9 +20,12 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 from trio_websocket import open_websocket_url
 
-from lite_csms.db.models import Station
+from lite_csms.db.database import open_database
+from lite_csms.db.models import Station, StationEvent
+from lite_csms.db.writer import StoreWriter
 from tests.conftest import start_in_process
 
 T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
@@ -133,3 +136,45 @@ async def test_a_full_disk_refuses_calls_and_the_writer_recovers_when_space_retu
     check = sqlite3.connect(csms.database)
     assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     check.close()
+
+
+async def test_a_batch_that_hits_sqlite_full_is_lost_whole_and_the_next_one_commits(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SQLITE_FULL from a tiny max_page_count, deterministic: the jobs before and after the one
+    that fails in the same group commit get an error naming the cause, and store nothing."""
+    db = open_database(tmp_path / "csms.sqlite3")
+    writer = StoreWriter(db)
+    pages = db.execute_sql("PRAGMA page_count").fetchone()[0]
+    db.execute_sql(f"PRAGMA max_page_count = {pages + 4}")
+    Station.create(id="CS-1")
+    outcomes: dict[str, BaseException | None] = {}
+
+    async def event(name: str, size: int) -> None:
+        try:
+            await writer.run(lambda: StationEvent.create(station="CS-1", action=name,
+                                                         payload="x" * size))
+            outcomes[name] = None
+        except Exception as exc:
+            outcomes[name] = exc
+
+    async with trio.open_nursery() as nursery:
+        try:
+            async with trio.open_nursery() as batch:
+                for name, size in [("small-1", 10), ("huge", 200_000), ("small-2", 10)]:
+                    batch.start_soon(event, name, size)
+                # All three queued before the writer starts: one group commit.
+                await trio.testing.wait_all_tasks_blocked()
+                await nursery.start(writer.serve)
+            assert writer.batches == 1
+            assert all(outcomes[name] is not None for name in outcomes)
+            assert all("database or disk is full" in str(outcomes[name]) for name in outcomes)
+            assert StationEvent.select().count() == 0
+            db.execute_sql(f"PRAGMA max_page_count = {pages + 1000}")
+            await event("after", 10)
+            assert outcomes["after"] is None
+        finally:
+            writer.close()  # serve() is shielded: only close() ends it
+    assert [e.action for e in StationEvent.select()] == ["after"]
+    assert "store writes again after 1 failed group commits" in caplog.text
+    db.close()
