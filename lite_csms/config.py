@@ -33,7 +33,7 @@ class Settings:
     database: str = ""
     # Subprotocols we offer; the charger's order of preference decides among these.
     subprotocols: tuple[str, ...] = ("ocpp2.1", "ocpp2.0.1", "ocpp1.6")
-    # Unknown stations are kept as pending instead of refused with 404.
+    # Unknown stations are kept as pending instead of refused with 401.
     auto_register: bool = False
     heartbeat_interval: int = 300
     # The interval a Pending or Rejected BootNotification answer carries: when the station
@@ -101,6 +101,9 @@ class Settings:
     progress_min_interval: float = 60.0
     progress_wait: float = 5.0
     progress_max_wait: float = 30.0
+    # Debugging only: an unknown station id gets 404 instead of the same 401 as a wrong
+    # password, which lets anyone probing the port enumerate station ids.
+    reveal_unknown_stations: bool = False
     # The names set explicitly (config file, environment, flags) rather than left at their
     # defaults: an operator's explicit heartbeat_interval wins over the budget policy's level.
     explicit: frozenset[str] = field(default_factory=frozenset, compare=False, repr=False)

@@ -359,7 +359,7 @@ async def test_refused_handshakes_name_the_peer(csms: CsmsInProcess, caplog) -> 
         caplog.clear()
         stream, response = await rawws.connect(csms.port, path)
         peer = f"127.0.0.1:{stream.socket.getsockname()[1]}"
-        assert response.split(b" ", 2)[1] in (b"404", b"400")
+        assert response.split(b" ", 2)[1] in (b"401", b"400")
         await stream.aclose()
         with trio.fail_after(5):
             while not net_lines(caplog, "refused"):
@@ -367,7 +367,7 @@ async def test_refused_handshakes_name_the_peer(csms: CsmsInProcess, caplog) -> 
         [line] = net_lines(caplog, "refused")
         assert peer in line, line
         if station_id is not None:
-            assert line.startswith(f"{station_id}: refused {peer} with 404")
+            assert line.startswith(f"{station_id}: refused {peer} with 401")
 
 
 async def test_disconnects_log_the_true_close(csms: CsmsInProcess, caplog, monkeypatch

@@ -162,12 +162,34 @@ async def test_wrong_or_missing_password_gets_401_and_the_socket_closes(
     assert info.value.status_code == 401
 
 
-async def test_unknown_station_gets_404(csms: CsmsInProcess) -> None:
+def _without_date(response: bytes) -> bytes:
+    return b"\r\n".join(line for line in response.split(b"\r\n")
+                         if not line.lower().startswith(b"date:"))
+
+
+async def test_unknown_and_known_station_ids_get_the_same_401(csms: CsmsInProcess) -> None:
+    """Ids cannot be enumerated: status, headers and body are the same for a wrong password
+    and an unknown id, with or without credentials (only the Date header may differ)."""
+    await register(csms, "CS-KNOWN", "the right password")
+    responses = []
+    for station_id in ("CS-KNOWN", "NOBODY"):
+        for headers in ((), ("Authorization: Basic " + base64.b64encode(
+                f"{station_id}:a guess".encode()).decode(),)):
+            stream, response = await rawws.connect(csms.port, f"/ocpp/{station_id}",
+                                                   headers=headers)
+            assert await rawws.closed_by_server(stream)
+            assert response.startswith(b"HTTP/1.1 401"), response
+            responses.append(_without_date(response))
+    assert len(set(responses)) == 1, responses
+    stream, response = await rawws.connect(csms.port, "/ocpp/")
+    assert response.startswith(b"HTTP/1.1 400")
+
+
+async def test_reveal_unknown_stations_gives_404_for_debugging(nursery, tmp_path) -> None:
+    csms = await start_in_process(nursery, tmp_path, reveal_unknown_stations=True)
     stream, response = await rawws.connect(csms.port, "/ocpp/NOBODY")
     assert response.startswith(b"HTTP/1.1 404")
     assert await rawws.closed_by_server(stream)
-    stream, response = await rawws.connect(csms.port, "/ocpp/")
-    assert response.startswith(b"HTTP/1.1 400")
 
 
 async def test_auto_register_keeps_station_pending(nursery, tmp_path) -> None:

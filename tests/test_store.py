@@ -200,3 +200,19 @@ def test_a_new_start_closes_the_orphan_on_the_same_connector(store) -> None:
     other = _run(db, lambda: transactions.start_v16("CS-1", 2, "TAG", 0.0, later, None))
     assert other.auth.status == "ConcurrentTx"
     assert Transaction.get_by_id(fresh.transaction_id).stopped_at is None
+
+
+def test_the_database_and_its_wal_and_shm_are_created_0600(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    old_umask = os.umask(0o022)  # a typical umask would leave the file world-readable
+    try:
+        db = open_database(tmp_path / "private.sqlite3")
+        Station.create(id="CS-1")  # the WAL gets written
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+        db.close()
+    finally:
+        os.umask(old_umask)
+    assert set(modes) >= {"private.sqlite3", "private.sqlite3-wal", "private.sqlite3-shm"}
+    assert all(mode == 0o600 for mode in modes.values()), {k: oct(v) for k, v in modes.items()}

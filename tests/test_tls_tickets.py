@@ -57,7 +57,7 @@ async def test_ticket_hint_is_the_configured_lifetime_and_resumes(nursery, tmp_p
     csms = await start_in_process(nursery, tmp_path, tls_cert=str(cert), tls_key=str(key),
                                   tls_ticket_lifetime=30 * 3600)
     session, reused, answer = await trio.to_thread.run_sync(_upgrade, csms.port, client, None)
-    assert answer.startswith(b"HTTP/1.1 404")  # unknown station; the TLS part is what counts
+    assert answer.startswith(b"HTTP/1.1 401")  # unknown station; the TLS part is what counts
     assert not reused
     # What the charger's TLS stack is told: keep this ticket for 30 h (RFC 8446 4.6.1).
     assert session.ticket_lifetime_hint == 30 * 3600

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -46,6 +47,8 @@ def open_database(path: str | Path, *, create: bool = True) -> pw.SqliteDatabase
         raise DatabaseError(f"database {path} does not exist")
     if path.parent and not path.parent.exists():
         raise DatabaseError(f"directory {path.parent} does not exist")
+    if create and not path.exists():
+        _create_private(path)
     db = pw.SqliteDatabase(
         str(path), pragmas=PRAGMAS, thread_safe=False, check_same_thread=False, autoconnect=False
     )
@@ -65,6 +68,19 @@ def open_database(path: str | Path, *, create: bool = True) -> pw.SqliteDatabase
             db.close()
         raise DatabaseError(f"cannot open database {path}: {exc}") from exc
     return db
+
+
+def _create_private(path: Path) -> None:
+    """Create the empty file with mode 0600 before SQLite writes a byte to it; SQLite gives
+    the -wal and -shm files the mode of the database file, so they are 0600 too."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        return  # created meanwhile by another process: its mode stands
+    except OSError as exc:
+        raise DatabaseError(f"cannot create database {path}: {exc}") from exc
+    # os.open applies the umask, which may only remove bits; make sure of the owner's rw.
+    os.chmod(path, 0o600)
 
 
 def schema_sql(db: pw.SqliteDatabase) -> list[str]:

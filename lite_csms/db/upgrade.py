@@ -12,6 +12,7 @@ Before the first change the old file is copied with SQLite's online backup API t
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -29,6 +30,8 @@ UpgradeStep = Callable[[pw.SqliteDatabase], None]
 def backup(db: pw.SqliteDatabase, path: Path, version: int) -> Path:
     """Copy the database as it is now, WAL included, next to it; returns the copy's path."""
     target = path.with_name(f"{path.name}.schema{version}.bak")
+    if not target.exists():  # private from the first byte, like the database itself
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT, 0o600))
     copy = sqlite3.connect(target)
     try:
         db.connection().backup(copy)

@@ -10,6 +10,7 @@ single fsync.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -44,6 +45,8 @@ class StoreWriter:
         self._thread_limiter = trio.CapacityLimiter(1)
         self.batches = 0
         self.jobs = 0
+        # Group commits lost in a row: the writer is back once one commits again.
+        self.failed_batches = 0
 
     async def run(self, work: Callable[[], T]) -> T:
         """Run `work` inside the next group commit; return once that commit is durable."""
@@ -91,15 +94,90 @@ class StoreWriter:
     def _commit_batch(self, batch: list[_Job[Any]]) -> None:
         self.batches += 1
         self.jobs += len(batch)
+        lost = self._run_batch(batch)
+        if lost is None:
+            if self.failed_batches:
+                log.warning("store writes again after %d failed group commits",
+                            self.failed_batches)
+                self.failed_batches = 0
+            return
+        self.failed_batches += 1
+        self._roll_back_quietly()
+        # A job that ran before the loss got no error of its own, yet its writes are gone too.
+        for job in batch:
+            if job.error is None:
+                job.error = BatchLost(lost)
+                job.value = None
+        log.error("group commit of %d jobs failed, nothing of it stored: %s", len(batch),
+                  describe(lost))
+
+    def _run_batch(self, batch: list[_Job[Any]]) -> BaseException | None:
+        """Run the jobs in one IMMEDIATE transaction; the error that lost it, or None.
+
+        Raw statements rather than peewee's context managers: after SQLITE_FULL or an I/O error
+        SQLite may already have rolled the whole transaction back, and peewee's own ROLLBACK
+        then fails with "no transaction is active", hiding the cause. A job that runs after
+        such a rollback would run in autocommit mode and store its data outside the batch.
+        """
+        db = self._db
         try:
-            with self._db.atomic("IMMEDIATE"):
-                for job in batch:
-                    try:
-                        with self._db.atomic():
-                            job.value = job.work()
-                    except Exception as exc:
-                        job.error = exc
+            db.execute_sql("BEGIN IMMEDIATE")
         except Exception as exc:
-            log.error("group commit of %d jobs failed: %s", len(batch), exc)
+            return exc
+        # Handlers that open db.atomic() themselves nest as savepoints inside the batch.
+        db.push_transaction(_BatchMarker())
+        try:
             for job in batch:
-                job.error = job.error or exc
+                db.execute_sql('SAVEPOINT "job"')
+                try:
+                    job.value = job.work()
+                except Exception as exc:
+                    job.error = exc
+                    if not self._in_transaction():
+                        return exc
+                    db.execute_sql('ROLLBACK TO SAVEPOINT "job"')
+                db.execute_sql('RELEASE SAVEPOINT "job"')
+            db.execute_sql("COMMIT")
+        except Exception as exc:
+            return exc
+        finally:
+            db.pop_transaction()
+        return None
+
+    def _in_transaction(self) -> bool:
+        return bool(self._db.connection().in_transaction)
+
+    def _roll_back_quietly(self) -> None:
+        if not self._in_transaction():
+            return  # SQLite rolled back by itself (SQLITE_FULL, SQLITE_IOERR, ...)
+        try:
+            self._db.execute_sql("ROLLBACK")
+        except Exception as exc:  # the connection is unusable; the cause is logged already
+            log.error("rollback after a failed group commit failed: %s", exc)
+
+
+class _BatchMarker(pw._transaction):  # type: ignore[misc]
+    """Stands on peewee's transaction stack while a batch runs: a nested db.atomic() in a job
+    becomes a savepoint rather than a second BEGIN."""
+
+    def __init__(self) -> None:  # no database needed: it is never entered or left
+        pass
+
+
+class BatchLost(RuntimeError):
+    """The job ran (or would have) in a group commit that was not stored."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"the group commit was not stored: {describe(cause)}")
+        self.cause = cause
+
+
+def describe(exc: BaseException) -> str:
+    """SQLite's own words for the root cause ("database or disk is full", "disk I/O error")."""
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        inner = exc.__cause__ or exc.__context__
+        assert inner is not None
+        if not isinstance(inner, sqlite3.Error | pw.DatabaseError):
+            break
+        exc = inner
+    return str(exc) or type(exc).__name__

@@ -206,7 +206,8 @@ class CsmsServer:
             status, reason, headers = refusal
             log.warning("%s: refused %s with %d: %s", station_id, request.remote, status,
                         reason)
-            await request.reject(status, extra_headers=headers, body=reason.encode())
+            body = UNAUTHORIZED_BODY if status == 401 else reason
+            await request.reject(status, extra_headers=headers, body=body.encode())
             return
         chosen = choose_link(request.proposed_subprotocols, self.settings.subprotocols,
                              self.settings.lite)
@@ -232,13 +233,19 @@ class CsmsServer:
     async def _authenticate(
         self, station_id: str, request: WebSocketRequest
     ) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
-        """Security profile 1: HTTP Basic auth with the station id as username."""
-        challenge = [(b"WWW-Authenticate", b'Basic realm="lite-csms", charset="UTF-8"')]
+        """Security profile 1: HTTP Basic auth with the station id as username.
+
+        An unknown station id, a missing or mismatched username and a wrong password all get
+        the same 401 with the same body and headers, so station ids cannot be enumerated; the
+        reason goes to the log only. `reveal_unknown_stations` restores 404 for debugging.
+        """
         station = await self.store.run(lambda: Station.get_or_none(Station.id == station_id))
         credentials = basic_credentials(request.headers)
         if station is None:
             if not self.settings.auto_register:
-                return 404, "unknown station", []
+                if self.settings.reveal_unknown_stations:
+                    return 404, "unknown station", []
+                return _unauthorized("unknown station")
             presented = None if credentials is None else credentials.password
             hashed = None
             if presented:
@@ -251,14 +258,14 @@ class CsmsServer:
         if station.password_hash is None:
             return None
         if credentials is None:
-            return 401, "password required", challenge
+            return _unauthorized("password required")
         if credentials.username != station_id:
-            return 401, "username does not match the station id in the path", challenge
+            return _unauthorized("username does not match the station id in the path")
         valid = await trio.to_thread.run_sync(
             passwords.verify, credentials.password, station.password_hash,
             limiter=self._password_limiter,
         )
-        return None if valid else (401, "wrong password", challenge)
+        return None if valid else _unauthorized("wrong password")
 
     # ---- a live station --------------------------------------------------------------------
     async def _serve_station(
@@ -313,6 +320,15 @@ class CsmsServer:
         del self.connections[station_id]
         last_seen: datetime = connection.last_seen
         await self.store.run(lambda: provisioning.mark_disconnected(station_id, last_seen))
+
+
+UNAUTHORIZED_BODY = "unauthorized"
+UNAUTHORIZED_HEADERS = [(b"WWW-Authenticate", b'Basic realm="lite-csms", charset="UTF-8"')]
+
+
+def _unauthorized(reason: str) -> tuple[int, str, list[tuple[bytes, bytes]]]:
+    """401 with one body and one challenge whatever the reason (logged, never sent)."""
+    return 401, reason, UNAUTHORIZED_HEADERS
 
 
 def _readiness(station_id: str) -> tuple[str | None, bool]:
