@@ -94,12 +94,24 @@ class Overloaded(Exception):
         return base + random.randint(0, base)
 
 
+class Refused(Exception):
+    """The gate said no when the check's turn came: the caller must wait `wait` seconds."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"refused for {wait:.1f} s")
+        self.wait = wait
+
+
+# Asked on the trio thread when a check's turn comes: seconds to wait, or None to go ahead.
+Gate = Callable[[], "float | None"]
+
+
 class KdfQueue:
     """Runs KDF work in threads, `at_once` at a time, and refuses work it cannot finish in time.
 
-    The estimate is (checks ahead / at_once + 1) * the measured KDF time (a moving average,
-    seeded with 50 ms); work whose estimate exceeds the caller's remaining deadline (its
-    handshake's) raises Overloaded before any KDF runs.
+    The estimate is (checks ahead / at_once + 1) * the measured KDF time (a moving average;
+    50 ms until the first check is measured). Work whose estimate exceeds the caller's
+    remaining deadline (its handshake's) raises Overloaded before any KDF runs.
     """
 
     def __init__(self, at_once: int, seed: float = 0.05) -> None:
@@ -112,27 +124,32 @@ class KdfQueue:
         ahead = stats.tasks_waiting + stats.borrowed_tokens
         return (ahead / stats.total_tokens + 1) * self.seconds
 
-    async def run(self, fn: Callable[..., T], *args: object) -> T:
+    async def run(self, fn: Callable[..., T], *args: object, gate: Gate | None = None) -> T:
         """`fn(*args)` in a worker thread. Raises Overloaded when the wait would outlast the
-        current deadline; a cancelled caller (peer gone, deadline passed) leaves the queue at
-        once, and a check already running finishes in its thread but is not waited for."""
+        current deadline, and Refused when `gate` refuses once the turn comes (a guesser
+        blocked while it queued). A cancelled caller (peer gone, deadline passed) leaves the
+        queue at once; a check already running finishes in its thread, not waited for."""
         deadline = trio.current_effective_deadline()
         wait = self.estimate()
         if trio.current_time() + wait > deadline:
             raise Overloaded(wait)
         value, elapsed = await trio.to_thread.run_sync(
-            _timed, fn, *args, limiter=self.limiter, abandon_on_cancel=True)
-        self.seconds = 0.7 * self.seconds + 0.3 * elapsed
+            _timed, gate, fn, *args, limiter=self.limiter, abandon_on_cancel=True)
+        # The first measurement replaces the seed; later ones move the average.
+        self.seconds = elapsed if self.runs == 0 else 0.7 * self.seconds + 0.3 * elapsed
         self.runs += 1
         return value
 
 
-def _timed(fn: Callable[..., T], *args: object) -> tuple[T, float]:
+def _timed(gate: Gate | None, fn: Callable[..., T], *args: object) -> tuple[T, float]:
+    if gate is not None and (wait := trio.from_thread.run_sync(gate)) is not None:
+        raise Refused(wait)
     started = time.perf_counter()
     value = fn(*args)
     return value, time.perf_counter() - started
 
 
-async def verify(queue: KdfQueue, password: str, stored_hash: str) -> bool:
+async def verify(queue: KdfQueue, password: str, stored_hash: str,
+                 gate: Gate | None = None) -> bool:
     # Looked up at call time, so tests can count the checks that really run.
-    return await queue.run(lambda: passwords.verify(password, stored_hash))
+    return await queue.run(lambda: passwords.verify(password, stored_hash), gate=gate)

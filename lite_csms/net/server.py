@@ -30,7 +30,7 @@ from lite_csms.net.handshake import (
     choose_link,
     station_id_from_path,
 )
-from lite_csms.net.kdf import CredentialCache, KdfQueue, Overloaded
+from lite_csms.net.kdf import CredentialCache, KdfQueue, Overloaded, Refused
 from lite_csms.net.kdf import verify as kdf_verify
 from lite_csms.net.listener import (
     ListenOptions,
@@ -276,13 +276,13 @@ class CsmsServer:
         if self.credentials.verified(station_id, credentials.password, stored):
             return None
         attacked = self.throttle.under_attack(station_id)
-        record = self.throttle.begin(source)
         try:
-            valid = await kdf_verify(self.kdf, credentials.password, stored)
+            valid = await kdf_verify(self.kdf, credentials.password, stored,
+                                     gate=partial(self.throttle.source_wait, source))
         except Overloaded as exc:
             return 503, str(exc), _retry_after(exc.retry_after)
-        finally:
-            self.throttle.end(record)
+        except Refused as exc:
+            return 429, "too many wrong passwords from this address", _retry_after(exc.wait)
         if valid:
             self.credentials.remember(station_id, credentials.password, stored)
             return None

@@ -3,8 +3,9 @@
 Rules, all in memory, per process:
 - A source (an IPv4 address, or an IPv6 /64) gets FREE_FAILURES wrong passwords; each further
   one doubles its wait, from 1 s up to MAX_DELAY. While it waits it is answered 429 with
-  Retry-After before any KDF runs. A clean source has at most CLEAN_IN_FLIGHT checks running at
-  once, a source that failed fewer: this bounds the KDF work any one source can cause.
+  Retry-After before any KDF runs. The source is asked again when a queued check's turn comes
+  (KdfQueue's gate), so a burst of parallel guesses costs at most FREE_FAILURES plus the KDF
+  slots, while a storm of right passwords from one address (a carrier NAT) is never capped.
 - A station id that collected STATION_FREE_FAILURES failures (from any sources) is under
   attack: a wrong password for it blocks its source at once and is answered 429. The right
   password is still checked and let in, so an attacker cannot lock a station out.
@@ -21,7 +22,6 @@ from dataclasses import dataclass
 
 FREE_FAILURES = 5
 STATION_FREE_FAILURES = 10
-CLEAN_IN_FLIGHT = 8
 BASE_DELAY = 1.0
 MAX_DELAY = 60.0
 FORGET_AFTER = 15 * 60.0
@@ -52,7 +52,6 @@ class Record:
     failures: int = 0
     last_failure: float = 0.0
     blocked_until: float = 0.0
-    in_flight: int = 0
 
 
 def delay_for(failures: int, free: int) -> float:
@@ -72,7 +71,7 @@ class _Table:
         record = self._records.get(key)
         if record is None:
             return None
-        if record.in_flight == 0 and self._clock() - record.last_failure > FORGET_AFTER:
+        if self._clock() - record.last_failure > FORGET_AFTER:
             del self._records[key]
             return None
         return record
@@ -83,7 +82,6 @@ class _Table:
             record = self._records[key] = Record()
         self._records.move_to_end(key)
         while len(self._records) > self._max:
-            # An evicted record still in flight is only forgotten: its holder keeps the object.
             self._records.popitem(last=False)
         return record
 
@@ -106,10 +104,6 @@ class GuessThrottle:
         now = self._clock()
         if record.blocked_until > now:
             return record.blocked_until - now
-        allowed = CLEAN_IN_FLIGHT if record.failures == 0 else max(1, FREE_FAILURES
-                                                                     - record.failures)
-        if record.in_flight >= allowed:
-            return BASE_DELAY
         return None
 
     def under_attack(self, station_id: str) -> float | None:
@@ -118,15 +112,6 @@ class GuessThrottle:
         if record is None or record.blocked_until <= self._clock():
             return None
         return record.blocked_until - self._clock()
-
-    def begin(self, source: str) -> Record:
-        record = self.sources.get_or_add(source)
-        record.in_flight += 1
-        return record
-
-    @staticmethod
-    def end(record: Record) -> None:
-        record.in_flight -= 1
 
     def failed(self, source: str, station_id: str) -> float | None:
         """Count a wrong password; returns the source's wait from now on, or None if it may try
