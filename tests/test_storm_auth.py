@@ -258,3 +258,25 @@ async def test_a_changed_password_misses_the_cache(
     assert (await status_of(csms.port, "RESET-1", "the-old-password-123"))[0] == 401
     assert counting.calls == 2
     assert (await status_of(csms.port, "RESET-1", "the-new-password-456"))[0] == 101
+
+
+async def test_a_generated_password_needs_no_kdf_and_old_scrypt_hashes_still_work(
+        csms: CsmsInProcess, monkeypatch: pytest.MonkeyPatch) -> None:
+    added = await trio.to_thread.run_sync(lambda: run_cli(
+        "station", "add", "GEN-1", "--database", str(csms.database)))
+    assert added.returncode == 0, added.stderr
+    generated = added.stdout.split("password: ")[1].split()[0]
+    await register(csms, {"OLD-1": "a-password-from-before"})
+    derived: list[int] = []
+    real = passwords._derive
+
+    def counting_derive(*args: object) -> bytes:
+        derived.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(passwords, "_derive", counting_derive)
+    assert (await status_of(csms.port, "GEN-1", generated))[0] == 101
+    assert (await status_of(csms.port, "GEN-1", generated[:-1] + "?"))[0] == 401
+    assert derived == []
+    assert (await status_of(csms.port, "OLD-1", "a-password-from-before"))[0] == 101
+    assert derived == [1]

@@ -51,6 +51,7 @@ log = logging.getLogger("lite_csms.net")
 
 # Close code for a handshake that agreed no subprotocol (RFC 6455: protocol error).
 CLOSE_PROTOCOL_ERROR = 1002
+CHALLENGE = (b"WWW-Authenticate", b'Basic realm="lite-csms", charset="UTF-8"')
 # scrypt uses 16 MiB a check; this bounds the memory a reconnect storm can take.
 PASSWORD_CHECKS_AT_ONCE = 2
 # On shutdown every station is told 1001 Going Away; a station that does not answer the
@@ -244,7 +245,7 @@ class CsmsServer:
         503 + Retry-After when the password checks queued would outlast the handshake
         (docs/SECURITY.md). Runs under the listener's handshake deadline.
         """
-        challenge = [(b"WWW-Authenticate", b'Basic realm="lite-csms", charset="UTF-8"')]
+        challenge = [CHALLENGE]
         credentials = basic_credentials(request.headers)
         source = source_key(host_of(request.remote))
         if (credentials is not None and credentials.username == station_id
@@ -276,6 +277,10 @@ class CsmsServer:
         if self.credentials.verified(station_id, credentials.password, stored):
             return None
         attacked = self.throttle.under_attack(station_id)
+        if passwords.is_fast(stored):
+            # A generated password: microseconds, no queue, nothing worth caching.
+            valid = passwords.verify(credentials.password, stored)
+            return None if valid else self._failed(source, station_id, attacked)
         try:
             valid = await kdf_verify(self.kdf, credentials.password, stored,
                                      gate=partial(self.throttle.source_wait, source))
@@ -286,6 +291,11 @@ class CsmsServer:
         if valid:
             self.credentials.remember(station_id, credentials.password, stored)
             return None
+        return self._failed(source, station_id, attacked)
+
+    def _failed(self, source: str, station_id: str, attacked: float | None
+                ) -> tuple[int, str, list[tuple[bytes, bytes]]]:
+        challenge = [CHALLENGE]
         wait = self.throttle.failed(source, station_id)
         if wait is not None:
             reason = ("wrong password; this station is under attack" if attacked
