@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import secrets
 import threading
@@ -134,9 +135,11 @@ async def test_a_reconnect_storm_of_known_stations_costs_no_kdf(
 
 
 async def test_a_client_that_leaves_mid_handshake_costs_no_kdf(
-        csms: CsmsInProcess, monkeypatch: pytest.MonkeyPatch) -> None:
+        csms: CsmsInProcess, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
     await register(csms, {"HOLD-1": "password-one-1234", "HOLD-2": "password-two-1234",
                           "LEAVER": "password-three-12"})
+    caplog.set_level(logging.INFO, "lite_csms.net")
     release = threading.Event()
     counting = CountingVerify(monkeypatch, hold=release)
     try:
@@ -158,6 +161,7 @@ async def test_a_client_that_leaves_mid_handshake_costs_no_kdf(
         await stream.aclose()
     await trio.sleep(0.2)
     assert counting.calls == 2
+    assert "abandoned: the peer left" in caplog.text
 
 
 async def test_a_queue_too_long_for_the_handshake_timeout_is_shed_with_503(
