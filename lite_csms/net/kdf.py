@@ -25,6 +25,8 @@ T = TypeVar("T")
 
 # Entries are ~200 B each: 50,000 stations cost ~10 MB.
 CACHE_ENTRIES = 50_000
+# A queued check gives up this long before its handshake's deadline, to answer 503 in time.
+ANSWER_MARGIN = 0.5
 # A credential not presented again within a day is checked again with the KDF.
 CACHE_TTL = 24 * 3600.0
 
@@ -126,15 +128,25 @@ class KdfQueue:
 
     async def run(self, fn: Callable[..., T], *args: object, gate: Gate | None = None) -> T:
         """`fn(*args)` in a worker thread. Raises Overloaded when the wait would outlast the
-        current deadline, and Refused when `gate` refuses once the turn comes (a guesser
-        blocked while it queued). A cancelled caller (peer gone, deadline passed) leaves the
-        queue at once; a check already running finishes in its thread, not waited for."""
+        current deadline (checked on arrival, and ANSWER_MARGIN before the deadline while
+        queued, leaving time to answer 503), and Refused when `gate` refuses once the turn
+        comes (a guesser blocked while it queued). A cancelled caller (peer gone) leaves the
+        queue at once; a check already running is finished, at most one KDF time."""
         deadline = trio.current_effective_deadline()
         wait = self.estimate()
         if trio.current_time() + wait > deadline:
             raise Overloaded(wait)
-        value, elapsed = await trio.to_thread.run_sync(
-            _timed, gate, fn, *args, limiter=self.limiter, abandon_on_cancel=True)
+        acquired = False
+        with trio.move_on_at(deadline - ANSWER_MARGIN):
+            await self.limiter.acquire()
+            acquired = True
+        if not acquired:
+            raise Overloaded(self.estimate())
+        try:
+            # Not abandoned on cancel: the slot stays taken exactly while a KDF runs.
+            value, elapsed = await trio.to_thread.run_sync(_timed, gate, fn, *args)
+        finally:
+            self.limiter.release()
         # The first measurement replaces the seed; later ones move the average.
         self.seconds = elapsed if self.runs == 0 else 0.7 * self.seconds + 0.3 * elapsed
         self.runs += 1
