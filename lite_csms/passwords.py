@@ -1,4 +1,12 @@
-"""Station passwords: generated, shown once, and stored only as a salted scrypt hash."""
+"""Station passwords: shown once, stored only as a salted hash.
+
+Two schemes, told apart by the stored string's prefix:
+- `scrypt$N$r$p$salt$digest` for a password someone chose (CLI `--password`, auto-register):
+  it may be guessable, so a leaked database must cost a slow KDF per guess.
+- `hmac-sha256$salt$digest` for a password lite-csms generated: 24 characters from 57 symbols
+  are ~140 bits, beyond any offline search, so a fast keyed hash loses nothing and a
+  reconnect storm after a restart costs no KDF (docs/SECURITY.md).
+"""
 
 from __future__ import annotations
 
@@ -21,6 +29,25 @@ def generate() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(GENERATED_LENGTH))
 
 
+FAST_SCHEME = "hmac-sha256"
+
+
+def hash_generated(password: str) -> str:
+    """The fast scheme, for a password from generate() only. Raises ValueError for a password
+    shorter than a generated one, which cannot have its entropy."""
+    if len(password) < GENERATED_LENGTH:
+        raise ValueError("only a generated password may use the fast scheme")
+    salt = secrets.token_bytes(16)
+    digest = hmac.new(salt, password.encode(), hashlib.sha256).digest()
+    b64 = base64.b64encode
+    return f"{FAST_SCHEME}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def is_fast(stored: str) -> bool:
+    """Whether checking against `stored` is cheap (no KDF, no worker thread needed)."""
+    return stored.startswith(FAST_SCHEME + "$")
+
+
 def _derive(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
     return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=_MAXMEM, dklen=32)
 
@@ -33,12 +60,24 @@ def hash_password(password: str) -> str:
 
 
 def verify(password: str, stored: str) -> bool:
+    if is_fast(stored):
+        return _verify_fast(password, stored)
     try:
         scheme, n, r, p, salt, digest = stored.split("$")
         if scheme != "scrypt":
             return False
         expected = base64.b64decode(digest)
         actual = _derive(password, base64.b64decode(salt), int(n), int(r), int(p))
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+def _verify_fast(password: str, stored: str) -> bool:
+    try:
+        _, salt, digest = stored.split("$")
+        expected = base64.b64decode(digest)
+        actual = hmac.new(base64.b64decode(salt), password.encode(), hashlib.sha256).digest()
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(actual, expected)

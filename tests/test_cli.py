@@ -22,11 +22,16 @@ def test_station_lifecycle(tmp_path: Path) -> None:
     assert 16 <= len(password) <= 40
     listed = json.loads(cli(db, "station", "list", "--json").stdout)
     assert [s["id"] for s in listed] == ["CS-001"] and listed[0]["password"] is True
-    # Only a salted scrypt hash is stored, never the password itself.
+    # Only a salted hash is stored, never the password itself: a fast keyed one for a
+    # generated password (~140 bits), scrypt for one an operator chose.
     import sqlite3
     stored = sqlite3.connect(db).execute("SELECT password_hash FROM station").fetchone()[0]
-    assert password not in stored and stored.startswith("scrypt$")
+    assert password not in stored and stored.startswith("hmac-sha256$")
     assert passwords.verify(password, stored) and not passwords.verify("x" * 24, stored)
+    chosen = cli(db, "station", "set-password", "CS-001", "--password", "an operator's choice")
+    assert chosen.returncode == 0
+    stored = sqlite3.connect(db).execute("SELECT password_hash FROM station").fetchone()[0]
+    assert stored.startswith("scrypt$") and passwords.verify("an operator's choice", stored)
     duplicate = cli(db, "station", "add", "CS-001")
     assert duplicate.returncode == 2 and "already exists" in duplicate.stderr
     changed = cli(db, "station", "set-password", "CS-001")

@@ -13,6 +13,7 @@ and a dead handshake ends as soon as the reader does.
 from __future__ import annotations
 
 import logging
+import math
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -88,10 +89,13 @@ def tcp_timestamps_note(path: Path = TCP_TIMESTAMPS) -> str | None:
 
 class _ExplainingWebSocketConnection(WebSocketConnection):
     def __init__(self, *args: Any, deflate: BoundedPerMessageDeflate | None = None,
-                 peer: str = "an unknown peer", **kwargs: Any) -> None:
+                 peer: str = "an unknown peer", handshake: trio.CancelScope | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deflate = deflate
         self._peer = peer
+        self._handshake = handshake
+        self.accepted = False
 
     @property
     def remote(self) -> str:  # type: ignore[override]
@@ -107,6 +111,10 @@ class _ExplainingWebSocketConnection(WebSocketConnection):
         extensions: list[Extension] = [self._deflate] if self._deflate is not None else []
         await self._send(AcceptConnection(subprotocol=subprotocol, extra_headers=extra_headers,
                                           extensions=extensions))
+        # The handshake is over: its deadline and the peer-gone cancel end here.
+        self.accepted = True
+        if self._handshake is not None:
+            self._handshake.deadline = math.inf
         self._open_handshake.set()
 
     async def _handle_close_connection_event(self, event: CloseConnection) -> None:
@@ -219,18 +227,23 @@ class WebSocketListener:
         if self.options.deflate is not None:
             deflate = BoundedPerMessageDeflate(self.options.deflate)
             meter.deflate = deflate
+        # The whole handshake runs under this scope: reading the request, the password check
+        # and the answer. It is cancelled at the deadline or when the peer goes away, so no
+        # KDF runs for a client that gave up (docs/SECURITY.md).
+        handshake = trio.CancelScope(
+            deadline=trio.current_time() + self.options.handshake_timeout
+        )
         connection = _ExplainingWebSocketConnection(
             stream, WSConnection(ConnectionType.SERVER),
             message_queue_size=self.options.message_queue_size,
             max_message_size=self.options.max_message_size,
-            deflate=deflate, peer=peer,
-        )
-        handshake = trio.CancelScope(
-            deadline=trio.current_time() + self.options.handshake_timeout
+            deflate=deflate, peer=peer, handshake=handshake,
         )
         unparsable: list[str] = []
+        peer_gone = False
         async with trio.open_nursery() as nursery:
             async def read() -> None:
+                nonlocal peer_gone
                 try:
                     await connection._reader_task()
                 except UnicodeDecodeError as exc:
@@ -241,29 +254,37 @@ class WebSocketListener:
                         raise
                     unparsable.append(f"a handshake header is not ASCII ({exc.reason})")
                 finally:
-                    # Ends a handshake wait early when the peer sent no valid upgrade.
-                    handshake.cancel()
+                    # Ends a handshake early when the peer sent no valid upgrade or left.
+                    if not connection.accepted:
+                        peer_gone = True
+                        handshake.cancel()
 
             nursery.start_soon(read)
             request: WebSocketRequest | None = None
-            with handshake:
-                request = await connection._get_request()
-            if request is None and unparsable:
+            try:
+                with handshake:
+                    request = await connection._get_request()
+                    if request is not None:
+                        await self._on_request(request, meter)
+            finally:
+                if request is not None:
+                    with trio.move_on_after(self.options.close_timeout):
+                        await connection.aclose()
+                    nursery.cancel_scope.cancel()
+            if request is not None:
+                if handshake.cancelled_caught and not connection.accepted:
+                    why = ("the peer left" if peer_gone else
+                           f"not answered within {self.options.handshake_timeout:g} s")
+                    log.info("handshake from %s abandoned: %s", peer, why)
+                return
+            if unparsable:
                 log.info("handshake from %s refused with 400: %s", peer, unparsable[0])
                 with trio.move_on_after(self.options.close_timeout):
                     await stream.send_all(_bad_request(unparsable[0]))
                 nursery.cancel_scope.cancel()
                 return
-            if request is None:
-                log.info("handshake from %s did not complete", peer)
-                nursery.cancel_scope.cancel()
-                return
-            try:
-                await self._on_request(request, meter)
-            finally:
-                with trio.move_on_after(self.options.close_timeout):
-                    await connection.aclose()
-                nursery.cancel_scope.cancel()
+            log.info("handshake from %s did not complete", peer)
+            nursery.cancel_scope.cancel()
 
 
 def _bad_request(reason: str) -> bytes:

@@ -30,6 +30,8 @@ from lite_csms.net.handshake import (
     choose_link,
     station_id_from_path,
 )
+from lite_csms.net.kdf import CredentialCache, KdfQueue, Overloaded, Refused
+from lite_csms.net.kdf import verify as kdf_verify
 from lite_csms.net.listener import (
     ListenOptions,
     WebSocketListener,
@@ -38,6 +40,7 @@ from lite_csms.net.listener import (
 )
 from lite_csms.net.lite_link import LiteCodec, codec_for, lite_name
 from lite_csms.net.ports import HeldPorts, hold_ports
+from lite_csms.net.throttle import GuessThrottle, host_of, source_key
 from lite_csms.net.tls import server_context
 from lite_csms.ocppj import timestamps
 from lite_csms.ocppj.versions import Version
@@ -48,6 +51,7 @@ log = logging.getLogger("lite_csms.net")
 
 # Close code for a handshake that agreed no subprotocol (RFC 6455: protocol error).
 CLOSE_PROTOCOL_ERROR = 1002
+CHALLENGE = (b"WWW-Authenticate", b'Basic realm="lite-csms", charset="UTF-8"')
 # scrypt uses 16 MiB a check; this bounds the memory a reconnect storm can take.
 PASSWORD_CHECKS_AT_ONCE = 2
 # On shutdown every station is told 1001 Going Away; a station that does not answer the
@@ -71,7 +75,9 @@ class CsmsServer:
         self.commands = CommandSender(self.store, self.connections)
         self.policy = BudgetPolicy(self.store, settings, self.commands)
         self.progress = ProgressService(self.store, self.commands, self.connections, settings)
-        self._password_limiter = trio.CapacityLimiter(PASSWORD_CHECKS_AT_ONCE)
+        self.kdf = KdfQueue(PASSWORD_CHECKS_AT_ONCE)
+        self.credentials = CredentialCache()
+        self.throttle = GuessThrottle()
         self.traffic = TrafficRecorder(self.store,
                                        retention_days=settings.traffic_hourly_retention_days)
         ssl_context = None
@@ -235,12 +241,21 @@ class CsmsServer:
     ) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
         """Security profile 1: HTTP Basic auth with the station id as username.
 
-        An unknown station id, a missing or mismatched username and a wrong password all get
-        the same 401 with the same body and headers, so station ids cannot be enumerated; the
-        reason goes to the log only. `reveal_unknown_stations` restores 404 for debugging.
+        Returns None to accept, or (HTTP status, reason, headers). An unknown station id, a
+        missing or mismatched username and a wrong password all get the same 401 with the same
+        body and headers, so station ids cannot be enumerated; the reason goes to the log only
+        (`reveal_unknown_stations` restores 404 for debugging). 429 + Retry-After for a
+        throttled guesser, 503 + Retry-After when the password checks queued would outlast
+        the handshake (docs/SECURITY.md). Runs under the listener's handshake deadline.
         """
-        station = await self.store.run(lambda: Station.get_or_none(Station.id == station_id))
         credentials = basic_credentials(request.headers)
+        source = source_key(host_of(request.remote))
+        if (credentials is not None and credentials.username == station_id
+                and not self.credentials.knows(station_id, credentials.password)
+                and (wait := self.throttle.source_wait(source)) is not None):
+            # Refused before the database and the KDF: a guesser's retries cost nothing.
+            return 429, "too many wrong passwords from this address", _retry_after(wait)
+        station = await self.store.run(lambda: Station.get_or_none(Station.id == station_id))
         if station is None:
             if not self.settings.auto_register:
                 if self.settings.reveal_unknown_stations:
@@ -249,23 +264,48 @@ class CsmsServer:
             presented = None if credentials is None else credentials.password
             hashed = None
             if presented:
-                hashed = await trio.to_thread.run_sync(
-                    passwords.hash_password, presented, limiter=self._password_limiter
-                )
+                try:
+                    hashed = await self.kdf.run(passwords.hash_password, presented)
+                except Overloaded as exc:
+                    return 503, str(exc), _retry_after(exc.retry_after)
             await self.store.run(lambda: provisioning.auto_register(station_id, hashed))
             log.info("%s: auto-registered as pending", station_id)
             return None
-        if station.password_hash is None:
+        stored: str | None = station.password_hash
+        if stored is None:
             return None
         if credentials is None:
             return _unauthorized("password required")
         if credentials.username != station_id:
             return _unauthorized("username does not match the station id in the path")
-        valid = await trio.to_thread.run_sync(
-            passwords.verify, credentials.password, station.password_hash,
-            limiter=self._password_limiter,
-        )
-        return None if valid else _unauthorized("wrong password")
+        if self.credentials.verified(station_id, credentials.password, stored):
+            return None
+        attacked = self.throttle.under_attack(station_id)
+        if passwords.is_fast(stored):
+            # A generated password: microseconds, no queue, nothing worth caching.
+            valid = passwords.verify(credentials.password, stored)
+            return None if valid else self._failed(source, station_id, attacked)
+        try:
+            valid = await kdf_verify(self.kdf, credentials.password, stored,
+                                     gate=partial(self.throttle.source_wait, source))
+        except Overloaded as exc:
+            return 503, str(exc), _retry_after(exc.retry_after)
+        except Refused as exc:
+            return 429, "too many wrong passwords from this address", _retry_after(exc.wait)
+        if valid:
+            self.credentials.remember(station_id, credentials.password, stored)
+            return None
+        return self._failed(source, station_id, attacked)
+
+    def _failed(self, source: str, station_id: str, attacked: float | None
+                ) -> tuple[int, str, list[tuple[bytes, bytes]]]:
+        challenge = list(UNAUTHORIZED_HEADERS)
+        wait = self.throttle.failed(source, station_id)
+        if wait is not None:
+            reason = ("wrong password; this station is under attack" if attacked
+                      else "wrong password; too many from this address")
+            return 429, reason, [*challenge, *_retry_after(wait)]
+        return _unauthorized("wrong password")
 
     # ---- a live station --------------------------------------------------------------------
     async def _serve_station(
@@ -329,6 +369,10 @@ UNAUTHORIZED_HEADERS = [(b"WWW-Authenticate", b'Basic realm="lite-csms", charset
 def _unauthorized(reason: str) -> tuple[int, str, list[tuple[bytes, bytes]]]:
     """401 with one body and one challenge whatever the reason (logged, never sent)."""
     return 401, reason, UNAUTHORIZED_HEADERS
+
+
+def _retry_after(seconds: float) -> list[tuple[bytes, bytes]]:
+    return [(b"Retry-After", str(max(1, math.ceil(seconds))).encode())]
 
 
 def _readiness(station_id: str) -> tuple[str | None, bool]:
