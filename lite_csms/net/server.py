@@ -213,7 +213,8 @@ class CsmsServer:
             log.warning("%s: refused %s with %d: %s", station_id, request.remote, status,
                         reason)
             body = UNAUTHORIZED_BODY if status == 401 else reason
-            await request.reject(status, extra_headers=headers, body=body.encode())
+            # A copy: trio-websocket appends its Content-Length to the list it is given.
+            await request.reject(status, extra_headers=list(headers), body=body.encode())
             return
         chosen = choose_link(request.proposed_subprotocols, self.settings.subprotocols,
                              self.settings.lite)
@@ -368,7 +369,7 @@ UNAUTHORIZED_HEADERS = [(b"WWW-Authenticate", b'Basic realm="lite-csms", charset
 
 def _unauthorized(reason: str) -> tuple[int, str, list[tuple[bytes, bytes]]]:
     """401 with one body and one challenge whatever the reason (logged, never sent)."""
-    return 401, reason, UNAUTHORIZED_HEADERS
+    return 401, reason, list(UNAUTHORIZED_HEADERS)
 
 
 def _retry_after(seconds: float) -> list[tuple[bytes, bytes]]:
