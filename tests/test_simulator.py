@@ -157,7 +157,8 @@ def test_password_is_checked_and_heartbeats_follow_the_boot_interval(
     csms_process: CsmsProcess,
 ) -> None:
     code, summary, _ = run_sim(csms_process, "UNKNOWN")
-    assert code == 3 and "404" in summary["error"]
+    # An unknown id is refused as a wrong password is, so ids cannot be enumerated.
+    assert code == 3 and "401" in summary["error"]
 
     added = csms_process.cli("station", "add", "CS-PW")
     assert added.returncode == 0, added.stderr
