@@ -15,7 +15,7 @@ from typing import NoReturn
 import peewee as pw
 
 from lite_csms import __version__, config
-from lite_csms.cli import apikeys, budget, remote, stations, tokens, transactions
+from lite_csms.cli import apikeys, backup, budget, remote, stations, tokens, transactions
 from lite_csms.cli.output import CliError
 from lite_csms.db.database import DatabaseError, open_database
 from lite_csms.net.ports import PortBusy
@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     apikeys.add_parsers(sub, common)
     remote.add_parsers(sub, common)
     budget.add_parsers(sub, common)
+    backup.add_parsers(sub, common)
     return parser
 
 
@@ -204,6 +205,8 @@ def _main(argv: Sequence[str] | None) -> int:
         try:
             if args.command == "budget":
                 return budget.run(args, settings)
+            if args.command == "backup":
+                return backup.run(args, Path(settings.database))
             handler = {"station": stations.run, "token": tokens.run, "tx": transactions.run,
                        "apikey": apikeys.run}
             return handler[args.command](args)
