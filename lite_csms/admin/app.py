@@ -7,6 +7,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import orjson
+import trio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from lite_csms.net.server import CsmsServer
 
 MAX_BODY = 64 * 1024
+# /health/ready: how long the store may take to commit an empty job.
+HEALTH_TIMEOUT = 2.0
 MAX_QUEUE_TTL = 7 * 24 * 3600
 
 
@@ -300,8 +303,29 @@ def build_app(server: CsmsServer) -> Starlette:
     async def openapi(request: Request) -> Response:
         return JsonResponse(DOCUMENT)
 
+    async def health_live(request: Request) -> Response:
+        return JsonResponse({"status": "live"})
+
+    async def health_ready(request: Request) -> Response:
+        # No API key: load balancers and systemd probes ask. Ready means the OCPP ports are
+        # bound and the one writer commits a job within 2 s (a full disk makes it fail).
+        why = None if server.ports else "the OCPP-J ports are not bound yet"
+        if why is None:
+            with trio.move_on_after(HEALTH_TIMEOUT) as waited:
+                try:
+                    await store.run(lambda: None)
+                except Exception as exc:  # the store's own error names the cause
+                    why = f"the store cannot commit: {exc}"
+            if waited.cancelled_caught:
+                why = f"the store did not commit within {HEALTH_TIMEOUT:g} s"
+        if why is not None:
+            return JsonResponse({"status": "not ready", "why": why}, status_code=503)
+        return JsonResponse({"status": "ready", "stations_online": len(server.connections)})
+
     routes = [
         Route("/openapi.json", openapi),
+        Route("/health/live", health_live),
+        Route("/health/ready", health_ready),
         Route("/stations", stations),
         Route("/stations/{id}", station, methods=["GET", "PATCH"]),
         Route("/stations/{id}/variables", station_variables),

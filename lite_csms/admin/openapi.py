@@ -158,6 +158,13 @@ DOCUMENT: dict[str, Any] = {
         },
     },
     "paths": {
+        "/health/live": {"get": {"summary": "the process answers (no API key)",
+                                 "responses": {"200": _ok("live", _OBJECT)}}},
+        "/health/ready": {"get": {
+            "summary": "ready to serve (no API key): the OCPP-J ports are bound and the store "
+                       "commits within 2 s; 503 with the reason otherwise",
+            "responses": {"200": _ok("ready, with stations_online", _OBJECT),
+                          "503": _ok("not ready, with why", _OBJECT)}}},
         "/stations": {"get": {"summary": "list stations",
                               "responses": {"200": _ok("stations", _LIST), "401": _ERROR}}},
         "/stations/{id}": {"get": {
