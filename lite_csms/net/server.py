@@ -51,7 +51,6 @@ log = logging.getLogger("lite_csms.net")
 
 # Close code for a handshake that agreed no subprotocol (RFC 6455: protocol error).
 CLOSE_PROTOCOL_ERROR = 1002
-CHALLENGE = (b"WWW-Authenticate", b'Basic realm="lite-csms", charset="UTF-8"')
 # scrypt uses 16 MiB a check; this bounds the memory a reconnect storm can take.
 PASSWORD_CHECKS_AT_ONCE = 2
 # On shutdown every station is told 1001 Going Away; a station that does not answer the
@@ -300,12 +299,11 @@ class CsmsServer:
 
     def _failed(self, source: str, station_id: str, attacked: float | None
                 ) -> tuple[int, str, list[tuple[bytes, bytes]]]:
-        challenge = list(UNAUTHORIZED_HEADERS)
         wait = self.throttle.failed(source, station_id)
         if wait is not None:
             reason = ("wrong password; this station is under attack" if attacked
                       else "wrong password; too many from this address")
-            return 429, reason, [*challenge, *_retry_after(wait)]
+            return 429, reason, [*UNAUTHORIZED_HEADERS, *_retry_after(wait)]
         return _unauthorized("wrong password")
 
     # ---- a live station --------------------------------------------------------------------
@@ -369,7 +367,7 @@ UNAUTHORIZED_HEADERS = [(b"WWW-Authenticate", b'Basic realm="lite-csms", charset
 
 def _unauthorized(reason: str) -> tuple[int, str, list[tuple[bytes, bytes]]]:
     """401 with one body and one challenge whatever the reason (logged, never sent)."""
-    return 401, reason, list(UNAUTHORIZED_HEADERS)
+    return 401, reason, UNAUTHORIZED_HEADERS
 
 
 def _retry_after(seconds: float) -> list[tuple[bytes, bytes]]:
