@@ -69,6 +69,7 @@ from ocpp.v201 import call as call201
 from ocpp.v201 import call_result as result201
 
 from lite_csms.budget import tcpinfo
+from lite_csms.net import listener
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_accounting
@@ -1256,10 +1257,7 @@ def result_of(pricing: Pricing, profile: Profile) -> dict[str, Any]:
 
 def tcp_timestamps() -> bool:
     """Whether this network namespace's TCP puts timestamps (12 B) on every segment."""
-    try:
-        return Path("/proc/sys/net/ipv4/tcp_timestamps").read_text().strip() != "0"
-    except OSError:
-        return False
+    return bool(listener.tcp_timestamps())
 
 
 def rerun_with_timestamps(on: bool, argv: list[str] | None) -> int:

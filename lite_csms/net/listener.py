@@ -68,6 +68,20 @@ def configure_socket(sock: trio.socket.SocketType, options: ListenOptions) -> No
 TCP_TIMESTAMPS = Path("/proc/sys/net/ipv4/tcp_timestamps")
 
 
+def tcp_timestamps(path: Path = TCP_TIMESTAMPS) -> bool | None:
+    """Whether this network namespace's TCP puts RFC 7323 timestamps on every segment;
+    None when the setting cannot be read (not Linux)."""
+    value = _setting(path)
+    return None if value is None else value != "0"
+
+
+def _setting(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
 def tcp_timestamps_note(path: Path = TCP_TIMESTAMPS) -> str | None:
     """One log line when the kernel puts RFC 7323 timestamps on this host's TCP segments.
 
@@ -76,11 +90,8 @@ def tcp_timestamps_note(path: Path = TCP_TIMESTAMPS) -> str | None:
     the setting belongs to the network namespace, so only the operator can turn it off.
     Returns None when they are off or the setting cannot be read (not Linux).
     """
-    try:
-        value = path.read_text().strip()
-    except OSError:
-        return None
-    if value == "0":
+    value = _setting(path)
+    if value is None or value == "0":
         return None
     return (f"TCP timestamps are on (net.ipv4.tcp_timestamps={value}): every segment to a "
             "charger carries 12 B more; for chargers billed per byte set it to 0 "
