@@ -209,19 +209,22 @@ def main() -> int:
     parser.add_argument("--check", action="store_true",
                         help="change nothing; exit 1 if a file would change")
     args = parser.parse_args()
-    stale = []
-    for protocol, text in generate_all().items():
-        for folder in OUT_DIRS:
-            path = folder / f"{protocol}.json"
-            if not path.is_file() or path.read_text(encoding="utf-8") != text:
-                stale.append(path)
-                if not args.check:
-                    folder.mkdir(parents=True, exist_ok=True)
-                    path.write_text(text, encoding="utf-8")
-    for path in stale:
-        print(f"{'stale' if args.check else 'wrote'} {path.relative_to(ROOT)}")
-    return 1 if args.check and stale else 0
+    files = {folder / f"{protocol}.json": text
+             for protocol, text in generate_all().items() for folder in OUT_DIRS}
+    return write_generated(files, check=args.check)
 
+
+def write_generated(files: dict[Path, str], *, check: bool) -> int:
+    """Write each generated file whose text differs (or, with `check`, only say so); one
+    line per such file; 1 if `check` found any, else 0. Shared with lite_vectors.py."""
+    stale = [path for path, text in files.items()
+             if not path.is_file() or path.read_text(encoding="utf-8") != text]
+    for path in stale:
+        if not check:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(files[path], encoding="utf-8")
+        print(f"{'stale' if check else 'wrote'} {path.relative_to(ROOT)}")
+    return 1 if check and stale else 0
 
 if __name__ == "__main__":
     raise SystemExit(main())

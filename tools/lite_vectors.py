@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from lite_corpus import CORPUS  # tools/ is on sys.path when this file is run
+from lite_tables import write_generated
 
 from lite_csms.lite import (
     LiteFrameError,
@@ -340,19 +341,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
-    stale = []
-    for protocol in FOLDER:
-        path = OUT / f"{protocol}.json"
-        text = render(vectors(protocol))
-        if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            stale.append(path)
-            if not args.check:
-                OUT.mkdir(parents=True, exist_ok=True)
-                path.write_text(text, encoding="utf-8")
-    for path in stale:
-        print(f"{'stale' if args.check else 'wrote'} {path.relative_to(ROOT)}")
-    return 1 if args.check and stale else 0
-
+    files = {OUT / f"{protocol}.json": render(vectors(protocol)) for protocol in FOLDER}
+    return write_generated(files, check=args.check)
 
 if __name__ == "__main__":
     raise SystemExit(main())
