@@ -240,6 +240,20 @@ async def test_reconnect_replaces_the_old_connection(csms: CsmsInProcess) -> Non
             await trio.sleep(0.02)
 
 
+async def test_a_silent_old_peer_does_not_hold_up_its_replacement(csms: CsmsInProcess) -> None:
+    # After a cell outage the old connection is a dead radio: it never answers the close.
+    await register(csms, "CS-6b")
+    old, response = await rawws.connect(csms.port, "/ocpp/CS-6b")
+    assert b" 101 " in response
+    async with open_websocket_url(csms.url("CS-6b"), subprotocols=["ocpp1.6"]) as new:
+        started = trio.current_time()
+        assert (await rpc(new, [2, "1", "Heartbeat", {}]))[0] == 3
+        assert trio.current_time() - started < 1.0
+    with trio.fail_after(5):  # the old one is closed after its 2 s of grace, not held open
+        assert await rawws.closed_by_server(old, timeout=4)
+    await old.aclose()
+
+
 @pytest.mark.parametrize(("opcode", "payload", "code"), [
     (1, b'[2,"1","Heartbeat",{"x":"' + b"a" * 70_000 + b'"}]', 1009),
     (1, b'[2,"1","Heartbeat",{"x":"\xff\xfe"}]', 1007),

@@ -1,34 +1,54 @@
 #!/usr/bin/env python3
-"""A reconnect storm and a password guesser against `lite-csms serve` (docs/SECURITY.md).
+"""Reconnect storms and a password guesser against `lite-csms serve` (docs/SECURITY.md).
 
-The server runs in a child process (pinned with --cpu, as on a 1-vCPU VPS); stations are
-raw WebSocket upgrades with Basic auth, from this process. Phases:
-1. cold: --stations stations with scrypt-hashed chosen passwords connect at once;
-2. storm: all drop and reconnect at once;
-3. guess: --guesses wrong passwords, --parallel at a time, from 127.0.0.1, while one station
-   logs in with its right password from 127.0.0.2 every 0.5 s (its worst latency is shown).
-A refused client retries after Retry-After (or 1-2 s), as chargers do; a client waits at most
-30 s for an answer. Prints seconds until all are in, answers by status and server CPU.
+The server runs in a child process, pinned to one core with --cpu as on a 1-vCPU VPS; the
+stations run in this process on another core (--client-cpu). Every station is the `ocpp`
+package's ChargePoint over `websockets` with HTTP Basic auth (security profile 1), so the
+handshake, framing and OCPP answers are checked by third-party code. Phases:
 
-    python tools/bench_auth_storm.py --stations 300 --cpu 0
+1. cold: --stations stations connect, spread evenly over --spread seconds, and each sends a
+   BootNotification; a station is in when it is Accepted.
+2. storm: all drop at once and reconnect, spread over --reconnect-spread seconds, each
+   sending a Heartbeat; a station is back when the Heartbeat is answered. --drop rst resets
+   every TCP connection; --drop silent leaves the old connections open and unread, as after a
+   cell outage, so the server must replace each one.
+3. guess: --guesses wrong passwords for one station, spread over --guess-seconds, from
+   127.0.0.1, while that station logs in with its right password from 127.0.0.2 every 0.5 s.
+
+A refused station retries after Retry-After, or after 1-2 s, as chargers do; each attempt
+waits at most 30 s for the handshake. Each phase prints the seconds until the last station
+was in, the answers by HTTP status, the server's CPU seconds, its peak RSS and descriptors.
+
+    python tools/bench_auth_storm.py --stations 2000 --cpu 0 --client-cpu 1
+    python tools/bench_auth_storm.py --stations 5000 --reconnect-spread 10 --cpu 0 \
+        --client-cpu 1 --skip-guess
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import collections
+import contextlib
 import os
 import random
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import trio
+import websockets
+from ocpp.v16 import ChargePoint, call
+from websockets.exceptions import InvalidStatus
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+HANDSHAKE_WAIT = 30.0
 
 
 def free_port() -> int:
@@ -37,69 +57,135 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def prepare(database: Path, count: int) -> dict[str, str]:
+def prepare(database: Path, count: int, scheme: str) -> dict[str, str]:
+    """Stations CS-00000… with a password each. `generated`: what `station add` makes (no KDF
+    to check); `chosen`: one scrypt hash shared by all, so each check costs one KDF run as
+    a person's password would, without paying N KDF runs here."""
     from lite_csms import passwords
     from lite_csms.db.database import open_database
     from lite_csms.db.models import Station
     open_database(database)
-    stations = {f"CS-{i:05d}": base64.b64encode(os.urandom(15)).decode() for i in range(count)}
-    Station.insert_many([{"id": sid, "password_hash": passwords.hash_password(pw),
-                          "registration": "accepted"} for sid, pw in stations.items()]).execute()
+    ids = [f"CS-{i:05d}" for i in range(count)]
+    if scheme == "generated":
+        stations = {sid: passwords.generate() for sid in ids}
+        hashes = {sid: passwords.hash_generated(pw) for sid, pw in stations.items()}
+    else:
+        shared = base64.b64encode(os.urandom(12)).decode()
+        stored = passwords.hash_password(shared)
+        stations = dict.fromkeys(ids, shared)
+        hashes = dict.fromkeys(ids, stored)
+    rows = [{"id": sid, "password_hash": hashes[sid], "registration": "accepted"}
+            for sid in ids]
+    for start in range(0, len(rows), 500):
+        Station.insert_many(rows[start:start + 500]).execute()
     return stations
 
 
-async def upgrade(port: int, sid: str, password: str, source: str = "127.0.0.1"
-                  ) -> tuple[int, float | None, trio.SocketStream | None]:
+def basic(sid: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{sid}:{password}".encode()).decode()}
+
+
+@dataclass
+class Phase:
+    answers: collections.Counter = field(default_factory=collections.Counter)
+    last_in: float = 0.0
+
+
+@dataclass
+class Link:
+    ws: websockets.ClientConnection
+    reader: asyncio.Task
+
+
+async def attempt(port: int, sid: str, password: str, phase: Phase,
+                  source: str = "127.0.0.1") -> tuple[websockets.ClientConnection | None,
+                                                      float | None]:
     try:
-        stream = await trio.open_tcp_stream("127.0.0.1", port, local_address=source)
-    except OSError:
-        return 0, None, None
-    token = base64.b64encode(f"{sid}:{password}".encode()).decode()
-    request = (f"GET /ocpp/{sid} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-               "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-               f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
-               f"Sec-WebSocket-Protocol: ocpp1.6\r\nAuthorization: Basic {token}\r\n\r\n")
-    response = b""
-    with trio.move_on_after(30):
-        try:
-            await stream.send_all(request.encode())
-            while b"\r\n\r\n" not in response:
-                chunk = await stream.receive_some(4096)
-                if not chunk:
-                    break
-                response += chunk
-        except (trio.BrokenResourceError, OSError):
-            pass
-    status = int(response.split()[1]) if response.startswith(b"HTTP/1.1") else 0
-    retry = None
-    for line in response.split(b"\r\n"):
-        if line.lower().startswith(b"retry-after:"):
-            retry = float(line.split(b":")[1])
-    if status != 101:
-        await stream.aclose()
-        return status, retry, None
-    return status, retry, stream
+        ws = await websockets.connect(
+            f"ws://127.0.0.1:{port}/ocpp/{sid}", subprotocols=["ocpp1.6"],
+            additional_headers=basic(sid, password), open_timeout=HANDSHAKE_WAIT,
+            ping_interval=None, compression=None, proxy=None, local_addr=(source, 0))
+    except InvalidStatus as exc:
+        phase.answers[exc.response.status_code] += 1
+        retry = exc.response.headers.get("Retry-After")
+        return None, float(retry) if retry else None
+    except (OSError, TimeoutError, websockets.InvalidHandshake):
+        phase.answers["no answer"] += 1
+        return None, None
+    phase.answers[101] += 1
+    return ws, None
 
 
-async def storm(port: int, stations: dict[str, str], answers: collections.Counter
-                ) -> tuple[float, list[trio.SocketStream]]:
-    started = trio.current_time()
-    open_streams: list[trio.SocketStream] = []
+async def station(port: int, sid: str, password: str, delay: float, phase: Phase,
+                  boot: bool, started: float) -> Link:
+    await asyncio.sleep(delay)
+    while True:
+        ws, retry = await attempt(port, sid, password, phase)
+        if ws is not None:
+            break
+        await asyncio.sleep(retry if retry is not None else 1 + random.random())
+    charger = ChargePoint(sid, ws)
+    reader = asyncio.create_task(charger.start())
+    if boot:
+        result = await charger.call(call.BootNotification(
+            charge_point_model="Bench", charge_point_vendor="lite-csms"))
+        assert result.status == "Accepted", result
+    else:
+        await charger.call(call.Heartbeat())
+    phase.last_in = max(phase.last_in, time.monotonic() - started)
+    return Link(ws, reader)
 
-    async def station(sid: str, pw: str) -> None:
-        await trio.sleep(random.random())  # within 1 s
+
+async def run_phase(name: str, port: int, stations: dict[str, str], spread: float, boot: bool,
+                    server: subprocess.Popen) -> list[Link]:
+    phase = Phase()
+    cpu = cpu_of(server.pid)
+    peak = Peak(server.pid)
+    sampler = asyncio.create_task(peak.sample())
+    started = time.monotonic()
+    count = len(stations)
+    links = await asyncio.gather(*(
+        station(port, sid, pw, spread * n / count, phase, boot, started)
+        for n, (sid, pw) in enumerate(stations.items())))
+    sampler.cancel()
+    print(f"{name}: {count} in after {phase.last_in:.1f} s, answers {dict(phase.answers)}, "
+          f"server CPU {cpu_of(server.pid) - cpu:.1f} s, peak RSS {peak.rss / 1e6:.0f} MB, "
+          f"descriptors {fds_of(server.pid)}", flush=True)
+    return links
+
+
+async def drop(links: list[Link], how: str) -> None:
+    for link in links:
+        link.reader.cancel()
+        if how == "rst":
+            sock = link.ws.transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            link.ws.transport.abort()
+        else:
+            # A dead radio: the connection stays open and nothing is read or acknowledged.
+            link.ws.transport.pause_reading()
+
+
+class Peak:
+    def __init__(self, pid: int) -> None:
+        self.pid, self.rss = pid, 0
+
+    async def sample(self) -> None:
         while True:
-            status, retry, stream = await upgrade(port, sid, pw)
-            answers[status] += 1
-            if stream is not None:
-                open_streams.append(stream)
-                return
-            await trio.sleep(retry if retry is not None else 1 + random.random())
+            self.rss = max(self.rss, rss_of(self.pid))
+            await asyncio.sleep(0.25)
 
-    async with trio.open_nursery() as nursery:
-        for sid, pw in stations.items():
-            nursery.start_soon(station, sid, pw)
-    return trio.current_time() - started, open_streams
+
+def rss_of(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def fds_of(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def cpu_of(pid: int) -> float:
@@ -107,10 +193,45 @@ def cpu_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+async def guess(port: int, stations: dict[str, str], args: argparse.Namespace, pid: int
+                ) -> None:
+    victim, right = next(iter(stations.items()))
+    phase, worst, logins = Phase(), 0.0, 0
+    cpu = cpu_of(pid)
+    done = asyncio.Event()
+
+    async def wrong(n: int) -> None:
+        await asyncio.sleep(args.guess_seconds * n / args.guesses)
+        ws, _ = await attempt(port, victim, f"wrong-{n}", phase)
+        if ws is not None:
+            raise AssertionError("a wrong password got in")
+
+    async def legit() -> None:
+        nonlocal worst, logins
+        own = Phase()
+        while not done.is_set():
+            started = time.monotonic()
+            ws, _ = await attempt(port, victim, right, own, source="127.0.0.2")
+            assert ws is not None, f"the right password was refused: {dict(own.answers)}"
+            worst = max(worst, time.monotonic() - started)
+            logins += 1
+            await ws.close()
+            await asyncio.sleep(0.5)
+
+    started = time.monotonic()
+    login = asyncio.create_task(legit())
+    await asyncio.gather(*(wrong(n) for n in range(args.guesses)))
+    done.set()
+    await login
+    print(f"guess: {args.guesses} wrong in {time.monotonic() - started:.1f} s, answers "
+          f"{dict(phase.answers)}, server CPU {cpu_of(pid) - cpu:.1f} s; {logins} right "
+          f"logins meanwhile, worst {worst * 1000:.0f} ms", flush=True)
+
+
 async def main(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp())
     database = tmp / "bench.sqlite3"
-    stations = prepare(database, args.stations)
+    stations = prepare(database, args.stations, args.passwords)
     port = free_port()
     command = [sys.executable, "-m", "lite_csms", "serve", "--host", "127.0.0.1", "--port",
                str(port), "--database", str(database), "--admin-port", "0"]
@@ -120,61 +241,42 @@ async def main(args: argparse.Namespace) -> None:
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={
         **os.environ, "LITE_CSMS_BUDGET_POLICY": "0", "LITE_CSMS_LOG_LEVEL": "WARNING"})
     try:
-        await trio.sleep(3)
-        for phase in ("cold", "storm"):
-            answers: collections.Counter = collections.Counter()
-            cpu = cpu_of(server.pid)
-            took, streams = await storm(port, stations, answers)
-            print(f"{phase}: {len(stations)} in after {took:.1f} s, answers {dict(answers)}, "
-                  f"server CPU {cpu_of(server.pid) - cpu:.1f} s", flush=True)
-            for stream in streams:
-                await stream.aclose()
-            await trio.sleep(2)
-        await guess(port, stations, args, server.pid)
+        await asyncio.sleep(3)
+        print(f"{args.stations} stations, {args.passwords} passwords; server log {tmp}",
+              flush=True)
+        links = await run_phase("cold", port, stations, args.spread, True, server)
+        await drop(links, args.drop)
+        links += await run_phase("storm", port, stations, args.reconnect_spread, False, server)
+        for link in links:
+            link.reader.cancel()
+            link.ws.transport.abort()
+        await asyncio.sleep(3)
+        print(f"after all left: server descriptors {fds_of(server.pid)}, RSS "
+              f"{rss_of(server.pid) / 1e6:.0f} MB", flush=True)
+        if not args.skip_guess:
+            await guess(port, stations, args, server.pid)
     finally:
         server.terminate()
         server.wait()
 
 
-async def guess(port: int, stations: dict[str, str], args: argparse.Namespace, pid: int
-                ) -> None:
-    victim, right = next(iter(stations.items()))
-    answers: collections.Counter = collections.Counter()
-    worst = 0.0
-    cpu = cpu_of(pid)
-    limit = trio.CapacityLimiter(args.parallel)
-    done = trio.Event()
-
-    async def wrong(n: int) -> None:
-        async with limit:
-            answers[(await upgrade(port, victim, f"wrong-{n}"))[0]] += 1
-
-    async def legit() -> None:
-        nonlocal worst
-        while not done.is_set():
-            started = trio.current_time()
-            status, _, stream = await upgrade(port, victim, right, source="127.0.0.2")
-            worst = max(worst, trio.current_time() - started)
-            assert status == 101, status
-            await stream.aclose()
-            await trio.sleep(0.5)
-
-    started = trio.current_time()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(legit)
-        async with trio.open_nursery() as attack:
-            for n in range(args.guesses):
-                attack.start_soon(wrong, n)
-        done.set()
-    print(f"guess: {args.guesses} wrong in {trio.current_time() - started:.1f} s, answers "
-          f"{dict(answers)}, server CPU {cpu_of(pid) - cpu:.1f} s, right login worst "
-          f"{worst * 1000:.0f} ms", flush=True)
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stations", type=int, default=300)
+    parser.add_argument("--passwords", choices=("generated", "chosen"), default="generated")
+    parser.add_argument("--spread", type=float, default=10.0,
+                        help="seconds over which the cold connects arrive")
+    parser.add_argument("--reconnect-spread", type=float, default=1.0,
+                        help="seconds over which the reconnects arrive")
+    parser.add_argument("--drop", choices=("rst", "silent"), default="silent")
     parser.add_argument("--guesses", type=int, default=300)
-    parser.add_argument("--parallel", type=int, default=50)
+    parser.add_argument("--guess-seconds", type=float, default=15.0)
+    parser.add_argument("--skip-guess", action="store_true")
     parser.add_argument("--cpu", type=int, default=None, help="pin the server to this core")
-    trio.run(main, parser.parse_args())
+    parser.add_argument("--client-cpu", type=int, default=None,
+                        help="pin these stations to this core")
+    parsed = parser.parse_args()
+    if parsed.client_cpu is not None:
+        os.sched_setaffinity(0, {parsed.client_cpu})
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main(parsed))

@@ -99,6 +99,7 @@ class StationConnection:
         self._call_lock = trio.Lock()
         self._waiters: dict[str, _Waiter] = {}
         self._scope = trio.CancelScope()
+        self._stopped = trio.Event()
         self.close_reason = "closed"
         # The RFC 6455 code that ended the connection, when a close frame said so.
         self.close_code: int | None = None
@@ -121,14 +122,17 @@ class StationConnection:
 
     async def run(self, on_ready: Callable[[StationConnection], Awaitable[Any]] | None = None
                   ) -> None:
-        with self._scope:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._read_loop, nursery.cancel_scope)
-                nursery.start_soon(self._dispatch_loop)
-                if on_ready is not None:
-                    nursery.start_soon(self._guard, on_ready)
-                if self.ctx.settings.ws_ping_interval > 0:
-                    nursery.start_soon(self._ping_loop, nursery.cancel_scope)
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._read_loop, nursery.cancel_scope)
+                    nursery.start_soon(self._dispatch_loop)
+                    if on_ready is not None:
+                        nursery.start_soon(self._guard, on_ready)
+                    if self.ctx.settings.ws_ping_interval > 0:
+                        nursery.start_soon(self._ping_loop, nursery.cancel_scope)
+        finally:
+            self._stopped.set()
         for waiter in self._waiters.values():
             if waiter.outcome is None:
                 waiter.outcome = CallFailed("", "", "ConnectionClosed", self.close_reason, {})
@@ -141,11 +145,22 @@ class StationConnection:
             log.exception("%s: background task failed: %s", self.station_id, exc)
 
     async def replace(self) -> None:
-        """A newer connection from the same station takes over: close this one."""
+        """A newer connection from the same station takes over: stop handling this one.
+
+        Returns once nothing of this connection is handled any more (at most 2 s), so the
+        station's messages stay in order. The close handshake is left to this connection's
+        own task (`close_replaced`): after a cell outage the old peer is a dead radio that
+        never answers it, and the new connection must not wait for that.
+        """
         self.close_reason = "replaced by a new connection"
         self.close_code = CLOSE_REPLACED
         self._scope.cancel()
         with trio.move_on_after(2):
+            await self._stopped.wait()
+
+    async def close_replaced(self) -> None:
+        """Send the old peer 1001 and wait at most 2 s for its answer (RFC 6455 7.1.2)."""
+        with trio.CancelScope(shield=True), trio.move_on_after(2):
             await self.ws.aclose(CLOSE_REPLACED, "replaced by a new connection")
 
     async def going_away(self, timeout: float) -> None:

@@ -334,6 +334,8 @@ class CsmsServer:
             # Cancelled): the server is going away, and the station should hear 1001.
             if connection.close_code is None and trio.current_effective_deadline() == -math.inf:
                 await connection.going_away(CANCELLED_CLOSE_TIMEOUT)
+            elif self.connections.get(station_id) is not connection:
+                await connection.close_replaced()
             live.close_reason = connection.close_reason
             with trio.CancelScope(shield=True):
                 await self._forget(connection)
