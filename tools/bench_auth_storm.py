@@ -121,19 +121,27 @@ async def station(port: int, sid: str, password: str, delay: float, phase: Phase
     await asyncio.sleep(delay)
     while True:
         ws, retry = await attempt(port, sid, password, phase)
-        if ws is not None:
-            break
-        await asyncio.sleep(retry if retry is not None else 1 + random.random())
-    charger = ChargePoint(sid, ws)
-    reader = asyncio.create_task(charger.start())
-    if boot:
-        result = await charger.call(call.BootNotification(
-            charge_point_model="Bench", charge_point_vendor="lite-csms"))
-        assert result.status == "Accepted", result
-    else:
-        await charger.call(call.Heartbeat())
-    phase.last_in = max(phase.last_in, time.monotonic() - started)
-    return Link(ws, reader)
+        if ws is None:
+            await asyncio.sleep(retry if retry is not None else 1 + random.random())
+            continue
+        charger = ChargePoint(sid, ws)
+        reader = asyncio.create_task(charger.start())
+        try:
+            if boot:
+                result = await charger.call(call.BootNotification(
+                    charge_point_model="Bench", charge_point_vendor="lite-csms"))
+                assert result.status == "Accepted", result
+            else:
+                await charger.call(call.Heartbeat())
+        except (websockets.ConnectionClosed, TimeoutError) as exc:
+            # A charger whose link breaks before its answer starts over.
+            phase.answers[f"lost: {type(exc).__name__}"] += 1
+            reader.cancel()
+            ws.transport.abort()
+            await asyncio.sleep(1 + random.random())
+            continue
+        phase.last_in = max(phase.last_in, time.monotonic() - started)
+        return Link(ws, reader)
 
 
 async def run_phase(name: str, port: int, stations: dict[str, str], spread: float, boot: bool,
@@ -178,7 +186,10 @@ class Peak:
 
 
 def rss_of(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    status = Path(f"/proc/{pid}/status")
+    if not status.exists():
+        raise SystemExit(f"the server (pid {pid}) has exited")
+    for line in status.read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
@@ -233,8 +244,9 @@ async def main(args: argparse.Namespace) -> None:
     database = tmp / "bench.sqlite3"
     stations = prepare(database, args.stations, args.passwords)
     port = free_port()
-    command = [sys.executable, "-m", "lite_csms", "serve", "--host", "127.0.0.1", "--port",
-               str(port), "--database", str(database), "--admin-port", "0"]
+    profile = ["-m", "cProfile", "-o", args.profile] if args.profile else []
+    command = [sys.executable, *profile, "-m", "lite_csms", "serve", "--host", "127.0.0.1",
+               "--port", str(port), "--database", str(database), "--admin-port", "0"]
     if args.cpu is not None:
         command = ["taskset", "-c", str(args.cpu), *command]
     log = (tmp / "server.log").open("wb")
@@ -242,6 +254,7 @@ async def main(args: argparse.Namespace) -> None:
         **os.environ, "LITE_CSMS_BUDGET_POLICY": "0", "LITE_CSMS_LOG_LEVEL": "WARNING"})
     try:
         await asyncio.sleep(3)
+        baseline = fds_of(server.pid)
         print(f"{args.stations} stations, {args.passwords} passwords; server log {tmp}",
               flush=True)
         links = await run_phase("cold", port, stations, args.spread, True, server)
@@ -250,9 +263,12 @@ async def main(args: argparse.Namespace) -> None:
         for link in links:
             link.reader.cancel()
             link.ws.transport.abort()
-        await asyncio.sleep(3)
-        print(f"after all left: server descriptors {fds_of(server.pid)}, RSS "
-              f"{rss_of(server.pid) / 1e6:.0f} MB", flush=True)
+        left = time.monotonic()
+        while fds_of(server.pid) > baseline + 5 and time.monotonic() - left < 120:
+            await asyncio.sleep(0.25)
+        print(f"after all left: server descriptors {fds_of(server.pid)} (at start {baseline}) "
+              f"after {time.monotonic() - left:.1f} s, RSS {rss_of(server.pid) / 1e6:.0f} MB",
+              flush=True)
         if not args.skip_guess:
             await guess(port, stations, args, server.pid)
     finally:
@@ -273,6 +289,7 @@ if __name__ == "__main__":
     parser.add_argument("--guess-seconds", type=float, default=15.0)
     parser.add_argument("--skip-guess", action="store_true")
     parser.add_argument("--cpu", type=int, default=None, help="pin the server to this core")
+    parser.add_argument("--profile", help="write the server's cProfile statistics here")
     parser.add_argument("--client-cpu", type=int, default=None,
                         help="pin these stations to this core")
     parsed = parser.parse_args()
