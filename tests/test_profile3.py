@@ -143,8 +143,13 @@ async def test_profile3_refusals(nursery, tmp_path, pki, caplog):
     assert "profile 3 needs a client certificate" in refusals[2]
     # A certificate from a CA the server does not trust fails the TLS handshake itself.
     stranger = trustme.CA(organization_name=ORG)
-    outcome = await connect(csms, "CS-3", pki.client("CS-3", ca=stranger))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="lite_csms.net"):
+        outcome = await connect(csms, "CS-3", pki.client("CS-3", ca=stranger))
+        await trio.sleep(0.2)
     assert outcome.startswith("refused in TLS"), outcome
+    assert [r.getMessage() for r in caplog.records if "TLS handshake from" in r.getMessage()
+            and "certificate verify failed" in r.getMessage()], caplog.text
     assert await stored_profile(csms, "CS-3") == 3
     online = await csms.server.store.run(lambda: Station.get(Station.id == "CS-3").online)
     assert not online and "CS-3" not in csms.server.connections
