@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,3 +229,43 @@ def test_context_trusts_only_the_station_ca(tmp_path, pki):
         config.load(environ={}, overrides={"tls_client_ca": pki.files["station_ca"]})
     with pytest.raises(config.ConfigError):
         config.load(environ={}, overrides={"security_profile_default": 4})
+
+
+def _upgrade(port: int, station_id: str, client: ssl.SSLContext,
+             session: ssl.SSLSession | None) -> tuple[ssl.SSLSession | None, bool, bytes]:
+    """One raw TLS connection with an HTTP upgrade; returns the session for resuming."""
+    key = base64.b64encode(b"0123456789abcdef").decode()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+            client.wrap_socket(raw, server_hostname="127.0.0.1", session=session) as sock:
+        sock.sendall((f"GET /ocpp/{station_id} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp2.0.1\r\n\r\n"
+                      ).encode())
+        answer = sock.recv(4096)
+        return sock.session, sock.session_reused, answer
+
+
+async def test_resumed_session_keeps_the_certificate(nursery, tmp_path, pki):
+    # Chargers resume TLS to save bytes; the certificate verified at the full handshake
+    # still names the station on the resumed one.
+    csms = await start(nursery, tmp_path, pki)
+    await add_station(csms, "CS-3", "right-password-0123456789", profile=3)
+    client = pki.client("CS-3")
+    session, reused, answer = await trio.to_thread.run_sync(
+        _upgrade, csms.port, "CS-3", client, None)
+    assert answer.startswith(b"HTTP/1.1 101") and not reused
+    await trio.sleep(0.2)
+    _, reused, answer = await trio.to_thread.run_sync(
+        _upgrade, csms.port, "CS-3", client, session)
+    assert reused and answer.startswith(b"HTTP/1.1 101"), answer[:40]
+
+
+async def test_auto_registration_by_certificate(nursery, tmp_path, pki):
+    csms = await start(nursery, tmp_path, pki, auto_register=True)
+    assert await connect(csms, "CS-NEW", pki.client("CS-NEW")) == "Pending"
+    row = await csms.server.store.run(lambda: Station.get(Station.id == "CS-NEW"))
+    assert (row.security_profile, row.password_hash, row.registration) == (3, None, "pending")
+    # A certificate naming someone else registers nobody.
+    assert await connect(csms, "CS-NEW2", pki.client("CS-NEW")) == "HTTP 401"
+    assert await csms.server.store.run(
+        lambda: Station.get_or_none(Station.id == "CS-NEW2")) is None
