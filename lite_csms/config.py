@@ -104,6 +104,20 @@ class Settings:
     # Debugging only: an unknown station id gets 404 instead of the same 401 as a wrong
     # password, which lets anyone probing the port enumerate station ids.
     reveal_unknown_stations: bool = False
+    # Security profile 3 (docs/SECURITY.md): a PEM bundle of the CA(s) that sign station
+    # certificates. Set, the TLS port asks every station for a certificate (optional, so
+    # profile 1 and 2 stations on the same port still get in) and verifies it against these
+    # CAs only. Needs tls_cert and tls_key.
+    tls_client_ca: str = ""
+    # When set, a station certificate's subject O (organizationName) must equal it
+    # (A00.FR.404: the certificate is owned by the CPO). Empty: O is not checked.
+    tls_client_organization: str = ""
+    # The profile of a station whose own profile is not set (`lite-csms station set-profile`):
+    # 1 Basic auth on any transport, 2 TLS + Basic auth, 3 TLS + client certificate.
+    security_profile_default: int = 1
+    # A station below profile 3 that presents a valid certificate for its own id is raised
+    # to 3 for good; off, the certificate is ignored and the station's own profile applies.
+    security_profile_auto_raise: bool = True
     # The names set explicitly (config file, environment, flags) rather than left at their
     # defaults: an operator's explicit heartbeat_interval wins over the budget policy's level.
     explicit: frozenset[str] = field(default_factory=frozenset, compare=False, repr=False)
@@ -176,6 +190,16 @@ def _check(settings: Settings) -> Settings:
         raise ConfigError("tls_ticket_lifetime: 1 to 604800 seconds (TLS 1.3 caps it at 7 days)")
     if settings.max_message_size < 1024:
         raise ConfigError("max_message_size: at least 1024 bytes")
+    if settings.tls_client_ca and not settings.tls_cert:
+        raise ConfigError("tls_client_ca: needs tls_cert and tls_key (profile 3 is TLS)")
+    if settings.tls_client_organization and not settings.tls_client_ca:
+        raise ConfigError("tls_client_organization: needs tls_client_ca")
+    if not 1 <= settings.security_profile_default <= 3:
+        raise ConfigError("security_profile_default: 1, 2 or 3")
+    if settings.security_profile_default >= 2 and not settings.tls_cert:
+        raise ConfigError("security_profile_default 2 and 3 need tls_cert and tls_key")
+    if settings.security_profile_default == 3 and not settings.tls_client_ca:
+        raise ConfigError("security_profile_default 3 needs tls_client_ca")
     if settings.progress_wait > settings.progress_max_wait:
         raise ConfigError("progress_wait: at most progress_max_wait")
     return settings

@@ -24,6 +24,8 @@ def station_row(station: Station) -> dict[str, Any]:
         "serial_number": station.serial_number, "firmware_version": station.firmware_version,
         "password": station.password_hash is not None,
         "last_boot_at": station.last_boot_at, "last_seen_at": station.last_seen_at,
+        # None: the server's security_profile_default applies.
+        "security_profile": station.security_profile,
     }
 
 

@@ -256,7 +256,8 @@ CREATE TABLE "station" (
     "last_seen_at" TEXT,
     "created_at" TEXT NOT NULL,
     "firmware_changed_at" TEXT,
-    "previous_firmware_version" TEXT
+    "previous_firmware_version" TEXT,
+    "security_profile" INTEGER
 );
 
 CREATE TABLE "station_budget" (

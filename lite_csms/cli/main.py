@@ -207,8 +207,9 @@ def _main(argv: Sequence[str] | None) -> int:
                 return budget.run(args, settings)
             if args.command == "backup":
                 return backup.run(args, Path(settings.database))
-            handler = {"station": stations.run, "token": tokens.run, "tx": transactions.run,
-                       "apikey": apikeys.run}
+            if args.command == "station":
+                return stations.run(args, settings)
+            handler = {"token": tokens.run, "tx": transactions.run, "apikey": apikeys.run}
             return handler[args.command](args)
         finally:
             db.close()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from lite_csms import passwords
 from lite_csms.cli.output import CliError, emit, emit_one
+from lite_csms.config import Settings
 from lite_csms.db.models import Station
 from lite_csms.handlers import deviations, provisioning
+from lite_csms.net import profiles
 from lite_csms.net.handshake import InvalidStationId, check_station_id
 from lite_csms.views import connector_rows, station_row
 
@@ -36,6 +39,14 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
                             help="generate a new password (or set --password)")
     setpw.add_argument("station_id")
     setpw.add_argument("--password", help="use this password instead of a generated one")
+    profile = cmds.add_parser(
+        "set-profile", parents=[common],
+        help="set its OCPP security profile: 1 Basic auth, 2 TLS + Basic auth, 3 TLS + "
+             "client certificate (docs/SECURITY.md)")
+    profile.add_argument("station_id")
+    profile.add_argument("profile", type=int, choices=profiles.PROFILES)
+    profile.add_argument("--lower", action="store_true",
+                         help="confirm a lower profile than the station has now")
     cmds.add_parser("accept", parents=[common],
                     help="answer the station's BootNotification Accepted").add_argument(
         "station_id")
@@ -61,7 +72,7 @@ def _get(station_id: str) -> Station:
     return station
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, settings: Settings | None = None) -> int:
     command = args.station_command
     if command == "list":
         emit([station_row(s) for s in Station.select().order_by(Station.id)], COLUMNS,
@@ -98,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
                                  else passwords.hash_generated(password))
         station.save()
         print(f"password: {password}" if not args.password else "password set")
+    elif command == "set-profile":
+        _set_profile(station_id, args.profile, args.lower, settings or Settings())
     elif command in BOOT_ANSWERS:
         registration, answer = BOOT_ANSWERS[command]
         _get(station_id)
@@ -105,3 +118,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"station {station_id} {registration}: its next BootNotification is answered "
               f"{answer}")
     return 0
+
+
+def _set_profile(station_id: str, profile: int, lower: bool, settings: Settings) -> None:
+    try:
+        old, new = profiles.set_profile(station_id, profile, settings.security_profile_default,
+                                        lower=lower)
+    except LookupError:
+        raise CliError(f"no station {station_id!r}") from None
+    except PermissionError as exc:
+        raise CliError(f"{exc}: a station at a lower profile is easier to impersonate") from None
+    print(f"station {station_id}: security profile {old} -> {new} (from its next connection)")
+    if new == profiles.TLS_CERTIFICATE and not settings.tls_client_ca:
+        print("lite-csms: warning: tls_client_ca is not set, so this station cannot connect "
+              "until it is", file=sys.stderr)

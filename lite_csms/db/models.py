@@ -57,6 +57,9 @@ class Station(BaseModel):
     # budget policy then trusts neither the refusals nor the settings held before it.
     firmware_changed_at = UtcDateTimeField(null=True)
     previous_firmware_version = pw.TextField(null=True)
+    # OCPP security profile 1, 2 or 3 (net/profiles.py); NULL follows the server's
+    # security_profile_default. Only ever raised by a connecting station.
+    security_profile = pw.IntegerField(null=True)
 
 
 class Connector(BaseModel):

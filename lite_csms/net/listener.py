@@ -225,7 +225,13 @@ class WebSocketListener:
         tls = trio.SSLStream(meter.wrap_raw(stream), self._ssl_context, server_side=True,
                              https_compatible=True)
         with trio.move_on_after(self.options.handshake_timeout):
-            await tls.do_handshake()
+            try:
+                await tls.do_handshake()
+            except trio.BrokenResourceError as exc:
+                # trio hides the cause, e.g. a station certificate no trusted CA signed.
+                log.warning("TLS handshake from %s failed: %s", _peer_of_stream(stream),
+                            exc.__cause__ or "the peer left")
+                return None
             meter.tls_done(resumed=bool(tls.session_reused))
             return meter.wrap_plain(tls)
         log.info("TLS handshake from %s did not complete within %g s", _peer_of_stream(stream),

@@ -20,6 +20,7 @@ from lite_csms.config import Settings
 from lite_csms.db.models import Station
 from lite_csms.db.writer import StoreWriter
 from lite_csms.handlers import authorization, provisioning, reservation
+from lite_csms.net import profiles
 from lite_csms.net.commands import CommandSender
 from lite_csms.net.connection import ORDERLY_CLOSE_CODES, StationConnection
 from lite_csms.net.deflate import options_from as deflate_options
@@ -82,7 +83,8 @@ class CsmsServer:
         ssl_context = None
         if settings.tls_cert:
             ssl_context = server_context(settings.tls_cert, settings.tls_key,
-                                         ticket_lifetime=settings.tls_ticket_lifetime)
+                                         ticket_lifetime=settings.tls_ticket_lifetime,
+                                         client_ca=settings.tls_client_ca)
         self.listener = WebSocketListener(
             ListenOptions(
                 host=settings.host, port=settings.port,
@@ -206,7 +208,7 @@ class CsmsServer:
             log.warning("refused %s from %s: %s", request.path[:80], request.remote, exc)
             await request.reject(400, body=str(exc).encode())
             return
-        refusal = await self._authenticate(station_id, request)
+        refusal = await self._authenticate(station_id, request, profiles.presented(meter))
         if refusal is not None:
             status, reason, headers = refusal
             log.warning("%s: refused %s with %d: %s", station_id, request.remote, status,
@@ -237,9 +239,10 @@ class CsmsServer:
         await self._serve_station(ws, station_id, version, live, codec)
 
     async def _authenticate(
-        self, station_id: str, request: WebSocketRequest
+        self, station_id: str, request: WebSocketRequest, seen: profiles.Presented
     ) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
-        """Security profile 1: HTTP Basic auth with the station id as username.
+        """Security profiles 1 and 2: HTTP Basic auth with the station id as username; 3: the
+        TLS client certificate, whose subject CN must be the station id (net/profiles.py).
 
         Returns None to accept, or (HTTP status, reason, headers). An unknown station id, a
         missing or mismatched username and a wrong password all get the same 401 with the same
@@ -250,7 +253,8 @@ class CsmsServer:
         """
         credentials = basic_credentials(request.headers)
         source = source_key(host_of(request.remote))
-        if (credentials is not None and credentials.username == station_id
+        if (seen.certificate is None and credentials is not None
+                and credentials.username == station_id
                 and not self.credentials.knows(station_id, credentials.password)
                 and (wait := self.throttle.source_wait(source)) is not None):
             # Refused before the database and the KDF: a guesser's retries cost nothing.
@@ -261,6 +265,14 @@ class CsmsServer:
                 if self.settings.reveal_unknown_stations:
                     return 404, "unknown station", []
                 return _unauthorized("unknown station")
+            decision = profiles.decide(self.settings.security_profile_default, station_id,
+                                       seen, organization=self.settings.tls_client_organization)
+            if decision.refusal is not None:
+                return _unauthorized(decision.refusal)
+            if decision.certified:
+                await self.store.run(lambda: profiles.auto_register_certified(station_id))
+                log.info("%s: auto-registered as pending, security profile 3", station_id)
+                return None
             presented = None if credentials is None else credentials.password
             hashed = None
             if presented:
@@ -270,6 +282,19 @@ class CsmsServer:
                     return 503, str(exc), _retry_after(exc.retry_after)
             await self.store.run(lambda: provisioning.auto_register(station_id, hashed))
             log.info("%s: auto-registered as pending", station_id)
+            return None
+        decision = profiles.decide(
+            profiles.effective(station.security_profile, self.settings.security_profile_default),
+            station_id, seen, organization=self.settings.tls_client_organization,
+            auto_raise=self.settings.security_profile_auto_raise)
+        if decision.refusal is not None:
+            return _unauthorized(decision.refusal)
+        if decision.certified:
+            # Basic auth, if sent, is ignored: the certificate is the credential.
+            if decision.raise_to is not None and await self.store.run(
+                    partial(profiles.raise_profile, station_id, decision.raise_to)):
+                log.info("%s: raised to security profile %d by its client certificate",
+                         station_id, decision.raise_to)
             return None
         stored: str | None = station.password_hash
         if stored is None:

@@ -37,9 +37,16 @@ class TlsConfigError(ValueError):
 
 
 def server_context(cert_file: str, key_file: str,
-                   ticket_lifetime: int = DEFAULT_TICKET_LIFETIME) -> ssl.SSLContext:
-    """TLS 1.2 and up; one TLS 1.3 session ticket per handshake, valid `ticket_lifetime` s."""
-    for name in (cert_file, key_file):
+                   ticket_lifetime: int = DEFAULT_TICKET_LIFETIME,
+                   client_ca: str = "") -> ssl.SSLContext:
+    """TLS 1.2 and up; one TLS 1.3 session ticket per handshake, valid `ticket_lifetime` s.
+
+    With `client_ca` (a PEM bundle), a client certificate is asked for but not required
+    (CERT_OPTIONAL: profile 1 and 2 stations on the same port send none), and one that is sent
+    must chain to these CAs and no others, or the TLS handshake fails (security profile 3,
+    A00.FR.403). A resumed session keeps the certificate verified at its full handshake.
+    """
+    for name in (cert_file, key_file, *([client_ca] if client_ca else [])):
         if not Path(name).is_file():
             raise TlsConfigError(f"TLS file {name} does not exist")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -48,6 +55,14 @@ def server_context(cert_file: str, key_file: str,
         context.load_cert_chain(cert_file, key_file)
     except (ssl.SSLError, OSError) as exc:
         raise TlsConfigError(f"cannot load TLS certificate {cert_file}: {exc}") from exc
+    if client_ca:
+        # The context holds no CA before this (Purpose.CLIENT_AUTH with CERT_NONE loads no
+        # system store): a certificate from a public CA must never name a station.
+        try:
+            context.load_verify_locations(cafile=client_ca)
+        except (ssl.SSLError, OSError) as exc:
+            raise TlsConfigError(f"cannot load the station CA {client_ca}: {exc}") from exc
+        context.verify_mode = ssl.CERT_OPTIONAL
     # A charger resumes with one ticket; the default of two sends a second it never uses.
     context.num_tickets = 1
     set_session_lifetime(context, ticket_lifetime)
