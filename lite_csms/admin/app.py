@@ -1,4 +1,5 @@
-"""Admin HTTP API routes. Every resource needs an API key (`Authorization: Bearer <key>`)."""
+"""Admin HTTP API routes. Every resource needs an API key (`Authorization: Bearer <key>`),
+but /openapi.json, /health/* and /metrics."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from lite_csms.admin import budget_routes, keys, queries
 from lite_csms.admin.openapi import DOCUMENT
 from lite_csms.handlers import local_list, provisioning, reservation
 from lite_csms.handlers.authorization import TokenRefused, token_for_remote_start
+from lite_csms.metrics import CONTENT_TYPE
 from lite_csms.net.commands import StationOffline
 from lite_csms.ocppj import timestamps
 from lite_csms.ocppj.session import InvalidOutbound, check_outbound
@@ -322,8 +324,14 @@ def build_app(server: CsmsServer) -> Starlette:
             return JsonResponse({"status": "not ready", "why": why}, status_code=503)
         return JsonResponse({"status": "ready", "stations_online": len(server.connections)})
 
+    async def metrics(request: Request) -> Response:
+        # No API key, like /health: only totals (no station id, token or transaction), and it
+        # must answer when the store cannot commit, which a key check (a store job) cannot.
+        return Response(server.metrics.render(), media_type=CONTENT_TYPE)
+
     routes = [
         Route("/openapi.json", openapi),
+        Route("/metrics", metrics),
         Route("/health/live", health_live),
         Route("/health/ready", health_ready),
         Route("/stations", stations),

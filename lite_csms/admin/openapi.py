@@ -158,13 +158,22 @@ DOCUMENT: dict[str, Any] = {
         },
     },
     "paths": {
-        "/health/live": {"get": {"summary": "the process answers (no API key)",
+        "/health/live": {"get": {"summary": "the process answers (no API key)", "security": [],
                                  "responses": {"200": _ok("live", _OBJECT)}}},
         "/health/ready": {"get": {
+            "security": [],
             "summary": "ready to serve (no API key): the OCPP-J ports are bound and the store "
                        "commits within 2 s; 503 with the reason otherwise",
             "responses": {"200": _ok("ready, with stations_online", _OBJECT),
                           "503": _ok("not ready, with why", _OBJECT)}}},
+        "/metrics": {"get": {
+            "security": [],
+            "summary": "the server's counts in the Prometheus text format (no API key): "
+                       "stations online, messages and CALLERRORs by action, handshakes by "
+                       "outcome, group-commit latency, bytes by layer, password checks, "
+                       "process (docs/OPERATIONS.md)",
+            "responses": {"200": {"description": "Prometheus text format 0.0.4", "content": {
+                "text/plain": {"schema": {"type": "string"}}}}}}},
         "/stations": {"get": {"summary": "list stations",
                               "responses": {"200": _ok("stations", _LIST), "401": _ERROR}}},
         "/stations/{id}": {"get": {

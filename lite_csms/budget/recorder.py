@@ -41,6 +41,8 @@ class TrafficRecorder:
         self._closed: list[counters.ConnectionTotals] = []
         self._last_rollup: datetime | None = None
         self._interval: float | None = None
+        # Bytes by (direction, layer) since the start, as of the last collection: /metrics.
+        self.totals: dict[tuple[str, str], int] = {}
 
     def opened(self, station_id: str, protocol: str, meter: ConnectionMeter) -> LiveConnection:
         live = LiveConnection(station_id, protocol, meter, self._clock())
@@ -70,6 +72,8 @@ class TrafficRecorder:
             bucket = self._buckets.setdefault(key, [0, 0])
             bucket[0] += flow.bytes
             bucket[1] += flow.messages
+            total = (flow.direction, flow.layer)
+            self.totals[total] = self.totals.get(total, 0) + flow.bytes
 
     def collect(self) -> None:
         for live in list(self._live.values()):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -47,6 +48,15 @@ class StoreWriter:
         self.jobs = 0
         # Group commits lost in a row: the writer is back once one commits again.
         self.failed_batches = 0
+        self.lost_batches = 0
+        # Told each group commit's duration in seconds (BEGIN to COMMIT, its jobs and fsync
+        # included) and whether it was stored; called on the writer's worker thread.
+        self.on_commit: Callable[[float, bool], None] | None = None
+
+    @property
+    def queued(self) -> int:
+        """Jobs waiting for the next group commit."""
+        return self._send.statistics().current_buffer_used
 
     async def run(self, work: Callable[[], T]) -> T:
         """Run `work` inside the next group commit; return once that commit is durable."""
@@ -94,7 +104,10 @@ class StoreWriter:
     def _commit_batch(self, batch: list[_Job[Any]]) -> None:
         self.batches += 1
         self.jobs += len(batch)
+        started = time.perf_counter()
         lost = self._run_batch(batch)
+        if self.on_commit is not None:
+            self.on_commit(time.perf_counter() - started, lost is None)
         if lost is None:
             if self.failed_batches:
                 log.warning("store writes again after %d failed group commits",
@@ -102,6 +115,7 @@ class StoreWriter:
                 self.failed_batches = 0
             return
         self.failed_batches += 1
+        self.lost_batches += 1
         self._roll_back_quietly()
         # A job that ran before the loss got no error of its own, yet its writes are gone too.
         for job in batch:

@@ -27,6 +27,7 @@ from lite_csms.net.lite_link import (
     close_reason,
     refusal_text,
 )
+from lite_csms.net.tally import Tally
 from lite_csms.ocppj import schemas, timestamps
 from lite_csms.ocppj.lenient import Deviation
 from lite_csms.ocppj.session import (
@@ -81,8 +82,10 @@ class _Waiter:
 class StationConnection:
     def __init__(self, ws: WebSocketConnection, ctx: StationContext,
                  meter: ConnectionMeter | None = None, *, booted_before: bool = False,
-                 lite: LiteCodec | None = None) -> None:
+                 lite: LiteCodec | None = None, tally: Tally | None = None) -> None:
         self.ws = ws
+        # The server's counts for /metrics (net/tally.py).
+        self.tally = tally
         # Set on a lite connection: binary frames only, each one OCPP-J message.
         self.lite = lite
         # The newest dictionary the station has used here: ours to answer with (SPEC 4.3).
@@ -186,8 +189,7 @@ class StationConnection:
                     await self.ws.aclose(CLOSE_UNSUPPORTED_DATA, "OCPP-J uses text frames")
                     return
                 events = self.session.receive(message, trio.current_time())
-                if self.meter is not None:
-                    self.meter.message(_action_of(events), True, message)
+                self._count_in(events, message)
                 for event in events:
                     await self._on_event(event)
         except ConnectionClosed as exc:
@@ -218,16 +220,28 @@ class StationConnection:
         except LiteFrameError as exc:
             if self.meter is not None:
                 self.meter.message(INVALID_MESSAGE, True, frame)
+            if self.tally is not None:
+                self.tally.inbound(INVALID_MESSAGE)
             return await self._refuse_frame(exc)
         used = self.lite.dictionary_used(frame)
         if used is not None and used > (self.lite_dictionary or 0):
             self.lite_dictionary = used
         events = self.session.receive(text, trio.current_time())
-        if self.meter is not None:
-            self.meter.message(_action_of(events), True, frame)
+        self._count_in(events, frame)
         for event in events:
             await self._on_event(event)
         return True
+
+    def _count_in(self, events: list[Event], data: str | bytes) -> None:
+        action = _action_of(events)
+        if self.meter is not None:
+            self.meter.message(action, True, data)
+        if self.tally is not None:
+            self.tally.inbound(action)
+            for event in events:
+                # Only a CALLERROR the station sent: not an answer we could not read.
+                if isinstance(event, CallFailed) and not event.invalid_answer:
+                    self.tally.station_error(self.ctx.version, event.action, event.code)
 
     async def _refuse_frame(self, exc: LiteFrameError) -> bool:
         """The answer codecs/SPEC.md section 8 gives a frame that cannot be decoded."""
@@ -358,6 +372,8 @@ class StationConnection:
         await self.ws.send_message(data)
         if self.meter is not None:
             self.meter.message(action, False, data)
+        if self.tally is not None:
+            self.tally.outbound(action, text)
 
     async def _send_answer(self, text: str, call: InboundCall) -> None:
         try:

@@ -34,6 +34,10 @@ log = logging.getLogger("lite_csms.net")
 
 RequestHandler = Callable[[WebSocketRequest, ConnectionMeter], Awaitable[None]]
 ClosedHandler = Callable[[ConnectionMeter], None]
+# Told each handshake's outcome: "accepted", the HTTP status of a refusal ("401"), "400" for
+# an unparsable request, "timeout" or "peer_left" after a request, "incomplete" without one
+# (net/tally.py).
+HandshakeHandler = Callable[[str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +105,9 @@ def tcp_timestamps_note(path: Path = TCP_TIMESTAMPS) -> str | None:
 class _ExplainingWebSocketConnection(WebSocketConnection):
     def __init__(self, *args: Any, deflate: BoundedPerMessageDeflate | None = None,
                  peer: str = "an unknown peer", handshake: trio.CancelScope | None = None,
-                 **kwargs: Any) -> None:
+                 on_handshake: HandshakeHandler | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._on_handshake = on_handshake
         self._deflate = deflate
         self._peer = peer
         self._handshake = handshake
@@ -126,7 +131,16 @@ class _ExplainingWebSocketConnection(WebSocketConnection):
         self.accepted = True
         if self._handshake is not None:
             self._handshake.deadline = math.inf
+        if self._on_handshake is not None:
+            self._on_handshake("accepted")
         self._open_handshake.set()
+
+    async def _reject(self, status_code: int, headers: list[tuple[bytes, bytes]],
+                      body: bytes) -> None:
+        # Every refusal (request.reject) passes here, whoever decided it.
+        if self._on_handshake is not None:
+            self._on_handshake(str(status_code))
+        await super()._reject(status_code, headers, body)
 
     async def _handle_close_connection_event(self, event: CloseConnection) -> None:
         if self._wsproto.state == ConnectionState.OPEN:
@@ -172,10 +186,12 @@ class WebSocketListener:
         self, options: ListenOptions, on_request: RequestHandler,
         ssl_context: ssl.SSLContext | None = None,
         on_closed: ClosedHandler | None = None,
+        on_handshake: HandshakeHandler | None = None,
     ) -> None:
         self.options = options
         self._on_request = on_request
         self._on_closed = on_closed
+        self._on_handshake = on_handshake
         self._ssl_context = ssl_context
 
     async def serve(
@@ -254,7 +270,7 @@ class WebSocketListener:
             stream, WSConnection(ConnectionType.SERVER),
             message_queue_size=self.options.message_queue_size,
             max_message_size=self.options.max_message_size,
-            deflate=deflate, peer=peer, handshake=handshake,
+            deflate=deflate, peer=peer, handshake=handshake, on_handshake=self._on_handshake,
         )
         unparsable: list[str] = []
         peer_gone = False
@@ -293,15 +309,22 @@ class WebSocketListener:
                     why = ("the peer left" if peer_gone else
                            f"not answered within {self.options.handshake_timeout:g} s")
                     log.info("handshake from %s abandoned: %s", peer, why)
+                    self._note("peer_left" if peer_gone else "timeout")
                 return
             if unparsable:
                 log.info("handshake from %s refused with 400: %s", peer, unparsable[0])
+                self._note("400")
                 with trio.move_on_after(self.options.close_timeout):
                     await stream.send_all(_bad_request(unparsable[0]))
                 nursery.cancel_scope.cancel()
                 return
             log.info("handshake from %s did not complete", peer)
+            self._note("incomplete")
             nursery.cancel_scope.cancel()
+
+    def _note(self, outcome: str) -> None:
+        if self._on_handshake is not None:
+            self._on_handshake(outcome)
 
 
 def _bad_request(reason: str) -> bytes:

@@ -20,6 +20,7 @@ from lite_csms.config import Settings
 from lite_csms.db.models import Station
 from lite_csms.db.writer import StoreWriter
 from lite_csms.handlers import authorization, provisioning, reservation
+from lite_csms.metrics import ServerMetrics
 from lite_csms.net import profiles
 from lite_csms.net.commands import CommandSender
 from lite_csms.net.connection import ORDERLY_CLOSE_CODES, StationConnection
@@ -41,6 +42,7 @@ from lite_csms.net.listener import (
 )
 from lite_csms.net.lite_link import LiteCodec, codec_for, lite_name
 from lite_csms.net.ports import HeldPorts, hold_ports
+from lite_csms.net.tally import Tally
 from lite_csms.net.throttle import GuessThrottle, host_of, source_key
 from lite_csms.net.tls import server_context
 from lite_csms.ocppj import timestamps
@@ -80,6 +82,7 @@ class CsmsServer:
         self.throttle = GuessThrottle()
         self.traffic = TrafficRecorder(self.store,
                                        retention_days=settings.traffic_hourly_retention_days)
+        self.tally = Tally()
         ssl_context = None
         if settings.tls_cert:
             ssl_context = server_context(settings.tls_cert, settings.tls_key,
@@ -99,9 +102,12 @@ class CsmsServer:
             self.handle_request,
             ssl_context=ssl_context,
             on_closed=self.traffic.closed,
+            on_handshake=self.tally.handshake,
         )
         self.ports: list[int] = []
         self.admin_port: int | None = None
+        # Last: it reads the parts above when Prometheus scrapes /metrics.
+        self.metrics = ServerMetrics(self)
 
     async def run(self, *, task_status: trio.TaskStatus[list[int]] = trio.TASK_STATUS_IGNORED
                   ) -> None:
@@ -343,7 +349,7 @@ class CsmsServer:
                              heartbeat_source=partial(self.policy.heartbeat_for, station_id,
                                                       version))
         connection = StationConnection(ws, ctx, live.meter, booted_before=booted_before,
-                                       lite=lite)
+                                       lite=lite, tally=self.tally)
         previous = self.connections.get(station_id)
         self.connections[station_id] = connection
         if previous is not None:
