@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ import trio
 
 from lite_csms import config
 from lite_csms.db.database import open_database
+from lite_csms.net.ports import read_ports_file
 from lite_csms.net.server import CsmsServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,6 +35,7 @@ class CsmsProcess:
     database: Path
     process: subprocess.Popen[bytes]
     log_path: Path
+    admin_port: int | None = None
 
     def url(self, station_id: str) -> str:
         return f"ws://127.0.0.1:{self.port}/ocpp/{station_id}"
@@ -54,30 +55,27 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 
 def start_csms_process(tmp_path: Path, *extra: str) -> CsmsProcess:
-    port = free_port()
+    """Port 0 and --ports-file: a port picked here and bound later could be taken meanwhile
+    by a test on the other worker."""
     database = tmp_path / "csms.sqlite3"
     log_path = tmp_path / "server.log"
+    ports_file = tmp_path / "ports.json"
+    ports_file.unlink(missing_ok=True)
     log_file = log_path.open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "lite_csms", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--database", str(database), "--admin-port", "0", *extra],
+        [sys.executable, "-m", "lite_csms", "serve", "--host", "127.0.0.1", "--port", "0",
+         "--database", str(database), "--admin-port", "0", "--ports-file", str(ports_file),
+         *extra],
         stdout=log_file, stderr=subprocess.STDOUT, cwd=tmp_path,
         # The budget policy would reconfigure every test's station; its own tests turn it on.
         env={**os.environ, "PYTHONUNBUFFERED": "1", "LITE_CSMS_BUDGET_POLICY": "0"},
     )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited early:\n{log_path.read_text()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    else:
+    try:
+        ports = read_ports_file(ports_file, alive=lambda: process.poll() is None)
+    except (RuntimeError, TimeoutError) as exc:
         process.kill()
-        raise RuntimeError(f"server did not listen:\n{log_path.read_text()}")
-    return CsmsProcess(port, database, process, log_path)
+        raise RuntimeError(f"{exc}:\n{log_path.read_text()}") from None
+    return CsmsProcess(ports["ocpp"][0], database, process, log_path, ports["admin"])
 
 
 def stop_csms_process(csms: CsmsProcess) -> None:

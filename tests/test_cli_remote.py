@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, free_port, run_cli, start_csms_process, stop_csms_process
+from tests.conftest import REPO, run_cli, start_csms_process, stop_csms_process
 
 
 def wait_for(check, timeout: float = 15.0) -> None:
@@ -28,8 +28,8 @@ def wait_for(check, timeout: float = 15.0) -> None:
 # through the API (test_management_ops, test_interop_remote), so each CLI flow runs once.
 @pytest.mark.parametrize("protocol", ["ocpp1.6"])
 def test_remote_start_stop_and_config_from_the_cli(tmp_path: Path, protocol: str) -> None:
-    admin_port = free_port()
-    csms = start_csms_process(tmp_path, "--admin-port", str(admin_port))
+    csms = start_csms_process(tmp_path)
+    admin_port = csms.admin_port
     simulator = None
     try:
         assert csms.cli("station", "add", "SIM-R", "--no-password").returncode == 0
@@ -72,8 +72,8 @@ def test_remote_start_stop_and_config_from_the_cli(tmp_path: Path, protocol: str
 
 @pytest.mark.parametrize("protocol", ["ocpp2.0.1"])
 def test_limits_firmware_and_reports_from_the_cli(tmp_path: Path, protocol: str) -> None:
-    admin_port = free_port()
-    csms = start_csms_process(tmp_path, "--admin-port", str(admin_port))
+    csms = start_csms_process(tmp_path)
+    admin_port = csms.admin_port
     simulator = None
     try:
         assert csms.cli("station", "add", "SIM-M", "--no-password").returncode == 0

@@ -25,13 +25,13 @@ from ocpp.v201 import ChargePoint as ChargePoint201
 from ocpp.v201 import call as call201
 from ocpp.v201 import call_result as result201
 
-from tests.conftest import free_port, start_csms_process, stop_csms_process
+from tests.conftest import start_csms_process, stop_csms_process
 
 
 class Operator:
     def __init__(self, tmp_path: Path) -> None:
-        self.admin_port = free_port()
-        self.csms = start_csms_process(tmp_path, "--admin-port", str(self.admin_port))
+        self.csms = start_csms_process(tmp_path)
+        self.admin_port = self.csms.admin_port
         self.key = self.csms.cli("apikey", "add", "app").stdout.split(": ", 1)[1].split()[0]
 
     def add_station(self, station_id: str, token: str) -> str:

@@ -35,7 +35,8 @@ from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action, ConfigurationStatus
 
 from lite_csms.budget import tcpinfo
-from tests.conftest import free_port, run_cli
+from lite_csms.net.ports import read_ports_file
+from tests.conftest import run_cli
 
 NAT_TIMEOUT = 3.0
 # Several NAT timeouts of silence on the wire.
@@ -128,23 +129,20 @@ class Charger(ChargePoint):
 
 
 def _serve(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
-    port, database = free_port(), tmp_path / "csms.sqlite3"
+    database, ports_file = tmp_path / "csms.sqlite3", tmp_path / "ports.json"
     log = (tmp_path / "server.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "lite_csms", "serve", "--host", "127.0.0.1", "--port",
-         str(port), "--database", str(database), "--admin-port", "0"],
+        [sys.executable, "-m", "lite_csms", "serve", "--host", "127.0.0.1", "--port", "0",
+         "--database", str(database), "--admin-port", "0", "--ports-file", str(ports_file)],
         stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
         env={**os.environ, "PYTHONUNBUFFERED": "1", "LITE_CSMS_BUDGET_POLICY": "1",
              "LITE_CSMS_NAT_TIMEOUT": str(int(NAT_TIMEOUT))})
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        assert process.poll() is None, (tmp_path / "server.log").read_text()
-        with contextlib.suppress(OSError):
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process, port, database
-        time.sleep(0.05)
-    process.kill()
-    raise AssertionError("server did not listen")
+    try:
+        ports = read_ports_file(ports_file, alive=lambda: process.poll() is None)
+    except (RuntimeError, TimeoutError):
+        process.kill()
+        raise AssertionError((tmp_path / "server.log").read_text()) from None
+    return process, ports["ocpp"][0], database
 
 
 def _add(database: Path, station_id: str, *budget: str) -> str:

@@ -200,20 +200,13 @@ class Server:
         return f"wss://127.0.0.1:{self.port}/ocpp/{STATION}"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def running_server(workdir: Path, flush_interval: float = 0.2) -> Iterator[Server]:
     """`lite-csms serve` with TLS on a throwaway certificate and one station with a password."""
     cert_file, key_file, client_tls = throwaway_tls.issue(workdir)
-    port = _free_port()
     database = workdir / "csms.sqlite3"
     env = {**os.environ, "LITE_CSMS_DATABASE": str(database), "LITE_CSMS_HOST": "127.0.0.1",
-           "LITE_CSMS_PORT": str(port), "LITE_CSMS_TLS_CERT": str(cert_file),
+           "LITE_CSMS_TLS_CERT": str(cert_file),
            "LITE_CSMS_TLS_KEY": str(key_file), "LITE_CSMS_ADMIN_ENABLED": "0",
            "LITE_CSMS_BUDGET_POLICY": "0", "LITE_CSMS_LOG_LEVEL": "WARNING",
            "LITE_CSMS_TRAFFIC_FLUSH_INTERVAL": str(flush_interval)}
@@ -221,8 +214,8 @@ def running_server(workdir: Path, flush_interval: float = 0.2) -> Iterator[Serve
                            env=env, capture_output=True, text=True, check=True, timeout=60)
     password = next(line.split(": ", 1)[1] for line in added.stdout.splitlines()
                     if line.startswith("password: "))
-    with bench_common.serving(env, workdir, port, 20):
-        yield Server(port, database, password, client_tls, flush_interval)
+    with bench_common.serving(env, workdir, 20) as served:
+        yield Server(served.port, database, password, client_tls, flush_interval)
 
 
 def wait_stored(database: Path, connections: int, timeout: float = 20.0) -> None:

@@ -64,12 +64,6 @@ finally:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def prepare(database: Path, count: int, scheme: str) -> dict[str, str]:
     """Stations CS-00000… with a password each. `generated`: what `station add` makes (no KDF
     to check); `chosen`: one scrypt hash shared by all, so each check costs one KDF run as
@@ -269,9 +263,10 @@ async def main(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp())
     database = tmp / "bench.sqlite3"
     stations = prepare(database, args.stations, args.passwords)
-    port = free_port()
+    ports_file = tmp / "ports.json"
     command = [sys.executable, "-m", "lite_csms", "serve", "--host", "127.0.0.1",
-               "--port", str(port), "--database", str(database), "--admin-port", "0"]
+               "--port", "0", "--database", str(database), "--admin-port", "0",
+               "--ports-file", str(ports_file)]
     if args.profile:
         # CPU time, not wall time: on a shared core, wall time charges other work to us.
         command[1:3] = ["-c", PROFILED.format(out=args.profile)]
@@ -281,6 +276,8 @@ async def main(args: argparse.Namespace) -> None:
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={
         **os.environ, "LITE_CSMS_BUDGET_POLICY": "0", "LITE_CSMS_LOG_LEVEL": "WARNING"})
     try:
+        from lite_csms.net.ports import read_ports_file
+        port = read_ports_file(ports_file, alive=lambda: server.poll() is None)["ocpp"][0]
         await until_listening(port)
         baseline = fds_of(server.pid)
         print(f"{args.stations} stations, {args.passwords} passwords; server log {tmp}",

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 import platform
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+
+from lite_csms.net.ports import read_ports_file
 
 Cell = str | int | float
 
@@ -69,33 +70,35 @@ def markdown_table(
 
 
 @contextmanager
-def serving(env: Mapping[str, str], workdir: Path, port: int, start_timeout: float = 20.0,
-            priority: int | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def serving(env: Mapping[str, str], workdir: Path, start_timeout: float = 20.0,
+            priority: int | None = None) -> Iterator[Served]:
     """`lite-csms serve` as a subprocess with `env`, logging to `workdir`/server.log.
 
-    Yields the process once 127.0.0.1:`port` accepts connections; raises RuntimeError with
-    the log when it exits or does not listen within `start_timeout` seconds. Terminated
-    (killed after 15 s) on the way out, so a graceful stop flushes the server's counts.
+    It listens on ports the kernel picks (port 0), which it writes to a ports file, so no
+    other process can take them between choosing and binding. Yields once it listens;
+    raises RuntimeError with the log when it exits or does not listen within
+    `start_timeout` seconds. Terminated (killed after 15 s) on the way out, so a graceful
+    stop flushes the server's counts.
     """
     log = (workdir / "server.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "lite_csms", "serve"], env=dict(env),
-                               stdout=log, stderr=subprocess.STDOUT)
+    ports_file = workdir / "ports.json"
+    ports_file.unlink(missing_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lite_csms", "serve", "--ports-file", str(ports_file)],
+        env={**env, "LITE_CSMS_PORT": "0", "LITE_CSMS_ADMIN_PORT": "0"},
+        stdout=log, stderr=subprocess.STDOUT)
     if priority is not None:
         try:
             os.setpriority(os.PRIO_PROCESS, process.pid, priority)
         except OSError:
             pass  # not root: the server keeps the caller's priority
     try:
-        deadline = time.monotonic() + start_timeout
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((workdir / "server.log").read_text())
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield process
+        try:
+            ports = read_ports_file(ports_file, start_timeout,
+                                    alive=lambda: process.poll() is None)
+        except (RuntimeError, TimeoutError):
+            raise RuntimeError((workdir / "server.log").read_text()) from None
+        yield Served(process, ports["ocpp"][0], ports["admin"])
     finally:
         process.terminate()
         try:
@@ -103,3 +106,10 @@ def serving(env: Mapping[str, str], workdir: Path, port: int, start_timeout: flo
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen[bytes]
+    port: int
+    admin_port: int | None

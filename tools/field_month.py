@@ -638,10 +638,9 @@ def running_server(workdir: Path, stations: dict[str, dict[str, Any]], nat_timeo
     StationBudget values it starts with (a level, or a NAT timeout of its own)."""
     tls = ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
     cert_file, key_file, _ = throwaway_tls.issue(workdir, tls)
-    port = bench_accounting._free_port()
     database = workdir / "csms.sqlite3"
     env = {**os.environ, "LITE_CSMS_DATABASE": str(database), "LITE_CSMS_HOST": "127.0.0.1",
-           "LITE_CSMS_PORT": str(port), "LITE_CSMS_TLS_CERT": str(cert_file),
+           "LITE_CSMS_TLS_CERT": str(cert_file),
            "LITE_CSMS_TLS_KEY": str(key_file), "LITE_CSMS_ADMIN_ENABLED": "0",
            "LITE_CSMS_BUDGET_POLICY": "1", "LITE_CSMS_NAT_TIMEOUT": str(nat_timeout),
            "LITE_CSMS_LOG_LEVEL": "WARNING", "LITE_CSMS_TRAFFIC_FLUSH_INTERVAL": "1"}
@@ -656,8 +655,8 @@ def running_server(workdir: Path, stations: dict[str, dict[str, Any]], nat_timeo
         db.close()
     # Ahead of other work on the machine: an answer later than the charger's delayed-ACK
     # timer (40 ms) adds a bare ACK that a server with a core to itself would not cause.
-    with bench_common.serving(env, workdir, port, 30, priority=-10):
-        yield Server(port, database, passwords, tls, env)
+    with bench_common.serving(env, workdir, 30, priority=-10) as served:
+        yield Server(served.port, database, passwords, tls, env)
 
 
 def server_keepalive_idle(server_port: int, client_port: int) -> float | None:

@@ -210,28 +210,27 @@ def record_operator(protocol: str, scale: float, sink: TextIO) -> None:
     version = Version(protocol)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        port, admin_port = traffic_sim._free_port(), traffic_sim._free_port()
         env = {**os.environ, "LITE_CSMS_DATABASE": str(workdir / "csms.sqlite3"),
-               "LITE_CSMS_HOST": "127.0.0.1", "LITE_CSMS_PORT": str(port),
-               "LITE_CSMS_ADMIN_ENABLED": "1", "LITE_CSMS_ADMIN_PORT": str(admin_port),
+               "LITE_CSMS_HOST": "127.0.0.1", "LITE_CSMS_ADMIN_ENABLED": "1",
                "LITE_CSMS_BUDGET_POLICY": "0", "LITE_CSMS_LOG_LEVEL": "WARNING"}
         traffic_sim._cli(env, "station", "add", OPERATOR_STATION, "--no-password")
         traffic_sim._cli(env, "token", "add", traffic_sim.ID_TAG)
         key = traffic_sim._cli(env, "apikey", "add", "recorder").splitlines()[0]
-        api = Api(admin_port, key.split(": ", 1)[1].strip())
-        options = sim.StationOptions(
-            url=f"ws://127.0.0.1:{port}/ocpp", station_id=OPERATOR_STATION, protocol=version,
-            scenario="boot", linger=math.inf, time_scale=scale)
-        tags = {"protocol": protocol, "profile": "operator", "policy": False}
-        station = _recording_station(version, options, sink, tags)
+        with bench_common.serving(env, workdir, 20) as served:
+            assert served.admin_port is not None
+            api = Api(served.admin_port, key.split(": ", 1)[1].strip())
+            options = sim.StationOptions(
+                url=f"ws://127.0.0.1:{served.port}/ocpp", station_id=OPERATOR_STATION,
+                protocol=version, scenario="boot", linger=math.inf, time_scale=scale)
+            tags = {"protocol": protocol, "profile": "operator", "policy": False}
+            station = _recording_station(version, options, sink, tags)
 
-        async def run() -> None:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(station.run)
-                await _operate(station, api, protocol)
-                station.shut_down()
+            async def run() -> None:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(station.run)
+                    await _operate(station, api, protocol)
+                    station.shut_down()
 
-        with bench_common.serving(env, workdir, port, 20):
             trio.run(run)
 
 

@@ -21,7 +21,6 @@ import argparse
 import json
 import math
 import os
-import socket
 import ssl
 import subprocess
 import sys
@@ -87,12 +86,6 @@ class Server:
     process: subprocess.Popen[bytes]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _cli(env: dict[str, str], *args: str) -> str:
     done = subprocess.run([sys.executable, "-m", "lite_csms", *args], env=env,
                           capture_output=True, text=True, timeout=60, check=True)
@@ -103,10 +96,9 @@ def _cli(env: dict[str, str], *args: str) -> str:
 def running_server(workdir: Path, station_id: str, *, policy: bool, cap: int | None,
                    nat_timeout: int) -> Iterator[Server]:
     cert_file, key_file, client_tls = throwaway_tls.issue(workdir)
-    port = _free_port()
     database = workdir / "csms.sqlite3"
     env = {**os.environ, "LITE_CSMS_DATABASE": str(database), "LITE_CSMS_HOST": "127.0.0.1",
-           "LITE_CSMS_PORT": str(port), "LITE_CSMS_TLS_CERT": str(cert_file),
+           "LITE_CSMS_TLS_CERT": str(cert_file),
            "LITE_CSMS_TLS_KEY": str(key_file), "LITE_CSMS_ADMIN_ENABLED": "0",
            "LITE_CSMS_BUDGET_POLICY": "1" if policy else "0",
            "LITE_CSMS_NAT_TIMEOUT": str(nat_timeout),
@@ -116,8 +108,8 @@ def running_server(workdir: Path, station_id: str, *, policy: bool, cap: int | N
         env["LITE_CSMS_BUDGET_CAP"] = str(cap)
     password = _station_password(_cli(env, "station", "add", station_id))
     _cli(env, "token", "add", ID_TAG)
-    with bench_common.serving(env, workdir, port, 20) as process:
-        yield Server(port, database, client_tls, password, process)
+    with bench_common.serving(env, workdir, 20) as served:
+        yield Server(served.port, database, client_tls, password, served.process)
 
 
 def _station_password(output: str) -> str:

@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--ws-ping-interval", type=float)
     serve.add_argument("--admin-port", type=int, help="admin HTTP API port (default 9001)")
     serve.add_argument("--log-level")
+    serve.add_argument("--ports-file", default=None,
+                       help="once listening, write the bound ports here as JSON (for --port 0)")
     serve.add_argument("--lite", action=argparse.BooleanOptionalAction, default=None,
                        help="offer the lite link (codecs/SPEC.md) to stations that ask for "
                             "it (default on; env LITE_CSMS_LITE)")
@@ -126,10 +128,10 @@ def open_store(settings: config.Settings, *, create: bool,
     return db
 
 
-def _serve(settings: config.Settings) -> int:
+def _serve(settings: config.Settings, ports_file: str | None = None) -> int:
     import trio
 
-    from lite_csms.net.ports import hold_ports
+    from lite_csms.net.ports import hold_ports, write_ports_file
     from lite_csms.net.server import CsmsServer
 
     logging.basicConfig(
@@ -146,6 +148,8 @@ def _serve(settings: config.Settings) -> int:
     except BaseException:
         held.close()
         raise
+    if ports_file:
+        write_ports_file(ports_file, held)
     log.info("database %s", Path(settings.database).resolve())
     server = CsmsServer(settings, db, held)
 
@@ -195,7 +199,7 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         settings = _settings(args)
         if args.command == "serve":
-            return _serve(settings)
+            return _serve(settings, args.ports_file)
         if args.command in ("remote", "config"):
             return remote.run(args, settings)
         if args.command == "tx" and args.tx_command == "progress":

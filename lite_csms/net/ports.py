@@ -8,10 +8,19 @@ the OCPP listener and the admin API once the rest may start.
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-BACKLOG = 128
+# Connections the kernel completes before we accept them (capped by net.core.somaxconn).
+# A cell's stations reconnect within a second of each other: with a short queue the kernel
+# drops their SYNs, and each dropped one costs the charger a 1, 3, 7 s retransmission wait.
+BACKLOG = 4096
 
 
 class PortBusy(OSError):
@@ -84,3 +93,29 @@ def hold_ports(host: str, port: int, admin_host: str | None, admin_port: int) ->
     for sock in more:  # hypercorn serves one socket: the host's first address
         sock.close()
     return HeldPorts(ocpp, admin)
+
+
+def write_ports_file(path: str | Path, held: HeldPorts) -> None:
+    """Write `{"ocpp": [port, ...], "admin": port | null}` to `path`, atomically, so that a
+    supervisor or a test that asked for port 0 learns the ports without racing anyone."""
+    ports = {"ocpp": sorted({sock.getsockname()[1] for sock in held.ocpp}),
+             "admin": None if held.admin is None else held.admin.getsockname()[1]}
+    target = Path(path)
+    partial = target.with_name(target.name + ".partial")
+    partial.write_text(json.dumps(ports))
+    os.replace(partial, target)
+
+
+def read_ports_file(path: str | Path, timeout: float = 20.0,
+                    alive: Callable[[], bool] = lambda: True) -> dict[str, Any]:
+    """Wait for write_ports_file's output; raises TimeoutError, or RuntimeError when `alive`
+    says the server has exited first."""
+    deadline = time.monotonic() + timeout
+    target = Path(path)
+    while time.monotonic() < deadline:
+        if target.exists():
+            return json.loads(target.read_text())
+        if not alive():
+            raise RuntimeError("the server exited before it listened")
+        time.sleep(0.02)
+    raise TimeoutError(f"no ports written to {target} within {timeout} s")
