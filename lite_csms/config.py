@@ -104,6 +104,14 @@ class Settings:
     # Debugging only: an unknown station id gets 404 instead of the same 401 as a wrong
     # password, which lets anyone probing the port enumerate station ids.
     reveal_unknown_stations: bool = False
+    # Connection caps (docs/SECURITY.md, "Limits"); 0 = no cap of its own. A connection over
+    # one is answered 503 + Retry-After before its request is read. max_connections is also
+    # held 64 below the descriptor limit; ~50 KB each, 6,000 fit a 512 MB VPS.
+    max_connections: int = 6000
+    # Handshakes (TLS, HTTP upgrade, password check) running at once.
+    max_handshakes: int = 1000
+    # Connections from one IPv4 address or IPv6 /64; chargers behind one carrier NAT share one.
+    max_connections_per_source: int = 1000
     # The names set explicitly (config file, environment, flags) rather than left at their
     # defaults: an operator's explicit heartbeat_interval wins over the budget policy's level.
     explicit: frozenset[str] = field(default_factory=frozenset, compare=False, repr=False)

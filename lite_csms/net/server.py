@@ -32,6 +32,7 @@ from lite_csms.net.handshake import (
 )
 from lite_csms.net.kdf import CredentialCache, KdfQueue, Overloaded, Refused
 from lite_csms.net.kdf import verify as kdf_verify
+from lite_csms.net.limits import Caps, effective_cap, raise_descriptor_limit
 from lite_csms.net.listener import (
     ListenOptions,
     WebSocketListener,
@@ -93,6 +94,7 @@ class CsmsServer:
                 keepalive_count=settings.tcp_keepalive_count,
                 user_timeout=settings.tcp_user_timeout,
                 deflate=deflate_options(settings),
+                caps=_caps(settings),
             ),
             self.handle_request,
             ssl_context=ssl_context,
@@ -368,6 +370,19 @@ UNAUTHORIZED_HEADERS = [(b"WWW-Authenticate", b'Basic realm="lite-csms", charset
 def _unauthorized(reason: str) -> tuple[int, str, list[tuple[bytes, bytes]]]:
     """401 with one body and one challenge whatever the reason (logged, never sent)."""
     return 401, reason, UNAUTHORIZED_HEADERS
+
+
+def _caps(settings: Settings) -> Caps:
+    """The caps, with the soft descriptor limit raised to the hard one first."""
+    before, after = raise_descriptor_limit()
+    if after > before:
+        log.info("descriptor limit raised from %d to %d", before, after)
+    connections = effective_cap(settings.max_connections, after)
+    if connections < settings.max_connections or settings.max_connections == 0:
+        log.warning("at most %d station connections: the descriptor limit is %d", connections,
+                    after)
+    return Caps(connections=connections, handshakes=settings.max_handshakes,
+                per_source=settings.max_connections_per_source)
 
 
 def _retry_after(seconds: float) -> list[tuple[bytes, bytes]]:
