@@ -251,7 +251,7 @@ class WebSocketListener:
         limits = self.limits
         if (why := limits.refusal(source)) is not None:
             limits.refused += 1
-            limits.log.warning("connection from %s refused: %s", peer, why)
+            limits.log.warn("connection from %s refused: %s", peer, why)
             await self._refuse(stream, sock)
             return
         limits.admit(source)
@@ -402,12 +402,15 @@ def _spare_descriptor() -> int | None:
 
 
 async def _shed_pending(listener: trio.SocketListener, spare: int | None) -> int | None:
-    """Close the spare descriptor, accept the pending connection on it and close that; then
-    take the spare again. Without a spare (another descriptor took its place) wait a little,
-    so a lasting shortage cannot spin the loop."""
+    """Called while accept() fails for want of descriptors. Linux fails accept() before it
+    looks at the backlog, so first wait until a peer is really waiting; then give up the
+    spare descriptor, accept the peer on it and close that at once, and take the spare
+    again. Without a spare (something else took its place) wait a little instead, so a
+    lasting shortage cannot spin the loop."""
     if spare is None:
         await trio.sleep(0.1)
         return _spare_descriptor()
+    await trio.lowlevel.wait_readable(listener.socket)
     os.close(spare)
     try:
         with trio.move_on_after(0.1):
