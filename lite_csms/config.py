@@ -106,8 +106,9 @@ class Settings:
     reveal_unknown_stations: bool = False
     # Connection caps (docs/SECURITY.md, "Limits"); 0 = no cap of its own. A connection over
     # one is answered 503 + Retry-After before its request is read. max_connections is also
-    # held 64 below the descriptor limit; ~50 KB each, 6,000 fit a 512 MB VPS.
-    max_connections: int = 6000
+    # held 64 below the descriptor limit. ~70 KB each with permessage-deflate (47 without):
+    # 5,000 take ~390 MB, what a 512 MB VPS can give.
+    max_connections: int = 5000
     # Handshakes (TLS, HTTP upgrade, password check) running at once.
     max_handshakes: int = 1000
     # Connections from one IPv4 address or IPv6 /64; chargers behind one carrier NAT share one.
