@@ -10,6 +10,7 @@ touched.
 from __future__ import annotations
 
 import logging
+import random
 import resource
 import time
 from collections.abc import Callable
@@ -26,7 +27,9 @@ DESCRIPTOR_RESERVE = 64
 POLITE_REFUSALS = 32
 # How long a refused peer has to take the 503 before the descriptor is closed anyway.
 REFUSAL_LINGER = 0.5
-RETRY_AFTER = 10
+# Retry-After of a refused connection: this, plus up to as much again of jitter, so that the
+# refused part of a storm does not come back all at once.
+RETRY_AFTER = 5
 # At most one refusal line per this many seconds; the others are summed into it.
 LOG_EVERY = 10.0
 NR_OPEN = "/proc/sys/fs/nr_open"
@@ -131,7 +134,9 @@ class ConnectionLimits:
             del self.by_source[source]
 
 
-def refusal_response(retry_after: int = RETRY_AFTER) -> bytes:
+def refusal_response(retry_after: int | None = None) -> bytes:
+    if retry_after is None:
+        retry_after = RETRY_AFTER + random.randint(0, RETRY_AFTER)
     body = b"the server is at its connection limit\n"
     return (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: %d\r\n"
             b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
