@@ -7,7 +7,9 @@ WebSocketServer is replaced by our own accept path because, in 0.12:
 - a frame wsproto cannot parse (invalid UTF-8, a bad opcode) drops the TCP connection without
   the close frame that tells the peer why.
 Here every connection runs in its own guarded task, the stream is always closed at the end,
-and a dead handshake ends as soon as the reader does.
+and a dead handshake ends as soon as the reader does. A connection over a cap (net/limits.py)
+is refused before its request is read, and accept() failing for want of descriptors neither
+stops nor spins the accept loop.
 """
 
 from __future__ import annotations
