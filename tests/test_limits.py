@@ -110,6 +110,16 @@ def test_an_unlimited_cap_is_held_below_the_descriptor_limit() -> None:
     assert limits.effective_cap(6000, 10) == 1
 
 
+def test_the_soft_descriptor_limit_is_raised_to_the_hard_one() -> None:
+    script = ("import resource\n"
+              "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 1024))\n"
+              "from lite_csms.net.limits import raise_descriptor_limit\n"
+              "print(*raise_descriptor_limit(), *resource.getrlimit(resource.RLIMIT_NOFILE))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=REPO, timeout=30)
+    assert done.stdout.split() == ["256", "1024", "1024", "1024"], done.stderr
+
+
 CHILD = """
 import resource, sys
 n, reserve = int(sys.argv[1]), int(sys.argv[2])
