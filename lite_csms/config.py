@@ -118,6 +118,15 @@ class Settings:
     # A station below profile 3 that presents a valid certificate for its own id is raised
     # to 3 for good; off, the certificate is ignored and the station's own profile applies.
     security_profile_auto_raise: bool = True
+    # Connection caps (docs/SECURITY.md, "Limits"); 0 = no cap of its own. A connection over
+    # one is answered 503 + Retry-After before its request is read. max_connections is also
+    # held 64 below the descriptor limit. ~70 KB each with permessage-deflate (47 without):
+    # 5,000 take ~390 MB, what a 512 MB VPS can give.
+    max_connections: int = 5000
+    # Handshakes (TLS, HTTP upgrade, password check) running at once.
+    max_handshakes: int = 1000
+    # Connections from one IPv4 address or IPv6 /64; chargers behind one carrier NAT share one.
+    max_connections_per_source: int = 1000
     # The names set explicitly (config file, environment, flags) rather than left at their
     # defaults: an operator's explicit heartbeat_interval wins over the budget policy's level.
     explicit: frozenset[str] = field(default_factory=frozenset, compare=False, repr=False)

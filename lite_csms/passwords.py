@@ -81,3 +81,10 @@ def _verify_fast(password: str, stored: str) -> bool:
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(actual, expected)
+
+
+# A well-formed scrypt hash with the current cost that no password matches (its digest is
+# zeros): checking a password for an unknown station id against it costs what checking a
+# real chosen password costs, so the answer's timing does not tell the id exists.
+DUMMY_HASH = (f"scrypt${_N}${_R}${_P}${base64.b64encode(bytes(16)).decode()}"
+              f"${base64.b64encode(bytes(32)).decode()}")

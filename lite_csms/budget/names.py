@@ -16,3 +16,5 @@ TLS_ONLY = "(tls-other)"
 TCP_ONLY = "(tcp-only)"
 TEARDOWN = "(teardown)"
 SETUP_ACTIONS = (TCP_SETUP, TLS_SETUP, HTTP_SETUP)
+# A whole handshake the CSMS refused (401, 429, 503): its TCP, TLS and HTTP bytes.
+REFUSED_HANDSHAKE = "(refused-handshake)"

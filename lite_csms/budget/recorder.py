@@ -15,10 +15,15 @@ import trio
 
 from lite_csms.budget import counters
 from lite_csms.budget.meter import IN, IP, OUT, PAYLOAD, SETUP_ACTIONS, ConnectionMeter, Flow
+from lite_csms.budget.names import REFUSED_HANDSHAKE
 from lite_csms.db.writer import StoreWriter
 from lite_csms.ocppj import timestamps
 
 log = logging.getLogger("lite_csms.budget")
+
+# Refused handshakes whose id was not looked up (a source blocked before the database) are
+# charged for at most this many distinct ids per flush; the flush drops unknown ids.
+UNCONFIRMED_IDS = 1000
 
 
 @dataclass(slots=True)
@@ -43,14 +48,34 @@ class TrafficRecorder:
         self._interval: float | None = None
         # Bytes by (direction, layer) since the start, as of the last collection: /metrics.
         self.totals: dict[tuple[str, str], int] = {}
+        self._refused: dict[int, str] = {}
+        self._unconfirmed: set[str] = set()
 
     def opened(self, station_id: str, protocol: str, meter: ConnectionMeter) -> LiveConnection:
         live = LiveConnection(station_id, protocol, meter, self._clock())
         self._live[id(meter)] = live
         return live
 
+    def refused(self, station_id: str, meter: ConnectionMeter, *, confirmed: bool) -> None:
+        """Charge a refused handshake's bytes to `station_id` once its connection is gone, as
+        one pseudo-action, (refused-handshake), at every layer it crossed (ws: the HTTP
+        request and answer; tls; ip). In memory like all counts, and written with the next
+        flush, which keeps only ids the database knows. `confirmed`: the id was looked up
+        and exists; unconfirmed ids are bounded by UNCONFIRMED_IDS per flush."""
+        if not confirmed:
+            if (station_id not in self._unconfirmed
+                    and len(self._unconfirmed) >= UNCONFIRMED_IDS):
+                return
+            self._unconfirmed.add(station_id)
+        self._refused[id(meter)] = station_id
+
     def closed(self, meter: ConnectionMeter) -> None:
         """The connection is gone (its close frames included): take its last counts."""
+        refused = self._refused.pop(id(meter), None)
+        if refused is not None:
+            self._add(refused, [Flow(REFUSED_HANDSHAKE, f.direction, f.layer, f.bytes)
+                                for f in meter.collect()])
+            return
         live = self._live.pop(id(meter), None)
         if live is None:
             return  # never became a station's connection (refused, bad handshake)
@@ -83,6 +108,7 @@ class TrafficRecorder:
         self.collect()
         buckets, self._buckets = self._buckets, {}
         closed, self._closed = self._closed, []
+        self._unconfirmed.clear()
         now = self._clock()
         rollup_before = None
         if self._last_rollup is None or now - self._last_rollup >= timedelta(hours=1):

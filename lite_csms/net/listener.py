@@ -7,13 +7,17 @@ WebSocketServer is replaced by our own accept path because, in 0.12:
 - a frame wsproto cannot parse (invalid UTF-8, a bad opcode) drops the TCP connection without
   the close frame that tells the peer why.
 Here every connection runs in its own guarded task, the stream is always closed at the end,
-and a dead handshake ends as soon as the reader does.
+and a dead handshake ends as soon as the reader does. A connection over a cap (net/limits.py)
+is refused before its request is read, and accept() failing for want of descriptors neither
+stops nor spins the accept loop.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
+import os
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -29,6 +33,15 @@ from wsproto.extensions import Extension
 
 from lite_csms.budget.meter import ConnectionMeter
 from lite_csms.net.deflate import BoundedPerMessageDeflate, DeflateOptions
+from lite_csms.net.limits import (
+    POLITE_REFUSALS,
+    REFUSAL_LINGER,
+    Caps,
+    ConnectionLimits,
+    RateLimitedLog,
+    refusal_response,
+)
+from lite_csms.net.throttle import host_of, source_key
 
 log = logging.getLogger("lite_csms.net")
 
@@ -38,6 +51,9 @@ ClosedHandler = Callable[[ConnectionMeter], None]
 # an unparsable request, "timeout" or "peer_left" after a request, "incomplete" without one
 # (net/tally.py).
 HandshakeHandler = Callable[[str], None]
+
+# accept(2) failing for want of resources: the pending connection waits in the backlog.
+ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +71,8 @@ class ListenOptions:
     message_queue_size: int = 2
     # permessage-deflate accepted when a charger offers it; None refuses it (RFC 7692).
     deflate: DeflateOptions | None = None
+    # Connection caps (net/limits.py); None: only the descriptor limit bounds them.
+    caps: Caps | None = None
 
 
 def configure_socket(sock: trio.socket.SocketType, options: ListenOptions) -> None:
@@ -105,12 +123,14 @@ def tcp_timestamps_note(path: Path = TCP_TIMESTAMPS) -> str | None:
 class _ExplainingWebSocketConnection(WebSocketConnection):
     def __init__(self, *args: Any, deflate: BoundedPerMessageDeflate | None = None,
                  peer: str = "an unknown peer", handshake: trio.CancelScope | None = None,
-                 on_handshake: HandshakeHandler | None = None, **kwargs: Any) -> None:
+                 on_handshake: HandshakeHandler | None = None,
+                 on_accepted: Callable[[], None] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._on_handshake = on_handshake
         self._deflate = deflate
         self._peer = peer
         self._handshake = handshake
+        self._on_accepted = on_accepted
         self.accepted = False
 
     @property
@@ -129,6 +149,8 @@ class _ExplainingWebSocketConnection(WebSocketConnection):
                                           extensions=extensions))
         # The handshake is over: its deadline and the peer-gone cancel end here.
         self.accepted = True
+        if self._on_accepted is not None:
+            self._on_accepted()
         if self._handshake is not None:
             self._handshake.deadline = math.inf
         if self._on_handshake is not None:
@@ -193,6 +215,9 @@ class WebSocketListener:
         self._on_closed = on_closed
         self._on_handshake = on_handshake
         self._ssl_context = ssl_context
+        caps = options.caps or Caps(connections=1 << 30, handshakes=0, per_source=0)
+        self.limits = ConnectionLimits(caps)
+        self._accept_failures = RateLimitedLog()
 
     async def serve(
         self, sockets: list[socket.socket] | None = None, *,
@@ -208,12 +233,85 @@ class WebSocketListener:
         for listener in listeners:
             configure_socket(listener.socket, self.options)
         task_status.started(listeners)
-        await trio.serve_listeners(self._guarded, listeners)
+        async with trio.open_nursery() as nursery:
+            for listener in listeners:
+                nursery.start_soon(self._accept_loop, listener, nursery)
+
+    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        # trio.serve_listeners logs a traceback every 100 ms while accept() fails with EMFILE
+        # and leaves the peers waiting in the backlog; here a spare descriptor is given up to
+        # take the pending connection and close it, so the peer learns at once.
+        spare = _spare_descriptor()
+        async with listener:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:
+                    if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                        raise
+                    self._accept_failures.warn(
+                        "accept() failed with %s (%d connections open): new connections "
+                        "are closed until descriptors are free", errno.errorcode[exc.errno],
+                        self.limits.open)
+                    spare = await _shed_pending(listener, spare)
+                    continue
+                nursery.start_soon(self._guarded, stream)
 
     async def _guarded(self, stream: trio.abc.Stream) -> None:
-        meter: ConnectionMeter | None = None
+        try:
+            await self._limited(stream)
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def _limited(self, stream: trio.abc.Stream) -> None:
         sock = _socket_of(stream)
         peer = peer_of(sock)
+        source = source_key(host_of(peer))
+        limits = self.limits
+        if (why := limits.refusal(source)) is not None:
+            limits.refused += 1
+            limits.log.warn("connection from %s refused: %s", peer, why)
+            await self._refuse(stream, sock)
+            return
+        limits.admit(source)
+        in_handshake = True
+
+        def handshake_over() -> None:
+            nonlocal in_handshake
+            if in_handshake:
+                in_handshake = False
+                limits.handshake_over()
+
+        try:
+            await self._metered(stream, sock, peer, handshake_over)
+        finally:
+            handshake_over()
+            limits.release(source)
+
+    async def _refuse(self, stream: trio.abc.Stream, sock: trio.socket.SocketType | None
+                      ) -> None:
+        """503 + Retry-After before the request is read (plain listeners; a TLS peer would
+        read it as garbage, so it only sees the close), then FIN, a short drain so that
+        the peer's unread request does not turn our close into a reset, and the close."""
+        limits = self.limits
+        if (self._ssl_context is not None or sock is None
+                or limits.refusing >= POLITE_REFUSALS):
+            return
+        limits.refusing += 1
+        try:
+            with trio.move_on_after(REFUSAL_LINGER):
+                await stream.send_all(refusal_response())
+                sock.shutdown(socket.SHUT_WR)
+                while await stream.receive_some(4096):
+                    pass
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            limits.refusing -= 1
+
+    async def _metered(self, stream: trio.abc.Stream, sock: trio.socket.SocketType | None,
+                       peer: str, handshake_over: Callable[[], None]) -> None:
+        meter: ConnectionMeter | None = None
         try:
             if sock is not None:
                 configure_socket(sock, self.options)
@@ -221,10 +319,11 @@ class WebSocketListener:
                                     family=sock.family if sock is not None else socket.AF_INET)
             plain = await self._secure(stream, meter)
             if plain is not None:
-                await self._serve_stream(plain, meter, peer)
+                await self._serve_stream(plain, meter, peer, handshake_over)
         except Exception as exc:  # one broken connection must never stop the server
             log.warning("connection error from %s: %s", peer, _describe(exc))
         finally:
+            handshake_over()
             if meter is not None:
                 try:
                     # The FINs cross before the socket closes, so TCP_INFO counts them.
@@ -254,8 +353,8 @@ class WebSocketListener:
                  self.options.handshake_timeout)
         return None
 
-    async def _serve_stream(self, stream: trio.abc.Stream, meter: ConnectionMeter, peer: str
-                            ) -> None:
+    async def _serve_stream(self, stream: trio.abc.Stream, meter: ConnectionMeter, peer: str,
+                            handshake_over: Callable[[], None] | None = None) -> None:
         deflate = None
         if self.options.deflate is not None:
             deflate = BoundedPerMessageDeflate(self.options.deflate)
@@ -271,6 +370,7 @@ class WebSocketListener:
             message_queue_size=self.options.message_queue_size,
             max_message_size=self.options.max_message_size,
             deflate=deflate, peer=peer, handshake=handshake, on_handshake=self._on_handshake,
+            on_accepted=handshake_over,
         )
         unparsable: list[str] = []
         peer_gone = False
@@ -325,6 +425,33 @@ class WebSocketListener:
     def _note(self, outcome: str) -> None:
         if self._on_handshake is not None:
             self._on_handshake(outcome)
+
+
+def _spare_descriptor() -> int | None:
+    try:
+        return os.open(os.devnull, os.O_RDONLY)
+    except OSError:
+        return None
+
+
+async def _shed_pending(listener: trio.SocketListener, spare: int | None) -> int | None:
+    """Called while accept() fails for want of descriptors. Linux fails accept() before it
+    looks at the backlog, so first wait until a peer is really waiting; then give up the
+    spare descriptor, accept the peer on it and close that at once, and take the spare
+    again. Without a spare (something else took its place) wait a little instead, so a
+    lasting shortage cannot spin the loop."""
+    if spare is None:
+        await trio.sleep(0.1)
+        return _spare_descriptor()
+    await trio.lowlevel.wait_readable(listener.socket)
+    os.close(spare)
+    try:
+        with trio.move_on_after(0.1):
+            stream = await listener.accept()
+            await trio.aclose_forcefully(stream)
+    except OSError:
+        await trio.sleep(0.1)
+    return _spare_descriptor()
 
 
 def _bad_request(reason: str) -> bytes:

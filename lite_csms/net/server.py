@@ -27,6 +27,7 @@ from lite_csms.net.connection import ORDERLY_CLOSE_CODES, StationConnection
 from lite_csms.net.deflate import options_from as deflate_options
 from lite_csms.net.handshake import (
     BareSegment,
+    BasicCredentials,
     InvalidStationId,
     basic_credentials,
     choose_link,
@@ -34,6 +35,7 @@ from lite_csms.net.handshake import (
 )
 from lite_csms.net.kdf import CredentialCache, KdfQueue, Overloaded, Refused
 from lite_csms.net.kdf import verify as kdf_verify
+from lite_csms.net.limits import Caps, effective_cap, raise_descriptor_limit
 from lite_csms.net.listener import (
     ListenOptions,
     WebSocketListener,
@@ -98,6 +100,7 @@ class CsmsServer:
                 keepalive_count=settings.tcp_keepalive_count,
                 user_timeout=settings.tcp_user_timeout,
                 deflate=deflate_options(settings),
+                caps=_caps(settings),
             ),
             self.handle_request,
             ssl_context=ssl_context,
@@ -220,6 +223,11 @@ class CsmsServer:
             log.warning("%s: refused %s with %d: %s", station_id, request.remote, status,
                         reason)
             body = UNAUTHORIZED_BODY if status == 401 else reason
+            if not reason.startswith(UNKNOWN_STATION):
+                # The bytes of the refusal count in the station's data budget: a charger
+                # with a wrong password burns its owner's data (docs/SECURITY.md).
+                self.traffic.refused(station_id, meter,
+                                     confirmed=not reason.endswith(NOT_LOOKED_UP))
             # A copy: trio-websocket appends its Content-Length to the list it is given.
             await request.reject(status, extra_headers=list(headers), body=body.encode())
             return
@@ -264,13 +272,14 @@ class CsmsServer:
                 and not self.credentials.knows(station_id, credentials.password)
                 and (wait := self.throttle.source_wait(source)) is not None):
             # Refused before the database and the KDF: a guesser's retries cost nothing.
-            return 429, "too many wrong passwords from this address", _retry_after(wait)
+            return (429, f"too many wrong passwords from this address{NOT_LOOKED_UP}",
+                    _retry_after(wait))
         station = await self.store.run(lambda: Station.get_or_none(Station.id == station_id))
         if station is None:
             if not self.settings.auto_register:
                 if self.settings.reveal_unknown_stations:
-                    return 404, "unknown station", []
-                return _unauthorized("unknown station")
+                    return 404, UNKNOWN_STATION, []
+                return await self._as_if_known(station_id, credentials, source)
             decision = profiles.decide(self.settings.security_profile_default, station_id,
                                        seen, organization=self.settings.tls_client_organization)
             if decision.refusal is not None:
@@ -313,9 +322,12 @@ class CsmsServer:
             return None
         attacked = self.throttle.under_attack(station_id)
         if passwords.is_fast(stored):
-            # A generated password: microseconds, no queue, nothing worth caching.
-            valid = passwords.verify(credentials.password, stored)
-            return None if valid else self._failed(source, station_id, attacked)
+            # A generated password: microseconds, no queue, nothing worth caching. A wrong
+            # one is answered after a dummy check, as an unknown id is (_as_if_known).
+            if passwords.verify(credentials.password, stored):
+                return None
+            return await self._dummy_check(source, station_id, credentials.password,
+                                           "wrong password")
         try:
             valid = await kdf_verify(self.kdf, credentials.password, stored,
                                      gate=partial(self.throttle.source_wait, source))
@@ -328,14 +340,39 @@ class CsmsServer:
             return None
         return self._failed(source, station_id, attacked)
 
-    def _failed(self, source: str, station_id: str, attacked: float | None
-                ) -> tuple[int, str, list[tuple[bytes, bytes]]]:
+    def _failed(self, source: str, station_id: str, attacked: float | None,
+                why: str = "wrong password") -> tuple[int, str, list[tuple[bytes, bytes]]]:
         wait = self.throttle.failed(source, station_id)
         if wait is not None:
-            reason = ("wrong password; this station is under attack" if attacked
-                      else "wrong password; too many from this address")
+            reason = (f"{why}; this station is under attack" if attacked
+                      else f"{why}; too many from this address")
             return 429, reason, [*UNAUTHORIZED_HEADERS, *_retry_after(wait)]
-        return _unauthorized("wrong password")
+        return _unauthorized(why)
+
+    async def _as_if_known(self, station_id: str, credentials: BasicCredentials | None,
+                           source: str) -> tuple[int, str, list[tuple[bytes, bytes]]]:
+        """An unknown id is refused as a known one with a wrong password is: the same fast
+        401 without credentials, otherwise a check against passwords.DUMMY_HASH through the
+        same KDF queue and throttle, so the answer (401, 429, 503) and its timing are those
+        of a chosen password's check, and a flood of unknown ids is shed and throttled as
+        guesses are. The throttle counts the id like any other (in memory, LRU-bounded)."""
+        if credentials is None or credentials.username != station_id:
+            return _unauthorized(UNKNOWN_STATION)
+        return await self._dummy_check(source, station_id, credentials.password,
+                                       UNKNOWN_STATION)
+
+    async def _dummy_check(self, source: str, station_id: str, password: str, why: str
+                           ) -> tuple[int, str, list[tuple[bytes, bytes]]]:
+        attacked = self.throttle.under_attack(station_id)
+        try:
+            await kdf_verify(self.kdf, password, passwords.DUMMY_HASH,
+                             gate=partial(self.throttle.source_wait, source))
+        except Overloaded as exc:
+            return 503, f"{why}; {exc}", _retry_after(exc.retry_after)
+        except Refused as exc:
+            return 429, f"{why}; too many wrong passwords from this address", \
+                _retry_after(exc.wait)
+        return self._failed(source, station_id, attacked, why)
 
     # ---- a live station --------------------------------------------------------------------
     async def _serve_station(
@@ -395,12 +432,29 @@ class CsmsServer:
 
 
 UNAUTHORIZED_BODY = "unauthorized"
+# Starts the logged reason of every refusal of an id the database does not know.
+UNKNOWN_STATION = "unknown station"
+# Ends the reason of a refusal made before the database said whether the id exists.
+NOT_LOOKED_UP = " (id not looked up)"
 UNAUTHORIZED_HEADERS = [(b"WWW-Authenticate", b'Basic realm="lite-csms", charset="UTF-8"')]
 
 
 def _unauthorized(reason: str) -> tuple[int, str, list[tuple[bytes, bytes]]]:
     """401 with one body and one challenge whatever the reason (logged, never sent)."""
     return 401, reason, UNAUTHORIZED_HEADERS
+
+
+def _caps(settings: Settings) -> Caps:
+    """The caps, with the soft descriptor limit raised to the hard one first."""
+    before, after = raise_descriptor_limit()
+    if after > before:
+        log.info("descriptor limit raised from %d to %d", before, after)
+    connections = effective_cap(settings.max_connections, after)
+    if connections < settings.max_connections or settings.max_connections == 0:
+        log.warning("at most %d station connections: the descriptor limit is %d", connections,
+                    after)
+    return Caps(connections=connections, handshakes=settings.max_handshakes,
+                per_source=settings.max_connections_per_source)
 
 
 def _retry_after(seconds: float) -> list[tuple[bytes, bytes]]:

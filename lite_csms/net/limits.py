@@ -1,0 +1,143 @@
+"""Connection caps, and the descriptor limit under them (docs/SECURITY.md, "Limits").
+
+Every connection is counted from accept() until its descriptor is closed, by source (an IPv4
+address or an IPv6 /64, as the guess throttle keys them), and while its handshake runs. One
+over a cap is refused before its HTTP request is read: a raw `503 Service Unavailable` with
+Retry-After, our FIN, and the descriptor closed. Connections already admitted are never
+touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+log = logging.getLogger("lite_csms.net")
+
+# Descriptors kept for everything that is not a station connection: stdio, the SQLite file,
+# its WAL and shared memory, the log, the admin port and its clients, trio's wake-up pipe,
+# the epoll descriptor, the spare descriptor of the accept loop, imports at run time.
+DESCRIPTOR_RESERVE = 64
+# Refusals whose 503 is still being written at once; beyond this a refusal is a bare close,
+# so a flood cannot pin descriptors in polite refusals.
+POLITE_REFUSALS = 32
+# How long a refused peer has to take the 503 before the descriptor is closed anyway.
+REFUSAL_LINGER = 0.5
+# Retry-After of a refused connection: this, plus up to as much again of jitter, so that the
+# refused part of a storm does not come back all at once.
+RETRY_AFTER = 5
+# At most one refusal line per this many seconds; the others are summed into it.
+LOG_EVERY = 10.0
+NR_OPEN = "/proc/sys/fs/nr_open"
+
+
+def raise_descriptor_limit() -> tuple[int, int]:
+    """Raise the soft RLIMIT_NOFILE to the hard limit, as servers do; returns (before, after).
+
+    An unlimited hard limit is taken as the kernel's fs.nr_open. Never raises: a limit that
+    cannot be changed stays as it was."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard
+    if target == resource.RLIM_INFINITY:
+        try:
+            with open(NR_OPEN) as fh:
+                target = int(fh.read())
+        except (OSError, ValueError):
+            target = 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (OSError, ValueError):
+            return soft, soft
+        return soft, target
+    return soft, soft
+
+
+def effective_cap(max_connections: int, descriptors: int) -> int:
+    """Station connections allowed at once: `max_connections` (0 = no cap of its own), but
+    never closer than DESCRIPTOR_RESERVE to the descriptor limit; at least 1."""
+    room = max(1, descriptors - DESCRIPTOR_RESERVE)
+    return room if max_connections <= 0 else max(1, min(max_connections, room))
+
+
+class RateLimitedLog:
+    """One warning for the first event, then at most one per `every` s with the count since."""
+
+    def __init__(self, every: float = LOG_EVERY,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._every = every
+        self._clock = clock
+        self._last = -float("inf")
+        self._missed = 0
+
+    def warn(self, message: str, *args: object) -> None:
+        now = self._clock()
+        if now - self._last < self._every:
+            self._missed += 1
+            return
+        if self._missed:
+            message += " (and %d more like it in the last %.0f s)"
+            args = (*args, self._missed, now - self._last)
+        self._last, self._missed = now, 0
+        log.warning(message, *args)
+
+
+@dataclass(frozen=True, slots=True)
+class Caps:
+    connections: int
+    handshakes: int
+    per_source: int
+
+
+class ConnectionLimits:
+    """Counts of open connections, by source and in handshake; admit() decides at accept()."""
+
+    def __init__(self, caps: Caps) -> None:
+        self.caps = caps
+        self.open = 0
+        self.handshaking = 0
+        self.refusing = 0
+        self.refused = 0
+        self.by_source: dict[str, int] = {}
+        self.log = RateLimitedLog()
+
+    def refusal(self, source: str) -> str | None:
+        """Why a new connection from `source` must be refused, or None to admit it."""
+        caps = self.caps
+        if self.open >= caps.connections:
+            return f"{self.open} connections open, the cap is {caps.connections}"
+        if caps.handshakes and self.handshaking >= caps.handshakes:
+            return f"{self.handshaking} handshakes running, the cap is {caps.handshakes}"
+        held = self.by_source.get(source, 0)
+        if caps.per_source and held >= caps.per_source:
+            return f"{held} connections from {source}, the cap per source is {caps.per_source}"
+        return None
+
+    def admit(self, source: str) -> None:
+        self.open += 1
+        self.handshaking += 1
+        self.by_source[source] = self.by_source.get(source, 0) + 1
+
+    def handshake_over(self) -> None:
+        self.handshaking -= 1
+
+    def release(self, source: str) -> None:
+        self.open -= 1
+        left = self.by_source[source] - 1
+        if left:
+            self.by_source[source] = left
+        else:
+            del self.by_source[source]
+
+
+def refusal_response(retry_after: int | None = None) -> bytes:
+    if retry_after is None:
+        retry_after = RETRY_AFTER + random.randint(0, RETRY_AFTER)
+    body = b"the server is at its connection limit\n"
+    return (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: %d\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n%s" % (retry_after, len(body), body))

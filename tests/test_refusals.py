@@ -1,0 +1,129 @@
+"""Refused handshakes: one answer for unknown and known ids, timing included, and their bytes
+in the station's data budget (docs/SECURITY.md, items 2 and 6 of issue 11)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import statistics
+
+import pytest
+import trio
+
+from lite_csms import passwords
+from lite_csms.budget.names import IN, IP, OUT, REFUSED_HANDSHAKE, WS
+from lite_csms.db.models import Station, TrafficCounter
+from tests.conftest import CsmsInProcess
+from tests.test_storm_auth import CountingVerify, status_of
+
+
+async def exchange(port: int, station_id: str, password: str, source: str
+                   ) -> tuple[bytes, bytes, float]:
+    """One upgrade with Basic auth from `source`: (request sent, whole answer, seconds to the
+    answer's first byte)."""
+    lines = [f"GET /ocpp/{station_id} HTTP/1.1", f"Host: 127.0.0.1:{port}",
+             "Upgrade: websocket", "Connection: Upgrade",
+             f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}",
+             "Sec-WebSocket-Version: 13", "Sec-WebSocket-Protocol: ocpp1.6",
+             "Authorization: Basic "
+             + base64.b64encode(f"{station_id}:{password}".encode()).decode()]
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    stream = await trio.open_tcp_stream("127.0.0.1", port, local_address=source)
+    started = trio.current_time()
+    await stream.send_all(request)
+    answer = b""
+    took = 0.0
+    with trio.fail_after(5):
+        # Until the server closes: the whole answer is charged, the time is to its start.
+        while chunk := await stream.receive_some(4096):
+            took = took or trio.current_time() - started
+            answer += chunk
+    await stream.aclose()
+    return request, answer, took
+
+
+async def add(csms: CsmsInProcess, station_id: str, stored: str) -> None:
+    await csms.server.store.run(lambda: Station.create(
+        id=station_id, password_hash=stored, registration="accepted"))
+
+
+async def test_unknown_and_known_ids_get_the_same_401_after_the_same_work(
+        csms: CsmsInProcess) -> None:
+    await add(csms, "CHOSEN", passwords.hash_password("a-chosen-password-1"))
+    await add(csms, "GENERATED", passwords.hash_generated(passwords.generate()))
+    took: dict[str, list[float]] = {"CHOSEN": [], "GENERATED": [], "NOBODY": []}
+    answers: set[bytes] = set()
+    runs = kdf_runs = csms.server.kdf.runs
+    source = 10
+    for _ in range(3):
+        for sid in took:
+            # A new address each time: the throttle stays out of the way.
+            _, answer, seconds = await exchange(csms.port, sid, "wrong-password-123",
+                                                f"127.0.0.{source}")
+            source += 1
+            assert answer.startswith(b"HTTP/1.1 401 "), answer
+            answers.add(answer)
+            took[sid].append(seconds)
+    assert len(answers) == 1, answers
+    # Each 401 ran one KDF check: the unknown id and the generated password a dummy one.
+    runs = csms.server.kdf.runs
+    assert runs - kdf_runs == 9
+    known = statistics.median(took["CHOSEN"])
+    for sid in ("NOBODY", "GENERATED"):
+        assert statistics.median(took[sid]) > 0.5 * known, took
+
+
+async def test_guessing_unknown_ids_is_throttled_and_costs_bounded_kdf(
+        csms: CsmsInProcess, monkeypatch: pytest.MonkeyPatch) -> None:
+    counting = CountingVerify(monkeypatch)
+    statuses: list[int] = []
+    limit = trio.CapacityLimiter(10)
+
+    async def guess(n: int) -> None:
+        async with limit:
+            statuses.append((await status_of(csms.port, f"NOBODY-{n:03d}", "guess-123"))[0])
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as attack:
+            for n in range(40):
+                attack.start_soon(guess, n)
+    assert set(statuses) <= {401, 429} and statuses.count(429) >= 30, statuses
+    assert counting.calls <= 10, counting.calls
+    # No row for any of them.
+    assert await csms.server.store.run(lambda: Station.select().count()) == 0
+
+
+async def test_refused_handshakes_of_a_known_station_count_in_its_budget(
+        csms: CsmsInProcess) -> None:
+    await add(csms, "WRONG-PW", passwords.hash_password("the-right-password-9"))
+    sent = received = 0
+    statuses = []
+    # Four 401s, a 429, then 429s before the database is asked: all are charged.
+    for _ in range(7):
+        request, answer, _ = await exchange(csms.port, "WRONG-PW", "not-the-password",
+                                            "127.0.0.40")
+        statuses.append(int(answer.split()[1]))
+        sent += len(request)
+        received += len(answer)
+    for _ in range(2):
+        await exchange(csms.port, "NOT-A-STATION", "whatever-123", "127.0.0.41")
+    assert statuses[:4] == [401] * 4 and set(statuses[4:]) == {429}, statuses
+
+    def rows() -> dict[tuple[str, str, str], int]:
+        return {(r.station_id, r.direction, r.layer): r.bytes
+                for r in TrafficCounter.select().where(
+                    TrafficCounter.action == REFUSED_HANDSHAKE)}
+
+    # Kept in memory until the flush: no write per refused handshake.
+    with trio.fail_after(5):
+        while csms.server.traffic._refused:
+            await trio.sleep(0.02)
+    assert await csms.server.store.run(rows) == {}
+    await csms.server.traffic.flush()
+    charged = await csms.server.store.run(rows)
+    assert charged[("WRONG-PW", IN, WS)] == sent
+    assert charged[("WRONG-PW", OUT, WS)] == received
+    # Below: headers, the TCP handshake and teardown; at least one header per byte moved.
+    assert charged[("WRONG-PW", IN, IP)] > sent and charged[("WRONG-PW", OUT, IP)] > received
+    assert {sid for sid, _, _ in charged} == {"WRONG-PW"}
+    assert await csms.server.store.run(lambda: Station.select().count()) == 1
