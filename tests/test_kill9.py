@@ -16,6 +16,7 @@ import random
 import signal
 import sqlite3
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -181,7 +182,7 @@ async def test_kill_9_under_load_loses_nothing_acknowledged(tmp_path: Path) -> N
             with trio.fail_after(15):
                 async with trio.open_nursery() as nursery:
                     for station in stations:
-                        nursery.start_soon(lambda s=station: drive(csms.port, s, until_gone=True))
+                        nursery.start_soon(partial(drive, csms.port, station, until_gone=True))
                     await trio.sleep(rng.uniform(0.3, 0.9))
                     csms.process.send_signal(signal.SIGKILL)
             assert csms.process.wait(5) == -signal.SIGKILL
