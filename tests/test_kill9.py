@@ -16,8 +16,8 @@ import random
 import signal
 import sqlite3
 from dataclasses import dataclass, field
-from functools import partial
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import trio
