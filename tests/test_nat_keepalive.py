@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,8 +39,9 @@ from lite_csms.budget import tcpinfo
 from tests.conftest import free_port, run_cli
 
 NAT_TIMEOUT = 3.0
-# Several NAT timeouts of silence on the wire.
-IDLE = 3.2 * NAT_TIMEOUT
+# More than two NAT timeouts of silence on the wire: without probes the mapping is gone after
+# one (the control run shows it), so surviving this takes at least two.
+IDLE = 2.2 * NAT_TIMEOUT
 POLL = 0.05
 
 pytestmark = pytest.mark.skipif(not hasattr(socket, "TCP_KEEPIDLE"), reason="Linux TCP")
@@ -200,18 +202,21 @@ async def _both(upstream: int, kept: str, kept_password: str, control: str,
 def test_server_tcp_keepalive_holds_the_nat_mapping_with_the_ping_off(tmp_path: Path) -> None:
     process, port, database = _serve(tmp_path)
     try:
-        kept_password = _add(database, "NAT-KEPT")
-        control_password = _add(database, "NAT-CTRL", "--policy", "off")
+        # The two CLI runs at once: each is a process start, and they share nothing.
+        with ThreadPoolExecutor(2) as pool:
+            kept_added = pool.submit(_add, database, "NAT-KEPT")
+            control_added = pool.submit(_add, database, "NAT-CTRL", "--policy", "off")
+            kept_password, control_password = kept_added.result(), control_added.result()
         kept, control = asyncio.run(_both(port, "NAT-KEPT", kept_password, "NAT-CTRL",
                                           control_password))
     finally:
         process.terminate()
         process.wait(timeout=10)
     # The policy asked the charger to stop pinging, and the server's probes kept the mapping:
-    # segments without payload, every 2 s of silence, past three NAT timeouts.
+    # segments without payload, every 2 s of silence, past two NAT timeouts.
     assert kept["config"].get("WebSocketPingInterval") == "0"
     assert kept["forgotten"] is False and kept["usable"] is True
-    assert kept["probes"] >= 3, kept
+    assert kept["probes"] >= 2, kept
     # The control run, the server at its dead-peer default: the same silence loses the link.
     assert control["config"] == {}
     assert control["forgotten"] is True and control["usable"] is False
