@@ -25,7 +25,6 @@ import socket
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -202,11 +201,8 @@ async def _both(upstream: int, kept: str, kept_password: str, control: str,
 def test_server_tcp_keepalive_holds_the_nat_mapping_with_the_ping_off(tmp_path: Path) -> None:
     process, port, database = _serve(tmp_path)
     try:
-        # The two CLI runs at once: each is a process start, and they share nothing.
-        with ThreadPoolExecutor(2) as pool:
-            kept_added = pool.submit(_add, database, "NAT-KEPT")
-            control_added = pool.submit(_add, database, "NAT-CTRL", "--policy", "off")
-            kept_password, control_password = kept_added.result(), control_added.result()
+        kept_password = _add(database, "NAT-KEPT")
+        control_password = _add(database, "NAT-CTRL", "--policy", "off")
         kept, control = asyncio.run(_both(port, "NAT-KEPT", kept_password, "NAT-CTRL",
                                           control_password))
     finally:
