@@ -1,6 +1,7 @@
 """A reconnect storm of a few hundred stations must fully settle (issue 11 item 8).
 
-300 stations with Basic auth connect at once to the in-process server on a real SQLite file,
+300 stations with Basic auth (the passwords `lite-csms station add` generates) connect at once
+to the in-process server on a real SQLite file,
 boot, then all drop at once and come back: half close their sockets, half vanish without a
 word (a cell outage: the server hears nothing until the new connection replaces the old one).
 Afterwards every station is back with exactly one live connection, and once they all leave
@@ -14,15 +15,16 @@ from __future__ import annotations
 import base64
 import json
 import os
-import secrets
 from pathlib import Path
 
 import trio
 
+from lite_csms import passwords
+from lite_csms.db.models import Station
 from lite_csms.net.connection import CLOSE_REPLACED
 from tests import rawws
 from tests.conftest import CsmsInProcess
-from tests.test_storm_auth import register, wait_until
+from tests.test_storm_auth import wait_until
 
 STATIONS = 300
 BOOT = {"chargePointVendor": "Acme", "chargePointModel": "Storm-1"}
@@ -75,8 +77,10 @@ async def boot_all(port: int, stations: dict[str, str]) -> dict[str, trio.Socket
 
 
 async def test_a_storm_of_300_stations_settles_completely(csms: CsmsInProcess) -> None:
-    stations = {f"SETTLE-{i:03d}": secrets.token_urlsafe(18) for i in range(STATIONS)}
-    await register(csms, stations)
+    stations = {f"SETTLE-{i:03d}": passwords.generate() for i in range(STATIONS)}
+    rows = [{"id": sid, "password_hash": passwords.hash_generated(pw), "registration": "accepted"}
+            for sid, pw in stations.items()]
+    await csms.server.store.run(lambda: Station.insert_many(rows).execute())
     server = csms.server
     baseline = open_descriptors()
 
