@@ -247,6 +247,7 @@ async def test_generated_calls_get_one_valid_answer_and_keep_the_store_sound(
     station = f"FUZZ-{version.name}"
     await csms.server.store.run(lambda: Station.create(id=station))
     outcomes: dict[str, int] = {}
+    stops: list[str] = []  # the transactions whose stop got a CALLRESULT
     async with open_websocket_url(csms.url(station), subprotocols=[version.value]) as ws:
         boot = await _exchange(ws, [2, "boot", "BootNotification",
                                     payload_for(version, "BootNotification")])
@@ -263,6 +264,11 @@ async def test_generated_calls_get_one_valid_answer_and_keep_the_store_sound(
                 assert answer[2] in SPEC_CODES[version] - {"InternalError"}, \
                     (action, payload, answer)
             outcome = "result" if answer[0] == framing.CALLRESULT else answer[2]
+            if outcome == "result" and action == "StopTransaction":
+                stops.append(str(payload["transactionId"]))
+            elif (outcome == "result" and action == "TransactionEvent"
+                  and payload["eventType"] == "Ended"):
+                stops.append(payload["transactionInfo"]["transactionId"])
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
         # The connection is still served after all of it.
         assert (await _exchange(ws, [2, "hb", "Heartbeat", {}]))[:2] == [3, "hb"]
@@ -272,5 +278,13 @@ async def test_generated_calls_get_one_valid_answer_and_keep_the_store_sound(
         assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         assert db.execute('SELECT COUNT(*) FROM "transaction" WHERE energy_wh < 0'
                           ).fetchone() == (0,)
+        # No stop dropped without a trace: each acknowledged one closed a transaction, kept
+        # or reconstructed (1.6 names our id, or its own number when we never saw it).
+        stopped: set[str] = set()
+        for tx_id, station_tx_id in db.execute(
+                'SELECT id, station_tx_id FROM "transaction" WHERE station_id=? '
+                "AND stopped_at IS NOT NULL", (station,)):
+            stopped |= {str(tx_id), station_tx_id}
+        assert set(stops) <= stopped, (stops, stopped)
     finally:
         db.close()
