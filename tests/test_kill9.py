@@ -97,8 +97,9 @@ async def drive(port: int, station: Station16, *, until_gone: bool) -> None:
     """Boot, retransmit what was in flight, then run sessions until the server dies (or, with
     until_gone False, stop after the retransmission)."""
     buffer = bytearray()
-    stream, response = await rawws.connect(port, f"/ocpp/{station.station_id}")
+    stream: trio.SocketStream | None = None
     try:
+        stream, response = await rawws.connect(port, f"/ocpp/{station.station_id}")
         if not response.startswith(b"HTTP/1.1 101"):
             assert until_gone, response
             return  # the kill came during the handshake
@@ -113,11 +114,12 @@ async def drive(port: int, station: Station16, *, until_gone: bool) -> None:
             station.acknowledged(station.pending, answer)
             station.pending = None
             station.answers += 1
-    except (trio.BrokenResourceError, ConnectionError):
+    except (trio.BrokenResourceError, OSError):  # the server died under us
         if not until_gone:
             raise
     finally:
-        await stream.aclose()
+        if stream is not None:
+            await stream.aclose()
 
 
 def check_store(database: Path, stations: list[Station16]) -> None:
