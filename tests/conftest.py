@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -53,13 +54,18 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
+# The server's own line naming the port it bound (port 0: the kernel's choice).
+SERVING = re.compile(r"serving OCPP-J on \S+ port \[(\d+)")
+
+
 def start_csms_process(tmp_path: Path, *extra: str) -> CsmsProcess:
-    port = free_port()
+    # Port 0, read back from the log: a port picked here and bound later by the child could be
+    # taken in between by any other connection on a busy machine.
     database = tmp_path / "csms.sqlite3"
     log_path = tmp_path / "server.log"
     log_file = log_path.open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "lite_csms", "serve", "--host", "127.0.0.1", "--port", str(port),
+        [sys.executable, "-m", "lite_csms", "serve", "--host", "127.0.0.1", "--port", "0",
          "--database", str(database), "--admin-port", "0", *extra],
         stdout=log_file, stderr=subprocess.STDOUT, cwd=tmp_path,
         # The budget policy would reconfigure every test's station; its own tests turn it on.
@@ -69,11 +75,10 @@ def start_csms_process(tmp_path: Path, *extra: str) -> CsmsProcess:
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited early:\n{log_path.read_text()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        if (serving := SERVING.search(log_path.read_text())) is not None:
+            port = int(serving.group(1))
             break
-        except OSError:
-            time.sleep(0.05)
+        time.sleep(0.05)
     else:
         process.kill()
         raise RuntimeError(f"server did not listen:\n{log_path.read_text()}")
