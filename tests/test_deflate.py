@@ -299,6 +299,21 @@ def _raw_deflate(data: bytes) -> bytes:
     return (compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
 
 
+def _repeated_deflate(head: bytes, chunk: bytes, times: int) -> bytes:
+    """_raw_deflate(head + chunk * times) without compressing it all: after a full flush a
+    compressor starts afresh on a byte boundary, so one compressed chunk can be repeated."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    start = compressor.compress(head) + compressor.flush(zlib.Z_FULL_FLUSH)
+    block = compressor.compress(chunk) + compressor.flush(zlib.Z_FULL_FLUSH)
+    return (start + block * times)[:-4]
+
+
+def test_a_repeated_deflate_inflates_to_the_whole_text() -> None:
+    inflated = zlib.decompressobj(-15).decompress(
+        _repeated_deflate(b"[", b" " * 1000, 5) + b"\x00\x00\xff\xff")
+    assert inflated == b"[" + b" " * 5000
+
+
 def _peak_rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -402,7 +417,7 @@ def test_deflate_bomb_is_closed_with_1009_without_inflating_it(csms_process):
     password = register(csms_process, "DF-BOMB")
     pid = csms_process.process.pid
     # 300 MB of one byte compress to about 300 kB; inflated in full it would show in RSS.
-    bomb = _raw_deflate(b"[" + b" " * 300_000_000)
+    bomb = _repeated_deflate(b"[", b" " * 1_000_000, 300)
     before = _peak_rss_kib(pid)
     sock, rest = _raw_upgrade(csms_process.port, "DF-BOMB", password)
     try:

@@ -16,8 +16,9 @@ import trio
 from lite_csms.db.database import open_database
 from lite_csms.db.models import Station
 from lite_csms.net import limits
+from lite_csms.net.ports import read_ports_file
 from tests import rawws
-from tests.conftest import REPO, free_port, start_in_process
+from tests.conftest import REPO, start_in_process
 
 BOOT = {"chargePointVendor": "Acme", "chargePointModel": "Home-7"}
 
@@ -138,11 +139,12 @@ def start_limited(tmp_path: Path, descriptors: int, reserve: int) -> tuple[
     for sid in ("CS-1", "CS-2"):
         Station.get_or_create(id=sid, defaults={"registration": "accepted"})
     db.close()
-    port = free_port()
     log_path = tmp_path / f"server-{reserve}.log"
+    ports_file = tmp_path / f"ports-{reserve}.json"
     process = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(descriptors), str(reserve), "serve", "--host",
-         "127.0.0.1", "--port", str(port), "--database", str(database), "--admin-port", "0"],
+         "127.0.0.1", "--port", "0", "--database", str(database), "--admin-port", "0",
+         "--ports-file", str(ports_file)],
         stdout=log_path.open("wb"), stderr=subprocess.STDOUT, cwd=REPO,
         env={**os.environ, "PYTHONUNBUFFERED": "1", "LITE_CSMS_BUDGET_POLICY": "0",
              "LITE_CSMS_HANDSHAKE_TIMEOUT": "30"},
@@ -151,7 +153,7 @@ def start_limited(tmp_path: Path, descriptors: int, reserve: int) -> tuple[
     while "serving OCPP-J" not in log_path.read_text():
         assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
         time.sleep(0.05)
-    return process, port, log_path
+    return process, read_ports_file(ports_file)["ocpp"][0], log_path
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

@@ -156,7 +156,7 @@ def test_v201_charge_point_fresh_reading_stored_rate_limited_and_billed(tmp_path
 @pytest.fixture
 async def live_csms(nursery: trio.Nursery, tmp_path: Path) -> CsmsInProcess:
     # A short window, so that the test sees it end.
-    return await start_in_process(nursery, tmp_path, progress_min_interval=1.5)
+    return await start_in_process(nursery, tmp_path, progress_min_interval=1.0)
 
 
 async def test_v16_simulator_samples_with_the_stop_and_fresh_readings_on_demand(
@@ -193,10 +193,10 @@ async def test_v16_simulator_samples_with_the_stop_and_fresh_readings_on_demand(
     assert first["register_wh"] > 1000 and first["energy_wh"] == first["register_wh"] - 1000
     status, again = await http(csms, "GET", f"/transactions/{tx_id}/progress", key)
     assert (again["refresh"], again["register_wh"]) == ("rate-limited", first["register_wh"])
-    await trio.sleep(1.6)  # the window is over: the next ask fetches again
+    await trio.sleep(1.1)  # the window is over: the next ask fetches again
     status, later = await http(csms, "GET", f"/transactions/{tx_id}/progress", key)
     assert later["refresh"] == "fetched" and later["register_wh"] > first["register_wh"]
-    await trio.sleep(1.6)
+    await trio.sleep(1.1)
     status, asked = await http(csms, "GET", f"/transactions/{tx_id}/progress?wait=0", key)
     assert (asked["refresh"], asked["stale"]) == ("requested", True)
     with trio.fail_after(5):
@@ -269,7 +269,7 @@ async def test_refused_silent_and_offline_stations_get_the_stored_reading_marked
         status, again = await http(csms, "GET", path, key)
         assert (again["refresh"], again["stale"]) == ("rate-limited", True)
 
-        await trio.sleep(1.6)
+        await trio.sleep(1.1)
         # Accepted, but the MeterValues never comes within the wait.
         async with trio.open_nursery() as nursery:
             nursery.start_soon(station, [3, {"status": "Accepted"}])
@@ -288,7 +288,7 @@ async def test_refused_silent_and_offline_stations_get_the_stored_reading_marked
         assert query(csms, "SELECT transaction_id FROM meter_sample WHERE value = 4800") == [
             (tx_id,)]
 
-    await trio.sleep(1.6)
+    await trio.sleep(1.1)
     with trio.fail_after(5):
         while "RAW-16" in csms.server.connections:
             await trio.sleep(0.05)

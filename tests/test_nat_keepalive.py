@@ -39,8 +39,9 @@ from lite_csms.net.ports import read_ports_file
 from tests.conftest import run_cli
 
 NAT_TIMEOUT = 3.0
-# Several NAT timeouts of silence on the wire.
-IDLE = 3.2 * NAT_TIMEOUT
+# More than two NAT timeouts of silence on the wire: without probes the mapping is gone after
+# one (the control run shows it), so surviving this takes at least two.
+IDLE = 2.2 * NAT_TIMEOUT
 POLL = 0.05
 
 pytestmark = pytest.mark.skipif(not hasattr(socket, "TCP_KEEPIDLE"), reason="Linux TCP")
@@ -206,10 +207,10 @@ def test_server_tcp_keepalive_holds_the_nat_mapping_with_the_ping_off(tmp_path: 
         process.terminate()
         process.wait(timeout=10)
     # The policy asked the charger to stop pinging, and the server's probes kept the mapping:
-    # segments without payload, every 2 s of silence, past three NAT timeouts.
+    # segments without payload, every 2 s of silence, past two NAT timeouts.
     assert kept["config"].get("WebSocketPingInterval") == "0"
     assert kept["forgotten"] is False and kept["usable"] is True
-    assert kept["probes"] >= 3, kept
+    assert kept["probes"] >= 2, kept
     # The control run, the server at its dead-peer default: the same silence loses the link.
     assert control["config"] == {}
     assert control["forgotten"] is True and control["usable"] is False
