@@ -217,3 +217,23 @@ async def test_accept_failing_with_emfile_closes_new_peers_and_serves_the_rest(
         assert process.poll() is None
     finally:
         stop(process)
+
+
+async def test_at_the_cap_a_station_may_replace_its_own_connection_but_no_new_one_joins(
+        nursery: trio.Nursery, tmp_path: Path) -> None:
+    # After a cell outage every old connection is still open: the cap on connected stations
+    # must not keep the returning stations out, while it still keeps a new one out.
+    csms = await start_in_process(nursery, tmp_path, max_connections=2, max_handshakes=2)
+    for sid in ("CS-1", "CS-2", "CS-3"):
+        await csms.server.store.run(lambda sid=sid: Station.create(id=sid,
+                                                                   registration="accepted"))
+    first, second = await station(csms.port, "CS-1"), await station(csms.port, "CS-2")
+    stream, response = await rawws.connect(csms.port, "/ocpp/CS-3")
+    assert response.startswith(b"HTTP/1.1 503"), response
+    assert b"\r\nRetry-After: " in response
+    await stream.aclose()
+    again = await station(csms.port, "CS-1")  # replaces the silent first one
+    assert (await call(again, [2, "h", "Heartbeat", {}]))[:2] == [3, "h"]
+    assert csms.server.listener.limits.open <= 3
+    for s in (first, second, again):
+        await s.aclose()

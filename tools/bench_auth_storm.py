@@ -54,7 +54,7 @@ HANDSHAKE_WAIT = 30.0
 PROFILED = """
 import cProfile, runpy, sys, time
 sys.argv[0] = "lite_csms"
-profile = cProfile.Profile(time.process_time)
+profile = cProfile.Profile(time.thread_time)
 profile.enable()
 try:
     runpy.run_module("lite_csms", run_name="__main__")
@@ -123,11 +123,18 @@ async def attempt(port: int, sid: str, password: str, phase: Phase,
     return ws, None
 
 
+def source_of(sid: str) -> str:
+    """Each station its own loopback address, as stations in the field have their own (the
+    server caps connections per source address)."""
+    n = int(sid.rsplit("-", 1)[1])
+    return f"127.1.{n // 250}.{n % 250 + 1}"
+
+
 async def station(port: int, sid: str, password: str, delay: float, phase: Phase,
                   boot: bool, started: float) -> Link:
     await asyncio.sleep(delay)
     while True:
-        ws, retry = await attempt(port, sid, password, phase)
+        ws, retry = await attempt(port, sid, password, phase, source_of(sid))
         if ws is None:
             await asyncio.sleep(retry if retry is not None else 1 + random.random())
             continue
@@ -268,7 +275,7 @@ async def main(args: argparse.Namespace) -> None:
                "--port", "0", "--database", str(database), "--admin-port", "0",
                "--ports-file", str(ports_file)]
     if args.profile:
-        # CPU time, not wall time: on a shared core, wall time charges other work to us.
+        # The event loop thread's CPU time: wall time would charge other work on the core to us.
         command[1:3] = ["-c", PROFILED.format(out=args.profile)]
     if args.cpu is not None:
         command = ["taskset", "-c", str(args.cpu), *command]

@@ -88,9 +88,20 @@ class RateLimitedLog:
 
 @dataclass(frozen=True, slots=True)
 class Caps:
+    """`connections`: stations connected at once (past their handshake); `handshakes`: in
+    progress at once (0 = no cap); `per_source`: connections from one source (0 = no cap);
+    `descriptors`: connections of any kind at once, the bound that keeps the descriptor
+    limit out of reach (None = connections + handshakes)."""
     connections: int
     handshakes: int
     per_source: int
+    descriptors: int | None = None
+
+    @property
+    def total(self) -> int:
+        if self.descriptors is not None:
+            return self.descriptors
+        return self.connections + (self.handshakes or self.connections)
 
 
 class ConnectionLimits:
@@ -108,13 +119,25 @@ class ConnectionLimits:
     def refusal(self, source: str) -> str | None:
         """Why a new connection from `source` must be refused, or None to admit it."""
         caps = self.caps
-        if self.open >= caps.connections:
-            return f"{self.open} connections open, the cap is {caps.connections}"
+        # The cap on connected stations is applied after the password check (over_cap), where
+        # it is known whether the station replaces a connection of its own: after a cell
+        # outage every station's old connection is still open, and a cap applied here would
+        # keep the whole cell out until they time out. Here only the sum is bounded.
+        if self.open >= caps.total:
+            return f"{self.open} connections open, the cap is {caps.total}"
         if caps.handshakes and self.handshaking >= caps.handshakes:
             return f"{self.handshaking} handshakes running, the cap is {caps.handshakes}"
         held = self.by_source.get(source, 0)
         if caps.per_source and held >= caps.per_source:
             return f"{held} connections from {source}, the cap per source is {caps.per_source}"
+        return None
+
+    def over_cap(self) -> str | None:
+        """Why a station that has no connection yet must not be connected now, or None. Asked
+        during its handshake, which is then not counted as connected."""
+        connected = self.open - self.handshaking
+        if connected >= self.caps.connections:
+            return f"{connected} stations connected, the cap is {self.caps.connections}"
         return None
 
     def admit(self, source: str) -> None:

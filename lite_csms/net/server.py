@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 from datetime import datetime
 from functools import partial
 
@@ -35,7 +36,7 @@ from lite_csms.net.handshake import (
 )
 from lite_csms.net.kdf import CredentialCache, KdfQueue, Overloaded, Refused
 from lite_csms.net.kdf import verify as kdf_verify
-from lite_csms.net.limits import Caps, effective_cap, raise_descriptor_limit
+from lite_csms.net.limits import RETRY_AFTER, Caps, effective_cap, raise_descriptor_limit
 from lite_csms.net.listener import (
     ListenOptions,
     WebSocketListener,
@@ -218,6 +219,15 @@ class CsmsServer:
             await request.reject(400, body=str(exc).encode())
             return
         refusal = await self._authenticate(station_id, request, profiles.presented(meter))
+        limits = self.listener.limits
+        if (refusal is None and station_id not in self.connections
+                and (why := limits.over_cap()) is not None):
+            limits.refused += 1
+            limits.log.warn("%s: refused %s with 503: %s", station_id, request.remote, why)
+            retry_after = RETRY_AFTER + random.randint(0, RETRY_AFTER)
+            await request.reject(503, extra_headers=_retry_after(retry_after),
+                                 body=b"the server is at its connection limit\n")
+            return
         if refusal is not None:
             status, reason, headers = refusal
             log.warning("%s: refused %s with %d: %s", station_id, request.remote, status,
@@ -449,12 +459,14 @@ def _caps(settings: Settings) -> Caps:
     before, after = raise_descriptor_limit()
     if after > before:
         log.info("descriptor limit raised from %d to %d", before, after)
-    connections = effective_cap(settings.max_connections, after)
-    if connections < settings.max_connections or settings.max_connections == 0:
-        log.warning("at most %d station connections: the descriptor limit is %d", connections,
-                    after)
+    wanted = settings.max_connections and settings.max_connections + settings.max_handshakes
+    descriptors = effective_cap(wanted, after)
+    connections = min(settings.max_connections or descriptors, descriptors)
+    if descriptors < wanted or settings.max_connections == 0:
+        log.warning("at most %d connections (stations and handshakes): the descriptor limit "
+                    "is %d", descriptors, after)
     return Caps(connections=connections, handshakes=settings.max_handshakes,
-                per_source=settings.max_connections_per_source)
+                per_source=settings.max_connections_per_source, descriptors=descriptors)
 
 
 def _retry_after(seconds: float) -> list[tuple[bytes, bytes]]:
