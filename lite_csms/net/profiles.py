@@ -22,12 +22,12 @@ Rules (docs/SECURITY.md, "Security profile 3"):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import trio
-
-from lite_csms.budget.meter import ConnectionMeter
 from lite_csms.db.models import Station
+
+if TYPE_CHECKING:  # trio and the meter cost every CLI command ~150 ms to import
+    from lite_csms.budget.meter import ConnectionMeter
 
 PROFILES = (1, 2, 3)
 TLS_BASIC = 2
@@ -58,6 +58,8 @@ class Decision:
 def presented(meter: ConnectionMeter) -> Presented:
     """The TLS state of a connection whose TLS handshake is done (listener.py wraps the
     SSLStream in the meter's plain counting stream)."""
+    import trio
+
     inner = getattr(meter.plain, "inner", None)
     if not meter.tls or not isinstance(inner, trio.SSLStream):
         return Presented(tls=meter.tls, certificate=None)
