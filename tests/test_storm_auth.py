@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import math
 import os
 import secrets
 import threading
@@ -15,6 +16,7 @@ import trio
 
 from lite_csms import passwords
 from lite_csms.db.models import Station
+from lite_csms.net.kdf import KdfQueue, Overloaded
 from tests.conftest import CsmsInProcess, run_cli, start_in_process
 
 
@@ -286,3 +288,13 @@ async def test_a_generated_password_needs_no_kdf_and_old_scrypt_hashes_still_wor
     assert derived == [1]
     assert (await status_of(csms.port, "OLD-1", "a-password-from-before"))[0] == 101
     assert derived == [1, 1]
+
+
+async def test_refused_clients_are_told_to_come_back_spread_over_the_kdf_time() -> None:
+    # 100 refused at once with 50 ms checks, two at a time: their promised slots cover the
+    # 2.5 s the KDF needs for them, instead of all coming back after the same wait.
+    queue = KdfQueue(2, seed=0.05)
+    times = [queue.book(1.0) for _ in range(100)]
+    assert all(1.0 <= t <= 1.0 + 99 * 0.025 + 0.5 for t in times)
+    assert max(times) - min(times) >= 2.0
+    assert Overloaded(1.0, times[-1]).retry_after == math.ceil(times[-1])

@@ -85,15 +85,15 @@ class CredentialCache:
 class Overloaded(Exception):
     """The KDF queue is too long for this handshake to be served before its deadline."""
 
-    def __init__(self, wait: float) -> None:
+    def __init__(self, wait: float, come_back: float | None = None) -> None:
         super().__init__(f"password checks are queued for ~{wait:.1f} s")
         self.wait = wait
+        self.come_back = wait if come_back is None else come_back
 
     @property
     def retry_after(self) -> int:
-        # Jitter spreads the retries of a storm instead of bringing them back together.
-        base = max(1, math.ceil(self.wait))
-        return base + random.randint(0, base)
+        """Whole seconds until the slot KdfQueue.book kept for this client (RFC 9110 10.2.3)."""
+        return max(1, math.ceil(self.come_back))
 
 
 class Refused(Exception):
@@ -120,6 +120,19 @@ class KdfQueue:
         self.limiter = trio.CapacityLimiter(at_once)
         self.seconds = seed
         self.runs = 0
+        # Until when the KDF's time is promised to clients told to come back (trio clock).
+        self._booked_until = 0.0
+
+    def book(self, wait: float) -> float:
+        """Seconds until a refused client should come back: the first time after `wait` that
+        no earlier refused client was promised. Each promise takes one check's share of the
+        KDF, so a storm's refused clients return spread over the time the KDF needs for
+        them, rather than all after the same few seconds to be refused again (each refusal
+        costs a handshake). A little jitter keeps a second's arrivals apart."""
+        now = trio.current_time()
+        start = max(now + wait, self._booked_until)
+        self._booked_until = start + self.seconds / self.limiter.total_tokens
+        return start - now + random.uniform(0, 0.5)
 
     def estimate(self) -> float:
         stats = self.limiter.statistics()
@@ -135,13 +148,14 @@ class KdfQueue:
         deadline = trio.current_effective_deadline()
         wait = self.estimate()
         if trio.current_time() + wait > deadline:
-            raise Overloaded(wait)
+            raise Overloaded(wait, self.book(wait))
         acquired = False
         with trio.move_on_at(deadline - ANSWER_MARGIN):
             await self.limiter.acquire()
             acquired = True
         if not acquired:
-            raise Overloaded(self.estimate())
+            wait = self.estimate()
+            raise Overloaded(wait, self.book(wait))
         try:
             # Not abandoned on cancel: the slot stays taken exactly while a KDF runs.
             value, elapsed = await trio.to_thread.run_sync(_timed, gate, fn, *args)
