@@ -19,6 +19,8 @@ INBOUND_MODES = ("lenient", "strict")
 DATABASE_NAME = "lite-csms.sqlite3"
 # Where a root-run service keeps its state when systemd gives no StateDirectory.
 SYSTEM_DATA_DIR = Path("/var/lib/lite-csms")
+# Read when no --config and no LITE_CSMS_CONFIG is given, if it exists and is readable.
+SYSTEM_CONFIG = Path("/etc/lite-csms/lite-csms.toml")
 
 
 class ConfigError(ValueError):
@@ -182,6 +184,9 @@ def _check(settings: Settings) -> Settings:
     for name in ("port", "admin_port"):
         if not 0 <= getattr(settings, name) < 65536:
             raise ConfigError(f"{name}: {getattr(settings, name)} is out of range")
+    for name in ("handshake_timeout", "call_timeout"):
+        if not getattr(settings, name) > 0:
+            raise ConfigError(f"{name}: must be more than 0 seconds")
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise ConfigError("tls_cert and tls_key: give both or neither")
     if not 1 <= settings.budget_cycle_day <= 28:
@@ -255,14 +260,18 @@ def load(
     environ = os.environ if environ is None else environ
     if config_file is None and environ.get(ENV_PREFIX + "CONFIG"):
         config_file = environ[ENV_PREFIX + "CONFIG"]
+    if config_file is None and os.access(SYSTEM_CONFIG, os.R_OK):
+        # The service's file (deploy/lite-csms.service): a CLI command on the same machine
+        # must find the same database and settings as the server it manages.
+        config_file = SYSTEM_CONFIG
     values: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
     if config_file is not None:
         for key, value in read_toml(Path(config_file)).items():
             if isinstance(value, dict):
-                # Sections belong to later features (admin API, budgets); kept, not checked here.
-                extra[key] = value
-            elif key in _FIELDS:
+                # A setting under a table would be ignored without a word: refuse it.
+                raise ConfigError(f"config file {config_file}: [{key}] is a table; every "
+                                  "setting is a top-level key (see deploy/lite-csms.toml)")
+            if key in _FIELDS:
                 values[key] = _coerce(key, value)
             else:
                 raise ConfigError(f"config file {config_file}: unknown key {key!r}")
@@ -276,4 +285,4 @@ def load(
     explicit = frozenset(values)
     if not values.get("database"):
         values["database"] = str(default_database(environ))
-    return _check(Settings(**values, extra=extra, explicit=explicit))
+    return _check(Settings(**values, explicit=explicit))

@@ -18,8 +18,7 @@ def test_defaults_need_no_file() -> None:
 
 def test_layers_override_in_order(tmp_path: Path) -> None:
     toml = tmp_path / "c.toml"
-    toml.write_text('port = 9100\nheartbeat_interval = 600\nsubprotocols = ["ocpp1.6"]\n'
-                    '[budget]\ncap = "25MB"\n')
+    toml.write_text('port = 9100\nheartbeat_interval = 600\nsubprotocols = ["ocpp1.6"]\n')
     env = {"LITE_CSMS_PORT": "9200", "LITE_CSMS_AUTO_REGISTER": "yes"}
     settings = config.load(toml, environ=env, overrides={"port": 9300, "host": None})
     assert settings.port == 9300
@@ -27,7 +26,6 @@ def test_layers_override_in_order(tmp_path: Path) -> None:
     assert settings.auto_register is True
     assert settings.subprotocols == ("ocpp1.6",)
     assert settings.host == "0.0.0.0"
-    assert settings.extra["budget"] == {"cap": "25MB"}
     assert config.load(toml, environ=env).port == 9200
 
 
@@ -36,6 +34,8 @@ def test_layers_override_in_order(tmp_path: Path) -> None:
     [
         ("port = [", "malformed"),
         ("prot = 1", "unknown key"),
+        ("[server]\nport = 9100", r"\[server\] is a table"),
+        ("handshake_timeout = 0", "more than 0"),
         ("port = 'x'", "expected a number"),
         ("port = 70000", "out of range"),
         ("subprotocols = ['ocpp1.5']", "unsupported"),
@@ -56,3 +56,17 @@ def test_config_file_from_environment(tmp_path: Path) -> None:
     assert config.load(environ={"LITE_CSMS_CONFIG": str(toml)}).port == 9555
     with pytest.raises(config.ConfigError, match="does not exist"):
         config.load(tmp_path / "missing.toml", environ={})
+
+
+def test_the_service_config_is_read_when_none_is_named(tmp_path: Path, monkeypatch) -> None:
+    # `lite-csms station add` as root must reach the database the service was configured with.
+    system = tmp_path / "lite-csms.toml"
+    monkeypatch.setattr(config, "SYSTEM_CONFIG", system)
+    assert config.load(environ={}).port == 9000
+    system.write_text(f'port = 9100\ndatabase = "{tmp_path / "x.sqlite3"}"\n')
+    assert config.load(environ={}).port == 9100
+    assert config.load(environ={}).database == str(tmp_path / "x.sqlite3")
+    named = tmp_path / "named.toml"
+    named.write_text("port = 9200\n")
+    assert config.load(named, environ={}).port == 9200
+    assert config.load(environ={"LITE_CSMS_CONFIG": str(named)}).port == 9200
