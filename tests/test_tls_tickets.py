@@ -115,3 +115,32 @@ def _serve_once_and_connect(server: ssl.SSLContext, client: ssl.SSLContext,
                 sock.session_reused
         thread.join(10)
         return result
+
+
+def _slow_upgrade(port: int, client: ssl.SSLContext, before_tls: float, mid_request: float
+                  ) -> bytes:
+    """Wait before the ClientHello, then send half the upgrade, wait again, send the rest."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        time.sleep(before_tls)
+        with client.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+            sock.sendall(b"GET /ocpp/NOBODY HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            time.sleep(mid_request)
+            key = base64.b64encode(os.urandom(16)).decode()
+            try:
+                sock.sendall((f"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                              f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                              ).encode())
+                return sock.recv(4096)
+            except (OSError, ssl.SSLError):
+                return b""
+
+
+async def test_the_tls_handshake_and_the_upgrade_share_one_deadline(nursery, tmp_path: Path):
+    cert, key, client = throwaway_tls.issue(tmp_path)
+    csms = await start_in_process(nursery, tmp_path, tls_cert=str(cert), tls_key=str(key),
+                                  handshake_timeout=1.0)
+    # Each part within the timeout, both together past it: no answer, the slot is freed.
+    answer = await trio.to_thread.run_sync(_slow_upgrade, csms.port, client, 0.6, 0.6)
+    assert not answer.startswith(b"HTTP/1.1"), answer
+    quick = await trio.to_thread.run_sync(_slow_upgrade, csms.port, client, 0.0, 0.0)
+    assert quick.startswith(b"HTTP/1.1 401")

@@ -317,9 +317,12 @@ class WebSocketListener:
                 configure_socket(sock, self.options)
             meter = ConnectionMeter(sock, server_side=True,
                                     family=sock.family if sock is not None else socket.AF_INET)
-            plain = await self._secure(stream, meter)
+            # One deadline from accept() to the 101: the TLS handshake and the upgrade share
+            # it, so a peer dripping both cannot hold the slot for twice the timeout.
+            deadline = trio.current_time() + self.options.handshake_timeout
+            plain = await self._secure(stream, meter, deadline)
             if plain is not None:
-                await self._serve_stream(plain, meter, peer, handshake_over)
+                await self._serve_stream(plain, meter, peer, handshake_over, deadline)
         except Exception as exc:  # one broken connection must never stop the server
             log.warning("connection error from %s: %s", peer, _describe(exc))
         finally:
@@ -333,13 +336,13 @@ class WebSocketListener:
                         self._on_closed(meter)
             await trio.aclose_forcefully(stream)
 
-    async def _secure(self, stream: trio.abc.Stream, meter: ConnectionMeter
-                      ) -> trio.abc.Stream | None:
+    async def _secure(self, stream: trio.abc.Stream, meter: ConnectionMeter,
+                      deadline: float) -> trio.abc.Stream | None:
         if self._ssl_context is None:
             return meter.wrap_plain(stream)
         tls = trio.SSLStream(meter.wrap_raw(stream), self._ssl_context, server_side=True,
                              https_compatible=True)
-        with trio.move_on_after(self.options.handshake_timeout):
+        with trio.move_on_at(deadline):
             try:
                 await tls.do_handshake()
             except trio.BrokenResourceError as exc:
@@ -354,7 +357,8 @@ class WebSocketListener:
         return None
 
     async def _serve_stream(self, stream: trio.abc.Stream, meter: ConnectionMeter, peer: str,
-                            handshake_over: Callable[[], None] | None = None) -> None:
+                            handshake_over: Callable[[], None] | None = None,
+                            deadline: float | None = None) -> None:
         deflate = None
         if self.options.deflate is not None:
             deflate = BoundedPerMessageDeflate(self.options.deflate)
@@ -362,9 +366,9 @@ class WebSocketListener:
         # The whole handshake runs under this scope: reading the request, the password check
         # and the answer. It is cancelled at the deadline or when the peer goes away, so no
         # KDF runs for a client that gave up (docs/SECURITY.md).
-        handshake = trio.CancelScope(
-            deadline=trio.current_time() + self.options.handshake_timeout
-        )
+        if deadline is None:
+            deadline = trio.current_time() + self.options.handshake_timeout
+        handshake = trio.CancelScope(deadline=deadline)
         connection = _ExplainingWebSocketConnection(
             stream, WSConnection(ConnectionType.SERVER),
             message_queue_size=self.options.message_queue_size,
