@@ -45,6 +45,9 @@ def test_a_backup_while_serving_is_consistent_and_restores(tmp_path: Path) -> No
         # FILE exists now: refused, and the copy is left as it is.
         again = csms.cli("backup", str(copy))
         assert again.returncode == 2 and "exists" in again.stderr
+        nowhere = tmp_path / "no-such-dir" / "copy.sqlite3"
+        missing = csms.cli("backup", str(nowhere))
+        assert missing.returncode == 2 and f"cannot write {nowhere}" in missing.stderr
     finally:
         stop_csms_process(csms)
     assert copy.stat().st_mode & 0o777 == 0o600

@@ -32,7 +32,10 @@ def run(args: argparse.Namespace, database: Path) -> int:
         raise CliError("the backup cannot be the database itself")
     partial = target.with_name(f".{target.name}.partial")
     partial.unlink(missing_ok=True)
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise CliError(f"cannot write {target}: {exc.strerror}") from None
     os.close(fd)
     try:
         source = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)

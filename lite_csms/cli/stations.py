@@ -26,7 +26,7 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     add = cmds.add_parser("add", parents=[common], help="register a station; prints its password")
     add.add_argument("station_id")
     add.add_argument("--no-password", action="store_true",
-                     help="allow it to connect without a password (security profile 0)")
+                     help="allow it to connect without a password (for a trusted network only)")
     cmds.add_parser("list", parents=[common], help="list stations").add_argument(
         "--json", action="store_true")
     show = cmds.add_parser("show", parents=[common],
