@@ -27,6 +27,12 @@ class StoreReader:
         self._path = str(path)
         self._conn: sqlite3.Connection | None = None
 
+    def open(self) -> None:
+        """Open the connection now, with the server, rather than at the first handshake:
+        its descriptors belong to the server's baseline, not to some station's (SQLite
+        opens the WAL at the first read, hence one)."""
+        self._connection().execute("SELECT 1 FROM station LIMIT 1").fetchall()
+
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             uri = Path(self._path).resolve().as_uri() + "?mode=ro"

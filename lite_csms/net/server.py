@@ -145,6 +145,8 @@ class CsmsServer:
     async def _run(self, held: HeldPorts, task_status: trio.TaskStatus[list[int]]) -> None:
         async with trio.open_nursery() as writer_nursery:
             await writer_nursery.start(self.store.serve)
+            if self.reader is not None:
+                self.reader.open()
             try:
                 await self.store.run(provisioning.mark_all_offline)
                 await self.store.run(partial(served.record, self.settings,
