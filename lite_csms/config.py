@@ -131,6 +131,9 @@ class Settings:
     # defaults: an operator's explicit heartbeat_interval wins over the budget policy's level.
     explicit: frozenset[str] = field(default_factory=frozenset, compare=False, repr=False)
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # Handshakes from one IPv4 address or IPv6 /64 at once, and never more than half of
+    # max_handshakes: idle sockets from one address cannot hold every handshake slot.
+    max_handshakes_per_source: int = 100
 
     @property
     def dead_peer_bound(self) -> int:
