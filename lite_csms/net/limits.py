@@ -193,12 +193,17 @@ class ConnectionLimits:
             self.handshaking -= 1
             _add(self.handshakes_by_source, slot.source, -1)
 
-    def release(self, slot: Slot) -> None:
-        self.handshake_over(slot)
+    def disconnected(self, slot: Slot) -> None:
+        """`slot` no longer counts as a connected station (replaced, or closed): a replaced
+        connection may take seconds to close, and its station is already counted anew."""
         if slot.connected:
             slot.connected = False
             self.connected -= 1
             _add(self.connected_by_source, slot.source, -1)
+
+    def release(self, slot: Slot) -> None:
+        self.handshake_over(slot)
+        self.disconnected(slot)
         self.open -= 1
         _add(self.by_source, slot.source, -1)
 

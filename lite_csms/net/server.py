@@ -244,7 +244,8 @@ class CsmsServer:
             status, reason, headers = refusal
             log.warning("%s: refused %s with %d: %s", station_id, request.remote, status,
                         reason)
-            body = UNAUTHORIZED_BODY if status == 401 else reason
+            # The reason goes to the log only: sent, it would tell unknown ids from known.
+            body = PUBLIC_BODIES.get(status, reason)
             if not reason.startswith(UNKNOWN_STATION):
                 # The bytes of the refusal count in the station's data budget: a charger
                 # with a wrong password burns its owner's data (docs/SECURITY.md).
@@ -433,6 +434,8 @@ class CsmsServer:
         self.connections[station_id] = connection
         if previous is not None:
             log.info("%s: new connection replaces the old one", station_id)
+            if (slot := getattr(previous.ws, "slot", None)) is not None:
+                self.listener.limits.disconnected(slot)
             await previous.replace()
         now = timestamps.now_utc()
         await self.store.run(lambda: provisioning.mark_connected(station_id, version.value, now))
@@ -474,6 +477,9 @@ class CsmsServer:
 
 
 UNAUTHORIZED_BODY = "unauthorized"
+# The body of each refusal, whatever its reason (404 only when reveal_unknown_stations).
+PUBLIC_BODIES = {401: UNAUTHORIZED_BODY, 429: "too many wrong passwords from this address",
+                 503: "the server is busy"}
 # Starts the logged reason of every refusal of an id the database does not know.
 UNKNOWN_STATION = "unknown station"
 UNAUTHORIZED_HEADERS = [(b"WWW-Authenticate", b'Basic realm="lite-csms", charset="UTF-8"')]
