@@ -133,7 +133,7 @@ class Settings:
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     # Handshakes from one IPv4 address or IPv6 /64 at once, and never more than half of
     # max_handshakes: idle sockets from one address cannot hold every handshake slot.
-    max_handshakes_per_source: int = 100
+    max_handshakes_per_source: int = 500
 
     @property
     def dead_peer_bound(self) -> int:
