@@ -78,7 +78,8 @@ async def test_caps_per_source_and_on_handshakes_refuse_with_503_before_the_requ
     await csms.server.store.run(lambda: Station.create(id="CS-1", registration="accepted"))
     served = await station(csms.port, "CS-1")
     idle = [await trio.open_tcp_stream("127.0.0.1", csms.port) for _ in range(2)]
-    # The fourth connection from 127.0.0.1: refused at once, its request never read.
+    # The fourth connection from 127.0.0.1: its two idle sockets hold its share of the
+    # handshakes (half of 4), so it is refused at once, its request never read.
     refused = await answer_before_request(csms.port)
     assert refused.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), refused
     assert b"\r\nRetry-After: " in refused
