@@ -4,7 +4,9 @@ Every connection is counted from accept() until its descriptor is closed, by sou
 address or an IPv6 /64, as the guess throttle keys them), and while its handshake runs. One
 over a cap is refused before its HTTP request is read: a raw `503 Service Unavailable` with
 Retry-After, our FIN, and the descriptor closed. Connections already admitted are never
-touched.
+touched. A station is counted as connected, all and by source, from the moment its
+authenticated handshake is let past the caps on connected stations (connect()) until it is
+replaced or closed.
 """
 
 from __future__ import annotations
