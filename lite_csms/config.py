@@ -127,12 +127,16 @@ class Settings:
     max_connections: int = 5000
     # Handshakes (TLS, HTTP upgrade, password check) running at once.
     max_handshakes: int = 1000
-    # Connections from one IPv4 address or IPv6 /64; chargers behind one carrier NAT share one.
+    # Stations connected from one IPv4 address or IPv6 /64 (checked after the password, a
+    # returning station exempt); chargers behind one carrier NAT share one.
     max_connections_per_source: int = 1000
     # The names set explicitly (config file, environment, flags) rather than left at their
     # defaults: an operator's explicit heartbeat_interval wins over the budget policy's level.
     explicit: frozenset[str] = field(default_factory=frozenset, compare=False, repr=False)
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # Handshakes from one IPv4 address or IPv6 /64 at once, and never more than half of
+    # max_handshakes: idle sockets from one address cannot hold every handshake slot.
+    max_handshakes_per_source: int = 500
 
     @property
     def dead_peer_bound(self) -> int:

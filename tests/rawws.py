@@ -10,8 +10,9 @@ import trio
 
 
 async def connect(port: int, path: str, *, protocols: str = "ocpp1.6",
-                  headers: tuple[str, ...] = ()) -> tuple[trio.SocketStream, bytes]:
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
+                  headers: tuple[str, ...] = (), source: str | None = None
+                  ) -> tuple[trio.SocketStream, bytes]:
+    stream = await trio.open_tcp_stream("127.0.0.1", port, local_address=source)
     key = base64.b64encode(os.urandom(16)).decode()
     lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket",
              "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]

@@ -18,7 +18,7 @@ from lite_csms.db.models import Station
 from lite_csms.net import limits
 from lite_csms.net.ports import read_ports_file
 from tests import rawws
-from tests.conftest import REPO, start_in_process
+from tests.conftest import REPO, CsmsInProcess, start_in_process
 
 BOOT = {"chargePointVendor": "Acme", "chargePointModel": "Home-7"}
 
@@ -78,7 +78,8 @@ async def test_caps_per_source_and_on_handshakes_refuse_with_503_before_the_requ
     await csms.server.store.run(lambda: Station.create(id="CS-1", registration="accepted"))
     served = await station(csms.port, "CS-1")
     idle = [await trio.open_tcp_stream("127.0.0.1", csms.port) for _ in range(2)]
-    # The fourth connection from 127.0.0.1: refused at once, its request never read.
+    # The fourth connection from 127.0.0.1: its two idle sockets hold its share of the
+    # handshakes (half of 4), so it is refused at once, its request never read.
     refused = await answer_before_request(csms.port)
     assert refused.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), refused
     assert b"\r\nRetry-After: " in refused
@@ -237,3 +238,74 @@ async def test_at_the_cap_a_station_may_replace_its_own_connection_but_no_new_on
     assert csms.server.listener.limits.open <= 3
     for s in (first, second, again):
         await s.aclose()
+
+
+async def add_stations(csms: CsmsInProcess, ids: list[str]) -> None:
+    rows = [{"id": sid, "registration": "accepted"} for sid in ids]
+    await csms.server.store.run(lambda: Station.insert_many(rows).execute())
+
+
+async def upgrade_status(port: int, station_id: str, source: str | None = None
+                         ) -> tuple[int, trio.SocketStream]:
+    stream, response = await rawws.connect(port, f"/ocpp/{station_id}", source=source)
+    return int(response.split()[1]), stream
+
+
+async def test_idle_sockets_from_one_address_hold_only_its_share_of_the_handshakes(
+        nursery: trio.Nursery, tmp_path: Path) -> None:
+    csms = await start_in_process(nursery, tmp_path, max_handshakes=40,
+                                  max_connections_per_source=40)
+    await add_stations(csms, ["CS-NEW"])
+    idle = [await trio.open_tcp_stream("127.0.0.1", csms.port, local_address="127.8.0.1")
+            for _ in range(40)]
+    limits_now = csms.server.listener.limits
+    with trio.fail_after(5):
+        while limits_now.refused < 20:
+            await trio.sleep(0.02)
+    # Half the handshake slots stay free for every other address.
+    assert limits_now.handshakes_by_source == {"127.8.0.1": 20}
+    assert (await answer_before_request(csms.port, "127.8.0.1")).startswith(b"HTTP/1.1 503")
+    status, stream = await upgrade_status(csms.port, "CS-NEW", "127.6.0.1")
+    assert status == 101
+    for s in (*idle, stream):
+        await s.aclose()
+
+
+async def test_stations_back_from_a_cell_outage_replace_their_own_per_source_connections(
+        nursery: trio.Nursery, tmp_path: Path) -> None:
+    csms = await start_in_process(nursery, tmp_path, max_connections_per_source=10)
+    ids = [f"CS-{n}" for n in range(11)]
+    await add_stations(csms, ids)
+    old = []
+    for sid in ids[:8]:
+        status, stream = await upgrade_status(csms.port, sid, "127.10.0.1")
+        assert status == 101
+        old.append(stream)
+    # The cell comes back: the old sockets are still open, each station reconnects.
+    again = [await upgrade_status(csms.port, sid, "127.10.0.1") for sid in ids[:8]]
+    assert [status for status, _ in again] == [101] * 8
+    # The cap still holds for stations that are new at this address.
+    more = [await upgrade_status(csms.port, sid, "127.10.0.1") for sid in ids[8:]]
+    assert [status for status, _ in more] == [101, 101, 503]
+    for s in (*old, *(stream for _, stream in again + more)):
+        await s.aclose()
+
+
+async def test_a_burst_of_new_stations_never_overshoots_the_cap_on_connected_stations(
+        nursery: trio.Nursery, tmp_path: Path) -> None:
+    csms = await start_in_process(nursery, tmp_path, max_connections=5)
+    ids = [f"CS-{n}" for n in range(30)]
+    await add_stations(csms, ids)
+    results: list[tuple[int, trio.SocketStream]] = []
+
+    async def one(sid: str) -> None:
+        results.append(await upgrade_status(csms.port, sid))
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as burst:
+            for sid in ids:
+                burst.start_soon(one, sid)
+    statuses = [status for status, _ in results]
+    assert statuses.count(101) == 5 and statuses.count(503) == 25, statuses
+    for _, stream in results:
+        await stream.aclose()

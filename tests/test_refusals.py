@@ -13,6 +13,7 @@ import trio
 from lite_csms import passwords
 from lite_csms.budget.names import IN, IP, OUT, REFUSED_HANDSHAKE, WS
 from lite_csms.db.models import Station, TrafficCounter
+from tests import rawws
 from tests.conftest import CsmsInProcess
 from tests.test_storm_auth import CountingVerify, status_of
 
@@ -127,3 +128,54 @@ async def test_refused_handshakes_of_a_known_station_count_in_its_budget(
     assert charged[("WRONG-PW", IN, IP)] > sent and charged[("WRONG-PW", OUT, IP)] > received
     assert {sid for sid, _, _ in charged} == {"WRONG-PW"}
     assert await csms.server.store.run(lambda: Station.select().count()) == 1
+
+
+def without_retry_after(answer: bytes) -> bytes:
+    return b"\r\n".join(line for line in answer.split(b"\r\n")
+                        if not line.startswith(b"Retry-After:"))
+
+
+async def test_a_generated_password_gets_in_from_an_address_blocked_by_a_guesser(
+        csms: CsmsInProcess) -> None:
+    # After a restart the credential cache is empty; a guesser shares the station's NAT.
+    right = passwords.generate()
+    await add(csms, "GENERATED", passwords.hash_generated(right))
+    await add(csms, "CHOSEN", passwords.hash_password("a-chosen-password-1"))
+    nat = "127.0.0.50"
+    for _ in range(10):
+        _, answer, _ = await exchange(csms.port, "GENERATED", "guess-0000000000", nat)
+        if answer.startswith(b"HTTP/1.1 429 "):
+            break
+    assert csms.server.throttle.source_wait(nat) is not None
+    runs = csms.server.kdf.runs
+    basic = base64.b64encode(f"GENERATED:{right}".encode()).decode()
+    stream, answer = await rawws.connect(csms.port, "/ocpp/GENERATED", source=nat,
+                                         headers=(f"Authorization: Basic {basic}",))
+    assert answer.startswith(b"HTTP/1.1 101 "), answer
+    await stream.aclose()
+    # Everything else from that address still waits, known id or not, with one answer.
+    _, wrong, _ = await exchange(csms.port, "GENERATED", "guess-0000000001", nat)
+    _, unknown, _ = await exchange(csms.port, "NOBODY", "guess-0000000001", nat)
+    _, chosen, _ = await exchange(csms.port, "CHOSEN", "a-chosen-password-1", nat)
+    assert wrong.startswith(b"HTTP/1.1 429 ") and chosen.startswith(b"HTTP/1.1 429 ")
+    assert without_retry_after(wrong) == without_retry_after(unknown), (wrong, unknown)
+    assert csms.server.kdf.runs == runs
+
+
+async def test_profile_refusals_cost_what_a_wrong_password_costs(csms: CsmsInProcess) -> None:
+    # Plain ws://: a profile 2 station needs TLS, a profile 3 one a certificate. Refused at
+    # once, the timing would tell their ids from unknown ones.
+    for sid, profile in (("PROFILE-2", 2), ("PROFILE-3", 3)):
+        await csms.server.store.run(lambda sid=sid, profile=profile: Station.create(
+            id=sid, password_hash=passwords.hash_password("the-right-password-9"),
+            registration="accepted", security_profile=profile))
+    answers = set()
+    for n, sid in enumerate(("PROFILE-2", "PROFILE-3", "NOBODY")):
+        runs = csms.server.kdf.runs
+        _, answer, _ = await exchange(csms.port, sid, "the-right-password-9",
+                                      f"127.0.0.{60 + n}")
+        assert csms.server.kdf.runs == runs + 1, sid
+        answers.add(answer)
+    assert len(answers) == 1 and answers.pop().startswith(b"HTTP/1.1 401 ")
+    # Counted as failures, as wrong passwords are.
+    assert csms.server.throttle.stations.get("PROFILE-2") is not None

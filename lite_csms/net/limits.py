@@ -4,7 +4,9 @@ Every connection is counted from accept() until its descriptor is closed, by sou
 address or an IPv6 /64, as the guess throttle keys them), and while its handshake runs. One
 over a cap is refused before its HTTP request is read: a raw `503 Service Unavailable` with
 Retry-After, our FIN, and the descriptor closed. Connections already admitted are never
-touched.
+touched. A station is counted as connected, all and by source, from the moment its
+authenticated handshake is let past the caps on connected stations (connect()) until it is
+replaced or closed.
 """
 
 from __future__ import annotations
@@ -88,14 +90,16 @@ class RateLimitedLog:
 
 @dataclass(frozen=True, slots=True)
 class Caps:
-    """`connections`: stations connected at once (past their handshake); `handshakes`: in
-    progress at once (0 = no cap); `per_source`: connections from one source (0 = no cap);
-    `descriptors`: connections of any kind at once, the bound that keeps the descriptor
-    limit out of reach (None = connections + handshakes)."""
+    """`connections`: stations connected at once (past their password check); `handshakes`:
+    in progress at once (0 = no cap); `per_source`: stations connected from one source (0 = no
+    cap); `handshakes_per_source`: handshakes from one source at once (0 = no cap of its own),
+    never more than half of `handshakes`; `descriptors`: connections of any kind at once, the
+    bound that keeps the descriptor limit out of reach (None = connections + handshakes)."""
     connections: int
     handshakes: int
     per_source: int
     descriptors: int | None = None
+    handshakes_per_source: int = 0
 
     @property
     def total(self) -> int:
@@ -103,58 +107,115 @@ class Caps:
             return self.descriptors
         return self.connections + (self.handshakes or self.connections)
 
+    @property
+    def source_handshakes(self) -> int:
+        """A source's share of the handshakes (0 = no cap): half of them at most, so one
+        address, idle sockets alone, can never hold every slot a new station needs."""
+        shares = [n for n in (self.handshakes_per_source,
+                              self.handshakes and max(1, self.handshakes // 2)) if n]
+        return min(shares, default=0)
+
+
+@dataclass(slots=True)
+class Slot:
+    """One admitted connection's place in the counts: its source, whether its handshake is
+    still counted, and whether it is counted as a connected station."""
+    source: str
+    handshaking: bool = True
+    connected: bool = False
+
 
 class ConnectionLimits:
-    """Counts of open connections, by source and in handshake; admit() decides at accept()."""
+    """Counts of open connections, by source, in handshake and connected; refusal() decides at
+    accept(), connect() once the station is authenticated."""
 
     def __init__(self, caps: Caps) -> None:
         self.caps = caps
         self.open = 0
         self.handshaking = 0
+        self.connected = 0
         self.refusing = 0
         self.refused = 0
         self.by_source: dict[str, int] = {}
+        self.handshakes_by_source: dict[str, int] = {}
+        self.connected_by_source: dict[str, int] = {}
         self.log = RateLimitedLog()
 
     def refusal(self, source: str) -> str | None:
         """Why a new connection from `source` must be refused, or None to admit it."""
         caps = self.caps
-        # The cap on connected stations is applied after the password check (over_cap), where
-        # it is known whether the station replaces a connection of its own: after a cell
-        # outage every station's old connection is still open, and a cap applied here would
-        # keep the whole cell out until they time out. Here only the sum is bounded.
+        # The caps on connected stations (all, and per source) are applied after the password
+        # check (connect), where it is known whether the station replaces a connection of its
+        # own: after a cell outage every station's old connection is still open, and a cap
+        # applied here would keep the whole cell out until they time out. Here only sums are
+        # bounded: of everything, and of a source's stations and its share of handshakes.
         if self.open >= caps.total:
             return f"{self.open} connections open, the cap is {caps.total}"
         if caps.handshakes and self.handshaking >= caps.handshakes:
             return f"{self.handshaking} handshakes running, the cap is {caps.handshakes}"
+        share = caps.source_handshakes
+        running = self.handshakes_by_source.get(source, 0)
+        if share and running >= share:
+            return f"{running} handshakes from {source}, its share is {share}"
         held = self.by_source.get(source, 0)
-        if caps.per_source and held >= caps.per_source:
-            return f"{held} connections from {source}, the cap per source is {caps.per_source}"
+        if caps.per_source and held >= caps.per_source + (share or caps.per_source):
+            return (f"{held} connections from {source}, the cap per source is "
+                    f"{caps.per_source} stations and {share or caps.per_source} handshakes")
         return None
 
-    def over_cap(self) -> str | None:
-        """Why a station that has no connection yet must not be connected now, or None. Asked
-        during its handshake, which is then not counted as connected."""
-        connected = self.open - self.handshaking
-        if connected >= self.caps.connections:
-            return f"{connected} stations connected, the cap is {self.caps.connections}"
+    def connect(self, slot: Slot, *, replaces: bool) -> str | None:
+        """Count `slot` as a connected station, or say why it must not be connected now. A
+        station that `replaces` a connection of its own is always counted. Check and count are
+        one step: no await between them lets a burst past the cap."""
+        if slot.connected:
+            return None
+        caps = self.caps
+        if not replaces:
+            if self.connected >= caps.connections:
+                return f"{self.connected} stations connected, the cap is {caps.connections}"
+            held = self.connected_by_source.get(slot.source, 0)
+            if caps.per_source and held >= caps.per_source:
+                return (f"{held} stations connected from {slot.source}, the cap per source "
+                        f"is {caps.per_source}")
+        slot.connected = True
+        self.connected += 1
+        _add(self.connected_by_source, slot.source, 1)
         return None
 
-    def admit(self, source: str) -> None:
+    def admit(self, source: str) -> Slot:
         self.open += 1
         self.handshaking += 1
-        self.by_source[source] = self.by_source.get(source, 0) + 1
+        _add(self.by_source, source, 1)
+        _add(self.handshakes_by_source, source, 1)
+        return Slot(source)
 
-    def handshake_over(self) -> None:
-        self.handshaking -= 1
+    def handshake_over(self, slot: Slot) -> None:
+        if slot.handshaking:
+            slot.handshaking = False
+            self.handshaking -= 1
+            _add(self.handshakes_by_source, slot.source, -1)
 
-    def release(self, source: str) -> None:
+    def disconnected(self, slot: Slot) -> None:
+        """`slot` no longer counts as a connected station (replaced, or closed): a replaced
+        connection may take seconds to close, and its station is already counted anew."""
+        if slot.connected:
+            slot.connected = False
+            self.connected -= 1
+            _add(self.connected_by_source, slot.source, -1)
+
+    def release(self, slot: Slot) -> None:
+        self.handshake_over(slot)
+        self.disconnected(slot)
         self.open -= 1
-        left = self.by_source[source] - 1
-        if left:
-            self.by_source[source] = left
-        else:
-            del self.by_source[source]
+        _add(self.by_source, slot.source, -1)
+
+
+def _add(counts: dict[str, int], key: str, delta: int) -> None:
+    left = counts.get(key, 0) + delta
+    if left:
+        counts[key] = left
+    else:
+        del counts[key]
 
 
 def refusal_response(retry_after: int | None = None) -> bytes:

@@ -22,6 +22,7 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from lite_csms.net.limits import (
     Caps,
     ConnectionLimits,
     RateLimitedLog,
+    Slot,
     refusal_response,
 )
 from lite_csms.net.throttle import host_of, source_key
@@ -124,8 +126,10 @@ class _ExplainingWebSocketConnection(WebSocketConnection):
     def __init__(self, *args: Any, deflate: BoundedPerMessageDeflate | None = None,
                  peer: str = "an unknown peer", handshake: trio.CancelScope | None = None,
                  on_handshake: HandshakeHandler | None = None,
-                 on_accepted: Callable[[], None] | None = None, **kwargs: Any) -> None:
+                 on_accepted: Callable[[], None] | None = None, slot: Slot | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.slot = slot
         self._on_handshake = on_handshake
         self._deflate = deflate
         self._peer = peer
@@ -183,6 +187,12 @@ def decline_deflate(request: WebSocketRequest, meter: ConnectionMeter) -> None:
     if isinstance(connection, _ExplainingWebSocketConnection):
         connection._deflate = None
     meter.deflate = None
+
+
+def slot_of(request: WebSocketRequest) -> Slot | None:
+    """The pending handshake's place in the connection counts (net/limits.py), if counted."""
+    connection = getattr(request, "_connection", None)
+    return connection.slot if isinstance(connection, _ExplainingWebSocketConnection) else None
 
 
 def peer_of(sock: trio.socket.SocketType | None) -> str:
@@ -273,20 +283,11 @@ class WebSocketListener:
             limits.log.warn("connection from %s refused: %s", peer, why)
             await self._refuse(stream, sock)
             return
-        limits.admit(source)
-        in_handshake = True
-
-        def handshake_over() -> None:
-            nonlocal in_handshake
-            if in_handshake:
-                in_handshake = False
-                limits.handshake_over()
-
+        slot = limits.admit(source)
         try:
-            await self._metered(stream, sock, peer, handshake_over)
+            await self._metered(stream, sock, peer, slot)
         finally:
-            handshake_over()
-            limits.release(source)
+            limits.release(slot)
 
     async def _refuse(self, stream: trio.abc.Stream, sock: trio.socket.SocketType | None
                       ) -> None:
@@ -310,7 +311,7 @@ class WebSocketListener:
             limits.refusing -= 1
 
     async def _metered(self, stream: trio.abc.Stream, sock: trio.socket.SocketType | None,
-                       peer: str, handshake_over: Callable[[], None]) -> None:
+                       peer: str, slot: Slot) -> None:
         meter: ConnectionMeter | None = None
         try:
             if sock is not None:
@@ -322,11 +323,11 @@ class WebSocketListener:
             deadline = trio.current_time() + self.options.handshake_timeout
             plain = await self._secure(stream, meter, deadline)
             if plain is not None:
-                await self._serve_stream(plain, meter, peer, handshake_over, deadline)
+                await self._serve_stream(plain, meter, peer, slot, deadline)
         except Exception as exc:  # one broken connection must never stop the server
             log.warning("connection error from %s: %s", peer, _describe(exc))
         finally:
-            handshake_over()
+            self.limits.handshake_over(slot)
             if meter is not None:
                 try:
                     # The FINs cross before the socket closes, so TCP_INFO counts them.
@@ -357,8 +358,7 @@ class WebSocketListener:
         return None
 
     async def _serve_stream(self, stream: trio.abc.Stream, meter: ConnectionMeter, peer: str,
-                            handshake_over: Callable[[], None] | None = None,
-                            deadline: float | None = None) -> None:
+                            slot: Slot | None = None, deadline: float | None = None) -> None:
         deflate = None
         if self.options.deflate is not None:
             deflate = BoundedPerMessageDeflate(self.options.deflate)
@@ -374,7 +374,8 @@ class WebSocketListener:
             message_queue_size=self.options.message_queue_size,
             max_message_size=self.options.max_message_size,
             deflate=deflate, peer=peer, handshake=handshake, on_handshake=self._on_handshake,
-            on_accepted=handshake_over,
+            on_accepted=None if slot is None else partial(self.limits.handshake_over, slot),
+            slot=slot,
         )
         unparsable: list[str] = []
         peer_gone = False

@@ -44,6 +44,7 @@ from lite_csms.net.listener import (
     ListenOptions,
     WebSocketListener,
     decline_deflate,
+    slot_of,
     tcp_timestamps_note,
 )
 from lite_csms.net.lite_link import LiteCodec, codec_for, lite_name
@@ -231,8 +232,10 @@ class CsmsServer:
             return
         refusal = await self._authenticate(station_id, request, profiles.presented(meter))
         limits = self.listener.limits
-        if (refusal is None and station_id not in self.connections
-                and (why := limits.over_cap()) is not None):
+        slot = slot_of(request)
+        if (refusal is None and slot is not None
+                and (why := limits.connect(slot, replaces=station_id in self.connections))
+                is not None):
             limits.refused += 1
             limits.log.warn("%s: refused %s with 503: %s", station_id, request.remote, why)
             retry_after = RETRY_AFTER + random.randint(0, RETRY_AFTER)
@@ -243,12 +246,13 @@ class CsmsServer:
             status, reason, headers = refusal
             log.warning("%s: refused %s with %d: %s", station_id, request.remote, status,
                         reason)
-            body = UNAUTHORIZED_BODY if status == 401 else reason
+            # The reason goes to the log only: sent, it would tell unknown ids from known.
+            body = PUBLIC_BODIES.get(status, reason)
             if not reason.startswith(UNKNOWN_STATION):
                 # The bytes of the refusal count in the station's data budget: a charger
                 # with a wrong password burns its owner's data (docs/SECURITY.md).
-                self.traffic.refused(station_id, meter,
-                                     confirmed=not reason.endswith(NOT_LOOKED_UP))
+                # Every refusal looked the id up first: it exists.
+                self.traffic.refused(station_id, meter, confirmed=True)
             # A copy: trio-websocket appends its Content-Length to the list it is given.
             await request.reject(status, extra_headers=list(headers), body=body.encode())
             return
@@ -298,14 +302,17 @@ class CsmsServer:
         """
         credentials = basic_credentials(request.headers)
         source = source_key(host_of(request.remote))
-        if (seen.certificate is None and credentials is not None
-                and credentials.username == station_id
-                and not self.credentials.knows(station_id, credentials.password)
-                and (wait := self.throttle.source_wait(source)) is not None):
-            # Refused before the database and the KDF: a guesser's retries cost nothing.
-            return (429, f"too many wrong passwords from this address{NOT_LOOKED_UP}",
-                    _retry_after(wait))
+        blocked = (seen.certificate is None and credentials is not None
+                   and credentials.username == station_id
+                   and not self.credentials.knows(station_id, credentials.password)
+                   and self.throttle.source_wait(source))
         station = await self._station(station_id)
+        if blocked and credentials is not None and not _fast_match(station, credentials):
+            # Refused before the KDF: a guesser's retries cost a read. A generated password
+            # (checked in microseconds) still gets in, so a guesser behind a station's
+            # carrier NAT cannot lock it out, not even after a restart emptied the cache.
+            return (429, f"{'' if station else UNKNOWN_STATION + '; '}too many wrong "
+                    "passwords from this address", _retry_after(blocked))
         if station is None:
             if not self.settings.auto_register:
                 if self.settings.reveal_unknown_stations:
@@ -314,7 +321,8 @@ class CsmsServer:
             decision = profiles.decide(self.settings.security_profile_default, station_id,
                                        seen, organization=self.settings.tls_client_organization)
             if decision.refusal is not None:
-                return _unauthorized(decision.refusal)
+                return await self._as_if_known(station_id, credentials, source,
+                                               f"{UNKNOWN_STATION}; {decision.refusal}")
             if decision.certified:
                 await self.store.run(lambda: profiles.auto_register_certified(station_id))
                 log.info("%s: auto-registered as pending, security profile 3", station_id)
@@ -334,7 +342,9 @@ class CsmsServer:
             station_id, seen, organization=self.settings.tls_client_organization,
             auto_raise=self.settings.security_profile_auto_raise)
         if decision.refusal is not None:
-            return _unauthorized(decision.refusal)
+            # Profile 2 on plain TCP, profile 3 without a certificate: the same work and
+            # answer as a wrong password, or the timing would tell which ids have profile 2/3.
+            return await self._as_if_known(station_id, credentials, source, decision.refusal)
         if decision.certified:
             # Basic auth, if sent, is ignored: the certificate is the credential.
             if decision.raise_to is not None and await self.store.run(
@@ -381,16 +391,18 @@ class CsmsServer:
         return _unauthorized(why)
 
     async def _as_if_known(self, station_id: str, credentials: BasicCredentials | None,
-                           source: str) -> tuple[int, str, list[tuple[bytes, bytes]]]:
-        """An unknown id is refused as a known one with a wrong password is: the same fast
-        401 without credentials, otherwise a check against passwords.DUMMY_HASH through the
-        same KDF queue and throttle, so the answer (401, 429, 503) and its timing are those
-        of a chosen password's check, and a flood of unknown ids is shed and throttled as
-        guesses are. The throttle counts the id like any other (in memory, LRU-bounded)."""
+                           source: str, why: str = ""
+                           ) -> tuple[int, str, list[tuple[bytes, bytes]]]:
+        """An unknown id (and a station refused by its security profile) is refused as a known
+        one with a wrong password is: the same fast 401 without credentials, otherwise a check
+        against passwords.DUMMY_HASH through the same KDF queue and throttle, so the answer
+        (401, 429, 503) and its timing are those of a chosen password's check, and a flood of
+        them is shed and throttled as guesses are. The throttle counts the id like any other
+        (in memory, LRU-bounded). `why` is logged only (UNKNOWN_STATION by default)."""
+        why = why or UNKNOWN_STATION
         if credentials is None or credentials.username != station_id:
-            return _unauthorized(UNKNOWN_STATION)
-        return await self._dummy_check(source, station_id, credentials.password,
-                                       UNKNOWN_STATION)
+            return _unauthorized(why)
+        return await self._dummy_check(source, station_id, credentials.password, why)
 
     async def _dummy_check(self, source: str, station_id: str, password: str, why: str
                            ) -> tuple[int, str, list[tuple[bytes, bytes]]]:
@@ -424,6 +436,8 @@ class CsmsServer:
         self.connections[station_id] = connection
         if previous is not None:
             log.info("%s: new connection replaces the old one", station_id)
+            if (slot := getattr(previous.ws, "slot", None)) is not None:
+                self.listener.limits.disconnected(slot)
             await previous.replace()
         now = timestamps.now_utc()
         await self.store.run(lambda: provisioning.mark_connected(station_id, version.value, now))
@@ -465,11 +479,19 @@ class CsmsServer:
 
 
 UNAUTHORIZED_BODY = "unauthorized"
+# The body of each refusal, whatever its reason (404 only when reveal_unknown_stations).
+PUBLIC_BODIES = {401: UNAUTHORIZED_BODY, 429: "too many wrong passwords from this address",
+                 503: "the server is busy"}
 # Starts the logged reason of every refusal of an id the database does not know.
 UNKNOWN_STATION = "unknown station"
-# Ends the reason of a refusal made before the database said whether the id exists.
-NOT_LOOKED_UP = " (id not looked up)"
 UNAUTHORIZED_HEADERS = [(b"WWW-Authenticate", b'Basic realm="lite-csms", charset="UTF-8"')]
+
+
+def _fast_match(station: Station | None, credentials: BasicCredentials) -> bool:
+    """Whether `credentials` carry the station's generated password (no KDF to find out)."""
+    stored = None if station is None else station.password_hash
+    return (stored is not None and passwords.is_fast(stored)
+            and passwords.verify(credentials.password, stored))
 
 
 def _unauthorized(reason: str) -> tuple[int, str, list[tuple[bytes, bytes]]]:
@@ -489,7 +511,8 @@ def _caps(settings: Settings) -> Caps:
         log.warning("at most %d connections (stations and handshakes): the descriptor limit "
                     "is %d", descriptors, after)
     return Caps(connections=connections, handshakes=settings.max_handshakes,
-                per_source=settings.max_connections_per_source, descriptors=descriptors)
+                per_source=settings.max_connections_per_source, descriptors=descriptors,
+                handshakes_per_source=settings.max_handshakes_per_source)
 
 
 def _retry_after(seconds: float) -> list[tuple[bytes, bytes]]:
