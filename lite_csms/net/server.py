@@ -242,11 +242,11 @@ class CsmsServer:
             log.warning("%s: refused %s with %d: %s", station_id, request.remote, status,
                         reason)
             body = UNAUTHORIZED_BODY if status == 401 else reason
-            if not reason.startswith(UNKNOWN_STATION):
-                # The bytes of the refusal count in the station's data budget: a charger
-                # with a wrong password burns its owner's data (docs/SECURITY.md).
-                self.traffic.refused(station_id, meter,
-                                     confirmed=not reason.endswith(NOT_LOOKED_UP))
+            if isinstance(reason, WrongCredential):
+                # A charger with a wrong password burns its owner's data; only a credential
+                # checked and found wrong is charged, capped, so an outsider cannot drain a
+                # station's budget with refusals (docs/SECURITY.md).
+                self.traffic.refused(station_id, meter)
             # A copy: trio-websocket appends its Content-Length to the list it is given.
             await request.reject(status, extra_headers=list(headers), body=body.encode())
             return
@@ -372,11 +372,15 @@ class CsmsServer:
     def _failed(self, source: str, station_id: str, attacked: float | None,
                 why: str = "wrong password") -> tuple[int, str, list[tuple[bytes, bytes]]]:
         wait = self.throttle.failed(source, station_id)
+        reason = why
         if wait is not None:
             reason = (f"{why}; this station is under attack" if attacked
                       else f"{why}; too many from this address")
+        if not why.startswith(UNKNOWN_STATION):
+            reason = WrongCredential(reason)
+        if wait is not None:
             return 429, reason, [*UNAUTHORIZED_HEADERS, *_retry_after(wait)]
-        return _unauthorized(why)
+        return _unauthorized(reason)
 
     async def _as_if_known(self, station_id: str, credentials: BasicCredentials | None,
                            source: str) -> tuple[int, str, list[tuple[bytes, bytes]]]:
@@ -460,6 +464,15 @@ class CsmsServer:
         del self.connections[station_id]
         last_seen: datetime = connection.last_seen
         await self.store.run(lambda: provisioning.mark_disconnected(station_id, last_seen))
+
+
+class WrongCredential(str):
+    """The logged reason of a refusal whose credential for a known station was checked and
+    found wrong (a 401, or the 429 that failure earns): the only refusals charged to the
+    station's data budget. Refusals without a credential, before the database or the check
+    (a throttled source, an overloaded KDF) and at accept() are charged to no one."""
+
+    __slots__ = ()
 
 
 UNAUTHORIZED_BODY = "unauthorized"
