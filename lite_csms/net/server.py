@@ -27,7 +27,11 @@ from lite_csms.handlers import authorization, provisioning, reservation
 from lite_csms.metrics import ServerMetrics
 from lite_csms.net import profiles
 from lite_csms.net.commands import CommandSender
-from lite_csms.net.connection import ORDERLY_CLOSE_CODES, StationConnection
+from lite_csms.net.connection import (
+    CLOSE_INTERNAL_ERROR,
+    ORDERLY_CLOSE_CODES,
+    StationConnection,
+)
 from lite_csms.net.deflate import options_from as deflate_options
 from lite_csms.net.handshake import (
     BareSegment,
@@ -428,7 +432,14 @@ class CsmsServer:
             log.info("%s: new connection replaces the old one", station_id)
             await previous.replace()
         now = timestamps.now_utc()
-        await self.store.run(lambda: provisioning.mark_connected(station_id, version.value, now))
+        try:
+            await self.store.run(lambda: provisioning.mark_connected(station_id, version.value,
+                                                                     now))
+        except Exception as exc:
+            # A full disk or an I/O error: nothing the station sends could be stored. It is
+            # told 1011 (try again later) and forgotten, so it is not counted online.
+            await self._not_recorded(connection, exc)
+            return
         log.info("%s: connected with %s", station_id, ws.subprotocol or version.value)
         try:
             await connection.run(on_ready=self._deliver_queued_when_accepted)
@@ -442,6 +453,17 @@ class CsmsServer:
             live.close_reason = connection.close_reason
             with trio.CancelScope(shield=True):
                 await self._forget(connection)
+
+    async def _not_recorded(self, connection: StationConnection, exc: Exception) -> None:
+        station_id = connection.station_id
+        log.warning("%s: closed with %d, its connection cannot be stored: %s", station_id,
+                    CLOSE_INTERNAL_ERROR, exc)
+        connection.close_code = CLOSE_INTERNAL_ERROR
+        connection.close_reason = f"closed {CLOSE_INTERNAL_ERROR} the store cannot commit"
+        if self.connections.get(station_id) is connection:
+            del self.connections[station_id]
+        with trio.CancelScope(shield=True), trio.move_on_after(2):
+            await connection.ws.aclose(CLOSE_INTERNAL_ERROR, "try again later")
 
     async def _deliver_queued_when_accepted(self, connection: StationConnection) -> None:
         # OCPP has the CSMS wait for the station: nothing automatic goes out before its
@@ -463,7 +485,10 @@ class CsmsServer:
             return  # replaced: the new connection owns the station's presence now
         del self.connections[station_id]
         last_seen: datetime = connection.last_seen
-        await self.store.run(lambda: provisioning.mark_disconnected(station_id, last_seen))
+        try:
+            await self.store.run(lambda: provisioning.mark_disconnected(station_id, last_seen))
+        except Exception as exc:  # a full disk: the next start marks every station offline
+            log.warning("%s: its disconnection cannot be stored: %s", station_id, exc)
 
 
 class WrongCredential(str):
