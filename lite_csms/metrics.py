@@ -85,11 +85,20 @@ class _ServerCollector(Collector):
         yield errors
         handshakes = CounterMetricFamily(
             "lite_csms_handshakes", "WebSocket handshakes by outcome: accepted, the HTTP status "
-            "of a refusal (400, 401, 404, 429, 503), timeout, peer_left, incomplete",
+            "of a refusal (400, 401, 404, 429, 503; 503 also at accept() over a connection "
+            "cap), closed_at_accept (over a cap, closed without an answer), timeout, "
+            "peer_left, incomplete",
             labels=["outcome"])
         for outcome, count in sorted(tally.handshakes.items()):
             handshakes.add_metric([outcome], count)
         yield handshakes
+        limits = server.listener.limits
+        yield GaugeMetricFamily("lite_csms_connections_open",
+                                "OCPP-J connections open now, handshakes included "
+                                "(counted against the connection caps)", value=limits.open)
+        yield GaugeMetricFamily("lite_csms_handshakes_running",
+                                "OCPP-J connections in their handshake now",
+                                value=limits.handshaking)
         yield from self._store()
         yield from self._traffic()
         yield from self._passwords()

@@ -22,12 +22,13 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-from trio_websocket import open_websocket_url
+from trio_websocket import ConnectionClosed, open_websocket_url
 
 from lite_csms.db.database import open_database
 from lite_csms.db.models import Station, StationEvent
-from lite_csms.db.writer import StoreWriter
+from lite_csms.db.writer import BatchLost, StoreWriter
 from tests.conftest import start_in_process
+from tests.test_admin_api import http
 
 T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
 SAMPLES_PER_MESSAGE = 20
@@ -181,3 +182,48 @@ async def test_a_batch_that_hits_sqlite_full_is_lost_whole_and_the_next_one_comm
     assert [e.action for e in StationEvent.select()] == ["after"]
     assert "store writes again after 1 failed group commits" in caplog.text
     db.close()
+
+
+async def test_on_a_full_disk_ready_says_so_and_a_connecting_station_is_told_1011(
+    nursery: trio.Nursery, small_disk: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    csms = await start_in_process(nursery, small_disk)
+    store = csms.server.store
+    await store.run(lambda: Station.create(id="CS-LATE", registration="accepted"))
+    fill(small_disk / "filler")
+    try:
+        for _ in range(400):
+            try:
+                await store.run(lambda: StationEvent.create(station="CS-LATE", action="x",
+                                                            payload="x" * 4000))
+            except BatchLost:
+                break
+        else:
+            pytest.fail("the full disk never refused a write")
+
+        # An empty job still commits on a full disk: neither ready nor the count may believe it.
+        for _ in range(2):
+            status, body = await http(csms, "GET", "/health/ready")
+            assert status == 503 and "database or disk is full" in body["why"], body
+        assert store.failed_batches >= 1
+        assert "store writes again" not in caplog.text
+
+        caplog.clear()
+        async with open_websocket_url(csms.url("CS-LATE"), subprotocols=["ocpp1.6"]) as ws:
+            with pytest.raises(ConnectionClosed) as closed, trio.fail_after(5):
+                await ws.get_message()
+        assert closed.value.reason.code == 1011
+        assert "CS-LATE" not in csms.server.connections
+        lines = [r.getMessage() for r in caplog.records if "CS-LATE" in r.getMessage()]
+        assert any("1011" in line and "database or disk is full" in line for line in lines), lines
+        assert not any("connection error" in r.getMessage() for r in caplog.records)
+    finally:
+        # Space back before teardown: a server stopping on a full disk waits on its flush.
+        (small_disk / "filler").unlink()
+    await store.run(lambda: Station.update(model="after").where(Station.id == "CS-LATE")
+                    .execute())
+    assert store.failed_batches == 0
+    assert "store writes again" in caplog.text
+    assert await http(csms, "GET", "/health/ready") == (
+        200, {"status": "ready", "stations_online": 0})

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from pathlib import Path
 
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 from trio_websocket import ConnectionRejected, open_websocket_url
 
 from lite_csms.ocppj.versions import Version
-from tests.conftest import CsmsInProcess
+from tests.conftest import CsmsInProcess, start_in_process
 from tests.test_server import BOOT_16, BOOT_201, basic, register, rpc
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -163,3 +164,35 @@ def test_registries_are_per_server(tmp_path) -> None:
     assert 'code="NotSupported"' in one_text
     assert "lite_csms_store_commit_seconds_count 1.0" in one_text
     assert "lite_csms_store_commit_seconds_count 0.0" in two_text
+
+
+async def test_refusals_at_accept_and_open_connections_are_scraped(
+        nursery: trio.Nursery, tmp_path: Path) -> None:
+    csms = await start_in_process(nursery, tmp_path, max_connections_per_source=2)
+    # Two connections that never send their request: open and in their handshake.
+    idle = [await trio.open_tcp_stream("127.0.0.1", csms.port, local_address="127.0.0.61")
+            for _ in range(2)]
+    limits = csms.server.listener.limits
+    with trio.fail_after(5):
+        while limits.open < 2:
+            await trio.sleep(0.01)
+    # Over the cap per source: refused at accept() with 503 before its request is read.
+    over = await trio.open_tcp_stream("127.0.0.1", csms.port, local_address="127.0.0.61")
+    answer = b""
+    with trio.fail_after(5):
+        while chunk := await over.receive_some(4096):
+            answer += chunk
+    await over.aclose()
+    assert answer.startswith(b"HTTP/1.1 503 "), answer
+    samples = await scrape(csms)
+    assert value(samples, "lite_csms_handshakes_total", outcome="503") == 1
+    assert value(samples, "lite_csms_connections_open") == 2
+    assert value(samples, "lite_csms_handshakes_running") == 2
+    for stream in idle:
+        await stream.aclose()
+    with trio.fail_after(5):
+        while limits.open:
+            await trio.sleep(0.01)
+    samples = await scrape(csms)
+    assert value(samples, "lite_csms_connections_open") == 0
+    assert value(samples, "lite_csms_handshakes_running") == 0

@@ -12,22 +12,26 @@ import trio
 
 from lite_csms import passwords
 from lite_csms.budget.names import IN, IP, OUT, REFUSED_HANDSHAKE, WS
+from lite_csms.budget.recorder import REFUSAL_BYTES, REFUSALS_PER_HOUR
 from lite_csms.db.models import Station, TrafficCounter
 from tests import rawws
 from tests.conftest import CsmsInProcess
 from tests.test_storm_auth import CountingVerify, status_of
 
 
-async def exchange(port: int, station_id: str, password: str, source: str
-                   ) -> tuple[bytes, bytes, float]:
-    """One upgrade with Basic auth from `source`: (request sent, whole answer, seconds to the
-    answer's first byte)."""
+async def exchange(port: int, station_id: str, password: str | None, source: str,
+                   pad: int = 0) -> tuple[bytes, bytes, float]:
+    """One upgrade with Basic auth (none if `password` is None) from `source`, padded with a
+    `pad`-byte header: (request sent, whole answer, seconds to the answer's first byte)."""
     lines = [f"GET /ocpp/{station_id} HTTP/1.1", f"Host: 127.0.0.1:{port}",
              "Upgrade: websocket", "Connection: Upgrade",
              f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}",
-             "Sec-WebSocket-Version: 13", "Sec-WebSocket-Protocol: ocpp1.6",
-             "Authorization: Basic "
-             + base64.b64encode(f"{station_id}:{password}".encode()).decode()]
+             "Sec-WebSocket-Version: 13", "Sec-WebSocket-Protocol: ocpp1.6"]
+    if password is not None:
+        lines.append("Authorization: Basic "
+                     + base64.b64encode(f"{station_id}:{password}".encode()).decode())
+    if pad:
+        lines.append("X-Pad: " + "x" * pad)
     request = ("\r\n".join(lines) + "\r\n\r\n").encode()
     stream = await trio.open_tcp_stream("127.0.0.1", port, local_address=source)
     started = trio.current_time()
@@ -94,38 +98,46 @@ async def test_guessing_unknown_ids_is_throttled_and_costs_bounded_kdf(
     assert await csms.server.store.run(lambda: Station.select().count()) == 0
 
 
-async def test_refused_handshakes_of_a_known_station_count_in_its_budget(
-        csms: CsmsInProcess) -> None:
-    await add(csms, "WRONG-PW", passwords.hash_password("the-right-password-9"))
-    sent = received = 0
-    statuses = []
-    # Four 401s, a 429, then 429s before the database is asked: all are charged.
-    for _ in range(7):
-        request, answer, _ = await exchange(csms.port, "WRONG-PW", "not-the-password",
-                                            "127.0.0.40")
-        statuses.append(int(answer.split()[1]))
-        sent += len(request)
-        received += len(answer)
-    for _ in range(2):
-        await exchange(csms.port, "NOT-A-STATION", "whatever-123", "127.0.0.41")
-    assert statuses[:4] == [401] * 4 and set(statuses[4:]) == {429}, statuses
+def refusal_rows() -> dict[tuple[str, str, str], int]:
+    return {(r.station_id, r.direction, r.layer): r.bytes
+            for r in TrafficCounter.select().where(TrafficCounter.action == REFUSED_HANDSHAKE)}
 
-    def rows() -> dict[tuple[str, str, str], int]:
-        return {(r.station_id, r.direction, r.layer): r.bytes
-                for r in TrafficCounter.select().where(
-                    TrafficCounter.action == REFUSED_HANDSHAKE)}
 
+async def charged_after_flush(csms: CsmsInProcess) -> dict[tuple[str, str, str], int]:
     # Kept in memory until the flush: no write per refused handshake.
     with trio.fail_after(5):
         while csms.server.traffic._refused:
             await trio.sleep(0.02)
-    assert await csms.server.store.run(rows) == {}
+    assert await csms.server.store.run(refusal_rows) == {}
     await csms.server.traffic.flush()
-    charged = await csms.server.store.run(rows)
-    assert charged[("WRONG-PW", IN, WS)] == sent
-    assert charged[("WRONG-PW", OUT, WS)] == received
+    return await csms.server.store.run(refusal_rows)
+
+
+async def test_a_wrong_password_is_charged_to_its_station_capped_per_refusal_and_hour(
+        csms: CsmsInProcess) -> None:
+    await add(csms, "WRONG-PW", passwords.hash_password("the-right-password-9"))
+    statuses = []
+    # A charger's ordinary wrong password: charged exactly.
+    request, answer, _ = await exchange(csms.port, "WRONG-PW", "not-the-password",
+                                        "127.0.0.40")
+    statuses.append(int(answer.split()[1]))
+    # Padded to 12 kB: charged at most REFUSAL_BYTES a direction and layer. Then 401s and a
+    # 429 beyond REFUSALS_PER_HOUR, and 429s before the database: none of them charged.
+    for _ in range(6):
+        _, padded, _ = await exchange(csms.port, "WRONG-PW", "not-the-password",
+                                      "127.0.0.40", pad=12_000)
+        statuses.append(int(padded.split()[1]))
+    for _ in range(2):
+        await exchange(csms.port, "NOT-A-STATION", "whatever-123", "127.0.0.41")
+    assert statuses[:4] == [401] * 4 and set(statuses[4:]) == {429}, statuses
+
+    charged = await charged_after_flush(csms)
+    assert REFUSALS_PER_HOUR == 2
+    assert charged[("WRONG-PW", IN, WS)] == len(request) + REFUSAL_BYTES
+    assert charged[("WRONG-PW", OUT, WS)] == 2 * len(answer)
     # Below: headers, the TCP handshake and teardown; at least one header per byte moved.
-    assert charged[("WRONG-PW", IN, IP)] > sent and charged[("WRONG-PW", OUT, IP)] > received
+    assert len(request) < charged[("WRONG-PW", IN, IP)] <= 2 * REFUSAL_BYTES
+    assert 2 * len(answer) < charged[("WRONG-PW", OUT, IP)] <= 2 * REFUSAL_BYTES
     assert {sid for sid, _, _ in charged} == {"WRONG-PW"}
     assert await csms.server.store.run(lambda: Station.select().count()) == 1
 
@@ -179,3 +191,23 @@ async def test_profile_refusals_cost_what_a_wrong_password_costs(csms: CsmsInPro
     assert len(answers) == 1 and answers.pop().startswith(b"HTTP/1.1 401 ")
     # Counted as failures, as wrong passwords are.
     assert csms.server.throttle.stations.get("PROFILE-2") is not None
+
+
+async def test_refusals_an_outsider_causes_without_the_password_checked_cost_nothing(
+        csms: CsmsInProcess) -> None:
+    await add(csms, "VICTIM", passwords.hash_password("the-right-password-9"))
+    await add(csms, "DECOY", passwords.hash_password("the-right-password-9"))
+    # No credential at all: a 401 that needs no check.
+    for _ in range(3):
+        _, answer, _ = await exchange(csms.port, "VICTIM", None, "127.0.0.42", pad=12_000)
+        assert answer.startswith(b"HTTP/1.1 401 "), answer
+    # A source throttled by guesses at another station: 429 before the database is asked.
+    while (await exchange(csms.port, "DECOY", "guess-1234", "127.0.0.43"))[1].startswith(
+            b"HTTP/1.1 401 "):
+        pass
+    for _ in range(3):
+        _, answer, _ = await exchange(csms.port, "VICTIM", "guess-1234", "127.0.0.43",
+                                      pad=12_000)
+        assert answer.startswith(b"HTTP/1.1 429 "), answer
+    charged = await charged_after_flush(csms)
+    assert not any(sid == "VICTIM" for sid, _, _ in charged), charged

@@ -310,8 +310,14 @@ def build_app(server: CsmsServer) -> Starlette:
 
     async def health_ready(request: Request) -> Response:
         # No API key: load balancers and systemd probes ask. Ready means the OCPP ports are
-        # bound and the one writer commits a job within 2 s (a full disk makes it fail).
+        # bound, the last group commit that wrote was stored, and the one writer commits a job
+        # within 2 s.
         why = None if server.ports else "the OCPP-J ports are not bound yet"
+        if why is None and store.failed_batches:
+            # An empty job commits even on a full disk; the writer knows better: it is back
+            # once a commit that wrote something is stored (db/writer.py).
+            why = (f"the store cannot commit: {store.failure} ({store.failed_batches} group "
+                   "commits lost in a row)")
         if why is None:
             with trio.move_on_after(HEALTH_TIMEOUT) as waited:
                 try:

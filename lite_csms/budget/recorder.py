@@ -21,9 +21,14 @@ from lite_csms.ocppj import timestamps
 
 log = logging.getLogger("lite_csms.budget")
 
-# Refused handshakes whose id was not looked up (a source blocked before the database) are
-# charged for at most this many distinct ids per flush; the flush drops unknown ids.
-UNCONFIRMED_IDS = 1000
+# A refused handshake is charged at most this many bytes per direction and layer: a charger's
+# upgrade with Basic auth and the 401 are a few hundred bytes each, while an attacker can pad
+# the request to 16 kB (docs/SECURITY.md, "Refused handshakes cost the station's data budget").
+REFUSAL_BYTES = 1024
+# At most this many refused handshakes are charged per station and clock hour: a wrong password
+# shows in the owner's report, and an outsider can add at most 2 x 2 x REFUSAL_BYTES an hour at
+# the billed ip layer (3.0 MB in a 31-day month, 12 % of the default 25 MB cap).
+REFUSALS_PER_HOUR = 2
 
 
 @dataclass(slots=True)
@@ -49,32 +54,42 @@ class TrafficRecorder:
         # Bytes by (direction, layer) since the start, as of the last collection: /metrics.
         self.totals: dict[tuple[str, str], int] = {}
         self._refused: dict[int, str] = {}
-        self._unconfirmed: set[str] = set()
+        # Refusals charged per station in the clock hour `_refusal_hour`.
+        self._refusal_hour: datetime | None = None
+        self._refusals: dict[str, int] = {}
 
     def opened(self, station_id: str, protocol: str, meter: ConnectionMeter) -> LiveConnection:
         live = LiveConnection(station_id, protocol, meter, self._clock())
         self._live[id(meter)] = live
         return live
 
-    def refused(self, station_id: str, meter: ConnectionMeter, *, confirmed: bool) -> None:
+    def refused(self, station_id: str, meter: ConnectionMeter) -> bool:
         """Charge a refused handshake's bytes to `station_id` once its connection is gone, as
         one pseudo-action, (refused-handshake), at every layer it crossed (ws: the HTTP
-        request and answer; tls; ip). In memory like all counts, and written with the next
-        flush, which keeps only ids the database knows. `confirmed`: the id was looked up
-        and exists; unconfirmed ids are bounded by UNCONFIRMED_IDS per flush."""
-        if not confirmed:
-            if (station_id not in self._unconfirmed
-                    and len(self._unconfirmed) >= UNCONFIRMED_IDS):
-                return
-            self._unconfirmed.add(station_id)
+        request and answer; tls; ip), each direction and layer capped at REFUSAL_BYTES, and
+        at most REFUSALS_PER_HOUR per station and clock hour. The caller passes only refusals
+        of a station's own credential, checked and found wrong (net/server.py). In memory
+        like all counts, and written with the next flush. Returns whether it is charged."""
+        hour = self._clock().replace(minute=0, second=0, microsecond=0)
+        if hour != self._refusal_hour:
+            self._refusal_hour, self._refusals = hour, {}
+        charged = self._refusals.get(station_id, 0)
+        if charged >= REFUSALS_PER_HOUR:
+            return False
+        self._refusals[station_id] = charged + 1
         self._refused[id(meter)] = station_id
+        return True
 
     def closed(self, meter: ConnectionMeter) -> None:
         """The connection is gone (its close frames included): take its last counts."""
         refused = self._refused.pop(id(meter), None)
         if refused is not None:
-            self._add(refused, [Flow(REFUSED_HANDSHAKE, f.direction, f.layer, f.bytes)
-                                for f in meter.collect()])
+            moved: dict[tuple[str, str], int] = {}
+            for f in meter.collect():
+                moved[f.direction, f.layer] = moved.get((f.direction, f.layer), 0) + f.bytes
+            self._add(refused, [Flow(REFUSED_HANDSHAKE, direction, layer,
+                                     min(amount, REFUSAL_BYTES))
+                                for (direction, layer), amount in moved.items()])
             return
         live = self._live.pop(id(meter), None)
         if live is None:
@@ -108,7 +123,6 @@ class TrafficRecorder:
         self.collect()
         buckets, self._buckets = self._buckets, {}
         closed, self._closed = self._closed, []
-        self._unconfirmed.clear()
         now = self._clock()
         rollup_before = None
         if self._last_rollup is None or now - self._last_rollup >= timedelta(hours=1):

@@ -46,8 +46,11 @@ class StoreWriter:
         self._thread_limiter = trio.CapacityLimiter(1)
         self.batches = 0
         self.jobs = 0
-        # Group commits lost in a row: the writer is back once one commits again.
+        # Group commits lost in a row, and the cause of the last: the writer is back only
+        # once a commit that wrote something is stored. A batch that wrote nothing (a
+        # read, a readiness probe) commits even on a full disk and proves nothing.
         self.failed_batches = 0
+        self.failure: str | None = None
         self.lost_batches = 0
         # Told each group commit's duration in seconds (BEGIN to COMMIT, its jobs and fsync
         # included) and whether it was stored; called on the writer's worker thread.
@@ -105,16 +108,19 @@ class StoreWriter:
         self.batches += 1
         self.jobs += len(batch)
         started = time.perf_counter()
+        changes = self._changes()
         lost = self._run_batch(batch)
         if self.on_commit is not None:
             self.on_commit(time.perf_counter() - started, lost is None)
         if lost is None:
-            if self.failed_batches:
+            if self.failed_batches and self._changes() > changes:
                 log.warning("store writes again after %d failed group commits",
                             self.failed_batches)
                 self.failed_batches = 0
+                self.failure = None
             return
         self.failed_batches += 1
+        self.failure = describe(lost)
         self.lost_batches += 1
         self._roll_back_quietly()
         # A job that ran before the loss got no error of its own, yet its writes are gone too.
@@ -157,6 +163,13 @@ class StoreWriter:
         finally:
             db.pop_transaction()
         return None
+
+    def _changes(self) -> int:
+        """Rows changed on the writer's connection since it opened (sqlite3_total_changes)."""
+        try:
+            return int(self._db.connection().total_changes)
+        except Exception:  # the connection cannot open: the batch will say why
+            return 0
 
     def _in_transaction(self) -> bool:
         return bool(self._db.connection().in_transaction)

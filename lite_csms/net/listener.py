@@ -49,8 +49,10 @@ log = logging.getLogger("lite_csms.net")
 
 RequestHandler = Callable[[WebSocketRequest, ConnectionMeter], Awaitable[None]]
 ClosedHandler = Callable[[ConnectionMeter], None]
-# Told each handshake's outcome: "accepted", the HTTP status of a refusal ("401"), "400" for
-# an unparsable request, "timeout" or "peer_left" after a request, "incomplete" without one
+# Told each handshake's outcome: "accepted", the HTTP status of a refusal ("401"; "503" also
+# for a connection over a cap, answered before its request is read), "closed_at_accept" for
+# one over a cap closed without an answer (TLS, or too many refusals at once), "400" for an
+# unparsable request, "timeout" or "peer_left" after a request, "incomplete" without one
 # (net/tally.py).
 HandshakeHandler = Callable[[str], None]
 
@@ -297,7 +299,9 @@ class WebSocketListener:
         limits = self.limits
         if (self._ssl_context is not None or sock is None
                 or limits.refusing >= POLITE_REFUSALS):
+            self._note("closed_at_accept")
             return
+        self._note("503")
         limits.refusing += 1
         try:
             with trio.move_on_after(REFUSAL_LINGER):

@@ -27,7 +27,11 @@ from lite_csms.handlers import authorization, provisioning, reservation
 from lite_csms.metrics import ServerMetrics
 from lite_csms.net import profiles
 from lite_csms.net.commands import CommandSender
-from lite_csms.net.connection import ORDERLY_CLOSE_CODES, StationConnection
+from lite_csms.net.connection import (
+    CLOSE_INTERNAL_ERROR,
+    ORDERLY_CLOSE_CODES,
+    StationConnection,
+)
 from lite_csms.net.deflate import options_from as deflate_options
 from lite_csms.net.handshake import (
     BareSegment,
@@ -248,11 +252,11 @@ class CsmsServer:
                         reason)
             # The reason goes to the log only: sent, it would tell unknown ids from known.
             body = PUBLIC_BODIES.get(status, reason)
-            if not reason.startswith(UNKNOWN_STATION):
-                # The bytes of the refusal count in the station's data budget: a charger
-                # with a wrong password burns its owner's data (docs/SECURITY.md).
-                # Every refusal looked the id up first: it exists.
-                self.traffic.refused(station_id, meter, confirmed=True)
+            if isinstance(reason, WrongCredential):
+                # A charger with a wrong password burns its owner's data; only a credential
+                # checked and found wrong is charged, capped, so an outsider cannot drain a
+                # station's budget with refusals (docs/SECURITY.md).
+                self.traffic.refused(station_id, meter)
             # A copy: trio-websocket appends its Content-Length to the list it is given.
             await request.reject(status, extra_headers=list(headers), body=body.encode())
             return
@@ -384,11 +388,15 @@ class CsmsServer:
     def _failed(self, source: str, station_id: str, attacked: float | None,
                 why: str = "wrong password") -> tuple[int, str, list[tuple[bytes, bytes]]]:
         wait = self.throttle.failed(source, station_id)
+        reason = why
         if wait is not None:
             reason = (f"{why}; this station is under attack" if attacked
                       else f"{why}; too many from this address")
+        if not why.startswith(UNKNOWN_STATION):
+            reason = WrongCredential(reason)
+        if wait is not None:
             return 429, reason, [*UNAUTHORIZED_HEADERS, *_retry_after(wait)]
-        return _unauthorized(why)
+        return _unauthorized(reason)
 
     async def _as_if_known(self, station_id: str, credentials: BasicCredentials | None,
                            source: str, why: str = ""
@@ -440,7 +448,14 @@ class CsmsServer:
                 self.listener.limits.disconnected(slot)
             await previous.replace()
         now = timestamps.now_utc()
-        await self.store.run(lambda: provisioning.mark_connected(station_id, version.value, now))
+        try:
+            await self.store.run(lambda: provisioning.mark_connected(station_id, version.value,
+                                                                     now))
+        except Exception as exc:
+            # A full disk or an I/O error: nothing the station sends could be stored. It is
+            # told 1011 (try again later) and forgotten, so it is not counted online.
+            await self._not_recorded(connection, exc)
+            return
         log.info("%s: connected with %s", station_id, ws.subprotocol or version.value)
         try:
             await connection.run(on_ready=self._deliver_queued_when_accepted)
@@ -454,6 +469,17 @@ class CsmsServer:
             live.close_reason = connection.close_reason
             with trio.CancelScope(shield=True):
                 await self._forget(connection)
+
+    async def _not_recorded(self, connection: StationConnection, exc: Exception) -> None:
+        station_id = connection.station_id
+        log.warning("%s: closed with %d, its connection cannot be stored: %s", station_id,
+                    CLOSE_INTERNAL_ERROR, exc)
+        connection.close_code = CLOSE_INTERNAL_ERROR
+        connection.close_reason = f"closed {CLOSE_INTERNAL_ERROR} the store cannot commit"
+        if self.connections.get(station_id) is connection:
+            del self.connections[station_id]
+        with trio.CancelScope(shield=True), trio.move_on_after(2):
+            await connection.ws.aclose(CLOSE_INTERNAL_ERROR, "try again later")
 
     async def _deliver_queued_when_accepted(self, connection: StationConnection) -> None:
         # OCPP has the CSMS wait for the station: nothing automatic goes out before its
@@ -475,7 +501,19 @@ class CsmsServer:
             return  # replaced: the new connection owns the station's presence now
         del self.connections[station_id]
         last_seen: datetime = connection.last_seen
-        await self.store.run(lambda: provisioning.mark_disconnected(station_id, last_seen))
+        try:
+            await self.store.run(lambda: provisioning.mark_disconnected(station_id, last_seen))
+        except Exception as exc:  # a full disk: the next start marks every station offline
+            log.warning("%s: its disconnection cannot be stored: %s", station_id, exc)
+
+
+class WrongCredential(str):
+    """The logged reason of a refusal whose credential for a known station was checked and
+    found wrong (a 401, or the 429 that failure earns): the only refusals charged to the
+    station's data budget. Refusals without a credential, before the database or the check
+    (a throttled source, an overloaded KDF) and at accept() are charged to no one."""
+
+    __slots__ = ()
 
 
 UNAUTHORIZED_BODY = "unauthorized"
