@@ -168,7 +168,9 @@ def test_registries_are_per_server(tmp_path) -> None:
 
 async def test_refusals_at_accept_and_open_connections_are_scraped(
         nursery: trio.Nursery, tmp_path: Path) -> None:
-    csms = await start_in_process(nursery, tmp_path, max_connections_per_source=2)
+    # Two handshakes are this source's share of the four (at most half of max_handshakes).
+    csms = await start_in_process(nursery, tmp_path, max_connections_per_source=2,
+                                  max_handshakes=4)
     # Two connections that never send their request: open and in their handshake.
     idle = [await trio.open_tcp_stream("127.0.0.1", csms.port, local_address="127.0.0.61")
             for _ in range(2)]
