@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 import sqlite3
 from datetime import datetime
@@ -65,11 +64,8 @@ log = logging.getLogger("lite_csms.net")
 
 # Close code for a handshake that agreed no subprotocol (RFC 6455: protocol error).
 CLOSE_PROTOCOL_ERROR = 1002
-# scrypt uses 16 MiB a check; this bounds the memory a reconnect storm can take. One per
-# core we may run on, at most two: on one vCPU two at once only share the core and its cache
-# (57 ms a check instead of 51 here, `taskset -c 0`).
-PASSWORD_CHECKS_AT_ONCE = max(1, min(2, len(os.sched_getaffinity(0))
-                                     if hasattr(os, "sched_getaffinity") else 2))
+# scrypt uses 16 MiB a check; this bounds the memory a reconnect storm can take.
+PASSWORD_CHECKS_AT_ONCE = 2
 # On shutdown every station is told 1001 Going Away; a station that does not answer the
 # close within this many seconds is dropped (all stations at once, so shutdown waits this).
 GOING_AWAY_TIMEOUT = 2.0
