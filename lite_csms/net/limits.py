@@ -218,10 +218,18 @@ def _add(counts: dict[str, int], key: str, delta: int) -> None:
         del counts[key]
 
 
-def refusal_response(retry_after: int | None = None) -> bytes:
-    if retry_after is None:
-        retry_after = RETRY_AFTER + random.randint(0, RETRY_AFTER)
-    body = b"the server is at its connection limit\n"
+# The body of every 503 a cap causes, at accept() or after the password.
+AT_CAPACITY_BODY = b"the server is at its connection limit\n"
+
+
+def cap_retry_after() -> int:
+    """Retry-After (s) of a connection a cap refused: RETRY_AFTER plus jitter."""
+    return RETRY_AFTER + random.randint(0, RETRY_AFTER)
+
+
+def refusal_response() -> bytes:
+    """The raw 503 written to a connection refused at accept(), before its request is read."""
+    body = AT_CAPACITY_BODY
     return (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: %d\r\n"
             b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
-            b"Connection: close\r\n\r\n%s" % (retry_after, len(body), body))
+            b"Connection: close\r\n\r\n%s" % (cap_retry_after(), len(body), body))

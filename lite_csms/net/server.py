@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import sqlite3
 from datetime import datetime
 from functools import partial
@@ -42,7 +41,13 @@ from lite_csms.net.handshake import (
 )
 from lite_csms.net.kdf import CredentialCache, KdfQueue, Overloaded, Refused
 from lite_csms.net.kdf import verify as kdf_verify
-from lite_csms.net.limits import RETRY_AFTER, Caps, effective_cap, raise_descriptor_limit
+from lite_csms.net.limits import (
+    AT_CAPACITY_BODY,
+    Caps,
+    cap_retry_after,
+    effective_cap,
+    raise_descriptor_limit,
+)
 from lite_csms.net.listener import (
     ListenOptions,
     WebSocketListener,
@@ -238,9 +243,8 @@ class CsmsServer:
                 is not None):
             limits.refused += 1
             limits.log.warn("%s: refused %s with 503: %s", station_id, request.remote, why)
-            retry_after = RETRY_AFTER + random.randint(0, RETRY_AFTER)
-            await request.reject(503, extra_headers=_retry_after(retry_after),
-                                 body=b"the server is at its connection limit\n")
+            await request.reject(503, extra_headers=_retry_after(cap_retry_after()),
+                                 body=AT_CAPACITY_BODY)
             return
         if refusal is not None:
             status, reason, headers = refusal
