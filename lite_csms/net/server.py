@@ -225,17 +225,19 @@ class CsmsServer:
         except BareSegment as exc:
             # `/CS-1/` names CS-1 if it is registered; `/ocpp/` never invents a station "ocpp",
             # not even with auto-registration on.
-            candidate = exc.candidate
-            if await self.store.run(lambda: Station.get_or_none(Station.id == candidate)) is None:
+            station_id = exc.candidate
+            if await self._station(station_id) is None:
                 log.warning("refused %s from %s: %s", request.path[:80], request.remote, exc)
                 await request.reject(400, body=str(exc).encode())
                 return
-            station_id = candidate
         except InvalidStationId as exc:
             log.warning("refused %s from %s: %s", request.path[:80], request.remote, exc)
             await request.reject(400, body=str(exc).encode())
             return
-        refusal = await self._authenticate(station_id, request, profiles.presented(meter))
+        # Read once for the whole handshake: the password check and the readiness below.
+        station = await self._station(station_id)
+        refusal = await self._authenticate(station_id, station, request,
+                                           profiles.presented(meter))
         limits = self.listener.limits
         slot = slot_of(request)
         if (refusal is None and slot is not None
@@ -279,7 +281,7 @@ class CsmsServer:
             decline_deflate(request, meter)
         ws = await request.accept(subprotocol=subprotocol)
         live = self.traffic.opened(station_id, subprotocol, meter)
-        await self._serve_station(ws, station_id, version, live, codec)
+        await self._serve_station(ws, station_id, station, version, live, codec)
 
     async def _station(self, station_id: str) -> Station | None:
         """The committed row, read beside the writer rather than queued behind it
@@ -292,7 +294,8 @@ class CsmsServer:
         return await self.store.run(lambda: Station.get_or_none(Station.id == station_id))
 
     async def _authenticate(
-        self, station_id: str, request: WebSocketRequest, seen: profiles.Presented
+        self, station_id: str, station: Station | None, request: WebSocketRequest,
+        seen: profiles.Presented
     ) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
         """Security profiles 1 and 2: HTTP Basic auth with the station id as username; 3: the
         TLS client certificate, whose subject CN must be the station id (net/profiles.py).
@@ -310,7 +313,6 @@ class CsmsServer:
                    and credentials.username == station_id
                    and not self.credentials.knows(station_id, credentials.password)
                    and self.throttle.source_wait(source))
-        station = await self._station(station_id)
         if blocked and credentials is not None and not _fast_match(station, credentials):
             # Refused before the KDF: a guesser's retries cost a read. A generated password
             # (checked in microseconds) still gets in, so a guesser behind a station's
@@ -427,10 +429,11 @@ class CsmsServer:
 
     # ---- a live station --------------------------------------------------------------------
     async def _serve_station(
-        self, ws: WebSocketConnection, station_id: str, version: Version, live: LiveConnection,
-        lite: LiteCodec | None = None,
+        self, ws: WebSocketConnection, station_id: str, station: Station | None,
+        version: Version, live: LiveConnection, lite: LiteCodec | None = None,
     ) -> None:
-        station = await self._station(station_id)
+        """`station`: the row as the handshake read it; None for a station the handshake
+        registered, which is pending and never booted."""
         registration, booted_before = ((None, False) if station is None else
                                        (station.registration, station.last_boot_at is not None))
         ctx = StationContext(station_id, version, self.store, self.settings,
