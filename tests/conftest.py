@@ -47,9 +47,10 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
-def start_csms_process(tmp_path: Path, *extra: str) -> CsmsProcess:
+def start_csms_process(tmp_path: Path, *extra: str,
+                       env: dict[str, str] | None = None) -> CsmsProcess:
     """Port 0 and --ports-file: a port picked here and bound later could be taken meanwhile
-    by a test on the other worker."""
+    by a test on the other worker. `env` adds to (or overrides) the server's environment."""
     database = tmp_path / "csms.sqlite3"
     log_path = tmp_path / "server.log"
     ports_file = tmp_path / "ports.json"
@@ -61,7 +62,8 @@ def start_csms_process(tmp_path: Path, *extra: str) -> CsmsProcess:
          *extra],
         stdout=log_file, stderr=subprocess.STDOUT, cwd=tmp_path,
         # The budget policy would reconfigure every test's station; its own tests turn it on.
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "LITE_CSMS_BUDGET_POLICY": "0"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "LITE_CSMS_BUDGET_POLICY": "0",
+             **(env or {})},
     )
     try:
         ports = read_ports_file(ports_file, alive=lambda: process.poll() is None)

@@ -20,10 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import os
 import socket
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +32,7 @@ from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action, ConfigurationStatus
 
 from lite_csms.budget import tcpinfo
-from lite_csms.net.ports import read_ports_file
-from tests.conftest import run_cli
+from tests.conftest import run_cli, start_csms_process, stop_csms_process
 
 NAT_TIMEOUT = 3.0
 # More than two NAT timeouts of silence on the wire: without probes the mapping is gone after
@@ -129,23 +125,6 @@ class Charger(ChargePoint):
         return call_result.ChangeConfiguration(status=ConfigurationStatus.accepted)
 
 
-def _serve(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
-    database, ports_file = tmp_path / "csms.sqlite3", tmp_path / "ports.json"
-    log = (tmp_path / "server.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lite_csms", "serve", "--host", "127.0.0.1", "--port", "0",
-         "--database", str(database), "--admin-port", "0", "--ports-file", str(ports_file)],
-        stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "LITE_CSMS_BUDGET_POLICY": "1",
-             "LITE_CSMS_NAT_TIMEOUT": str(int(NAT_TIMEOUT))})
-    try:
-        ports = read_ports_file(ports_file, alive=lambda: process.poll() is None)
-    except (RuntimeError, TimeoutError):
-        process.kill()
-        raise AssertionError((tmp_path / "server.log").read_text()) from None
-    return process, ports["ocpp"][0], database
-
-
 def _add(database: Path, station_id: str, *budget: str) -> str:
     added = run_cli("station", "add", station_id, "--database", str(database))
     assert added.returncode == 0, added.stderr
@@ -197,15 +176,15 @@ async def _both(upstream: int, kept: str, kept_password: str, control: str,
 
 
 def test_server_tcp_keepalive_holds_the_nat_mapping_with_the_ping_off(tmp_path: Path) -> None:
-    process, port, database = _serve(tmp_path)
+    csms = start_csms_process(tmp_path, env={"LITE_CSMS_BUDGET_POLICY": "1",
+                                             "LITE_CSMS_NAT_TIMEOUT": str(int(NAT_TIMEOUT))})
     try:
-        kept_password = _add(database, "NAT-KEPT")
-        control_password = _add(database, "NAT-CTRL", "--policy", "off")
-        kept, control = asyncio.run(_both(port, "NAT-KEPT", kept_password, "NAT-CTRL",
+        kept_password = _add(csms.database, "NAT-KEPT")
+        control_password = _add(csms.database, "NAT-CTRL", "--policy", "off")
+        kept, control = asyncio.run(_both(csms.port, "NAT-KEPT", kept_password, "NAT-CTRL",
                                           control_password))
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop_csms_process(csms)
     # The policy asked the charger to stop pinging, and the server's probes kept the mapping:
     # segments without payload, every 2 s of silence, past two NAT timeouts.
     assert kept["config"].get("WebSocketPingInterval") == "0"
