@@ -9,9 +9,10 @@ import struct
 import trio
 
 
-async def connect(port: int, path: str, *, protocols: str = "ocpp1.6",
-                  headers: tuple[str, ...] = (), source: str | None = None
-                  ) -> tuple[trio.SocketStream, bytes]:
+async def send_upgrade(port: int, path: str, *, protocols: str = "ocpp1.6",
+                       headers: tuple[str, ...] = (), source: str | None = None
+                       ) -> trio.SocketStream:
+    """Send an HTTP upgrade request and read nothing of the answer."""
     stream = await trio.open_tcp_stream("127.0.0.1", port, local_address=source)
     key = base64.b64encode(os.urandom(16)).decode()
     lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket",
@@ -20,6 +21,15 @@ async def connect(port: int, path: str, *, protocols: str = "ocpp1.6",
         lines.append(f"Sec-WebSocket-Protocol: {protocols}")
     lines.extend(headers)
     await stream.send_all(("\r\n".join(lines) + "\r\n\r\n").encode())
+    return stream
+
+
+async def connect(port: int, path: str, *, protocols: str = "ocpp1.6",
+                  headers: tuple[str, ...] = (), source: str | None = None
+                  ) -> tuple[trio.SocketStream, bytes]:
+    """Send an HTTP upgrade request; returns the stream and the answer's head."""
+    stream = await send_upgrade(port, path, protocols=protocols, headers=headers,
+                                source=source)
     response = b""
     while b"\r\n\r\n" not in response:
         chunk = await stream.receive_some(4096)

@@ -17,6 +17,7 @@ import trio
 from lite_csms import passwords
 from lite_csms.db.models import Station
 from lite_csms.net.kdf import KdfQueue, Overloaded
+from tests import rawws
 from tests.conftest import CsmsInProcess, run_cli, start_in_process
 
 
@@ -61,13 +62,9 @@ async def handshake(port: int, station_id: str, password: str | None, *,
                     source: str = "127.0.0.1") -> tuple[trio.SocketStream, int, dict[str, str]]:
     """A raw upgrade from `source` (another loopback address stands for another host);
     returns the stream, the HTTP status and the response headers (lower-case names)."""
-    stream = await send_upgrade(port, station_id, password, source=source)
-    response = b""
-    while b"\r\n\r\n" not in response:
-        chunk = await stream.receive_some(4096)
-        if not chunk:
-            break
-        response += chunk
+    stream, response = await rawws.connect(port, f"/ocpp/{station_id}",
+                                           headers=_authorization(station_id, password),
+                                           source=source)
     head = response.split(b"\r\n\r\n", 1)[0].decode()
     lines = head.split("\r\n")
     status = int(lines[0].split()[1]) if lines[0] else 0
@@ -78,18 +75,18 @@ async def handshake(port: int, station_id: str, password: str | None, *,
     return stream, status, headers
 
 
+def _authorization(station_id: str, password: str | None) -> tuple[str, ...]:
+    if password is None:
+        return ()
+    return (f"Authorization: Basic "
+            f"{base64.b64encode(f'{station_id}:{password}'.encode()).decode()}",)
+
+
 async def send_upgrade(port: int, station_id: str, password: str | None, *,
                        source: str = "127.0.0.1") -> trio.SocketStream:
-    stream = await trio.open_tcp_stream("127.0.0.1", port, local_address=source)
-    lines = [f"GET /ocpp/{station_id} HTTP/1.1", f"Host: 127.0.0.1:{port}",
-             "Upgrade: websocket", "Connection: Upgrade",
-             f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}",
-             "Sec-WebSocket-Version: 13", "Sec-WebSocket-Protocol: ocpp1.6"]
-    if password is not None:
-        token = base64.b64encode(f"{station_id}:{password}".encode()).decode()
-        lines.append(f"Authorization: Basic {token}")
-    await stream.send_all(("\r\n".join(lines) + "\r\n\r\n").encode())
-    return stream
+    return await rawws.send_upgrade(port, f"/ocpp/{station_id}",
+                                    headers=_authorization(station_id, password),
+                                    source=source)
 
 
 async def status_of(port: int, station_id: str, password: str | None, *,
