@@ -36,7 +36,27 @@ async def connect(port: int, path: str, *, protocols: str = "ocpp1.6",
         if not chunk:
             break
         response += chunk
-    return stream, response
+    head, separator, rest = response.partition(b"\r\n\r\n")
+    # A server may send its first frame in the same segment as the 101: keep it readable.
+    return (_Prefixed(stream, rest) if rest else stream), head + separator  # type: ignore[return-value]
+
+
+class _Prefixed:
+    """A stream whose first reads return bytes already taken off the socket."""
+
+    def __init__(self, stream: trio.SocketStream, prefix: bytes) -> None:
+        self._stream = stream
+        self._prefix = prefix
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._prefix:
+            data, self._prefix = self._prefix, b""
+            await trio.lowlevel.checkpoint()
+            return data
+        return await self._stream.receive_some(max_bytes)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)
 
 
 def frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:

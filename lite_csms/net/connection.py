@@ -1,7 +1,10 @@
-"""One station's live connection: a nursery with a reader, a dispatcher and optional pings.
+"""One station's live connection: one task that reads and answers, plus optional pings.
 
-The RPC session decides; this module only moves text between it and the socket. Inbound CALLs
-pass through a small bounded channel, so a station that floods us is simply read more slowly.
+The RPC session decides; this module only moves text between it and the socket. The reader
+answers each CALL before it reads the next message, so a station that floods us is simply
+read more slowly, and an idle station costs one suspended task (docs/PERFORMANCE.md). A
+handler never waits for the station (it awaits only the store), so answering inline cannot
+block an answer the station owes us for longer than one commit.
 On a lite connection (codecs/SPEC.md) every frame is binary: it is decoded to the OCPP-J text
 the session reads, and the session's text is encoded back (net/lite_link.py).
 """
@@ -16,7 +19,6 @@ from datetime import datetime
 from typing import Any
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from lite_csms.budget.meter import ConnectionMeter
 from lite_csms.handlers import deviations, diagnostics, provisioning
@@ -28,6 +30,7 @@ from lite_csms.net.lite_link import (
     refusal_text,
 )
 from lite_csms.net.tally import Tally
+from lite_csms.net.websocket import ConnectionClosed, WebSocket
 from lite_csms.ocppj import schemas, timestamps
 from lite_csms.ocppj.lenient import Deviation
 from lite_csms.ocppj.session import (
@@ -47,7 +50,6 @@ from lite_csms.versions import ROUTES, StationContext
 
 log = logging.getLogger("lite_csms.net")
 
-INBOUND_QUEUE = 4
 # Close codes (RFC 6455): 1003 unsupported data, 1001 going away.
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_REPLACED = 1001
@@ -80,7 +82,7 @@ class _Waiter:
 
 
 class StationConnection:
-    def __init__(self, ws: WebSocketConnection, ctx: StationContext,
+    def __init__(self, ws: WebSocket, ctx: StationContext,
                  meter: ConnectionMeter | None = None, *, booted_before: bool = False,
                  lite: LiteCodec | None = None, tally: Tally | None = None) -> None:
         self.ws = ws
@@ -98,7 +100,6 @@ class StationConnection:
         # Deviations already logged on this connection: one line each, the counts go to the store.
         self._logged_deviations: set[tuple[str, str, str]] = set()
         self.last_seen: datetime = timestamps.now_utc()
-        self._calls_in, self._calls_out = trio.open_memory_channel[InboundCall](INBOUND_QUEUE)
         self._call_lock = trio.Lock()
         self._waiters: dict[str, _Waiter] = {}
         self._scope = trio.CancelScope()
@@ -128,12 +129,11 @@ class StationConnection:
         try:
             with self._scope:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._read_loop, nursery.cancel_scope)
-                    nursery.start_soon(self._dispatch_loop)
                     if on_ready is not None:
                         nursery.start_soon(self._guard, on_ready)
                     if self.ctx.settings.ws_ping_interval > 0:
                         nursery.start_soon(self._ping_loop, nursery.cancel_scope)
+                    await self._read_loop(nursery.cancel_scope)
         finally:
             self._stopped.set()
         for waiter in self._waiters.values():
@@ -274,15 +274,13 @@ class StationConnection:
         if self.close_code is not None:
             return  # we closed it ourselves and said why
         reason = exc.reason
-        if reason is None:  # trio-websocket's reader ended without a close (cancelled)
-            return
         self.close_code = reason.code
         self.close_reason = f"closed {reason.code} {reason.reason or ''}".strip()
 
     async def _on_event(self, event: Event) -> None:
         match event:
             case InboundCall():
-                await self._calls_in.send(event)
+                await self._dispatch(event)
             case SendReply(text, reason):
                 log.warning("%s: answered bad message with %s", self.station_id, reason[:200])
                 await self._send(text, INVALID_MESSAGE)
@@ -305,15 +303,11 @@ class StationConnection:
                 except Exception as exc:  # nothing to answer; the reader must go on
                     log.error("%s: could not keep SEND %s: %s", self.station_id, action, exc)
 
-    async def _dispatch_loop(self) -> None:
-        async for call in self._calls_out:
-            try:
-                await self._send_answer(await self._answer(call), call)
-            except ConnectionClosed as exc:
-                # The station hung up before its answer went out; the reader ends the rest.
-                self._note_close(exc)
-                return
-            self._note_spoken()
+    async def _dispatch(self, call: InboundCall) -> None:
+        # A station that hung up before its answer went out raises ConnectionClosed here,
+        # which ends the reader.
+        await self._send_answer(await self._answer(call), call)
+        self._note_spoken()
 
     def _note_spoken(self) -> None:
         # After the answer is on the wire, so that our first CALL follows it.

@@ -22,15 +22,9 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import Any
 
 import trio
-from trio_websocket import WebSocketConnection, WebSocketRequest
-from wsproto import ConnectionState, ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, CloseConnection, Request
-from wsproto.extensions import Extension
 
 from lite_csms.budget.meter import ConnectionMeter
 from lite_csms.net.deflate import BoundedPerMessageDeflate, DeflateOptions
@@ -44,10 +38,11 @@ from lite_csms.net.limits import (
     refusal_response,
 )
 from lite_csms.net.throttle import host_of, source_key
+from lite_csms.net.upgrade import HandshakeRequest, Unparsable, read_request, watch
 
 log = logging.getLogger("lite_csms.net")
 
-RequestHandler = Callable[[WebSocketRequest, ConnectionMeter], Awaitable[None]]
+RequestHandler = Callable[[HandshakeRequest, ConnectionMeter], Awaitable[None]]
 ClosedHandler = Callable[[ConnectionMeter], None]
 # Told each handshake's outcome: "accepted", the HTTP status of a refusal ("401"; "503" also
 # for a connection over a cap, answered before its request is read), "closed_at_accept" for
@@ -71,8 +66,6 @@ class ListenOptions:
     keepalive_count: int
     user_timeout: int
     close_timeout: float = 5.0
-    # trio-websocket buffers this many whole messages per connection before it stops reading.
-    message_queue_size: int = 2
     # permessage-deflate accepted when a charger offers it; None refuses it (RFC 7692).
     deflate: DeflateOptions | None = None
     # Connection caps (net/limits.py); None: only the descriptor limit bounds them.
@@ -124,77 +117,15 @@ def tcp_timestamps_note(path: Path = TCP_TIMESTAMPS) -> str | None:
             "(docs/DATA-BUDGET.md, 'TCP timestamps')")
 
 
-class _ExplainingWebSocketConnection(WebSocketConnection):
-    def __init__(self, *args: Any, deflate: BoundedPerMessageDeflate | None = None,
-                 peer: str = "an unknown peer", handshake: trio.CancelScope | None = None,
-                 on_handshake: HandshakeHandler | None = None,
-                 on_accepted: Callable[[], None] | None = None, slot: Slot | None = None,
-                 **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.slot = slot
-        self._on_handshake = on_handshake
-        self._deflate = deflate
-        self._peer = peer
-        self._handshake = handshake
-        self._on_accepted = on_accepted
-        self.accepted = False
-
-    @property
-    def remote(self) -> str:  # type: ignore[override]
-        """The peer as host:port: the stream under us is a counting wrapper, whose repr
-        trio-websocket would give."""
-        return self._peer
-
-    async def _accept(self, request: Request, subprotocol: str | None,
-                      extra_headers: list[tuple[bytes, bytes]]) -> None:
-        # trio-websocket 0.12 accepts without extensions; the same, with ours on offer.
-        self._subprotocol = subprotocol
-        self._path = request.target
-        extensions: list[Extension] = [self._deflate] if self._deflate is not None else []
-        await self._send(AcceptConnection(subprotocol=subprotocol, extra_headers=extra_headers,
-                                          extensions=extensions))
-        # The handshake is over: its deadline and the peer-gone cancel end here.
-        self.accepted = True
-        if self._on_accepted is not None:
-            self._on_accepted()
-        if self._handshake is not None:
-            self._handshake.deadline = math.inf
-        if self._on_handshake is not None:
-            self._on_handshake("accepted")
-        self._open_handshake.set()
-
-    async def _reject(self, status_code: int, headers: list[tuple[bytes, bytes]],
-                      body: bytes) -> None:
-        # Every refusal (request.reject) passes here, whoever decided it.
-        if self._on_handshake is not None:
-            self._on_handshake(str(status_code))
-        await super()._reject(status_code, headers, body)
-
-    async def _handle_close_connection_event(self, event: CloseConnection) -> None:
-        if self._wsproto.state == ConnectionState.OPEN:
-            # Still OPEN means wsproto rejected a frame itself (e.g. 1007 invalid UTF-8) rather
-            # than the peer closing: send the close frame so the peer learns the reason.
-            reason = event.reason
-            if self._deflate is not None and self._deflate.failure is not None:
-                reason = self._deflate.failure
-                log.warning("%s: closed with %d: %s", self.remote, event.code, reason)
-            await self._send(CloseConnection(code=event.code, reason=reason))
-        await super()._handle_close_connection_event(event)
-
-
-def decline_deflate(request: WebSocketRequest, meter: ConnectionMeter) -> None:
+def decline_deflate(request: HandshakeRequest, meter: ConnectionMeter) -> None:
     """Accept the pending handshake without permessage-deflate, even if it was offered."""
-    # trio-websocket gives a request no public way to its connection.
-    connection = getattr(request, "_connection", None)
-    if isinstance(connection, _ExplainingWebSocketConnection):
-        connection._deflate = None
+    request.deflate = None
     meter.deflate = None
 
 
-def slot_of(request: WebSocketRequest) -> Slot | None:
+def slot_of(request: HandshakeRequest) -> Slot | None:
     """The pending handshake's place in the connection counts (net/limits.py), if counted."""
-    connection = getattr(request, "_connection", None)
-    return connection.slot if isinstance(connection, _ExplainingWebSocketConnection) else None
+    return request.slot if isinstance(request.slot, Slot) else None
 
 
 def peer_of(sock: trio.socket.SocketType | None) -> str:
@@ -230,6 +161,7 @@ class WebSocketListener:
         caps = options.caps or Caps(connections=1 << 30, handshakes=0, per_source=0)
         self.limits = ConnectionLimits(caps)
         self._accept_failures = RateLimitedLog()
+        self._nursery: trio.Nursery
 
     async def serve(
         self, sockets: list[socket.socket] | None = None, *,
@@ -246,6 +178,7 @@ class WebSocketListener:
             configure_socket(listener.socket, self.options)
         task_status.started(listeners)
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             for listener in listeners:
                 nursery.start_soon(self._accept_loop, listener, nursery)
 
@@ -372,64 +305,57 @@ class WebSocketListener:
         # KDF runs for a client that gave up (docs/SECURITY.md).
         if deadline is None:
             deadline = trio.current_time() + self.options.handshake_timeout
-        handshake = trio.CancelScope(deadline=deadline)
-        connection = _ExplainingWebSocketConnection(
-            stream, WSConnection(ConnectionType.SERVER),
-            message_queue_size=self.options.message_queue_size,
-            max_message_size=self.options.max_message_size,
-            deflate=deflate, peer=peer, handshake=handshake, on_handshake=self._on_handshake,
-            on_accepted=None if slot is None else partial(self.limits.handshake_over, slot),
-            slot=slot,
-        )
-        unparsable: list[str] = []
-        peer_gone = False
-        async with trio.open_nursery() as nursery:
-            async def read() -> None:
-                nonlocal peer_gone
-                try:
-                    await connection._reader_task()
-                except UnicodeDecodeError as exc:
-                    # wsproto decodes the handshake's list headers (Sec-WebSocket-Extensions,
-                    # -Protocol, Connection, Upgrade) as ASCII; after the handshake it raises
-                    # no such thing, so anything later is a bug and propagates.
-                    if connection._wsproto.state is not ConnectionState.CONNECTING:
-                        raise
-                    unparsable.append(f"a handshake header is not ASCII ({exc.reason})")
-                finally:
-                    # Ends a handshake early when the peer sent no valid upgrade or left.
-                    if not connection.accepted:
-                        peer_gone = True
-                        handshake.cancel()
-
-            nursery.start_soon(read)
-            request: WebSocketRequest | None = None
+        found = None
+        with trio.CancelScope(deadline=deadline):
             try:
-                with handshake:
-                    request = await connection._get_request()
-                    if request is not None:
-                        await self._on_request(request, meter)
-            finally:
-                if request is not None:
-                    with trio.move_on_after(self.options.close_timeout):
-                        await connection.aclose()
-                    nursery.cancel_scope.cancel()
-            if request is not None:
-                if handshake.cancelled_caught and not connection.accepted:
-                    why = ("the peer left" if peer_gone else
-                           f"not answered within {self.options.handshake_timeout:g} s")
-                    log.info("handshake from %s abandoned: %s", peer, why)
-                    self._note("peer_left" if peer_gone else "timeout")
-                return
-            if unparsable:
-                log.info("handshake from %s refused with 400: %s", peer, unparsable[0])
+                found = await read_request(stream, peer)
+            except EOFError:
+                pass
+            except Unparsable as exc:
+                log.info("handshake from %s refused with 400: %s", peer, exc)
                 self._note("400")
                 with trio.move_on_after(self.options.close_timeout):
-                    await stream.send_all(_bad_request(unparsable[0]))
-                nursery.cancel_scope.cancel()
+                    await stream.send_all(exc.answer or _bad_request(str(exc)))
                 return
+        if found is None:
             log.info("handshake from %s did not complete", peer)
             self._note("incomplete")
-            nursery.cancel_scope.cancel()
+            return
+        peer_gone = False
+        handshake = trio.CancelScope(deadline=deadline)
+
+        def gone() -> None:
+            nonlocal peer_gone
+            peer_gone = True
+            handshake.cancel()
+
+        def accepted() -> None:
+            # The handshake is over: its deadline and the peer-gone cancel end here.
+            handshake.deadline = math.inf
+            if slot is not None:
+                self.limits.handshake_over(slot)
+
+        request = HandshakeRequest(stream, *found, remote=peer,
+                                   max_message_size=self.options.max_message_size,
+                                   deflate=deflate, on_outcome=self._note,
+                                   on_accepted=accepted, slot=slot)
+        # The watcher lives in the listener's nursery, not a nursery of this connection's:
+        # it ends with the handshake, and an open connection keeps one task, not two.
+        request.stop_watching = await self._nursery.start(
+            watch, request, stream, self.options.max_message_size, gone)
+        try:
+            with handshake:
+                await self._on_request(request, meter)
+        finally:
+            request.stop_watching()
+            if request.websocket is not None:
+                with trio.move_on_after(self.options.close_timeout):
+                    await request.websocket.aclose()
+        if handshake.cancelled_caught and request.websocket is None:
+            why = ("the peer left" if peer_gone else
+                   f"not answered within {self.options.handshake_timeout:g} s")
+            log.info("handshake from %s abandoned: %s", peer, why)
+            self._note("peer_left" if peer_gone else "timeout")
 
     def _note(self, outcome: str) -> None:
         if self._on_handshake is not None:

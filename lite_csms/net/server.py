@@ -10,7 +10,6 @@ from functools import partial
 
 import peewee as pw
 import trio
-from trio_websocket import WebSocketConnection, WebSocketRequest
 
 from lite_csms import passwords
 from lite_csms.budget import served
@@ -60,6 +59,8 @@ from lite_csms.net.ports import HeldPorts, hold_ports
 from lite_csms.net.tally import Tally
 from lite_csms.net.throttle import GuessThrottle, host_of, source_key
 from lite_csms.net.tls import server_context
+from lite_csms.net.upgrade import HandshakeRequest
+from lite_csms.net.websocket import WebSocket
 from lite_csms.ocppj import timestamps
 from lite_csms.ocppj.versions import Version
 from lite_csms.operations.progress import ProgressService
@@ -219,7 +220,7 @@ class CsmsServer:
             await self.store.run(partial(reservation.expire_due, timestamps.now_utc()))
 
     # ---- handshake -------------------------------------------------------------------------
-    async def handle_request(self, request: WebSocketRequest, meter: ConnectionMeter) -> None:
+    async def handle_request(self, request: HandshakeRequest, meter: ConnectionMeter) -> None:
         try:
             station_id = station_id_from_path(request.path)
         except BareSegment as exc:
@@ -294,7 +295,7 @@ class CsmsServer:
         return await self.store.run(lambda: Station.get_or_none(Station.id == station_id))
 
     async def _authenticate(
-        self, station_id: str, station: Station | None, request: WebSocketRequest,
+        self, station_id: str, station: Station | None, request: HandshakeRequest,
         seen: profiles.Presented
     ) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
         """Security profiles 1 and 2: HTTP Basic auth with the station id as username; 3: the
@@ -429,7 +430,7 @@ class CsmsServer:
 
     # ---- a live station --------------------------------------------------------------------
     async def _serve_station(
-        self, ws: WebSocketConnection, station_id: str, station: Station | None,
+        self, ws: WebSocket, station_id: str, station: Station | None,
         version: Version, live: LiveConnection, lite: LiteCodec | None = None,
     ) -> None:
         """`station`: the row as the handshake read it; None for a station the handshake

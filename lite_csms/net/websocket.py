@@ -1,0 +1,292 @@
+"""A server-side WebSocket (RFC 6455) on a trio stream, with no task of its own.
+
+trio-websocket runs a reader task per connection that feeds a memory channel, and the
+station's own reader takes each message from that channel: two tasks, a channel, several
+events and locks for every idle charger, and two task switches for every message. Here the
+station's reader task drives wsproto itself: `get_message()` reads the socket until a whole
+message is there. An idle charger costs one suspended task (docs/PERFORMANCE.md, "Memory
+per station").
+
+One task reads at a time (the station's reader, or `aclose()` once no one else reads);
+sends from any task are serialised. Close codes follow RFC 6455 7.4: 1009 for a message
+over the size limit, and the code wsproto gives a frame it refuses (1007 invalid UTF-8,
+1002 a protocol error), sent to the peer before the TCP connection closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+from wsproto.connection import Connection, ConnectionState
+from wsproto.events import (
+    BytesMessage,
+    CloseConnection,
+    Message,
+    Ping,
+    Pong,
+    TextMessage,
+)
+
+log = logging.getLogger("lite_csms.net")
+
+# Bytes asked of the socket per read: an OCPP message is usually well under this.
+RECEIVE_SIZE = 8192
+CLOSE_ABNORMAL = 1006
+CLOSE_TOO_BIG = 1009
+
+
+@dataclass(frozen=True, slots=True)
+class CloseReason:
+    """How the connection ended: the RFC 6455 close code and its reason text."""
+
+    code: int
+    reason: str | None
+
+
+class ConnectionClosed(Exception):
+    """The WebSocket is closed; `reason` says how (1006 when no close frame was seen)."""
+
+    def __init__(self, reason: CloseReason) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class WebSocket:
+    """An accepted connection: `get_message`, `send_message`, `ping`, `aclose`.
+
+    `failure` names why a frame was refused when an extension (deflate) knows better than
+    wsproto's generic reason; it is read when wsproto closes the connection itself.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_max_message_size",
+        "_peer_closed",
+        "_pings",
+        "_proto",
+        "_reading",
+        "_send_waiters",
+        "_sending",
+        "_stream",
+        "failure",
+        "path",
+        "remote",
+        "slot",
+        "subprotocol",
+    )
+
+    def __init__(self, stream: trio.abc.Stream, proto: Connection, *, max_message_size: int,
+                 remote: str, path: str, subprotocol: str | None,
+                 failure: Callable[[], str | None] | None = None, slot: object = None) -> None:
+        self._stream = stream
+        self._proto = proto
+        self._max_message_size = max_message_size
+        self._closed: CloseReason | None = None
+        self._reading = False
+        self._sending = False
+        # Created only when two tasks send at once, or when someone waits for the close.
+        self._send_waiters: trio.lowlevel.ParkingLot | None = None
+        self._peer_closed: trio.Event | None = None
+        self._pings: dict[bytes, trio.Event] | None = None
+        self.remote = remote
+        self.path = path
+        self.subprotocol = subprotocol
+        self.slot = slot
+        self.failure = failure
+
+    @property
+    def closed(self) -> CloseReason | None:
+        return self._closed
+
+    # ---- receiving -----------------------------------------------------------------------
+    async def get_message(self) -> str | bytes:
+        """The next whole message. Raises ConnectionClosed once the connection is closed."""
+        if self._reading:
+            raise trio.BusyResourceError("another task is reading this WebSocket")
+        self._reading = True
+        try:
+            return await self._next_message()
+        finally:
+            self._reading = False
+
+    async def _next_message(self) -> str | bytes:
+        parts: list[str] | list[bytes] = []
+        size = 0
+        proto = self._proto
+        while True:
+            for event in proto.events():
+                if isinstance(event, Message):
+                    size += len(event.data)
+                    if size > self._max_message_size:
+                        await self._too_big()
+                    parts.append(event.data)  # type: ignore[arg-type]
+                    if event.message_finished:
+                        if isinstance(event, TextMessage):
+                            return "".join(parts)  # type: ignore[arg-type]
+                        return b"".join(parts)  # type: ignore[arg-type]
+                elif isinstance(event, CloseConnection):
+                    await self._on_close(event)
+                elif isinstance(event, Ping):
+                    await self._send_frame(proto.send(event.response()))
+                elif isinstance(event, Pong):
+                    self._on_pong(bytes(event.payload))
+            if self._closed is not None:
+                raise ConnectionClosed(self._closed)
+            await self._receive()
+
+    async def _receive(self) -> None:
+        try:
+            data = await self._stream.receive_some(RECEIVE_SIZE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        if not data:
+            self._abort()
+            raise ConnectionClosed(self._closed or CloseReason(CLOSE_ABNORMAL, None))
+        if self._proto.state is not ConnectionState.CLOSED:
+            self._proto.receive_data(data)
+
+    async def _too_big(self) -> None:
+        reason = f"Exceeded maximum message size: {self._max_message_size} bytes"
+        self._closed = CloseReason(CLOSE_TOO_BIG, reason)
+        await self._send_close(CLOSE_TOO_BIG, reason)
+        raise ConnectionClosed(self._closed)
+
+    async def _on_close(self, event: CloseConnection) -> None:
+        state = self._proto.state
+        if state is ConnectionState.OPEN:
+            # Still OPEN: wsproto refused a frame itself (1007 invalid UTF-8, 1002) rather
+            # than the peer closing; the peer must learn why before the socket closes.
+            reason = (self.failure() if self.failure is not None else None) or event.reason
+            if reason != event.reason:
+                log.warning("%s: closed with %d: %s", self.remote, event.code, reason)
+            self._closed = CloseReason(event.code, reason or None)
+            await self._send_close(event.code, reason)
+        elif state is ConnectionState.REMOTE_CLOSING:
+            # The peer closes: answer with its code (RFC 6455 5.5.1), then close TCP, as a
+            # server should at once (7.1.1).
+            if self._closed is None:
+                self._closed = CloseReason(event.code, event.reason or None)
+            try:
+                await self._send_frame(self._proto.send(event.response()))
+            except ConnectionClosed:
+                pass
+        elif self._closed is None:  # CLOSED: the answer to our own close
+            self._closed = CloseReason(event.code, event.reason or None)
+        self._wake_closer()
+        await _close_quietly(self._stream)
+
+    def _abort(self) -> None:
+        """The TCP connection ended without a close handshake (1006)."""
+        if self._closed is None:
+            self._closed = CloseReason(CLOSE_ABNORMAL, None)
+        self._wake_closer()
+
+    def _wake_closer(self) -> None:
+        if self._peer_closed is not None:
+            self._peer_closed.set()
+        if self._pings:
+            for event in self._pings.values():
+                event.set()
+            self._pings.clear()
+
+    # ---- sending -------------------------------------------------------------------------
+    async def send_message(self, message: str | bytes) -> None:
+        """Send one whole message; raises ConnectionClosed once closing has begun."""
+        if self._closed is not None:
+            raise ConnectionClosed(self._closed)
+        event = TextMessage(data=message) if isinstance(message, str) else \
+            BytesMessage(data=message)
+        await self._send_frame(self._proto.send(event))
+
+    async def ping(self) -> None:
+        """Send a ping and wait for its pong (or for the connection to close)."""
+        if self._closed is not None:
+            raise ConnectionClosed(self._closed)
+        payload = os.urandom(4)
+        if self._pings is None:
+            self._pings = {}
+        waiter = self._pings[payload] = trio.Event()
+        await self._send_frame(self._proto.send(Ping(payload=payload)))
+        await waiter.wait()
+        if self._closed is not None:
+            raise ConnectionClosed(self._closed)
+
+    def _on_pong(self, payload: bytes) -> None:
+        # A pong answers its ping and every earlier one (RFC 6455 5.5.3 allows skipping).
+        if not self._pings or payload not in self._pings:
+            return
+        for key in list(self._pings):
+            self._pings.pop(key).set()
+            if key == payload:
+                break
+
+    async def _send_frame(self, data: bytes) -> None:
+        while self._sending:
+            if self._send_waiters is None:
+                self._send_waiters = trio.lowlevel.ParkingLot()
+            await self._send_waiters.park()
+        self._sending = True
+        try:
+            await self._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._abort()
+            raise ConnectionClosed(self._closed or CloseReason(CLOSE_ABNORMAL, None)) from None
+        finally:
+            self._sending = False
+            if self._send_waiters is not None and self._send_waiters:
+                self._send_waiters.unpark()
+
+    async def _send_close(self, code: int, reason: str | None) -> None:
+        if self._proto.state not in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+            return
+        try:
+            await self._send_frame(self._proto.send(CloseConnection(code=code, reason=reason)))
+        except ConnectionClosed:
+            pass
+
+    # ---- closing -------------------------------------------------------------------------
+    async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
+        """Close with `code`: send the close frame, wait for the peer's, close TCP.
+
+        Idempotent. The caller bounds the wait (the peer may never answer); whatever
+        happens, the TCP connection is closed on the way out.
+        """
+        try:
+            if self._closed is None:
+                self._closed = CloseReason(code, reason)
+                await self._send_close(code, reason)
+            if self._proto.state is ConnectionState.LOCAL_CLOSING:
+                await self._await_peer_close()
+        finally:
+            await _close_quietly(self._stream)
+
+    async def _await_peer_close(self) -> None:
+        if self._reading:
+            # The station's reader sees the answer and wakes us.
+            if self._peer_closed is None:
+                self._peer_closed = trio.Event()
+            await self._peer_closed.wait()
+            return
+        proto = self._proto
+        while proto.state is ConnectionState.LOCAL_CLOSING:
+            for event in proto.events():
+                if isinstance(event, CloseConnection):
+                    return
+            try:
+                data = await self._stream.receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            if not data:
+                return
+            proto.receive_data(data)
+
+
+async def _close_quietly(stream: trio.abc.Stream) -> None:
+    try:
+        await stream.aclose()
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass

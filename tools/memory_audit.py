@@ -1,0 +1,147 @@
+"""Memory per idle station, object by object (docs/PERFORMANCE.md, "Memory per station").
+
+The server runs in this process under tracemalloc; a child process (the `websockets`
+package, asyncio) connects N stations, boots each and leaves them idle. The difference
+between the snapshots before and after, grouped by the code that allocated it, says what
+each connected station costs, and VmRSS says what the operator pays.
+
+    python tools/memory_audit.py [--stations 500] [--top 25] [--deflate]
+
+tracemalloc sees Python's allocations only (not the kernel's socket buffers, which are
+not in RSS either) and costs time, not bytes counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import subprocess
+import sys
+import tempfile
+import textwrap
+import tracemalloc
+from pathlib import Path
+
+import trio
+
+from lite_csms import config
+from lite_csms.db.database import open_database
+from lite_csms.db.models import Station
+from lite_csms.net.server import CsmsServer
+
+CLIENT = textwrap.dedent("""
+    import asyncio, json, sys
+    import websockets
+    port, n, deflate = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+    async def one(i, hold):
+        ws = await websockets.connect(f"ws://127.0.0.1:{port}/ocpp/MEM-{i:05d}",
+            subprotocols=["ocpp1.6"], compression="deflate" if deflate else None,
+            open_timeout=60, ping_interval=None)
+        boot = {"chargePointVendor": "audit", "chargePointModel": "idle"}
+        await ws.send(json.dumps([2, "b", "BootNotification", boot]))
+        await ws.recv()
+        await hold.wait()
+    async def main():
+        hold = asyncio.Event()
+        tasks = []
+        for start in range(0, n, 100):
+            tasks += [asyncio.create_task(one(i, hold)) for i in range(start, min(n, start + 100))]
+            await asyncio.sleep(0.05)
+        done = [t for t in tasks]
+        while not all(t.done() or getattr(t, "_booted", False) for t in tasks):
+            await asyncio.sleep(0.2)
+            if sum(1 for t in tasks if t.done()) == 0:
+                break
+        print("ready", flush=True)
+        sys.stdin.readline()
+    asyncio.run(main())
+""")
+
+
+def _rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def audit(stations: int, top: int, deflate: bool, workdir: Path) -> None:
+    database = workdir / "audit.sqlite3"
+    db = open_database(database)
+    with db.atomic():
+        Station.insert_many([{"id": f"MEM-{i:05d}", "registration": "accepted",
+                              "password_hash": None} for i in range(stations)]).execute()
+    settings = config.load(environ={}, overrides={
+        "host": "127.0.0.1", "port": 0, "admin_port": 0, "database": str(database),
+        "budget_policy": False, "log_level": "WARNING",
+        "ws_deflate": deflate})
+    server = CsmsServer(settings, db)
+    async with trio.open_nursery() as nursery:
+        ports = await nursery.start(server.run)
+        await trio.sleep(0.5)
+        gc.collect()
+        rss_before = _rss_kib()
+        before = tracemalloc.take_snapshot() if tracemalloc.is_tracing() else None
+        client = await trio.lowlevel.open_process(
+            [sys.executable, "-c", CLIENT, str(ports[0]), str(stations), "1" if deflate else "0"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        while len(server.connections) < stations:
+            await trio.sleep(0.2)
+        await trio.sleep(2)  # booted and idle
+        gc.collect()
+        after = tracemalloc.take_snapshot() if tracemalloc.is_tracing() else None
+        rss_after = _rss_kib()
+        print(f"stations: {stations}; VmRSS {rss_before} -> {rss_after} KiB: "
+              f"{(rss_after - rss_before) / stations:.1f} KiB per station"
+              + ("" if after is None else " (tracemalloc on: RSS inflated by its traces)"))
+        if after is not None and before is not None:
+            _report(after.compare_to(before, "traceback"), stations, top)
+        client.kill()
+        server.stop()
+
+
+def _owner(frames: list[tracemalloc.Frame]) -> tuple[str, str]:
+    """(the innermost module that allocated, the innermost line of ours that led there)."""
+    inner = Path(frames[-1].filename)
+    inner_name = f"{inner.parent.name}/{inner.name}"
+    ours = next((f"{Path(f.filename).name}:{f.lineno}" for f in reversed(frames)
+                 if "/lite_csms/" in f.filename), "-")
+    return inner_name, ours
+
+
+def _report(stats: list[tracemalloc.StatisticDiff], stations: int, top: int) -> None:
+    by_module: dict[str, list[int]] = {}
+    by_line: dict[tuple[str, str], list[int]] = {}
+    for stat in stats:
+        frames = list(stat.traceback)  # oldest first
+        module, ours = _owner(frames)
+        for table, key in ((by_module, module), (by_line, (module, ours))):
+            entry = table.setdefault(key, [0, 0])  # type: ignore[arg-type]
+            entry[0] += stat.size_diff
+            entry[1] += stat.count_diff
+    total = sum(size for size, _ in by_module.values())
+    print(f"tracemalloc: {total / stations / 1024:.1f} KiB per station\n")
+    print("| allocated in | bytes/station | blocks/station |\n|---|---:|---:|")
+    for module, (size, count) in sorted(by_module.items(), key=lambda kv: -kv[1][0])[:top]:
+        print(f"| {module} | {size / stations:.0f} | {count / stations:.1f} |")
+    print("\n| allocated in | from our line | bytes/station |\n|---|---|---:|")
+    for (module, ours), (size, _) in sorted(by_line.items(), key=lambda kv: -kv[1][0])[:top]:
+        print(f"| {module} | {ours} | {size / stations:.0f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stations", type=int, default=500)
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--deflate", action="store_true")
+    parser.add_argument("--rss-only", action="store_true",
+                        help="no tracemalloc: the RSS an operator would see")
+    args = parser.parse_args()
+    if not args.rss_only:
+        tracemalloc.start(25)
+    with tempfile.TemporaryDirectory() as workdir:
+        trio.run(audit, args.stations, args.top, args.deflate, Path(workdir))
+
+
+if __name__ == "__main__":
+    main()
