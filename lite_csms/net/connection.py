@@ -75,6 +75,34 @@ def _action_of(events: list[Event]) -> str:
     return INVALID_MESSAGE
 
 
+class Flag:
+    """A trio.Event that costs two slots until someone waits: most are set, or only
+    tested, and an idle station holds three (docs/PERFORMANCE.md, "Memory per station")."""
+
+    __slots__ = ("_event", "_set")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._event: trio.Event | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        if self._event is not None:
+            self._event.set()
+            self._event = None
+
+    async def wait(self) -> None:
+        if self._set:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._event is None:
+            self._event = trio.Event()
+        await self._event.wait()
+
+
 @dataclass(slots=True)
 class _Waiter:
     event: trio.Event = field(default_factory=trio.Event)
@@ -100,10 +128,10 @@ class StationConnection:
         # Deviations already logged on this connection: one line each, the counts go to the store.
         self._logged_deviations: set[tuple[str, str, str]] = set()
         self.last_seen: datetime = timestamps.now_utc()
-        self._call_lock = trio.Lock()
+        self._call_lock: trio.Lock | None = None
         self._waiters: dict[str, _Waiter] = {}
         self._scope = trio.CancelScope()
-        self._stopped = trio.Event()
+        self._stopped = Flag()
         self.close_reason = "closed"
         # The RFC 6455 code that ended the connection, when a close frame said so.
         self.close_code: int | None = None
@@ -114,8 +142,8 @@ class StationConnection:
         # reconnected without booting. A station that never booted (made by `station add`)
         # waits for its Accepted boot whatever it sends first. Only then do queued commands
         # and automatic settings go out.
-        self.spoke = trio.Event()
-        self.accepted = trio.Event()
+        self.spoke = Flag()
+        self.accepted = Flag()
         self.booted_before = booted_before
         self._boot_accepted = False
         if lite is not None and booted_before and ctx.registration == "accepted":
@@ -399,6 +427,8 @@ class StationConnection:
     # ---- outbound --------------------------------------------------------------------------
     async def call(self, action: str, payload: dict) -> CallAnswered | CallFailed:
         """Send a CALL and await its answer; one at a time, as OCPP-J requires."""
+        if self._call_lock is None:
+            self._call_lock = trio.Lock()
         async with self._call_lock:
             message_id, text = self.session.start_call(action, payload, trio.current_time())
             # Before it goes out: the station may send what we ask for before its answer lands.

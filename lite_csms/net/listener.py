@@ -339,6 +339,7 @@ class WebSocketListener:
                                    max_message_size=self.options.max_message_size,
                                    deflate=deflate, on_outcome=self._note,
                                    on_accepted=accepted, slot=slot)
+        found = None  # the request holds what it needs until it is answered
         # The watcher lives in the listener's nursery, not a nursery of this connection's:
         # it ends with the handshake, and an open connection keeps one task, not two.
         request.stop_watching = await self._nursery.start(

@@ -280,9 +280,14 @@ class CsmsServer:
             # The lite link compresses each frame with a shared dictionary; a per-connection
             # deflate window would cost memory for little more (codecs/SPEC.md section 4).
             decline_deflate(request, meter)
+        # Only what the connection needs of the row: an idle station keeps this frame alive.
+        registration, booted_before = ((None, False) if station is None else
+                                       (station.registration, station.last_boot_at is not None))
+        station = None
         ws = await request.accept(subprotocol=subprotocol)
         live = self.traffic.opened(station_id, subprotocol, meter)
-        await self._serve_station(ws, station_id, station, version, live, codec)
+        await self._serve_station(ws, station_id, registration, booted_before, version, live,
+                                  codec)
 
     async def _station(self, station_id: str) -> Station | None:
         """The committed row, read beside the writer rather than queued behind it
@@ -430,13 +435,11 @@ class CsmsServer:
 
     # ---- a live station --------------------------------------------------------------------
     async def _serve_station(
-        self, ws: WebSocket, station_id: str, station: Station | None,
+        self, ws: WebSocket, station_id: str, registration: str | None, booted_before: bool,
         version: Version, live: LiveConnection, lite: LiteCodec | None = None,
     ) -> None:
-        """`station`: the row as the handshake read it; None for a station the handshake
-        registered, which is pending and never booted."""
-        registration, booted_before = ((None, False) if station is None else
-                                       (station.registration, station.last_boot_at is not None))
+        """`registration` and `booted_before` as the handshake read the row; None and False
+        for a station the handshake registered, which is pending and never booted."""
         ctx = StationContext(station_id, version, self.store, self.settings,
                              registration or "pending",
                              meter_seen=partial(self.progress.seen, station_id),

@@ -45,7 +45,8 @@ class HandshakeRequest:
                  slot: object) -> None:
         self._stream = stream
         self._handshake: H11Handshake | None = handshake
-        self._event = event
+        self._event: Request | None = event
+        self.path = event.target
         self.remote = remote
         self._max_message_size = max_message_size
         self.deflate = deflate
@@ -59,15 +60,13 @@ class HandshakeRequest:
         self.stop_watching: Callable[[], trio.Event] | None = None
 
     @property
-    def path(self) -> str:
-        return self._event.target
-
-    @property
     def headers(self) -> list[tuple[bytes, bytes]]:
+        assert self._event is not None, "answered: the request is gone"
         return list(self._event.extra_headers)
 
     @property
     def proposed_subprotocols(self) -> tuple[str, ...]:
+        assert self._event is not None, "answered: the request is gone"
         return tuple(self._event.subprotocols)
 
     async def accept(self, subprotocol: str | None = None) -> WebSocket:
@@ -83,7 +82,8 @@ class HandshakeRequest:
         # wsproto's server drops what h11 read past the request; a client that sends its
         # first frame without waiting for the 101 would lose it.
         trailing = self._handshake._h11_connection.trailing_data[0]
-        self._handshake = None
+        # The request and the HTTP parser are dropped: an open connection outlives them.
+        self._handshake = self._event = None
         deflate = self.deflate
         websocket = WebSocket(self._stream, proto, max_message_size=self._max_message_size,
                               remote=self.remote, path=self.path, subprotocol=subprotocol,
@@ -114,7 +114,7 @@ class HandshakeRequest:
                                                      has_body=bool(body)))
         if body:
             data += self._handshake.send(RejectData(data=body))
-        self._handshake = None
+        self._handshake = self._event = None
         await self._stream.send_all(data)
 
     async def _quiet(self) -> None:
