@@ -130,7 +130,8 @@ class WebSocket:
                         return b"".join(parts)  # type: ignore[arg-type]
                 elif isinstance(event, CloseConnection):
                     await self._on_close(event)
-                elif isinstance(event, Ping):
+                elif isinstance(event, Ping) and proto.state is ConnectionState.OPEN:
+                    # Past our close frame no pong may follow (RFC 6455 5.5.1).
                     await self._send_frame(proto.send(event.response()))
                 elif isinstance(event, Pong):
                     self._on_pong(bytes(event.payload))

@@ -1,0 +1,72 @@
+"""The WebSocket layer (net/websocket.py, net/upgrade.py): what trio-websocket did not do."""
+
+from __future__ import annotations
+
+import json
+
+import trio
+
+from lite_csms.db.models import Station
+from tests import rawws
+from tests.conftest import CsmsInProcess
+
+BOOT = {"chargePointVendor": "V", "chargePointModel": "M"}
+
+
+async def _register(csms: CsmsInProcess, *ids: str) -> None:
+    await csms.server.store.run(lambda: Station.insert_many(
+        [{"id": i, "registration": "accepted"} for i in ids]).execute())
+
+
+def _tasks(task: trio.lowlevel.Task) -> int:
+    return 1 + sum(_tasks(child) for nursery in task.child_nurseries
+                   for child in nursery.child_tasks)
+
+
+async def test_a_frame_sent_with_the_upgrade_request_is_answered(csms: CsmsInProcess) -> None:
+    # RFC 6455 lets no client do this, yet a firmware that writes its BootNotification
+    # right behind the request must not lose it: wsproto's server drops such bytes.
+    await _register(csms, "EARLY-1")
+    stream = await trio.open_tcp_stream("127.0.0.1", csms.port)
+    request = ("GET /ocpp/EARLY-1 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+               "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\n\r\n")
+    boot = json.dumps([2, "b1", "BootNotification", BOOT]).encode()
+    await stream.send_all(request.encode() + rawws.frame(1, boot))
+    buffer = bytearray()
+    with trio.fail_after(5):
+        while b"\r\n\r\n" not in buffer:
+            buffer += await stream.receive_some(4096)
+        assert buffer.startswith(b"HTTP/1.1 101")
+        del buffer[:buffer.index(b"\r\n\r\n") + 4]
+        opcode, payload = await rawws.read_frame(stream, buffer)  # type: ignore[misc]
+    assert opcode == 1
+    answer = json.loads(payload)
+    assert answer[:2] == [3, "b1"] and answer[2]["status"] == "Accepted"
+    await stream.aclose()
+
+
+async def test_an_idle_station_holds_one_task(csms: CsmsInProcess) -> None:
+    # trio-websocket held four per station (its reader, ours, a dispatcher, the handler);
+    # memory per idle station is mostly tasks and their frames (docs/PERFORMANCE.md).
+    ids = [f"IDLE-{n}" for n in range(20)]
+    await _register(csms, *ids)
+    root = trio.lowlevel.current_root_task()
+    await trio.sleep(0.2)
+    before = _tasks(root)
+    streams = []
+    for station_id in ids:
+        stream, head = await rawws.connect(csms.port, f"/ocpp/{station_id}")
+        assert head.startswith(b"HTTP/1.1 101")
+        await stream.send_all(rawws.frame(1, json.dumps([2, "1", "BootNotification",
+                                                         BOOT]).encode()))
+        with trio.fail_after(5):
+            assert (await rawws.read_frame(stream, bytearray()))[0] == 1  # type: ignore[index]
+        streams.append(stream)
+    with trio.fail_after(5):
+        while len(csms.server.connections) < len(ids):
+            await trio.sleep(0.05)
+    await trio.sleep(0.3)  # the accepted stations' one-off tasks (queued commands) end
+    assert _tasks(root) - before == len(ids)
+    for stream in streams:
+        await stream.aclose()
