@@ -125,10 +125,11 @@ class SocketEnd(CountingStream):
         except OSError:
             pass  # the connection is already gone (reset, timed out)
 
-    async def linger(self, read: Callable[[], TcpCounters | None]) -> bool:
+    async def linger(self, read: Callable[[], TcpCounters | None], *,
+                     wait_ack: bool = True) -> bool:
         """Send the FIN, read what still comes until the peer's FIN (counted as received),
-        then wait until ours is acknowledged. Returns whether the peer's FIN arrived; the
-        caller bounds the wait with a cancel scope."""
+        then, with `wait_ack`, wait until ours is acknowledged. Returns whether the peer's
+        FIN arrived; the caller bounds the wait with a cancel scope."""
         self.send_fin()
         peer_fin = False
         while True:
@@ -143,7 +144,7 @@ class SocketEnd(CountingStream):
                 break
             self.bytes_in += len(data)
         delay = 0.001
-        while (tcp := read()) is not None and tcp.state != tcpinfo.CLOSED:
+        while wait_ack and (tcp := read()) is not None and tcp.state != tcpinfo.CLOSED:
             await trio.sleep(delay)
             delay = min(2 * delay, 0.05)
         return peer_fin
@@ -281,13 +282,15 @@ class ConnectionMeter:
         self._attribute()
         self._closing_done = True
 
-    async def finish(self, timeout: float) -> None:
+    async def finish(self, timeout: float, *, wait_ack: bool = True) -> None:
         """End the connection and take the last kernel reading once the teardown is over.
 
         Sends our FIN (if the close has not), reads until the peer's FIN, and waits until
         ours is acknowledged, at most `timeout` seconds: then both ends have seen every
         segment of the connection, the same ones tcpdump sees. A peer that has vanished is
-        counted as far as it got. Closes the socket; never raises but Cancelled.
+        counted as far as it got. Without `wait_ack` (the server stopping: polling the kernel
+        for 10,000 ACKs would starve the close of every other connection) the ACK of our FIN
+        is not awaited and not counted. Closes the socket; never raises but Cancelled.
         """
         self.closing()
         end = self._end
@@ -297,7 +300,7 @@ class ConnectionMeter:
         peer_fin = False
         try:
             with trio.move_on_after(timeout):
-                peer_fin = await end.linger(read)
+                peer_fin = await end.linger(read, wait_ack=wait_ack)
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:

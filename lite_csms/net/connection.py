@@ -53,6 +53,9 @@ CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_REPLACED = 1001
 CLOSE_GOING_AWAY = 1001
 CLOSE_INTERNAL_ERROR = 1011
+# Time given to send the 1001 frame to one station whose turn comes after the shared
+# deadline (10,000 stations: the last is scheduled about a second after the first).
+GOING_AWAY_SEND = 0.05
 # Closes that end a connection as intended; any other ending is worth a warning.
 ORDERLY_CLOSE_CODES = frozenset({1000, 1001})
 
@@ -166,11 +169,14 @@ class StationConnection:
         with trio.CancelScope(shield=True), trio.move_on_after(2):
             await self.ws.aclose(CLOSE_REPLACED, "replaced by a new connection")
 
-    async def going_away(self, timeout: float) -> None:
-        """The server stops: close with 1001 Going Away, waiting at most `timeout` seconds."""
+    async def going_away(self, deadline: float) -> None:
+        """The server stops: send 1001 Going Away and wait for the station's close frame
+        until `deadline` (trio time, shared by every station), then close the TCP connection.
+        The frame is sent even when the deadline has passed by the time this task runs."""
         self.close_reason = "server shutting down"
         self.close_code = CLOSE_GOING_AWAY
-        with trio.CancelScope(shield=True), trio.move_on_after(timeout):
+        deadline = max(deadline, trio.current_time() + GOING_AWAY_SEND)
+        with trio.CancelScope(shield=True), trio.move_on_at(deadline):
             await self.ws.aclose(CLOSE_GOING_AWAY, "server shutting down")
 
     # ---- inbound ---------------------------------------------------------------------------
