@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from trio_websocket import WebSocketConnection, WebSocketRequest
+from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection, WebSocketRequest
 from wsproto import ConnectionState, ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request
 from wsproto.extensions import Extension
 
-from lite_csms.budget.meter import ConnectionMeter
+from lite_csms.budget.meter import ConnectionMeter, SocketEnd
 from lite_csms.net.deflate import BoundedPerMessageDeflate, DeflateOptions
 from lite_csms.net.limits import (
     POLITE_REFUSALS,
@@ -169,6 +169,32 @@ class _ExplainingWebSocketConnection(WebSocketConnection):
         if self._on_handshake is not None:
             self._on_handshake(str(status_code))
         await super()._reject(status_code, headers, body)
+
+    def send_close_now(self, code: int, reason: str) -> bytes | None:
+        """Start the closing handshake without a task or a wait: the close frame is written
+        straight to the socket (the server's stop, for every station in one loop). Returns
+        None when the frame is out; b"" when this connection must take aclose() instead
+        (TLS, a send under way, not open); otherwise the part of the frame the socket did
+        not take, for finish_close_send(). The peer's answer is read as after aclose()."""
+        stream = self._stream
+        if (self._close_reason is not None or self._wsproto.state != ConnectionState.OPEN
+                or self._stream_lock.locked() or not isinstance(stream, SocketEnd)):
+            return b""
+        data = self._wsproto.send(CloseConnection(code=code, reason=reason))
+        # As aclose() does: from here on our sends raise ConnectionClosed, nothing is
+        # written after the close frame.
+        self._close_reason = CloseReason(1000, None)
+        sent = stream.send_now(data)
+        return None if sent == len(data) else data[sent:]
+
+    async def finish_close_send(self, rest: bytes) -> None:
+        """Send what send_close_now() could not; raises ConnectionClosed if the peer is gone."""
+        async with self._stream_lock:
+            try:
+                await self._stream.send_all(rest)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await self._abort_web_socket()
+                raise ConnectionClosed(CloseReason(1006, None)) from None
 
     async def _handle_close_connection_event(self, event: CloseConnection) -> None:
         if self._wsproto.state == ConnectionState.OPEN:

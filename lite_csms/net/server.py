@@ -75,6 +75,8 @@ PASSWORD_CHECKS_AT_ONCE = 2
 # answered the close this many seconds after the first frame went out has its TCP
 # connection closed without waiting longer. Shutdown waits this, not this per station.
 GOING_AWAY_TIMEOUT = 1.0
+# How often the stop looks whether every station has answered its close.
+STOP_POLL = 0.02
 # When the server is cancelled without stop(), its readers are gone: no close answer can
 # arrive, so this only bounds sending the close frame.
 CANCELLED_CLOSE_TIMEOUT = 0.5
@@ -197,13 +199,25 @@ class CsmsServer:
         # No new station from here on: the listening sockets close, handshakes under way
         # are refused with 503 (handle_request).
         self.listener.stop_accepting()
-        log.info("stopping: closing %d station connections", len(self.connections))
+        connections = list(self.connections.values())
+        log.info("stopping: closing %d station connections", len(connections))
         started = trio.current_time()
         deadline = started + GOING_AWAY_TIMEOUT
         async with trio.open_nursery() as closing:
-            for connection in list(self.connections.values()):
-                closing.start_soon(connection.going_away, deadline)
-        log.info("stopping: closed in %.2f s", trio.current_time() - started)
+            # Every close frame from this one loop, no task or wait per station (10,000
+            # tasks cost seconds); only a TLS connection or a full socket buffer takes one.
+            for connection in connections:
+                rest = connection.going_away_now()
+                if rest is not None:
+                    closing.start_soon(connection.going_away, deadline, rest)
+            sent = trio.current_time() - started
+            # Each station's answering close frame ends its connection; the rest are cut off.
+            with trio.move_on_at(deadline):
+                while not all(connection.stopped for connection in connections):
+                    await trio.sleep(STOP_POLL)
+        answered = sum(connection.stopped for connection in connections)
+        log.info("stopping: 1001 sent to %d stations in %.2f s, %d answered in %.2f s",
+                 len(connections), sent, answered, trio.current_time() - started)
         # Cancels what is left: each connection's tasks, a handler still waiting for the
         # store (its job commits, shielded, but its answer is not sent), TCP teardowns.
         scope.cancel()
