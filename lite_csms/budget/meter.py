@@ -142,11 +142,10 @@ class SocketEnd(CountingStream):
         except OSError:
             pass  # the connection is already gone (reset, timed out)
 
-    async def linger(self, read: Callable[[], TcpCounters | None], *,
-                     wait_ack: bool = True) -> bool:
+    async def linger(self, read: Callable[[], TcpCounters | None]) -> bool:
         """Send the FIN, read what still comes until the peer's FIN (counted as received),
-        then, with `wait_ack`, wait until ours is acknowledged. Returns whether the peer's
-        FIN arrived; the caller bounds the wait with a cancel scope."""
+        then wait until ours is acknowledged. Returns whether the peer's FIN arrived; the
+        caller bounds the wait with a cancel scope."""
         self.send_fin()
         peer_fin = False
         while True:
@@ -161,7 +160,7 @@ class SocketEnd(CountingStream):
                 break
             self.bytes_in += len(data)
         delay = 0.001
-        while wait_ack and (tcp := read()) is not None and tcp.state != tcpinfo.CLOSED:
+        while (tcp := read()) is not None and tcp.state != tcpinfo.CLOSED:
             await trio.sleep(delay)
             delay = min(2 * delay, 0.05)
         return peer_fin
@@ -299,15 +298,15 @@ class ConnectionMeter:
         self._attribute()
         self._closing_done = True
 
-    async def finish(self, timeout: float, *, wait_ack: bool = True) -> None:
+    async def finish(self, timeout: float, *, linger: bool = True) -> None:
         """End the connection and take the last kernel reading once the teardown is over.
 
         Sends our FIN (if the close has not), reads until the peer's FIN, and waits until
         ours is acknowledged, at most `timeout` seconds: then both ends have seen every
         segment of the connection, the same ones tcpdump sees. A peer that has vanished is
-        counted as far as it got. Without `wait_ack` (the server stopping: polling the kernel
-        for 10,000 ACKs would starve the close of every other connection) the ACK of our FIN
-        is not awaited and not counted. Closes the socket; never raises but Cancelled.
+        counted as far as it got. Without `linger` (the server stopping: 10,000 teardowns
+        would starve each other) our FIN is sent and what has arrived is counted, but the
+        FIN exchange is not awaited. Closes the socket; never raises but Cancelled.
         """
         self.closing()
         end = self._end
@@ -316,8 +315,11 @@ class ConnectionMeter:
         read = self._read_kernel
         peer_fin = False
         try:
-            with trio.move_on_after(timeout):
-                peer_fin = await end.linger(read, wait_ack=wait_ack)
+            if linger:
+                with trio.move_on_after(timeout):
+                    peer_fin = await end.linger(read)
+            else:
+                end.send_fin()
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:

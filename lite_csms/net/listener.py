@@ -281,7 +281,7 @@ class WebSocketListener:
 
     def stop_accepting(self) -> None:
         """The server stops: close the listening sockets (new connections are refused by the
-        kernel), and end each connection from now on without waiting for the ACK of our FIN."""
+        kernel), and end each connection from now on without waiting for the FIN exchange."""
         self._stopped_accepting = True
         for scope in self._accepting:
             scope.cancel()
@@ -382,7 +382,7 @@ class WebSocketListener:
                 try:
                     # The FINs cross before the socket closes, so TCP_INFO counts them.
                     if self._stopped_accepting:
-                        await meter.finish(self.options.close_timeout, wait_ack=False)
+                        await meter.finish(self.options.close_timeout, linger=False)
                     else:
                         await meter.finish(self.options.close_timeout)
                 finally:
