@@ -213,7 +213,8 @@ class CsmsServer:
             sent = trio.current_time() - started
             # Each station's answering close frame ends its connection; the rest are cut off.
             with trio.move_on_at(deadline):
-                while not all(connection.stopped for connection in connections):
+                waiting = connections
+                while waiting := [c for c in waiting if not c.stopped]:
                     await trio.sleep(STOP_POLL)
         answered = sum(connection.stopped for connection in connections)
         log.info("stopping: 1001 sent to %d stations in %.2f s, %d answered in %.2f s",
