@@ -216,9 +216,9 @@ class CsmsServer:
                 waiting = connections
                 while waiting := [c for c in waiting if not c.stopped]:
                     await trio.sleep(STOP_POLL)
-        answered = sum(connection.stopped for connection in connections)
-        log.info("stopping: 1001 sent to %d stations in %.2f s, %d answered in %.2f s",
-                 len(connections), sent, answered, trio.current_time() - started)
+        ended = sum(connection.stopped for connection in connections)
+        log.info("stopping: 1001 sent to %d stations in %.2f s, %d connections ended in %.2f s",
+                 len(connections), sent, ended, trio.current_time() - started)
         # Cancels what is left: each connection's tasks, a handler still waiting for the
         # store (its job commits, shielded, but its answer is not sent), TCP teardowns.
         scope.cancel()
