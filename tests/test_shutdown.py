@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import sqlite3
 import struct
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from lite_csms.db.models import Station
 from tests import rawws
 from tests.conftest import start_csms_process, start_in_process, stop_csms_process
 from tests.test_server import BOOT_16, register
@@ -115,3 +117,72 @@ async def test_port_probe_is_logged_with_the_peer_address(nursery, tmp_path, cap
     assert [r.message for r in records(caplog, "did not complete")] == [
         f"handshake from 127.0.0.1:{local_port} did not complete"]
     assert not records(caplog, "object at 0x")
+
+
+async def _answer_going_away(stream: trio.SocketStream, codes: list[int | None],
+                             answer: bool) -> None:
+    """One station: read until the close frame, note its code, echo it if `answer`."""
+    buffer = bytearray()
+    code = None
+    try:
+        while (received := await rawws.read_frame(stream, buffer)) is not None:
+            opcode, payload = received
+            if opcode == 8:
+                code = struct.unpack("!H", payload[:2])[0]
+                if answer:
+                    await stream.send_all(rawws.frame(8, payload[:2]))
+                break
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    codes.append(code)
+    await stream.aclose()
+
+
+async def test_stop_closes_hundreds_of_stations_with_1001_at_once(tmp_path, caplog) -> None:
+    """300 stations, a third of which never answer the close: every one gets 1001, the
+    stop ends about one GOING_AWAY_TIMEOUT after it began (not one per station), and all
+    stations are written offline in one store job, not one each."""
+    caplog.set_level(logging.INFO)
+    count = 300
+    ids = [f"GA-{n:03d}" for n in range(count)]
+    codes: list[int | None] = []
+    async with trio.open_nursery() as outside:
+        async with trio.open_nursery() as nursery:
+            csms = await start_in_process(nursery, tmp_path)
+            await csms.server.store.run(lambda: Station.insert_many(
+                [{"id": sid, "registration": "accepted"} for sid in ids]).execute())
+            streams: list[trio.SocketStream] = []
+            limiter = trio.CapacityLimiter(50)
+
+            async def connect(sid: str) -> None:
+                async with limiter:
+                    stream, response = await rawws.connect(csms.port, f"/ocpp/{sid}")
+                assert response.startswith(b"HTTP/1.1 101"), response
+                streams.append(stream)
+
+            async with trio.open_nursery() as connecting:
+                for sid in ids:
+                    connecting.start_soon(connect, sid)
+            with trio.fail_after(10):
+                while len(csms.server.connections) < count:
+                    await trio.sleep(0.02)
+            for n, stream in enumerate(streams):
+                outside.start_soon(_answer_going_away, stream, codes, n % 3 != 0)
+            # Every connection's own "online" job is committed before the count starts.
+            await csms.server.store.run(lambda: None)
+            jobs = csms.server.store.jobs
+            started = trio.current_time()
+            csms.server.stop()
+        took = trio.current_time() - started
+    assert codes == [1001] * count
+    # One GOING_AWAY_TIMEOUT (1 s) for the silent third, plus the teardown; 10 s before.
+    assert took < 1.0 + 3.0, took
+    # The offline state of all 300 and the traffic flush: two jobs (one more if a periodic
+    # job falls in), not 300 more.
+    assert csms.server.store.jobs - jobs <= 3
+    with sqlite3.connect(tmp_path / "csms.sqlite3") as conn:
+        assert conn.execute("SELECT count(*) FROM station WHERE online").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM station WHERE last_seen_at IS NOT NULL"
+                            ).fetchone()[0] == count
+    assert len(records(caplog, "disconnected (1001 server shutting down)")) == count
+    assert records(caplog, f"1001 sent to {count} stations")

@@ -8,14 +8,17 @@ from datetime import datetime
 import peewee as pw
 
 from lite_csms.budget.names import HTTP_SETUP, TCP_SETUP, TLS_SETUP
-from lite_csms.db.models import Station, TrafficConnection, TrafficCounter, TrafficFlush
+from lite_csms.db.models import (
+    Station,
+    TrafficConnection,
+    TrafficCounter,
+    TrafficFlush,
+    database_proxy,
+)
 
 # (station, hour, action, direction, layer)
 BucketKey = tuple[str, datetime, str, str, str]
 HOUR, DAY = "hour", "day"
-_KEY = [TrafficCounter.station, TrafficCounter.period, TrafficCounter.period_start,
-        TrafficCounter.action, TrafficCounter.direction, TrafficCounter.layer]
-
 
 @dataclass(frozen=True, slots=True)
 class ConnectionTotals:
@@ -34,13 +37,21 @@ class ConnectionTotals:
     close_reason: str | None
 
 
+_UPSERT = (
+    'INSERT INTO "traffic_counter" ("station_id", "period", "period_start", "action", '
+    '"direction", "layer", "bytes", "messages") VALUES (?, ?, ?, ?, ?, ?, ?, ?) '
+    'ON CONFLICT ("station_id", "period", "period_start", "action", "direction", "layer") '
+    'DO UPDATE SET "bytes" = "bytes" + excluded."bytes", '
+    '"messages" = "messages" + excluded."messages"')
+
+
 def _upsert(rows: list[dict]) -> None:
-    for start in range(0, len(rows), 100):
-        (TrafficCounter.insert_many(rows[start:start + 100])
-         .on_conflict(conflict_target=_KEY, update={
-             TrafficCounter.bytes: TrafficCounter.bytes + pw.EXCLUDED.bytes,
-             TrafficCounter.messages: TrafficCounter.messages + pw.EXCLUDED.messages,
-         }).execute())
+    # One prepared statement for every row: at a shutdown with 10,000 stations the flush
+    # holds ~100,000 rows, which ORM-built statements took seconds to write.
+    stamp = TrafficCounter.period_start.db_value
+    database_proxy.obj.cursor().executemany(_UPSERT, [
+        (r["station"], r["period"], stamp(r["period_start"]), r["action"], r["direction"],
+         r["layer"], r["bytes"], r["messages"]) for r in rows])
 
 
 def _known(station_ids: set[str]) -> set[str]:
@@ -60,23 +71,26 @@ def add_hourly(buckets: dict[BucketKey, list[int]]) -> None:
     ])
 
 
+_CONNECTION_COLUMNS = (
+    "station_id", "opened_at", "closed_at", "protocol", "tls", "tls_resumed", "tcp_setup_bytes",
+    "tls_setup_bytes", "http_setup_bytes", "ip_bytes_in", "ip_bytes_out", "payload_bytes_in",
+    "payload_bytes_out", "retransmitted_bytes", "close_reason")
+_QUOTED_COLUMNS = ", ".join('"' + column + '"' for column in _CONNECTION_COLUMNS)
+_INSERT_CONNECTION = (f'INSERT INTO "traffic_connection" ({_QUOTED_COLUMNS}) '
+                      f'VALUES ({", ".join("?" * len(_CONNECTION_COLUMNS))})')
+
+
 def add_connections(closed: list[ConnectionTotals]) -> None:
     if not closed:
         return
     known = _known({c.station_id for c in closed})
-    for c in closed:
-        if c.station_id not in known:
-            continue
-        TrafficConnection.create(
-            station=c.station_id, opened_at=c.opened_at, closed_at=c.closed_at,
-            protocol=c.protocol, tls=c.tls, tls_resumed=c.tls_resumed,
-            tcp_setup_bytes=c.setup_ip.get(TCP_SETUP, 0),
-            tls_setup_bytes=c.setup_ip.get(TLS_SETUP, 0),
-            http_setup_bytes=c.setup_ip.get(HTTP_SETUP, 0),
-            ip_bytes_in=c.ip_in, ip_bytes_out=c.ip_out, payload_bytes_in=c.payload_in,
-            payload_bytes_out=c.payload_out, retransmitted_bytes=c.retransmitted,
-            close_reason=c.close_reason,
-        )
+    stamp = TrafficConnection.opened_at.db_value
+    database_proxy.obj.cursor().executemany(_INSERT_CONNECTION, [
+        (c.station_id, stamp(c.opened_at), stamp(c.closed_at), c.protocol, c.tls,
+         c.tls_resumed, c.setup_ip.get(TCP_SETUP, 0), c.setup_ip.get(TLS_SETUP, 0),
+         c.setup_ip.get(HTTP_SETUP, 0), c.ip_in, c.ip_out, c.payload_in, c.payload_out,
+         c.retransmitted, c.close_reason)
+        for c in closed if c.station_id in known])
 
 
 def mark_flushed(at: datetime, interval_s: float | None) -> None:

@@ -93,11 +93,12 @@ def _settings(args: argparse.Namespace) -> config.Settings:
 
 
 def creates_database(args: argparse.Namespace) -> bool:
-    """Only `serve` and the `add` commands may create the database; reading never does."""
+    """Only `serve`, the `add` commands and `station import` may create the database;
+    reading never does."""
     if args.command == "serve":
         return True
     sub = getattr(args, f"{args.command}_command", None)
-    return sub == "add"
+    return sub in ("add", "import")
 
 
 def open_store(settings: config.Settings, *, create: bool,

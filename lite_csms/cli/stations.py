@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from lite_csms import passwords
+from lite_csms.cli import station_csv
 from lite_csms.cli.output import CliError, emit, emit_one
 from lite_csms.config import Settings
 from lite_csms.db.models import Station
@@ -47,6 +48,21 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     profile.add_argument("profile", type=int, choices=profiles.PROFILES)
     profile.add_argument("--lower", action="store_true",
                          help="confirm a lower profile than the station has now")
+    bulk = cmds.add_parser(
+        "import", parents=[common],
+        help="add or update stations from a CSV file: id, password (a password, 'generate' "
+             "or 'none'), registration, security_profile; all lines or none")
+    bulk.add_argument("file")
+    bulk.add_argument("--output", help="write the generated passwords here (mode 0600) "
+                                       "instead of stdout")
+    bulk.add_argument("--rotate", action="store_true",
+                      help="give existing stations whose password is 'generate' (or 'none') "
+                           "a new one (or none); without it their password is kept")
+    bulk.add_argument("--lower", action="store_true",
+                      help="allow rows that lower a station's security profile")
+    cmds.add_parser("export", parents=[common],
+                    help="write every station as import CSV (no passwords) to FILE or stdout"
+                    ).add_argument("file", nargs="?")
     cmds.add_parser("accept", parents=[common],
                     help="answer the station's BootNotification Accepted").add_argument(
         "station_id")
@@ -78,6 +94,12 @@ def run(args: argparse.Namespace, settings: Settings | None = None) -> int:
         emit([station_row(s) for s in Station.select().order_by(Station.id)], COLUMNS,
              as_json=args.json)
         return 0
+    if command == "import":
+        return station_csv.import_file(
+            args.file, output=args.output, rotate=args.rotate, lower=args.lower,
+            profile_default=(settings or Settings()).security_profile_default)
+    if command == "export":
+        return station_csv.export_file(args.file)
     station_id = _valid_id(args.station_id)
     if command == "add":
         if Station.get_or_none(Station.id == station_id) is not None:

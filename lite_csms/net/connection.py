@@ -11,6 +11,7 @@ the session reads, and the session's text is encoded back (net/lite_link.py).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -55,6 +56,9 @@ CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_REPLACED = 1001
 CLOSE_GOING_AWAY = 1001
 CLOSE_INTERNAL_ERROR = 1011
+# Time given to send the 1001 frame to one station whose turn comes after the shared
+# deadline (10,000 stations: the last is scheduled about a second after the first).
+GOING_AWAY_SEND = 0.05
 # Closes that end a connection as intended; any other ending is worth a warning.
 ORDERLY_CLOSE_CODES = frozenset({1000, 1001})
 
@@ -194,11 +198,38 @@ class StationConnection:
         with trio.CancelScope(shield=True), trio.move_on_after(2):
             await self.ws.aclose(CLOSE_REPLACED, "replaced by a new connection")
 
-    async def going_away(self, timeout: float) -> None:
-        """The server stops: close with 1001 Going Away, waiting at most `timeout` seconds."""
+    @property
+    def stopped(self) -> bool:
+        """Whether run() has ended: nothing of this connection is handled any more."""
+        return self._stopped.is_set()
+
+    def going_away_now(self) -> bytes | None:
+        """The server stops: write the 1001 Going Away close frame at once, without a task
+        (net/listener.py send_close_now). None when it is out, and the station's answering
+        close frame then ends the connection; otherwise what going_away() must still do:
+        b"" (this connection takes the usual close) or the rest of the frame."""
         self.close_reason = "server shutting down"
         self.close_code = CLOSE_GOING_AWAY
-        with trio.CancelScope(shield=True), trio.move_on_after(timeout):
+        send_now = getattr(self.ws, "send_close_now", None)
+        if send_now is None:
+            return b""
+        rest: bytes | None = send_now(CLOSE_GOING_AWAY, "server shutting down")
+        return rest
+
+    async def going_away(self, deadline: float, rest: bytes = b"") -> None:
+        """The server stops: send 1001 Going Away (or, given `rest`, the rest of a close frame
+        going_away_now() began) and wait for the station's close frame until `deadline`
+        (trio time, shared by every station), then close the TCP connection. The frame is
+        sent even when the deadline has passed by the time this task runs."""
+        self.close_reason = "server shutting down"
+        self.close_code = CLOSE_GOING_AWAY
+        deadline = max(deadline, trio.current_time() + GOING_AWAY_SEND)
+        with trio.CancelScope(shield=True), trio.move_on_at(deadline):
+            if rest:
+                finish = self.ws.finish_close_send  # type: ignore[attr-defined]
+                with contextlib.suppress(ConnectionClosed):
+                    await finish(rest)
+                return
             await self.ws.aclose(CLOSE_GOING_AWAY, "server shutting down")
 
     # ---- inbound ---------------------------------------------------------------------------

@@ -72,9 +72,12 @@ log = logging.getLogger("lite_csms.net")
 CLOSE_PROTOCOL_ERROR = 1002
 # scrypt uses 16 MiB a check; this bounds the memory a reconnect storm can take.
 PASSWORD_CHECKS_AT_ONCE = 2
-# On shutdown every station is told 1001 Going Away; a station that does not answer the
-# close within this many seconds is dropped (all stations at once, so shutdown waits this).
-GOING_AWAY_TIMEOUT = 2.0
+# On shutdown every station is told 1001 Going Away, all at once; a station that has not
+# answered the close this many seconds after the first frame went out has its TCP
+# connection closed without waiting longer. Shutdown waits this, not this per station.
+GOING_AWAY_TIMEOUT = 1.0
+# How often the stop looks whether every station has answered its close.
+STOP_POLL = 0.02
 # When the server is cancelled without stop(), its readers are gone: no close answer can
 # arrive, so this only bounds sending the close frame.
 CANCELLED_CLOSE_TIMEOUT = 0.5
@@ -91,6 +94,9 @@ class CsmsServer:
         self.store = StoreWriter(db)
         self.reader = None if db.database == ":memory:" else StoreReader(db.database)
         self.connections: dict[str, StationConnection] = {}
+        # Stations whose connection ended in the shutdown: written offline in one store job
+        # once all have ended, instead of one job each (station id: last seen).
+        self._offline_at_exit: dict[str, datetime] = {}
         self.commands = CommandSender(self.store, self.connections)
         self.policy = BudgetPolicy(self.store, settings, self.commands)
         self.progress = ProgressService(self.store, self.commands, self.connections, settings)
@@ -176,20 +182,58 @@ class CsmsServer:
                         log.info("%s", note)
                     task_status.started(self.ports)
             finally:
-                # Only now: the connections above have written their last state.
-                with trio.CancelScope(shield=True), trio.move_on_after(10):
-                    await self.traffic.flush()
+                # Only now: every connection above has ended. Their offline state in one job,
+                # then their traffic, then the writer stops.
+                with trio.CancelScope(shield=True):
+                    started = trio.current_time()
+                    offline = await self._write_offline_at_exit()
+                    with trio.move_on_after(10):
+                        await self.traffic.flush()
+                    log.info("stopped: %d stations written offline in one job, traffic "
+                             "flushed, in %.2f s", offline, trio.current_time() - started)
                 self.store.close()
                 if self.reader is not None:
                     self.reader.close()
 
     async def _stop_when_asked(self, scope: trio.CancelScope) -> None:
         await self._stopping.wait()
-        log.info("stopping: closing %d station connections", len(self.connections))
+        # No new station from here on: the listening sockets close, handshakes under way
+        # are refused with 503 (handle_request).
+        self.listener.stop_accepting()
+        connections = list(self.connections.values())
+        log.info("stopping: closing %d station connections", len(connections))
+        started = trio.current_time()
+        deadline = started + GOING_AWAY_TIMEOUT
         async with trio.open_nursery() as closing:
-            for connection in list(self.connections.values()):
-                closing.start_soon(connection.going_away, GOING_AWAY_TIMEOUT)
+            # Every close frame from this one loop, no task or wait per station (10,000
+            # tasks cost seconds); only a TLS connection or a full socket buffer takes one.
+            for connection in connections:
+                rest = connection.going_away_now()
+                if rest is not None:
+                    closing.start_soon(connection.going_away, deadline, rest)
+            sent = trio.current_time() - started
+            # Each station's answering close frame ends its connection; the rest are cut off.
+            with trio.move_on_at(deadline):
+                waiting = connections
+                while waiting := [c for c in waiting if not c.stopped]:
+                    await trio.sleep(STOP_POLL)
+        ended = sum(connection.stopped for connection in connections)
+        log.info("stopping: 1001 sent to %d stations in %.2f s, %d connections ended in %.2f s",
+                 len(connections), sent, ended, trio.current_time() - started)
+        # Cancels what is left: each connection's tasks, a handler still waiting for the
+        # store (its job commits, shielded, but its answer is not sent), TCP teardowns.
         scope.cancel()
+
+    async def _write_offline_at_exit(self) -> int:
+        seen, self._offline_at_exit = self._offline_at_exit, {}
+        if not seen:
+            return 0
+        try:
+            await self.store.run(partial(provisioning.mark_all_disconnected, seen))
+        except Exception as exc:  # a full disk: the next start marks every station offline
+            log.warning("the offline state of %d stations cannot be stored: %s", len(seen),
+                        exc)
+        return len(seen)
 
     async def _serve_admin(self, fd: int, *,
                            task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
@@ -221,6 +265,10 @@ class CsmsServer:
 
     # ---- handshake -------------------------------------------------------------------------
     async def handle_request(self, request: HandshakeRequest, meter: ConnectionMeter) -> None:
+        if self.stopping:
+            await request.reject(503, extra_headers=_retry_after(cap_retry_after()),
+                                 body=PUBLIC_BODIES[503].encode())
+            return
         try:
             station_id = station_id_from_path(request.path)
         except BareSegment as exc:
@@ -469,13 +517,14 @@ class CsmsServer:
         finally:
             # Cancelled from outside (the connection's own nursery may have absorbed the
             # Cancelled): the server is going away, and the station should hear 1001.
-            if connection.close_code is None and trio.current_effective_deadline() == -math.inf:
-                await connection.going_away(CANCELLED_CLOSE_TIMEOUT)
+            exiting = self.stopping or trio.current_effective_deadline() == -math.inf
+            if connection.close_code is None and exiting:
+                await connection.going_away(trio.current_time() + CANCELLED_CLOSE_TIMEOUT)
             elif self.connections.get(station_id) is not connection:
                 await connection.close_replaced()
             live.close_reason = connection.close_reason
             with trio.CancelScope(shield=True):
-                await self._forget(connection)
+                await self._forget(connection, exiting=exiting)
 
     async def _not_recorded(self, connection: StationConnection, exc: Exception) -> None:
         station_id = connection.station_id
@@ -496,7 +545,9 @@ class CsmsServer:
         await self.commands.deliver_queued(connection)
         await self.policy.on_accepted(connection)
 
-    async def _forget(self, connection: StationConnection) -> None:
+    async def _forget(self, connection: StationConnection, *, exiting: bool = False) -> None:
+        """`exiting`: the server is shutting down; the offline state is written for all
+        stations at once after the last connection ended (_write_offline_at_exit)."""
         station_id = connection.station_id
         orderly = connection.close_code in ORDERLY_CLOSE_CODES
         reason = connection.close_reason
@@ -508,6 +559,9 @@ class CsmsServer:
             return  # replaced: the new connection owns the station's presence now
         del self.connections[station_id]
         last_seen: datetime = connection.last_seen
+        if exiting:
+            self._offline_at_exit[station_id] = last_seen
+            return
         try:
             await self.store.run(lambda: provisioning.mark_disconnected(station_id, last_seen))
         except Exception as exc:  # a full disk: the next start marks every station offline

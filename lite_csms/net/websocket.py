@@ -31,6 +31,8 @@ from wsproto.events import (
     TextMessage,
 )
 
+from lite_csms.budget.meter import SocketEnd
+
 log = logging.getLogger("lite_csms.net")
 
 # Bytes asked of the socket per read: an OCPP message is usually well under this.
@@ -250,6 +252,26 @@ class WebSocket:
             pass
 
     # ---- closing -------------------------------------------------------------------------
+    def send_close_now(self, code: int, reason: str) -> bytes | None:
+        """Start the closing handshake without a task or a wait: the close frame is written
+        straight to the socket (the server's stop, for every station in one loop). Returns
+        None when the frame is out; b"" when this connection must take aclose() instead
+        (TLS, a send under way, not open); otherwise the part of the frame the socket did
+        not take, for finish_close_send(). The peer's answer is read as after aclose()."""
+        stream = self._stream
+        if (self._closed is not None or self._proto.state is not ConnectionState.OPEN
+                or self._sending or not isinstance(stream, SocketEnd)):
+            return b""
+        data = self._proto.send(CloseConnection(code=code, reason=reason))
+        # From here on our sends raise ConnectionClosed: nothing follows the close frame.
+        self._closed = CloseReason(code, reason)
+        sent = stream.send_now(data)
+        return None if sent == len(data) else data[sent:]
+
+    async def finish_close_send(self, rest: bytes) -> None:
+        """Send what send_close_now() could not; raises ConnectionClosed if the peer is gone."""
+        await self._send_frame(rest)
+
     async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
         """Close with `code`: send the close frame, wait for the peer's, close TCP.
 
