@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
+import threading
+import traceback
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +17,8 @@ import pytest
 import trio
 
 from lite_csms import config
+from lite_csms.cli.main import main as cli_main
+from lite_csms.db import models
 from lite_csms.db.database import open_database
 from lite_csms.net.ports import read_ports_file
 from lite_csms.net.server import CsmsServer
@@ -41,10 +47,62 @@ class CsmsProcess:
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "lite_csms", *args], capture_output=True, text=True,
-        timeout=60, env=env,
-    )
+    """`lite-csms ARGS` with its exit code, stdout and stderr, as a shell would see them.
+
+    Run in this process when nothing here holds the database open (a child's interpreter
+    start and imports cost ~0.4 s of CPU a call, the largest share of many CLI tests); in a
+    child when an in-process server or the test itself has the models bound to an open
+    database, since the CLI rebinds the one global proxy to its own connection, and for
+    `serve`, which is about the process (signals are the main thread's)."""
+    bound = models.database_proxy.obj
+    if "serve" in args or (bound is not None and not bound.is_closed()):
+        return subprocess.run(
+            [sys.executable, "-m", "lite_csms", *args], capture_output=True, text=True,
+            timeout=60, env=env,
+        )
+    return _run_cli_here(list(args), env)
+
+
+_cli_lock = threading.Lock()
+
+
+def _run_cli_here(args: list[str], env: dict[str, str] | None) -> subprocess.CompletedProcess[str]:
+    out, err = io.StringIO(), io.StringIO()
+    result: list[int] = []
+
+    def call() -> None:
+        # What the interpreter does for `python -m lite_csms`: SystemExit's code is the exit
+        # status, an uncaught exception prints its traceback and exits 1.
+        try:
+            result.append(cli_main(args))
+        except SystemExit as exc:
+            if exc.code is None or isinstance(exc.code, int):
+                result.append(exc.code or 0)
+            else:
+                print(exc.code, file=sys.stderr)
+                result.append(1)
+        except BaseException:
+            traceback.print_exc()
+            result.append(1)
+
+    with _cli_lock:
+        saved = dict(os.environ)
+        try:
+            if env is not None:
+                os.environ.clear()
+                os.environ.update(env)
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                # Its own thread: the CLI may call trio.run, and the caller may be inside one.
+                thread = threading.Thread(target=call)
+                thread.start()
+                thread.join(timeout=60)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+    if thread.is_alive():
+        raise subprocess.TimeoutExpired(["lite-csms", *args], 60, out.getvalue(), err.getvalue())
+    return subprocess.CompletedProcess(["lite-csms", *args], result[0], out.getvalue(),
+                                       err.getvalue())
 
 
 def start_csms_process(tmp_path: Path, *extra: str,
