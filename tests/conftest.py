@@ -175,3 +175,39 @@ async def start_in_process(
 async def csms(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[CsmsInProcess]:
     """The server inside the test's own trio run; its CLI-side database is the same file."""
     yield await start_in_process(nursery, tmp_path)
+
+
+# The slowest tests, slowest first (from `pytest --durations`; a stale entry costs only its
+# place in the order). Two workers take tests in collection order, so a long test collected
+# late runs alone at the end while the other worker idles; started first, it overlaps the
+# many short ones. A module with a module-scoped fixture is named whole, so it stays together.
+SLOW_FIRST = (
+    "tests/test_storm_settles.py::test_a_storm_of_300_stations_settles_completely",
+    "tests/test_cli_remote.py::test_limits_firmware_and_reports_from_the_cli",
+    "tests/test_field_month.py::test_lite_link_prices_compose_to_the_wire_within_2_percent",
+    "tests/test_field_month.py::test_prices_compose_to_the_wire_within_2_percent",
+    "tests/test_nat_keepalive.py::test_server_tcp_keepalive_holds_the_nat_mapping",
+    "tests/test_traffic_sim.py::test_policy_reconfigures_a_2x_station_and_cuts_its_bytes",
+    "tests/test_simulator.py::test_a_pending_boot_is_retried_until_the_operator_accepts",
+    "tests/test_kill9.py::test_kill_9_under_load_loses_nothing_acknowledged",
+    "tests/test_interop_remote.py::test_ocpp16_remote_start_and_change_configuration",
+    "tests/test_lite_profiles.py::test_home_share_on_the_lite_link_keeps_billing_intact",
+    "tests/test_storm_auth.py::test_a_reconnect_storm_of_known_stations_costs_no_kdf",
+    "tests/test_interop_remote.py::test_ocpp201_set_variables",
+    "tests/test_interop_remote.py::test_queued_command_survives_a_server_restart",
+    "tests/test_lite_c.py",
+    "tests/test_backup.py::test_a_backup_while_serving_is_consistent_and_restores",
+    "tests/test_accounting_short.py::test_four_short_connections_agree_with_the_station_kernel",
+    "tests/test_traffic_sim.py::test_short_home_share_agrees_within_two_percent",
+    "tests/test_every_message.py::test_every_station_message_is_answered_and_recorded",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        for place, prefix in enumerate(SLOW_FIRST):
+            if item.nodeid.startswith(prefix):
+                return place
+        return len(SLOW_FIRST)
+
+    items.sort(key=rank)  # stable: the rest keep their order
