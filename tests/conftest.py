@@ -53,9 +53,12 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     start and imports cost ~0.4 s of CPU a call, the largest share of many CLI tests); in a
     child when an in-process server or the test itself has the models bound to an open
     database, since the CLI rebinds the one global proxy to its own connection, and for
-    `serve`, which is about the process (signals are the main thread's)."""
+    `serve`, which is about the process (signals are the main thread's). The commands that
+    only talk to the admin API never open the database, so they run here in any case."""
+    words = [a for a in args if not a.startswith("-")]
+    api_only = words[:1] in (["remote"], ["config"]) or words[:2] == ["tx", "progress"]
     bound = models.database_proxy.obj
-    if "serve" in args or (bound is not None and not bound.is_closed()):
+    if "serve" in args or (not api_only and bound is not None and not bound.is_closed()):
         return subprocess.run(
             [sys.executable, "-m", "lite_csms", *args], capture_output=True, text=True,
             timeout=60, env=env,
