@@ -6,6 +6,7 @@ import json
 import shutil
 import sqlite3
 import threading
+from contextlib import closing
 from pathlib import Path
 
 from websockets.sync.client import connect
@@ -51,13 +52,14 @@ def test_a_backup_while_serving_is_consistent_and_restores(tmp_path: Path) -> No
     finally:
         stop_csms_process(csms)
     assert copy.stat().st_mode & 0o777 == 0o600
-    with sqlite3.connect(copy) as db:
+    # closing(): a connection left open keeps its read lock, which the restore would meet.
+    with closing(sqlite3.connect(copy)) as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         assert db.execute("PRAGMA journal_mode").fetchone() == ("delete",)
         assert db.execute("SELECT id FROM station").fetchall() == [("CS-BK",)]
         kept = db.execute("SELECT COUNT(*) FROM connector_status_change").fetchone()[0]
-    with sqlite3.connect(csms.database) as db:
+    with closing(sqlite3.connect(csms.database)) as db:
         total = db.execute("SELECT COUNT(*) FROM connector_status_change").fetchone()[0]
     # A snapshot from the middle of the storm: some of it, never more than there was.
     assert 0 < kept < total
