@@ -15,7 +15,7 @@ Per repetition and side, a fresh server (and database) for each of:
   booted and left;
 - lite-csms only, --variant-stations stations with TLS and with permessage-deflate;
 - the load: start-up (process start to the first WebSocket handshake answered), idle RSS
-  (1 s after start-up, no station yet), the connect-and-boot rate of --boot-stations new
+  (--idle-seconds after start-up, no station yet), the connect-and-boot rate of --boot-stations new
   stations, durable StatusNotifications a second back to back (--throughput-stations, one
   outstanding CALL per station) with the server CPU per call, and p50/p99 latency at
   offered rates (--rates) over --open-stations stations.
@@ -93,15 +93,15 @@ class Server:
             fields = stat.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
-    def settle(self, minimum: float, limit: float = 60.0) -> None:
-        """Wait `minimum` seconds, then until the server has used under 4 % of a core for two
-        quarter-seconds running: answers to the server's own CALLs after a boot included."""
+    def settle(self, minimum: float, window: float = 0.2, limit: float = 60.0) -> None:
+        """Wait `minimum` seconds, then until the server has used at most one clock tick of
+        CPU in each of two `window`s running: answers to its own CALLs after a boot included."""
         time.sleep(minimum)
         deadline, quiet = time.monotonic() + limit, 0
         while quiet < 2 and time.monotonic() < deadline:
             before = self.cpu()
-            time.sleep(0.25)
-            quiet = quiet + 1 if self.cpu() - before < 0.01 else 0
+            time.sleep(window)
+            quiet = quiet + 1 if self.cpu() - before <= 0.011 else 0
 
     def status_rows(self) -> int:
         with sqlite3.connect(f"file:{self.database}?mode=ro", uri=True) as db:
@@ -159,9 +159,11 @@ def serving(side: str, workdir: Path, numbers: list[int], cpu: int | None,
     ports_file = workdir / "ports.json"
     if side == "lite-csms":
         register_lite_stations(database, numbers)
+    # Caps far above any count here, under the descriptor limit so lite-csms does not warn:
+    # the peer has no caps at all.
+    descriptors = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     env = {**os.environ, "LITE_CSMS_LOG_LEVEL": "WARNING",
-           # No cap of its own (the descriptor limit still applies), as the peer has none.
-           "LITE_CSMS_MAX_CONNECTIONS": "0"}
+           "LITE_CSMS_MAX_CONNECTIONS": str(max(1000, descriptors - 1500))}
     if tls is not None:
         env.update(LITE_CSMS_TLS_CERT=str(tls[0]), LITE_CSMS_TLS_KEY=str(tls[1]))
     command = command_for(side, database, ports_file)
@@ -322,10 +324,25 @@ class Notes:
     problems: list[str] = field(default_factory=list)
 
 
+def per_idle_station(server: Server, pool: Generators, count: int, args: argparse.Namespace,
+                     tls: bool = False, deflate: bool = False) -> float:
+    """KiB per idle booted station on a server no station has used yet: one warm-up station
+    boots and leaves, then `count` stations connect, boot and idle until the server is quiet
+    (and leave again)."""
+    pool.connect("warm", 0, 1, 1, tls=tls)
+    pool.close("warm")
+    server.settle(0.3, args.quiet_window)
+    baseline = server.rss_kib()
+    pool.connect("idle", 1, count, args.boot_concurrency, tls=tls, deflate=deflate)
+    server.settle(args.idle_seconds, args.quiet_window)
+    found = (server.rss_kib() - baseline) / count
+    pool.close("idle")
+    return found
+
+
 def idle_memory(side: str, workdir: Path, count: int, args: argparse.Namespace,
                 numbers: list[int], variant: str = "plain") -> float:
-    """KiB per idle booted station: one warm-up station boots and leaves, then `count`
-    stations connect, boot and idle until the server is quiet."""
+    """per_idle_station on a fresh server; `variant` plain, tls or deflate."""
     tls = None
     if variant == "tls":
         (workdir / "tls").mkdir(parents=True)
@@ -333,14 +350,8 @@ def idle_memory(side: str, workdir: Path, count: int, args: argparse.Namespace,
         tls = (cert, key, workdir / "tls" / "ca.pem")
     with serving(side, workdir / f"{variant}-{count}", numbers, args.cpu, tls) as server, \
             generators(server, args, tls[2] if tls else None) as pool:
-        pool.connect("warm", 0, 1, 1, tls=tls is not None)
-        pool.close("warm")
-        server.settle(0.5)
-        baseline = server.rss_kib()
-        pool.connect("idle", 1, count, args.boot_concurrency, tls=tls is not None,
-                     deflate=variant == "deflate")
-        server.settle(args.idle_seconds)
-        return (server.rss_kib() - baseline) / count
+        return per_idle_station(server, pool, count, args, tls=tls is not None,
+                                deflate=variant == "deflate")
 
 
 def load_figures(side: str, workdir: Path, args: argparse.Namespace, numbers: list[int],
@@ -349,20 +360,23 @@ def load_figures(side: str, workdir: Path, args: argparse.Namespace, numbers: li
     boot_first = max(numbers) - args.boot_stations + 1
     with serving(side, workdir / "load", numbers, args.cpu) as server:
         found["startup"] = server.startup
-        time.sleep(1.0)
+        time.sleep(args.idle_seconds)
         found["idle_rss"] = server.rss_kib() / 1024
         with generators(server, args) as pool:
+            # The smallest idle count on this server while it is fresh; the others each get
+            # a fresh server, since freed memory is reused rather than returned.
+            first = min(args.idle_stations)
+            found[f"rss_station_{first}"] = per_idle_station(server, pool, first, args)
             booted = pool.connect("boot", boot_first, args.boot_stations, args.boot_concurrency)
             found["boot_rate"] = booted["booted"] / booted["seconds"]
             if booted["retries"]:
                 notes.lines.append(f"{side}: {booted['retries']} handshakes answered 503 "
                                    "and retried during the boot run")
-            server.settle(0.2)
+            server.settle(0.2, args.quiet_window)
             pool.close("boot")
-            server.settle(0.2)
             for n in args.throughput_stations:
                 pool.connect("load", 1, n, args.boot_concurrency)
-                server.settle(0.2)
+                server.settle(0.2, args.quiet_window)
                 rows, cpu, gen_cpu = server.status_rows(), server.cpu(), pool.total_cpu()
                 run = pool.load("closed", "load", duration=args.duration)
                 server_cpu, gen_cpu = server.cpu() - cpu, pool.total_cpu() - gen_cpu
@@ -378,9 +392,8 @@ def load_figures(side: str, workdir: Path, args: argparse.Namespace, numbers: li
                     f"written, server CPU {server_cpu / run['seconds']:.0%}, generator CPU "
                     f"{gen_cpu / run['seconds']:.0%} of a core")
                 pool.close("load")
-                server.settle(0.2)
             pool.connect("open", 1, args.open_stations, args.boot_concurrency)
-            server.settle(0.2)
+            server.settle(0.2, args.quiet_window)
             for rate in args.rates:
                 run = pool.load("open", "open", rate=rate, duration=args.duration)
                 found[f"p50_{rate}"] = percentile(run["latencies_ms"], 0.50)
@@ -399,7 +412,7 @@ def one_side(side: str, workdir: Path, args: argparse.Namespace,
                *args.throughput_stations])
     numbers = list(range(top + 1 + args.boot_stations))
     found = load_figures(side, workdir, args, numbers, notes)
-    for count in args.idle_stations:
+    for count in sorted(args.idle_stations)[1:]:
         found[f"rss_station_{count}"] = idle_memory(side, workdir, count, args, numbers)
     if side == "lite-csms" and args.variant_stations:
         n = args.variant_stations
@@ -471,6 +484,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="lite-csms stations with TLS and with deflate (0 skips)")
     parser.add_argument("--idle-seconds", type=float, default=3.0,
                         help="at least this long idle before RSS is read (default 3)")
+    parser.add_argument("--quiet-window", type=float, default=0.2,
+                        help="the server is quiet after two such windows (s) with at most one "
+                             "clock tick of CPU each (default 0.2)")
     parser.add_argument("--procs", type=int, default=1, help="load generator processes")
     parser.add_argument("--cpu", type=int, default=None, help="pin the servers to this core")
     parser.add_argument("--client-cpu", type=int, default=None,
@@ -483,7 +499,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by both servers
     if args.client_cpu is not None:
         os.sched_setaffinity(0, {args.client_cpu})
