@@ -510,8 +510,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         for rep in range(args.repetitions):
             for side in SIDES:
-                print(f"repetition {rep + 1}, {side}…", file=sys.stderr, flush=True)
+                print(f"{time.strftime('%H:%M:%S')} repetition {rep + 1}, {side}…",
+                      file=sys.stderr, flush=True)
                 runs[side].append(one_side(side, tmp / f"{rep}-{side}", args, notes))
+                if args.json:  # so far, in case the run is cut short
+                    args.json.write_text(json.dumps({"runs": runs, "notes": notes.lines,
+                                                     "problems": notes.problems}, indent=1))
         filesystem = filesystem_of(tmp.resolve())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -534,8 +538,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"- {line}")
     print("\n</details>")
     if args.json:
-        args.json.write_text(json.dumps({"figures": summary, "problems": notes.problems,
-                                         "notes": notes.lines}, indent=1))
+        args.json.write_text(json.dumps({"figures": summary, "runs": runs,
+                                         "problems": notes.problems, "notes": notes.lines},
+                                        indent=1))
 
 
 if __name__ == "__main__":
