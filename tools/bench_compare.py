@@ -337,6 +337,7 @@ def per_idle_station(server: Server, pool: Generators, count: int, args: argpars
     server.settle(args.idle_seconds, args.quiet_window)
     found = (server.rss_kib() - baseline) / count
     pool.close("idle")
+    server.settle(0.1, args.quiet_window)  # the leaving stations are not charged to what follows
     return found
 
 
