@@ -325,7 +325,7 @@ class Notes:
 
 
 def per_idle_station(server: Server, pool: Generators, count: int, args: argparse.Namespace,
-                     tls: bool = False, deflate: bool = False) -> float:
+                     notes: Notes, tls: bool = False, deflate: bool = False) -> float:
     """KiB per idle booted station on a server no station has used yet: one warm-up station
     boots and leaves, then `count` stations connect, boot and idle until the server is quiet
     (and leave again)."""
@@ -333,7 +333,10 @@ def per_idle_station(server: Server, pool: Generators, count: int, args: argpars
     pool.close("warm")
     server.settle(0.3, args.quiet_window)
     baseline = server.rss_kib()
-    pool.connect("idle", 1, count, args.boot_concurrency, tls=tls, deflate=deflate)
+    joined = pool.connect("idle", 1, count, args.boot_concurrency, tls=tls, deflate=deflate)
+    if joined["retries"]:
+        notes.lines.append(f"{server.side}: {joined['retries']} handshakes or boots retried "
+                           f"while {count} idle stations joined")
     server.settle(args.idle_seconds, args.quiet_window)
     found = (server.rss_kib() - baseline) / count
     pool.close("idle")
@@ -342,7 +345,7 @@ def per_idle_station(server: Server, pool: Generators, count: int, args: argpars
 
 
 def idle_memory(side: str, workdir: Path, count: int, args: argparse.Namespace,
-                numbers: list[int], variant: str = "plain") -> float:
+                numbers: list[int], notes: Notes, variant: str = "plain") -> float:
     """per_idle_station on a fresh server; `variant` plain, tls or deflate."""
     tls = None
     if variant == "tls":
@@ -351,7 +354,7 @@ def idle_memory(side: str, workdir: Path, count: int, args: argparse.Namespace,
         tls = (cert, key, workdir / "tls" / "ca.pem")
     with serving(side, workdir / f"{variant}-{count}", numbers, args.cpu, tls) as server, \
             generators(server, args, tls[2] if tls else None) as pool:
-        return per_idle_station(server, pool, count, args, tls=tls is not None,
+        return per_idle_station(server, pool, count, args, notes, tls=tls is not None,
                                 deflate=variant == "deflate")
 
 
@@ -367,12 +370,12 @@ def load_figures(side: str, workdir: Path, args: argparse.Namespace, numbers: li
             # The smallest idle count on this server while it is fresh; the others each get
             # a fresh server, since freed memory is reused rather than returned.
             first = min(args.idle_stations)
-            found[f"rss_station_{first}"] = per_idle_station(server, pool, first, args)
+            found[f"rss_station_{first}"] = per_idle_station(server, pool, first, args, notes)
             booted = pool.connect("boot", boot_first, args.boot_stations, args.boot_concurrency)
             found["boot_rate"] = booted["booted"] / booted["seconds"]
             if booted["retries"]:
-                notes.lines.append(f"{side}: {booted['retries']} handshakes answered 503 "
-                                   "and retried during the boot run")
+                notes.lines.append(f"{side}: {booted['retries']} handshakes or boots retried "
+                                   "during the boot run")
             server.settle(0.2, args.quiet_window)
             pool.close("boot")
             for n in args.throughput_stations:
@@ -414,12 +417,12 @@ def one_side(side: str, workdir: Path, args: argparse.Namespace,
     numbers = list(range(top + 1 + args.boot_stations))
     found = load_figures(side, workdir, args, numbers, notes)
     for count in sorted(args.idle_stations)[1:]:
-        found[f"rss_station_{count}"] = idle_memory(side, workdir, count, args, numbers)
+        found[f"rss_station_{count}"] = idle_memory(side, workdir, count, args, numbers, notes)
     if side == "lite-csms" and args.variant_stations:
         n = args.variant_stations
         for variant in ("tls", "deflate"):
             found[f"rss_station_{variant}_{n}"] = idle_memory(side, workdir, n, args, numbers,
-                                                              variant)
+                                                              notes, variant)
     return found
 
 

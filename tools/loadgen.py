@@ -14,7 +14,8 @@ process's CPU seconds (`cpu`):
 - `{"op": "connect", "group": g, "first": n, "count": k, "concurrency": c, "deflate": b,
   "tls": b}`: stations n..n+k-1 connect and send BootNotification (must be Accepted), at
   most c handshakes at once; answers `booted`, `seconds` (first connect to last boot) and
-  `retries` (503 answers, retried after their Retry-After). They stay connected, idle.
+  `retries` (503 answers, retried after their Retry-After; failures and timeouts,
+  retried after 1 s). They stay connected, idle.
 - `{"op": "closed", "group": g, "duration": s}`: every station of g sends StatusNotifications
   back to back for s seconds; answers `calls`, `seconds` and `latencies_ms`.
 - `{"op": "open", "group": g, "rate": r, "duration": s}`: StatusNotifications offered at r a
@@ -43,6 +44,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 CALL_TIMEOUT = 30.0
 HANDSHAKE_TIMEOUT = 60.0
+ATTEMPTS = 10
 STATIONS_PER_ADDRESS = 200
 BOOT = {"chargePointVendor": "lite-csms", "chargePointModel": "loadgen"}
 # What a charger answers to the server's own CALLs (1.6 response payloads).
@@ -121,24 +123,35 @@ class Generator:
         return f"{scheme}://127.0.0.1:{self.args.port}/ocpp/{self.args.prefix}{n:05d}"
 
     async def station(self, n: int, tls: bool, deflate: bool, retries: list[int]) -> Station:
-        while True:
+        """Connected and booted; a 503 is retried after its Retry-After, a handshake or boot
+        that fails or times out after 1 s, as a charger retries (each one counted)."""
+        for _attempt in range(ATTEMPTS):
+            station = None
             try:
                 ws = await connect(
                     self.url(n, tls), subprotocols=["ocpp1.6"], ssl=self.tls if tls else None,
                     compression="deflate" if deflate else None, ping_interval=None,
                     open_timeout=HANDSHAKE_TIMEOUT, local_addr=(source_address(n), 0),
                     proxy=None, max_queue=4)
+                station = Station(ws)
+                answer = await station.call("BootNotification", BOOT)
             except websockets.InvalidStatus as exc:
                 if exc.response.status_code != 503:
                     raise
                 retries.append(1)
                 await asyncio.sleep(float(exc.response.headers.get("Retry-After", "1")))
                 continue
-            station = Station(ws)
-            answer = await station.call("BootNotification", BOOT)
+            except (OSError, TimeoutError, websockets.WebSocketException, Refused):
+                retries.append(1)
+                if station is not None:
+                    station.ws.transport.abort()
+                    station.reader.cancel()
+                await asyncio.sleep(1.0)
+                continue
             if answer.get("status") != "Accepted":
                 raise Refused(f"BootNotification answered {answer!r}")
             return station
+        raise Refused(f"station {n}: no boot in {ATTEMPTS} attempts")
 
     async def op_connect(self, group: str, first: int, count: int, concurrency: int = 100,
                          tls: bool = False, deflate: bool = False) -> dict[str, Any]:
