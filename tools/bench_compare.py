@@ -498,11 +498,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, default=None,
                         help="where the databases go (default: the system temp dir)")
     parser.add_argument("--json", type=Path, help="also write every value here")
+    parser.add_argument("--report-from", type=Path,
+                        help="print the table from this --json file and measure nothing")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.report_from:
+        # The table again from a --json file, also one a cut-short run left: the repetitions
+        # it has. Give the options of that run, as its figure names depend on them.
+        runs = json.loads(args.report_from.read_text())["runs"]
+        print(report(summarise(figures(args), runs)))
+        return
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by both servers
     if args.client_cpu is not None:
