@@ -481,8 +481,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="offered StatusNotifications a second (default 500,1000)")
     parser.add_argument("--open-stations", type=int, default=200)
     parser.add_argument("--boot-stations", type=int, default=1000)
-    parser.add_argument("--boot-concurrency", type=int, default=200,
-                        help="handshakes the generator keeps in flight at once (default 200)")
+    parser.add_argument("--boot-concurrency", type=int, default=100,
+                        help="handshakes and boots the generator keeps in flight at once "
+                             "(default 100)")
     parser.add_argument("--idle-stations", type=counts, default=[1000, 5000])
     parser.add_argument("--variant-stations", type=int, default=1000,
                         help="lite-csms stations with TLS and with deflate (0 skips)")
