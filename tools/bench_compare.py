@@ -514,8 +514,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by both servers
+    machine = machine_summary(["trio", "trio-websocket", "peewee", "websockets", "ocpp"])
     if args.client_cpu is not None:
-        os.sched_setaffinity(0, {args.client_cpu})
+        os.sched_setaffinity(0, {args.client_cpu})  # after machine_summary counts the cores
     began = time.monotonic()
     notes = Notes()
     runs: dict[str, list[dict[str, float]]] = {side: [] for side in SIDES}
@@ -536,7 +537,7 @@ def main(argv: list[str] | None = None) -> None:
     pinning = (f"server on core {args.cpu}, generator on core {args.client_cpu}"
                if args.cpu is not None else "not pinned")
     print("## lite-csms and a typical Python CSMS, side by side\n")
-    print(machine_summary(["trio", "trio-websocket", "peewee", "websockets", "ocpp"]))
+    print(machine)
     print(f"- commit {commit()}; databases on {filesystem} (WAL, synchronous=FULL both)")
     print(f"- {args.repetitions} repetitions, alternating; {pinning}; {args.procs} generator "
           f"process(es); {args.duration:g} s per load run; whole run "
