@@ -331,7 +331,7 @@ def per_idle_station(server: Server, pool: Generators, count: int, args: argpars
     (and leave again)."""
     pool.connect("warm", 0, 1, 1, tls=tls)
     pool.close("warm")
-    server.settle(0.3, args.quiet_window)
+    server.settle(args.quiet_window, args.quiet_window)
     baseline = server.rss_kib()
     joined = pool.connect("idle", 1, count, args.boot_concurrency, tls=tls, deflate=deflate)
     if joined["retries"]:
@@ -340,7 +340,8 @@ def per_idle_station(server: Server, pool: Generators, count: int, args: argpars
     server.settle(args.idle_seconds, args.quiet_window)
     found = (server.rss_kib() - baseline) / count
     pool.close("idle")
-    server.settle(0.1, args.quiet_window)  # the leaving stations are not charged to what follows
+    # The leaving stations are not charged to what follows.
+    server.settle(args.quiet_window, args.quiet_window)
     return found
 
 
@@ -376,11 +377,11 @@ def load_figures(side: str, workdir: Path, args: argparse.Namespace, numbers: li
             if booted["retries"]:
                 notes.lines.append(f"{side}: {booted['retries']} handshakes or boots retried "
                                    "during the boot run")
-            server.settle(0.2, args.quiet_window)
+            server.settle(args.quiet_window, args.quiet_window)
             pool.close("boot")
             for n in args.throughput_stations:
                 pool.connect("load", 1, n, args.boot_concurrency)
-                server.settle(0.2, args.quiet_window)
+                server.settle(args.quiet_window, args.quiet_window)
                 rows, cpu, gen_cpu = server.status_rows(), server.cpu(), pool.total_cpu()
                 run = pool.load("closed", "load", duration=args.duration)
                 server_cpu, gen_cpu = server.cpu() - cpu, pool.total_cpu() - gen_cpu
@@ -397,7 +398,7 @@ def load_figures(side: str, workdir: Path, args: argparse.Namespace, numbers: li
                     f"{gen_cpu / run['seconds']:.0%} of a core")
                 pool.close("load")
             pool.connect("open", 1, args.open_stations, args.boot_concurrency)
-            server.settle(0.2, args.quiet_window)
+            server.settle(args.quiet_window, args.quiet_window)
             for rate in args.rates:
                 run = pool.load("open", "open", rate=rate, duration=args.duration)
                 found[f"p50_{rate}"] = percentile(run["latencies_ms"], 0.50)
