@@ -112,15 +112,19 @@ def register_lite_stations(database: Path, numbers: list[int]) -> None:
     """The rows `lite-csms station add --no-password` makes (lite_csms/cli/stations.py), in
     bulk: registration accepted, no password hash."""
     from lite_csms.db.database import open_database
-    from lite_csms.db.models import Station
+    from lite_csms.db.models import Station, database_proxy
 
+    previous = database_proxy.obj  # a test running this in-process keeps its own database
     db = open_database(database)
     rows = [{"id": f"{PREFIX}{n:05d}", "registration": "accepted", "password_hash": None}
             for n in numbers]
-    with db.atomic():
-        for start in range(0, len(rows), 500):
-            Station.insert_many(rows[start:start + 500]).execute()
-    db.close()
+    try:
+        with db.atomic():
+            for start in range(0, len(rows), 500):
+                Station.insert_many(rows[start:start + 500]).execute()
+    finally:
+        db.close()
+        database_proxy.initialize(previous)
 
 
 def command_for(side: str, database: Path, ports_file: Path) -> list[str]:
