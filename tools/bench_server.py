@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import resource
 import signal
 import sqlite3
@@ -36,16 +35,16 @@ from bench_common import machine_summary, markdown_table
 from trio_websocket import WebSocketConnection, open_websocket_url
 
 from lite_csms.db.models import ConnectorStatusChange
+from lite_csms.net.ports import read_ports_file
 
 Payload = dict[str, Any]
 
 HOST = "127.0.0.1"
 STATION_PREFIX = "BENCH-"
-SERVER_START_TIMEOUT = 15.0
+SERVER_START_TIMEOUT = 30.0
 SERVER_STOP_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 15.0
 CALL_TIMEOUT = 10.0
-PORT_LINE = re.compile(r"serving OCPP-J on \S+ port \[(\d+)")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -126,18 +125,6 @@ class ServerProcess:
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def wait_for_port(process: subprocess.Popen[bytes], log_path: Path) -> int:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    while time.monotonic() < deadline:
-        found = PORT_LINE.search(log_path.read_text(errors="replace"))
-        if found:
-            return int(found.group(1))
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    raise RuntimeError(f"server did not start; its log:\n{log_path.read_text()[-2000:]}")
-
-
 def log_problems(log_path: Path) -> list[str]:
     """WARNING and ERROR lines: a clean run has none, so any of them puts the figures in doubt."""
     lines = log_path.read_text(errors="replace").splitlines()
@@ -170,12 +157,22 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def running_server(database: Path, log_path: Path) -> Iterator[ServerProcess]:
-    # Port 0: the kernel picks a free port and the server logs which one it got.
-    args = cli("serve", "--host", HOST, "--port", "0", "--database", str(database))
+    # Port 0 for OCPP-J and the admin API alike: the kernel picks free ports and the server
+    # writes them to a ports file, so a server already on 9000/9001 is no obstacle.
+    ports_file = log_path.with_suffix(".ports.json")
+    ports_file.unlink(missing_ok=True)
+    args = cli("serve", "--host", HOST, "--port", "0", "--admin-port", "0",
+               "--database", str(database), "--ports-file", str(ports_file))
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT)
     try:
-        yield ServerProcess(process, wait_for_port(process, log_path), log_path)
+        try:
+            ports = read_ports_file(ports_file, SERVER_START_TIMEOUT,
+                                    alive=lambda: process.poll() is None)
+        except (RuntimeError, TimeoutError):
+            raise RuntimeError("server did not start; its log:\n"
+                               + log_path.read_text()[-2000:]) from None
+        yield ServerProcess(process, ports["ocpp"][0], log_path)
     finally:
         stop(process)
 
