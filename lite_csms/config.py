@@ -137,6 +137,9 @@ class Settings:
     # Handshakes from one IPv4 address or IPv6 /64 at once, and never more than half of
     # max_handshakes: idle sockets from one address cannot hold every handshake slot.
     max_handshakes_per_source: int = 500
+    # The key that signs the web page's session cookie; empty: generated on first start and
+    # kept in <database>.web-secret (mode 0600). Changing it signs everyone out.
+    web_secret: str = ""
 
     @property
     def dead_peer_bound(self) -> int:

@@ -197,15 +197,18 @@ class CsmsServer:
         from hypercorn.trio import serve
 
         from lite_csms.admin.app import build_app
+        from lite_csms.web.app import build_web_app
+        from lite_csms.web.mount import one_port
 
+        app = one_port(build_app(self), build_web_app(self.control))
         config = Config()
         config.bind = [f"fd://{fd}"]
         config.accesslog = None
         config.errorlog = logging.getLogger("lite_csms.admin")
         async with trio.open_nursery() as nursery:
-            binds = await nursery.start(partial(serve, build_app(self), config))
+            binds = await nursery.start(partial(serve, app, config))
             port = int(binds[0].rsplit(":", 1)[1])
-            log.info("admin API on http://%s:%d", self.settings.admin_host, port)
+            log.info("admin API and web page on http://%s:%d", self.settings.admin_host, port)
             task_status.started(port)
 
     async def _flush_last_seen(self) -> None:
