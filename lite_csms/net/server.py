@@ -208,7 +208,7 @@ class CsmsServer:
         async with trio.open_nursery() as nursery:
             binds = await nursery.start(partial(serve, app, config))
             port = int(binds[0].rsplit(":", 1)[1])
-            log.info("admin API and web page on http://%s:%d", self.settings.admin_host, port)
+            log.info("admin API on http://%s:%d (and the web page)", self.settings.admin_host, port)
             task_status.started(port)
 
     async def _flush_last_seen(self) -> None:
