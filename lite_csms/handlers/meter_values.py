@@ -14,6 +14,7 @@ import peewee as pw
 from lite_csms.db.models import EnergyReading, MeterSample, Transaction, TransactionEventRecord
 from lite_csms.domain import Sample
 from lite_csms.energy import BEGIN, END, End, Measurement, Reading, measure
+from lite_csms.sharing import pricing
 
 # The review tag of a 2.x transaction whose station reused a seqNo (handlers/transactions.py).
 SEQ_NO_REUSED = "seqNo reused"
@@ -78,7 +79,8 @@ class Recount:
 
 
 def recount(transaction: Transaction) -> Recount:
-    """Recompute start, stop, latest, energy and the review flag from all readings; save."""
+    """Recompute start, stop, latest, energy, cost and the review flag from all readings;
+    save. The first recount takes the session's price (sharing/pricing.py)."""
     found = measure_transaction(transaction)
     transaction.meter_start_wh = None if found.start is None else found.start.value_wh
     transaction.meter_stop_wh = None if found.stop is None else found.stop.value_wh
@@ -88,6 +90,7 @@ def recount(transaction: Transaction) -> Recount:
     tags, reasons = review_of(transaction, found)
     transaction.review = " / ".join(dict.fromkeys(tags)) or None
     transaction.review_reason = "; ".join(reasons) or None
+    pricing.update_cost(transaction, None if found.latest is None else found.latest.timestamp)
     transaction.save()
     return Recount(found, tuple(p for p in found.problems if p not in before))
 

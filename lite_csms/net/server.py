@@ -30,6 +30,7 @@ from lite_csms.net.connection import (
     ORDERLY_CLOSE_CODES,
     StationConnection,
 )
+from lite_csms.net.control import ServerControl
 from lite_csms.net.deflate import options_from as deflate_options
 from lite_csms.net.handshake import (
     BareSegment,
@@ -125,6 +126,8 @@ class CsmsServer:
         self.admin_port: int | None = None
         # Last: it reads the parts above when Prometheus scrapes /metrics.
         self.metrics = ServerMetrics(self)
+        # What the admin API and the web page may ask of this server (lite_csms/control.py).
+        self.control = ServerControl(self)
 
     async def run(self, *, task_status: trio.TaskStatus[list[int]] = trio.TASK_STATUS_IGNORED
                   ) -> None:
@@ -200,7 +203,7 @@ class CsmsServer:
         from lite_csms.web.app import build_web_app
         from lite_csms.web.mount import one_port
 
-        app = one_port(build_app(self), build_web_app(self.control))
+        app = one_port(build_app(self.control), build_web_app(self.control))
         config = Config()
         config.bind = [f"fd://{fd}"]
         config.accesslog = None
@@ -208,7 +211,8 @@ class CsmsServer:
         async with trio.open_nursery() as nursery:
             binds = await nursery.start(partial(serve, app, config))
             port = int(binds[0].rsplit(":", 1)[1])
-            log.info("admin API on http://%s:%d (and the web page)", self.settings.admin_host, port)
+            log.info("admin API on http://%s:%d (and the web page)", self.settings.admin_host,
+                     port)
             task_status.started(port)
 
     async def _flush_last_seen(self) -> None:

@@ -60,6 +60,6 @@ def build_web_app(control: StationControl) -> Starlette:
     middleware = [Middleware(
         SessionMiddleware, secret_key=session_secret(settings), session_cookie=COOKIE,
         max_age=COOKIE_AGE, same_site="lax",
-        https_only=cookie_secure(getattr(settings, "public_url", "")))]
+        https_only=cookie_secure(settings.public_url))]
     return Starlette(routes=routes, middleware=middleware, exception_handlers={
         HTTPException: http_error, SignInFirst: sign_in_first})

@@ -24,7 +24,7 @@ def _set_price(owner_id: int, station_id: str, form: dict[str, str], who: str
     """One store job: the ownership check and the change together. False: not theirs."""
     if not owners.owns(owner_id, station_id):
         return False
-    currency = form.get("currency", "").strip() or "KES"
+    currency = form.get("currency", "").strip()
     pricing.set_tariff(station_id, currency, form.get("per_kwh", "0").strip() or "0",
                        form.get("per_hour", "0").strip() or "0",
                        form.get("session_fee", "0").strip() or "0", updated_by=who)
@@ -43,7 +43,7 @@ def routes(web: Web) -> list[Route]:
         owner = await signed_in_as(web, request, "owner")
         station_id = request.path_params["id"]
         found = await web.run(queries.owner_station, owner["id"], station_id,
-                              web.online(station_id), now())
+                              web.online(station_id), now(), web.control.settings.currency)
         if found is None:
             raise HTTPException(404, NOT_YOURS)
         report = await web.control.budget_report(station_id, by="day")
@@ -98,8 +98,7 @@ def routes(web: Web) -> list[Route]:
             raise HTTPException(404, "no such month") from None
         settings = web.control.settings
         found = await web.run(statements.statement, owner["id"], year, month,
-                              getattr(settings, "data_price_per_mb", 0),
-                              getattr(settings, "data_currency", "EUR"))
+                              settings.data_price_per_mb, settings.currency)
         if found is None:
             raise HTTPException(404, "no such statement")
         return page(request, "statement.html", me=owner, st=found)

@@ -20,8 +20,6 @@ from lite_csms.sharing.statements import month_span
 FREE = {"Available", "Preparing"}
 OUT_OF_SERVICE = {"Unavailable", "Faulted", "Inoperative"}
 MAX_CONNECTOR = 99
-# The price form's currency before an owner sets one: the Kenyan case the project serves.
-DEFAULT_CURRENCY = "KES"
 
 
 def person(role: str, uid: int) -> dict[str, Any] | None:
@@ -133,8 +131,8 @@ def owner_home(owner_id: int, online: set[str], now: datetime) -> dict[str, Any]
             "earned": _earnings(owner_id, start, end)}
 
 
-def owner_station(owner_id: int, station_id: str, online: bool, now: datetime
-                  ) -> dict[str, Any] | None:
+def owner_station(owner_id: int, station_id: str, online: bool, now: datetime,
+                  currency: str) -> dict[str, Any] | None:
     """One of the owner's stations: connectors, tariff, the latest sessions. None if the
     station is not theirs (or does not exist)."""
     station = Station.get_or_none(Station.id == station_id, Station.owner == owner_id)
@@ -151,13 +149,14 @@ def owner_station(owner_id: int, station_id: str, online: bool, now: datetime
             "vendor": station.vendor, "model": station.model, "connectors": connectors,
             "tariff": None if price is None else price.as_dict(),
             "price": None if price is None else pricing.describe(price),
-            "form": _price_form(price), "sessions": sessions}
+            "form": _price_form(price, currency), "sessions": sessions}
 
 
-def _price_form(price: pricing.Price | None) -> dict[str, str]:
-    """The price form's values as decimal text in major units ("25.00")."""
+def _price_form(price: pricing.Price | None, currency: str) -> dict[str, str]:
+    """The price form's values as decimal text in major units ("25.00"); `currency` (the
+    server's setting) until the owner sets a price."""
     if price is None:
-        return {"currency": DEFAULT_CURRENCY, "per_kwh": "", "per_hour": "", "session_fee": ""}
+        return {"currency": currency, "per_kwh": "", "per_hour": "", "session_fee": ""}
     text = partial(amount_text, currency=price.currency)
     return {"currency": price.currency, "per_kwh": text(price.per_kwh),
             "per_hour": text(price.per_hour), "session_fee": text(price.session_fee)}

@@ -17,6 +17,9 @@ from starlette.responses import HTMLResponse
 from lite_csms.sharing.money import format_amount
 from lite_csms.web.security import csrf_token
 
+# Shown for a figure there is none of (no price, no reading yet): an en dash.
+NONE = "\N{EN DASH}"
+
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
     autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
@@ -25,19 +28,19 @@ _ENV = jinja2.Environment(
 
 def money(minor: int | None, currency: str | None) -> str:
     if minor is None or not currency:
-        return "–"
+        return NONE
     return format_amount(minor, currency)
 
 
 def kwh(wh: float | None) -> str:
     """Energy in kWh with two decimals: 7 400 Wh is "7.40 kWh"."""
-    return "–" if wh is None else f"{wh / 1000:.2f} kWh"
+    return NONE if wh is None else f"{wh / 1000:.2f} kWh"
 
 
 def duration(seconds: float | None) -> str:
     """"1 h 05 min", "12 min", "40 s"."""
     if seconds is None:
-        return "–"
+        return NONE
     seconds = max(0, int(seconds))
     hours, rest = divmod(seconds, 3600)
     minutes = rest // 60
@@ -49,7 +52,7 @@ def duration(seconds: float | None) -> str:
 def when(value: datetime | None) -> str:
     """"29 Nov 18:40 UTC": the server keeps UTC, and says so."""
     if value is None:
-        return "–"
+        return NONE
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).strftime("%-d %b %H:%M UTC")
@@ -58,7 +61,7 @@ def when(value: datetime | None) -> str:
 def data_size(count: int | None) -> str:
     """Bytes as a person reads them on a phone bill: 1.2 MB, 830 kB."""
     if count is None:
-        return "–"
+        return NONE
     if count >= 1_000_000:
         return f"{count / 1_000_000:.1f} MB"
     return f"{count / 1000:.0f} kB" if count >= 1000 else f"{count} B"
