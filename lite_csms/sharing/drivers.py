@@ -7,7 +7,9 @@ short enough for a 1.6 idTag), so the session is the driver's like any RFID sess
 
 from __future__ import annotations
 
+import operator
 import secrets
+from functools import reduce
 from typing import Any
 
 from lite_csms import passwords
@@ -29,7 +31,11 @@ def add_driver(name: str | None = None, phone: str | None = None, email: str | N
     number = None if not phone else logins.phone(phone)
     address = None if not email else logins.email(email)
     if number is not None or address is not None:
-        taken = Driver.select().where((Driver.phone == number) | (Driver.email == address))
+        # Only the given logins: `field == None` is IS NULL in peewee, which would match
+        # every driver without that login.
+        same = [f == v for f, v in ((Driver.phone, number), (Driver.email, address))
+                if v is not None]
+        taken = Driver.select().where(reduce(operator.or_, same))
         if (found := taken.first()) is not None:
             raise DriverError(f"driver {found.id} already has that phone number or email")
     return Driver.create(name=(name or "").strip() or None, phone=number, email=address,

@@ -27,9 +27,8 @@ def routes(web: Web) -> list[Route]:
     def limited(request: Request, template: str, *keys: str, **values: Any) -> Response:
         wait = max(web.failures_per_login.retry_after(*keys[:1]),
                    web.failures_per_address.retry_after(*keys[1:]))
-        response = page(request, template, status=429,
-                        error=f"Too many tries. Wait {wait // 60 + 1} minutes and try again.",
-                        **values)
+        response = page(request, template, status=429, **{
+            **values, "error": f"Too many tries. Wait {wait // 60 + 1} minutes and try again."})
         response.headers["Retry-After"] = str(wait)
         return response
 
