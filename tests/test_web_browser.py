@@ -8,9 +8,11 @@ the owner seeing the very charge the driver made."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -25,11 +27,23 @@ from lite_csms.db.models import Station
 from lite_csms.ocppj.versions import Version
 from lite_csms.sharing import codes, owners, pricing
 from tests.conftest import start_in_process
-from tests.test_simulator import sim
+from tests.test_simulator import SIM_PATH, sim
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-WIDTH, HEIGHT = 360, 740
+
+def load_screenshots() -> Any:
+    """tools/screenshots.py, loaded by path (tools/ is not a package): its phone browser and
+    its click-and-wait are the ones this test uses."""
+    path = SIM_PATH.with_name("screenshots.py")
+    spec = importlib.util.spec_from_file_location("screenshots", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+shots = load_screenshots()
+CHROMIUM, CHROMEDRIVER, WIDTH = shots.CHROMIUM, shots.CHROMEDRIVER, shots.WIDTH
 PHONE = "+254711000111"
 OWNER_PASSWORD = "owner password 1"
 
@@ -39,30 +53,9 @@ pytestmark = pytest.mark.skipif(
            "them)")
 
 
-def phone_browser(profile: Path) -> Any:
-    """Headless Chromium at 360 x 740 with nothing of its own reaching the network."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                 f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    # A desktop window is at least 500 px wide: emulate the phone's screen instead, so the
-    # page lays out for 360 CSS px as it does on one (the viewport meta tag is honoured).
-    options.add_experimental_option("mobileEmulation", {"deviceMetrics": {
-        "width": WIDTH, "height": HEIGHT, "pixelRatio": 2}})
-    browser = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    browser.set_page_load_timeout(30)
-    return browser
-
-
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    driver = phone_browser(tmp_path_factory.mktemp("chromium-profile"))
+    driver = shots.phone_browser(tmp_path_factory.mktemp("chromium-profile"))
     yield driver
     driver.quit()
 
@@ -99,11 +92,7 @@ class Phone:
     def press(self, label: str) -> None:
         """Click the button or link whose text is `label`; the page it leads to is loaded
         when this returns (a plain form POST, then its redirect)."""
-        found = self.browser.find_elements(
-            self.by.XPATH, f"//button[normalize-space()='{label}'] | "
-                           f"//a[normalize-space()='{label}']")
-        assert found, f"no {label!r} on {self.browser.current_url}:\n{self.text()}"
-        found[0].click()
+        shots.press(self.browser, label)
         self.check_fits()
 
     def until(self, wanted: Callable[[str], bool], what: str, timeout: float = 8.0) -> str:

@@ -58,6 +58,21 @@ def when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%-d %b %H:%M UTC")
 
 
+def short(value: datetime | None) -> str:
+    """"29 Nov 18:40": for table cells whose column says UTC."""
+    return when(value).removesuffix(" UTC")
+
+
+def day(value: datetime | None) -> str:
+    """"1 Dec"."""
+    return when(value).rsplit(" ", 2)[0]
+
+
+def days(count: float) -> str:
+    whole = max(0, round(count))
+    return f"{whole} day" if whole == 1 else f"{whole} days"
+
+
 def data_size(count: int | None) -> str:
     """Bytes as a person reads them on a phone bill: 1.2 MB, 830 kB."""
     if count is None:
@@ -67,7 +82,8 @@ def data_size(count: int | None) -> str:
     return f"{count / 1000:.0f} kB" if count >= 1000 else f"{count} B"
 
 
-_ENV.filters.update(money=money, kwh=kwh, duration=duration, when=when, data=data_size)
+_ENV.filters.update(money=money, kwh=kwh, duration=duration, when=when, short=short, day=day,
+                    days=days, data=data_size)
 
 
 def page(request: Request, template: str, status: int = 200, **values: Any) -> HTMLResponse:
