@@ -28,10 +28,11 @@ def add_driver(name: str | None = None, phone: str | None = None, email: str | N
     taken."""
     number = None if not phone else logins.phone(phone)
     address = None if not email else logins.email(email)
-    if number is not None or address is not None:
-        taken = Driver.select().where((Driver.phone == number) | (Driver.email == address))
-        if (found := taken.first()) is not None:
-            raise DriverError(f"driver {found.id} already has that phone number or email")
+    # Only the given ones: peewee reads `== None` as IS NULL, which every login-less row is.
+    found = (Driver.select().where(Driver.phone == number).first() if number else None) or (
+        Driver.select().where(Driver.email == address).first() if address else None)
+    if found is not None:
+        raise DriverError(f"driver {found.id} already has that phone number or email")
     return Driver.create(name=(name or "").strip() or None, phone=number, email=address,
                          password_hash=password_hash)
 

@@ -29,7 +29,9 @@ def add_owner(name: str, email: str | None = None, phone: str | None = None,
         raise OwnerError("an owner needs an email address or a phone number to sign in")
     address = None if not email else logins.email(email)
     number = None if not phone else logins.phone(phone)
-    taken = Owner.select().where((Owner.email == address) | (Owner.phone == number)).first()
+    # Only the given ones: peewee reads `== None` as IS NULL, which every login-less row is.
+    taken = (Owner.select().where(Owner.email == address).first() if address else None) or (
+        Owner.select().where(Owner.phone == number).first() if number else None)
     if taken is not None:
         raise OwnerError(f"owner {taken.id} already has that email address or phone number")
     return Owner.create(name=name.strip(), email=address, phone=number,
