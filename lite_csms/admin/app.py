@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from lite_csms.admin import budget_routes, keys, queries
+from lite_csms.admin import budget_routes, keys, queries, sharing_routes
 from lite_csms.admin.openapi import DOCUMENT
 from lite_csms.control import MAX_QUEUE_TTL as MAX_TTL
 from lite_csms.control import OperationRefused, StationControl
@@ -255,5 +255,6 @@ def build_app(control: StationControl) -> Starlette:
         Route("/transactions/{id}", transaction),
         Route("/transactions/{id}/progress", transaction_progress),
         *budget_routes.routes(store, control.settings, caller, body, found, JsonResponse),
+        *sharing_routes.routes(control, caller, body, found, JsonResponse),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})

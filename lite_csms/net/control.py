@@ -110,7 +110,7 @@ class ServerControl:
         store, server = self.store, self._server
         protocol = await store.run(partial(queries.station_protocol, station_id))
         if protocol is None:
-            raise OperationRefused(404, f"no station {station_id}")
+            raise OperationRefused(404, "not found")
         connection = server.connections.get(station_id)
         version = (connection.ctx.version if connection is not None
                    else SUPPORTED_SUBPROTOCOLS.get(protocol))

@@ -63,6 +63,7 @@ from lite_csms.net.throttle import GuessThrottle, host_of, source_key
 from lite_csms.net.tls import server_context
 from lite_csms.ocppj import timestamps
 from lite_csms.ocppj.versions import Version
+from lite_csms.operations.cost_updates import CostUpdates
 from lite_csms.operations.progress import ProgressService
 from lite_csms.versions import StationContext
 
@@ -94,6 +95,7 @@ class CsmsServer:
         self.commands = CommandSender(self.store, self.connections)
         self.policy = BudgetPolicy(self.store, settings, self.commands)
         self.progress = ProgressService(self.store, self.commands, self.connections, settings)
+        self.costs = CostUpdates(self.store, self.commands, settings)
         self.kdf = KdfQueue(PASSWORD_CHECKS_AT_ONCE)
         self.credentials = CredentialCache()
         self.throttle = GuessThrottle()
@@ -165,6 +167,7 @@ class CsmsServer:
                     self.ports = sorted({lst.socket.getsockname()[1] for lst in listeners})
                     nursery.start_soon(self._flush_last_seen)
                     await nursery.start(self.progress.run)
+                    await nursery.start(self.costs.run)
                     nursery.start_soon(self.traffic.run, self.settings.traffic_flush_interval)
                     nursery.start_soon(self.policy.run, self.connections,
                                        self.settings.budget_policy_interval)
@@ -447,7 +450,9 @@ class CsmsServer:
                              registration or "pending",
                              meter_seen=partial(self.progress.seen, station_id),
                              heartbeat_source=partial(self.policy.heartbeat_for, station_id,
-                                                      version))
+                                                      version),
+                             cost_changed=partial(self.costs.meter_values, station_id),
+                             cost_told=self.costs.told)
         connection = StationConnection(ws, ctx, live.meter, booted_before=booted_before,
                                        lite=lite, tally=self.tally)
         previous = self.connections.get(station_id)

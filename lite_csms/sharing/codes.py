@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import secrets
 from datetime import datetime, timedelta
 
@@ -55,7 +56,7 @@ def issue(phone: str, now: datetime) -> str:
                   .order_by(OneTimeCode.created_at))
     if len(recent) >= MAX_CODES_PER_WINDOW:
         wait = recent[0].created_at + CODE_WINDOW - now
-        raise TooManyCodes(max(1, int(wait.total_seconds()) + 1))
+        raise TooManyCodes(max(1, math.ceil(wait.total_seconds())))
     OneTimeCode.update(used_at=now).where(OneTimeCode.phone == number,
                                           OneTimeCode.used_at.is_null()).execute()
     code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"

@@ -7,9 +7,7 @@ short enough for a 1.6 idTag), so the session is the driver's like any RFID sess
 
 from __future__ import annotations
 
-import operator
 import secrets
-from functools import reduce
 from typing import Any
 
 from lite_csms import passwords
@@ -30,14 +28,11 @@ def add_driver(name: str | None = None, phone: str | None = None, email: str | N
     taken."""
     number = None if not phone else logins.phone(phone)
     address = None if not email else logins.email(email)
-    if number is not None or address is not None:
-        # Only the given logins: `field == None` is IS NULL in peewee, which would match
-        # every driver without that login.
-        same = [f == v for f, v in ((Driver.phone, number), (Driver.email, address))
-                if v is not None]
-        taken = Driver.select().where(reduce(operator.or_, same))
-        if (found := taken.first()) is not None:
-            raise DriverError(f"driver {found.id} already has that phone number or email")
+    # Only the given ones: peewee reads `== None` as IS NULL, which every login-less row is.
+    found = (Driver.select().where(Driver.phone == number).first() if number else None) or (
+        Driver.select().where(Driver.email == address).first() if address else None)
+    if found is not None:
+        raise DriverError(f"driver {found.id} already has that phone number or email")
     return Driver.create(name=(name or "").strip() or None, phone=number, email=address,
                          password_hash=password_hash)
 

@@ -7,8 +7,6 @@ worker thread (`trio.to_thread.run_sync`), never inside a store job.
 
 from __future__ import annotations
 
-import operator
-from functools import reduce
 from typing import Any
 
 from lite_csms import passwords
@@ -31,10 +29,9 @@ def add_owner(name: str, email: str | None = None, phone: str | None = None,
         raise OwnerError("an owner needs an email address or a phone number to sign in")
     address = None if not email else logins.email(email)
     number = None if not phone else logins.phone(phone)
-    # Only the given logins: `field == None` is IS NULL in peewee, which would match every
-    # owner without that login.
-    same = [f == v for f, v in ((Owner.email, address), (Owner.phone, number)) if v is not None]
-    taken = Owner.select().where(reduce(operator.or_, same)).first()
+    # Only the given ones: peewee reads `== None` as IS NULL, which every login-less row is.
+    taken = (Owner.select().where(Owner.email == address).first() if address else None) or (
+        Owner.select().where(Owner.phone == number).first() if number else None)
     if taken is not None:
         raise OwnerError(f"owner {taken.id} already has that email address or phone number")
     return Owner.create(name=name.strip(), email=address, phone=number,
