@@ -20,9 +20,10 @@ from lite_csms import config, passwords
 from lite_csms.db.models import Station, Transaction
 from lite_csms.ocppj import timestamps
 from lite_csms.sharing import codes, drivers, owners, pricing
+from lite_csms.web.common import safe_next
 from lite_csms.web.mount import is_web_path
 from lite_csms.web.secret import secret_path, session_secret
-from lite_csms.web.security import Attempts
+from lite_csms.web.security import Attempts, client_address
 from tests.conftest import CsmsInProcess
 from tests.webclient import Reply, WebClient
 
@@ -261,6 +262,28 @@ async def test_failed_owner_sign_ins_are_limited_per_login(csms: CsmsInProcess) 
     other = await http(csms, client, "post", "/owner/signin",
                        {**right, "login": "o1@example.com"})
     assert other.status == 303
+
+
+def test_the_client_address_behind_a_local_proxy_only() -> None:
+    from starlette.requests import Request
+
+    def request(peer: str, forwarded: str | None) -> Request:
+        headers = [] if forwarded is None else [(b"x-forwarded-for", forwarded.encode())]
+        return Request({"type": "http", "client": (peer, 5000), "headers": headers})
+
+    assert client_address(request("127.0.0.1", "10.0.0.9, 41.90.1.2")) == "41.90.1.2"
+    assert client_address(request("::1", "41.90.1.2")) == "41.90.1.2"
+    assert client_address(request("127.0.0.1", None)) == "127.0.0.1"
+    # Anyone else could write the header: it is ignored.
+    assert client_address(request("41.90.1.3", "1.2.3.4")) == "41.90.1.3"
+
+
+def test_redirects_after_sign_in_stay_on_the_page() -> None:
+    assert safe_next("/s/CS-1/1") == "/s/CS-1/1"
+    assert safe_next("/driver/sessions/4?fresh=1") == "/driver/sessions/4?fresh=1"
+    for outside in ("//evil.example/x", "https://evil.example/", "/\\evil.example",
+                    "/stations", "", None, "javascript:alert(1)"):
+        assert safe_next(outside, "/owner") == "/owner"
 
 
 def test_attempts_slide_with_time() -> None:

@@ -17,8 +17,9 @@ from lite_csms.web import queries
 from lite_csms.web.mount import is_web_path
 from lite_csms.web.security import Attempts, signed_in
 
-# Sign-in failures: 5 per login and 20 per address in 15 minutes (a phone's one-time code
-# has its own 5 tries and 3 codes per 15 minutes: sharing/codes.py).
+# Sign-in failures: 5 per login and 50 per address in 15 minutes (a phone's one-time code
+# has its own 5 tries and 3 codes per 15 minutes: sharing/codes.py). The per-address limits
+# are loose because many phones share one carrier NAT address.
 FAIL_WINDOW = 15 * 60
 
 
@@ -28,9 +29,9 @@ class Web:
     failures_per_login: Attempts = field(
         default_factory=lambda: Attempts(5, FAIL_WINDOW))
     failures_per_address: Attempts = field(
-        default_factory=lambda: Attempts(20, FAIL_WINDOW))
-    # Code requests per address: 10 in 15 minutes (each may cost the operator an SMS).
-    codes_per_address: Attempts = field(default_factory=lambda: Attempts(10, FAIL_WINDOW))
+        default_factory=lambda: Attempts(50, FAIL_WINDOW))
+    # Code requests per address: 30 in 15 minutes (each may cost the operator an SMS).
+    codes_per_address: Attempts = field(default_factory=lambda: Attempts(30, FAIL_WINDOW))
 
     async def run(self, job: Any, *args: Any) -> Any:
         return await self.control.store.run(partial(job, *args) if args else job)

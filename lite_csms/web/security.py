@@ -78,8 +78,20 @@ def signed_in(request: Request, role: str) -> int | None:
     return uid if isinstance(uid, int) and not isinstance(uid, bool) else None
 
 
+# A reverse proxy on the same machine (HTTPS in front of the admin port): the address it
+# appended to X-Forwarded-For is the client's. From any other peer the header is ignored,
+# since anyone can send it.
+LOOPBACK = ("127.0.0.1", "::1")
+
+
 def client_address(request: Request) -> str:
-    return request.client.host if request.client else "-"
+    """The client's address, for the sign-in limits: the peer, or behind a local proxy the
+    last address of X-Forwarded-For."""
+    peer = request.client.host if request.client else "-"
+    forwarded = request.headers.get("x-forwarded-for", "")
+    if peer in LOOPBACK and forwarded:
+        return forwarded.rsplit(",", 1)[-1].strip()[:64] or peer
+    return peer
 
 
 class Attempts:
