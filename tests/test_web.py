@@ -323,3 +323,29 @@ def test_the_session_key_is_made_once_and_kept(tmp_path: Path) -> None:
     path.write_text("short\n")
     with pytest.raises(OSError):
         session_secret(settings)
+
+
+async def test_a_busy_months_statement_is_paged_under_the_size_limit(
+        csms: CsmsInProcess) -> None:
+    made = await csms.server.store.run(seed)
+    now = timestamps.now_utc()
+
+    def busy_month() -> None:
+        start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        Transaction.insert_many([{
+            "station": "CS-0", "evse_id": 1, "connector_id": 1, "id_token": "X",
+            "started_at": start + timedelta(minutes=i), "stopped_at": start + timedelta(
+                minutes=i + 1), "energy_wh": 1000.0, "price_currency": "KES",
+            "price_per_kwh": 2500, "price_per_hour": 0, "price_fee": 0, "cost": 2500,
+            "owner_id": made["owners"][0]} for i in range(200)]).execute()
+
+    await csms.server.store.run(busy_month)
+    client = await signed_in_owner(csms, "o0@example.com")
+    month = f"/owner/statements/{now.year:04d}-{now.month:02d}"
+    first = await http(csms, client, "get", month)
+    assert first.status == 200 and len(first.body.encode()) < PAGE_LIMIT
+    assert "Page 1 of 3" in first.body and "KES 5300.00" in first.body  # 200 x 25 + 2 x 150
+    last = await http(csms, client, "get", month + "?page=3")
+    # Two table headers, one charger, and the last 42 of 202 charges.
+    assert "Page 3 of 3" in last.body and last.body.count("<tr>") == 2 + 1 + 42
+    assert (await http(csms, client, "get", "/owner/statements/2026-13")).status == 404

@@ -17,6 +17,8 @@ from lite_csms.web.render import page
 from lite_csms.web.security import read_form
 
 NOT_YOURS = "You have no such station."
+# Charges listed per page of a statement (about 200 bytes each).
+STATEMENT_ROWS = 80
 
 
 def _set_price(owner_id: int, station_id: str, form: dict[str, str], who: str
@@ -101,7 +103,14 @@ def routes(web: Web) -> list[Route]:
                               settings.data_price_per_mb, settings.currency)
         if found is None:
             raise HTTPException(404, "no such statement")
-        return page(request, "statement.html", me=owner, st=found)
+        # A busy month lists hundreds of charges: a page at a time keeps it under 30 kB.
+        raw = request.query_params.get("page", "1")
+        number = int(raw) if raw.isdigit() and 0 < int(raw) < 10_000 else 1
+        charges = found["transactions"]
+        pages = max(1, -(-len(charges) // STATEMENT_ROWS))
+        shown = charges[(number - 1) * STATEMENT_ROWS:number * STATEMENT_ROWS]
+        return page(request, "statement.html", me=owner, st=found, charges=shown,
+                    page_number=number, pages=pages)
 
     return [
         Route("/owner", home),
