@@ -132,7 +132,7 @@ def driver_and_owner(browser: Any, base: str, sent: dict[str, str], database: Pa
     phone.until(lambda t: "See your charge" in t, "the running session on the QR page")
     phone.press("See your charge")
     assert "Charging" in phone.text() and "Stop charging" in phone.text()
-    time.sleep(0.5)
+    time.sleep(0.3)  # let the register climb: the reading must show energy
     phone.press("Update reading")
     text = phone.text()
     assert "Just read from the charger." in text, text
