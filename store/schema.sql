@@ -148,7 +148,8 @@ CREATE TABLE "id_token" (
     "created_at" TEXT NOT NULL,
     "updated_at" TEXT NOT NULL,
     "token_key" VARCHAR(255),
-    "driver_id" INTEGER
+    "driver_id" INTEGER,
+    FOREIGN KEY ("driver_id") REFERENCES "driver" ("id") ON DELETE SET NULL
 );
 
 CREATE TABLE "local_list_state" (
@@ -289,7 +290,8 @@ CREATE TABLE "station" (
     "firmware_changed_at" TEXT,
     "previous_firmware_version" TEXT,
     "security_profile" INTEGER,
-    "owner_id" INTEGER
+    "owner_id" INTEGER,
+    FOREIGN KEY ("owner_id") REFERENCES "owner" ("id") ON DELETE SET NULL
 );
 
 CREATE TABLE "station_budget" (

@@ -672,6 +672,12 @@ class Tariff(BaseModel):
     updated_by = pw.TextField(null=True)
 
 
+# Declared before their targets, these two were deferred; resolved now, they get their
+# FOREIGN KEY in a new file as an in-place upgrade's ALTER TABLE gives them (db/upgrade.py).
+Station.owner.deferred = False
+IdToken.driver.deferred = False
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     Station,
     Connector,
