@@ -17,7 +17,7 @@ import pytest
 import trio
 
 from lite_csms import config, passwords
-from lite_csms.db.models import Station, Transaction
+from lite_csms.db.models import Owner, Station, Transaction
 from lite_csms.ocppj import timestamps
 from lite_csms.sharing import codes, drivers, owners, pricing
 from lite_csms.web.common import safe_next
@@ -244,6 +244,26 @@ async def test_a_wrong_code_and_a_code_for_another_phone_do_not_sign_in(
                            {"csrf": page.csrf(), "code": code})
         assert reply.status == 400 and "wrong or has expired" in reply.body
     assert (await http(csms, client, "get", "/driver")).status == 303
+    # Three codes per phone in 15 minutes (sharing/codes.py): the fourth is refused.
+    for attempt in range(3):
+        reply = await http(csms, other, "submit", "/signin", "/signin",
+                           {"phone": "+254700000002"})
+        assert reply.status == (303 if attempt < 2 else 429)
+    assert int(reply.headers["retry-after"]) > 0 and "Too many codes" in reply.body
+
+
+async def test_a_disabled_owner_is_signed_out_at_the_next_request(
+        csms: CsmsInProcess) -> None:
+    made = await csms.server.store.run(seed)
+    client = await signed_in_owner(csms, "o0@example.com")
+    assert (await http(csms, client, "get", "/owner")).status == 200
+
+    def disable() -> None:
+        Owner.update(disabled=True).where(Owner.id == made["owners"][0]).execute()
+
+    await csms.server.store.run(disable)
+    reply = await http(csms, client, "get", "/owner/stations/CS-0")
+    assert reply.status == 303 and reply.location.startswith("/owner/signin")
 
 
 # ---- sign-in limits -----------------------------------------------------------------------
@@ -323,6 +343,9 @@ def test_the_session_key_is_made_once_and_kept(tmp_path: Path) -> None:
     path.write_text("short\n")
     with pytest.raises(OSError):
         session_secret(settings)
+    memory = config.load(environ={}, overrides={"database": ":memory:"})
+    assert session_secret(memory) != session_secret(memory)
+    assert not Path(":memory:.web-secret").exists()
 
 
 async def test_a_busy_months_statement_is_paged_under_the_size_limit(

@@ -32,6 +32,9 @@ def session_secret(settings: Settings) -> str:
     with a key it would forget)."""
     if settings.web_secret:
         return settings.web_secret
+    if settings.database in ("", ":memory:"):
+        # Nothing outlives this process: neither need its sessions.
+        return secrets.token_urlsafe(_BYTES)
     path = secret_path(settings)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
