@@ -163,7 +163,7 @@ async def test_every_post_needs_the_session_csrf_token(csms: CsmsInProcess) -> N
 
 # ---- owners see only their own stations ---------------------------------------------------
 async def test_an_owner_sees_and_prices_only_their_own_stations(csms: CsmsInProcess) -> None:
-    await csms.server.store.run(seed)
+    made = await csms.server.store.run(seed)
     amina = await signed_in_owner(csms, "o0@example.com")
     home = await http(csms, amina, "get", "/owner")
     assert home.status == 200 and "CS-0" in home.body and "CS-1" not in home.body
@@ -197,6 +197,16 @@ async def test_an_owner_sees_and_prices_only_their_own_stations(csms: CsmsInProc
     await http(csms, amina, "post", "/owner/stations/CS-0/availability",
                {"csrf": token, "connector": "0", "operative": "0"})
     assert "offline" in (await http(csms, amina, "get", "/owner/stations/CS-0")).body
+    # A charge running now shows on her stations page, with its cost so far.
+    def running() -> None:
+        Transaction.create(station="CS-0", evse_id=1, connector_id=1, id_token="D0",
+                           started_at=timestamps.now_utc() - timedelta(minutes=30),
+                           energy_wh=2000.0, price_at=timestamps.now_utc(),
+                           price_currency="KES", price_per_kwh=3050, price_per_hour=0,
+                           price_fee=0, owner_id=made["owners"][0])
+
+    await csms.server.store.run(running)
+    assert "Charging now: 2.00 kWh, 30 min" in (await http(csms, amina, "get", "/owner")).body
     baraka = await signed_in_owner(csms, "o1@example.com")
     sessions = await http(csms, baraka, "get", "/owner/sessions")
     assert sessions.status == 200 and "KES 150.00" not in sessions.body
@@ -264,6 +274,23 @@ async def test_a_disabled_owner_is_signed_out_at_the_next_request(
     await csms.server.store.run(disable)
     reply = await http(csms, client, "get", "/owner/stations/CS-0")
     assert reply.status == 303 and reply.location.startswith("/owner/signin")
+
+
+async def test_a_driver_with_a_password_signs_in_without_a_code(csms: CsmsInProcess) -> None:
+    def account() -> None:
+        drivers.add_driver(email="otieno@example.com",
+                           password_hash=passwords.hash_password(PASSWORD))
+
+    await csms.server.store.run(account)
+    client = client_for(csms)
+    wrong = await http(csms, client, "submit", "/signin/password?next=/s/CS-0/1",
+                       "/signin/password", {"login": "otieno@example.com", "password": "nope",
+                                            "next": "/s/CS-0/1"})
+    assert wrong.status == 400 and "do not match" in wrong.body
+    right = await http(csms, client, "submit", "/signin/password", "/signin/password", {
+        "login": "Otieno@Example.com", "password": PASSWORD, "next": "/driver"})
+    assert right.status == 303 and right.location == "/driver"
+    assert (await http(csms, client, "get", "/driver")).status == 200
 
 
 # ---- sign-in limits -----------------------------------------------------------------------

@@ -166,8 +166,15 @@ def driver_and_owner(browser: Any, base: str, sent: dict[str, str], database: Pa
     assert "New price saved" in phone.text()
     with closing(sqlite3.connect(database)) as conn:
         assert conn.execute("SELECT per_kwh FROM tariff").fetchone() == (3000,)
+    # Out of service (ChangeAvailability through the command path), seen on the QR page.
+    phone.press("Take out of service")
+    assert "The charger is now out of service." in phone.text()
     phone.open("/s/CS-WEB/1")
-    assert "KES 30.00/kWh" in phone.text()
+    text = phone.until(lambda t: "Out of service" in t, "the connector out of service")
+    assert "KES 30.00/kWh" in text and "Start charging" not in text
+    phone.open("/owner/stations/CS-WEB")
+    phone.press("Make available")
+    assert "The charger is now available." in phone.text()
 
 
 async def test_a_driver_charges_and_the_owner_sees_it(
