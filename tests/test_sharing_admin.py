@@ -142,6 +142,8 @@ async def test_admin_api_sharing(csms: CsmsInProcess) -> None:
     assert status == 200 and statement["revenue"] == {"KES": 2 * 2500 + 5000}
     assert statement["transactions"][0]["id"] == tx_id
     assert (await http(csms, "GET", "/owners/1/statements/2026-00", key))[0] == 400
+    status, row = await http(csms, "GET", f"/transactions/{tx_id}", key)
+    assert (row["cost"], row["currency"], row["cost_text"]) == (10000, "KES", "KES 100.00")
     status, found = await http(csms, "GET", "/drivers/1", key)
     assert status == 200 and found["sessions"][0]["cost"] == 10000
     status, doc = await http(csms, "GET", "/openapi.json")
