@@ -117,6 +117,9 @@ def test_one_time_codes_hash_expiry_attempts_and_rate(db: pw.SqliteDatabase) -> 
         codes.issue(phone, now + timedelta(minutes=5))
     assert 0 < refused.value.retry_after <= 600
     assert codes.issue(phone, now + timedelta(minutes=16))
+    # Codes long past use are deleted as new ones are issued.
+    codes.issue(phone, now + timedelta(hours=2))
+    assert OneTimeCode.select().where(OneTimeCode.phone == phone).count() == 1
     # A new code replaces the one before it.
     first = codes.issue("+254722000000", now)
     codes.issue("+254722000000", now + timedelta(seconds=1))

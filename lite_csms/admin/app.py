@@ -171,7 +171,7 @@ def build_app(control: StationControl) -> Starlette:
             if not 0 <= wait <= limit:
                 raise HTTPException(400, f"wait must be 0 to {limit:g} seconds")
         answer = await control.progress(tx_id, fresh=fresh in ("1", "true"), wait=wait,
-                                                requested_by=f"api:{who}")
+                                        requested_by=f"api:{who}")
         if answer is None:
             raise HTTPException(404, "not found")
         return JsonResponse(answer)

@@ -59,6 +59,9 @@ def issue(phone: str, now: datetime) -> str:
         raise TooManyCodes(max(1, math.ceil(wait.total_seconds())))
     OneTimeCode.update(used_at=now).where(OneTimeCode.phone == number,
                                           OneTimeCode.used_at.is_null()).execute()
+    # Rows past any use (expired, outside the rate window) are of no further use: go.
+    OneTimeCode.delete().where(OneTimeCode.phone == number,
+                               OneTimeCode.expires_at < now - CODE_WINDOW).execute()
     code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
     salt = secrets.token_hex(16)
     OneTimeCode.create(phone=number, code_hash=f"{salt}${_digest(salt, code)}",
