@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from typing import Any
 from urllib.parse import quote
@@ -80,5 +81,5 @@ def row_id(raw: str) -> int:
     return int(raw)
 
 
-def now() -> Any:
+def now() -> datetime:
     return timestamps.now_utc()

@@ -36,7 +36,7 @@ def _set_price(owner_id: int, station_id: str, form: dict[str, str], who: str
 def routes(web: Web) -> list[Route]:
     async def home(request: Request) -> Response:
         owner = await signed_in_as(web, request, "owner")
-        ids = {s["id"] for s in await web.run(owners.stations_of, owner["id"])}
+        ids = await web.run(queries.owned_ids, owner["id"])
         data = await web.run(queries.owner_home, owner["id"],
                              {i for i in ids if web.online(i)}, now())
         return page(request, "owner_home.html", me=owner, **data)

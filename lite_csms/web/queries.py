@@ -111,6 +111,10 @@ def _earnings(owner_id: int, start: datetime, end: datetime) -> dict[str, Any]:
     return {"sessions": count, "energy_wh": energy, "revenue": sorted(revenue.items())}
 
 
+def owned_ids(owner_id: int) -> list[str]:
+    return [s.id for s in Station.select(Station.id).where(Station.owner == owner_id)]
+
+
 def owner_home(owner_id: int, online: set[str], now: datetime) -> dict[str, Any]:
     """The owner's stations (online, each connector's status, the running session) and this
     month's earnings so far."""
