@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -22,12 +23,13 @@ from ocpp.v21 import call as call21
 from ocpp.v201 import ChargePoint as ChargePoint201
 from ocpp.v201 import call as call201
 from ocpp.v201 import call_result as result201
+from trio_websocket import open_websocket_url
 
 from lite_csms.db.models import IdToken
 from lite_csms.ocppj.timestamps import format_utc
 from lite_csms.sharing import pricing
-from tests.conftest import CsmsInProcess
-from tests.test_server import register
+from tests.conftest import CsmsInProcess, start_in_process
+from tests.test_server import BOOT_201, register
 
 PRICE = "Price: KES 25.00/kWh + KES 60.00/h + KES 50.00 per session"
 
@@ -153,3 +155,87 @@ async def test_tariff_total_cost_and_cost_updated_reach_the_charger(
     info, total = await trio.to_thread.run_sync(asyncio.run, scenario21())
     assert info["personal_message"]["content"] == PRICE
     assert total == 81.0  # 1 kWh * 25 + 0.1 h * 60 + 50
+
+
+class RawCharger:
+    """A raw 2.0.1 client that answers the CSMS's CALLs and keeps the CostUpdated ones."""
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.costs: list[float] = []
+        self.ids = 0
+
+    async def call(self, action: str, payload: dict) -> dict:
+        self.ids += 1
+        unique = f"m{self.ids}"
+        await self.ws.send_message(json.dumps([2, unique, action, payload]))
+        while True:
+            message = json.loads(await self.ws.get_message())
+            if message[0] == 2:
+                assert message[2] == "CostUpdated", message
+                self.costs.append(message[3]["totalCost"])
+                await self.ws.send_message(json.dumps([3, message[1], {}]))
+            elif message[1] == unique:
+                assert message[0] == 3, message
+                return message[2]
+
+    async def cost_updated(self) -> float:
+        """Wait for the next CostUpdated and answer it."""
+        with trio.fail_after(5):
+            message = json.loads(await self.ws.get_message())
+        assert message[0] == 2 and message[2] == "CostUpdated", message
+        self.costs.append(message[3]["totalCost"])
+        await self.ws.send_message(json.dumps([3, message[1], {}]))
+        return message[3]["totalCost"]
+
+
+def sampled(wh: float, when: datetime, context: str = "Sample.Periodic") -> list:
+    return [{"timestamp": format_utc(when), "sampledValue": [
+        {"value": wh, "context": context, "measurand": "Energy.Active.Import.Register"}]}]
+
+
+async def test_cost_updated_waits_out_its_interval_and_needs_a_change(
+        nursery: trio.Nursery, tmp_path: Path) -> None:
+    csms = await start_in_process(nursery, tmp_path, cost_update_interval=0.6)
+    await register(csms, "RATE-1")
+    await csms.server.store.run(lambda: pricing.set_tariff("RATE-1", "EUR", "1", "0", "0"))
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    async with open_websocket_url(csms.url("RATE-1"), subprotocols=["ocpp2.0.1"]) as ws:
+        cp = RawCharger(ws)
+        await cp.call("BootNotification", BOOT_201)
+        await cp.call("TransactionEvent", {
+            "eventType": "Started", "seqNo": 0, "timestamp": format_utc(start),
+            "triggerReason": "CablePluggedIn", "transactionInfo": {"transactionId": "R-1"},
+            "evse": {"id": 1, "connectorId": 1},
+            "meterValue": sampled(0, start, "Transaction.Begin")})
+
+        async def reading(minutes: int, wh: float, sent: float | None) -> None:
+            before = len(cp.costs)
+            await cp.call("MeterValues", {
+                "evseId": 1, "meterValue": sampled(wh, start + timedelta(minutes=minutes))})
+            if sent is not None:
+                if len(cp.costs) == before:  # not already taken while awaiting the answer
+                    await cp.cost_updated()
+                assert cp.costs[before:] == [sent]
+                return
+            # The check the reading started (registered before its answer) ends sending
+            # nothing: one that sent would wait for our answer and never end.
+            with trio.fail_after(5):
+                while csms.server.costs._checking:
+                    await trio.sleep(0.01)
+
+        await reading(1, 1000, 1.0)        # 1 kWh at 1.00: the first change is sent
+        await reading(2, 2000, None)       # changed, inside the interval: not sent
+        await trio.sleep(0.6)
+        await reading(3, 2000, 2.0)        # interval over: the change held back goes now
+        await trio.sleep(0.6)
+        await reading(4, 2000, None)       # interval over, but nothing changed: not sent
+        # A TransactionEvent's totalCost tells the charger too: no CostUpdated repeats it.
+        answer = await cp.call("TransactionEvent", {
+            "eventType": "Updated", "seqNo": 1, "timestamp": format_utc(start),
+            "triggerReason": "MeterValuePeriodic", "transactionInfo": {"transactionId": "R-1"},
+            "meterValue": sampled(3000, start + timedelta(minutes=5))})
+        assert answer["totalCost"] == 3.0
+        await trio.sleep(0.6)
+        await reading(6, 3000, None)
+        assert cp.costs == [1.0, 2.0]
