@@ -137,6 +137,20 @@ class Settings:
     # Handshakes from one IPv4 address or IPv6 /64 at once, and never more than half of
     # max_handshakes: idle sockets from one address cannot hold every handshake slot.
     max_handshakes_per_source: int = 500
+    # Peer-to-peer sharing (lite_csms/sharing/). The web page's address as drivers reach it
+    # (https://charge.example.com): QR codes point at <public_url>/s/<station>/<connector>.
+    public_url: str = ""
+    # ISO 4217 currency of tariffs set without one, and of the data price.
+    currency: str = "EUR"
+    # What a charger's data costs its owner in statements: minor units of `currency` per
+    # 1,000,000 bytes at the IP layer (0: not charged).
+    data_price_per_mb: int = 0
+    # 2.0.1/2.1 chargers: the least seconds between two CostUpdated to one session, sent only
+    # when its running cost changed with new meter values (0: never send CostUpdated).
+    cost_update_interval: float = 900.0
+    # The key that signs the web page's session cookie; empty: generated on first start and
+    # kept in <database>.web-secret (mode 0600). Changing it signs everyone out.
+    web_secret: str = ""
 
     @property
     def dead_peer_bound(self) -> int:
@@ -218,6 +232,12 @@ def _check(settings: Settings) -> Settings:
         raise ConfigError("security_profile_default 2 and 3 need tls_cert and tls_key")
     if settings.security_profile_default == 3 and not settings.tls_client_ca:
         raise ConfigError("security_profile_default 3 needs tls_client_ca")
+    if settings.public_url and not settings.public_url.startswith(("https://", "http://")):
+        raise ConfigError("public_url: an http:// or https:// URL")
+    if not (len(settings.currency) == 3 and settings.currency.isalpha()
+            and settings.currency.isupper()):
+        raise ConfigError(f"currency: an ISO 4217 code such as KES or EUR, got "
+                          f"{settings.currency!r}")
     if settings.progress_wait > settings.progress_max_wait:
         raise ConfigError("progress_wait: at most progress_max_wait")
     return settings

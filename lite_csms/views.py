@@ -15,6 +15,7 @@ from lite_csms.db.models import (
     Station,
     Transaction,
 )
+from lite_csms.sharing.money import format_amount
 
 
 def station_row(station: Station) -> dict[str, Any]:
@@ -53,6 +54,10 @@ def transaction_row(tx: Transaction) -> dict[str, Any]:
         "reason": tx.stop_reason, "offline": tx.offline, "seq_no_gaps": tx.seq_no_gaps,
         "flag": f"REVIEW: {tx.review}" if tx.review else None,
         "reconstructed": tx.reconstructed, "review_reason": tx.review_reason,
+        # The price the session was taken at and its cost (minor units; sharing/pricing.py).
+        "currency": tx.price_currency, "cost": tx.cost,
+        "cost_text": (None if tx.cost is None or tx.price_currency is None
+                      else format_amount(tx.cost, tx.price_currency)),
     }
 
 

@@ -117,6 +117,16 @@ CREATE TABLE "device_variable" (
     FOREIGN KEY ("report_id") REFERENCES "device_report" ("id") ON DELETE SET NULL
 );
 
+CREATE TABLE "driver" (
+    "id" INTEGER NOT NULL PRIMARY KEY,
+    "name" TEXT,
+    "phone" VARCHAR(16),
+    "email" VARCHAR(254),
+    "password_hash" TEXT,
+    "created_at" TEXT NOT NULL,
+    "disabled" INTEGER NOT NULL
+);
+
 CREATE TABLE "energy_reading" (
     "id" INTEGER NOT NULL PRIMARY KEY,
     "transaction_id" INTEGER NOT NULL,
@@ -137,7 +147,9 @@ CREATE TABLE "id_token" (
     "group_token" VARCHAR(255),
     "created_at" TEXT NOT NULL,
     "updated_at" TEXT NOT NULL,
-    "token_key" VARCHAR(255)
+    "token_key" VARCHAR(255),
+    "driver_id" INTEGER,
+    FOREIGN KEY ("driver_id") REFERENCES "driver" ("id") ON DELETE SET NULL
 );
 
 CREATE TABLE "local_list_state" (
@@ -187,6 +199,16 @@ CREATE TABLE "meter_sample" (
     FOREIGN KEY ("transaction_id") REFERENCES "transaction" ("id") ON DELETE SET NULL
 );
 
+CREATE TABLE "one_time_code" (
+    "id" INTEGER NOT NULL PRIMARY KEY,
+    "phone" VARCHAR(16) NOT NULL,
+    "code_hash" VARCHAR(128) NOT NULL,
+    "created_at" TEXT NOT NULL,
+    "expires_at" TEXT NOT NULL,
+    "attempts" INTEGER NOT NULL,
+    "used_at" TEXT
+);
+
 CREATE TABLE "operator_setting" (
     "id" INTEGER NOT NULL PRIMARY KEY,
     "station_id" VARCHAR(48) NOT NULL,
@@ -195,6 +217,16 @@ CREATE TABLE "operator_setting" (
     "requested_by" TEXT,
     "at" TEXT NOT NULL,
     FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE
+);
+
+CREATE TABLE "owner" (
+    "id" INTEGER NOT NULL PRIMARY KEY,
+    "name" TEXT NOT NULL,
+    "email" VARCHAR(254),
+    "phone" VARCHAR(16),
+    "password_hash" TEXT,
+    "created_at" TEXT NOT NULL,
+    "disabled" INTEGER NOT NULL
 );
 
 CREATE TABLE "policy_change" (
@@ -257,7 +289,9 @@ CREATE TABLE "station" (
     "created_at" TEXT NOT NULL,
     "firmware_changed_at" TEXT,
     "previous_firmware_version" TEXT,
-    "security_profile" INTEGER
+    "security_profile" INTEGER,
+    "owner_id" INTEGER,
+    FOREIGN KEY ("owner_id") REFERENCES "owner" ("id") ON DELETE SET NULL
 );
 
 CREATE TABLE "station_budget" (
@@ -303,6 +337,17 @@ CREATE TABLE "station_setting" (
     "value" TEXT,
     "readonly" INTEGER NOT NULL,
     "updated_at" TEXT NOT NULL,
+    FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE
+);
+
+CREATE TABLE "tariff" (
+    "station_id" VARCHAR(48) NOT NULL PRIMARY KEY,
+    "currency" VARCHAR(3) NOT NULL,
+    "per_kwh" INTEGER NOT NULL,
+    "per_hour" INTEGER NOT NULL,
+    "session_fee" INTEGER NOT NULL,
+    "updated_at" TEXT NOT NULL,
+    "updated_by" TEXT,
     FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE
 );
 
@@ -370,6 +415,14 @@ CREATE TABLE "transaction" (
     "review_reason" TEXT,
     "review_note" TEXT,
     "generation" INTEGER NOT NULL,
+    "price_at" TEXT,
+    "price_currency" VARCHAR(3),
+    "price_per_kwh" INTEGER,
+    "price_per_hour" INTEGER,
+    "price_fee" INTEGER,
+    "cost" INTEGER,
+    "owner_id" INTEGER,
+    "driver_id" INTEGER,
     FOREIGN KEY ("station_id") REFERENCES "station" ("id") ON DELETE CASCADE
 );
 
@@ -422,9 +475,15 @@ CREATE INDEX "device_variable_station_id" ON "device_variable" ("station_id");
 
 CREATE UNIQUE INDEX "device_variable_station_id_component_component_instance__941af7a" ON "device_variable" ("station_id", "component", "component_instance", "evse_id", "connector_id", "variable", "variable_instance", "attribute_type");
 
+CREATE UNIQUE INDEX "driver_email" ON "driver" ("email");
+
+CREATE UNIQUE INDEX "driver_phone" ON "driver" ("phone");
+
 CREATE INDEX "energy_reading_transaction_id" ON "energy_reading" ("transaction_id");
 
 CREATE UNIQUE INDEX "energy_reading_transaction_id_timestamp_context_source_s_cc6d233" ON "energy_reading" ("transaction_id", "timestamp", "context", "source", "seq_no", "value_wh");
+
+CREATE INDEX "id_token_driver_id" ON "id_token" ("driver_id");
 
 CREATE UNIQUE INDEX "id_token_token" ON "id_token" ("token");
 
@@ -446,9 +505,15 @@ CREATE UNIQUE INDEX "meter_sample_station_id_evse_id_timestamp_measurand_phas_ca
 
 CREATE INDEX "meter_sample_transaction_id" ON "meter_sample" ("transaction_id");
 
+CREATE INDEX "one_time_code_phone_created_at" ON "one_time_code" ("phone", "created_at");
+
 CREATE INDEX "operator_setting_station_id" ON "operator_setting" ("station_id");
 
 CREATE UNIQUE INDEX "operator_setting_station_id_key" ON "operator_setting" ("station_id", "key");
+
+CREATE UNIQUE INDEX "owner_email" ON "owner" ("email");
+
+CREATE UNIQUE INDEX "owner_phone" ON "owner" ("phone");
 
 CREATE INDEX "policy_change_station_id" ON "policy_change" ("station_id");
 
@@ -469,6 +534,8 @@ CREATE UNIQUE INDEX "station_deviation_station_id_action_kind_path" ON "station_
 CREATE INDEX "station_event_station_id" ON "station_event" ("station_id");
 
 CREATE INDEX "station_event_station_id_action_received_at" ON "station_event" ("station_id", "action", "received_at");
+
+CREATE INDEX "station_owner_id" ON "station" ("owner_id");
 
 CREATE INDEX "station_setting_station_id" ON "station_setting" ("station_id");
 

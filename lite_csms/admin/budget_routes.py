@@ -50,15 +50,6 @@ def _all(settings: Settings, now: datetime, month: tuple[int, int] | None
             for u in usage.all_usage(settings, now, month)]
 
 
-def _one(station_id: str, settings: Settings, now: datetime, month: tuple[int, int] | None,
-         by: str | None) -> dict[str, Any] | None:
-    if Station.get_or_none(Station.id == station_id) is None:
-        return None
-    found = usage.station_usage(station_id, settings, now, month)
-    return {**report.station_record(found, now, by),
-            "budget": usage.effective_budget(station_id, settings).as_dict()}
-
-
 def _set(station_id: str, settings: Settings, data: dict[str, Any]) -> dict[str, Any] | None:
     if Station.get_or_none(Station.id == station_id) is None:
         return None
@@ -107,7 +98,8 @@ def routes(store: StoreWriter, settings: Settings, caller: Callable[[Request], A
         if by is not None and by not in usage.BREAKDOWNS:
             raise HTTPException(400, f"by must be one of {', '.join(usage.BREAKDOWNS)}")
         month, at = _month(request), _at(request)
-        return respond(await found(partial(_one, station_id, settings, at, month, by)))
+        return respond(await found(partial(report.station_report, station_id, settings, at,
+                                           month, by)))
 
     async def station_explain(request: Request) -> Response:
         await caller(request)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lite_csms import __version__
+from lite_csms.admin import openapi_sharing
 from lite_csms.operations.named import NAMES
 
 
@@ -139,6 +140,12 @@ _PROGRESS = {
                        "description": "the TriggerMessage in the command log"},
         "next_fetch_in_s": {"type": "number",
                             "description": "seconds until a new reading may be fetched"},
+        "price": {"type": ["object", "null"],
+                  "description": "the price the session was taken at: currency, per_kwh, "
+                                 "per_hour, session_fee (minor units), text; null: unpriced"},
+        "cost": {"type": ["integer", "null"],
+                 "description": "minor units: as of now while running, final once ended"},
+        "cost_text": {"type": ["string", "null"], "description": "\"KES 12.35\""},
     },
 }
 
@@ -155,6 +162,7 @@ DOCUMENT: dict[str, Any] = {
             "CommandRequest": _COMMAND_REQUEST,
             "BudgetSettings": _BUDGET_SETTINGS,
             "Progress": _PROGRESS,
+            **openapi_sharing.SCHEMAS,
         },
     },
     "paths": {
@@ -296,5 +304,6 @@ DOCUMENT: dict[str, Any] = {
             "responses": {"200": _ok("progress", {"$ref": "#/components/schemas/Progress"}),
                           "400": _ERROR, "401": _ERROR, "404": _ERROR}}},
         **_BUDGET_PATHS,
+        **openapi_sharing.PATHS,
     },
 }

@@ -6,6 +6,8 @@ from datetime import datetime
 from typing import Any
 
 from lite_csms.budget import counters, usage
+from lite_csms.config import Settings
+from lite_csms.db.models import Station
 
 TOP_ACTIONS = 3
 _READ = object()
@@ -32,3 +34,14 @@ def station_record(found: usage.StationUsage, now: datetime, by: str | None = No
         record["days"] = record["breakdown"] if by == "day" else usage.breakdown("day", found,
                                                                                  now)
     return record
+
+
+def station_report(station_id: str, settings: Settings, now: datetime,
+                   month: tuple[int, int] | None, by: str | None) -> dict[str, Any] | None:
+    """GET /stations/{id}/budget: station_record for the current cycle (or `month`) with its
+    effective budget settings; None for an unknown station (a store job)."""
+    if Station.get_or_none(Station.id == station_id) is None:
+        return None
+    found = usage.station_usage(station_id, settings, now, month)
+    return {**station_record(found, now, by),
+            "budget": usage.effective_budget(station_id, settings).as_dict()}

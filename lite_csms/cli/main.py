@@ -1,4 +1,5 @@
-"""Entry point: `lite-csms serve`, `station`, `token` and `tx`."""
+"""Entry point: `lite-csms serve`, `station`, `token`, `tx`, and the sharing commands
+`owner`, `driver`, `tariff` and `statement`."""
 
 from __future__ import annotations
 
@@ -15,7 +16,16 @@ from typing import NoReturn
 import peewee as pw
 
 from lite_csms import __version__, config
-from lite_csms.cli import apikeys, backup, budget, remote, stations, tokens, transactions
+from lite_csms.cli import (
+    apikeys,
+    backup,
+    budget,
+    remote,
+    sharing,
+    stations,
+    tokens,
+    transactions,
+)
 from lite_csms.cli.output import CliError
 from lite_csms.db.database import DatabaseError, open_database
 from lite_csms.net.ports import PortBusy
@@ -80,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     remote.add_parsers(sub, common)
     budget.add_parsers(sub, common)
     backup.add_parsers(sub, common)
+    sharing.add_parsers(sub, common)
     return parser
 
 
@@ -214,6 +225,8 @@ def _main(argv: Sequence[str] | None) -> int:
                 return backup.run(args, Path(settings.database))
             if args.command == "station":
                 return stations.run(args, settings)
+            if args.command in ("owner", "driver", "tariff", "statement"):
+                return sharing.run(args, settings)
             handler = {"token": tokens.run, "tx": transactions.run, "apikey": apikeys.run}
             return handler[args.command](args)
         finally:

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from lite_csms import passwords
-from lite_csms.cli import station_csv
+from lite_csms.cli import sharing, station_csv
 from lite_csms.cli.output import CliError, emit, emit_one
 from lite_csms.config import Settings
 from lite_csms.db.models import Station
@@ -72,6 +72,7 @@ def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     cmds.add_parser("reject", parents=[common],
                     help="answer its BootNotification Rejected: it may do nothing else"
                     ).add_argument("station_id")
+    sharing.add_station_parsers(cmds, common)
 
 
 def _valid_id(raw: str) -> str:
@@ -101,6 +102,8 @@ def run(args: argparse.Namespace, settings: Settings | None = None) -> int:
     if command == "export":
         return station_csv.export_file(args.file)
     station_id = _valid_id(args.station_id)
+    if command in ("set-owner", "qr"):
+        return sharing.station_command(args, settings or Settings())
     if command == "add":
         if Station.get_or_none(Station.id == station_id) is not None:
             raise CliError(f"station {station_id!r} already exists")

@@ -60,6 +60,10 @@ class Station(BaseModel):
     # OCPP security profile 1, 2 or 3 (net/profiles.py); NULL follows the server's
     # security_profile_default. Only ever raised by a connecting station.
     security_profile = pw.IntegerField(null=True)
+    # The person who owns the charger and earns what it sells (lite_csms/sharing/); NULL:
+    # the operator's own. Deferred: Owner is declared after the existing models.
+    owner = pw.DeferredForeignKey("Owner", null=True, backref="stations",
+                                  on_delete="SET NULL")
 
 
 class Connector(BaseModel):
@@ -109,6 +113,9 @@ class IdToken(BaseModel):
     # token_key(token): unique, so no two tokens differ only in case. NULL only on a row a
     # schema-2 upgrade found to duplicate an older one (see authorization.upgrade_v3).
     token_key = pw.CharField(null=True, unique=True, max_length=255)
+    # The driver this token belongs to (lite_csms/sharing/drivers.py); NULL: nobody's.
+    driver = pw.DeferredForeignKey("Driver", null=True, backref="tokens",
+                                   on_delete="SET NULL")
 
     def save(self, *args: object, **kwargs: object) -> int:
         self.updated_at = utcnow()
@@ -154,6 +161,22 @@ class Transaction(BaseModel):
     # charger's 0 or -1 for sessions that never got an id): each session under one number is
     # a row of its own, 0, 1, 2, ... in order; later messages go to the newest.
     generation = pw.IntegerField(default=0)
+    # The price in force when the CSMS first heard of the session (lite_csms/sharing/
+    # pricing.py), copied so that a later tariff change never reprices it. Money in integer
+    # minor units of price_currency (ISO 4217); price_at NULL: not taken yet (a row older
+    # than pricing); price_currency NULL: the session had no tariff.
+    price_at = UtcDateTimeField(null=True)
+    price_currency = pw.CharField(null=True, max_length=3)
+    price_per_kwh = pw.BigIntegerField(null=True)
+    price_per_hour = pw.BigIntegerField(null=True)
+    price_fee = pw.BigIntegerField(null=True)
+    # Cost of the session (minor units) from its energy_wh and duration, kept current on each
+    # recount, final at stop; NULL without a tariff.
+    cost = pw.BigIntegerField(null=True)
+    # Who the session belongs to, taken with the price: the station's owner (who earns it)
+    # and the id token's driver.
+    owner_id = pw.IntegerField(null=True)
+    driver_id = pw.IntegerField(null=True)
 
     class Meta:
         indexes = (
@@ -592,6 +615,69 @@ class ServerSetting(BaseModel):
     updated_at = UtcDateTimeField(default=utcnow)
 
 
+class Owner(BaseModel):
+    """A person who owns one or more stations and earns what they sell.
+
+    Signs in to the web page with email or phone and a password (scrypt, lite_csms/passwords.py).
+    """
+
+    name = pw.TextField()
+    email = pw.CharField(null=True, unique=True, max_length=254)
+    # E.164, "+254712345678" (sharing/phones.py).
+    phone = pw.CharField(null=True, unique=True, max_length=16)
+    password_hash = pw.TextField(null=True)
+    created_at = UtcDateTimeField(default=utcnow)
+    disabled = pw.BooleanField(default=False)
+
+
+class Driver(BaseModel):
+    """A person who charges: with id tokens (IdToken.driver), a phone login, or both."""
+
+    name = pw.TextField(null=True)
+    # E.164; signs in with a one-time code sent to it (OneTimeCode).
+    phone = pw.CharField(null=True, unique=True, max_length=16)
+    email = pw.CharField(null=True, unique=True, max_length=254)
+    # A simple account's password (scrypt); NULL: one-time codes only.
+    password_hash = pw.TextField(null=True)
+    created_at = UtcDateTimeField(default=utcnow)
+    disabled = pw.BooleanField(default=False)
+
+
+class OneTimeCode(BaseModel):
+    """A sign-in code sent to a phone: only its salted hash is kept, it expires soon and
+    allows a few attempts (sharing/codes.py)."""
+
+    phone = pw.CharField(max_length=16)
+    code_hash = pw.CharField(max_length=128)
+    created_at = UtcDateTimeField()
+    expires_at = UtcDateTimeField()
+    attempts = pw.IntegerField(default=0)
+    used_at = UtcDateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("phone", "created_at"), False),)
+
+
+class Tariff(BaseModel):
+    """A station's price: all money in integer minor units of `currency` (ISO 4217)."""
+
+    station = pw.ForeignKeyField(Station, primary_key=True, backref="tariff",
+                                 on_delete="CASCADE")
+    currency = pw.CharField(max_length=3)
+    # Per kWh delivered, per hour of session (plugged in, not only charging), per session.
+    per_kwh = pw.BigIntegerField(default=0)
+    per_hour = pw.BigIntegerField(default=0)
+    session_fee = pw.BigIntegerField(default=0)
+    updated_at = UtcDateTimeField(default=utcnow)
+    updated_by = pw.TextField(null=True)
+
+
+# Declared before their targets, these two were deferred; resolved now, they get their
+# FOREIGN KEY in a new file as an in-place upgrade's ALTER TABLE gives them (db/upgrade.py).
+Station.owner.deferred = False
+IdToken.driver.deferred = False
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     Station,
     Connector,
@@ -623,4 +709,8 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     SettingRefusal,
     OperatorSetting,
     ServerSetting,
+    Owner,
+    Driver,
+    OneTimeCode,
+    Tariff,
 )

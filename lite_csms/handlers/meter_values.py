@@ -14,6 +14,7 @@ import peewee as pw
 from lite_csms.db.models import EnergyReading, MeterSample, Transaction, TransactionEventRecord
 from lite_csms.domain import Sample
 from lite_csms.energy import BEGIN, END, End, Measurement, Reading, measure
+from lite_csms.sharing import pricing
 
 # The review tag of a 2.x transaction whose station reused a seqNo (handlers/transactions.py).
 SEQ_NO_REUSED = "seqNo reused"
@@ -77,8 +78,10 @@ class Recount:
     new_problems: tuple[str, ...]
 
 
-def recount(transaction: Transaction) -> Recount:
-    """Recompute start, stop, latest, energy and the review flag from all readings; save."""
+def recount(transaction: Transaction, *, priced: bool = True) -> Recount:
+    """Recompute start, stop, latest, energy, cost and the review flag from all readings;
+    save. The first recount takes the session's price (sharing/pricing.py); `priced=False`
+    (a schema upgrade's backfill, which binds only its own models) leaves price and cost."""
     found = measure_transaction(transaction)
     transaction.meter_start_wh = None if found.start is None else found.start.value_wh
     transaction.meter_stop_wh = None if found.stop is None else found.stop.value_wh
@@ -88,6 +91,9 @@ def recount(transaction: Transaction) -> Recount:
     tags, reasons = review_of(transaction, found)
     transaction.review = " / ".join(dict.fromkeys(tags)) or None
     transaction.review_reason = "; ".join(reasons) or None
+    if priced:
+        pricing.update_cost(transaction,
+                            None if found.latest is None else found.latest.timestamp)
     transaction.save()
     return Recount(found, tuple(p for p in found.problems if p not in before))
 
@@ -201,4 +207,4 @@ def upgrade_v3(db: pw.Database) -> None:
                 if sample.is_energy_register:
                     readings.append(Reading(s.timestamp, s.value, s.context, "upgrade"))
             add_readings(tx, readings)
-            recount(tx)
+            recount(tx, priced=False)

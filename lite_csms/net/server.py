@@ -29,6 +29,7 @@ from lite_csms.net.connection import (
     ORDERLY_CLOSE_CODES,
     StationConnection,
 )
+from lite_csms.net.control import ServerControl
 from lite_csms.net.deflate import options_from as deflate_options
 from lite_csms.net.handshake import (
     BareSegment,
@@ -63,6 +64,7 @@ from lite_csms.net.upgrade import HandshakeRequest
 from lite_csms.net.websocket import WebSocket
 from lite_csms.ocppj import timestamps
 from lite_csms.ocppj.versions import Version
+from lite_csms.operations.cost_updates import CostUpdates
 from lite_csms.operations.progress import ProgressService
 from lite_csms.versions import StationContext
 
@@ -100,6 +102,7 @@ class CsmsServer:
         self.commands = CommandSender(self.store, self.connections)
         self.policy = BudgetPolicy(self.store, settings, self.commands)
         self.progress = ProgressService(self.store, self.commands, self.connections, settings)
+        self.costs = CostUpdates(self.store, self.commands, settings)
         self.kdf = KdfQueue(PASSWORD_CHECKS_AT_ONCE)
         self.credentials = CredentialCache()
         self.throttle = GuessThrottle()
@@ -132,6 +135,8 @@ class CsmsServer:
         self.admin_port: int | None = None
         # Last: it reads the parts above when Prometheus scrapes /metrics.
         self.metrics = ServerMetrics(self)
+        # What the admin API and the web page may ask of this server (lite_csms/control.py).
+        self.control = ServerControl(self)
 
     async def run(self, *, task_status: trio.TaskStatus[list[int]] = trio.TASK_STATUS_IGNORED
                   ) -> None:
@@ -169,6 +174,7 @@ class CsmsServer:
                     self.ports = sorted({lst.socket.getsockname()[1] for lst in listeners})
                     nursery.start_soon(self._flush_last_seen)
                     await nursery.start(self.progress.run)
+                    await nursery.start(self.costs.run)
                     nursery.start_soon(self.traffic.run, self.settings.traffic_flush_interval)
                     nursery.start_soon(self.policy.run, self.connections,
                                        self.settings.budget_policy_interval)
@@ -242,15 +248,19 @@ class CsmsServer:
         from hypercorn.trio import serve
 
         from lite_csms.admin.app import build_app
+        from lite_csms.web.app import build_web_app
+        from lite_csms.web.mount import one_port
 
+        app = one_port(build_app(self.control), build_web_app(self.control))
         config = Config()
         config.bind = [f"fd://{fd}"]
         config.accesslog = None
         config.errorlog = logging.getLogger("lite_csms.admin")
         async with trio.open_nursery() as nursery:
-            binds = await nursery.start(partial(serve, build_app(self), config))
+            binds = await nursery.start(partial(serve, app, config))
             port = int(binds[0].rsplit(":", 1)[1])
-            log.info("admin API on http://%s:%d", self.settings.admin_host, port)
+            log.info("admin API on http://%s:%d (and the web page)", self.settings.admin_host,
+                     port)
             task_status.started(port)
 
     async def _flush_last_seen(self) -> None:
@@ -492,7 +502,9 @@ class CsmsServer:
                              registration or "pending",
                              meter_seen=partial(self.progress.seen, station_id),
                              heartbeat_source=partial(self.policy.heartbeat_for, station_id,
-                                                      version))
+                                                      version),
+                             cost_changed=partial(self.costs.meter_values, station_id),
+                             cost_told=self.costs.told)
         connection = StationConnection(ws, ctx, live.meter, booted_before=booted_before,
                                        lite=lite, tally=self.tally)
         previous = self.connections.get(station_id)

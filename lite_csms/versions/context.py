@@ -33,6 +33,11 @@ class StationContext:
     # which `budget explain` shows too), so an operator's setting accepted on this very
     # connection is answered at the next boot.
     heartbeat_source: Callable[[], Awaitable[int]] | None = None
+    # 2.x block I: told the EVSE whose meter values may have changed a session's running cost
+    # (a CostUpdated may be due), and a transaction's cost a TransactionEventResponse carried
+    # (operations/cost_updates.py).
+    cost_changed: Callable[[int], None] | None = None
+    cost_told: Callable[[int, int], None] | None = None
 
     def now(self) -> datetime:
         return timestamps.now_utc()
@@ -51,6 +56,14 @@ class StationContext:
     def saw_meter_values(self, evse_id: int) -> None:
         if self.meter_seen is not None:
             self.meter_seen(evse_id)
+
+    def running_cost_may_change(self, evse_id: int) -> None:
+        if self.cost_changed is not None:
+            self.cost_changed(evse_id)
+
+    def told_cost(self, tx_id: int, cost: int) -> None:
+        if self.cost_told is not None:
+            self.cost_told(tx_id, cost)
 
 
 Handler = Callable[[StationContext, dict[str, Any]], Awaitable[dict[str, Any]]]

@@ -21,6 +21,7 @@ from lite_csms.handlers import (
 )
 from lite_csms.ocppj import timestamps, values
 from lite_csms.ocppj.lenient import Deviation
+from lite_csms.sharing import display, pricing
 from lite_csms.versions import station_messages
 from lite_csms.versions.context import Handler, StationContext
 
@@ -110,10 +111,12 @@ async def authorize(ctx: StationContext, p: Payload) -> Payload:
     now = ctx.now()
     if token["type"] == "NoAuthorization":
         return {"idTokenInfo": {"status": "Accepted"}}
-    auth = await ctx.store.run(
-        lambda: authorization.authorize(token["idToken"], now, unknown_status="Unknown")
+    auth, price = await ctx.store.run(
+        lambda: (authorization.authorize(token["idToken"], now, unknown_status="Unknown"),
+                 pricing.tariff_of(ctx.station_id))
     )
-    return {"idTokenInfo": id_token_info(auth)}
+    # I01: an accepted driver sees the station's price on its display.
+    return {"idTokenInfo": display.with_tariff(id_token_info(auth), price)}
 
 
 async def meter_values_(ctx: StationContext, p: Payload) -> Payload:
@@ -128,6 +131,7 @@ async def meter_values_(ctx: StationContext, p: Payload) -> Payload:
 
     await ctx.store.run(work)
     ctx.saw_meter_values(p["evseId"])
+    ctx.running_cost_may_change(p["evseId"])
     return {}
 
 
@@ -156,8 +160,26 @@ async def transaction_event(ctx: StationContext, p: Payload) -> Payload:
     transactions.report(outcome.notes)
     if event.samples:
         ctx.saw_meter_values(outcome.transaction.evse_id)
-    # Part 2 requires idTokenInfo in the answer whenever the request carried an idToken.
-    return {} if outcome.auth is None else {"idTokenInfo": id_token_info(outcome.auth)}
+    return _transaction_answer(ctx, event, outcome)
+
+
+def _transaction_answer(ctx: StationContext, event: TransactionEvent,
+                        outcome: transactions.EventOutcome) -> Payload:
+    tx = outcome.transaction
+    answer: Payload = {}
+    if outcome.auth is not None:
+        # Part 2 requires idTokenInfo in the answer whenever the request carried an idToken;
+        # a Started's carries the session's price (I01).
+        info = id_token_info(outcome.auth)
+        if event.event_type == "Started":
+            info = display.with_tariff(info, pricing.price_of(tx))
+        answer["idTokenInfo"] = info
+    cost = display.total_cost(tx, event.event_type, event.timestamp)
+    if cost is not None:
+        # I02 running cost (Updated), I03 final cost (Ended).
+        answer["totalCost"] = display.wire_total(tx, cost)
+        ctx.told_cost(tx.id, cost)
+    return answer
 
 
 async def reservation_status_update(ctx: StationContext, p: Payload) -> Payload:
