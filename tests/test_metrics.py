@@ -157,12 +157,15 @@ def test_registries_are_per_server(tmp_path) -> None:
         db.close()
     one.tally.inbound("Heartbeat")
     one.tally.station_error(Version.OCPP16, "Reset", "NotSupported")
-    one.metrics.commit_seconds.observe(0.003)
+    one.store.on_commit(0.003, True)  # type: ignore[misc]
     one_text, two_text = one.metrics.render().decode(), two.metrics.render().decode()
     assert 'lite_csms_messages_total{action="Heartbeat",direction="in"} 1.0' in one_text
     assert "Heartbeat" not in two_text
     assert 'code="NotSupported"' in one_text
     assert "lite_csms_store_commit_seconds_count 1.0" in one_text
+    assert 'lite_csms_store_commit_seconds_bucket{le="0.0025"} 0.0' in one_text
+    assert 'lite_csms_store_commit_seconds_bucket{le="0.005"} 1.0' in one_text
+    assert 'lite_csms_store_commit_seconds_bucket{le="+Inf"} 1.0' in one_text
     assert "lite_csms_store_commit_seconds_count 0.0" in two_text
 
 

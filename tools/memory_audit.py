@@ -109,6 +109,27 @@ def _owner(frames: list[tracemalloc.Frame]) -> tuple[str, str]:
     return inner_name, ours
 
 
+# What a connection's memory is, by the module that allocated it.
+CATEGORIES = [
+    ("trio: the task, its cancel scopes and events", ("_core/", "trio/_util", "trio/_sync",
+                                                      "trio._core", "trio._sync", "outcome/")),
+    ("socket and its epoll registration", ("trio/_socket", "trio/_highlevel_socket",
+                                           "_io_epoll", "trio/_abc")),
+    ("WebSocket frame state (wsproto, net/websocket.py)", ("wsproto/", "net/websocket")),
+    ("deflate contexts", ("net/deflate", "zlib")),
+    ("the connection's code: frames and objects of net/", ("net/",)),
+    ("byte meter (budget/)", ("budget/",)),
+    ("RPC session (ocppj/)", ("ocppj/",)),
+]
+
+
+def _category(module: str) -> str:
+    for name, prefixes in CATEGORIES:
+        if any(prefix in module for prefix in prefixes):
+            return name
+    return "other"
+
+
 def _report(stats: list[tracemalloc.StatisticDiff], stations: int, top: int) -> None:
     by_module: dict[str, list[int]] = {}
     by_line: dict[tuple[str, str], list[int]] = {}
@@ -120,6 +141,13 @@ def _report(stats: list[tracemalloc.StatisticDiff], stations: int, top: int) -> 
             entry[0] += stat.size_diff
             entry[1] += stat.count_diff
     total = sum(size for size, _ in by_module.values())
+    by_category: dict[str, int] = {}
+    for module, (size, _) in by_module.items():
+        by_category[_category(module)] = by_category.get(_category(module), 0) + size
+    print("| part of a connection | bytes/station |\n|---|---:|")
+    for name, size in sorted(by_category.items(), key=lambda kv: -kv[1]):
+        print(f"| {name} | {size / stations:.0f} |")
+    print()
     print(f"tracemalloc: {total / stations / 1024:.1f} KiB per station\n")
     print("| allocated in | bytes/station | blocks/station |\n|---|---:|---:|")
     for module, (size, count) in sorted(by_module.items(), key=lambda kv: -kv[1][0])[:top]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import math
 import sqlite3
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from functools import partial
+from typing import Any
 
 import peewee as pw
 import trio
@@ -248,10 +250,9 @@ class CsmsServer:
         from hypercorn.trio import serve
 
         from lite_csms.admin.app import build_app
-        from lite_csms.web.app import build_web_app
         from lite_csms.web.mount import one_port
 
-        app = one_port(build_app(self.control), build_web_app(self.control))
+        app = one_port(build_app(self.control), _web_app_when_asked(self.control))
         config = Config()
         config.bind = [f"fd://{fd}"]
         config.accesslog = None
@@ -578,6 +579,21 @@ class CsmsServer:
             await self.store.run(lambda: provisioning.mark_disconnected(station_id, last_seen))
         except Exception as exc:  # a full disk: the next start marks every station offline
             log.warning("%s: its disconnection cannot be stored: %s", station_id, exc)
+
+
+def _web_app_when_asked(control: ServerControl) -> Callable[..., Awaitable[None]]:
+    """The web page's app, built at its first request: its templates and their engine are
+    about 5 MB that a server nobody browses need not hold (docs/PERFORMANCE.md, idle RSS)."""
+    app: Callable[..., Awaitable[None]] | None = None
+
+    async def web(scope: dict, receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        nonlocal app
+        if app is None:
+            from lite_csms.web.app import build_web_app
+            app = build_web_app(control)
+        await app(scope, receive, send)
+
+    return web
 
 
 class WrongCredential(str):
