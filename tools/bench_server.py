@@ -170,8 +170,10 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def running_server(database: Path, log_path: Path) -> Iterator[ServerProcess]:
-    # Port 0: the kernel picks a free port and the server logs which one it got.
-    args = cli("serve", "--host", HOST, "--port", "0", "--database", str(database))
+    # Port 0 for both: the kernel picks free ports and the server logs the OCPP-J one; a
+    # fixed admin port (9001) would fail whenever another server holds it.
+    args = cli("serve", "--host", HOST, "--port", "0", "--admin-port", "0",
+               "--database", str(database))
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT)
     try:
