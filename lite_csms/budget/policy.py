@@ -26,10 +26,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lite_csms.budget import levels, memory, usage
 from lite_csms.config import Settings
+from lite_csms.db import reader as db_reader
 from lite_csms.db.models import (
     PolicyChange,
     SettingRefusal,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from lite_csms.net.connection import StationConnection
 
 log = logging.getLogger("lite_csms.budget")
+T = TypeVar("T")
 REQUESTED_BY = memory.POLICY
 SENT, SKIPPED, YIELDED = "sent", "skipped", "yielded"
 # One round per fallback value a setting may have, and no more.
@@ -320,8 +322,11 @@ def _answered_statuses(version: Version, sent: Mapping[str, str], outcome: Comma
 
 class BudgetPolicy:
     def __init__(self, store: StoreWriter, settings: Settings, commands: CommandSender,
-                 clock: Callable[[], datetime] = timestamps.now_utc) -> None:
+                 clock: Callable[[], datetime] = timestamps.now_utc,
+                 reader: db_reader.StoreReader | None = None) -> None:
         self._store = store
+        # The policy's reads at boot go beside the writer, not behind it (db/reader.py).
+        self._reader = reader
         self._settings = settings
         self._commands = commands
         self._clock = clock
@@ -333,13 +338,15 @@ class BudgetPolicy:
             budget = usage.effective_budget(station_id, self._settings)
             return boot_interval(version, budget.level, budget.policy_enabled,
                                  read_state(station_id), self._settings)
-        return await self._store.run(read)
+        return await self._read(read)
+
+    async def _read(self, work: Callable[[], T]) -> T:
+        return await db_reader.read(self._store, self._reader, work)
 
     async def on_accepted(self, connection: StationConnection) -> None:
         """Bring a freshly accepted station to its level's settings (a new cycle's first)."""
         station_id = connection.station_id
-        budget = await self._store.run(
-            partial(usage.effective_budget, station_id, self._settings))
+        budget = await self._read(partial(usage.effective_budget, station_id, self._settings))
         if not budget.policy_enabled:
             return
         # At once: the NAT mapping must hold while the settings go out, whatever they get.
@@ -355,8 +362,7 @@ class BudgetPolicy:
     async def evaluate_one(self, station_id: str, connection: StationConnection | None
                            ) -> bool:
         """Move the station if its projection says so; True when it moved."""
-        move = await self._store.run(partial(decide, station_id, self._settings,
-                                             self._clock()))
+        move = await self._read(partial(decide, station_id, self._settings, self._clock()))
         if move is None:
             return False
         await self.move(connection, station_id, move)
@@ -391,7 +397,7 @@ class BudgetPolicy:
         # Keys refused in one round and settled (not sent) in a later one, in `records` already.
         settled: set[str] = set()
         for round_ in range(MAX_ROUNDS):
-            state = await self._store.run(partial(read_state, station_id))
+            state = await self._read(partial(read_state, station_id))
             decisions = plan(level, version, nat_timeout, state, configured)
             sending = {d.key: d for d in decisions if d.outcome == SENT
                        and d.value is not None and (d.key, d.value) not in tried}

@@ -91,7 +91,7 @@ class CsmsServer:
         self.reader = None if db.database == ":memory:" else StoreReader(db.database)
         self.connections: dict[str, StationConnection] = {}
         self.commands = CommandSender(self.store, self.connections)
-        self.policy = BudgetPolicy(self.store, settings, self.commands)
+        self.policy = BudgetPolicy(self.store, settings, self.commands, reader=self.reader)
         self.progress = ProgressService(self.store, self.commands, self.connections, settings)
         self.kdf = KdfQueue(PASSWORD_CHECKS_AT_ONCE)
         self.credentials = CredentialCache()
@@ -440,7 +440,8 @@ class CsmsServer:
                              registration or "pending",
                              meter_seen=partial(self.progress.seen, station_id),
                              heartbeat_source=partial(self.policy.heartbeat_for, station_id,
-                                                      version))
+                                                      version),
+                             reader=self.reader)
         connection = StationConnection(ws, ctx, live.meter, booted_before=booted_before,
                                        lite=lite, tally=self.tally)
         previous = self.connections.get(station_id)

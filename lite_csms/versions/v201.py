@@ -110,7 +110,7 @@ async def authorize(ctx: StationContext, p: Payload) -> Payload:
     now = ctx.now()
     if token["type"] == "NoAuthorization":
         return {"idTokenInfo": {"status": "Accepted"}}
-    auth = await ctx.store.run(
+    auth = await ctx.read(
         lambda: authorization.authorize(token["idToken"], now, unknown_status="Unknown")
     )
     return {"idTokenInfo": id_token_info(auth)}
