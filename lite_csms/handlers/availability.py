@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from lite_csms.db.models import UtcDateTimeField, database_proxy
+from lite_csms.db import statements
+from lite_csms.db.models import Connector, UtcDateTimeField
 from lite_csms.ocppj.timestamps import now_utc
 
 _STORED = UtcDateTimeField()
@@ -31,7 +32,7 @@ def record_status(
 ) -> bool:
     """Store a status report; return False for a retransmitted one (same connector,
     timestamp and status), which stores nothing. Runs inside a writer job."""
-    conn = database_proxy.connection()
+    conn = statements.connection(Connector)
     stored_at = _STORED.db_value(at)
     found = conn.execute(_CONNECTOR, (station_id, evse_id, connector_id)).fetchone()
     if found is None:

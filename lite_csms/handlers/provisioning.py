@@ -13,7 +13,8 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from lite_csms.db.models import Station, UtcDateTimeField, database_proxy
+from lite_csms.db import statements
+from lite_csms.db.models import Station, UtcDateTimeField
 from lite_csms.domain import BootInfo
 
 log = logging.getLogger("lite_csms.boot")
@@ -42,7 +43,7 @@ def record_boot(station_id: str, protocol: str, info: BootInfo, at: datetime) ->
 
     Prepared statements on the writer's connection (a boot storm is the hot path at
     connect time); Station.DoesNotExist for an unknown station."""
-    conn = database_proxy.connection()
+    conn = statements.connection(Station)
     found = conn.execute(_BOOT_READ, (station_id,)).fetchone()
     if found is None:
         raise Station.DoesNotExist(f"no station {station_id!r}")
