@@ -62,6 +62,11 @@ _SEEN = ('SELECT e."transaction_id" FROM "transaction_event_record" AS e '
          'JOIN "transaction" AS t ON e."transaction_id" = t."id" '
          'WHERE t."station_id" = ? AND t."station_tx_id" = ? AND e."seq_no" = ? '
          'AND e."event_type" = ? AND e."timestamp" = ? AND e."trigger_reason" = ? LIMIT 1')
+_STARTED = ('SELECT t."id", t."auth_status" FROM "transaction" AS t '
+            'JOIN "energy_reading" AS r ON r."transaction_id" = t."id" '
+            'WHERE t."station_id" = ? AND t."station_tx_id" IS NULL AND t."evse_id" = ? '
+            'AND t."id_token" = ? AND t."started_at" = ? '
+            'AND r."source" = \'StartTransaction\' AND r."value_wh" = ? LIMIT 1')
 _SEQ_NO_KEPT = ('SELECT 1 FROM "transaction_event_record" '
                 'WHERE "transaction_id" = ? AND "seq_no" = ? LIMIT 1')
 _EVENT_FIELDS = ("transaction", "seq_no", "event_type", "trigger_reason", "timestamp",
@@ -111,19 +116,10 @@ def start_v16(
     station_id: str, connector_id: int, id_tag: str, meter_start_wh: float, at: datetime,
     reservation_id: int | None,
 ) -> StartOutcome:
-    existing = (
-        Transaction.select().join(EnergyReading).where(
-            Transaction.station == station_id,
-            Transaction.station_tx_id.is_null(),
-            Transaction.evse_id == connector_id,
-            Transaction.id_token == id_tag,
-            Transaction.started_at == at,
-            EnergyReading.source == "StartTransaction",
-            EnergyReading.value_wh == meter_start_wh,
-        ).first()
-    )
+    existing = statements.connection(Transaction).execute(_STARTED, (
+        station_id, connector_id, id_tag, _STORED.db_value(at), meter_start_wh)).fetchone()
     if existing is not None:
-        return StartOutcome(existing.id, AuthResult(existing.auth_status or "Invalid"), True)
+        return StartOutcome(existing[0], AuthResult(existing[1] or "Invalid"), True)
     notes = close_orphans(station_id, connector_id, at)
     auth = authorize_for_start(id_tag, at, station_id)
     tx = Transaction.create(
