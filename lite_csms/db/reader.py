@@ -90,8 +90,15 @@ async def read(store: StoreWriter, reader: StoreReader | None, work: Callable[[]
     """`work` on the read connection, or through the writer when there is none (an
     in-memory database) or its read fails."""
     if reader is not None:
+        import trio  # here: the CLI imports the policy, which reads, without the network stack
+
         try:
-            return reader.run(work)
+            found = reader.run(work)
         except (sqlite3.Error, pw.DatabaseError) as exc:
             log.warning("read beside the writer failed, asking the writer: %s", exc)
+        else:
+            # A yield per read, as the writer's queue gave: the policy's sweep over every
+            # connected station must not hold the event loop for the whole fleet.
+            await trio.lowlevel.checkpoint()
+            return found
     return await store.run(work)
