@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from lite_csms.budget import levels, memory, usage
 from lite_csms.config import Settings
 from lite_csms.db import reader as db_reader
+from lite_csms.db import statements
 from lite_csms.db.models import (
     PolicyChange,
     SettingRefusal,
@@ -95,19 +96,20 @@ def read_state(station_id: str) -> StationState:
     """What the station holds, refused and had set by an operator. After a firmware change
     a setting held before it counts as not held (the update may have reset it), and refusals
     made under the old firmware are forgotten (memory.refusals)."""
-    station = Station.get_or_none(Station.id == station_id)
+    # Read at every boot: prepared statements (db/statements.py), not built queries.
+    station = statements.first(Station, 'WHERE "id" = ? LIMIT 1', (station_id,))
     changed = None if station is None else station.firmware_changed_at
     held: dict[str, str | None] = {}
     renewed: set[str] = set()
-    for row in StationSetting.select().where(StationSetting.station == station_id):
+    for row in statements.rows(StationSetting, 'WHERE "station_id" = ?', (station_id,)):
         if changed is not None and row.updated_at < changed:
             renewed.add(row.key)
         else:
             held[row.key] = row.value
     note = ""
     if changed is not None and station is not None:
-        renewed.update(r.key for r in SettingRefusal.select().where(
-            SettingRefusal.station == station_id)
+        renewed.update(r.key for r in statements.rows(
+            SettingRefusal, 'WHERE "station_id" = ?', (station_id,))
             if r.firmware_version != station.firmware_version)
         note = (f"firmware changed from {station.previous_firmware_version or '(none)'} to "
                 f"{station.firmware_version or '(none)'} on "
@@ -226,7 +228,7 @@ def decide(station_id: str, settings: Settings, now: datetime) -> Move | None:
     if not budget.policy_enabled:
         return None
     current = usage.station_usage(station_id, settings, now)
-    row = StationBudget.get_or_none(StationBudget.station == station_id)
+    row = statements.first(StationBudget, 'WHERE "station_id" = ? LIMIT 1', (station_id,))
     held_since = None if row is None else row.level_cycle_start
     if held_since is not None and held_since < current.cycle_start:
         if budget.level != levels.NORMAL:
