@@ -7,7 +7,14 @@ from typing import Any
 
 import orjson
 
-from lite_csms.db.models import Command
+from lite_csms.db import statements
+from lite_csms.db.models import Command, UtcDateTimeField
+
+_STORED = UtcDateTimeField()
+_EXPIRE = ('UPDATE "command" SET "status" = \'expired\', "finished_at" = ? '
+           'WHERE "station_id" = ? AND "status" = \'queued\' AND "expires_at" <= ?')
+_DUE = ('SELECT "id", "action", "payload" FROM "command" '
+        'WHERE "station_id" = ? AND "status" = \'queued\' ORDER BY "created_at", "id"')
 
 
 def create(
@@ -41,9 +48,9 @@ def finish(
 
 def take_due(station_id: str, at: datetime) -> list[tuple[int, str, dict[str, Any]]]:
     """Queued commands still valid, oldest first; the stale ones are marked expired."""
-    Command.update(status="expired", finished_at=at).where(
-        Command.station == station_id, Command.status == "queued", Command.expires_at <= at
-    ).execute()
-    due = (Command.select().where(Command.station == station_id, Command.status == "queued")
-           .order_by(Command.created_at, Command.id))
-    return [(c.id, c.action, orjson.loads(c.payload)) for c in due]
+    # Run at every connection: prepared statements rather than built queries.
+    conn = statements.connection(Command)
+    stored_at = _STORED.db_value(at)
+    conn.execute(_EXPIRE, (stored_at, station_id, stored_at))
+    return [(command_id, action, orjson.loads(payload))
+            for command_id, action, payload in conn.execute(_DUE, (station_id,))]
