@@ -146,12 +146,13 @@ def learn(station_id: str, action: str, payload: Mapping[str, Any],
         claim(station_id, accepted, requested_by, at)
     for key, value in accepted.items():
         # It knows the key after all (and the action): those refusals go with this one.
-        SettingRefusal.delete().where(
-            SettingRefusal.station == station_id, SettingRefusal.key == key,
-            (SettingRefusal.value == value) | (SettingRefusal.scope == KEY)).execute()
+        statements.connection(SettingRefusal).execute(
+            'DELETE FROM "setting_refusal" WHERE "station_id" = ? AND "key" = ? '
+            'AND ("value" = ? OR "scope" = ?)', (station_id, key, value, KEY))
     if accepted:
-        SettingRefusal.delete().where(SettingRefusal.station == station_id,
-                                      SettingRefusal.scope == ACTION).execute()
+        statements.connection(SettingRefusal).execute(
+            'DELETE FROM "setting_refusal" WHERE "station_id" = ? AND "scope" = ?',
+            (station_id, ACTION))
 
 
 def refusals(station_id: str) -> dict[tuple[str, str], dict[str, Any]]:
