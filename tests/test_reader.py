@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import base64
+import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import peewee as pw
+import pytest
 import trio
+from trio_websocket import open_websocket_url
 
 from lite_csms import passwords
 from lite_csms.db.database import open_database
-from lite_csms.db.models import Station
+from lite_csms.db.models import IdToken, Station
 from lite_csms.db.reader import StoreReader
 from tests import rawws
 from tests.conftest import start_in_process
@@ -51,3 +55,35 @@ async def test_a_handshake_does_not_wait_for_a_long_group_commit(nursery, tmp_pa
     assert response.startswith(b"HTTP/1.1 101"), response
     assert trio.current_time() - started < 1.5
     await stream.aclose()
+
+
+def test_run_routes_the_models_to_the_read_connection_and_refuses_writes(tmp_path) -> None:
+    db = open_database(tmp_path / "csms.sqlite3")
+    Station.create(id="CS-1", registration="accepted")
+    reader = StoreReader(tmp_path / "csms.sqlite3")
+    try:
+        assert reader.run(lambda: Station.get_by_id("CS-1").registration) == "accepted"
+        with pytest.raises(pw.OperationalError, match="readonly"):
+            reader.run(lambda: Station.create(id="CS-2"))
+        # Outside `run` the same models write through the writer's connection again.
+        Station.create(id="CS-3")
+        assert reader.run(lambda: Station.select().count()) == 2
+    finally:
+        reader.close()
+        db.close()
+
+
+async def test_authorize_does_not_wait_for_a_long_group_commit(nursery, tmp_path) -> None:
+    csms = await start_in_process(nursery, tmp_path)
+    await csms.server.store.run(lambda: Station.create(id="CS-1", registration="accepted"))
+    await csms.server.store.run(lambda: IdToken.create(token="04A2B3C4", token_key="04a2b3c4"))
+    async with open_websocket_url(f"ws://127.0.0.1:{csms.port}/ocpp/CS-1",
+                                  subprotocols=["ocpp1.6"]) as ws:
+        # A group commit that holds the writer for 2 s, as a large traffic flush can.
+        nursery.start_soon(csms.server.store.run, lambda: time.sleep(2))
+        await trio.sleep(0.2)
+        started = trio.current_time()
+        await ws.send_message(json.dumps([2, "1", "Authorize", {"idTag": "04a2b3c4"}]))
+        answer = json.loads(await ws.get_message())
+        assert answer == [3, "1", {"idTagInfo": {"status": "Accepted"}}]
+        assert trio.current_time() - started < 1.0

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from lite_csms.db import statements
 from lite_csms.db.models import OperatorSetting, SettingRefusal, Station
 
 # The requested_by of the policy's own commands; every other sender is an operator.
@@ -92,7 +93,7 @@ def accepted_in(action: str, payload: Mapping[str, Any], result: Mapping[str, An
 
 
 def firmware_of(station_id: str) -> str | None:
-    station = Station.get_or_none(Station.id == station_id)
+    station = statements.first(Station, 'WHERE "id" = ? LIMIT 1', (station_id,))
     return None if station is None else station.firmware_version
 
 
@@ -145,12 +146,13 @@ def learn(station_id: str, action: str, payload: Mapping[str, Any],
         claim(station_id, accepted, requested_by, at)
     for key, value in accepted.items():
         # It knows the key after all (and the action): those refusals go with this one.
-        SettingRefusal.delete().where(
-            SettingRefusal.station == station_id, SettingRefusal.key == key,
-            (SettingRefusal.value == value) | (SettingRefusal.scope == KEY)).execute()
+        statements.connection(SettingRefusal).execute(
+            'DELETE FROM "setting_refusal" WHERE "station_id" = ? AND "key" = ? '
+            'AND ("value" = ? OR "scope" = ?)', (station_id, key, value, KEY))
     if accepted:
-        SettingRefusal.delete().where(SettingRefusal.station == station_id,
-                                      SettingRefusal.scope == ACTION).execute()
+        statements.connection(SettingRefusal).execute(
+            'DELETE FROM "setting_refusal" WHERE "station_id" = ? AND "scope" = ?',
+            (station_id, ACTION))
 
 
 def refusals(station_id: str) -> dict[tuple[str, str], dict[str, Any]]:
@@ -158,7 +160,7 @@ def refusals(station_id: str) -> dict[tuple[str, str], dict[str, Any]]:
     made under the station's current firmware."""
     firmware = firmware_of(station_id)
     found = {}
-    for row in SettingRefusal.select().where(SettingRefusal.station == station_id):
+    for row in statements.rows(SettingRefusal, 'WHERE "station_id" = ?', (station_id,)):
         if row.firmware_version == firmware:
             found[(row.key, row.value)] = {"status": row.status, "at": row.at,
                                            "firmware_version": row.firmware_version,
@@ -183,9 +185,11 @@ def claim(station_id: str, values: Mapping[str, str], requested_by: str | None, 
 
 def owned(station_id: str) -> dict[str, dict[str, Any]]:
     """key -> {value, requested_by, at} for the station's operator-owned keys."""
-    query = OperatorSetting.select().where(OperatorSetting.station == station_id)
+    # Read at every boot (the policy's state): a prepared statement, not a built query.
+    query = statements.rows(OperatorSetting, 'WHERE "station_id" = ? ORDER BY "key"',
+                            (station_id,))
     return {row.key: {"value": row.value, "requested_by": row.requested_by, "at": row.at}
-            for row in query.order_by(OperatorSetting.key)}
+            for row in query}
 
 
 def release(station_id: str, keys: Iterable[str] | None) -> list[str]:

@@ -26,10 +26,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lite_csms.budget import levels, memory, usage
 from lite_csms.config import Settings
+from lite_csms.db import reader as db_reader
+from lite_csms.db import statements
 from lite_csms.db.models import (
     PolicyChange,
     SettingRefusal,
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     from lite_csms.net.connection import StationConnection
 
 log = logging.getLogger("lite_csms.budget")
+T = TypeVar("T")
 REQUESTED_BY = memory.POLICY
 SENT, SKIPPED, YIELDED = "sent", "skipped", "yielded"
 # One round per fallback value a setting may have, and no more.
@@ -93,19 +96,20 @@ def read_state(station_id: str) -> StationState:
     """What the station holds, refused and had set by an operator. After a firmware change
     a setting held before it counts as not held (the update may have reset it), and refusals
     made under the old firmware are forgotten (memory.refusals)."""
-    station = Station.get_or_none(Station.id == station_id)
+    # Read at every boot: prepared statements (db/statements.py), not built queries.
+    station = statements.first(Station, 'WHERE "id" = ? LIMIT 1', (station_id,))
     changed = None if station is None else station.firmware_changed_at
     held: dict[str, str | None] = {}
     renewed: set[str] = set()
-    for row in StationSetting.select().where(StationSetting.station == station_id):
+    for row in statements.rows(StationSetting, 'WHERE "station_id" = ?', (station_id,)):
         if changed is not None and row.updated_at < changed:
             renewed.add(row.key)
         else:
             held[row.key] = row.value
     note = ""
     if changed is not None and station is not None:
-        renewed.update(r.key for r in SettingRefusal.select().where(
-            SettingRefusal.station == station_id)
+        renewed.update(r.key for r in statements.rows(
+            SettingRefusal, 'WHERE "station_id" = ?', (station_id,))
             if r.firmware_version != station.firmware_version)
         note = (f"firmware changed from {station.previous_firmware_version or '(none)'} to "
                 f"{station.firmware_version or '(none)'} on "
@@ -224,7 +228,7 @@ def decide(station_id: str, settings: Settings, now: datetime) -> Move | None:
     if not budget.policy_enabled:
         return None
     current = usage.station_usage(station_id, settings, now)
-    row = StationBudget.get_or_none(StationBudget.station == station_id)
+    row = statements.first(StationBudget, 'WHERE "station_id" = ? LIMIT 1', (station_id,))
     held_since = None if row is None else row.level_cycle_start
     if held_since is not None and held_since < current.cycle_start:
         if budget.level != levels.NORMAL:
@@ -320,8 +324,11 @@ def _answered_statuses(version: Version, sent: Mapping[str, str], outcome: Comma
 
 class BudgetPolicy:
     def __init__(self, store: StoreWriter, settings: Settings, commands: CommandSender,
-                 clock: Callable[[], datetime] = timestamps.now_utc) -> None:
+                 clock: Callable[[], datetime] = timestamps.now_utc,
+                 reader: db_reader.StoreReader | None = None) -> None:
         self._store = store
+        # The policy's reads at boot go beside the writer, not behind it (db/reader.py).
+        self._reader = reader
         self._settings = settings
         self._commands = commands
         self._clock = clock
@@ -333,13 +340,15 @@ class BudgetPolicy:
             budget = usage.effective_budget(station_id, self._settings)
             return boot_interval(version, budget.level, budget.policy_enabled,
                                  read_state(station_id), self._settings)
-        return await self._store.run(read)
+        return await self._read(read)
+
+    async def _read(self, work: Callable[[], T]) -> T:
+        return await db_reader.read(self._store, self._reader, work)
 
     async def on_accepted(self, connection: StationConnection) -> None:
         """Bring a freshly accepted station to its level's settings (a new cycle's first)."""
         station_id = connection.station_id
-        budget = await self._store.run(
-            partial(usage.effective_budget, station_id, self._settings))
+        budget = await self._read(partial(usage.effective_budget, station_id, self._settings))
         if not budget.policy_enabled:
             return
         # At once: the NAT mapping must hold while the settings go out, whatever they get.
@@ -355,8 +364,7 @@ class BudgetPolicy:
     async def evaluate_one(self, station_id: str, connection: StationConnection | None
                            ) -> bool:
         """Move the station if its projection says so; True when it moved."""
-        move = await self._store.run(partial(decide, station_id, self._settings,
-                                             self._clock()))
+        move = await self._read(partial(decide, station_id, self._settings, self._clock()))
         if move is None:
             return False
         await self.move(connection, station_id, move)
@@ -391,7 +399,7 @@ class BudgetPolicy:
         # Keys refused in one round and settled (not sent) in a later one, in `records` already.
         settled: set[str] = set()
         for round_ in range(MAX_ROUNDS):
-            state = await self._store.run(partial(read_state, station_id))
+            state = await self._read(partial(read_state, station_id))
             decisions = plan(level, version, nat_timeout, state, configured)
             sending = {d.key: d for d in decisions if d.outcome == SENT
                        and d.value is not None and (d.key, d.value) not in tried}

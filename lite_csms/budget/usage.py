@@ -16,7 +16,14 @@ import peewee as pw
 from lite_csms.budget import cycles
 from lite_csms.budget.names import IN, IP, LAYERS, OUT, PAYLOAD
 from lite_csms.config import Settings
-from lite_csms.db.models import Station, StationBudget, TrafficConnection, TrafficCounter
+from lite_csms.db import statements
+from lite_csms.db.models import (
+    Station,
+    StationBudget,
+    TrafficConnection,
+    TrafficCounter,
+    UtcDateTimeField,
+)
 
 BILLED_LAYER = IP
 BREAKDOWNS = ("action", "layer", "day", "direction", "connection")
@@ -44,7 +51,8 @@ _OVERRIDABLE = {"cap_bytes": "budget_cap", "cycle_day": "budget_cycle_day",
 
 
 def effective_budget(station_id: str, settings: Settings) -> EffectiveBudget:
-    row = StationBudget.get_or_none(StationBudget.station == station_id)
+    # Read at every boot (the policy): a prepared statement, not a built query.
+    row = statements.first(StationBudget, 'WHERE "station_id" = ? LIMIT 1', (station_id,))
     values: dict[str, Any] = {}
     overrides = []
     for field, default_name in _OVERRIDABLE.items():
@@ -54,6 +62,11 @@ def effective_budget(station_id: str, settings: Settings) -> EffectiveBudget:
             overrides.append(field)
     return EffectiveBudget(station_id=station_id, level=row.level if row else "normal",
                            overrides=tuple(overrides), **values)
+
+
+# _in_range as one prepared statement, for the policy's projection at every boot.
+_DAILY = ('SELECT "period_start", "bytes" FROM "traffic_counter" WHERE "station_id" = ? '
+          'AND "period_start" >= ? AND "period_start" < ? AND "layer" = ?')
 
 
 def _in_range(station_id: str, start: datetime, end: datetime,
@@ -76,11 +89,12 @@ def first_traffic(station_id: str) -> datetime | None:
     """When the station's traffic began: its first connection's opening, or, before any
     connection has closed (rows are written then), the hour of its first counted bytes."""
     for field in (TrafficConnection.opened_at, TrafficCounter.period_start):
-        first = (field.model.select(pw.fn.MIN(field))
-                 .where(field.model.station == station_id).scalar())
+        model = field.model
+        first = statements.connection(model).execute(
+            f'SELECT MIN("{field.column_name}") FROM "{model._meta.table_name}" '
+            'WHERE "station_id" = ?', (station_id,)).fetchone()[0]
         if first is not None:
-            # MIN() of a field comes back through the field's own conversion.
-            found: datetime = first if isinstance(first, datetime) else field.python_value(first)
+            found: datetime = field.python_value(first)
             return found
     return None
 
@@ -88,11 +102,12 @@ def first_traffic(station_id: str) -> datetime | None:
 def daily_totals(station_id: str, start: datetime, end: datetime,
                  layer: str = BILLED_LAYER) -> dict[date, int]:
     days: dict[date, int] = {}
-    query = (TrafficCounter.select(TrafficCounter.period_start, TrafficCounter.bytes)
-             .where(*_in_range(station_id, start, end, layer)))
-    for row in query.iterator():
-        day = row.period_start.date()
-        days[day] = days.get(day, 0) + row.bytes
+    stored = UtcDateTimeField()
+    rows = statements.connection(TrafficCounter).execute(_DAILY, (
+        station_id, stored.db_value(start), stored.db_value(end), layer))
+    for period_start, amount in rows:
+        day = stored.python_value(period_start).date()
+        days[day] = days.get(day, 0) + amount
     return days
 
 

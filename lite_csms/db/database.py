@@ -32,6 +32,11 @@ PRAGMAS = {
 }
 
 
+# sqlite3 keeps this many prepared statements per connection (default 128): the hot
+# paths' raw statements and peewee's query texts share the cache, and an evicted one is re-parsed.
+CACHED_STATEMENTS = 512
+
+
 class DatabaseError(Exception):
     """The database file cannot be opened or is not ours."""
 
@@ -50,7 +55,8 @@ def open_database(path: str | Path, *, create: bool = True) -> pw.SqliteDatabase
     if create and not path.exists():
         _create_private(path)
     db = pw.SqliteDatabase(
-        str(path), pragmas=PRAGMAS, thread_safe=False, check_same_thread=False, autoconnect=False
+        str(path), pragmas=PRAGMAS, thread_safe=False, check_same_thread=False, autoconnect=False,
+        cached_statements=CACHED_STATEMENTS,
     )
     try:
         db.connect()

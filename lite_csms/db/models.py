@@ -10,9 +10,11 @@ from datetime import UTC, datetime
 
 import peewee as pw
 
+from lite_csms.db.routing import RoutedProxy
 from lite_csms.ocppj.timestamps import now_utc as utcnow
 
-database_proxy = pw.DatabaseProxy()
+# The writer's database, or the read connection's inside routing.reading_from.
+database_proxy = RoutedProxy()
 
 STATION_ID_MAX_LENGTH = 48
 

@@ -6,14 +6,32 @@ behind it, and a station's right password took seconds to get in. In WAL mode a 
 sees the last commit while the writer works on the next one, so these lookups use a
 read-only connection of their own. They are single-row primary-key reads (tens of
 microseconds), so they run on the caller's thread rather than paying a thread hop.
+
+`run(work)` does the same for any read-only domain function written on the models (an id
+token's status, the budget policy's state at boot): the models are routed to the read
+connection while it runs (db/routing.py). A function that writes fails there ("attempt to
+write a readonly database"), so only reads go this way. `read(store, reader, work)` falls
+back to the writer when the read connection fails.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import peewee as pw
 
 from lite_csms.db.models import Station
+from lite_csms.db.routing import reading_from
+
+if TYPE_CHECKING:
+    from lite_csms.db.writer import StoreWriter
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _COLUMNS = [(field.name, field.column_name, field) for field in Station._meta.sorted_fields]
 _STATION = "SELECT {} FROM station WHERE id = ?".format(
@@ -26,6 +44,7 @@ class StoreReader:
     def __init__(self, path: str | Path) -> None:
         self._path = str(path)
         self._conn: sqlite3.Connection | None = None
+        self._db: pw.SqliteDatabase | None = None
 
     def open(self) -> None:
         """Open the connection now, with the server, rather than at the first handshake:
@@ -36,10 +55,21 @@ class StoreReader:
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             uri = Path(self._path).resolve().as_uri() + "?mode=ro"
-            self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False,
-                                         isolation_level=None)
-            self._conn.execute("PRAGMA busy_timeout = 1000")
+            # peewee's own connection, so that `run` can route the models to it.
+            self._db = pw.SqliteDatabase(uri, uri=True, thread_safe=False,
+                                         check_same_thread=False, autoconnect=False,
+                                         pragmas={"busy_timeout": 1000})
+            self._db.connect()
+            self._conn = self._db.connection()
         return self._conn
+
+    def run(self, work: Callable[[], T]) -> T:
+        """Run a read-only function on the models against the committed state, here and now
+        (on the caller's thread: keep it to a few indexed reads)."""
+        self._connection()
+        assert self._db is not None
+        with reading_from(self._db):
+            return work()
 
     def station(self, station_id: str) -> Station | None:
         """The committed Station row, as a model instance not bound to a query, or None."""
@@ -50,6 +80,25 @@ class StoreReader:
                           for (name, _, field), value in zip(_COLUMNS, row, strict=True)})
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        if self._db is not None:
+            self._db.close()
+        self._db = None
+        self._conn = None
+
+
+async def read(store: StoreWriter, reader: StoreReader | None, work: Callable[[], T]) -> T:
+    """`work` on the read connection, or through the writer when there is none (an
+    in-memory database) or its read fails."""
+    if reader is not None:
+        import trio  # here: the CLI imports the policy, which reads, without the network stack
+
+        try:
+            found = reader.run(work)
+        except (sqlite3.Error, pw.DatabaseError) as exc:
+            log.warning("read beside the writer failed, asking the writer: %s", exc)
+        else:
+            # A yield per read, as the writer's queue gave: the policy's sweep over every
+            # connected station must not hold the event loop for the whole fleet.
+            await trio.lowlevel.checkpoint()
+            return found
+    return await store.run(work)

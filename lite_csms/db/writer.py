@@ -147,16 +147,19 @@ class StoreWriter:
         # Handlers that open db.atomic() themselves nest as savepoints inside the batch.
         db.push_transaction(_BatchMarker())
         try:
+            # The savepoints go straight to sqlite3: through peewee each cost more than a
+            # status report's own statements.
+            conn = db.connection()
             for job in batch:
-                db.execute_sql('SAVEPOINT "job"')
+                conn.execute('SAVEPOINT "job"')
                 try:
                     job.value = job.work()
                 except Exception as exc:
                     job.error = exc
-                    if not self._in_transaction():
+                    if not conn.in_transaction:
                         return exc
-                    db.execute_sql('ROLLBACK TO SAVEPOINT "job"')
-                db.execute_sql('RELEASE SAVEPOINT "job"')
+                    conn.execute('ROLLBACK TO SAVEPOINT "job"')
+                conn.execute('RELEASE SAVEPOINT "job"')
             db.execute_sql("COMMIT")
         except Exception as exc:
             return exc

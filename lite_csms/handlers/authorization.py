@@ -13,6 +13,7 @@ from datetime import datetime
 
 import peewee as pw
 
+from lite_csms.db import statements
 from lite_csms.db.models import IdToken, Transaction, token_key
 from lite_csms.domain import AuthResult
 
@@ -50,7 +51,7 @@ def check_token(raw: str) -> str:
 
 def find_token(token: str) -> IdToken | None:
     """The registered token that `token` names, whatever its letter case."""
-    return IdToken.get_or_none(IdToken.token_key == token_key(token))
+    return statements.first(IdToken, 'WHERE "token_key" = ? LIMIT 1', (token_key(token),))
 
 
 def group_of(row: IdToken) -> tuple[str, str] | None:
@@ -97,9 +98,9 @@ def authorize_for_start(
 def is_charging(token: str) -> bool:
     # Compared here, not in SQL: SQLite's lower() folds ASCII only. Open transactions are few.
     key = token_key(token)
-    running = (Transaction.select(Transaction.id_token)
-               .where(Transaction.stopped_at.is_null(), Transaction.id_token.is_null(False))
-               .tuples())
+    running = statements.connection(Transaction).execute(
+        'SELECT "id_token" FROM "transaction" '
+        'WHERE "stopped_at" IS NULL AND "id_token" IS NOT NULL')
     return any(token_key(found) == key for (found,) in running)
 
 

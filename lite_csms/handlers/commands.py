@@ -7,43 +7,53 @@ from typing import Any
 
 import orjson
 
-from lite_csms.db.models import Command
+from lite_csms.db import statements
+from lite_csms.db.models import Command, UtcDateTimeField
+
+_STORED = UtcDateTimeField()
+_NEW_FIELDS = ("station", "action", "payload", "requested_by", "status", "created_at",
+               "expires_at", "sent_at", "finished_at")
+_FINISH = ('UPDATE "command" SET "status" = ?, "finished_at" = ?, "result" = ?, '
+           '"error_code" = ?, "error_description" = ? WHERE "id" = ?')
+_EXPIRE = ('UPDATE "command" SET "status" = \'expired\', "finished_at" = ? '
+           'WHERE "station_id" = ? AND "status" = \'queued\' AND "expires_at" <= ?')
+_DUE = ('SELECT "id", "action", "payload" FROM "command" '
+        'WHERE "station_id" = ? AND "status" = \'queued\' ORDER BY "created_at", "id"')
 
 
 def create(
     station_id: str, action: str, payload: dict[str, Any], requested_by: str, status: str,
     at: datetime, ttl: timedelta | None = None,
 ) -> int:
-    command = Command.create(
-        station=station_id, action=action, payload=orjson.dumps(payload).decode(),
-        requested_by=requested_by, status=status, created_at=at,
-        expires_at=at + ttl if ttl is not None else None,
-        sent_at=at if status == "sent" else None,
-        finished_at=at if status == "offline" else None,
-    )
-    return command.id
+    # Every CSMS-initiated CALL passes here (six at a 1.6 station's first boot): a
+    # prepared statement, not a built query.
+    stored = _STORED.db_value
+    return statements.insert_one(Command, _NEW_FIELDS, (
+        station_id, action, orjson.dumps(payload).decode(), requested_by, status, stored(at),
+        stored(at + ttl) if ttl is not None else None, stored(at) if status == "sent" else None,
+        stored(at) if status == "offline" else None))
 
 
 def mark_sent(command_id: int, at: datetime) -> None:
-    Command.update(status="sent", sent_at=at).where(Command.id == command_id).execute()
+    statements.connection(Command).execute(
+        'UPDATE "command" SET "status" = \'sent\', "sent_at" = ? WHERE "id" = ?',
+        (_STORED.db_value(at), command_id))
 
 
 def finish(
     command_id: int, status: str, at: datetime, result: dict[str, Any] | None = None,
     error_code: str | None = None, error_description: str | None = None,
 ) -> None:
-    Command.update(
-        status=status, finished_at=at,
-        result=None if result is None else orjson.dumps(result).decode(),
-        error_code=error_code, error_description=error_description,
-    ).where(Command.id == command_id).execute()
+    statements.connection(Command).execute(_FINISH, (
+        status, _STORED.db_value(at), None if result is None else orjson.dumps(result).decode(),
+        error_code, error_description, command_id))
 
 
 def take_due(station_id: str, at: datetime) -> list[tuple[int, str, dict[str, Any]]]:
     """Queued commands still valid, oldest first; the stale ones are marked expired."""
-    Command.update(status="expired", finished_at=at).where(
-        Command.station == station_id, Command.status == "queued", Command.expires_at <= at
-    ).execute()
-    due = (Command.select().where(Command.station == station_id, Command.status == "queued")
-           .order_by(Command.created_at, Command.id))
-    return [(c.id, c.action, orjson.loads(c.payload)) for c in due]
+    # Run at every connection: prepared statements rather than built queries.
+    conn = statements.connection(Command)
+    stored_at = _STORED.db_value(at)
+    conn.execute(_EXPIRE, (stored_at, station_id, stored_at))
+    return [(command_id, action, orjson.loads(payload))
+            for command_id, action, payload in conn.execute(_DUE, (station_id,))]

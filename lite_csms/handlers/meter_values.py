@@ -11,7 +11,14 @@ from dataclasses import dataclass
 
 import peewee as pw
 
-from lite_csms.db.models import EnergyReading, MeterSample, Transaction, TransactionEventRecord
+from lite_csms.db import statements
+from lite_csms.db.models import (
+    EnergyReading,
+    MeterSample,
+    Transaction,
+    TransactionEventRecord,
+    UtcDateTimeField,
+)
 from lite_csms.domain import Sample
 from lite_csms.energy import BEGIN, END, End, Measurement, Reading, measure
 from lite_csms.sharing import pricing
@@ -20,6 +27,13 @@ from lite_csms.sharing import pricing
 SEQ_NO_REUSED = "seqNo reused"
 # EnergyReading.seq_no of a 1.6 reading, which has none.
 NO_SEQ_NO = -1
+
+_STORED = UtcDateTimeField()
+_SAMPLE_FIELDS = ("station", "transaction", "evse_id", "timestamp", "measurand", "unit", "phase",
+                  "location", "context", "value")
+_READING_FIELDS = ("transaction", "timestamp", "value_wh", "context", "source", "seq_no")
+_READINGS = ('SELECT "id", "transaction_id", "timestamp", "value_wh", "context", "source", '
+             '"seq_no" FROM "energy_reading" WHERE "transaction_id" = ?')
 
 
 def store_samples(
@@ -32,24 +46,12 @@ def store_samples(
     energy recomputed (`recount`).
     """
     samples = list(samples)
-    rows = [
-        {
-            "station": station_id,
-            "transaction": transaction.id if transaction is not None else None,
-            "evse_id": evse_id,
-            "timestamp": s.timestamp,
-            "measurand": s.measurand,
-            "unit": s.unit,
-            "phase": s.phase,
-            "location": s.location,
-            "context": s.context,
-            "value": s.value,
-        }
-        for s in samples
-    ]
-    if not rows:
+    if not samples:
         return 0
-    inserted = MeterSample.insert_many(rows).on_conflict_ignore().as_rowcount().execute()
+    tx_id = transaction.id if transaction is not None else None
+    inserted = statements.insert(MeterSample, _SAMPLE_FIELDS, [
+        (station_id, tx_id, evse_id, _STORED.db_value(s.timestamp), s.measurand, s.unit,
+         s.phase, s.location, s.context, s.value) for s in samples], ignore=True)
     if transaction is not None:
         add_readings(transaction, [
             Reading(s.timestamp, s.value, s.context, source, seq_no)
@@ -60,15 +62,11 @@ def store_samples(
 
 def add_readings(transaction: Transaction, readings: Iterable[Reading]) -> int:
     """Store readings once each (a retransmit repeats them); return how many were new."""
-    rows = [
-        {"transaction": transaction.id, "timestamp": r.timestamp, "value_wh": r.value_wh,
-         "context": r.context, "source": r.source,
-         "seq_no": NO_SEQ_NO if r.seq_no is None else r.seq_no}
-        for r in readings
-    ]
+    rows = [(transaction.id, _STORED.db_value(r.timestamp), r.value_wh, r.context, r.source,
+             NO_SEQ_NO if r.seq_no is None else r.seq_no) for r in readings]
     if not rows:
         return 0
-    return EnergyReading.insert_many(rows).on_conflict_ignore().as_rowcount().execute()
+    return statements.insert(EnergyReading, _READING_FIELDS, rows, ignore=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +92,7 @@ def recount(transaction: Transaction, *, priced: bool = True) -> Recount:
     if priced:
         pricing.update_cost(transaction,
                             None if found.latest is None else found.latest.timestamp)
-    transaction.save()
+    statements.save(transaction)
     return Recount(found, tuple(p for p in found.problems if p not in before))
 
 
@@ -121,9 +119,13 @@ def ended_by(transaction: Transaction) -> End | None:
 
 
 def stored_readings(transaction: Transaction) -> list[Reading]:
-    return [Reading(r.timestamp, r.value_wh, r.context, r.source,
-                    None if r.seq_no == NO_SEQ_NO else r.seq_no)
-            for r in transaction.readings]
+    # Every column, as `transaction.readings` selects them, so SQLite picks the same plan
+    # and returns the rows in the same order; no model instance per reading.
+    parse = _STORED.python_value
+    return [Reading(parse(at), value_wh, context, source,
+                    None if seq_no == NO_SEQ_NO else seq_no)
+            for _, _, at, value_wh, context, source, seq_no
+            in statements.connection(EnergyReading).execute(_READINGS, (transaction.id,))]
 
 
 def review_of(transaction: Transaction, found: Measurement) -> tuple[list[str], list[str]]:

@@ -13,7 +13,8 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from lite_csms.db.models import Station, database_proxy
+from lite_csms.db import statements
+from lite_csms.db.models import Station, UtcDateTimeField, database_proxy
 from lite_csms.domain import BootInfo
 
 log = logging.getLogger("lite_csms.boot")
@@ -27,26 +28,35 @@ _SOLICITED = {"GetBaseReport": "NotifyReport", "GetReport": "NotifyReport"}
 _NOT_WHILE_PENDING = ("remote-start", "remote-stop")
 
 
+_BOOT_READ = ('SELECT "registration", "firmware_version", "last_boot_at" FROM "station" '
+              'WHERE "id" = ?')
+_BOOT = ('UPDATE "station" SET "vendor" = ?, "model" = ?, "serial_number" = ?, '
+         '"firmware_version" = ?, "iccid" = ?, "imsi" = ?, "protocol" = ?, "last_boot_at" = ?, '
+         '"last_seen_at" = ? WHERE "id" = ?')
+_FIRMWARE_CHANGED = ('UPDATE "station" SET "previous_firmware_version" = ?, '
+                     '"firmware_changed_at" = ? WHERE "id" = ?')
+_STORED = UtcDateTimeField()
+
+
 def record_boot(station_id: str, protocol: str, info: BootInfo, at: datetime) -> str:
-    """Store what the station says of itself; return its BootNotification status."""
-    station = Station.get_by_id(station_id)
-    if station.last_boot_at is not None and station.firmware_version != info.firmware_version:
+    """Store what the station says of itself; return its BootNotification status.
+
+    Prepared statements on the writer's connection (a boot storm is the hot path at
+    connect time); Station.DoesNotExist for an unknown station."""
+    conn = statements.connection(Station)
+    found = conn.execute(_BOOT_READ, (station_id,)).fetchone()
+    if found is None:
+        raise Station.DoesNotExist(f"no station {station_id!r}")
+    registration, firmware_version, last_boot_at = found
+    stored_at = _STORED.db_value(at)
+    if last_boot_at is not None and firmware_version != info.firmware_version:
         # A firmware update may have reset the configuration, or may accept what was refused.
-        station.previous_firmware_version = station.firmware_version
-        station.firmware_changed_at = at
+        conn.execute(_FIRMWARE_CHANGED, (firmware_version, stored_at, station_id))
         log.info("%s: firmware changed from %s to %s", station_id,
-                 station.firmware_version or "-", info.firmware_version or "-")
-    station.vendor = info.vendor
-    station.model = info.model
-    station.serial_number = info.serial_number
-    station.firmware_version = info.firmware_version
-    station.iccid = info.iccid
-    station.imsi = info.imsi
-    station.protocol = protocol
-    station.last_boot_at = at
-    station.last_seen_at = at
-    station.save()
-    status = REGISTRATION_TO_BOOT_STATUS.get(station.registration, "Rejected")
+                 firmware_version or "-", info.firmware_version or "-")
+    conn.execute(_BOOT, (info.vendor, info.model, info.serial_number, info.firmware_version,
+                         info.iccid, info.imsi, protocol, stored_at, stored_at, station_id))
+    status = REGISTRATION_TO_BOOT_STATUS.get(registration, "Rejected")
     log.info("%s: BootNotification from %s %s, firmware %s, serial %s: %s", station_id,
              info.vendor, info.model, info.firmware_version or "-", info.serial_number or "-",
              status)

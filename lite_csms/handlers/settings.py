@@ -5,21 +5,24 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from lite_csms.db.models import StationSetting
+from lite_csms.db import statements
+from lite_csms.db.models import StationSetting, UtcDateTimeField
+
+_UPSERT = ('INSERT INTO "station_setting" ("station_id", "key", "value", "readonly", '
+           '"updated_at") VALUES (?, ?, ?, ?, ?) ON CONFLICT ("station_id", "key") DO UPDATE '
+           'SET "value" = excluded."value", "readonly" = excluded."readonly", '
+           '"updated_at" = excluded."updated_at"')
 
 
 def store(
     station_id: str, values: Iterable[tuple[str, str | None, bool]], at: datetime
 ) -> int:
-    rows = [{"station": station_id, "key": key, "value": value, "readonly": readonly,
-             "updated_at": at} for key, value, readonly in values]
+    stored_at = UtcDateTimeField().db_value(at)
+    rows = [(station_id, key, value, readonly, stored_at) for key, value, readonly in values]
     if not rows:
         return 0
-    return (StationSetting.insert_many(rows)
-            .on_conflict(conflict_target=[StationSetting.station, StationSetting.key],
-                         preserve=[StationSetting.value, StationSetting.readonly,
-                                   StationSetting.updated_at])
-            .as_rowcount().execute())
+    # Each accepted setting passes here (the policy's at a first boot): one prepared upsert.
+    return max(statements.connection(StationSetting).executemany(_UPSERT, rows).rowcount, 0)
 
 
 def read(station_id: str) -> dict[str, str | None]:

@@ -30,7 +30,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from lite_csms.db.models import EnergyReading, MeterSample, Transaction, TransactionEventRecord
+from lite_csms.db import statements
+from lite_csms.db.models import (
+    EnergyReading,
+    MeterSample,
+    Transaction,
+    TransactionEventRecord,
+    UtcDateTimeField,
+)
 from lite_csms.domain import AuthResult, Sample, TransactionEvent
 from lite_csms.energy import BEGIN, END, Reading, format_wh
 from lite_csms.handlers import diagnostics, live_meter, reservation, smart_charging
@@ -47,6 +54,26 @@ from lite_csms.handlers.meter_values import (
 log = logging.getLogger("lite_csms.transactions")
 
 ORPHANED = "Orphaned"
+
+# The statements of the commonest steps (db/statements.py); each does what the peewee query
+# it replaced did, on the same indexes.
+_STORED = UtcDateTimeField()
+_SEEN = ('SELECT e."transaction_id" FROM "transaction_event_record" AS e '
+         'JOIN "transaction" AS t ON e."transaction_id" = t."id" '
+         'WHERE t."station_id" = ? AND t."station_tx_id" = ? AND e."seq_no" = ? '
+         'AND e."event_type" = ? AND e."timestamp" = ? AND e."trigger_reason" = ? LIMIT 1')
+_STARTED = ('SELECT t."id", t."auth_status" FROM "transaction" AS t '
+            'JOIN "energy_reading" AS r ON r."transaction_id" = t."id" '
+            'WHERE t."station_id" = ? AND t."station_tx_id" IS NULL AND t."evse_id" = ? '
+            'AND t."id_token" = ? AND t."started_at" = ? '
+            'AND r."source" = \'StartTransaction\' AND r."value_wh" = ? LIMIT 1')
+_SEQ_NO_KEPT = ('SELECT 1 FROM "transaction_event_record" '
+                'WHERE "transaction_id" = ? AND "seq_no" = ? LIMIT 1')
+_EVENT_FIELDS = ("transaction", "seq_no", "event_type", "trigger_reason", "timestamp",
+                 "offline")
+_KEPT_STOP = ('SELECT 1 FROM "energy_reading" WHERE "transaction_id" = ? '
+              'AND "source" = \'StopTransaction\' AND "context" = ? AND "timestamp" = ? '
+              'AND "value_wh" = ? LIMIT 1')
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,19 +116,10 @@ def start_v16(
     station_id: str, connector_id: int, id_tag: str, meter_start_wh: float, at: datetime,
     reservation_id: int | None,
 ) -> StartOutcome:
-    existing = (
-        Transaction.select().join(EnergyReading).where(
-            Transaction.station == station_id,
-            Transaction.station_tx_id.is_null(),
-            Transaction.evse_id == connector_id,
-            Transaction.id_token == id_tag,
-            Transaction.started_at == at,
-            EnergyReading.source == "StartTransaction",
-            EnergyReading.value_wh == meter_start_wh,
-        ).first()
-    )
+    existing = statements.connection(Transaction).execute(_STARTED, (
+        station_id, connector_id, id_tag, _STORED.db_value(at), meter_start_wh)).fetchone()
     if existing is not None:
-        return StartOutcome(existing.id, AuthResult(existing.auth_status or "Invalid"), True)
+        return StartOutcome(existing[0], AuthResult(existing[1] or "Invalid"), True)
     notes = close_orphans(station_id, connector_id, at)
     auth = authorize_for_start(id_tag, at, station_id)
     tx = Transaction.create(
@@ -284,17 +302,15 @@ def find_v16(station_id: str, transaction_id: int | None) -> Transaction | None:
     id: that number is ours, not the station's, and could close another session."""
     if transaction_id is None:
         return None
-    return Transaction.get_or_none(
-        Transaction.id == transaction_id, Transaction.station == station_id,
-        Transaction.station_tx_id.is_null(),
-    ) or _newest(station_id, str(transaction_id))
+    return statements.first(
+        Transaction, 'WHERE "id" = ? AND "station_id" = ? AND "station_tx_id" IS NULL LIMIT 1',
+        (transaction_id, station_id)) or _newest(station_id, str(transaction_id))
 
 
 def _newest(station_id: str, station_tx_id: str) -> Transaction | None:
-    return (Transaction.select()
-            .where(Transaction.station == station_id,
-                   Transaction.station_tx_id == station_tx_id)
-            .order_by(Transaction.id.desc()).first())
+    return statements.first(
+        Transaction, 'WHERE "station_id" = ? AND "station_tx_id" = ? ORDER BY "id" DESC LIMIT 1',
+        (station_id, station_tx_id))
 
 
 def close_orphans(
@@ -346,15 +362,13 @@ def apply_event(station_id: str, event: TransactionEvent) -> EventOutcome:
         else:
             auth = authorize(event.id_token, event.timestamp, unknown_status="Unknown")
     notes: list[Note] = []
-    seen = (TransactionEventRecord.select().join(Transaction).where(
-        Transaction.station == station_id, Transaction.station_tx_id == event.station_tx_id,
-        TransactionEventRecord.seq_no == event.seq_no,
-        TransactionEventRecord.event_type == event.event_type,
-        TransactionEventRecord.timestamp == event.timestamp,
-        TransactionEventRecord.trigger_reason == event.trigger_reason,
-    ).first())
+    seen = statements.connection(TransactionEventRecord).execute(_SEEN, (
+        station_id, event.station_tx_id, event.seq_no, event.event_type,
+        _STORED.db_value(event.timestamp), event.trigger_reason)).fetchone()
     if seen is not None:
-        return EventOutcome(seen.transaction, auth, True)
+        kept = statements.first(Transaction, 'WHERE "id" = ?', seen)
+        assert kept is not None  # the event's foreign key holds it
+        return EventOutcome(kept, auth, True)
     tx = _session_of(station_id, event)
     reused_id = None
     if (tx is not None and event.event_type == "Started" and tx.stopped_at is not None
@@ -370,11 +384,11 @@ def apply_event(station_id: str, event: TransactionEvent) -> EventOutcome:
         )
         if reused_id is not None:
             notes.extend(_move_after_end(reused_id, tx))
-    reused_seq = tx.events.where(TransactionEventRecord.seq_no == event.seq_no).exists()
-    TransactionEventRecord.create(
-        transaction=tx, seq_no=event.seq_no, event_type=event.event_type,
-        trigger_reason=event.trigger_reason, timestamp=event.timestamp, offline=event.offline,
-    )
+    reused_seq = statements.connection(TransactionEventRecord).execute(
+        _SEQ_NO_KEPT, (tx.id, event.seq_no)).fetchone() is not None
+    statements.insert(TransactionEventRecord, _EVENT_FIELDS, [
+        (tx.id, event.seq_no, event.event_type, event.trigger_reason,
+         _STORED.db_value(event.timestamp), event.offline)])
     if reused_seq:
         notes.append(_flag(tx, (
             f"seqNo reused: seqNo {event.seq_no} came again with another event ("
@@ -418,7 +432,7 @@ def apply_event(station_id: str, event: TransactionEvent) -> EventOutcome:
         tx.stopped_at = event.timestamp
         tx.stop_reason = event.stopped_reason or "Local"
         smart_charging.transaction_ended(station_id, event.station_tx_id)
-    tx.save()
+    statements.save(tx)
     _store_event_samples(station_id, tx, event)
     notes.extend(_problems(tx, recount(tx)))
     if created:
@@ -462,9 +476,9 @@ def _move_after_end(earlier: Transaction, later: Transaction) -> list[Note]:
 
 def _session_of(station_id: str, event: TransactionEvent) -> Transaction | None:
     """The session under the event's transactionId it belongs to (apply_event's rules)."""
-    sessions = list(Transaction.select().where(
-        Transaction.station == station_id, Transaction.station_tx_id == event.station_tx_id,
-    ).order_by(Transaction.generation.desc()))
+    sessions = statements.rows(
+        Transaction, 'WHERE "station_id" = ? AND "station_tx_id" = ? ORDER BY "generation" DESC',
+        (station_id, event.station_tx_id))
     if not sessions:
         return None
     return next((tx for tx in sessions if tx.started_at <= event.timestamp), sessions[-1])
@@ -507,11 +521,8 @@ def _reconstruct(station_id: str, station_tx_id: str, evse_id: int, connector_id
 
 
 def _is_kept_stop(tx: Transaction, at: datetime, meter_stop_wh: float) -> bool:
-    return EnergyReading.select().where(
-        EnergyReading.transaction == tx, EnergyReading.source == "StopTransaction",
-        EnergyReading.context == END, EnergyReading.timestamp == at,
-        EnergyReading.value_wh == meter_stop_wh,
-    ).exists()
+    return statements.connection(EnergyReading).execute(
+        _KEPT_STOP, (tx.id, END, _STORED.db_value(at), meter_stop_wh)).fetchone() is not None
 
 
 def _name(tx: Transaction) -> str:

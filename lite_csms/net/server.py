@@ -102,7 +102,7 @@ class CsmsServer:
         # once all have ended, instead of one job each (station id: last seen).
         self._offline_at_exit: dict[str, datetime] = {}
         self.commands = CommandSender(self.store, self.connections)
-        self.policy = BudgetPolicy(self.store, settings, self.commands)
+        self.policy = BudgetPolicy(self.store, settings, self.commands, reader=self.reader)
         self.progress = ProgressService(self.store, self.commands, self.connections, settings)
         self.costs = CostUpdates(self.store, self.commands, settings)
         self.kdf = KdfQueue(PASSWORD_CHECKS_AT_ONCE)
@@ -505,7 +505,8 @@ class CsmsServer:
                              heartbeat_source=partial(self.policy.heartbeat_for, station_id,
                                                       version),
                              cost_changed=partial(self.costs.meter_values, station_id),
-                             cost_told=self.costs.told)
+                             cost_told=self.costs.told,
+                             reader=self.reader)
         connection = StationConnection(ws, ctx, live.meter, booted_before=booted_before,
                                        lite=lite, tally=self.tally)
         previous = self.connections.get(station_id)

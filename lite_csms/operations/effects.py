@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from lite_csms.budget import memory
+from lite_csms.db import statements
 from lite_csms.db.models import Command
 from lite_csms.handlers import (
     device_model,
@@ -96,8 +97,11 @@ def _smart_charging(station_id: str, request: Request, answer: dict[str, Any], a
 
 
 def _requested_by(command_id: int | None) -> str | None:
-    command = None if command_id is None else Command.get_or_none(Command.id == command_id)
-    return None if command is None else command.requested_by
+    if command_id is None:
+        return None
+    found = statements.connection(Command).execute(
+        'SELECT "requested_by" FROM "command" WHERE "id" = ?', (command_id,)).fetchone()
+    return None if found is None else found[0]
 
 
 def apply(station_id: str, request: Request, answer: dict[str, Any] | None, at: datetime,

@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from lite_csms.config import Settings
+from lite_csms.db import reader as db_reader
 from lite_csms.db.writer import StoreWriter
 from lite_csms.ocppj import timestamps
 from lite_csms.ocppj.versions import Version
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -38,6 +41,12 @@ class StationContext:
     # (operations/cost_updates.py).
     cost_changed: Callable[[int], None] | None = None
     cost_told: Callable[[int, int], None] | None = None
+    # Committed state read beside the writer (db/reader.py); None: reads go through the writer.
+    reader: db_reader.StoreReader | None = None
+
+    async def read(self, work: Callable[[], T]) -> T:
+        """A read-only store function, not queued behind the writer's group commit."""
+        return await db_reader.read(self.store, self.reader, work)
 
     def now(self) -> datetime:
         return timestamps.now_utc()

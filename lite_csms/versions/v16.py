@@ -104,7 +104,7 @@ async def status_notification(ctx: StationContext, p: Payload) -> Payload:
 
 async def authorize(ctx: StationContext, p: Payload) -> Payload:
     now = ctx.now()
-    auth = await ctx.store.run(lambda: authorization.authorize(p["idTag"], now))
+    auth = await ctx.read(lambda: authorization.authorize(p["idTag"], now))
     return {"idTagInfo": id_tag_info(auth)}
 
 

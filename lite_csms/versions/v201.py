@@ -111,7 +111,7 @@ async def authorize(ctx: StationContext, p: Payload) -> Payload:
     now = ctx.now()
     if token["type"] == "NoAuthorization":
         return {"idTokenInfo": {"status": "Accepted"}}
-    auth, price = await ctx.store.run(
+    auth, price = await ctx.read(
         lambda: (authorization.authorize(token["idToken"], now, unknown_status="Unknown"),
                  pricing.tariff_of(ctx.station_id))
     )
