@@ -137,6 +137,11 @@ class Settings:
     # Handshakes from one IPv4 address or IPv6 /64 at once, and never more than half of
     # max_handshakes: idle sockets from one address cannot hold every handshake slot.
     max_handshakes_per_source: int = 500
+    # A station that logs in with a chosen (scrypt-hashed) password gets a generated one
+    # over OCPP once accepted (2.x SetVariables BasicAuthPassword, 1.6 ChangeConfiguration
+    # AuthorizationKey), so later cold starts cost no KDF (docs/SECURITY.md). Never for
+    # security profile 3 or a station without a password.
+    rotate_chosen_passwords: bool = True
 
     @property
     def dead_peer_bound(self) -> int:

@@ -257,7 +257,9 @@ CREATE TABLE "station" (
     "created_at" TEXT NOT NULL,
     "firmware_changed_at" TEXT,
     "previous_firmware_version" TEXT,
-    "security_profile" INTEGER
+    "security_profile" INTEGER,
+    "previous_password_hash" TEXT,
+    "pending_password_hash" TEXT
 );
 
 CREATE TABLE "station_budget" (

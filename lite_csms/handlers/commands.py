@@ -39,6 +39,12 @@ def finish(
     ).where(Command.id == command_id).execute()
 
 
+def redact(command_id: int, payload: dict[str, Any]) -> None:
+    """Replace the logged payload (a password's, once it is sent: operations/secret.py)."""
+    Command.update(payload=orjson.dumps(payload).decode()).where(
+        Command.id == command_id).execute()
+
+
 def take_due(station_id: str, at: datetime) -> list[tuple[int, str, dict[str, Any]]]:
     """Queued commands still valid, oldest first; the stale ones are marked expired."""
     Command.update(status="expired", finished_at=at).where(
