@@ -29,10 +29,13 @@ nor for a station without a password: neither logs in with a chosen password.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+
+import trio
 
 from lite_csms import passwords
 from lite_csms.config import Settings
@@ -227,33 +230,47 @@ class PasswordRotation:
         self._store = store
         self._commands = commands
         self._settings = settings
-        self.sent = 0
+        # Accepted connections decided on (rotated, kept, or nothing to do), and the outcome
+        # of each rotation sent, by status.
+        self.decided = 0
+        self.outcomes: Counter[str] = Counter()
 
     async def on_accepted(self, connection: StationConnection, login: Login) -> str | None:
         """Rotate the station's chosen password, if it logged in with one; returns the
         outcome's status (None when nothing was sent). One log line per rotation."""
-        if not self._settings.rotate_chosen_passwords or not login.chosen:
-            return None
-        assert login.hashed is not None
+        try:
+            if not self._settings.rotate_chosen_passwords or not login.chosen:
+                return None
+            assert login.hashed is not None
+            return await self._rotate(connection, login.hashed)
+        finally:
+            self.decided += 1
+
+    async def _rotate(self, connection: StationConnection, login_hash: str) -> str | None:
         station_id, version = connection.station_id, connection.ctx.version
         key = key_of(version)
         password = passwords.generate(LENGTH_V16 if version is Version.OCPP16
                                       else passwords.GENERATED_LENGTH)
         action, payload, candidates = request_for(version, password)
-        why_not = await self._store.run(partial(begin, station_id, login.hashed, key,
+        why_not = await self._store.run(partial(begin, station_id, login_hash, key,
                                                 candidates))
         if why_not is not None:
             log.debug("%s: chosen password kept: %s", station_id, why_not)
             return None
-        self.sent += 1
-        outcome = await self._commands.send_on(connection, action, payload,
-                                               requested_by=REQUESTED_BY)
-        status = outcome_status(version, outcome)
-        await self._store.run(partial(finish, station_id, login.hashed, key, candidates,
-                                      status, timestamps.now_utc()))
-        log.info("%s: password rotation (%s %s): %s", station_id, action, key,
-                 _SAID.get(status, f"{status}; the chosen password stays, not sent again "
-                                   "until its firmware changes"))
+        status = LOST
+        try:
+            outcome = await self._commands.send_on(connection, action, payload,
+                                                   requested_by=REQUESTED_BY)
+            status = outcome_status(version, outcome)
+        finally:
+            # Also when the connection ends mid-call (this task is cancelled then).
+            with trio.CancelScope(shield=True):
+                await self._store.run(partial(finish, station_id, login_hash, key, candidates,
+                                              status, timestamps.now_utc()))
+            self.outcomes[status] += 1
+            log.info("%s: password rotation (%s %s): %s", station_id, action, key,
+                     _SAID.get(status, f"{status}; the chosen password stays, not sent "
+                                       "again until its firmware changes"))
         return status
 
 

@@ -380,8 +380,10 @@ class CsmsServer:
         # the cache and the fast hashes first, then at most one KDF run.
         hashes = list(rotation.stored_hashes(station))
         for role, hashed in hashes:
-            if self.credentials.verified(station_id, password, hashed) or (
-                    passwords.is_fast(hashed) and passwords.verify(password, hashed)):
+            # A fast hash is checked in microseconds; only a chosen one is worth the cache
+            # (asked about its own hash only: a miss on another hash evicts the entry).
+            if (passwords.verify(password, hashed) if passwords.is_fast(hashed)
+                    else self.credentials.verified(station_id, password, hashed)):
                 login.matched(role, hashed)
                 return None
         attacked = self.throttle.under_attack(station_id)
