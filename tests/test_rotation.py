@@ -153,7 +153,9 @@ async def row(csms: CsmsInProcess, station_id: str) -> Station:
 
 async def setup(nursery: trio.Nursery, tmp_path: Path, station_id: str, **overrides: object
                 ) -> tuple[CsmsInProcess, str]:
-    csms = await start_in_process(nursery, tmp_path, **overrides)
+    # On by default, but off in the shared fixtures (tests/conftest.py).
+    csms = await start_in_process(nursery, tmp_path,
+                                  **{"rotate_chosen_passwords": True, **overrides})
     chosen = passwords.hash_password(CHOSEN)
     await csms.server.store.run(lambda: Station.create(
         id=station_id, password_hash=chosen, registration="accepted"))
