@@ -28,6 +28,7 @@ from ocpp.v201 import call_result as result201
 from lite_csms import passwords
 from lite_csms.db.models import Command, SettingRefusal, Station, StationSetting
 from lite_csms.net import rotation
+from lite_csms.operations import secret
 from tests.conftest import CsmsInProcess, start_in_process
 
 CHOSEN = "my-own-chosen-password"  # 22 characters a person picked: scrypt
@@ -278,9 +279,46 @@ async def test_a_lost_answer_leaves_both_passwords_working(nursery, tmp_path):
     assert await connect(csms, charger, CHOSEN, expect_call=False) == "HTTP 401"
 
 
+async def test_unconfirmed_passwords_are_capped(nursery, tmp_path):
+    csms, _ = await setup(nursery, tmp_path, "ROT-CAP")
+    charger = Charger("ROT-CAP", "ocpp1.6", answer="silent")
+    for attempt in (1, 2):  # a 1.6 attempt leaves two hashes pending: the key and its hex
+        assert await connect(csms, charger) == "Accepted"
+        await answered(csms, attempt)
+    assert len((await row(csms, "ROT-CAP")).pending_password_hash.split()) == \
+        rotation.MAX_PENDING
+    assert await connect(csms, charger, expect_call=False) == "Accepted"
+    assert len(charger.offered) == 2
+    # Either one sent gets in and settles it.
+    first = bytes.fromhex(charger.offered[0]).decode()
+    assert await connect(csms, charger, first, expect_call=False) == "Accepted"
+    station = await row(csms, "ROT-CAP")
+    assert passwords.verify(first, station.password_hash)
+    assert station.pending_password_hash is None
+
+
 async def test_nothing_is_sent_when_the_operator_turned_it_off(nursery, tmp_path):
     csms, chosen = await setup(nursery, tmp_path, "ROT-OFF", rotate_chosen_passwords=False)
     charger = Charger("ROT-OFF", "ocpp2.0.1")
     assert await connect(csms, charger, expect_call=False) == "Accepted"
     assert charger.offered == [] and not csms.server.rotation.outcomes
     assert (await row(csms, "ROT-OFF")).password_hash == chosen
+
+
+def test_a_password_in_any_settings_request_is_redacted_and_nothing_else_is():
+    v16 = {"key": "AuthorizationKey", "value": "41424344"}
+    assert secret.redacted("ChangeConfiguration", v16) == {"key": "AuthorizationKey",
+                                                           "value": secret.REDACTED}
+    assert v16["value"] == "41424344"  # the request itself is sent unchanged
+    heartbeat = {"key": "HeartbeatInterval", "value": "300"}
+    assert secret.redacted("ChangeConfiguration", heartbeat) is heartbeat
+    mixed = {"setVariableData": [
+        {"attributeValue": "pw-0123456789abcdef", "component": {"name": "SecurityCtrlr"},
+         "variable": {"name": "BasicAuthPassword"}},
+        {"attributeValue": "60", "component": {"name": "OCPPCommCtrlr"},
+         "variable": {"name": "HeartbeatInterval"}}]}
+    assert [d["attributeValue"] for d in secret.redacted("SetVariables", mixed)[
+        "setVariableData"]] == [secret.REDACTED, "60"]
+    assert secret.writes_secret("SetVariables", mixed)
+    assert not secret.writes_secret("SetVariables", {"setVariableData": mixed[
+        "setVariableData"][1:]})
