@@ -151,6 +151,11 @@ class Settings:
     # The key that signs the web page's session cookie; empty: generated on first start and
     # kept in <database>.web-secret (mode 0600). Changing it signs everyone out.
     web_secret: str = ""
+    # A station that logs in with a chosen (scrypt-hashed) password gets a generated one
+    # over OCPP once accepted (2.x SetVariables BasicAuthPassword, 1.6 ChangeConfiguration
+    # AuthorizationKey), so later cold starts cost no KDF (docs/SECURITY.md). Never for
+    # security profile 3 or a station without a password.
+    rotate_chosen_passwords: bool = True
 
     @property
     def dead_peer_bound(self) -> int:

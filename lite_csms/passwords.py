@@ -4,8 +4,9 @@ Two schemes, told apart by the stored string's prefix:
 - `scrypt$N$r$p$salt$digest` for a password someone chose (CLI `--password`, auto-register):
   it may be guessable, so a leaked database must cost a slow KDF per guess.
 - `hmac-sha256$salt$digest` for a password lite-csms generated: 24 characters from 57 symbols
-  are ~140 bits, beyond any offline search, so a fast keyed hash loses nothing and a
-  reconnect storm after a restart costs no KDF (docs/SECURITY.md).
+  are ~140 bits (20, the most an OCPP 1.6 AuthorizationKey holds, ~117 bits), beyond any
+  offline search, so a fast keyed hash loses nothing and a reconnect storm after a restart
+  costs no KDF (docs/SECURITY.md).
 """
 
 from __future__ import annotations
@@ -22,20 +23,27 @@ _MAXMEM = 64 * 1024 * 1024
 
 # OCPP 1.6 security and 2.0.1 allow 16 to 40 characters for a Basic-auth password.
 GENERATED_LENGTH = 24
+# The shortest generated password: a 1.6 AuthorizationKey carries at most 20 bytes (40 hex
+# digits), and 20 symbols of 57 are ~117 bits, still beyond any offline search.
+GENERATED_MIN_LENGTH = 20
+# Letters and digits that cannot be misread; all in 2.0.1's passwordString set.
+ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
 
 
-def generate() -> str:
-    alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
-    return "".join(secrets.choice(alphabet) for _ in range(GENERATED_LENGTH))
+def generate(length: int = GENERATED_LENGTH) -> str:
+    """`length` random symbols of ALPHABET (GENERATED_MIN_LENGTH to 40)."""
+    if not GENERATED_MIN_LENGTH <= length <= 40:
+        raise ValueError(f"a generated password has {GENERATED_MIN_LENGTH} to 40 characters")
+    return "".join(secrets.choice(ALPHABET) for _ in range(length))
 
 
 FAST_SCHEME = "hmac-sha256"
 
 
 def hash_generated(password: str) -> str:
-    """The fast scheme, for a password from generate() only. Raises ValueError for a password
-    shorter than a generated one, which cannot have its entropy."""
-    if len(password) < GENERATED_LENGTH:
+    """The fast scheme, for a password from generate() (or its hex form) only. Raises
+    ValueError for a password shorter than a generated one, which cannot have its entropy."""
+    if len(password) < GENERATED_MIN_LENGTH:
         raise ValueError("only a generated password may use the fast scheme")
     salt = secrets.token_bytes(16)
     digest = hmac.new(salt, password.encode(), hashlib.sha256).digest()

@@ -15,6 +15,7 @@ from lite_csms.db.models import (
     Station,
     Transaction,
 )
+from lite_csms.passwords import is_fast
 from lite_csms.sharing.money import format_amount
 
 
@@ -24,10 +25,26 @@ def station_row(station: Station) -> dict[str, Any]:
         "protocol": station.protocol, "vendor": station.vendor, "model": station.model,
         "serial_number": station.serial_number, "firmware_version": station.firmware_version,
         "password": station.password_hash is not None,
+        # generated, chosen (scrypt: a KDF run per login after a restart), or None.
+        "password_kind": password_kind(station),
         "last_boot_at": station.last_boot_at, "last_seen_at": station.last_seen_at,
         # None: the server's security_profile_default applies.
         "security_profile": station.security_profile,
     }
+
+
+def password_kind(station: Station) -> str | None:
+    """generated or chosen, and what a password rotation waits for (net/rotation.py):
+    "generated (chosen kept)" until the station first logs in with the new one, "(N sent)"
+    while N new ones are unconfirmed."""
+    if station.password_hash is None:
+        return None
+    kind = "generated" if is_fast(station.password_hash) else "chosen"
+    if station.previous_password_hash is not None:
+        kind += " (chosen kept)"
+    elif station.pending_password_hash:
+        kind += f" ({len(station.pending_password_hash.split())} sent)"
+    return kind
 
 
 def connector_rows(station: Station) -> list[dict[str, Any]]:

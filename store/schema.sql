@@ -290,6 +290,8 @@ CREATE TABLE "station" (
     "firmware_changed_at" TEXT,
     "previous_firmware_version" TEXT,
     "security_profile" INTEGER,
+    "previous_password_hash" TEXT,
+    "pending_password_hash" TEXT,
     "owner_id" INTEGER,
     FOREIGN KEY ("owner_id") REFERENCES "owner" ("id") ON DELETE SET NULL
 );

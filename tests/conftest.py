@@ -122,9 +122,10 @@ def start_csms_process(tmp_path: Path, *extra: str,
          "--database", str(database), "--admin-port", "0", "--ports-file", str(ports_file),
          *extra],
         stdout=log_file, stderr=subprocess.STDOUT, cwd=tmp_path,
-        # The budget policy would reconfigure every test's station; its own tests turn it on.
+        # The budget policy would reconfigure every test's station, and a chosen password
+        # would be rotated (net/rotation.py); their own tests turn them on.
         env={**os.environ, "PYTHONUNBUFFERED": "1", "LITE_CSMS_BUDGET_POLICY": "0",
-             **(env or {})},
+             "LITE_CSMS_ROTATE_CHOSEN_PASSWORDS": "0", **(env or {})},
     )
     try:
         ports = read_ports_file(ports_file, alive=lambda: process.poll() is None)
@@ -166,7 +167,7 @@ async def start_in_process(
     database = tmp_path / "csms.sqlite3"
     settings = config.load(environ={}, overrides={
         "host": "127.0.0.1", "port": 0, "admin_port": 0, "database": str(database),
-        "budget_policy": False, **overrides,
+        "budget_policy": False, "rotate_chosen_passwords": False, **overrides,
     })
     db = open_database(database)
     server = CsmsServer(settings, db)

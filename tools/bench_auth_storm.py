@@ -15,6 +15,11 @@ handshake, framing and OCPP answers are checked by third-party code. Phases:
 3. guess: --guesses wrong passwords for one station, spread over --guess-seconds, from
    127.0.0.1, while that station logs in with its right password from 127.0.0.2 every 0.5 s.
 
+Stations take the new password the server sends to replace a chosen one (ChangeConfiguration
+AuthorizationKey, net/rotation.py): they keep it, answer Accepted and use it from their next
+connection. --restart then stops the server after the storm, starts it again on the same
+database (an empty credential cache) and runs the cold phase once more ("cold again").
+
 A refused station retries after Retry-After, or after 1-2 s, as chargers do; each attempt
 waits at most 30 s for the handshake. Each phase prints the seconds until the last station
 was in, the answers by HTTP status, the server's CPU seconds, its peak RSS and descriptors.
@@ -43,7 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import websockets
-from ocpp.v16 import ChargePoint, call
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint, call, call_result
 from websockets.exceptions import InvalidStatus
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -98,6 +104,28 @@ class Phase:
     last_in: float = 0.0
 
 
+class Charger(ChargePoint):
+    """A charger that keeps a new AuthorizationKey (hex digits of its password) in `keys`,
+    as a charger persists it, before it answers Accepted; it uses it from its next connection.
+    """
+
+    def __init__(self, sid: str, ws: websockets.ClientConnection, keys: dict[str, str],
+                 rotated: set[str]) -> None:
+        super().__init__(sid, ws)
+        self._keys, self._rotated = keys, rotated
+
+    @on("ChangeConfiguration")
+    def change(self, key: str, value: str) -> call_result.ChangeConfiguration:
+        if key != "AuthorizationKey":
+            return call_result.ChangeConfiguration(status="NotSupported")
+        self._keys[self.id] = bytes.fromhex(value).decode()
+        self._rotated.add(self.id)
+        return call_result.ChangeConfiguration(status="Accepted")
+
+
+ROTATED: set[str] = set()
+
+
 @dataclass
 class Link:
     ws: websockets.ClientConnection
@@ -130,15 +158,15 @@ def source_of(sid: str) -> str:
     return f"127.1.{n // 250}.{n % 250 + 1}"
 
 
-async def station(port: int, sid: str, password: str, delay: float, phase: Phase,
+async def station(port: int, sid: str, keys: dict[str, str], delay: float, phase: Phase,
                   boot: bool, started: float) -> Link:
     await asyncio.sleep(delay)
     while True:
-        ws, retry = await attempt(port, sid, password, phase, source_of(sid))
+        ws, retry = await attempt(port, sid, keys[sid], phase, source_of(sid))
         if ws is None:
             await asyncio.sleep(retry if retry is not None else 1 + random.random())
             continue
-        charger = ChargePoint(sid, ws)
+        charger = Charger(sid, ws, keys, ROTATED)
         reader = asyncio.create_task(charger.start())
         try:
             if boot:
@@ -167,8 +195,8 @@ async def run_phase(name: str, port: int, stations: dict[str, str], spread: floa
     started = time.monotonic()
     count = len(stations)
     links = await asyncio.gather(*(
-        station(port, sid, pw, spread * n / count, phase, boot, started)
-        for n, (sid, pw) in enumerate(stations.items())))
+        station(port, sid, stations, spread * n / count, phase, boot, started)
+        for n, sid in enumerate(list(stations))))
     sampler.cancel()
     print(f"{name}: {count} in after {phase.last_in:.1f} s, answers {dict(phase.answers)}, "
           f"server CPU {cpu_of(server.pid) - cpu:.1f} s, peak RSS {peak.rss / 1e6:.0f} MB, "
@@ -266,41 +294,69 @@ async def guess(port: int, stations: dict[str, str], args: argparse.Namespace, p
           f"logins meanwhile, worst {worst * 1000:.0f} ms", flush=True)
 
 
-async def main(args: argparse.Namespace) -> None:
-    tmp = Path(tempfile.mkdtemp())
-    database = tmp / "bench.sqlite3"
-    stations = prepare(database, args.stations, args.passwords)
-    ports_file = tmp / "ports.json"
+async def start_server(args: argparse.Namespace, tmp: Path, database: Path, run: int
+                       ) -> tuple[subprocess.Popen, int]:
+    ports_file = tmp / f"ports-{run}.json"
     command = [sys.executable, "-m", "lite_csms", "serve", "--host", "127.0.0.1",
                "--port", "0", "--database", str(database), "--admin-port", "0",
                "--ports-file", str(ports_file)]
     if args.profile:
         # The event loop thread's CPU time: wall time would charge other work on the core to us.
-        command[1:3] = ["-c", PROFILED.format(out=args.profile)]
+        command[1:3] = ["-c", PROFILED.format(out=f"{args.profile}.{run}")]
     if args.cpu is not None:
         command = ["taskset", "-c", str(args.cpu), *command]
-    log = (tmp / "server.log").open("wb")
+    log = (tmp / f"server-{run}.log").open("wb")
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={
         **os.environ, "LITE_CSMS_BUDGET_POLICY": "0", "LITE_CSMS_LOG_LEVEL": "WARNING"})
+    from lite_csms.net.ports import read_ports_file
+    port = read_ports_file(ports_file, alive=lambda: server.poll() is None)["ocpp"][0]
+    await until_listening(port)
+    return server, port
+
+
+async def leave(links: list[Link], server: subprocess.Popen, baseline: int) -> None:
+    for link in links:
+        link.reader.cancel()
+        link.ws.transport.abort()
+    left = time.monotonic()
+    while fds_of(server.pid) > baseline + 5 and time.monotonic() - left < 120:
+        await asyncio.sleep(0.25)
+    print(f"after all left: server descriptors {fds_of(server.pid)} (at start {baseline}) "
+          f"after {time.monotonic() - left:.1f} s, RSS {rss_of(server.pid) / 1e6:.0f} MB",
+          flush=True)
+
+
+async def until_rotated(count: int, patience: float = 60.0) -> None:
+    """Chosen passwords are replaced after each station's boot: wait for the last ones."""
+    started = time.monotonic()
+    while len(ROTATED) < count and time.monotonic() - started < patience:
+        await asyncio.sleep(0.25)
+    print(f"rotated: {len(ROTATED)} of {count} stations took a generated password "
+          f"({time.monotonic() - started:.1f} s after the last was in)", flush=True)
+
+
+async def main(args: argparse.Namespace) -> None:
+    tmp = Path(tempfile.mkdtemp())
+    database = tmp / "bench.sqlite3"
+    stations = prepare(database, args.stations, args.passwords)
+    server, port = await start_server(args, tmp, database, 1)
     try:
-        from lite_csms.net.ports import read_ports_file
-        port = read_ports_file(ports_file, alive=lambda: server.poll() is None)["ocpp"][0]
-        await until_listening(port)
         baseline = fds_of(server.pid)
         print(f"{args.stations} stations, {args.passwords} passwords; server log {tmp}",
               flush=True)
         links = await run_phase("cold", port, stations, args.spread, True, server)
+        if args.passwords == "chosen":
+            await until_rotated(args.stations)
         await drop(links, args.drop)
         links += await run_phase("storm", port, stations, args.reconnect_spread, False, server)
-        for link in links:
-            link.reader.cancel()
-            link.ws.transport.abort()
-        left = time.monotonic()
-        while fds_of(server.pid) > baseline + 5 and time.monotonic() - left < 120:
-            await asyncio.sleep(0.25)
-        print(f"after all left: server descriptors {fds_of(server.pid)} (at start {baseline}) "
-              f"after {time.monotonic() - left:.1f} s, RSS {rss_of(server.pid) / 1e6:.0f} MB",
-              flush=True)
+        await leave(links, server, baseline)
+        if args.restart:
+            server.terminate()
+            server.wait()
+            server, port = await start_server(args, tmp, database, 2)
+            baseline = fds_of(server.pid)
+            links = await run_phase("cold again", port, stations, args.spread, True, server)
+            await leave(links, server, baseline)
         if not args.skip_guess:
             await guess(port, stations, args, server.pid)
     finally:
@@ -320,6 +376,8 @@ if __name__ == "__main__":
     parser.add_argument("--guesses", type=int, default=300)
     parser.add_argument("--guess-seconds", type=float, default=15.0)
     parser.add_argument("--skip-guess", action="store_true")
+    parser.add_argument("--restart", action="store_true",
+                        help="after the storm, restart the server and connect cold again")
     parser.add_argument("--cpu", type=int, default=None, help="pin the server to this core")
     parser.add_argument("--profile", help="write the server's cProfile statistics here")
     parser.add_argument("--client-cpu", type=int, default=None,

@@ -18,7 +18,8 @@ from lite_csms.views import connector_rows, station_row
 # command: (registration, what the next BootNotification is answered)
 BOOT_ANSWERS = {"accept": ("accepted", "Accepted"), "hold": ("pending", "Pending"),
                 "reject": ("rejected", "Rejected")}
-COLUMNS = ["id", "registration", "online", "protocol", "vendor", "model", "last_seen_at"]
+COLUMNS = ["id", "registration", "online", "protocol", "vendor", "model", "last_seen_at",
+           "password_kind"]
 
 
 def add_parsers(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -132,6 +133,9 @@ def run(args: argparse.Namespace, settings: Settings | None = None) -> int:
         # Generated: ~140 bits, a fast hash suffices; chosen: scrypt (lite_csms/passwords.py).
         station.password_hash = (passwords.hash_password(password) if args.password
                                  else passwords.hash_generated(password))
+        # A rotation under way (net/rotation.py) ends here: only this password works now.
+        station.previous_password_hash = None
+        station.pending_password_hash = None
         station.save()
         print(f"password: {password}" if not args.password else "password set")
     elif command == "set-profile":

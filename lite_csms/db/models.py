@@ -66,6 +66,13 @@ class Station(BaseModel):
     # the operator's own. Deferred: Owner is declared after the existing models.
     owner = pw.DeferredForeignKey("Owner", null=True, backref="stations",
                                   on_delete="SET NULL")
+    # Password rotation (net/rotation.py): the chosen password's hash, still accepted until
+    # the station first connects with the generated one that replaced it.
+    previous_password_hash = pw.TextField(null=True)
+    # Hashes of generated passwords sent to the station and not yet confirmed by a login
+    # (answer lost, RebootRequired, or the other form of a 1.6 key), space-separated; any
+    # of them is accepted, and the first login with one makes it the password.
+    pending_password_hash = pw.TextField(null=True)
 
 
 class Connector(BaseModel):

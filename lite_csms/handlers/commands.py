@@ -49,6 +49,12 @@ def finish(
         error_code, error_description, command_id))
 
 
+def redact(command_id: int, payload: dict[str, Any]) -> None:
+    """Replace the logged payload (a password's, once it is sent: operations/secret.py)."""
+    Command.update(payload=orjson.dumps(payload).decode()).where(
+        Command.id == command_id).execute()
+
+
 def take_due(station_id: str, at: datetime) -> list[tuple[int, str, dict[str, Any]]]:
     """Queued commands still valid, oldest first; the stale ones are marked expired."""
     # Run at every connection: prepared statements rather than built queries.

@@ -1,7 +1,8 @@
 """Sending CSMS-initiated CALLs to stations, now or when they next connect.
 
 Each command is written to the command log before it is sent and updated with its outcome,
-so the operator can always see what was asked, by whom, and what the charger said.
+so the operator can always see what was asked, by whom, and what the charger said. A
+password sent to a station is logged redacted (operations/secret.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from lite_csms.handlers import commands as log_
 from lite_csms.net.connection import StationConnection
 from lite_csms.ocppj import timestamps
 from lite_csms.ocppj.session import CallAnswered, CallFailed, InvalidOutbound
-from lite_csms.operations import effects
+from lite_csms.operations import effects, secret
 from lite_csms.operations.catalogue import Request
 
 log = logging.getLogger("lite_csms.commands")
@@ -77,8 +78,15 @@ class CommandSender:
                 raise StationOffline(f"station {station_id} is not connected")
             log.info("%s: %s queued as command %d", station_id, action, command_id)
             return CommandOutcome(command_id, "queued")
+        return await self.send_on(connection, action, payload, requested_by=requested_by)
+
+    async def send_on(self, connection: StationConnection, action: str,
+                      payload: dict[str, Any], *, requested_by: str) -> CommandOutcome:
+        """Log and send on this very connection (not a newer one that replaced it), which
+        must have spoken; the answer is recorded as for send()."""
         command_id = await self._store.run(partial(
-            log_.create, station_id, action, payload, requested_by, "sent", now))
+            log_.create, connection.station_id, action, secret.redacted(action, payload),
+            requested_by, "sent", timestamps.now_utc()))
         return await self._deliver(connection, command_id, action, payload)
 
     async def deliver_queued(self, connection: StationConnection) -> int:
@@ -126,6 +134,10 @@ def _record(station_id: str, command_id: int, request: Request, outcome: Command
     now = timestamps.now_utc()
     log_.finish(command_id, outcome.status, now, outcome.result, outcome.error_code,
                 outcome.error_description)
+    if secret.writes_secret(request.action, request.payload):
+        # A queued password waited in the log as it must be sent; once sent it goes.
+        request = Request(request.action, secret.redacted(request.action, request.payload))
+        log_.redact(command_id, request.payload)
     effects.apply(station_id, request,
                   outcome.result if outcome.status == "answered" else None, now, command_id)
 

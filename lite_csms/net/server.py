@@ -24,7 +24,7 @@ from lite_csms.db.reader import StoreReader
 from lite_csms.db.writer import StoreWriter
 from lite_csms.handlers import authorization, provisioning, reservation
 from lite_csms.metrics import ServerMetrics
-from lite_csms.net import profiles
+from lite_csms.net import profiles, rotation
 from lite_csms.net.commands import CommandSender
 from lite_csms.net.connection import (
     CLOSE_INTERNAL_ERROR,
@@ -105,6 +105,7 @@ class CsmsServer:
         self.policy = BudgetPolicy(self.store, settings, self.commands, reader=self.reader)
         self.progress = ProgressService(self.store, self.commands, self.connections, settings)
         self.costs = CostUpdates(self.store, self.commands, settings)
+        self.rotation = rotation.PasswordRotation(self.store, self.commands, settings)
         self.kdf = KdfQueue(PASSWORD_CHECKS_AT_ONCE)
         self.credentials = CredentialCache()
         self.throttle = GuessThrottle()
@@ -296,8 +297,9 @@ class CsmsServer:
             return
         # Read once for the whole handshake: the password check and the readiness below.
         station = await self._station(station_id)
+        login = rotation.Login()
         refusal = await self._authenticate(station_id, station, request,
-                                           profiles.presented(meter))
+                                           profiles.presented(meter), login)
         limits = self.listener.limits
         slot = slot_of(request)
         if (refusal is None and slot is not None
@@ -342,11 +344,12 @@ class CsmsServer:
         # Only what the connection needs of the row: an idle station keeps this frame alive.
         registration, booted_before = ((None, False) if station is None else
                                        (station.registration, station.last_boot_at is not None))
+        confirms = station is not None and rotation.needs_confirming(station, login)
         station = None
         ws = await request.accept(subprotocol=subprotocol)
         live = self.traffic.opened(station_id, subprotocol, meter)
         await self._serve_station(ws, station_id, registration, booted_before, version, live,
-                                  codec)
+                                  codec, login, confirms)
 
     async def _station(self, station_id: str) -> Station | None:
         """The committed row, read beside the writer rather than queued behind it
@@ -360,7 +363,7 @@ class CsmsServer:
 
     async def _authenticate(
         self, station_id: str, station: Station | None, request: HandshakeRequest,
-        seen: profiles.Presented
+        seen: profiles.Presented, login: rotation.Login | None = None,
     ) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
         """Security profiles 1 and 2: HTTP Basic auth with the station id as username; 3: the
         TLS client certificate, whose subject CN must be the station id (net/profiles.py).
@@ -430,25 +433,36 @@ class CsmsServer:
             return _unauthorized("password required")
         if credentials.username != station_id:
             return _unauthorized("username does not match the station id in the path")
-        if self.credentials.verified(station_id, credentials.password, stored):
-            return None
-        attacked = self.throttle.under_attack(station_id)
-        if passwords.is_fast(stored):
-            # A generated password: microseconds, no queue, nothing worth caching. A wrong
-            # one is answered after a dummy check, as an unknown id is (_as_if_known).
-            if passwords.verify(credentials.password, stored):
+        login = login if login is not None else rotation.Login()
+        password = credentials.password
+        # The password, a rotation's pending ones and its chosen fallback (net/rotation.py):
+        # the cache and the fast hashes first, then at most one KDF run.
+        hashes = list(rotation.stored_hashes(station))
+        for role, hashed in hashes:
+            # A fast hash is checked in microseconds; only a chosen one is worth the cache
+            # (asked about its own hash only: a miss on another hash evicts the entry).
+            if (passwords.verify(password, hashed) if passwords.is_fast(hashed)
+                    else self.credentials.verified(station_id, password, hashed)):
+                login.matched(role, hashed)
                 return None
-            return await self._dummy_check(source, station_id, credentials.password,
-                                           "wrong password")
+        attacked = self.throttle.under_attack(station_id)
+        chosen = next(((role, hashed) for role, hashed in hashes
+                       if not passwords.is_fast(hashed)), None)
+        if chosen is None:
+            # Generated passwords only: a wrong one is answered after a dummy check, as an
+            # unknown id is (_as_if_known).
+            return await self._dummy_check(source, station_id, password, "wrong password")
+        role, hashed = chosen
         try:
-            valid = await kdf_verify(self.kdf, credentials.password, stored,
+            valid = await kdf_verify(self.kdf, password, hashed,
                                      gate=partial(self.throttle.source_wait, source))
         except Overloaded as exc:
             return 503, str(exc), _retry_after(exc.retry_after)
         except Refused as exc:
             return 429, "too many wrong passwords from this address", _retry_after(exc.wait)
         if valid:
-            self.credentials.remember(station_id, credentials.password, stored)
+            self.credentials.remember(station_id, password, hashed)
+            login.matched(role, hashed)
             return None
         return self._failed(source, station_id, attacked)
 
@@ -496,9 +510,11 @@ class CsmsServer:
     async def _serve_station(
         self, ws: WebSocket, station_id: str, registration: str | None, booted_before: bool,
         version: Version, live: LiveConnection, lite: LiteCodec | None = None,
+        login: rotation.Login | None = None, confirms: bool = False,
     ) -> None:
         """`registration` and `booted_before` as the handshake read the row; None and False
-        for a station the handshake registered, which is pending and never booted."""
+        for a station the handshake registered, which is pending and never booted. `login`:
+        the stored hash its password matched; `confirms`: that login settles a rotation."""
         ctx = StationContext(station_id, version, self.store, self.settings,
                              registration or "pending",
                              meter_seen=partial(self.progress.seen, station_id),
@@ -526,8 +542,11 @@ class CsmsServer:
             await self._not_recorded(connection, exc)
             return
         log.info("%s: connected with %s", station_id, ws.subprotocol or version.value)
+        if confirms and login is not None and login.hashed is not None:
+            await self._confirm_rotation(station_id, login.hashed)
         try:
-            await connection.run(on_ready=self._deliver_queued_when_accepted)
+            await connection.run(on_ready=partial(self._deliver_queued_when_accepted,
+                                                  login=login or rotation.Login()))
         finally:
             # Cancelled from outside (the connection's own nursery may have absorbed the
             # Cancelled): the server is going away, and the station should hear 1001.
@@ -551,13 +570,27 @@ class CsmsServer:
         with trio.CancelScope(shield=True), trio.move_on_after(2):
             await connection.ws.aclose(CLOSE_INTERNAL_ERROR, "try again later")
 
-    async def _deliver_queued_when_accepted(self, connection: StationConnection) -> None:
+    async def _deliver_queued_when_accepted(self, connection: StationConnection,
+                                            login: rotation.Login) -> None:
         # OCPP has the CSMS wait for the station: nothing automatic goes out before its
         # BootNotification on this connection is Accepted, or, for a station accepted before,
         # before its first message on this connection (see StationConnection.accepted).
         await connection.accepted.wait()
         await self.commands.deliver_queued(connection)
         await self.policy.on_accepted(connection)
+        # Last: an accepted new password makes the station reconnect (OCPP 2.0.1 A01).
+        await self.rotation.on_accepted(connection, login)
+
+    async def _confirm_rotation(self, station_id: str, hashed: str) -> None:
+        """The station logged in with a rotated password: its fallbacks go (net/rotation.py).
+        If this cannot be stored they stay, which locks nobody out."""
+        try:
+            if await self.store.run(partial(rotation.confirm, station_id, hashed)):
+                log.info("%s: logged in with its new password; the old one no longer works",
+                         station_id)
+        except Exception as exc:  # a full disk: the next login with it tries again
+            log.warning("%s: its new password's first login cannot be stored: %s",
+                        station_id, exc)
 
     async def _forget(self, connection: StationConnection, *, exiting: bool = False) -> None:
         """`exiting`: the server is shutting down; the offline state is written for all
@@ -616,10 +649,11 @@ UNAUTHORIZED_HEADERS = [(b"WWW-Authenticate", b'Basic realm="lite-csms", charset
 
 
 def _fast_match(station: Station | None, credentials: BasicCredentials) -> bool:
-    """Whether `credentials` carry the station's generated password (no KDF to find out)."""
-    stored = None if station is None else station.password_hash
-    return (stored is not None and passwords.is_fast(stored)
-            and passwords.verify(credentials.password, stored))
+    """Whether `credentials` carry one of the station's generated passwords (its own or one
+    a rotation sent it): no KDF to find out."""
+    return station is not None and any(
+        passwords.is_fast(hashed) and passwords.verify(credentials.password, hashed)
+        for _, hashed in rotation.stored_hashes(station))
 
 
 def _unauthorized(reason: str) -> tuple[int, str, list[tuple[bytes, bytes]]]:

@@ -17,6 +17,7 @@ from lite_csms.handlers import (
     settings,
     smart_charging,
 )
+from lite_csms.operations import secret
 from lite_csms.operations.catalogue import Request, reservation_id_of
 from lite_csms.operations.maintenance import request_id_of
 
@@ -107,10 +108,12 @@ def _requested_by(command_id: int | None) -> str | None:
 def apply(station_id: str, request: Request, answer: dict[str, Any] | None, at: datetime,
           command_id: int | None = None) -> None:
     """Record what the answer (None: no answer) means; runs inside the store writer."""
-    if answer is not None:
+    if answer is not None and not secret.writes_secret(request.action, request.payload):
+        # A password is no configuration value to show or own (operations/secret.py).
         settings.store(station_id, settings_learned(request, answer), at)
         memory.learn(station_id, request.action, request.payload, answer, at,
                      _requested_by(command_id))
+    if answer is not None:
         _local_list(station_id, request, answer, at)
         _smart_charging(station_id, request, answer, at)
     if request.action in MAINTENANCE_KINDS and command_id is not None:
