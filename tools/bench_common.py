@@ -113,3 +113,24 @@ class Served:
     process: subprocess.Popen[bytes]
     port: int
     admin_port: int | None
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid: int) -> int:
+    """A process's resident set (VmRSS of /proc/PID/status), KiB."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS line")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system seconds of every thread of a process (lite-csms's SQLite writer
+    included), from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        # Fields after the parenthesised command name; utime and stime are 14 and 15.
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS

@@ -48,6 +48,7 @@ TOOLS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TOOLS))
 sys.path.insert(0, str(TOOLS.parent))
 
+import bench_common  # noqa: E402
 import throwaway_tls  # noqa: E402
 from bench_common import format_cell, machine_summary  # noqa: E402
 from bench_server import filesystem_of, log_problems  # noqa: E402
@@ -59,7 +60,6 @@ SIDES = ("lite-csms", "peer")
 PREFIX = "BENCH-"
 STATUS_TABLE = {"lite-csms": "connector_status_change", "peer": "status"}
 START_TIMEOUT = 30.0
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -81,17 +81,11 @@ class Server:
     database: Path
 
     def rss_kib(self) -> int:
-        with open(f"/proc/{self.process.pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        raise RuntimeError("no VmRSS line")
+        return bench_common.rss_kib(self.process.pid)
 
     def cpu(self) -> float:
         """User + system seconds of every thread (lite-csms's SQLite writer included)."""
-        with open(f"/proc/{self.process.pid}/stat", encoding="ascii") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return bench_common.cpu_seconds(self.process.pid)
 
     def settle(self, minimum: float, window: float = 0.2, limit: float = 60.0) -> None:
         """Wait `minimum` seconds, then until the server has used at most one clock tick of

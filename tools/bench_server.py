@@ -14,7 +14,6 @@ machine's cores, so the figures are for client and server together on one box.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import signal
 import sqlite3
@@ -29,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import bench_common
 import orjson
 import trio
 from bench_common import machine_summary, markdown_table
@@ -45,7 +45,6 @@ SERVER_START_TIMEOUT = 30.0
 SERVER_STOP_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 15.0
 CALL_TIMEOUT = 10.0
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # ---- OCPP payloads per protocol ---------------------------------------------------------------
@@ -111,18 +110,11 @@ class ServerProcess:
         return f"ws://{HOST}:{self.port}/ocpp/{station_id}"
 
     def rss_kib(self) -> int:
-        with open(f"/proc/{self.process.pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        raise RuntimeError("no VmRSS line")
+        return bench_common.rss_kib(self.process.pid)
 
     def cpu_seconds(self) -> float:
-        """User + system time of all the server's threads, the SQLite writer's included."""
-        with open(f"/proc/{self.process.pid}/stat", encoding="ascii") as stat:
-            # Fields after the parenthesised command name; utime and stime are 14 and 15.
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        """User + system seconds of every thread (lite-csms's SQLite writer included)."""
+        return bench_common.cpu_seconds(self.process.pid)
 
 
 def log_problems(log_path: Path) -> list[str]:
