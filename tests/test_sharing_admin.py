@@ -112,6 +112,8 @@ async def test_admin_api_sharing(csms: CsmsInProcess) -> None:
     status, one = await http(csms, "GET", "/owners/1", key)
     assert status == 200 and one["stations"][0]["tariff"]["currency"] == "KES"
     assert (await http(csms, "GET", "/owners/x", key))[0] == 404
+    # A superscript two passes str.isdigit() and int() refuses it: a 404, not a 500.
+    assert (await http(csms, "GET", "/owners/%C2%B2", key))[0] == 404
     assert (await http(csms, "GET", "/stations/CS-A/qr", key))[0] == 409  # no public_url
     status, driver = await http(csms, "POST", "/drivers", key,
                                 {"name": "Otieno", "phone": "+254700000001",

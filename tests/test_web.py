@@ -17,7 +17,7 @@ import pytest
 import trio
 
 from lite_csms import config, passwords
-from lite_csms.db.models import Owner, Station, Transaction
+from lite_csms.db.models import Connector, Owner, Station, Transaction
 from lite_csms.ocppj import timestamps
 from lite_csms.sharing import codes, drivers, owners, pricing
 from lite_csms.web.common import safe_next
@@ -42,6 +42,9 @@ def seed(owner_names: tuple[str, ...] = ("Amina", "Baraka")) -> dict[str, Any]:
                                  password_hash=hashed)
         station = f"CS-{index}"
         Station.create(id=station, protocol="ocpp1.6")
+        # As its first StatusNotification leaves it: the page serves reported connectors only.
+        Connector.create(station=station, evse_id=1, connector_id=1, status="Available",
+                         status_at=now)
         owners.set_station_owner(station, owner.id)
         pricing.set_tariff(station, "KES", "25", "0", "50")
         made["owners"].append(owner.id)
@@ -115,6 +118,14 @@ async def test_pages_are_small_html_and_the_api_is_untouched(csms: CsmsInProcess
     assert (await http(csms, client, "get", "/s/NOPE/1")).status == 404
     assert (await http(csms, client, "get", "/s/CS-0/100")).status == 404
     assert (await http(csms, client, "get", "/s/CS-0/x")).status == 404
+    # A connector never reported, non-ASCII digits, and a station nobody shares: all 404,
+    # as for an unknown id (the operator's own chargers are not for drivers to start).
+    assert (await http(csms, client, "get", "/s/CS-0/2")).status == 404
+    for odd in ("%C2%B2", "%D9%A3", "%EF%BC%93"):
+        assert (await http(csms, client, "get", f"/s/CS-0/{odd}")).status == 404
+    await csms.server.store.run(lambda: owners.set_station_owner("CS-1", None))
+    assert (await http(csms, client, "get", "/s/CS-1/1")).status == 404
+    assert (await http(csms, client, "get", "/owner/statements/9999-12")).status in (303, 404)
     owner_page = await http(csms, client, "get", "/owner")
     assert owner_page.status == 303 and owner_page.location == "/owner/signin?next=/owner"
     assert (await http(csms, client, "get", "/driver")).location == "/signin?next=/driver"

@@ -148,7 +148,9 @@ def driver_and_owner(browser: Any, base: str, sent: dict[str, str], database: Pa
     # 25.00/kWh + 50.00 per session, from the stored energy (the time is not priced).
     with closing(sqlite3.connect(database)) as conn:
         wh, stored = conn.execute("SELECT energy_wh, cost FROM \"transaction\"").fetchone()
-    assert cost.group(1) == f"KES {(5000 + round(wh * 2500 / 1000)) / 100:.2f}" == \
+    # Half up, as the price rule says (Python's round() would round half to even).
+    half_up = (round(wh) * 2500 + 500) // 1000
+    assert cost.group(1) == f"KES {(5000 + half_up) / 100:.2f}" == \
         f"KES {stored / 100:.2f}"
     phone.press("Sign out")
     # The owner signs in, sees the charge with its cost, and sets a new price.

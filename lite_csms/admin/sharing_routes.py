@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from lite_csms import passwords
+from lite_csms.ascii_digits import digits
 from lite_csms.control import StationControl
 from lite_csms.db.models import Driver, IdToken, Owner, Station
 from lite_csms.handlers.authorization import check_token, find_token
@@ -49,7 +50,7 @@ async def _hash(password: str | None) -> str | None:
 
 def _row_id(raw: str) -> int:
     """An owner or driver id from the URL; anything else names no row: 404."""
-    if not raw.isdigit() or len(raw) > 18:
+    if not digits(raw) or len(raw) > 18:
         raise HTTPException(404, "not found")
     return int(raw)
 
@@ -191,7 +192,7 @@ def routes(control: StationControl, caller: Callable[[Request], Awaitable[str]],
         await caller(request)
         station_id = request.path_params["id"]
         raw = request.query_params.get("connector", "1")
-        if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        if not digits(raw) or not 1 <= int(raw) <= 1000:
             raise HTTPException(400, "connector must be 1 or more")
         await found(partial(_tariff, station_id))
         try:

@@ -28,6 +28,7 @@ from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from lite_csms.ascii_digits import digits
 from lite_csms.budget import levels, memory, usage
 from lite_csms.config import Settings
 from lite_csms.db import reader as db_reader
@@ -189,7 +190,7 @@ def heartbeat_of(version: Version | None, level: str, policy_enabled: bool,
         "HeartbeatInterval" if version is Version.OCPP16 else "OCPPCommCtrlr.HeartbeatInterval"]
     for key in keys:
         mine = state.owned.get(key)
-        if mine is not None and str(mine["value"]).isdigit():
+        if mine is not None and digits(str(mine["value"])):
             return int(mine["value"])
     if configured_heartbeat is not None:
         return configured_heartbeat
@@ -212,7 +213,7 @@ def keepalive_for(decisions: list[Decision], nat_timeout: int, settings: Setting
             pinged = decision.outcome != SENT or decision.status in ("Accepted",
                                                                       "RebootRequired")
             value = decision.value
-            if pinged and value.isdigit() and int(value) <= levels.keepalive_idle(nat_timeout):
+            if pinged and digits(value) and int(value) <= levels.keepalive_idle(nat_timeout):
                 # Its ping keeps the mapping: probes only after a NAT timeout of silence.
                 return max(settings.tcp_keepalive_idle, nat_timeout)
     return levels.keepalive_idle(nat_timeout)

@@ -11,6 +11,7 @@ import secrets
 from typing import Any
 
 from lite_csms import passwords
+from lite_csms.ascii_digits import digits
 from lite_csms.db.models import Driver, IdToken, Transaction, token_key
 from lite_csms.sharing import logins, pricing
 
@@ -39,7 +40,7 @@ def add_driver(name: str | None = None, phone: str | None = None, email: str | N
 
 def get_driver(ref: int | str) -> Driver | None:
     """By id (an int, or digits) or by login (email or phone)."""
-    if isinstance(ref, int) or str(ref).isdigit():
+    if isinstance(ref, int) or digits(str(ref)):
         return Driver.get_or_none(Driver.id == int(ref))
     return find_driver(str(ref))
 

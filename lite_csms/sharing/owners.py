@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from lite_csms import passwords
+from lite_csms.ascii_digits import digits
 from lite_csms.db.models import Owner, Station
 from lite_csms.sharing import logins, pricing
 
@@ -50,7 +51,7 @@ def find_owner(login: str) -> Owner | None:
 
 def get_owner(ref: int | str) -> Owner | None:
     """By id (an int, or digits) or by login (email or phone)."""
-    if isinstance(ref, int) or str(ref).isdigit():
+    if isinstance(ref, int) or digits(str(ref)):
         return Owner.get_or_none(Owner.id == int(ref))
     return find_owner(str(ref))
 

@@ -30,7 +30,8 @@ def parse_month(text: str) -> tuple[int, int]:
         year, month = (int(part) for part in text.split("-"))
     except ValueError:
         raise ValueError(f"a month is YYYY-MM, got {text!r}") from None
-    if not (1970 <= year <= 9999 and 1 <= month <= 12):
+    # 9998: the span of December ends in January of the next year, which datetime must hold.
+    if not (1970 <= year <= 9998 and 1 <= month <= 12):
         raise ValueError(f"a month is YYYY-MM, got {text!r}")
     return year, month
 

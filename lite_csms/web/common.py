@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse
 
+from lite_csms.ascii_digits import digits
 from lite_csms.control import StationControl
 from lite_csms.ocppj import timestamps
 from lite_csms.web import queries
@@ -76,7 +77,7 @@ def see_other(url: str) -> RedirectResponse:
 
 
 def row_id(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 18:
+    if not digits(raw) or len(raw) > 18:
         raise HTTPException(404, "not found")
     return int(raw)
 

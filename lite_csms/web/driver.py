@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from lite_csms.ascii_digits import digits
 from lite_csms.sharing import drivers
 from lite_csms.web import actions, queries
 from lite_csms.web.common import SignInFirst, Web, now, row_id, see_other, signed_in_as
@@ -28,7 +29,7 @@ REFRESH_SAID = {
 
 
 def _connector(raw: str) -> int:
-    if not raw.isdigit() or len(raw) > 2:
+    if not digits(raw) or len(raw) > 2:
         raise HTTPException(404, "no such connector")
     return int(raw)
 

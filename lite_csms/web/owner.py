@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from lite_csms.ascii_digits import digits
 from lite_csms.sharing import owners, pricing, statements
 from lite_csms.sharing.money import MoneyError
 from lite_csms.web import actions, queries
@@ -74,7 +75,7 @@ def routes(web: Web) -> list[Route]:
         if not await web.run(owners.owns, owner["id"], station_id):
             raise HTTPException(404, NOT_YOURS)
         connector = form.get("connector", "0")
-        if not connector.isdigit() or int(connector) > queries.MAX_CONNECTOR:
+        if not digits(connector) or int(connector) > queries.MAX_CONNECTOR:
             raise HTTPException(400, "no such connector")
         said = await actions.availability(web.control, station_id, int(connector),
                                           form.get("operative") == "1",
@@ -105,7 +106,7 @@ def routes(web: Web) -> list[Route]:
             raise HTTPException(404, "no such statement")
         # A busy month lists hundreds of charges: a page at a time keeps it under 30 kB.
         raw = request.query_params.get("page", "1")
-        number = int(raw) if raw.isdigit() and 0 < int(raw) < 10_000 else 1
+        number = int(raw) if digits(raw) and 0 < int(raw) < 10_000 else 1
         charges = found["transactions"]
         pages = max(1, -(-len(charges) // STATEMENT_ROWS))
         shown = charges[(number - 1) * STATEMENT_ROWS:number * STATEMENT_ROWS]

@@ -68,13 +68,17 @@ def connector_state(status: str | None, running: Transaction | None, driver_id: 
 def charge_point(station_id: str, evse: int, driver_id: int | None, now: datetime
                  ) -> dict[str, Any] | None:
     """What the QR code's page shows: the price, the connector's state, the driver's own
-    running session there. None for an unknown station or a connector number out of range."""
+    running session there. None (a 404, the same as for an unknown id) for a station nobody
+    shares, which is the operator's own and not for any driver to start, and for a connector
+    the station never reported."""
     station = Station.get_or_none(Station.id == station_id)
-    if station is None or not 1 <= evse <= MAX_CONNECTOR:
+    if station is None or station.owner_id is None or not 1 <= evse <= MAX_CONNECTOR:
         return None
     connector = (Connector.select().where(Connector.station == station_id,
                                           Connector.evse_id == evse)
                  .order_by(Connector.connector_id).first())
+    if connector is None:
+        return None
     status = None if connector is None else connector.status
     running = _running(station_id, evse)
     price = pricing.tariff_of(station_id)
