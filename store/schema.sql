@@ -124,7 +124,8 @@ CREATE TABLE "driver" (
     "email" VARCHAR(254),
     "password_hash" TEXT,
     "created_at" TEXT NOT NULL,
-    "disabled" INTEGER NOT NULL
+    "disabled" INTEGER NOT NULL,
+    "session_epoch" INTEGER NOT NULL
 );
 
 CREATE TABLE "energy_reading" (
@@ -226,7 +227,8 @@ CREATE TABLE "owner" (
     "phone" VARCHAR(16),
     "password_hash" TEXT,
     "created_at" TEXT NOT NULL,
-    "disabled" INTEGER NOT NULL
+    "disabled" INTEGER NOT NULL,
+    "session_epoch" INTEGER NOT NULL
 );
 
 CREATE TABLE "policy_change" (

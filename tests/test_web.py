@@ -166,10 +166,22 @@ async def test_every_post_needs_the_session_csrf_token(csms: CsmsInProcess) -> N
                        {"currency": "KES", "per_kwh": "99"})
     assert reply.status == 403
     assert tariff(csms.database, "CS-0") == ("KES", 2500, 0, 5000)
-    # Sign-out is a POST with the token too; afterwards the owner pages redirect again.
+    # Sign-out is a POST with the token too; afterwards the owner pages redirect again, and
+    # so does a copy of the cookie taken before it (the session's stamp is out of date).
+    copied = dict(client.cookies)
     page = await http(csms, client, "get", "/owner")
     assert (await http(csms, client, "post", "/signout", {"csrf": page.csrf()})).status == 303
     assert (await http(csms, client, "get", "/owner")).status == 303
+    thief = client_for(csms)
+    thief.cookies.update(copied)
+    assert (await http(csms, thief, "get", "/owner")).status == 303
+    # A new password ends the sessions signed in with the old one.
+    again = await signed_in_owner(csms, "o0@example.com")
+    assert (await http(csms, again, "get", "/owner")).status == 200
+    await csms.server.store.run(lambda: Owner.update(
+        password_hash=passwords.hash_password("a-new-password-1")).where(
+        Owner.email == "o0@example.com").execute())
+    assert (await http(csms, again, "get", "/owner")).status == 303
 
 
 # ---- owners see only their own stations ---------------------------------------------------

@@ -637,6 +637,8 @@ class Owner(BaseModel):
     password_hash = pw.TextField(null=True)
     created_at = UtcDateTimeField(default=utcnow)
     disabled = pw.BooleanField(default=False)
+    # Raised at each sign-out: every web session signed in before it ends (web/security.py).
+    session_epoch = pw.IntegerField(default=0)
 
 
 class Driver(BaseModel):
@@ -650,6 +652,8 @@ class Driver(BaseModel):
     password_hash = pw.TextField(null=True)
     created_at = UtcDateTimeField(default=utcnow)
     disabled = pw.BooleanField(default=False)
+    # Raised at each sign-out: every web session signed in before it ends (web/security.py).
+    session_epoch = pw.IntegerField(default=0)
 
 
 class OneTimeCode(BaseModel):

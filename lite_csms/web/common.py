@@ -52,9 +52,11 @@ class SignInFirst(Exception):
 
 async def signed_in_as(web: Web, request: Request, role: str) -> dict[str, Any]:
     """The signed-in driver or owner, else SignInFirst. A person disabled or deleted since
-    signing in is signed out here."""
+    signing in, who signed out, or whose password changed since, is signed out here."""
     uid = signed_in(request, role)
     found = None if uid is None else await web.run(queries.person, role, uid)
+    if found is not None and found["stamp"] != request.session.get("stamp"):
+        found = None  # signed out elsewhere, or a new password: this cookie is done
     if found is None:
         if uid is not None:
             request.session.clear()

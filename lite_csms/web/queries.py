@@ -28,7 +28,20 @@ def person(role: str, uid: int) -> dict[str, Any] | None:
     row = model.get_or_none(model.id == uid)
     if row is None or row.disabled:
         return None
-    return {"id": row.id, "name": row.name, "login": row.email or row.phone}
+    return {"id": row.id, "name": row.name, "login": row.email or row.phone,
+            "stamp": stamp_of(row)}
+
+
+def stamp_of(row: Owner | Driver) -> str:
+    """What a web session must still match: the person's sign-out count and the tail of
+    their password hash, so a sign-out or a new password ends every copy of the cookie."""
+    return f"{row.session_epoch}:{(row.password_hash or '')[-16:]}"
+
+
+def signed_out(role: str, uid: int) -> None:
+    """Sign-out: every session of this person, copies of the cookie included, ends."""
+    model = Driver if role == "driver" else Owner
+    model.update(session_epoch=model.session_epoch + 1).where(model.id == uid).execute()
 
 
 def _session(tx: Transaction, now: datetime) -> dict[str, Any]:

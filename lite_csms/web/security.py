@@ -65,9 +65,12 @@ async def read_form(request: Request) -> dict[str, str]:
     return fields
 
 
-def sign_in(request: Request, role: str, uid: int) -> None:
+def sign_in(request: Request, role: str, uid: int, stamp: str) -> None:
+    """A fresh session for the person; `stamp` (web/queries.py stamp_of) is checked at each
+    request, so it ends at their next sign-out or password change."""
     request.session.clear()
-    request.session.update({"role": role, "uid": uid, "csrf": secrets.token_urlsafe(24)})
+    request.session.update({"role": role, "uid": uid, "stamp": stamp,
+                            "csrf": secrets.token_urlsafe(24)})
 
 
 def signed_in(request: Request, role: str) -> int | None:

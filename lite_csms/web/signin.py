@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from lite_csms.sharing import codes, drivers, logins, owners
+from lite_csms.web import queries
 from lite_csms.web.common import Web, now, safe_next, see_other
 from lite_csms.web.render import page
 from lite_csms.web.security import client_address, read_form, sign_in
@@ -89,7 +90,7 @@ def routes(web: Web) -> list[Route]:
             return page(request, "code.html", status=403, **{
                 **values, "error": "This account is disabled. Ask the operator."})
         target = safe_next(request.session.get("next"), "/driver")
-        sign_in(request, "driver", driver.id)
+        sign_in(request, "driver", driver.id, queries.stamp_of(driver))
         return see_other(target)
 
     async def password_signin(request: Request, role: str, template: str,
@@ -120,7 +121,7 @@ def routes(web: Web) -> list[Route]:
             log.info("web: a failed %s sign-in for %r from %s", role, login, address)
             return page(request, template, status=400, **{
                 **values, "error": "That login and password do not match."})
-        sign_in(request, role, row.id)
+        sign_in(request, role, row.id, queries.stamp_of(row))
         return see_other(values["next"])
 
     async def driver_password(request: Request) -> Response:
@@ -131,6 +132,9 @@ def routes(web: Web) -> list[Route]:
 
     async def signout(request: Request) -> Response:
         await read_form(request)
+        role, uid = request.session.get("role"), request.session.get("uid")
+        if role in ("driver", "owner") and isinstance(uid, int):
+            await web.run(queries.signed_out, role, uid)
         request.session.clear()
         request.session["flash"] = "You are signed out."
         return see_other("/")
