@@ -40,7 +40,9 @@ def test_parse_and_format_amounts_without_floats() -> None:
     assert money.parse_amount("1.234", "KWD") == 1234  # three decimals
     assert money.parse_amount(2550, "KES") == 2550  # already minor units
     for bad, currency in (("25.505", "KES"), ("1.5", "UGX"), ("-1", "KES"), ("1e3", "KES"),
-                          ("", "KES"), ("12,50", "EUR")):
+                          ("", "KES"), ("12,50", "EUR"),
+                          # Fullwidth and Arabic-Indic digits, which int() would read.
+                          ("\uff13", "KES"), ("\u0663.5", "KES")):
         with pytest.raises(money.MoneyError):
             money.parse_amount(bad, currency)
     with pytest.raises(money.MoneyError):

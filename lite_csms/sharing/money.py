@@ -15,7 +15,8 @@ _DECIMALS = {
     **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
 }
 _CODE = re.compile(r"[A-Z]{3}")
-_AMOUNT = re.compile(r"(\d{1,15})(?:\.(\d+))?")
+# ASCII only: \d alone also matches fullwidth and Arabic-Indic digits, which int() reads.
+_AMOUNT = re.compile(r"(\d{1,15})(?:\.(\d+))?", re.ASCII)
 
 
 class MoneyError(ValueError):
