@@ -205,16 +205,12 @@ class StationConnection:
 
     def going_away_now(self) -> bytes | None:
         """The server stops: write the 1001 Going Away close frame at once, without a task
-        (net/listener.py send_close_now). None when it is out, and the station's answering
+        (net/websocket.py send_close_now). None when it is out, and the station's answering
         close frame then ends the connection; otherwise what going_away() must still do:
         b"" (this connection takes the usual close) or the rest of the frame."""
         self.close_reason = "server shutting down"
         self.close_code = CLOSE_GOING_AWAY
-        send_now = getattr(self.ws, "send_close_now", None)
-        if send_now is None:
-            return b""
-        rest: bytes | None = send_now(CLOSE_GOING_AWAY, "server shutting down")
-        return rest
+        return self.ws.send_close_now(CLOSE_GOING_AWAY, "server shutting down")
 
     async def going_away(self, deadline: float, rest: bytes = b"") -> None:
         """The server stops: send 1001 Going Away (or, given `rest`, the rest of a close frame
@@ -226,9 +222,8 @@ class StationConnection:
         deadline = max(deadline, trio.current_time() + GOING_AWAY_SEND)
         with trio.CancelScope(shield=True), trio.move_on_at(deadline):
             if rest:
-                finish = self.ws.finish_close_send  # type: ignore[attr-defined]
                 with contextlib.suppress(ConnectionClosed):
-                    await finish(rest)
+                    await self.ws.finish_close_send(rest)
                 return
             await self.ws.aclose(CLOSE_GOING_AWAY, "server shutting down")
 

@@ -294,18 +294,14 @@ class WebSocket:
                 self._peer_closed = trio.Event()
             await self._peer_closed.wait()
             return
-        proto = self._proto
-        while proto.state is ConnectionState.LOCAL_CLOSING:
-            for event in proto.events():
+        while self._proto.state is ConnectionState.LOCAL_CLOSING:
+            for event in self._proto.events():
                 if isinstance(event, CloseConnection):
                     return
             try:
-                data = await self._stream.receive_some(RECEIVE_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await self._receive()
+            except ConnectionClosed:  # the peer left without its close frame
                 return
-            if not data:
-                return
-            proto.receive_data(data)
 
 
 async def _close_quietly(stream: trio.abc.Stream) -> None:
