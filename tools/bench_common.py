@@ -100,11 +100,7 @@ def serving(env: Mapping[str, str], workdir: Path, start_timeout: float = 20.0,
             raise RuntimeError((workdir / "server.log").read_text()) from None
         yield Served(process, ports["ocpp"][0], ports["admin"])
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        terminate(process, 15)
         log.close()
 
 
@@ -134,3 +130,13 @@ def cpu_seconds(pid: int) -> float:
         # Fields after the parenthesised command name; utime and stime are 14 and 15.
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM (a graceful stop flushes the server's counts), SIGKILL after `timeout` s."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -180,12 +180,7 @@ def serving(side: str, workdir: Path, numbers: list[int], cpu: int | None,
             raise RuntimeError(f"{side} did not start ({exc}):\n{log_path.read_text()}") from None
         yield Server(side, process, port, time.perf_counter() - started, log_path, database)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        bench_common.terminate(process, 30)
 
 
 # ---- the load generator processes --------------------------------------------------------

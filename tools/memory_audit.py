@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,7 @@ import textwrap
 import tracemalloc
 from pathlib import Path
 
+import bench_common
 import trio
 
 from lite_csms import config
@@ -33,36 +35,29 @@ CLIENT = textwrap.dedent("""
     import asyncio, json, sys
     import websockets
     port, n, deflate = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
-    async def one(i, hold):
+    async def one(i):
         ws = await websockets.connect(f"ws://127.0.0.1:{port}/ocpp/MEM-{i:05d}",
             subprotocols=["ocpp1.6"], compression="deflate" if deflate else None,
             open_timeout=60, ping_interval=None)
         boot = {"chargePointVendor": "audit", "chargePointModel": "idle"}
         await ws.send(json.dumps([2, "b", "BootNotification", boot]))
         await ws.recv()
-        await hold.wait()
+        return ws
     async def main():
-        hold = asyncio.Event()
         tasks = []
         for start in range(0, n, 100):
-            tasks += [asyncio.create_task(one(i, hold)) for i in range(start, min(n, start + 100))]
+            tasks += [asyncio.create_task(one(i)) for i in range(start, min(n, start + 100))]
             await asyncio.sleep(0.05)
-        done = [t for t in tasks]
-        while not all(t.done() or getattr(t, "_booted", False) for t in tasks):
-            await asyncio.sleep(0.2)
-            if sum(1 for t in tasks if t.done()) == 0:
-                break
-        print("ready", flush=True)
-        sys.stdin.readline()
+        held = await asyncio.gather(*tasks)  # every station booted; kept open until told
+        print("ready", len(held), flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     asyncio.run(main())
 """)
 
 
+
 def _rss_kib() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+    return bench_common.rss_kib(os.getpid())
 
 
 async def audit(stations: int, top: int, deflate: bool, workdir: Path) -> None:
