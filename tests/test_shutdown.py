@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import signal
 import sqlite3
 import struct
@@ -68,7 +69,9 @@ async def test_signal_closes_every_station_with_1001_and_exits(tmp_path: Path, s
         assert csms.process.wait(timeout=10) == 0
         assert time.monotonic() - started < 5
         log = csms.log()
-        assert "SD-3: disconnected (1001 server shutting down)" in log
+        # One summary line for the stop; the station's own line is at DEBUG.
+        assert "1001 sent to 1 stations" in log
+        assert "SD-3: disconnected" not in log
         assert "Traceback" not in log
         listing = json.loads(csms.cli("station", "list", "--json").stdout)
         assert [(s["id"], s["online"]) for s in listing] == [("SD-3", False)]
@@ -142,7 +145,7 @@ async def test_stop_closes_hundreds_of_stations_with_1001_at_once(tmp_path, capl
     """300 stations, a third of which never answer the close: every one gets 1001, the
     stop ends about one GOING_AWAY_TIMEOUT after it began (not one per station), and all
     stations are written offline in one store job, not one each."""
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.DEBUG, logger="lite_csms.net")
     count = 300
     ids = [f"GA-{n:03d}" for n in range(count)]
     codes: list[int | None] = []
@@ -184,5 +187,51 @@ async def test_stop_closes_hundreds_of_stations_with_1001_at_once(tmp_path, capl
         assert conn.execute("SELECT count(*) FROM station WHERE online").fetchone()[0] == 0
         assert conn.execute("SELECT count(*) FROM station WHERE last_seen_at IS NOT NULL"
                             ).fetchone()[0] == count
-    assert len(records(caplog, "disconnected (1001 server shutting down)")) == count
-    assert records(caplog, f"1001 sent to {count} stations")
+    # A line per station at DEBUG, one summary at INFO (10,000 INFO lines cost a tenth of
+    # the stop's CPU).
+    goodbyes = records(caplog, "disconnected (1001 server shutting down)")
+    assert len(goodbyes) == count and {r.levelno for r in goodbyes} == {logging.DEBUG}
+    summary = records(caplog, f"1001 sent to {count} stations")
+    assert len(summary) == 1 and summary[0].levelno == logging.INFO
+    answered, cut_off, cancelled = (int(n) for n in re.findall(
+        r"(\d+) answered the close, (\d+) cut off, (\d+) cancelled", summary[0].message)[0])
+    assert answered + cut_off + cancelled == count
+
+
+async def test_stop_cuts_off_stations_that_hold_the_connection_without_answering(
+        tmp_path, caplog) -> None:
+    """A station that reads the 1001 but neither answers nor closes is cut off after
+    GOING_AWAY_TIMEOUT: its TCP connection is shut (it reads the end), its connection ends
+    without a cancellation, and it is written offline with the others."""
+    caplog.set_level(logging.INFO)
+    ids = ["CUT-1", "CUT-2", "ANS-1"]
+    silent: list[tuple[int | None, bool]] = []
+    codes: list[int | None] = []
+
+    async def hold(stream: trio.SocketStream) -> None:
+        buffer = bytearray()
+        opcode, payload = await rawws.read_frame(stream, buffer)
+        code = struct.unpack("!H", payload[:2])[0] if opcode == 8 else None
+        with trio.fail_after(5):  # no answer from us: the server must end it
+            ended = await stream.receive_some(4096) == b""
+        silent.append((code, ended))
+
+    async with trio.open_nursery() as outside:
+        async with trio.open_nursery() as nursery:
+            csms = await start_in_process(nursery, tmp_path)
+            for sid in ids:
+                await register(csms, sid)
+            streams = [await booted_station(csms.port, sid) for sid in ids]
+            outside.start_soon(hold, streams[0])
+            outside.start_soon(hold, streams[1])
+            outside.start_soon(_answer_going_away, streams[2], codes, True)
+            started = trio.current_time()
+            csms.server.stop()
+        took = trio.current_time() - started
+    assert silent == [(1001, True), (1001, True)] and codes == [1001]
+    assert took < 1.0 + 2.0, took
+    summary = records(caplog, "1001 sent to 3 stations")
+    assert len(summary) == 1 and "1 answered the close, 2 cut off, 0 cancelled" in (
+        summary[0].message), summary[0].message
+    with sqlite3.connect(tmp_path / "csms.sqlite3") as conn:
+        assert conn.execute("SELECT count(*) FROM station WHERE online").fetchone()[0] == 0

@@ -45,17 +45,22 @@ _UPSERT = (
     '"messages" = "messages" + excluded."messages"')
 
 
-def _upsert(rows: list[dict]) -> None:
+def _upsert(rows: list[tuple]) -> None:
     # One prepared statement for every row: at a shutdown with 10,000 stations the flush
     # holds ~100,000 rows, which ORM-built statements took seconds to write.
-    stamp = TrafficCounter.period_start.db_value
-    database_proxy.obj.cursor().executemany(_UPSERT, [
-        (r["station"], r["period"], stamp(r["period_start"]), r["action"], r["direction"],
-         r["layer"], r["bytes"], r["messages"]) for r in rows])
+    database_proxy.obj.cursor().executemany(_UPSERT, rows)
+
+
+# Above this many stations, _known reads every id rather than building an IN list.
+_KNOWN_IN_LIST = 500
 
 
 def _known(station_ids: set[str]) -> set[str]:
     # A station removed while connected has nowhere to keep its counts.
+    if len(station_ids) > _KNOWN_IN_LIST:
+        # The shutdown's flush: one scan, not an IN list of 10,000 built by the ORM.
+        cursor = database_proxy.obj.cursor().execute('SELECT "id" FROM "station"')
+        return station_ids.intersection(row[0] for row in cursor)
     return {s.id for s in Station.select(Station.id).where(Station.id.in_(list(station_ids)))}
 
 
@@ -63,12 +68,16 @@ def add_hourly(buckets: dict[BucketKey, list[int]]) -> None:
     if not buckets:
         return
     known = _known({key[0] for key in buckets})
-    _upsert([
-        {"station": sid, "period": HOUR, "period_start": hour, "action": action,
-         "direction": direction, "layer": layer, "bytes": amount, "messages": messages}
-        for (sid, hour, action, direction, layer), (amount, messages) in buckets.items()
-        if sid in known
-    ])
+    stamp = TrafficCounter.period_start.db_value
+    stamps: dict[datetime, object] = {}  # the flush's few hours, each converted once
+    rows = []
+    for (sid, hour, action, direction, layer), (amount, messages) in buckets.items():
+        if sid in known:
+            at = stamps.get(hour)
+            if at is None:
+                at = stamps[hour] = stamp(hour)
+            rows.append((sid, HOUR, at, action, direction, layer, amount, messages))
+    _upsert(rows)
 
 
 _CONNECTION_COLUMNS = (
@@ -125,11 +134,9 @@ def roll_up(before: datetime) -> int:
         count += 1
     if not count:
         return 0
-    _upsert([
-        {"station": sid, "period": DAY, "period_start": day, "action": action,
-         "direction": direction, "layer": layer, "bytes": amount, "messages": messages}
-        for (sid, day, action, direction, layer), (amount, messages) in days.items()
-    ])
+    stamp = TrafficCounter.period_start.db_value
+    _upsert([(sid, DAY, stamp(day), action, direction, layer, amount, messages)
+             for (sid, day, action, direction, layer), (amount, messages) in days.items()])
     TrafficCounter.delete().where(TrafficCounter.period == HOUR,
                                   TrafficCounter.period_start < before).execute()
     return count

@@ -132,6 +132,18 @@ class SocketEnd(CountingStream):
         self.send_fin()
         await trio.lowlevel.checkpoint()
 
+    def shut_now(self) -> None:
+        """Shut both directions (the server's stop cutting off a peer): a task blocked
+        reading this socket wakes to the end of input. The descriptor stays open for the
+        teardown's last TCP_INFO reading."""
+        if self.released:
+            return
+        self.fin_sent = True
+        try:
+            self.socket_stream.socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # the connection is already gone (reset, timed out)
+
     def send_fin(self) -> None:
         # Synchronous, so that a cancelled close (aclose_forcefully) still sends it.
         if self.fin_sent or self.released:

@@ -379,7 +379,10 @@ class WebSocketListener:
                 await self._on_request(request, meter)
         finally:
             request.stop_watching()
-            if request.websocket is not None:
+            # When the server stops, the close frames went out from its one loop and the
+            # socket is closed below (_metered) without a wait: no checkpoint in the cancelled
+            # task.
+            if request.websocket is not None and not self._stopped_accepting:
                 with trio.move_on_after(self.options.close_timeout):
                     await request.websocket.aclose()
         if handshake.cancelled_caught and request.websocket is None:

@@ -268,6 +268,14 @@ class WebSocket:
         sent = stream.send_now(data)
         return None if sent == len(data) else data[sent:]
 
+    def shut_now(self) -> None:
+        """The server stops and the peer has not answered our close in time: shut the TCP
+        connection both ways without a wait (what is queued, our close frame, still goes
+        out before the FIN). The reader, woken by the end of input, sees the connection
+        closed. A TLS connection is left to its closing task."""
+        if isinstance(self._stream, SocketEnd):
+            self._stream.shut_now()
+
     async def finish_close_send(self, rest: bytes) -> None:
         """Send what send_close_now() could not; raises ConnectionClosed if the peer is gone."""
         await self._send_frame(rest)
