@@ -185,7 +185,13 @@ def _serve(settings: config.Settings, ports_file: str | None = None) -> int:
         trio.run(main)
     finally:
         db.close()
-    return 0
+    # Everything is durable and the database closed. What the interpreter would still do is
+    # free the last connections' objects one by one and collect: seconds after a stop with
+    # 10,000 stations (docs/PERFORMANCE.md, "Graceful stop"), and nothing anyone keeps.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _quiet_broken_pipe() -> int:

@@ -134,8 +134,11 @@ def mark_all_disconnected(seen: dict[str, datetime]) -> None:
 
 
 def record_last_seen(seen: dict[str, datetime]) -> None:
-    for station_id, at in seen.items():
-        Station.update(last_seen_at=at).where(Station.id == station_id).execute()
+    # One prepared UPDATE for all: 10,000 ORM-built ones took seconds each minute.
+    last_seen = Station.last_seen_at.db_value
+    database_proxy.obj.cursor().executemany(
+        'UPDATE "station" SET "last_seen_at" = ? WHERE "id" = ?',
+        [(last_seen(at), station_id) for station_id, at in seen.items()])
 
 
 def mark_all_offline() -> int:

@@ -17,6 +17,7 @@ import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import trio
@@ -136,6 +137,8 @@ class StationConnection:
         self._waiters: dict[str, _Waiter] = {}
         self._scope = trio.CancelScope()
         self._stopped = Flag()
+        # run()'s on_ready task, until the station is accepted (_start_on_ready).
+        self._on_ready: Callable[[], None] | None = None
         self.close_reason = "closed"
         # The RFC 6455 code that ended the connection, when a close frame said so.
         self.close_code: int | None = None
@@ -162,16 +165,26 @@ class StationConnection:
             with self._scope:
                 async with trio.open_nursery() as nursery:
                     if on_ready is not None:
-                        nursery.start_soon(self._guard, on_ready)
+                        # Its task starts once the station is accepted: until then (and a
+                        # station that never boots) the connection is one task, which ends
+                        # without cancelling anything (docs/PERFORMANCE.md, "Graceful stop").
+                        self._on_ready = partial(nursery.start_soon, self._guard, on_ready)
+                        if self.accepted.is_set():
+                            self._start_on_ready()
                     if self.ctx.settings.ws_ping_interval > 0:
                         nursery.start_soon(self._ping_loop, nursery.cancel_scope)
-                    await self._read_loop(nursery.cancel_scope)
+                    await self._read_loop(nursery)
         finally:
             self._stopped.set()
         for waiter in self._waiters.values():
             if waiter.outcome is None:
                 waiter.outcome = CallFailed("", "", "ConnectionClosed", self.close_reason, {})
                 waiter.event.set()
+
+    def _start_on_ready(self) -> None:
+        start, self._on_ready = self._on_ready, None
+        if start is not None:
+            start()
 
     async def _guard(self, task: Callable[[StationConnection], Awaitable[Any]]) -> None:
         try:
@@ -228,7 +241,7 @@ class StationConnection:
             await self.ws.aclose(CLOSE_GOING_AWAY, "server shutting down")
 
     # ---- inbound ---------------------------------------------------------------------------
-    async def _read_loop(self, scope: trio.CancelScope) -> None:
+    async def _read_loop(self, nursery: trio.Nursery) -> None:
         try:
             while True:
                 message = await self.ws.get_message()
@@ -258,7 +271,10 @@ class StationConnection:
             with trio.move_on_after(2):
                 await self.ws.aclose(CLOSE_INTERNAL_ERROR, "internal error")
         finally:
-            scope.cancel()
+            # The connection's other tasks end with it; with none, no cancellation (each
+            # costs a Cancelled raised in this task and theirs).
+            if nursery.child_tasks:
+                nursery.cancel_scope.cancel()
 
     async def _receive_lite(self, frame: str | bytes) -> bool:
         """One message of a lite connection; False once we have closed the connection."""
@@ -368,6 +384,7 @@ class StationConnection:
         self.spoke.set()
         if self.ctx.registration == "accepted" and (self.booted_before or self._boot_accepted):
             self.accepted.set()
+            self._start_on_ready()
 
     async def _record_deviations(self, action: str, found: tuple[Deviation, ...]) -> None:
         if not found:

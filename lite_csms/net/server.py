@@ -81,9 +81,11 @@ PASSWORD_CHECKS_AT_ONCE = 2
 # answered the close this many seconds after the first frame went out has its TCP
 # connection closed without waiting longer. Shutdown waits this, not this per station.
 GOING_AWAY_TIMEOUT = 1.0
-# The stop's second bound: connections cut off (TCP shut) after GOING_AWAY_TIMEOUT have
-# this long to end by themselves before what is left of them is cancelled.
-ABORT_TIMEOUT = 1.0
+# The stop's second bound: connections cut off (TCP shut) after GOING_AWAY_TIMEOUT end by
+# themselves as their readers see the end, as fast as the loop gets to them (10,000 take
+# a few seconds on a busy machine); only one still running after this long (a handler
+# waiting for a slow disk) is cancelled.
+ABORT_TIMEOUT = 5.0
 # How often the stop looks whether every station has answered its close.
 STOP_POLL = 0.02
 # When the server is cancelled without stop(), its readers are gone: no close answer can
@@ -100,6 +102,7 @@ class CsmsServer:
         self._held = held
         self._stopping = trio.Event()
         self._frozen = False
+        self._periodic_scope = trio.CancelScope()
         self.store = StoreWriter(db)
         self.reader = None if db.database == ":memory:" else StoreReader(db.database)
         self.connections: dict[str, StationConnection] = {}
@@ -180,12 +183,9 @@ class CsmsServer:
                 async with trio.open_nursery() as nursery:
                     listeners = await nursery.start(self.listener.serve, held.ocpp)
                     self.ports = sorted({lst.socket.getsockname()[1] for lst in listeners})
-                    nursery.start_soon(self._flush_last_seen)
                     await nursery.start(self.progress.run)
                     await nursery.start(self.costs.run)
-                    nursery.start_soon(self.traffic.run, self.settings.traffic_flush_interval)
-                    nursery.start_soon(self.policy.run, self.connections,
-                                       self.settings.budget_policy_interval)
+                    await nursery.start(self._periodic)
                     if held.admin is not None:
                         # hypercorn takes the descriptor over and closes it itself.
                         fd, held.admin = held.admin.detach(), None
@@ -211,8 +211,23 @@ class CsmsServer:
                 if self._frozen:
                     gc.unfreeze()
 
+    async def _periodic(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                        ) -> None:
+        """The periodic work: presence and traffic written, the budget policy. The stop ends
+        it first: its own last writes cover what these would write, and a periodic write
+        of 10,000 stations must not fall in the middle of the stop. (A write already
+        submitted still commits: StoreWriter.run waits for it shielded.)"""
+        async with trio.open_nursery() as nursery:
+            self._periodic_scope = nursery.cancel_scope
+            nursery.start_soon(self._flush_last_seen)
+            nursery.start_soon(self.traffic.run, self.settings.traffic_flush_interval)
+            nursery.start_soon(self.policy.run, self.connections,
+                               self.settings.budget_policy_interval)
+            task_status.started()
+
     async def _stop_when_asked(self, scope: trio.CancelScope) -> None:
         await self._stopping.wait()
+        self._periodic_scope.cancel()
         # The collector would walk every object of 10,000 connections again and again while
         # they unwind (half the stop's CPU); what they leave is freed by reference counts,
         # and any cycles among them wait for the exit (or for _run's unfreeze, in process).
