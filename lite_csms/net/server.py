@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import math
+import socket
 import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -279,6 +280,20 @@ class CsmsServer:
     async def _serve_admin(self, fd: int, *,
                            task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
                            ) -> None:
+        """The admin API and the web page on the listening socket `fd`. The socket listens
+        from start-up, but hypercorn, starlette and the routes (about 7 MB, a sixth of an
+        idle server's RSS) are imported only once a first client connects: its connection
+        waits in the backlog meanwhile, and is the first one hypercorn accepts
+        (docs/PERFORMANCE.md, idle RSS)."""
+        sock = socket.socket(fileno=fd)
+        port = int(sock.getsockname()[1])
+        log.info("admin API on http://%s:%d (and the web page)", self.settings.admin_host, port)
+        task_status.started(port)
+        try:
+            await trio.lowlevel.wait_readable(sock)
+        except BaseException:
+            sock.close()  # stopped before anyone asked
+            raise
         from hypercorn.config import Config
         from hypercorn.trio import serve
 
@@ -287,15 +302,11 @@ class CsmsServer:
 
         app = one_port(build_app(self.control), _web_app_when_asked(self.control))
         config = Config()
-        config.bind = [f"fd://{fd}"]
+        # hypercorn takes the descriptor over and closes it itself.
+        config.bind = [f"fd://{sock.detach()}"]
         config.accesslog = None
         config.errorlog = logging.getLogger("lite_csms.admin")
-        async with trio.open_nursery() as nursery:
-            binds = await nursery.start(partial(serve, app, config))
-            port = int(binds[0].rsplit(":", 1)[1])
-            log.info("admin API on http://%s:%d (and the web page)", self.settings.admin_host,
-                     port)
-            task_status.started(port)
+        await serve(app, config)
 
     async def _flush_last_seen(self) -> None:
         # Presence is kept in memory and written in one batch a minute: a row update per
