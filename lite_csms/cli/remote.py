@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import urllib.error
-import urllib.request
 from typing import Any
 
 from lite_csms.cli import remote_management
@@ -142,6 +140,11 @@ def call_api(settings: Settings, method: str, path: str, body: dict[str, Any] | 
     if not settings.api_key:
         raise CliError("no API key: set LITE_CSMS_API_KEY or api_key in the config "
                        "(create one with `lite-csms apikey add NAME`)")
+    # Here, not at the top: `lite-csms serve` builds this parser too, and urllib with
+    # http.client and email is about 1 MB of its idle RSS (docs/PERFORMANCE.md).
+    import urllib.error
+    import urllib.request
+
     request = urllib.request.Request(
         api_url(settings, path), method=method,
         data=None if body is None else json.dumps(body, allow_nan=False).encode(),

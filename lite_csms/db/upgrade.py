@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import peewee as pw
-from playhouse.migrate import SqliteMigrator, migrate
 
 log = logging.getLogger("lite_csms.db")
 
@@ -64,8 +63,13 @@ def add_missing(db: pw.SqliteDatabase, models: Iterable[type[pw.Model]]) -> list
     """
     models = list(models)
     added = []
-    migrator = SqliteMigrator(db)
-    for model, field in missing_columns(db, models):
+    missing = missing_columns(db, models)
+    if missing:
+        # Only for an older file: playhouse.migrate brings its Postgres and CockroachDB
+        # dialects along, memory an up-to-date server need not hold.
+        from playhouse.migrate import SqliteMigrator, migrate
+        migrator = SqliteMigrator(db)
+    for model, field in missing:
         column = field.clone()
         if not field.null:
             # SQLite adds a NOT NULL column only with a constant default, and rebuilding the
