@@ -308,6 +308,12 @@ def set_server_keepalive(connection: StationConnection, idle: int, interval: int
         log.info("%s: cannot set keepalive: %s", connection.station_id, exc)
 
 
+def _unsupported(outcome: CommandOutcome) -> bool:
+    """A CALLERROR saying the charger lacks the action itself (NotImplemented, ...)."""
+    return (outcome.status != "answered"
+            and outcome.error_code in memory.CALL_ERROR_REFUSALS)
+
+
 def _answered_statuses(version: Version, sent: Mapping[str, str], outcome: CommandOutcome
                        ) -> dict[str, str]:
     """key -> what the station said about it: its status, a CALLERROR code, or timeout."""
@@ -421,7 +427,7 @@ class BudgetPolicy:
             if not sending:
                 break
             values = {k: d.value for k, d in sending.items() if d.value is not None}
-            statuses = await self._send(station_id, version, values)
+            statuses = await self._send(connection, version, values)
             tried.update(values.items())
             for key, decision in sending.items():
                 if key not in statuses:
@@ -429,6 +435,10 @@ class BudgetPolicy:
                 done = Decision(key, decision.value, SENT, decision.reason, statuses[key])
                 records.append(done)
                 final[key] = done
+            if all(statuses.get(key) in memory.ACCEPTANCES for key in values):
+                # Nothing refused, so no fallback to choose: another round would read the
+                # values just stored as held and send nothing (a read per boot saved).
+                break
         records = [d for d in final.values() if d.outcome != SENT and d.key not in settled
                    ] + records
         set_server_keepalive(connection, keepalive_for(list(final.values()), nat_timeout,
@@ -442,27 +452,28 @@ class BudgetPolicy:
                      "unanswered", station_id, level, len(sent), taken, len(sent) - taken)
         return [d.as_dict() for d in records]
 
-    async def _send(self, station_id: str, version: Version, values: dict[str, str]
-                    ) -> dict[str, str]:
+    async def _send(self, connection: StationConnection, version: Version,
+                    values: dict[str, str]) -> dict[str, str]:
         """Send the values (1.6: one ChangeConfiguration each; 2.x one SetVariables); returns
         key -> answer for the keys sent. A CALLERROR NotImplemented/NotSupported says the
         charger lacks the action itself: it is remembered for this firmware and nothing
         more is sent."""
+        station_id = connection.station_id
         statuses: dict[str, str] = {}
-        for request in catalogue.set_configs(version, values):
-            outcome = await self._commands.send(station_id, request.action, request.payload,
-                                                requested_by=REQUESTED_BY)
+        requests = catalogue.set_configs(version, values)
+        # Logged in one store job and answered into another (send_each_on), not two per key.
+        outcomes = await self._commands.send_each_on(
+            connection, requests, requested_by=REQUESTED_BY, stop=_unsupported)
+        for request, outcome in zip(requests, outcomes, strict=False):
             sent = memory.requested_values(request.action, request.payload)
             statuses.update(_answered_statuses(version, sent, outcome))
             # Refusals in an answer were learned with the command's outcome (effects.apply).
-            if (outcome.status != "answered"
-                    and outcome.error_code in memory.CALL_ERROR_REFUSALS):
+            if _unsupported(outcome):
                 await self._store.run(partial(memory.record_unsupported, station_id,
                                               request.action, str(outcome.error_code),
                                               self._clock()))
                 log.info("%s: %s answered CALLERROR %s: no settings are sent until its "
                          "firmware changes", station_id, request.action, outcome.error_code)
-                break
         said = {k: s for k, s in statuses.items()
                 if s in memory.V16_REFUSALS | memory.V2_REFUSALS | memory.CALL_ERROR_REFUSALS}
         if said:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -47,6 +48,12 @@ def finish(
     statements.connection(Command).execute(_FINISH, (
         status, _STORED.db_value(at), None if result is None else orjson.dumps(result).decode(),
         error_code, error_description, command_id))
+
+
+def forget(command_ids: Sequence[int]) -> None:
+    """Drop rows logged for commands that were never sent (net/commands.py send_each_on)."""
+    statements.connection(Command).executemany('DELETE FROM "command" WHERE "id" = ?',
+                                               [(command_id,) for command_id in command_ids])
 
 
 def redact(command_id: int, payload: dict[str, Any]) -> None:
