@@ -56,6 +56,7 @@ REQUESTED_BY = memory.POLICY
 SENT, SKIPPED, YIELDED = "sent", "skipped", "yielded"
 # One round per fallback value a setting may have, and no more.
 MAX_ROUNDS = 3
+_CHANGE_FIELDS = ("station", "at", "from_level", "to_level", "reason", "settings")
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,13 +220,15 @@ def keepalive_for(decisions: list[Decision], nat_timeout: int, settings: Setting
     return levels.keepalive_idle(nat_timeout)
 
 
-def decide(station_id: str, settings: Settings, now: datetime) -> Move | None:
-    """Where the station's projection says it should be; None to stay.
+def decide(station_id: str, settings: Settings, now: datetime,
+           budget: usage.EffectiveBudget | None = None) -> Move | None:
+    """Where the station's projection says it should be; None to stay. `budget`: the
+    station's effective budget, when the caller has just read it.
 
     Within a cycle the policy only tightens: relaxing as soon as the lean settings bring the
     projection down would swing the station back and forth. A new cycle restores normal.
     """
-    budget = usage.effective_budget(station_id, settings)
+    budget = budget or usage.effective_budget(station_id, settings)
     if not budget.policy_enabled:
         return None
     current = usage.station_usage(station_id, settings, now)
@@ -259,8 +262,10 @@ def record_move(station_id: str, from_level: str, to_level: str, reason: str,
 def record_application(station_id: str, level: str, reason: str,
                        outcomes: list[dict[str, Any]], at: datetime) -> None:
     """Log an application of the station's level that sent something (a new connection)."""
-    PolicyChange.create(station=station_id, at=at, from_level=level, to_level=level,
-                        reason=reason, settings=json.dumps(outcomes, default=str))
+    # At every first boot: a prepared insert, not a built one.
+    statements.insert_one(PolicyChange, _CHANGE_FIELDS, (
+        station_id, PolicyChange.at.db_value(at), level, level, reason,
+        json.dumps(outcomes, default=str)))
 
 
 def record_outcomes(change_id: int, outcomes: list[dict[str, Any]]) -> None:
@@ -355,14 +360,26 @@ class BudgetPolicy:
     async def on_accepted(self, connection: StationConnection) -> None:
         """Bring a freshly accepted station to its level's settings (a new cycle's first)."""
         station_id = connection.station_id
-        budget = await self._read(partial(usage.effective_budget, station_id, self._settings))
+        now, settings = self._clock(), self._settings
+
+        def read() -> tuple[usage.EffectiveBudget, Move | None, StationState | None]:
+            # One read at a boot for the budget, the move and the station's state.
+            budget = usage.effective_budget(station_id, settings)
+            if not budget.policy_enabled:
+                return budget, None, None
+            move = decide(station_id, settings, now, budget)
+            return budget, move, None if move is not None else read_state(station_id)
+
+        budget, move, state = await self._read(read)
         if not budget.policy_enabled:
             return
         # At once: the NAT mapping must hold while the settings go out, whatever they get.
         set_server_keepalive(connection, levels.keepalive_idle(budget.nat_timeout),
                              self._settings.tcp_keepalive_interval)
-        if not await self.evaluate_one(station_id, connection):
-            outcomes = await self.apply(connection, budget.level, budget.nat_timeout)
+        if move is not None:
+            await self.move(connection, station_id, move)
+        else:
+            outcomes = await self.apply(connection, budget.level, budget.nat_timeout, state)
             if any(o["outcome"] == SENT for o in outcomes):
                 await self._store.run(partial(
                     record_application, station_id, budget.level,
@@ -392,10 +409,11 @@ class BudgetPolicy:
                 except Exception as exc:  # one station's failure must not stop the others
                     log.exception("%s: budget policy failed: %s", station_id, exc)
 
-    async def apply(self, connection: StationConnection, level: str, nat_timeout: int
-                    ) -> list[dict[str, Any]]:
+    async def apply(self, connection: StationConnection, level: str, nat_timeout: int,
+                    state: StationState | None = None) -> list[dict[str, Any]]:
         """Send what the plan says, learn from the answers, fall back where refused, and set
-        the keepalive; returns every setting's decision (with the answer, where sent)."""
+        the keepalive; returns every setting's decision (with the answer, where sent).
+        `state`: the station's, when the caller has just read it (saves the first read)."""
         station_id, version = connection.station_id, connection.ctx.version
         configured = explicit_heartbeat(self._settings)
         # Every decision in order (a refused value and its fallback are both kept), and the
@@ -406,7 +424,8 @@ class BudgetPolicy:
         # Keys refused in one round and settled (not sent) in a later one, in `records` already.
         settled: set[str] = set()
         for round_ in range(MAX_ROUNDS):
-            state = await self._read(partial(read_state, station_id))
+            if state is None or round_ > 0:
+                state = await self._read(partial(read_state, station_id))
             decisions = plan(level, version, nat_timeout, state, configured)
             sending = {d.key: d for d in decisions if d.outcome == SENT
                        and d.value is not None and (d.key, d.value) not in tried}

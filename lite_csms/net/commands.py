@@ -8,14 +8,17 @@ password sent to a station is logged redacted (operations/secret.py).
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+import peewee as pw
 import trio
 
+from lite_csms.db.reader import StoreReader
 from lite_csms.db.writer import StoreWriter
 from lite_csms.handlers import commands as log_
 from lite_csms.net.connection import StationConnection
@@ -54,9 +57,15 @@ class CommandOutcome:
 
 
 class CommandSender:
-    def __init__(self, store: StoreWriter, connections: Mapping[str, StationConnection]) -> None:
+    def __init__(self, store: StoreWriter, connections: Mapping[str, StationConnection],
+                 reader: StoreReader | None = None) -> None:
         self._store = store
         self._connections = connections
+        # Whether a station has anything queued is read beside the writer (db/reader.py);
+        # `_queueing` counts, per station, queued rows submitted but not yet committed,
+        # which that read cannot see yet.
+        self._reader = reader
+        self._queueing: dict[str, int] = {}
 
     async def send(
         self, station_id: str, action: str, payload: dict[str, Any], *, requested_by: str,
@@ -68,9 +77,14 @@ class CommandSender:
         # becomes ready meanwhile takes its queue in a later store job, so it sees the row.
         if connection is None or not connection.spoke.is_set():
             status = "queued" if queue else "offline"
-            command_id = await self._store.run(partial(
-                log_.create, station_id, action, payload, requested_by, status, now,
-                ttl if queue else None))
+            self._queueing[station_id] = self._queueing.get(station_id, 0) + 1
+            try:
+                command_id = await self._store.run(partial(
+                    log_.create, station_id, action, payload, requested_by, status, now,
+                    ttl if queue else None))
+            finally:
+                if (left := self._queueing.pop(station_id) - 1) > 0:
+                    self._queueing[station_id] = left
             if not queue and connection is not None:
                 raise StationNotReady(f"station {station_id} is connected but has not sent "
                                       "its first message yet")
@@ -131,6 +145,8 @@ class CommandSender:
 
     async def deliver_queued(self, connection: StationConnection) -> int:
         """Send what waited for this station, oldest first; return how many were sent."""
+        if not self._may_have_queued(connection.station_id):
+            return 0  # the usual case, found without a store job at every connection
         due = await self._store.run(
             partial(log_.take_due, connection.station_id, timestamps.now_utc()))
         for command_id, action, payload in due:
@@ -139,6 +155,18 @@ class CommandSender:
             log.info("%s: queued command %d (%s) %s", connection.station_id, command_id, action,
                      outcome.status)
         return len(due)
+
+    def _may_have_queued(self, station_id: str) -> bool:
+        """False only when the committed log holds no queued row for the station and none
+        is on its way to the writer: take_due (which also expires stale rows) has nothing
+        to do then."""
+        if self._reader is None or self._queueing.get(station_id):
+            return True
+        try:
+            return self._reader.run(partial(log_.has_queued, station_id))
+        except (sqlite3.Error, pw.DatabaseError) as exc:
+            log.warning("%s: queued commands unread beside the writer: %s", station_id, exc)
+            return True
 
     async def _deliver(
         self, connection: StationConnection, command_id: int, action: str,

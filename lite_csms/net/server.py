@@ -101,7 +101,7 @@ class CsmsServer:
         # Stations whose connection ended in the shutdown: written offline in one store job
         # once all have ended, instead of one job each (station id: last seen).
         self._offline_at_exit: dict[str, datetime] = {}
-        self.commands = CommandSender(self.store, self.connections)
+        self.commands = CommandSender(self.store, self.connections, self.reader)
         self.policy = BudgetPolicy(self.store, settings, self.commands, reader=self.reader)
         self.progress = ProgressService(self.store, self.commands, self.connections, settings)
         self.costs = CostUpdates(self.store, self.commands, settings)
