@@ -46,6 +46,7 @@ from lite_csms.operations import catalogue
 
 if TYPE_CHECKING:
     # Annotations only: the CLI reads plans from here without loading the network stack.
+    from lite_csms.budget.precedence import BootsFirst
     from lite_csms.db.writer import StoreWriter
     from lite_csms.net.commands import CommandOutcome, CommandSender
     from lite_csms.net.connection import StationConnection
@@ -337,8 +338,11 @@ def _answered_statuses(version: Version, sent: Mapping[str, str], outcome: Comma
 class BudgetPolicy:
     def __init__(self, store: StoreWriter, settings: Settings, commands: CommandSender,
                  clock: Callable[[], datetime] = timestamps.now_utc,
-                 reader: db_reader.StoreReader | None = None) -> None:
+                 reader: db_reader.StoreReader | None = None,
+                 boots_first: BootsFirst | None = None) -> None:
         self._store = store
+        # Under a connection burst the settings wait for the handshakes (precedence.py).
+        self._boots_first = boots_first
         # The policy's reads at boot go beside the writer, not behind it (db/reader.py).
         self._reader = reader
         self._settings = settings
@@ -360,10 +364,11 @@ class BudgetPolicy:
     async def on_accepted(self, connection: StationConnection) -> None:
         """Bring a freshly accepted station to its level's settings (a new cycle's first)."""
         station_id = connection.station_id
-        now, settings = self._clock(), self._settings
+        settings = self._settings
 
         def read() -> tuple[usage.EffectiveBudget, Move | None, StationState | None]:
             # One read at a boot for the budget, the move and the station's state.
+            now = self._clock()
             budget = usage.effective_budget(station_id, settings)
             if not budget.policy_enabled:
                 return budget, None, None
@@ -376,6 +381,11 @@ class BudgetPolicy:
         # At once: the NAT mapping must hold while the settings go out, whatever they get.
         set_server_keepalive(connection, levels.keepalive_idle(budget.nat_timeout),
                              self._settings.tcp_keepalive_interval)
+        if self._boots_first is not None and await self._boots_first.wait():
+            # Other stations' boots went first (budget/precedence.py): decide afresh.
+            budget, move, state = await self._read(read)
+            if not budget.policy_enabled:
+                return
         if move is not None:
             await self.move(connection, station_id, move)
         else:

@@ -17,6 +17,7 @@ from lite_csms import passwords
 from lite_csms.budget import served
 from lite_csms.budget.meter import ConnectionMeter
 from lite_csms.budget.policy import BudgetPolicy
+from lite_csms.budget.precedence import BootsFirst
 from lite_csms.budget.recorder import LiveConnection, TrafficRecorder
 from lite_csms.config import Settings
 from lite_csms.db.models import Station
@@ -102,7 +103,10 @@ class CsmsServer:
         # once all have ended, instead of one job each (station id: last seen).
         self._offline_at_exit: dict[str, datetime] = {}
         self.commands = CommandSender(self.store, self.connections, self.reader)
-        self.policy = BudgetPolicy(self.store, settings, self.commands, reader=self.reader)
+        self.boots_first = BootsFirst(lambda: self.listener.limits.handshaking > 0,
+                                      settings.budget_policy_boots_first)
+        self.policy = BudgetPolicy(self.store, settings, self.commands, reader=self.reader,
+                                   boots_first=self.boots_first)
         self.progress = ProgressService(self.store, self.commands, self.connections, settings)
         self.costs = CostUpdates(self.store, self.commands, settings)
         self.rotation = rotation.PasswordRotation(self.store, self.commands, settings)
