@@ -21,8 +21,8 @@ import trio
 class BootsFirst:
     """`busy()`: whether handshakes are running now (net/limits.py counts them); `max_wait`:
     seconds a station's settings wait at most (0: never). One waiter at a time polls `busy`
-    every `poll` seconds; the others sleep on an event it sets when the handshakes are over
-    (or its own wait runs out), so a thousand waiting stations cost one timer, not a
+    every `poll` seconds; the others sleep on an event it sets when no handshake has run for
+    two polls (or its own wait runs out), so a thousand waiting stations cost one timer, not a
     thousand."""
 
     def __init__(self, busy: Callable[[], bool], max_wait: float, poll: float = 0.05) -> None:
@@ -48,8 +48,12 @@ class BootsFirst:
             self._quiet = quiet = trio.Event()
             try:
                 with trio.move_on_at(deadline):
-                    while self._busy():
+                    # Quiet for two polls running: a burst's next handshake may be a moment
+                    # away, and releasing every waiter in that gap would let them compete.
+                    quiet_polls = 0
+                    while quiet_polls < 2:
                         await trio.sleep(self._poll)
+                        quiet_polls = 0 if self._busy() else quiet_polls + 1
             finally:
                 # The others look again for themselves; one of them polls next if need be.
                 self._quiet = None
