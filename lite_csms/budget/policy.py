@@ -57,6 +57,8 @@ REQUESTED_BY = memory.POLICY
 SENT, SKIPPED, YIELDED = "sent", "skipped", "yielded"
 # One round per fallback value a setting may have, and no more.
 MAX_ROUNDS = 3
+_FIRMWARE = ('SELECT "firmware_version", "previous_firmware_version", "firmware_changed_at" '
+             'FROM "station" WHERE "id" = ?')
 _CHANGE_FIELDS = ("station", "at", "from_level", "to_level", "reason", "settings")
 
 
@@ -99,9 +101,11 @@ def read_state(station_id: str) -> StationState:
     """What the station holds, refused and had set by an operator. After a firmware change
     a setting held before it counts as not held (the update may have reset it), and refusals
     made under the old firmware are forgotten (memory.refusals)."""
-    # Read at every boot: prepared statements (db/statements.py), not built queries.
-    station = statements.first(Station, 'WHERE "id" = ? LIMIT 1', (station_id,))
-    changed = None if station is None else station.firmware_changed_at
+    # Read at every boot: prepared statements (db/statements.py), not built queries, and of
+    # the station's row only the three columns needed.
+    station = statements.connection(Station).execute(_FIRMWARE, (station_id,)).fetchone()
+    firmware, previous, changed = (None, None, None) if station is None else (
+        station[0], station[1], Station.firmware_changed_at.python_value(station[2]))
     held: dict[str, str | None] = {}
     renewed: set[str] = set()
     for row in statements.rows(StationSetting, 'WHERE "station_id" = ?', (station_id,)):
@@ -113,12 +117,12 @@ def read_state(station_id: str) -> StationState:
     if changed is not None and station is not None:
         renewed.update(r.key for r in statements.rows(
             SettingRefusal, 'WHERE "station_id" = ?', (station_id,))
-            if r.firmware_version != station.firmware_version)
-        note = (f"firmware changed from {station.previous_firmware_version or '(none)'} to "
-                f"{station.firmware_version or '(none)'} on "
+            if r.firmware_version != firmware)
+        note = (f"firmware changed from {previous or '(none)'} to "
+                f"{firmware or '(none)'} on "
                 f"{changed.strftime('%Y-%m-%d %H:%M')} UTC")
-    return StationState(held, memory.refusals(station_id), memory.owned(station_id),
-                        frozenset(renewed), note)
+    return StationState(held, memory.refusals(station_id, firmware),
+                        memory.owned(station_id), frozenset(renewed), note)
 
 
 def explicit_heartbeat(settings: Settings) -> int | None:
@@ -375,17 +379,24 @@ class BudgetPolicy:
             move = decide(station_id, settings, now, budget)
             return budget, move, None if move is not None else read_state(station_id)
 
+        gate, kept = self._boots_first, None
+        if gate is not None and gate.would_wait():
+            # Other stations' boots go first (budget/precedence.py): the keepalive at once,
+            # the decision once they are answered.
+            early = await self._read(partial(usage.effective_budget, station_id, settings))
+            if not early.policy_enabled:
+                return
+            kept = early.nat_timeout
+            set_server_keepalive(connection, levels.keepalive_idle(kept),
+                                 settings.tcp_keepalive_interval)
+            await gate.wait()
         budget, move, state = await self._read(read)
         if not budget.policy_enabled:
             return
-        # At once: the NAT mapping must hold while the settings go out, whatever they get.
-        set_server_keepalive(connection, levels.keepalive_idle(budget.nat_timeout),
-                             self._settings.tcp_keepalive_interval)
-        if self._boots_first is not None and await self._boots_first.wait():
-            # Other stations' boots went first (budget/precedence.py): decide afresh.
-            budget, move, state = await self._read(read)
-            if not budget.policy_enabled:
-                return
+        if kept != budget.nat_timeout:
+            # At once: the NAT mapping must hold while the settings go out, whatever they get.
+            set_server_keepalive(connection, levels.keepalive_idle(budget.nat_timeout),
+                                 settings.tcp_keepalive_interval)
         if move is not None:
             await self.move(connection, station_id, move)
         else:

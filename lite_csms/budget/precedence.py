@@ -33,9 +33,13 @@ class BootsFirst:
         # How many stations' settings waited, for the log and the tests.
         self.waited = 0
 
+    def would_wait(self) -> bool:
+        """Whether wait() would wait now."""
+        return self.max_wait > 0 and self._busy()
+
     async def wait(self) -> bool:
         """Return once no handshake runs, or after `max_wait` seconds; True if it waited."""
-        if self.max_wait <= 0 or not self._busy():
+        if not self.would_wait():
             return False
         self.waited += 1
         deadline = trio.current_time() + self.max_wait
