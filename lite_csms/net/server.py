@@ -391,6 +391,12 @@ class CsmsServer:
             # carrier NAT cannot lock it out, not even after a restart emptied the cache.
             return (429, f"{'' if station else UNKNOWN_STATION + '; '}too many wrong "
                     "passwords from this address", _retry_after(blocked))
+        if (station is None or station.password_hash is not None or credentials is not None
+                or seen.certificate is not None):
+            # A credential to check, a registration to write or a refusal timed as a check:
+            # each may wait, so a peer that leaves meanwhile is noticed (net/upgrade.py). A
+            # known station without a password is decided here and now, unwatched.
+            await request.watch_peer()
         if station is None:
             if not self.settings.auto_register:
                 if self.settings.reveal_unknown_stations:
