@@ -8,9 +8,12 @@ every answer it gave, the CALL in flight is recorded as ended, and nothing unsen
 
 from __future__ import annotations
 
+import json
+
 import trio
 
 from lite_csms.budget.precedence import BootsFirst
+from tests import rawws
 from tests.conftest import start_in_process
 from tests.test_before_boot import RawStation, calls_until_quiet, connect
 from tests.test_server import BOOT_16, query, register
@@ -102,3 +105,23 @@ async def test_a_batch_cut_short_keeps_every_answer_given(nursery, tmp_path) -> 
     assert third[3]["key"] in rows[2][2]
     held = query(csms, "SELECT key FROM station_setting WHERE station_id = 'CUT-1'")
     assert sorted(key for (key,) in held) == sorted(answered)
+
+
+async def test_a_frame_sent_before_the_101_is_answered_without_a_watcher(csms) -> None:
+    # A station without a password is decided at once, with no task reading ahead of the
+    # 101: its first frame, sent without waiting, waits in TCP and is still answered.
+    await register(csms, "EAGER-1")
+    stream = await rawws.send_upgrade(csms.port, "/ocpp/EAGER-1")
+    await stream.send_all(rawws.frame(1, json.dumps(
+        [2, "boot", "BootNotification", BOOT_16]).encode()))
+    buffer = bytearray()
+    with trio.fail_after(5):
+        while b"\r\n\r\n" not in buffer:
+            buffer += await stream.receive_some(4096)
+        head, _, rest = bytes(buffer).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101")
+        buffer = bytearray(rest)
+        opcode, payload = await rawws.read_frame(stream, buffer)
+    answer = json.loads(payload)
+    assert opcode == 1 and answer[:2] == [3, "boot"] and answer[2]["status"] == "Accepted"
+    await stream.aclose()
