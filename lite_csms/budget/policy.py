@@ -358,8 +358,11 @@ class BudgetPolicy:
         each boot (`boot_interval`: what explain shows)."""
         def read() -> int:
             budget = usage.effective_budget(station_id, self._settings)
-            return boot_interval(version, budget.level, budget.policy_enabled,
-                                 read_state(station_id), self._settings)
+            # Of the station's state the interval needs only the operator's own values:
+            # the held settings and refusals are not read at every boot for it.
+            owned = StationState({}, {}, memory.owned(station_id))
+            return boot_interval(version, budget.level, budget.policy_enabled, owned,
+                                 self._settings)
         return await self._read(read)
 
     async def _read(self, work: Callable[[], T]) -> T:
