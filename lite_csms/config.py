@@ -76,6 +76,9 @@ class Settings:
     budget_policy: bool = True
     # How often the policy looks at each station's projection (seconds).
     budget_policy_interval: float = 900.0
+    # Seconds at most a newly accepted station's policy settings wait while other stations'
+    # handshakes run, so that boots go first under a reconnect burst (0: never wait).
+    budget_policy_boots_first: float = 10.0
     # Free charging: id tokens the CSMS does not know are Accepted, and a remote start may name
     # one. Blocked and expired tokens are still refused.
     free_charging: bool = False
@@ -212,6 +215,8 @@ def _check(settings: Settings) -> Settings:
             raise ConfigError(f"{name}: must be more than 0 seconds")
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise ConfigError("tls_cert and tls_key: give both or neither")
+    if settings.budget_policy_boots_first < 0:
+        raise ConfigError("budget_policy_boots_first: 0 or more seconds")
     if not 1 <= settings.budget_cycle_day <= 28:
         raise ConfigError("budget_cycle_day: 1 to 28, so that every month has the day")
     if not 0 < settings.budget_warn_ratio < 1:

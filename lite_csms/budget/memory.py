@@ -155,10 +155,15 @@ def learn(station_id: str, action: str, payload: Mapping[str, Any],
             (station_id, ACTION))
 
 
-def refusals(station_id: str) -> dict[tuple[str, str], dict[str, Any]]:
+_UNREAD: Any = object()
+
+
+def refusals(station_id: str, firmware: str | None = _UNREAD
+             ) -> dict[tuple[str, str], dict[str, Any]]:
     """(key, value) -> the refusal (with its `scope`: value, key or action), for refusals
-    made under the station's current firmware."""
-    firmware = firmware_of(station_id)
+    made under the station's current firmware (`firmware`, when the caller has read it)."""
+    if firmware is _UNREAD:
+        firmware = firmware_of(station_id)
     found = {}
     for row in statements.rows(SettingRefusal, 'WHERE "station_id" = ?', (station_id,)):
         if row.firmware_version == firmware:

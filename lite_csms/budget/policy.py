@@ -46,6 +46,7 @@ from lite_csms.operations import catalogue
 
 if TYPE_CHECKING:
     # Annotations only: the CLI reads plans from here without loading the network stack.
+    from lite_csms.budget.precedence import BootsFirst
     from lite_csms.db.writer import StoreWriter
     from lite_csms.net.commands import CommandOutcome, CommandSender
     from lite_csms.net.connection import StationConnection
@@ -56,6 +57,9 @@ REQUESTED_BY = memory.POLICY
 SENT, SKIPPED, YIELDED = "sent", "skipped", "yielded"
 # One round per fallback value a setting may have, and no more.
 MAX_ROUNDS = 3
+_FIRMWARE = ('SELECT "firmware_version", "previous_firmware_version", "firmware_changed_at" '
+             'FROM "station" WHERE "id" = ?')
+_CHANGE_FIELDS = ("station", "at", "from_level", "to_level", "reason", "settings")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +101,11 @@ def read_state(station_id: str) -> StationState:
     """What the station holds, refused and had set by an operator. After a firmware change
     a setting held before it counts as not held (the update may have reset it), and refusals
     made under the old firmware are forgotten (memory.refusals)."""
-    # Read at every boot: prepared statements (db/statements.py), not built queries.
-    station = statements.first(Station, 'WHERE "id" = ? LIMIT 1', (station_id,))
-    changed = None if station is None else station.firmware_changed_at
+    # Read at every boot: prepared statements (db/statements.py), not built queries, and of
+    # the station's row only the three columns needed.
+    station = statements.connection(Station).execute(_FIRMWARE, (station_id,)).fetchone()
+    firmware, previous, changed = (None, None, None) if station is None else (
+        station[0], station[1], Station.firmware_changed_at.python_value(station[2]))
     held: dict[str, str | None] = {}
     renewed: set[str] = set()
     for row in statements.rows(StationSetting, 'WHERE "station_id" = ?', (station_id,)):
@@ -111,12 +117,12 @@ def read_state(station_id: str) -> StationState:
     if changed is not None and station is not None:
         renewed.update(r.key for r in statements.rows(
             SettingRefusal, 'WHERE "station_id" = ?', (station_id,))
-            if r.firmware_version != station.firmware_version)
-        note = (f"firmware changed from {station.previous_firmware_version or '(none)'} to "
-                f"{station.firmware_version or '(none)'} on "
+            if r.firmware_version != firmware)
+        note = (f"firmware changed from {previous or '(none)'} to "
+                f"{firmware or '(none)'} on "
                 f"{changed.strftime('%Y-%m-%d %H:%M')} UTC")
-    return StationState(held, memory.refusals(station_id), memory.owned(station_id),
-                        frozenset(renewed), note)
+    return StationState(held, memory.refusals(station_id, firmware),
+                        memory.owned(station_id), frozenset(renewed), note)
 
 
 def explicit_heartbeat(settings: Settings) -> int | None:
@@ -219,13 +225,15 @@ def keepalive_for(decisions: list[Decision], nat_timeout: int, settings: Setting
     return levels.keepalive_idle(nat_timeout)
 
 
-def decide(station_id: str, settings: Settings, now: datetime) -> Move | None:
-    """Where the station's projection says it should be; None to stay.
+def decide(station_id: str, settings: Settings, now: datetime,
+           budget: usage.EffectiveBudget | None = None) -> Move | None:
+    """Where the station's projection says it should be; None to stay. `budget`: the
+    station's effective budget, when the caller has just read it.
 
     Within a cycle the policy only tightens: relaxing as soon as the lean settings bring the
     projection down would swing the station back and forth. A new cycle restores normal.
     """
-    budget = usage.effective_budget(station_id, settings)
+    budget = budget or usage.effective_budget(station_id, settings)
     if not budget.policy_enabled:
         return None
     current = usage.station_usage(station_id, settings, now)
@@ -259,8 +267,10 @@ def record_move(station_id: str, from_level: str, to_level: str, reason: str,
 def record_application(station_id: str, level: str, reason: str,
                        outcomes: list[dict[str, Any]], at: datetime) -> None:
     """Log an application of the station's level that sent something (a new connection)."""
-    PolicyChange.create(station=station_id, at=at, from_level=level, to_level=level,
-                        reason=reason, settings=json.dumps(outcomes, default=str))
+    # At every first boot: a prepared insert, not a built one.
+    statements.insert_one(PolicyChange, _CHANGE_FIELDS, (
+        station_id, PolicyChange.at.db_value(at), level, level, reason,
+        json.dumps(outcomes, default=str)))
 
 
 def record_outcomes(change_id: int, outcomes: list[dict[str, Any]]) -> None:
@@ -308,6 +318,12 @@ def set_server_keepalive(connection: StationConnection, idle: int, interval: int
         log.info("%s: cannot set keepalive: %s", connection.station_id, exc)
 
 
+def _unsupported(outcome: CommandOutcome) -> bool:
+    """A CALLERROR saying the charger lacks the action itself (NotImplemented, ...)."""
+    return (outcome.status != "answered"
+            and outcome.error_code in memory.CALL_ERROR_REFUSALS)
+
+
 def _answered_statuses(version: Version, sent: Mapping[str, str], outcome: CommandOutcome
                        ) -> dict[str, str]:
     """key -> what the station said about it: its status, a CALLERROR code, or timeout."""
@@ -326,8 +342,11 @@ def _answered_statuses(version: Version, sent: Mapping[str, str], outcome: Comma
 class BudgetPolicy:
     def __init__(self, store: StoreWriter, settings: Settings, commands: CommandSender,
                  clock: Callable[[], datetime] = timestamps.now_utc,
-                 reader: db_reader.StoreReader | None = None) -> None:
+                 reader: db_reader.StoreReader | None = None,
+                 boots_first: BootsFirst | None = None) -> None:
         self._store = store
+        # Under a connection burst the settings wait for the handshakes (precedence.py).
+        self._boots_first = boots_first
         # The policy's reads at boot go beside the writer, not behind it (db/reader.py).
         self._reader = reader
         self._settings = settings
@@ -339,8 +358,11 @@ class BudgetPolicy:
         each boot (`boot_interval`: what explain shows)."""
         def read() -> int:
             budget = usage.effective_budget(station_id, self._settings)
-            return boot_interval(version, budget.level, budget.policy_enabled,
-                                 read_state(station_id), self._settings)
+            # Of the station's state the interval needs only the operator's own values:
+            # the held settings and refusals are not read at every boot for it.
+            owned = StationState({}, {}, memory.owned(station_id))
+            return boot_interval(version, budget.level, budget.policy_enabled, owned,
+                                 self._settings)
         return await self._read(read)
 
     async def _read(self, work: Callable[[], T]) -> T:
@@ -349,14 +371,39 @@ class BudgetPolicy:
     async def on_accepted(self, connection: StationConnection) -> None:
         """Bring a freshly accepted station to its level's settings (a new cycle's first)."""
         station_id = connection.station_id
-        budget = await self._read(partial(usage.effective_budget, station_id, self._settings))
+        settings = self._settings
+
+        def read() -> tuple[usage.EffectiveBudget, Move | None, StationState | None]:
+            # One read at a boot for the budget, the move and the station's state.
+            now = self._clock()
+            budget = usage.effective_budget(station_id, settings)
+            if not budget.policy_enabled:
+                return budget, None, None
+            move = decide(station_id, settings, now, budget)
+            return budget, move, None if move is not None else read_state(station_id)
+
+        gate, kept = self._boots_first, None
+        if gate is not None and gate.would_wait():
+            # Other stations' boots go first (budget/precedence.py): the keepalive at once,
+            # the decision once they are answered.
+            early = await self._read(partial(usage.effective_budget, station_id, settings))
+            if not early.policy_enabled:
+                return
+            kept = early.nat_timeout
+            set_server_keepalive(connection, levels.keepalive_idle(kept),
+                                 settings.tcp_keepalive_interval)
+            await gate.wait()
+        budget, move, state = await self._read(read)
         if not budget.policy_enabled:
             return
-        # At once: the NAT mapping must hold while the settings go out, whatever they get.
-        set_server_keepalive(connection, levels.keepalive_idle(budget.nat_timeout),
-                             self._settings.tcp_keepalive_interval)
-        if not await self.evaluate_one(station_id, connection):
-            outcomes = await self.apply(connection, budget.level, budget.nat_timeout)
+        if kept != budget.nat_timeout:
+            # At once: the NAT mapping must hold while the settings go out, whatever they get.
+            set_server_keepalive(connection, levels.keepalive_idle(budget.nat_timeout),
+                                 settings.tcp_keepalive_interval)
+        if move is not None:
+            await self.move(connection, station_id, move)
+        else:
+            outcomes = await self.apply(connection, budget.level, budget.nat_timeout, state)
             if any(o["outcome"] == SENT for o in outcomes):
                 await self._store.run(partial(
                     record_application, station_id, budget.level,
@@ -386,10 +433,11 @@ class BudgetPolicy:
                 except Exception as exc:  # one station's failure must not stop the others
                     log.exception("%s: budget policy failed: %s", station_id, exc)
 
-    async def apply(self, connection: StationConnection, level: str, nat_timeout: int
-                    ) -> list[dict[str, Any]]:
+    async def apply(self, connection: StationConnection, level: str, nat_timeout: int,
+                    state: StationState | None = None) -> list[dict[str, Any]]:
         """Send what the plan says, learn from the answers, fall back where refused, and set
-        the keepalive; returns every setting's decision (with the answer, where sent)."""
+        the keepalive; returns every setting's decision (with the answer, where sent).
+        `state`: the station's, when the caller has just read it (saves the first read)."""
         station_id, version = connection.station_id, connection.ctx.version
         configured = explicit_heartbeat(self._settings)
         # Every decision in order (a refused value and its fallback are both kept), and the
@@ -400,7 +448,8 @@ class BudgetPolicy:
         # Keys refused in one round and settled (not sent) in a later one, in `records` already.
         settled: set[str] = set()
         for round_ in range(MAX_ROUNDS):
-            state = await self._read(partial(read_state, station_id))
+            if state is None or round_ > 0:
+                state = await self._read(partial(read_state, station_id))
             decisions = plan(level, version, nat_timeout, state, configured)
             sending = {d.key: d for d in decisions if d.outcome == SENT
                        and d.value is not None and (d.key, d.value) not in tried}
@@ -421,7 +470,7 @@ class BudgetPolicy:
             if not sending:
                 break
             values = {k: d.value for k, d in sending.items() if d.value is not None}
-            statuses = await self._send(station_id, version, values)
+            statuses = await self._send(connection, version, values)
             tried.update(values.items())
             for key, decision in sending.items():
                 if key not in statuses:
@@ -429,6 +478,10 @@ class BudgetPolicy:
                 done = Decision(key, decision.value, SENT, decision.reason, statuses[key])
                 records.append(done)
                 final[key] = done
+            if all(statuses.get(key) in memory.ACCEPTANCES for key in values):
+                # Nothing refused, so no fallback to choose: another round would read the
+                # values just stored as held and send nothing (a read per boot saved).
+                break
         records = [d for d in final.values() if d.outcome != SENT and d.key not in settled
                    ] + records
         set_server_keepalive(connection, keepalive_for(list(final.values()), nat_timeout,
@@ -442,27 +495,28 @@ class BudgetPolicy:
                      "unanswered", station_id, level, len(sent), taken, len(sent) - taken)
         return [d.as_dict() for d in records]
 
-    async def _send(self, station_id: str, version: Version, values: dict[str, str]
-                    ) -> dict[str, str]:
+    async def _send(self, connection: StationConnection, version: Version,
+                    values: dict[str, str]) -> dict[str, str]:
         """Send the values (1.6: one ChangeConfiguration each; 2.x one SetVariables); returns
         key -> answer for the keys sent. A CALLERROR NotImplemented/NotSupported says the
         charger lacks the action itself: it is remembered for this firmware and nothing
         more is sent."""
+        station_id = connection.station_id
         statuses: dict[str, str] = {}
-        for request in catalogue.set_configs(version, values):
-            outcome = await self._commands.send(station_id, request.action, request.payload,
-                                                requested_by=REQUESTED_BY)
+        requests = catalogue.set_configs(version, values)
+        # Logged in one store job and answered into another (send_each_on), not two per key.
+        outcomes = await self._commands.send_each_on(
+            connection, requests, requested_by=REQUESTED_BY, stop=_unsupported)
+        for request, outcome in zip(requests, outcomes, strict=False):
             sent = memory.requested_values(request.action, request.payload)
             statuses.update(_answered_statuses(version, sent, outcome))
             # Refusals in an answer were learned with the command's outcome (effects.apply).
-            if (outcome.status != "answered"
-                    and outcome.error_code in memory.CALL_ERROR_REFUSALS):
+            if _unsupported(outcome):
                 await self._store.run(partial(memory.record_unsupported, station_id,
                                               request.action, str(outcome.error_code),
                                               self._clock()))
                 log.info("%s: %s answered CALLERROR %s: no settings are sent until its "
                          "firmware changes", station_id, request.action, outcome.error_code)
-                break
         said = {k: s for k, s in statuses.items()
                 if s in memory.V16_REFUSALS | memory.V2_REFUSALS | memory.CALL_ERROR_REFUSALS}
         if said:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,6 +18,8 @@ _FINISH = ('UPDATE "command" SET "status" = ?, "finished_at" = ?, "result" = ?, 
            '"error_code" = ?, "error_description" = ? WHERE "id" = ?')
 _EXPIRE = ('UPDATE "command" SET "status" = \'expired\', "finished_at" = ? '
            'WHERE "station_id" = ? AND "status" = \'queued\' AND "expires_at" <= ?')
+_ANY_QUEUED = ('SELECT 1 FROM "command" WHERE "station_id" = ? AND "status" = \'queued\' '
+               'LIMIT 1')
 _DUE = ('SELECT "id", "action", "payload" FROM "command" '
         'WHERE "station_id" = ? AND "status" = \'queued\' ORDER BY "created_at", "id"')
 
@@ -49,10 +52,22 @@ def finish(
         error_code, error_description, command_id))
 
 
+def forget(command_ids: Sequence[int]) -> None:
+    """Drop rows logged for commands that were never sent (net/commands.py send_each_on)."""
+    statements.connection(Command).executemany('DELETE FROM "command" WHERE "id" = ?',
+                                               [(command_id,) for command_id in command_ids])
+
+
 def redact(command_id: int, payload: dict[str, Any]) -> None:
     """Replace the logged payload (a password's, once it is sent: operations/secret.py)."""
     Command.update(payload=orjson.dumps(payload).decode()).where(
         Command.id == command_id).execute()
+
+
+def has_queued(station_id: str) -> bool:
+    """Whether any command waits for the station (take_due has something to do)."""
+    return statements.connection(Command).execute(_ANY_QUEUED, (station_id,)).fetchone() \
+        is not None
 
 
 def take_due(station_id: str, at: datetime) -> list[tuple[int, str, dict[str, Any]]]:

@@ -113,10 +113,14 @@ def auto_register(station_id: str, password_hash: str | None) -> None:
     ).execute()
 
 
+_CONNECTED = ('UPDATE "station" SET "online" = 1, "protocol" = ?, "last_seen_at" = ? '
+              'WHERE "id" = ?')
+
+
 def mark_connected(station_id: str, protocol: str, at: datetime) -> None:
-    Station.update(online=True, protocol=protocol, last_seen_at=at).where(
-        Station.id == station_id
-    ).execute()
+    # At every connection (a reconnect storm's hot path): a prepared statement.
+    statements.connection(Station).execute(_CONNECTED, (protocol, _STORED.db_value(at),
+                                                        station_id))
 
 
 def mark_disconnected(station_id: str, last_seen: datetime) -> None:

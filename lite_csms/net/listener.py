@@ -22,6 +22,7 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -372,13 +373,15 @@ class WebSocketListener:
         found = None  # the request holds what it needs until it is answered
         # The watcher lives in the listener's nursery, not a nursery of this connection's:
         # it ends with the handshake, and an open connection keeps one task, not two.
-        request.stop_watching = await self._nursery.start(
-            watch, request, stream, self.options.max_message_size, gone)
+        request.start_watching = partial(self._nursery.start, watch, request, stream,
+                                         self.options.max_message_size, gone)
         try:
             with handshake:
                 await self._on_request(request, meter)
         finally:
-            request.stop_watching()
+            request.start_watching = None
+            if request.stop_watching is not None:
+                request.stop_watching()
             # When the server stops, the close frames went out from its one loop and the
             # socket is closed below (_metered) without a wait: no checkpoint in the cancelled
             # task.

@@ -19,6 +19,7 @@ from lite_csms import passwords
 from lite_csms.budget import served
 from lite_csms.budget.meter import ConnectionMeter
 from lite_csms.budget.policy import BudgetPolicy
+from lite_csms.budget.precedence import BootsFirst
 from lite_csms.budget.recorder import LiveConnection, TrafficRecorder
 from lite_csms.config import Settings
 from lite_csms.db.models import Station
@@ -110,8 +111,11 @@ class CsmsServer:
         # Stations whose connection ended in the shutdown: written offline in one store job
         # once all have ended, instead of one job each (station id: last seen).
         self._offline_at_exit: dict[str, datetime] = {}
-        self.commands = CommandSender(self.store, self.connections)
-        self.policy = BudgetPolicy(self.store, settings, self.commands, reader=self.reader)
+        self.commands = CommandSender(self.store, self.connections, self.reader)
+        self.boots_first = BootsFirst(lambda: self.listener.limits.handshaking > 0,
+                                      settings.budget_policy_boots_first)
+        self.policy = BudgetPolicy(self.store, settings, self.commands, reader=self.reader,
+                                   boots_first=self.boots_first)
         self.progress = ProgressService(self.store, self.commands, self.connections, settings)
         self.costs = CostUpdates(self.store, self.commands, settings)
         self.rotation = rotation.PasswordRotation(self.store, self.commands, settings)
@@ -430,6 +434,12 @@ class CsmsServer:
             # carrier NAT cannot lock it out, not even after a restart emptied the cache.
             return (429, f"{'' if station else UNKNOWN_STATION + '; '}too many wrong "
                     "passwords from this address", _retry_after(blocked))
+        if (station is None or station.password_hash is not None or credentials is not None
+                or seen.certificate is not None):
+            # A credential to check, a registration to write or a refusal timed as a check:
+            # each may wait, so a peer that leaves meanwhile is noticed (net/upgrade.py). A
+            # known station without a password is decided here and now, unwatched.
+            await request.watch_peer()
         if station is None:
             if not self.settings.auto_register:
                 if self.settings.reveal_unknown_stations:

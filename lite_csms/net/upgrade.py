@@ -10,7 +10,7 @@ HTTP parser is dropped.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import trio
 from wsproto import ConnectionType
@@ -56,8 +56,19 @@ class HandshakeRequest:
         self.early = bytearray()
         self.websocket: WebSocket | None = None
         self.answered = False
-        # Set by the listener: stops the watcher and waits until it no longer reads.
+        # Set by the listener: starts the watcher (which notices a peer that leaves while
+        # the request is decided) and hands back what stops it and waits until it no
+        # longer reads. Started by watch_peer() only before a wait: a request decided at
+        # once (a station without a password) needs no second task.
+        self.start_watching: Callable[[], Awaitable[Callable[[], trio.Event]]] | None = None
         self.stop_watching: Callable[[], trio.Event] | None = None
+
+    async def watch_peer(self) -> None:
+        """Watch for the peer leaving from now until the request is answered: call before
+        anything that may wait (a password check, the writer's queue)."""
+        if self.stop_watching is None and self.start_watching is not None \
+                and not self.answered:
+            self.stop_watching = await self.start_watching()
 
     @property
     def headers(self) -> list[tuple[bytes, bytes]]:
