@@ -144,6 +144,11 @@ class WebSocket:
     def closed(self) -> CloseReason | None:
         return self._closed
 
+    @property
+    def plain(self) -> bool:
+        """Whether frames are still read and written here rather than by wsproto."""
+        return self._plain
+
     # ---- receiving -----------------------------------------------------------------------
     async def get_message(self) -> str | bytes:
         """The next whole message. Raises ConnectionClosed once the connection is closed."""
