@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import queue
 import sqlite3
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,10 @@ import trio
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# Seconds a thread waiting for the GIL waits before it asks the holder to let go (Python's
+# default is 0.005), while the writer serves.
+GIL_SWITCH_INTERVAL = 0.0005
 
 
 @dataclass(slots=True)
@@ -104,10 +109,18 @@ class StoreWriter:
         server shuts down; a writer cancelled first would leave them waiting forever.
         """
         self._token = trio.lowlevel.current_trio_token()
+        # The writer's thread gives up the GIL for every SQLite call (the fsync included) and
+        # must win it back from a busy trio thread each time: Python's default lets it wait
+        # up to 5 ms per call, which an answer waiting for its commit then waits too.
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(interval, GIL_SWITCH_INTERVAL))
         task_status.started()
-        with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(self._commit_until_closed,
-                                          thread_name="lite-csms store writer")
+        try:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self._commit_until_closed,
+                                              thread_name="lite-csms store writer")
+        finally:
+            sys.setswitchinterval(interval)
 
     def _commit_until_closed(self) -> None:
         """The writer's thread: one batch per turn, everything queued up to max_batch."""
