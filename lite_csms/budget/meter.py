@@ -157,6 +157,26 @@ class SocketEnd(CountingStream):
         self.bytes_in += len(data)
         return data
 
+    async def receive_when_readable(self, max_bytes: int = RECEIVE_SIZE) -> bytes:
+        """receive_some() for a reader that has just taken everything there was (the
+        station's next CALL follows our answer): wait first, then read, which saves the read
+        that would fail and its exception, once per message."""
+        if self.fin_sent:
+            raise trio.ClosedResourceError("the stream is closed")
+        sock = self.socket_stream.socket
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(sock)
+                try:
+                    data = sock._sock.recv(max_bytes)  # type: ignore[attr-defined]
+                    break
+                except BlockingIOError:
+                    pass
+        except OSError as exc:
+            raise _stream_error(exc) from exc
+        self.bytes_in += len(data)
+        return data
+
     def send_now(self, data: bytes) -> int:
         """Write what the socket takes without waiting, counted as send_all counts; returns
         the bytes written (0 when closed, reset or full). For the server's stop, which

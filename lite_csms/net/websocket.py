@@ -181,7 +181,7 @@ class WebSocket:
             if found is _MORE:
                 if self._closed is not None:
                     raise ConnectionClosed(self._closed)
-                data = await self._receive_bytes()
+                data = await self._receive_bytes(waiting=True)
                 self._buffer = self._buffer + data if self._buffer else data
             elif found is _WSPROTO:
                 self._to_wsproto()
@@ -278,9 +278,15 @@ class WebSocket:
         if self._proto.state is not ConnectionState.CLOSED:
             self._proto.receive_data(data)
 
-    async def _receive_bytes(self) -> bytes:
+    async def _receive_bytes(self, *, waiting: bool = False) -> bytes:
+        """Bytes from the stream; `waiting`: everything read so far is taken, so the next
+        bytes are likely not there yet."""
+        stream = self._stream
         try:
-            data = await self._stream.receive_some(RECEIVE_SIZE)
+            if waiting and isinstance(stream, SocketEnd):
+                data = await stream.receive_when_readable(RECEIVE_SIZE)
+            else:
+                data = await stream.receive_some(RECEIVE_SIZE)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             data = b""
         if not data:
