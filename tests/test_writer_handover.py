@@ -121,3 +121,22 @@ async def test_an_idle_writer_starts_at_once_and_restores_the_switch_interval(db
         assert seen[0] - started < 0.05
         writer.close()
     assert sys.getswitchinterval() == before
+
+
+async def test_a_failing_job_alone_in_its_batch_stores_nothing_and_the_next_one_commits(
+        db) -> None:
+    writer = StoreWriter(db)
+
+    def half_then_fail() -> None:
+        Station.create(id="HALF")
+        raise ValueError("after its first write")
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.serve)
+        with pytest.raises(ValueError, match="after its first write"):
+            await writer.run(half_then_fail)
+        assert writer.batches == 1
+        await writer.run(lambda: Station.create(id="NEXT"))
+        writer.close()
+    assert writer.batches == 2 and writer.lost_batches == 0
+    assert _ids(db.database) == {"NEXT"}

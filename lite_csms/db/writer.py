@@ -217,16 +217,24 @@ class StoreWriter:
             # The savepoints go straight to sqlite3: through peewee each cost more than a
             # status report's own statements.
             conn = db.connection()
+            # A job alone in its batch needs no savepoint (the commonest batch at moderate
+            # load): if it fails, the whole transaction is rolled back instead.
+            alone = len(batch) == 1
             for job in batch:
-                conn.execute('SAVEPOINT "job"')
+                if not alone:
+                    conn.execute('SAVEPOINT "job"')
                 try:
                     job.value = job.work()
                 except Exception as exc:
                     job.error = exc
                     if not conn.in_transaction:
                         return exc
+                    if alone:
+                        conn.execute("ROLLBACK")
+                        return None
                     conn.execute('ROLLBACK TO SAVEPOINT "job"')
-                conn.execute('RELEASE SAVEPOINT "job"')
+                if not alone:
+                    conn.execute('RELEASE SAVEPOINT "job"')
             db.execute_sql("COMMIT")
         except Exception as exc:
             return exc
