@@ -14,12 +14,14 @@ from lite_csms.db.models import Connector, UtcDateTimeField
 from lite_csms.ocppj.timestamps import now_utc
 
 _STORED = UtcDateTimeField()
-_CONNECTOR = ('SELECT "id", "status_at" FROM "connector" '
-              'WHERE "station_id" = ? AND "evse_id" = ? AND "connector_id" = ?')
+# The connector and whether this report is a retransmission, in one statement: each
+# statement is a round of the writer's thread through the GIL.
+_CONNECTOR_AND_REPEAT = (
+    'SELECT c."id", c."status_at", EXISTS (SELECT 1 FROM "connector_status_change" '
+    'WHERE "connector_id" = c."id" AND "timestamp" = ? AND "status" = ?) FROM "connector" c '
+    'WHERE c."station_id" = ? AND c."evse_id" = ? AND c."connector_id" = ?')
 _NEW_CONNECTOR = ('INSERT INTO "connector" ("station_id", "evse_id", "connector_id", "status", '
                   '"error_code", "info", "status_at") VALUES (?, ?, ?, ?, ?, ?, ?)')
-_REPEAT = ('SELECT 1 FROM "connector_status_change" '
-           'WHERE "connector_id" = ? AND "timestamp" = ? AND "status" = ? LIMIT 1')
 _CURRENT = ('UPDATE "connector" SET "status" = ?, "error_code" = ?, "info" = ?, '
             '"status_at" = ? WHERE "id" = ?')
 _CHANGE = ('INSERT INTO "connector_status_change" ("connector_id", "status", "error_code", '
@@ -34,13 +36,14 @@ def record_status(
     timestamp and status), which stores nothing. Runs inside a writer job."""
     conn = statements.connection(Connector)
     stored_at = _STORED.db_value(at)
-    found = conn.execute(_CONNECTOR, (station_id, evse_id, connector_id)).fetchone()
+    found = conn.execute(_CONNECTOR_AND_REPEAT,
+                         (stored_at, status, station_id, evse_id, connector_id)).fetchone()
     if found is None:
         connector = conn.execute(_NEW_CONNECTOR, (station_id, evse_id, connector_id, status,
                                                   error_code, info, stored_at)).lastrowid
     else:
-        connector, status_at = found
-        if conn.execute(_REPEAT, (connector, stored_at, status)).fetchone() is not None:
+        connector, status_at, repeat = found
+        if repeat:
             return False
         # Reports sent while offline may arrive late; the newest one decides the current status.
         if at >= _STORED.python_value(status_at):

@@ -14,9 +14,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -132,7 +133,8 @@ class StationConnection:
                                   lenient=ctx.settings.inbound_mode == "lenient")
         # Deviations already logged on this connection: one line each, the counts go to the store.
         self._logged_deviations: set[tuple[str, str, str]] = set()
-        self.last_seen: datetime = timestamps.now_utc()
+        # POSIX seconds of the last message: a float per message, a datetime when asked.
+        self._seen = time.time()
         self._call_lock: trio.Lock | None = None
         self._waiters: dict[str, _Waiter] = {}
         self._scope = trio.CancelScope()
@@ -192,6 +194,11 @@ class StationConnection:
         except Exception as exc:  # a failing side task must not end the station's connection
             log.exception("%s: background task failed: %s", self.station_id, exc)
 
+    @property
+    def last_seen(self) -> datetime:
+        """When the station's last message arrived (UTC)."""
+        return datetime.fromtimestamp(self._seen, UTC)
+
     async def replace(self) -> None:
         """A newer connection from the same station takes over: stop handling this one.
 
@@ -245,7 +252,7 @@ class StationConnection:
         try:
             while True:
                 message = await self.ws.get_message()
-                self.last_seen = timestamps.now_utc()
+                self._seen = time.time()
                 if self.lite is not None:
                     if not await self._receive_lite(message):
                         return
@@ -403,7 +410,8 @@ class StationConnection:
             log.error("%s: could not record deviations of %s: %s", self.station_id, action, exc)
 
     async def _answer(self, call: InboundCall) -> str:
-        await self._record_deviations(call.action, call.deviations)
+        if call.deviations:
+            await self._record_deviations(call.action, call.deviations)
         handler = ROUTES[self.ctx.version].get(call.action)
         if handler is None:
             known = call.action in schemas.known_actions(self.ctx.version)

@@ -99,12 +99,13 @@ class HandshakeRequest:
         websocket = WebSocket(self._stream, proto, max_message_size=self._max_message_size,
                               remote=self.remote, path=self.path, subprotocol=subprotocol,
                               failure=None if deflate is None else (lambda: deflate.failure),
-                              slot=self.slot)
+                              slot=self.slot,
+                              plain=deflate is None or not deflate.enabled())
         self.websocket = websocket
         await websocket._send_frame(data)
         for chunk in (trailing, bytes(self.early)):
             if chunk:
-                proto.receive_data(chunk)
+                websocket.feed(chunk)
         self.early = bytearray()
         self._on_accepted()
         self._on_outcome("accepted")

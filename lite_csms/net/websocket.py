@@ -8,15 +8,25 @@ message is there. An idle charger costs one suspended task (docs/PERFORMANCE.md,
 per station").
 
 One task reads at a time (the station's reader, or `aclose()` once no one else reads);
-sends from any task are serialised. Close codes follow RFC 6455 7.4: 1009 for a message
-over the size limit, and the code wsproto gives a frame it refuses (1007 invalid UTF-8,
-1002 a protocol error), sent to the peer before the TCP connection closes.
+sends from any task are serialised.
+
+Without an extension (no permessage-deflate), the frames of an ordinary message are read and
+written here rather than through wsproto's event objects, which cost more than the rest of a
+message's handling (docs/PERFORMANCE.md): a whole masked data frame (FIN, no RSV bits, valid
+UTF-8 for text, the shortest length encoding, within the size limit) becomes a message, a
+ping is answered, a pong noted. The first frame that is anything else (a close, a fragment,
+a protocol error) and everything after it go to wsproto, which answers it as before.
+
+Close codes follow RFC 6455 7.4: 1009 for a message over the size limit, and the code
+wsproto gives a frame it refuses (1007 invalid UTF-8, 1002 a protocol error), sent to the
+peer before the TCP connection closes.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,6 +49,29 @@ log = logging.getLogger("lite_csms.net")
 RECEIVE_SIZE = 8192
 CLOSE_ABNORMAL = 1006
 CLOSE_TOO_BIG = 1009
+
+# What _parse_plain() answers when it has no message: wait for more bytes, or hand over.
+_MORE = 0
+_WSPROTO = 1
+_OP_TEXT, _OP_BINARY, _OP_PING, _OP_PONG = 0x1, 0x2, 0x9, 0xA
+
+
+def unmask(data: bytes, mask: bytes) -> bytes:
+    """RFC 6455 5.3: the payload XORed with the 4-byte key repeated, in one big-int XOR."""
+    size = len(data)
+    if not size:
+        return b""
+    key = (mask * ((size >> 2) + 1))[:size]
+    return (int.from_bytes(data, "big") ^ int.from_bytes(key, "big")).to_bytes(size, "big")
+
+
+def frame_header(opcode: int, size: int) -> bytes:
+    """A server's frame header (FIN, unmasked) for a payload of `size` bytes (RFC 6455 5.2)."""
+    if size < 126:
+        return bytes((0x80 | opcode, size))
+    if size < 65536:
+        return struct.pack("!BBH", 0x80 | opcode, 126, size)
+    return struct.pack("!BBQ", 0x80 | opcode, 127, size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +98,12 @@ class WebSocket:
     """
 
     __slots__ = (
+        "_buffer",
         "_closed",
         "_max_message_size",
         "_peer_closed",
         "_pings",
+        "_plain",
         "_proto",
         "_reading",
         "_send_waiters",
@@ -83,9 +118,14 @@ class WebSocket:
 
     def __init__(self, stream: trio.abc.Stream, proto: Connection, *, max_message_size: int,
                  remote: str, path: str, subprotocol: str | None,
-                 failure: Callable[[], str | None] | None = None, slot: object = None) -> None:
+                 failure: Callable[[], str | None] | None = None, slot: object = None,
+                 plain: bool = False) -> None:
         self._stream = stream
         self._proto = proto
+        # No extension was negotiated: frames are read and written here until one is not
+        # ordinary (see the module's docstring); bytes read and not yet a whole frame.
+        self._plain = plain
+        self._buffer = b""
         self._max_message_size = max_message_size
         self._closed: CloseReason | None = None
         self._reading = False
@@ -104,6 +144,11 @@ class WebSocket:
     def closed(self) -> CloseReason | None:
         return self._closed
 
+    @property
+    def plain(self) -> bool:
+        """Whether frames are still read and written here rather than by wsproto."""
+        return self._plain
+
     # ---- receiving -----------------------------------------------------------------------
     async def get_message(self) -> str | bytes:
         """The next whole message. Raises ConnectionClosed once the connection is closed."""
@@ -115,7 +160,94 @@ class WebSocket:
         finally:
             self._reading = False
 
+    def feed(self, data: bytes) -> None:
+        """Bytes that arrived before the WebSocket existed (with the HTTP upgrade)."""
+        if self._plain:
+            self._buffer += data
+        else:
+            self._proto.receive_data(data)
+
     async def _next_message(self) -> str | bytes:
+        if self._plain:
+            message = await self._next_plain()
+            if message is not None:
+                return message
+        return await self._next_from_wsproto()
+
+    async def _next_plain(self) -> str | bytes | None:
+        """The next message while frames are ordinary; None once they go to wsproto."""
+        while True:
+            found = self._parse_plain()
+            if found is _MORE:
+                if self._closed is not None:
+                    raise ConnectionClosed(self._closed)
+                data = await self._receive_bytes(waiting=True)
+                self._buffer = self._buffer + data if self._buffer else data
+            elif found is _WSPROTO:
+                self._to_wsproto()
+                return None
+            elif isinstance(found, tuple):
+                opcode, payload = found
+                if opcode == _OP_PONG:
+                    self._on_pong(payload)
+                elif self._proto.state is ConnectionState.OPEN:
+                    await self._send_frame(self._proto.send(Ping(payload=payload).response()))
+            else:
+                return found
+
+    def _parse_plain(self) -> str | bytes | tuple[int, bytes] | int:
+        """The first frame of the buffer, taken from it: a message, (opcode, payload) for a
+        ping or pong, _MORE when it is not all there, _WSPROTO when it is not ordinary."""
+        buffer = self._buffer
+        have = len(buffer)
+        if have < 6:
+            return _MORE
+        first, second = buffer[0], buffer[1]
+        if first & 0xF0 != 0x80 or not second & 0x80:
+            return _WSPROTO  # a fragment, RSV bits, or an unmasked client frame
+        opcode, size, start = first & 0x0F, second & 0x7F, 6
+        if size == 126:
+            if have < 8:
+                return _MORE
+            size, start = (buffer[2] << 8) | buffer[3], 8
+            if size < 126:
+                return _WSPROTO
+        elif size == 127:
+            if have < 14:
+                return _MORE
+            size, start = int.from_bytes(buffer[2:10], "big"), 14
+            if size < 65536:
+                return _WSPROTO
+        if opcode in (_OP_TEXT, _OP_BINARY):
+            if size > self._max_message_size:
+                return _WSPROTO
+        elif opcode not in (_OP_PING, _OP_PONG) or size > 125:
+            return _WSPROTO
+        end = start + size
+        if have < end:
+            return _MORE
+        payload = unmask(buffer[start:end], buffer[start - 4:start])
+        message: str | bytes | tuple[int, bytes] = payload
+        if opcode == _OP_TEXT:
+            try:
+                message = payload.decode()
+            except UnicodeDecodeError:
+                return _WSPROTO  # wsproto closes with 1007
+        elif opcode != _OP_BINARY:
+            message = (opcode, payload)
+        self._buffer = buffer[end:]
+        return message
+
+    def _to_wsproto(self) -> None:
+        """From now on every frame goes through wsproto, starting with what is buffered."""
+        if not self._plain:
+            return
+        self._plain = False
+        buffer, self._buffer = self._buffer, b""
+        if buffer and self._proto.state is not ConnectionState.CLOSED:
+            self._proto.receive_data(buffer)
+
+    async def _next_from_wsproto(self) -> str | bytes:
         parts: list[str] | list[bytes] = []
         size = 0
         proto = self._proto
@@ -142,15 +274,25 @@ class WebSocket:
             await self._receive()
 
     async def _receive(self) -> None:
+        data = await self._receive_bytes()
+        if self._proto.state is not ConnectionState.CLOSED:
+            self._proto.receive_data(data)
+
+    async def _receive_bytes(self, *, waiting: bool = False) -> bytes:
+        """Bytes from the stream; `waiting`: everything read so far is taken, so the next
+        bytes are likely not there yet."""
+        stream = self._stream
         try:
-            data = await self._stream.receive_some(RECEIVE_SIZE)
+            if waiting and isinstance(stream, SocketEnd):
+                data = await stream.receive_when_readable(RECEIVE_SIZE)
+            else:
+                data = await stream.receive_some(RECEIVE_SIZE)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             data = b""
         if not data:
             self._abort()
             raise ConnectionClosed(self._closed or CloseReason(CLOSE_ABNORMAL, None))
-        if self._proto.state is not ConnectionState.CLOSED:
-            self._proto.receive_data(data)
+        return bytes(data)
 
     async def _too_big(self) -> None:
         reason = f"Exceeded maximum message size: {self._max_message_size} bytes"
@@ -201,6 +343,13 @@ class WebSocket:
         """Send one whole message; raises ConnectionClosed once closing has begun."""
         if self._closed is not None:
             raise ConnectionClosed(self._closed)
+        if self._plain and self._proto.state is ConnectionState.OPEN:
+            if isinstance(message, str):
+                payload = message.encode()
+                await self._send_frame(frame_header(_OP_TEXT, len(payload)) + payload)
+            else:
+                await self._send_frame(frame_header(_OP_BINARY, len(message)) + message)
+            return
         event = TextMessage(data=message) if isinstance(message, str) else \
             BytesMessage(data=message)
         await self._send_frame(self._proto.send(event))
@@ -302,6 +451,7 @@ class WebSocket:
                 self._peer_closed = trio.Event()
             await self._peer_closed.wait()
             return
+        self._to_wsproto()
         while self._proto.state is ConnectionState.LOCAL_CLOSING:
             for event in self._proto.events():
                 if isinstance(event, CloseConnection):

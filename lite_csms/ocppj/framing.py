@@ -124,10 +124,12 @@ def dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+_TYPES_16_201 = frozenset({CALL, CALLRESULT, CALLERROR})
+_TYPES_21 = frozenset({CALL, CALLRESULT, CALLERROR, CALLRESULTERROR, SEND})
+
+
 def _types_for(version: Version) -> frozenset[int]:
-    if version is Version.OCPP21:
-        return frozenset({CALL, CALLRESULT, CALLERROR, CALLRESULTERROR, SEND})
-    return frozenset({CALL, CALLRESULT, CALLERROR})
+    return _TYPES_21 if version is Version.OCPP21 else _TYPES_16_201
 
 
 def decode(text: str | bytes, version: Version) -> Frame:
@@ -139,7 +141,7 @@ def decode(text: str | bytes, version: Version) -> Frame:
         raise FrameError(ErrorKind.RPC_FRAMEWORK, "a message must be a non-empty JSON array")
     message_id = _read_id(message)
     type_id = message[0]
-    if _nested_deeper(message, MAX_NESTING):
+    if _may_nest_deeper(text) and _nested_deeper(message, MAX_NESTING):
         raise FrameError(ErrorKind.FORMAT,
                          f"nested deeper than {MAX_NESTING} levels of arrays and objects",
                          message_id, answerable=type_id == CALL)
@@ -162,6 +164,15 @@ def decode(text: str | bytes, version: Version) -> Frame:
                              message_id, answerable=False)
         return CallResult(message_id, message[2])
     return _decode_error(message, message_id, about_result=type_id == CALLRESULTERROR)
+
+
+def _may_nest_deeper(text: str | bytes) -> bool:
+    """False when the text has too few brackets to nest past MAX_NESTING: every array and
+    object opens with one (brackets inside strings only raise the count), so nearly every
+    message skips the walk."""
+    if isinstance(text, str):
+        return text.count("[") + text.count("{") > MAX_NESTING
+    return text.count(b"[") + text.count(b"{") > MAX_NESTING
 
 
 def _nested_deeper(value: Any, limit: int) -> bool:

@@ -7,6 +7,7 @@ Feed it inbound text with `receive`; it returns events. Ask it for outbound text
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from dataclasses import dataclass
@@ -113,6 +114,13 @@ def check_outbound(version: Version, action: str, payload: Payload) -> None:
         values.check_payload(schemas.schema(version, action, False), payload)
     except values.UnstorableValue as exc:
         raise InvalidOutbound(f"{action}: {exc}") from None
+
+
+@functools.cache
+def _empty_answer_violation(version: Version, action: str) -> schemas.SchemaViolation | None:
+    """What is wrong with {} as the answer to `action`: the same every time, so checked once
+    (StatusNotification's, MeterValues' and many more answers are {})."""
+    return schemas.validate(version, action, {}, response=True)
 
 
 @dataclass(slots=True)
@@ -350,7 +358,8 @@ class RpcSession:
     def answer(self, call: InboundCall, payload: Payload) -> str:
         """CALLRESULT text for `call`. Raises InvalidOutbound, leaving the call unanswered."""
         self._require_unanswered(call.message_id)
-        violation = schemas.validate(self.version, call.action, payload, response=True)
+        violation = (_empty_answer_violation(self.version, call.action) if not payload
+                     else schemas.validate(self.version, call.action, payload, response=True))
         if violation is not None:
             raise InvalidOutbound(f"{call.action} response: {violation.description}")
         self._unanswered.discard(call.message_id)

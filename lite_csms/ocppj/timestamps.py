@@ -6,10 +6,14 @@ We read a missing offset as UTC rather than refuse the charger's meter data.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 
 
+@functools.lru_cache(maxsize=1024)
 def parse(text: str) -> datetime:
+    """An aware UTC datetime; raises ValueError. Cached: the schema's date-time check reads
+    each timestamp and its handler reads it again (datetimes are immutable)."""
     value = text.strip()
     if value.endswith(("Z", "z")):
         value = value[:-1] + "+00:00"

@@ -88,6 +88,16 @@ def check_payload(schema: dict[str, Any], payload: dict[str, Any]) -> list[str]:
     becomes an int, so the store never keeps 3.0 as a connector id. Returns the paths so
     converted ("meterValue[0].evseId"), for the caller to record.
     """
+    # The common flat payload (a status report, a heartbeat's answer) has nothing to check:
+    # strings, booleans, nulls and non-negative 64-bit integers pass every rule above.
+    for value in payload.values():
+        kind = type(value)
+        if kind is str or kind is bool or value is None or (
+                kind is int and 0 <= value <= INT64_MAX):
+            continue
+        break
+    else:
+        return []
     converted: list[str] = []
     _walk(schema, schema.get("definitions", {}), payload, "", converted)
     return converted

@@ -1,0 +1,126 @@
+"""Frames read and written in net/websocket.py without wsproto (no extension negotiated):
+split and joined TCP segments, every length encoding, pings, and the hand-over to wsproto
+for anything that is not an ordinary frame, which then answers as it always did."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+
+import pytest
+import trio
+
+from lite_csms.db.models import ConnectorStatusChange, Station
+from lite_csms.net.websocket import frame_header, unmask
+from tests import rawws
+from tests.conftest import CsmsInProcess, start_in_process
+
+BOOT = {"chargePointVendor": "V", "chargePointModel": "M"}
+
+
+def _call(message_id: str, action: str, payload: dict) -> bytes:
+    return json.dumps([2, message_id, action, payload], ensure_ascii=False).encode()
+
+
+def _status(connector: int, info: str = "") -> dict:
+    payload = {"connectorId": connector, "errorCode": "NoError", "status": "Available",
+               "timestamp": f"2026-11-29T10:00:0{connector}Z"}
+    if info:
+        payload["info"] = info
+    return payload
+
+
+async def _station(csms: CsmsInProcess, station_id: str) -> tuple[trio.SocketStream,
+                                                                  bytearray]:
+    await csms.server.store.run(lambda: Station.insert_many(
+        [{"id": station_id, "registration": "accepted"}]).execute())
+    stream, head = await rawws.connect(csms.port, f"/ocpp/{station_id}")
+    assert head.startswith(b"HTTP/1.1 101")
+    assert b"sec-websocket-extensions" not in head.lower()
+    return stream, bytearray()
+
+
+async def _answer(stream: trio.SocketStream, buffer: bytearray) -> tuple[int, bytes]:
+    with trio.fail_after(5):
+        received = await rawws.read_frame(stream, buffer)
+    assert received is not None
+    return received
+
+
+def test_unmask_and_headers_follow_rfc_6455() -> None:
+    mask = b"\x01\x80\xff\x37"
+    for size in (0, 1, 3, 4, 5, 125, 126, 70_000):
+        data = os.urandom(size)
+        assert unmask(data, mask) == bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+    assert frame_header(1, 125) == b"\x81\x7d"
+    assert frame_header(1, 126) == b"\x81\x7e\x00\x7e"
+    assert frame_header(2, 65536) == b"\x82\x7f" + struct.pack("!Q", 65536)
+
+
+async def test_messages_split_joined_and_long_are_answered_in_order(
+        nursery: trio.Nursery, tmp_path) -> None:
+    csms = await start_in_process(nursery, tmp_path, max_message_size=200_000)
+    stream, buffer = await _station(csms, "PLAIN-1")
+    # A frame dribbled in byte by byte, then three in one segment: 7-bit, 16-bit and
+    # 64-bit lengths.
+    for byte in rawws.frame(1, _call("b1", "BootNotification", BOOT)):
+        await stream.send_all(bytes([byte]))
+    opcode, payload = await _answer(stream, buffer)
+    assert opcode == 1 and json.loads(payload)[:2] == [3, "b1"]
+    frames = [rawws.frame(1, _call("s1", "StatusNotification", _status(1))),
+              rawws.frame(1, _call("s2", "StatusNotification", _status(2, "x" * 50))),
+              rawws.frame(1, _call("d1", "DataTransfer",
+                                   {"vendorId": "V", "data": "é" * 40_000}))]
+    assert len(frames[1]) > 125 + 14 and len(frames[2]) > 65536
+    await stream.send_all(b"".join(frames))
+    answers = [json.loads((await _answer(stream, buffer))[1]) for _ in frames]
+    assert [a[:2] for a in answers] == [[3, "s1"], [3, "s2"], [3, "d1"]]
+    infos = sorted(c.info or "" for c in ConnectorStatusChange.select())
+    assert infos == ["", "x" * 50]
+    assert csms.server.connections["PLAIN-1"].ws.plain
+    await stream.aclose()
+
+
+async def test_pings_are_answered_and_a_fragmented_message_goes_to_wsproto(
+        csms: CsmsInProcess) -> None:
+    stream, buffer = await _station(csms, "PLAIN-2")
+    await stream.send_all(rawws.frame(9, b"ping-1"))
+    assert await _answer(stream, buffer) == (10, b"ping-1")
+    assert csms.server.connections["PLAIN-2"].ws.plain
+    call = _call("h1", "Heartbeat", {})
+    await stream.send_all(rawws.frame(1, call[:5], fin=False) + rawws.frame(0, call[5:]))
+    opcode, payload = await _answer(stream, buffer)
+    assert opcode == 1 and json.loads(payload)[:2] == [3, "h1"]
+    # wsproto reads everything after it, pings included.
+    await stream.send_all(rawws.frame(9, b"ping-2") + rawws.frame(1, _call("h2", "Heartbeat",
+                                                                             {})))
+    assert await _answer(stream, buffer) == (10, b"ping-2")
+    assert json.loads((await _answer(stream, buffer))[1])[:2] == [3, "h2"]
+    assert not csms.server.connections["PLAIN-2"].ws.plain
+    await stream.aclose()
+
+
+def _unmasked(payload: bytes) -> bytes:
+    return bytes((0x81, len(payload))) + payload
+
+
+def _long_form_for_short(payload: bytes) -> bytes:
+    mask = os.urandom(4)
+    return struct.pack("!BBH", 0x81, 0x80 | 126, len(payload)) + mask + unmask(payload, mask)
+
+
+@pytest.mark.parametrize(("name", "build", "code"), [
+    ("invalid UTF-8", lambda: rawws.frame(1, b"[2,\"x\",\"Heartbeat\",{}]\xff"), 1007),
+    ("unmasked", lambda: _unmasked(_call("h", "Heartbeat", {})), 1002),
+    ("16-bit length for 25 bytes", lambda: _long_form_for_short(_call("h", "Heartbeat", {})),
+     1002),
+    ("RSV1 without an extension", lambda: bytes((0xC1,)) + rawws.frame(1, b"{}")[1:], 1002),
+    ("over max_message_size", lambda: rawws.frame(1, b" " * 70_000), 1009),
+])
+async def test_frames_that_are_not_ordinary_close_as_wsproto_closes_them(
+        csms: CsmsInProcess, name: str, build, code: int) -> None:
+    stream, _ = await _station(csms, f"PLAIN-{code}-{len(name)}")
+    await stream.send_all(build())
+    assert await rawws.close_code(stream) == code, name
+    await stream.aclose()
