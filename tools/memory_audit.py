@@ -38,7 +38,7 @@ CLIENT = textwrap.dedent("""
     async def one(i):
         ws = await websockets.connect(f"ws://127.0.0.1:{port}/ocpp/MEM-{i:05d}",
             subprotocols=["ocpp1.6"], compression="deflate" if deflate else None,
-            open_timeout=60, ping_interval=None)
+            open_timeout=900, ping_interval=None)
         boot = {"chargePointVendor": "audit", "chargePointModel": "idle"}
         await ws.send(json.dumps([2, "b", "BootNotification", boot]))
         await ws.recv()

@@ -70,12 +70,12 @@ class WebSocket:
         "_peer_closed",
         "_pings",
         "_proto",
-        "_reading",
         "_send_waiters",
         "_sending",
         "_stream",
         "failure",
         "path",
+        "reading",
         "remote",
         "slot",
         "subprotocol",
@@ -88,7 +88,7 @@ class WebSocket:
         self._proto = proto
         self._max_message_size = max_message_size
         self._closed: CloseReason | None = None
-        self._reading = False
+        self.reading = False
         self._sending = False
         # Created only when two tasks send at once, or when someone waits for the close.
         self._send_waiters: trio.lowlevel.ParkingLot | None = None
@@ -104,16 +104,39 @@ class WebSocket:
     def closed(self) -> CloseReason | None:
         return self._closed
 
+    def idle_socket(self) -> trio.socket.SocketType | None:
+        """The plain TCP socket when nothing received waits in wsproto: the next message
+        needs more bytes, so the reader may park on the socket's readability with no frame
+        of the read path suspended (an idle station's task is then a few frames deep,
+        docs/PERFORMANCE.md, "Memory per station"). None otherwise (TLS, which may hold
+        decrypted bytes; something buffered; closing): then get_message() as usual.
+
+        The caller sets `reading` while it waits, so that aclose() leaves the read to it."""
+        stream = self._stream
+        if (type(stream) is not SocketEnd or stream.fin_sent or stream.released
+                or self._closed is not None):
+            return None
+        proto = self._proto
+        try:
+            # wsproto keeps parsed events in `_events` and unparsed bytes in the frame
+            # decoder's buffer; a partial frame there would also do, but any bytes at all
+            # take the usual path.
+            if proto._events or len(proto._proto._frame_decoder.buffer):
+                return None
+        except AttributeError:  # another wsproto: always the usual path
+            return None
+        return stream.socket_stream.socket
+
     # ---- receiving -----------------------------------------------------------------------
     async def get_message(self) -> str | bytes:
         """The next whole message. Raises ConnectionClosed once the connection is closed."""
-        if self._reading:
+        if self.reading:
             raise trio.BusyResourceError("another task is reading this WebSocket")
-        self._reading = True
+        self.reading = True
         try:
             return await self._next_message()
         finally:
-            self._reading = False
+            self.reading = False
 
     async def _next_message(self) -> str | bytes:
         parts: list[str] | list[bytes] = []
@@ -288,7 +311,7 @@ class WebSocket:
             await _close_quietly(self._stream)
 
     async def _await_peer_close(self) -> None:
-        if self._reading:
+        if self.reading:
             # The station's reader sees the answer and wakes us.
             if self._peer_closed is None:
                 self._peer_closed = trio.Event()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -28,7 +28,8 @@ class StationContext:
     # the server's heartbeat_interval).
     heartbeat_interval: int | None = None
     # While pending: the requests our own CALLs asked this station for (provisioning.may_send).
-    solicited: set[str] = field(default_factory=set)
+    # Shared and empty until the first one: most stations are never asked while pending.
+    solicited: set[str] | frozenset[str] = frozenset()
     # Told the EVSE (1.6: connector) whenever meter values from it are stored, so that a
     # progress request waiting for a triggered reading wakes (operations/progress.py).
     meter_seen: Callable[[int], None] | None = None
@@ -47,6 +48,12 @@ class StationContext:
     async def read(self, work: Callable[[], T]) -> T:
         """A read-only store function, not queued behind the writer's group commit."""
         return await db_reader.read(self.store, self.reader, work)
+
+    def solicit(self, request: str) -> None:
+        """Note a request our CALL asked for, which a pending station may then send."""
+        if not isinstance(self.solicited, set):
+            self.solicited = set(self.solicited)
+        self.solicited.add(request)
 
     def now(self) -> datetime:
         return timestamps.now_utc()
