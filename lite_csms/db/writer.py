@@ -100,6 +100,9 @@ class StoreWriter:
                 )
                 for job in batch:
                     job.done.set()
+                # Not kept until the next batch: a job's closure may hold much (a traffic
+                # flush holds every station's rows).
+                first = job = batch = None
 
     def close(self) -> None:
         self._send.close()

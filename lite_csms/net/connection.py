@@ -292,21 +292,10 @@ class StationConnection:
                     finally:
                         ws.reading = False
                     sock = None
-                message = await ws.get_message()
-                self.last_seen = timestamps.now_utc()
-                if self.lite is not None:
-                    if not await self._receive_lite(message):
-                        return
-                    continue
-                if isinstance(message, bytes):
-                    log.warning("%s: binary frame refused (OCPP-J is text)", self.station_id)
-                    self.close_reason = "binary frame"
-                    await self.ws.aclose(CLOSE_UNSUPPORTED_DATA, "OCPP-J uses text frames")
+                # Nothing of a message outlives its handling in this frame, which an idle
+                # station keeps suspended.
+                if not await self._receive(await ws.get_message()):
                     return
-                events = self.session.receive(message, trio.current_time())
-                self._count_in(events, message)
-                for event in events:
-                    await self._on_event(event)
         except ConnectionClosed as exc:
             self._note_close(exc)
         except Exception as exc:
@@ -320,6 +309,22 @@ class StationConnection:
                 await self.ws.aclose(CLOSE_INTERNAL_ERROR, "internal error")
         finally:
             scope.cancel()
+
+    async def _receive(self, message: str | bytes) -> bool:
+        """One message; False once we have closed the connection."""
+        self.last_seen = timestamps.now_utc()
+        if self.lite is not None:
+            return await self._receive_lite(message)
+        if isinstance(message, bytes):
+            log.warning("%s: binary frame refused (OCPP-J is text)", self.station_id)
+            self.close_reason = "binary frame"
+            await self.ws.aclose(CLOSE_UNSUPPORTED_DATA, "OCPP-J uses text frames")
+            return False
+        events = self.session.receive(message, trio.current_time())
+        self._count_in(events, message)
+        for event in events:
+            await self._on_event(event)
+        return True
 
     async def _receive_lite(self, frame: str | bytes) -> bool:
         """One message of a lite connection; False once we have closed the connection."""

@@ -264,9 +264,9 @@ class WebSocketListener:
                     if ws is not None:
                         try:
                             if serve is not None:
-                                await serve()
+                                serving, serve = serve(), None
+                                await serving
                         finally:
-                            serve = None
                             with trio.move_on_after(self.options.close_timeout):
                                 await ws.aclose()
             except Exception as exc:  # one broken connection must never stop the server

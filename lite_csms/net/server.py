@@ -106,6 +106,7 @@ class CsmsServer:
         self.progress = ProgressService(self.store, self.commands, self.connections, settings)
         self.costs = CostUpdates(self.store, self.commands, settings)
         self.rotation = rotation.PasswordRotation(self.store, self.commands, settings)
+        self._hooks = _StationHooks(self)
         self.kdf = KdfQueue(PASSWORD_CHECKS_AT_ONCE)
         self.credentials = CredentialCache()
         self.throttle = GuessThrottle()
@@ -519,13 +520,7 @@ class CsmsServer:
         for a station the handshake registered, which is pending and never booted. `login`:
         the stored hash its password matched; `confirms`: that login settles a rotation."""
         ctx = StationContext(station_id, version, self.store, self.settings,
-                             registration or "pending",
-                             meter_seen=partial(self.progress.seen, station_id),
-                             heartbeat_source=partial(self.policy.heartbeat_for, station_id,
-                                                      version),
-                             cost_changed=partial(self.costs.meter_values, station_id),
-                             cost_told=self.costs.told,
-                             reader=self.reader)
+                             registration or "pending", hooks=self._hooks, reader=self.reader)
         connection = StationConnection(ws, ctx, live.meter, booted_before=booted_before,
                                        lite=lite, tally=self.tally)
         previous = self.connections.get(station_id)
@@ -618,6 +613,27 @@ class CsmsServer:
             await self.store.run(lambda: provisioning.mark_disconnected(station_id, last_seen))
         except Exception as exc:  # a full disk: the next start marks every station offline
             log.warning("%s: its disconnection cannot be stored: %s", station_id, exc)
+
+
+class _StationHooks:
+    """What the services are told of every station's messages (versions/context.py)."""
+
+    __slots__ = ("_server",)
+
+    def __init__(self, server: CsmsServer) -> None:
+        self._server = server
+
+    def meter_seen(self, station_id: str, evse_id: int) -> None:
+        self._server.progress.seen(station_id, evse_id)
+
+    async def heartbeat_for(self, station_id: str, version: Version) -> int:
+        return await self._server.policy.heartbeat_for(station_id, version)
+
+    def cost_changed(self, station_id: str, evse_id: int) -> None:
+        self._server.costs.meter_values(station_id, evse_id)
+
+    def cost_told(self, tx_id: int, cost: int) -> None:
+        self._server.costs.told(tx_id, cost)
 
 
 def _web_app_when_asked(control: ServerControl) -> Callable[..., Awaitable[None]]:
