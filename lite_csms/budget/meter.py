@@ -51,6 +51,8 @@ __all__ = ["CONTROL", "DIRECTIONS", "HTTP_SETUP", "IN", "IP", "LAYERS", "OUT", "
 class CountingStream(trio.abc.Stream):
     """A pass-through stream that counts bytes each way and notes its first send."""
 
+    __slots__ = ("_on_close", "_on_first_send", "bytes_in", "bytes_out", "inner")
+
     def __init__(self, inner: trio.abc.Stream,
                  on_first_send: Callable[[CountingStream], None] | None = None,
                  on_close: Callable[[], None] | None = None) -> None:
@@ -101,6 +103,8 @@ class SocketEnd(CountingStream):
     one is open, and the FINs and their ACKs are still to cross. `linger` then waits for
     them and lets the socket go.
     """
+
+    __slots__ = ("fin_sent", "released", "socket_stream")
 
     def __init__(self, inner: trio.SocketStream,
                  on_first_send: Callable[[CountingStream], None] | None = None,
@@ -262,6 +266,11 @@ class SocketEnd(CountingStream):
             self.socket_stream.socket.close()
 
 
+# One key tuple per (direction, layer) for every meter's totals, not one per meter.
+_TOTAL_KEYS = {(direction, layer): (direction, layer)
+               for direction in DIRECTIONS for layer in LAYERS}
+
+
 def frame_header(size: int, masked: bool) -> int:
     """RFC 6455: 2, 4 or 10 bytes by payload length, plus a 4-byte mask from clients."""
     header = 2 if size < 126 else 4 if size < 65536 else 10
@@ -302,7 +311,7 @@ class _Tally:
     messages: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class ConnectionMeter:
     """One connection's counters. `server_side` decides which direction is masked and "in"."""
 
@@ -470,7 +479,8 @@ class ConnectionMeter:
         if amount <= 0 and messages == 0:
             return
         self._pending.append(Flow(action, direction, layer, amount, messages))
-        self.totals[(direction, layer)] = self.totals.get((direction, layer), 0) + amount
+        key = _TOTAL_KEYS.get((direction, layer)) or (direction, layer)
+        self.totals[key] = self.totals.get(key, 0) + amount
 
     # ---- messages --------------------------------------------------------------------------
     def message(self, action: str, received: bool, data: str | bytes) -> None:

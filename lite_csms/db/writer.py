@@ -153,6 +153,9 @@ class StoreWriter:
                 self._token.run_sync_soon(self._deliver, batch)
             if stop:
                 return
+            # Not kept until the next batch: a job's closure may hold much (a traffic
+            # flush holds every station's rows).
+            first = job = batch = None  # type: ignore[assignment]
 
     def _deliver(self, batch: list[_Job[Any]]) -> None:
         """In trio: wake every submitter of a committed (or lost) batch."""

@@ -109,6 +109,16 @@ class Flag:
         await self._event.wait()
 
 
+class _SideTask:
+    """A connection's side task run in the server's nursery: its scope and its end."""
+
+    __slots__ = ("done", "scope")
+
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()
+        self.done = Flag()
+
+
 @dataclass(slots=True)
 class _Waiter:
     event: trio.Event = field(default_factory=trio.Event)
@@ -116,6 +126,11 @@ class _Waiter:
 
 
 class StationConnection:
+    __slots__ = ("__weakref__", "_boot_accepted", "_call_lock", "_cancel_early",
+                 "_logged_deviations", "_on_ready", "_scope", "_seen", "_stopped", "_waiters",
+                 "accepted", "booted_before", "close_code", "close_reason", "ctx", "lite",
+                 "lite_dictionary", "meter", "session", "spoke", "station_id", "tally", "ws")
+
     def __init__(self, ws: WebSocket, ctx: StationContext,
                  meter: ConnectionMeter | None = None, *, booted_before: bool = False,
                  lite: LiteCodec | None = None, tally: Tally | None = None) -> None:
@@ -132,12 +147,15 @@ class StationConnection:
         self.session = RpcSession(ctx.version, call_timeout=ctx.settings.call_timeout,
                                   lenient=ctx.settings.inbound_mode == "lenient")
         # Deviations already logged on this connection: one line each, the counts go to the store.
-        self._logged_deviations: set[tuple[str, str, str]] = set()
+        # Made at the first deviation: most stations never have one.
+        self._logged_deviations: set[tuple[str, str, str]] | None = None
         # POSIX seconds of the last message: a float per message, a datetime when asked.
         self._seen = time.time()
         self._call_lock: trio.Lock | None = None
-        self._waiters: dict[str, _Waiter] = {}
-        self._scope = trio.CancelScope()
+        # Our CALLs waiting for their answers; made at our first CALL.
+        self._waiters: dict[str, _Waiter] | None = None
+        self._scope: trio.CancelScope | None = None
+        self._cancel_early = False
         self._stopped = Flag()
         # run()'s on_ready task, until the station is accepted (_start_on_ready).
         self._on_ready: Callable[[], None] | None = None
@@ -161,24 +179,51 @@ class StationConnection:
             self.spoke.set()
             self.accepted.set()
 
-    async def run(self, on_ready: Callable[[StationConnection], Awaitable[Any]] | None = None
-                  ) -> None:
+    async def run(self, on_ready: Callable[[StationConnection], Awaitable[Any]] | None = None,
+                  *, side: trio.Nursery | None = None) -> None:
+        """Read and answer until the connection ends. `on_ready` runs beside the reader; given
+        `side` (a nursery of the server's), it runs there, under a scope this connection
+        cancels and awaits when it ends: once it is done, an idle station holds no nursery
+        (docs/PERFORMANCE.md, "Memory per station"). Pings need the connection's own."""
+        scope = self._scope = trio.CancelScope()
+        if self._cancel_early:
+            scope.cancel()
+        helper: _SideTask | None = None
         try:
-            with self._scope:
-                async with trio.open_nursery() as nursery:
-                    if on_ready is not None:
-                        # Its task starts once the station is accepted: until then (and a
-                        # station that never boots) the connection is one task, which ends
-                        # without cancelling anything (docs/PERFORMANCE.md, "Graceful stop").
-                        self._on_ready = partial(nursery.start_soon, self._guard, on_ready)
+            with scope:
+                if self.ctx.settings.ws_ping_interval > 0 or (on_ready is not None
+                                                              and side is None):
+                    async with trio.open_nursery() as nursery:
+                        if on_ready is not None:
+                            self._on_ready = partial(nursery.start_soon, self._guard, on_ready)
+                        if self.ctx.settings.ws_ping_interval > 0:
+                            nursery.start_soon(self._ping_loop, nursery.cancel_scope)
+                        # The on_ready task starts once the station is accepted: until then
+                        # (and a station that never boots) the connection is one task, which
+                        # ends without cancelling anything (docs/PERFORMANCE.md, "Graceful
+                        # stop").
+                        if self._on_ready is not None and self.accepted.is_set():
+                            self._start_on_ready()
+                        await self._read_loop(nursery)
+                else:
+                    if on_ready is not None and side is not None:
+                        helper = _SideTask()
+                        self._on_ready = partial(side.start_soon, self._guard_side, on_ready,
+                                                 helper)
                         if self.accepted.is_set():
                             self._start_on_ready()
-                    if self.ctx.settings.ws_ping_interval > 0:
-                        nursery.start_soon(self._ping_loop, nursery.cancel_scope)
-                    await self._read_loop(nursery)
+                    on_ready = side = None
+                    await self._read_loop(None)
         finally:
+            # As a nursery would: a side task that started ends before the connection does
+            # (one that never started, for a station never accepted, has nothing to end).
+            if helper is not None and self._on_ready is None and not helper.done.is_set():
+                helper.scope.cancel()
+                with trio.CancelScope(shield=True):
+                    await helper.done.wait()
+            self._on_ready = None
             self._stopped.set()
-        for waiter in self._waiters.values():
+        for waiter in (self._waiters or {}).values():
             if waiter.outcome is None:
                 waiter.outcome = CallFailed("", "", "ConnectionClosed", self.close_reason, {})
                 waiter.event.set()
@@ -187,6 +232,14 @@ class StationConnection:
         start, self._on_ready = self._on_ready, None
         if start is not None:
             start()
+
+    async def _guard_side(self, task: Callable[[StationConnection], Awaitable[Any]],
+                          helper: _SideTask) -> None:
+        try:
+            with helper.scope:
+                await self._guard(task)
+        finally:
+            helper.done.set()
 
     async def _guard(self, task: Callable[[StationConnection], Awaitable[Any]]) -> None:
         try:
@@ -209,7 +262,10 @@ class StationConnection:
         """
         self.close_reason = "replaced by a new connection"
         self.close_code = CLOSE_REPLACED
-        self._scope.cancel()
+        if self._scope is None:
+            self._cancel_early = True  # run() has not begun: it ends at once
+        else:
+            self._scope.cancel()
         with trio.move_on_after(2):
             await self._stopped.wait()
 
@@ -248,24 +304,24 @@ class StationConnection:
             await self.ws.aclose(CLOSE_GOING_AWAY, "server shutting down")
 
     # ---- inbound ---------------------------------------------------------------------------
-    async def _read_loop(self, nursery: trio.Nursery) -> None:
+    async def _read_loop(self, nursery: trio.Nursery | None) -> None:
+        ws = self.ws
         try:
             while True:
-                message = await self.ws.get_message()
-                self._seen = time.time()
-                if self.lite is not None:
-                    if not await self._receive_lite(message):
-                        return
-                    continue
-                if isinstance(message, bytes):
-                    log.warning("%s: binary frame refused (OCPP-J is text)", self.station_id)
-                    self.close_reason = "binary frame"
-                    await self.ws.aclose(CLOSE_UNSUPPORTED_DATA, "OCPP-J uses text frames")
+                if (sock := ws.idle_socket()) is not None:
+                    # Idle: park on the socket itself, not deep in the read path.
+                    ws.reading = True
+                    try:
+                        await trio.lowlevel.wait_readable(sock)
+                    except (trio.ClosedResourceError, OSError):
+                        pass  # get_message() below finds out how it ended
+                    finally:
+                        ws.reading = False
+                    sock = None
+                # Nothing of a message outlives its handling in this frame, which an idle
+                # station keeps suspended.
+                if not await self._receive(await ws.get_message()):
                     return
-                events = self.session.receive(message, trio.current_time())
-                self._count_in(events, message)
-                for event in events:
-                    await self._on_event(event)
         except ConnectionClosed as exc:
             self._note_close(exc)
         except Exception as exc:
@@ -280,8 +336,24 @@ class StationConnection:
         finally:
             # The connection's other tasks end with it; with none, no cancellation (each
             # costs a Cancelled raised in this task and theirs).
-            if nursery.child_tasks:
+            if nursery is not None and nursery.child_tasks:
                 nursery.cancel_scope.cancel()
+
+    async def _receive(self, message: str | bytes) -> bool:
+        """One message; False once we have closed the connection."""
+        self._seen = time.time()
+        if self.lite is not None:
+            return await self._receive_lite(message)
+        if isinstance(message, bytes):
+            log.warning("%s: binary frame refused (OCPP-J is text)", self.station_id)
+            self.close_reason = "binary frame"
+            await self.ws.aclose(CLOSE_UNSUPPORTED_DATA, "OCPP-J uses text frames")
+            return False
+        events = self.session.receive(message, trio.current_time())
+        self._count_in(events, message)
+        for event in events:
+            await self._on_event(event)
+        return True
 
     async def _receive_lite(self, frame: str | bytes) -> bool:
         """One message of a lite connection; False once we have closed the connection."""
@@ -365,7 +437,8 @@ class StationConnection:
                 if isinstance(event, CallAnswered) and event.deviations:
                     await self._record_deviations(answer_action(event.action),
                                                   event.deviations)
-                waiter = self._waiters.get(event.message_id)
+                waiter = (None if self._waiters is None
+                          else self._waiters.get(event.message_id))
                 if waiter is not None:
                     waiter.outcome = event
                     waiter.event.set()
@@ -398,6 +471,8 @@ class StationConnection:
             return
         for deviation in found:
             key = (action, deviation.kind, deviation.path)
+            if self._logged_deviations is None:
+                self._logged_deviations = set()
             if key not in self._logged_deviations:
                 self._logged_deviations.add(key)
                 log.info("%s: accepted deviation in %s: %s at %s (%s)", self.station_id, action,
@@ -480,38 +555,52 @@ class StationConnection:
         """Send a CALL and await its answer; one at a time, as OCPP-J requires."""
         if self._call_lock is None:
             self._call_lock = trio.Lock()
-        async with self._call_lock:
-            message_id, text = self.session.start_call(action, payload, trio.current_time())
-            # Before it goes out: the station may send what we ask for before its answer lands.
-            wanted = provisioning.solicited_by(action, payload)
-            if wanted is not None:
-                self.ctx.solicited.add(wanted)
-            waiter = _Waiter()
-            self._waiters[message_id] = waiter
+        lock = self._call_lock
+        try:
+            async with lock:
+                return await self._call_locked(action, payload)
+        finally:
+            if not lock.locked() and self._call_lock is lock:
+                # No CALL under way or waiting: an idle station keeps no lock.
+                self._call_lock = None
+
+    async def _call_locked(self, action: str, payload: dict) -> CallAnswered | CallFailed:
+        message_id, text = self.session.start_call(action, payload, trio.current_time())
+        # Before it goes out: the station may send what we ask for before its answer lands.
+        wanted = provisioning.solicited_by(action, payload)
+        if wanted is not None:
+            self.ctx.solicit(wanted)
+        waiter = _Waiter()
+        if self._waiters is None:
+            self._waiters = {}
+        waiters = self._waiters
+        waiters[message_id] = waiter
+        try:
             try:
-                try:
-                    await self._send(text, action)
-                except ConnectionClosed as exc:
-                    self._note_close(exc)
-                    return CallFailed(message_id, action, "ConnectionClosed",
-                                      self.close_reason, {})
-                except LiteEncodeError as exc:
-                    log.error("%s: %s cannot be sent on the lite link: %s", self.station_id,
-                              action, exc)
-                    self.session.expire(math.inf)  # never sent: nothing to wait for
-                    return CallFailed(message_id, action, "InternalError",
-                                      f"cannot be sent on the lite link: {exc}", {})
-                deadline = self.session.next_deadline()
-                with trio.move_on_at(deadline if deadline is not None else trio.current_time()):
-                    await waiter.event.wait()
-                if waiter.outcome is None:
-                    for event in self.session.expire(trio.current_time()):
-                        if isinstance(event, CallFailed):
-                            waiter.outcome = event
-            finally:
-                del self._waiters[message_id]
+                await self._send(text, action)
+            except ConnectionClosed as exc:
+                self._note_close(exc)
+                return CallFailed(message_id, action, "ConnectionClosed",
+                                  self.close_reason, {})
+            except LiteEncodeError as exc:
+                log.error("%s: %s cannot be sent on the lite link: %s", self.station_id,
+                          action, exc)
+                self.session.expire(math.inf)  # never sent: nothing to wait for
+                return CallFailed(message_id, action, "InternalError",
+                                  f"cannot be sent on the lite link: {exc}", {})
+            deadline = self.session.next_deadline()
+            with trio.move_on_at(deadline if deadline is not None else trio.current_time()):
+                await waiter.event.wait()
             if waiter.outcome is None:
-                # The reader ended (the connection broke) between taking the answer and
-                # handing it over: the command failed, the server goes on.
-                return CallFailed(message_id, action, "ConnectionClosed", self.close_reason, {})
-            return waiter.outcome
+                for event in self.session.expire(trio.current_time()):
+                    if isinstance(event, CallFailed):
+                        waiter.outcome = event
+        finally:
+            del waiters[message_id]
+            if not waiters and self._waiters is waiters:
+                self._waiters = None
+        if waiter.outcome is None:
+            # The reader ended (the connection broke) between taking the answer and
+            # handing it over: the command failed, the server goes on.
+            return CallFailed(message_id, action, "ConnectionClosed", self.close_reason, {})
+        return waiter.outcome

@@ -40,10 +40,14 @@ from lite_csms.net.limits import (
 )
 from lite_csms.net.throttle import host_of, source_key
 from lite_csms.net.upgrade import HandshakeRequest, Unparsable, read_request, watch
+from lite_csms.net.websocket import WebSocket
 
 log = logging.getLogger("lite_csms.net")
 
-RequestHandler = Callable[[HandshakeRequest, ConnectionMeter], Awaitable[None]]
+# Answers the handshake; once accepted, returns what serves the connection, which runs after
+# the handshake's scope has ended and its frames are gone.
+Serve = Callable[[], Awaitable[None]]
+RequestHandler = Callable[[HandshakeRequest, ConnectionMeter], Awaitable[Serve | None]]
 ClosedHandler = Callable[[ConnectionMeter], None]
 # Told each handshake's outcome: "accepted", the HTTP status of a refusal ("401"; "503" also
 # for a connection over a cap, answered before its request is read), "closed_at_accept" for
@@ -187,6 +191,12 @@ class WebSocketListener:
             for listener in listeners:
                 nursery.start_soon(self._accept_loop, listener, nursery)
 
+    @property
+    def side_nursery(self) -> trio.Nursery:
+        """The connections' nursery, for a connection's short side tasks (the handshake's
+        watcher, the work after a boot): an idle connection then needs no nursery of its own."""
+        return self._nursery
+
     def stop_accepting(self) -> None:
         """The server stops: close the listening sockets (new connections are refused by the
         kernel), and end each connection from now on without waiting for the FIN exchange."""
@@ -224,8 +234,61 @@ class WebSocketListener:
                 nursery.start_soon(self._guarded, stream)
 
     async def _guarded(self, stream: trio.abc.Stream) -> None:
+        # One frame from accept to the end: an idle connection keeps every frame between
+        # its task's start and its read suspended (docs/PERFORMANCE.md).
         try:
-            await self._limited(stream)
+            sock = _socket_of(stream)
+            peer = peer_of(sock)
+            source = source_key(host_of(peer))
+            limits = self.limits
+            if (why := limits.refusal(source)) is not None:
+                limits.refused += 1
+                limits.log.warn("connection from %s refused: %s", peer, why)
+                await self._refuse(stream, sock)
+                return
+            slot = limits.admit(source)
+            source = None
+            meter: ConnectionMeter | None = None
+            try:
+                if sock is not None:
+                    configure_socket(sock, self.options)
+                meter = ConnectionMeter(sock, server_side=True,
+                                        family=sock.family if sock is not None
+                                        else socket.AF_INET)
+                # One deadline from accept() to the 101: the TLS handshake and the upgrade
+                # share it, so a peer dripping both cannot hold the slot for twice the timeout.
+                deadline = trio.current_time() + self.options.handshake_timeout
+                plain = await self._secure(stream, meter, deadline)
+                if plain is not None:
+                    ws, serve = await self._serve_stream(plain, meter, peer, slot, deadline)
+                    plain = None
+                    if ws is not None:
+                        try:
+                            if serve is not None:
+                                serving, serve = serve(), None
+                                await serving
+                        finally:
+                            if not self._stopped_accepting:
+                                with trio.move_on_after(self.options.close_timeout):
+                                    await ws.aclose()
+            except Exception as exc:  # one broken connection must never stop the server
+                log.warning("connection error from %s: %s", peer, _describe(exc))
+            finally:
+                try:
+                    limits.handshake_over(slot)
+                    if meter is not None:
+                        try:
+                            # The FINs cross before the socket closes, so TCP_INFO counts them.
+                            if self._stopped_accepting:
+                                await meter.finish(self.options.close_timeout, linger=False)
+                            else:
+                                await meter.finish(self.options.close_timeout)
+                        finally:
+                            if self._on_closed is not None:
+                                self._on_closed(meter)
+                    await self._close(stream)
+                finally:
+                    limits.release(slot)
         finally:
             await self._close(stream)
 
@@ -235,22 +298,6 @@ class WebSocketListener:
             stream.socket.close()
             return
         await trio.aclose_forcefully(stream)
-
-    async def _limited(self, stream: trio.abc.Stream) -> None:
-        sock = _socket_of(stream)
-        peer = peer_of(sock)
-        source = source_key(host_of(peer))
-        limits = self.limits
-        if (why := limits.refusal(source)) is not None:
-            limits.refused += 1
-            limits.log.warn("connection from %s refused: %s", peer, why)
-            await self._refuse(stream, sock)
-            return
-        slot = limits.admit(source)
-        try:
-            await self._metered(stream, sock, peer, slot)
-        finally:
-            limits.release(slot)
 
     async def _refuse(self, stream: trio.abc.Stream, sock: trio.socket.SocketType | None
                       ) -> None:
@@ -275,36 +322,6 @@ class WebSocketListener:
         finally:
             limits.refusing -= 1
 
-    async def _metered(self, stream: trio.abc.Stream, sock: trio.socket.SocketType | None,
-                       peer: str, slot: Slot) -> None:
-        meter: ConnectionMeter | None = None
-        try:
-            if sock is not None:
-                configure_socket(sock, self.options)
-            meter = ConnectionMeter(sock, server_side=True,
-                                    family=sock.family if sock is not None else socket.AF_INET)
-            # One deadline from accept() to the 101: the TLS handshake and the upgrade share
-            # it, so a peer dripping both cannot hold the slot for twice the timeout.
-            deadline = trio.current_time() + self.options.handshake_timeout
-            plain = await self._secure(stream, meter, deadline)
-            if plain is not None:
-                await self._serve_stream(plain, meter, peer, slot, deadline)
-        except Exception as exc:  # one broken connection must never stop the server
-            log.warning("connection error from %s: %s", peer, _describe(exc))
-        finally:
-            self.limits.handshake_over(slot)
-            if meter is not None:
-                try:
-                    # The FINs cross before the socket closes, so TCP_INFO counts them.
-                    if self._stopped_accepting:
-                        await meter.finish(self.options.close_timeout, linger=False)
-                    else:
-                        await meter.finish(self.options.close_timeout)
-                finally:
-                    if self._on_closed is not None:
-                        self._on_closed(meter)
-            await self._close(stream)
-
     async def _secure(self, stream: trio.abc.Stream, meter: ConnectionMeter,
                       deadline: float) -> trio.abc.Stream | None:
         if self._ssl_context is None:
@@ -326,7 +343,11 @@ class WebSocketListener:
         return None
 
     async def _serve_stream(self, stream: trio.abc.Stream, meter: ConnectionMeter, peer: str,
-                            slot: Slot | None = None, deadline: float | None = None) -> None:
+                            slot: Slot | None = None, deadline: float | None = None
+                            ) -> tuple[WebSocket | None, Serve | None]:
+        """The handshake: (the accepted WebSocket, what serves it), or (None, None) when it
+        was refused or abandoned. The caller runs the serving and closes the WebSocket, so
+        nothing of the handshake (request, parser, scope, this frame) outlives it."""
         deflate = None
         if self.options.deflate is not None:
             deflate = BoundedPerMessageDeflate(self.options.deflate)
@@ -347,11 +368,11 @@ class WebSocketListener:
                 self._note("400")
                 with trio.move_on_after(self.options.close_timeout):
                     await stream.send_all(exc.answer or _bad_request(str(exc)))
-                return
+                return None, None
         if found is None:
             log.info("handshake from %s did not complete", peer)
             self._note("incomplete")
-            return
+            return None, None
         peer_gone = False
         handshake = trio.CancelScope(deadline=deadline)
 
@@ -375,24 +396,33 @@ class WebSocketListener:
         # it ends with the handshake, and an open connection keeps one task, not two.
         request.start_watching = partial(self._nursery.start, watch, request, stream,
                                          self.options.max_message_size, gone)
+        serve = None
         try:
             with handshake:
-                await self._on_request(request, meter)
-        finally:
-            request.start_watching = None
-            if request.stop_watching is not None:
-                request.stop_watching()
+                serve = await self._on_request(request, meter)
+        except BaseException:
             # When the server stops, the close frames went out from its one loop and the
-            # socket is closed below (_metered) without a wait: no checkpoint in the cancelled
+            # socket is closed by the caller without a wait: no checkpoint in the cancelled
             # task.
             if request.websocket is not None and not self._stopped_accepting:
                 with trio.move_on_after(self.options.close_timeout):
                     await request.websocket.aclose()
-        if handshake.cancelled_caught and request.websocket is None:
+            raise
+        finally:
+            request.start_watching = None
+            if request.stop_watching is not None:
+                request.stop_watching()
+        ws = request.websocket
+        if handshake.cancelled_caught and ws is None:
             why = ("the peer left" if peer_gone else
                    f"not answered within {self.options.handshake_timeout:g} s")
             log.info("handshake from %s abandoned: %s", peer, why)
             self._note("peer_left" if peer_gone else "timeout")
+        if ws is None:
+            return None, None
+        if handshake.cancelled_caught:
+            serve = None  # cancelled past the 101: close it, as the handshake's scope did
+        return ws, serve
 
     def _note(self, outcome: str) -> None:
         if self._on_handshake is not None:

@@ -119,6 +119,7 @@ class CsmsServer:
         self.progress = ProgressService(self.store, self.commands, self.connections, settings)
         self.costs = CostUpdates(self.store, self.commands, settings)
         self.rotation = rotation.PasswordRotation(self.store, self.commands, settings)
+        self._hooks = _StationHooks(self)
         self.kdf = KdfQueue(PASSWORD_CHECKS_AT_ONCE)
         self.credentials = CredentialCache()
         self.throttle = GuessThrottle()
@@ -323,11 +324,14 @@ class CsmsServer:
             await self.store.run(partial(reservation.expire_due, timestamps.now_utc()))
 
     # ---- handshake -------------------------------------------------------------------------
-    async def handle_request(self, request: HandshakeRequest, meter: ConnectionMeter) -> None:
+    async def handle_request(self, request: HandshakeRequest, meter: ConnectionMeter
+                             ) -> Callable[[], Awaitable[None]] | None:
+        """Answer the handshake; once accepted, what serves the station, which the listener
+        runs past the handshake's scope and frames (net/listener.py)."""
         if self.stopping:
             await request.reject(503, extra_headers=_retry_after(cap_retry_after()),
                                  body=PUBLIC_BODIES[503].encode())
-            return
+            return None
         try:
             station_id = station_id_from_path(request.path)
         except BareSegment as exc:
@@ -337,11 +341,11 @@ class CsmsServer:
             if await self._station(station_id) is None:
                 log.warning("refused %s from %s: %s", request.path[:80], request.remote, exc)
                 await request.reject(400, body=str(exc).encode())
-                return
+                return None
         except InvalidStationId as exc:
             log.warning("refused %s from %s: %s", request.path[:80], request.remote, exc)
             await request.reject(400, body=str(exc).encode())
-            return
+            return None
         # Read once for the whole handshake: the password check and the readiness below.
         station = await self._station(station_id)
         login = rotation.Login()
@@ -356,7 +360,7 @@ class CsmsServer:
             limits.log.warn("%s: refused %s with 503: %s", station_id, request.remote, why)
             await request.reject(503, extra_headers=_retry_after(cap_retry_after()),
                                  body=AT_CAPACITY_BODY)
-            return
+            return None
         if refusal is not None:
             status, reason, headers = refusal
             log.warning("%s: refused %s with %d: %s", station_id, request.remote, status,
@@ -370,7 +374,7 @@ class CsmsServer:
                 self.traffic.refused(station_id, meter)
             # A copy: trio-websocket appends its Content-Length to the list it is given.
             await request.reject(status, extra_headers=list(headers), body=body.encode())
-            return
+            return None
         chosen = choose_link(request.proposed_subprotocols, self.settings.subprotocols,
                              self.settings.lite)
         if chosen is None:
@@ -379,7 +383,7 @@ class CsmsServer:
                         list(request.proposed_subprotocols), request.remote)
             ws = await request.accept()
             await ws.aclose(CLOSE_PROTOCOL_ERROR, "no supported OCPP version proposed")
-            return
+            return None
         version, lite = chosen
         codec: LiteCodec | None = None
         subprotocol = version.subprotocol
@@ -395,8 +399,8 @@ class CsmsServer:
         station = None
         ws = await request.accept(subprotocol=subprotocol)
         live = self.traffic.opened(station_id, subprotocol, meter)
-        await self._serve_station(ws, station_id, registration, booted_before, version, live,
-                                  codec, login, confirms)
+        return partial(self._serve_station, ws, station_id, registration, booted_before,
+                       version, live, codec, login, confirms)
 
     async def _station(self, station_id: str) -> Station | None:
         """The committed row, read beside the writer rather than queued behind it
@@ -569,13 +573,7 @@ class CsmsServer:
         for a station the handshake registered, which is pending and never booted. `login`:
         the stored hash its password matched; `confirms`: that login settles a rotation."""
         ctx = StationContext(station_id, version, self.store, self.settings,
-                             registration or "pending",
-                             meter_seen=partial(self.progress.seen, station_id),
-                             heartbeat_source=partial(self.policy.heartbeat_for, station_id,
-                                                      version),
-                             cost_changed=partial(self.costs.meter_values, station_id),
-                             cost_told=self.costs.told,
-                             reader=self.reader)
+                             registration or "pending", hooks=self._hooks, reader=self.reader)
         connection = StationConnection(ws, ctx, live.meter, booted_before=booted_before,
                                        lite=lite, tally=self.tally)
         previous = self.connections.get(station_id)
@@ -585,6 +583,7 @@ class CsmsServer:
             if (slot := getattr(previous.ws, "slot", None)) is not None:
                 self.listener.limits.disconnected(slot)
             await previous.replace()
+            previous = None  # not kept alive by this connection's frame
         now = timestamps.now_utc()
         try:
             await self.store.run(lambda: provisioning.mark_connected(station_id, version.value,
@@ -599,7 +598,8 @@ class CsmsServer:
             await self._confirm_rotation(station_id, login.hashed)
         try:
             await connection.run(on_ready=partial(self._deliver_queued_when_accepted,
-                                                  login=login or rotation.Login()))
+                                                  login=login or rotation.Login()),
+                                 side=self.listener.side_nursery)
         finally:
             # Cancelled from outside (the connection's own nursery may have absorbed the
             # Cancelled): the server is going away, and the station should hear 1001.
@@ -694,6 +694,27 @@ async def _until_stopped(connections: list[StationConnection], deadline: float
         while waiting := [c for c in waiting if not c.stopped]:
             await trio.sleep(STOP_POLL)
     return [c for c in waiting if not c.stopped]
+
+
+class _StationHooks:
+    """What the services are told of every station's messages (versions/context.py)."""
+
+    __slots__ = ("_server",)
+
+    def __init__(self, server: CsmsServer) -> None:
+        self._server = server
+
+    def meter_seen(self, station_id: str, evse_id: int) -> None:
+        self._server.progress.seen(station_id, evse_id)
+
+    async def heartbeat_for(self, station_id: str, version: Version) -> int:
+        return await self._server.policy.heartbeat_for(station_id, version)
+
+    def cost_changed(self, station_id: str, evse_id: int) -> None:
+        self._server.costs.meter_values(station_id, evse_id)
+
+    def cost_told(self, tx_id: int, cost: int) -> None:
+        self._server.costs.told(tx_id, cost)
 
 
 def _web_app_when_asked(control: ServerControl) -> Callable[..., Awaitable[None]]:

@@ -105,12 +105,12 @@ class WebSocket:
         "_pings",
         "_plain",
         "_proto",
-        "_reading",
         "_send_waiters",
         "_sending",
         "_stream",
         "failure",
         "path",
+        "reading",
         "remote",
         "slot",
         "subprotocol",
@@ -128,7 +128,7 @@ class WebSocket:
         self._buffer = b""
         self._max_message_size = max_message_size
         self._closed: CloseReason | None = None
-        self._reading = False
+        self.reading = False
         self._sending = False
         # Created only when two tasks send at once, or when someone waits for the close.
         self._send_waiters: trio.lowlevel.ParkingLot | None = None
@@ -149,16 +149,41 @@ class WebSocket:
         """Whether frames are still read and written here rather than by wsproto."""
         return self._plain
 
+    def idle_socket(self) -> trio.socket.SocketType | None:
+        """The plain TCP socket when nothing received waits here or in wsproto: the next message
+        needs more bytes, so the reader may park on the socket's readability with no frame
+        of the read path suspended (an idle station's task is then a few frames deep,
+        docs/PERFORMANCE.md, "Memory per station"). None otherwise (TLS, which may hold
+        decrypted bytes; something buffered; closing): then get_message() as usual.
+
+        The caller sets `reading` while it waits, so that aclose() leaves the read to it."""
+        stream = self._stream
+        if (type(stream) is not SocketEnd or stream.fin_sent or stream.released
+                or self._closed is not None):
+            return None
+        if self._plain:
+            return None if self._buffer else stream.socket_stream.socket
+        proto = self._proto
+        try:
+            # wsproto keeps parsed events in `_events` and unparsed bytes in the frame
+            # decoder's buffer; a partial frame there would also do, but any bytes at all
+            # take the usual path.
+            if proto._events or len(proto._proto._frame_decoder.buffer):
+                return None
+        except AttributeError:  # another wsproto: always the usual path
+            return None
+        return stream.socket_stream.socket
+
     # ---- receiving -----------------------------------------------------------------------
     async def get_message(self) -> str | bytes:
         """The next whole message. Raises ConnectionClosed once the connection is closed."""
-        if self._reading:
+        if self.reading:
             raise trio.BusyResourceError("another task is reading this WebSocket")
-        self._reading = True
+        self.reading = True
         try:
             return await self._next_message()
         finally:
-            self._reading = False
+            self.reading = False
 
     def feed(self, data: bytes) -> None:
         """Bytes that arrived before the WebSocket existed (with the HTTP upgrade)."""
@@ -445,7 +470,7 @@ class WebSocket:
             await _close_quietly(self._stream)
 
     async def _await_peer_close(self) -> None:
-        if self._reading:
+        if self.reading:
             # The station's reader sees the answer and wakes us.
             if self._peer_closed is None:
                 self._peer_closed = trio.Event()

@@ -8,7 +8,6 @@ Feed it inbound text with `receive`; it returns events. Ask it for outbound text
 from __future__ import annotations
 
 import functools
-import itertools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -166,7 +165,14 @@ def _integral_floats(paths: list[str]) -> list[lenient.Deviation]:
     return [lenient.Deviation(lenient.INTEGRAL_FLOAT, path, "integral float") for path in shown]
 
 
+# What every session without an unanswered CALL shares (most of the time, most sessions).
+_NONE_UNANSWERED: frozenset[str] = frozenset()
+
+
 class RpcSession:
+    __slots__ = ("_id_prefix", "_last_id", "_outstanding", "_unanswered", "call_timeout",
+                 "lenient", "version")
+
     def __init__(
         self,
         version: Version,
@@ -181,9 +187,10 @@ class RpcSession:
         self.lenient = lenient
         self.call_timeout = call_timeout
         self._outstanding: _Outstanding | None = None
-        self._unanswered: set[str] = set()
+        self._unanswered: set[str] | frozenset[str] = _NONE_UNANSWERED
         # Short ids save bytes on every CALL; the prefix lets a caller keep ids unique per process.
-        self._ids = (f"{id_prefix}{n}" for n in itertools.count(1))
+        self._id_prefix = id_prefix
+        self._last_id = 0
 
     # ---- inbound -------------------------------------------------------------------------
     def receive(self, text: str | bytes, now: float) -> list[Event]:
@@ -249,6 +256,8 @@ class RpcSession:
             )
         if violation is not None:
             return self._error_reply(call.message_id, violation.kind, violation.description)
+        if not isinstance(self._unanswered, set):
+            self._unanswered = set()
         self._unanswered.add(call.message_id)
         return InboundCall(call.message_id, call.action, payload, deviations)
 
@@ -351,7 +360,8 @@ class RpcSession:
         if self._outstanding is not None:
             raise CallInProgress(self._outstanding.action)
         check_outbound(self.version, action, payload)
-        message_id = next(self._ids)
+        self._last_id += 1
+        message_id = f"{self._id_prefix}{self._last_id}"
         self._outstanding = _Outstanding(message_id, action, now + self.call_timeout)
         return message_id, framing.encode(Call(message_id, action, payload))
 
@@ -362,7 +372,7 @@ class RpcSession:
                      else schemas.validate(self.version, call.action, payload, response=True))
         if violation is not None:
             raise InvalidOutbound(f"{call.action} response: {violation.description}")
-        self._unanswered.discard(call.message_id)
+        self._settled(call.message_id)
         return framing.encode(CallResult(call.message_id, payload))
 
     def refuse(
@@ -371,9 +381,16 @@ class RpcSession:
     ) -> str:
         """CALLERROR text for `call`."""
         self._require_unanswered(call.message_id)
-        self._unanswered.discard(call.message_id)
+        self._settled(call.message_id)
         code = error_code(self.version, kind)
         return framing.encode(CallError(call.message_id, code, description, details or {}))
+
+    def _settled(self, message_id: str) -> None:
+        unanswered = self._unanswered
+        if isinstance(unanswered, set):
+            unanswered.discard(message_id)
+            if not unanswered:
+                self._unanswered = _NONE_UNANSWERED
 
     def _require_unanswered(self, message_id: str) -> None:
         if message_id not in self._unanswered:
