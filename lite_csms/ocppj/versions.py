@@ -10,6 +10,10 @@ class Version(enum.Enum):
     OCPP201 = "ocpp2.0.1"
     OCPP21 = "ocpp2.1"
 
+    # Members are compared by identity: hash them so too, in C. Enum's own hash is a Python
+    # call, paid several times per message by the per-version caches and tables.
+    __hash__ = object.__hash__
+
     @property
     def subprotocol(self) -> str:
         return self.value
