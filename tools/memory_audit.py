@@ -69,6 +69,8 @@ async def audit(stations: int, top: int, deflate: bool, workdir: Path) -> None:
     settings = config.load(environ={}, overrides={
         "host": "127.0.0.1", "port": 0, "admin_port": 0, "database": str(database),
         "budget_policy": False, "log_level": "WARNING",
+        # tracemalloc slows the server several times over: no handshake may time out.
+        "handshake_timeout": 900.0,
         "ws_deflate": deflate})
     server = CsmsServer(settings, db)
     async with trio.open_nursery() as nursery:
