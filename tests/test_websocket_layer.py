@@ -46,6 +46,62 @@ async def test_a_frame_sent_with_the_upgrade_request_is_answered(csms: CsmsInPro
     await stream.aclose()
 
 
+def _all_tasks(task: trio.lowlevel.Task) -> list[trio.lowlevel.Task]:
+    return [task] + [t for nursery in task.child_nurseries for child in nursery.child_tasks
+                     for t in _all_tasks(child)]
+
+
+def _suspended(task: trio.lowlevel.Task) -> list[tuple[str, dict]]:
+    """(function name, locals) of each frame the task is suspended in, outermost first."""
+    chain, coro = [], task.coro
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:
+            break
+        chain.append((frame.f_code.co_name, dict(frame.f_locals)))
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return chain
+
+
+async def test_an_idle_station_waits_on_its_socket_with_nothing_of_the_handshake(
+        csms: CsmsInProcess) -> None:
+    # What an idle station costs is mostly its suspended frames and what they hold
+    # (docs/PERFORMANCE.md, "Memory per station").
+    ids = ["FLAT-1", "FLAT-2"]
+    await _register(csms, *ids)
+    streams = []
+    for station_id in ids:
+        stream, head = await rawws.connect(csms.port, f"/ocpp/{station_id}")
+        assert head.startswith(b"HTTP/1.1 101")
+        await stream.send_all(rawws.frame(1, json.dumps([2, "1", "BootNotification",
+                                                         BOOT]).encode()))
+        with trio.fail_after(5):
+            assert (await rawws.read_frame(stream, bytearray()))[0] == 1  # type: ignore[index]
+        streams.append(stream)
+    await trio.sleep(0.3)  # the accepted stations' one-off side tasks end
+    readers = [task for task in _all_tasks(trio.lowlevel.current_root_task())
+               if any(name == "_read_loop" for name, _ in _suspended(task))]
+    assert len(readers) == len(ids)
+    for task in readers:
+        chain = _suspended(task)
+        names = [name for name, _ in chain]
+        assert "wait_readable" in names and "receive_some" not in names, names
+        assert not task.child_nurseries  # no nursery of its own while idle
+        held = [value for _, frame_locals in chain for value in frame_locals.values()]
+        kinds = {type(value).__name__ for value in held}
+        for leftover in ("HandshakeRequest", "H11Handshake", "Request", "Station"):
+            assert leftover not in kinds, (leftover, names)
+        # The connection's one scope: the handshake's deadline scope has ended.
+        assert len({id(v) for v in held if isinstance(v, trio.CancelScope)}) == 1
+    # Woken from that wait, the station is answered as before.
+    await streams[0].send_all(rawws.frame(1, json.dumps([2, "2", "Heartbeat", {}]).encode()))
+    with trio.fail_after(5):
+        opcode, payload = await rawws.read_frame(streams[0], bytearray())  # type: ignore[misc]
+    assert opcode == 1 and json.loads(payload)[:2] == [3, "2"]
+    for stream in streams:
+        await stream.aclose()
+
+
 async def test_an_idle_station_holds_one_task(csms: CsmsInProcess) -> None:
     # trio-websocket held four per station (its reader, ours, a dispatcher, the handler);
     # memory per idle station is mostly tasks and their frames (docs/PERFORMANCE.md).
