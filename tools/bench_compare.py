@@ -296,6 +296,7 @@ def figures(args: argparse.Namespace) -> list[Figure]:
                   Figure(f"p99_{rate}", f"p99 at an offered {rate}/s, ms", "lower")]
     found.append(Figure("boot_rate", f"stations connected and booted per second "
                         f"({args.boot_stations} arriving)", "higher"))
+    found.append(Figure("cpu_per_boot", "server CPU per first boot, until quiet, ms", "lower"))
     found += [Figure(f"rss_station_{n}", f"RSS per idle booted station, {n} stations, KiB",
                      "lower") for n in args.idle_stations]
     found += [Figure("idle_rss", "idle RSS, no stations, MiB", "lower"),
@@ -365,12 +366,18 @@ def load_figures(side: str, workdir: Path, args: argparse.Namespace, numbers: li
             # a fresh server, since freed memory is reused rather than returned.
             first = min(args.idle_stations)
             found[f"rss_station_{first}"] = per_idle_station(server, pool, first, args, notes)
+            cpu = server.cpu()
             booted = pool.connect("boot", boot_first, args.boot_stations, args.boot_concurrency)
             found["boot_rate"] = booted["booted"] / booted["seconds"]
             if booted["retries"]:
                 notes.lines.append(f"{side}: {booted['retries']} handshakes or boots retried "
                                    "during the boot run")
+            during = server.cpu() - cpu
+            # Until quiet: whatever a boot sets off afterwards (lite-csms's settings) counts.
             server.settle(args.quiet_window, args.quiet_window)
+            found["cpu_per_boot"] = (server.cpu() - cpu) / booted["booted"] * 1e3
+            notes.lines.append(f"{side}, boot run: server CPU {during:.2f} s until the last "
+                               f"boot was answered, {server.cpu() - cpu:.2f} s until quiet")
             pool.close("boot")
             for n in args.throughput_stations:
                 pool.connect("load", 1, n, args.boot_concurrency)
