@@ -42,7 +42,7 @@ from lite_csms.net.ports import read_ports_file
 
 # --profile: the server under cProfile from SIGTERM on (the profile of the stop alone).
 PROFILED = """
-import cProfile, runpy, signal, sys
+import cProfile, os, runpy, signal, sys
 sys.argv[0] = "lite_csms"
 import time
 profile = cProfile.Profile(time.thread_time)
@@ -50,11 +50,19 @@ def start(signum, frame):
     profile.enable()
     signal.raise_signal(signal.SIGTERM)  # to the server's own handler, installed by now
 signal.signal(signal.SIGUSR1, start)
+def dump():
+    profile.disable()
+    profile.dump_stats({out!r})
+# `serve` ends with os._exit once the database is closed: the profile is written first.
+real_exit = os._exit
+def _exit(code):
+    dump()
+    real_exit(code)
+os._exit = _exit
 try:
     runpy.run_module("lite_csms", run_name="__main__")
 finally:
-    profile.disable()
-    profile.dump_stats({out!r})
+    dump()
 """
 
 BOOT = json.dumps([2, "b", "BootNotification",
