@@ -8,6 +8,7 @@ from datetime import datetime
 from lite_csms.db import statements
 from lite_csms.db.models import StationSetting, UtcDateTimeField
 
+_STORED = UtcDateTimeField()
 _UPSERT = ('INSERT INTO "station_setting" ("station_id", "key", "value", "readonly", '
            '"updated_at") VALUES (?, ?, ?, ?, ?) ON CONFLICT ("station_id", "key") DO UPDATE '
            'SET "value" = excluded."value", "readonly" = excluded."readonly", '
@@ -17,7 +18,7 @@ _UPSERT = ('INSERT INTO "station_setting" ("station_id", "key", "value", "readon
 def store(
     station_id: str, values: Iterable[tuple[str, str | None, bool]], at: datetime
 ) -> int:
-    stored_at = UtcDateTimeField().db_value(at)
+    stored_at = _STORED.db_value(at)
     rows = [(station_id, key, value, readonly, stored_at) for key, value, readonly in values]
     if not rows:
         return 0
