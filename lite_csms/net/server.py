@@ -80,7 +80,7 @@ CLOSE_PROTOCOL_ERROR = 1002
 PASSWORD_CHECKS_AT_ONCE = 2
 # On shutdown every station is told 1001 Going Away, all at once; a station that has not
 # answered the close this many seconds after the first frame went out has its TCP
-# connection closed without waiting longer. Shutdown waits this, not this per station.
+# connection shut without waiting longer. Shutdown waits this, not this per station.
 GOING_AWAY_TIMEOUT = 1.0
 # The stop's second bound: connections cut off (TCP shut) after GOING_AWAY_TIMEOUT end by
 # themselves as their readers see the end, as fast as the loop gets to them (10,000 take
@@ -265,8 +265,9 @@ class CsmsServer:
             answered = len(connections) - len(waiting)
             # The rest are cut off: their TCP connections are shut (a FIN after the close
             # frame already queued), so each reader sees the end and its task ends as after
-            # any lost peer. Cancelling them instead costs a Cancelled raised through every
-            # task's stack, about three times the CPU (docs/PERFORMANCE.md, "Graceful stop").
+            # any lost peer. Cancelling them instead raised a Cancelled through every task's
+            # stack and its nursery, and again at each checkpoint of its cleanup
+            # (docs/PERFORMANCE.md, "Graceful stop").
             for connection in waiting:
                 connection.ws.shut_now()
             left = await _until_stopped(waiting, trio.current_time() + ABORT_TIMEOUT)
