@@ -235,3 +235,54 @@ async def test_stop_cuts_off_stations_that_hold_the_connection_without_answering
         summary[0].message), summary[0].message
     with sqlite3.connect(tmp_path / "csms.sqlite3") as conn:
         assert conn.execute("SELECT count(*) FROM station WHERE online").fetchone()[0] == 0
+
+
+async def test_stop_writes_what_ended_connections_leave_in_chunks(tmp_path, caplog,
+                                                                  monkeypatch) -> None:
+    """While the others end, the offline state and traffic of ended connections are written
+    in chunks (10,000 stations: the writer thread works beside the unwinding); the chunks
+    and the final write together leave every station offline with its connection's row."""
+    from lite_csms.net import server as server_module
+
+    monkeypatch.setattr(server_module, "STOP_WRITE_AT_LEAST", 1)
+    monkeypatch.setattr(server_module, "STOP_WRITE_EVERY", 0.001)
+    caplog.set_level(logging.INFO)
+    count = 40
+    ids = [f"CH-{n:02d}" for n in range(count)]
+    codes: list[int | None] = []
+    async with trio.open_nursery() as outside:
+        async with trio.open_nursery() as nursery:
+            csms = await start_in_process(nursery, tmp_path)
+            await csms.server.store.run(lambda: Station.insert_many(
+                [{"id": sid, "registration": "accepted"} for sid in ids]).execute())
+            streams = []
+            for sid in ids:
+                stream, response = await rawws.connect(csms.port, f"/ocpp/{sid}")
+                assert response.startswith(b"HTTP/1.1 101"), response
+                streams.append(stream)
+            with trio.fail_after(10):
+                while len(csms.server.connections) < count:
+                    await trio.sleep(0.02)
+            for n, stream in enumerate(streams):
+                # A few at a time, so that some end while others are still open.
+                outside.start_soon(_answer_later, stream, codes, n * 0.01)
+            csms.server.stop()
+    assert codes == [1001] * count
+    summary = records(caplog, "stations written offline")
+    assert len(summary) == 1 and summary[0].message.startswith(f"stopped: {count} stations")
+    early = int(re.findall(r"\((\d+) of them while", summary[0].message)[0])
+    assert 0 < early <= count, summary[0].message
+    with sqlite3.connect(tmp_path / "csms.sqlite3") as conn:
+        assert conn.execute("SELECT count(*) FROM station WHERE online").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM station WHERE last_seen_at IS NOT NULL"
+                            ).fetchone()[0] == count
+        assert conn.execute("SELECT count(DISTINCT station_id) FROM traffic_connection"
+                            ).fetchone()[0] == count
+        flushed = conn.execute("SELECT count(*) FROM traffic_flush").fetchone()[0]
+    assert flushed == 1
+
+
+async def _answer_later(stream: trio.SocketStream, codes: list[int | None], delay: float
+                        ) -> None:
+    await trio.sleep(delay)
+    await _answer_going_away(stream, codes, True)

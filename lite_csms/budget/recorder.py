@@ -119,13 +119,18 @@ class TrafficRecorder:
         for live in list(self._live.values()):
             self._add(live.station_id, live.meter.collect())
 
-    async def flush(self) -> None:
-        self.collect()
+    async def flush(self, *, live: bool = True) -> None:
+        """Write the counts. `live=False` (the server's stop, while connections are still
+        ending) writes only what ended connections left, and does not mark the counts
+        flushed: the live ones are not in it."""
+        if live:
+            self.collect()
         buckets, self._buckets = self._buckets, {}
         closed, self._closed = self._closed, []
         now = self._clock()
         rollup_before = None
-        if self._last_rollup is None or now - self._last_rollup >= timedelta(hours=1):
+        if live and (self._last_rollup is None
+                     or now - self._last_rollup >= timedelta(hours=1)):
             self._last_rollup = now
             rollup_before = (now - self._retention).replace(hour=0, minute=0, second=0,
                                                             microsecond=0)
@@ -135,6 +140,8 @@ class TrafficRecorder:
         def write() -> None:
             counters.add_hourly(buckets)
             counters.add_connections(closed)
+            if not live:
+                return
             counters.mark_flushed(now, self._interval)
             if rollup_before is not None:
                 counters.roll_up(rollup_before)

@@ -81,13 +81,17 @@ CLOSE_PROTOCOL_ERROR = 1002
 PASSWORD_CHECKS_AT_ONCE = 2
 # On shutdown every station is told 1001 Going Away, all at once; a station that has not
 # answered the close this many seconds after the first frame went out has its TCP
-# connection closed without waiting longer. Shutdown waits this, not this per station.
+# connection shut without waiting longer. Shutdown waits this, not this per station.
 GOING_AWAY_TIMEOUT = 1.0
 # The stop's second bound: connections cut off (TCP shut) after GOING_AWAY_TIMEOUT end by
 # themselves as their readers see the end, as fast as the loop gets to them (10,000 take
 # a few seconds on a busy machine); only one still running after this long (a handler
 # waiting for a slow disk) is cancelled.
 ABORT_TIMEOUT = 5.0
+# While connections end in the stop, what the ended ones leave is written every this many
+# seconds once at least this many stations are waiting to be written offline.
+STOP_WRITE_EVERY = 0.25
+STOP_WRITE_AT_LEAST = 1000
 # How often the stop looks whether every station has answered its close.
 STOP_POLL = 0.02
 # When the server is cancelled without stop(), its readers are gone: no close answer can
@@ -104,6 +108,8 @@ class CsmsServer:
         self._held = held
         self._stopping = trio.Event()
         self._frozen = False
+        # Stations written offline by this stop so far (_write_while_stopping and the last).
+        self._offline_written = 0
         self._periodic_scope = trio.CancelScope()
         self.store = StoreWriter(db)
         self.reader = None if db.database == ":memory:" else StoreReader(db.database)
@@ -209,8 +215,10 @@ class CsmsServer:
                     offline = await self._write_offline_at_exit()
                     with trio.move_on_after(10):
                         await self.traffic.flush()
-                    log.info("stopped: %d stations written offline in one job, traffic "
-                             "flushed, in %.2f s", offline, trio.current_time() - started)
+                    log.info("stopped: %d stations written offline (%d of them while the "
+                             "others ended), traffic flushed, in %.2f s",
+                             self._offline_written, self._offline_written - offline,
+                             trio.current_time() - started)
                 self.store.close()
                 if self.reader is not None:
                     self.reader.close()
@@ -246,24 +254,31 @@ class CsmsServer:
         log.info("stopping: closing %d station connections", len(connections))
         started = trio.current_time()
         deadline = started + GOING_AWAY_TIMEOUT
-        async with trio.open_nursery() as closing:
-            # Every close frame from this one loop, no task or wait per station (10,000
-            # tasks cost seconds); only a TLS connection or a full socket buffer takes one.
-            for connection in connections:
-                rest = connection.going_away_now()
-                if rest is not None:
-                    closing.start_soon(connection.going_away, deadline, rest)
-            sent = trio.current_time() - started
-            # Each station's answering close frame ends its connection.
-            waiting = await _until_stopped(connections, deadline)
-        answered = len(connections) - len(waiting)
-        # The rest are cut off: their TCP connections are shut (a FIN after the close frame
-        # already queued), so each reader sees the end and its task ends as after any lost
-        # peer. Cancelling them instead costs a Cancelled raised through every task's stack,
-        # about three times the CPU (docs/PERFORMANCE.md, "Graceful stop").
-        for connection in waiting:
-            connection.ws.shut_now()
-        left = await _until_stopped(waiting, trio.current_time() + ABORT_TIMEOUT)
+        async with trio.open_nursery() as writing:
+            writing.start_soon(self._write_while_stopping)
+            async with trio.open_nursery() as closing:
+                # Every close frame from this one loop, no task or wait per station (10,000
+                # tasks cost seconds); only a TLS connection or a full socket buffer takes
+                # one.
+                for connection in connections:
+                    rest = connection.going_away_now()
+                    if rest is not None:
+                        closing.start_soon(connection.going_away, deadline, rest)
+                sent = trio.current_time() - started
+                # Each station's answering close frame ends its connection.
+                waiting = await _until_stopped(connections, deadline)
+            answered = len(connections) - len(waiting)
+            # The rest are cut off: their TCP connections are shut (a FIN after the close
+            # frame already queued), so each reader sees the end and its task ends as after
+            # any lost peer. Cancelling them instead raised a Cancelled through every task's
+            # stack and its nursery, and again at each checkpoint of its cleanup
+            # (docs/PERFORMANCE.md, "Graceful stop").
+            for connection in waiting:
+                connection.ws.shut_now()
+            left = await _until_stopped(waiting, trio.current_time() + ABORT_TIMEOUT)
+            # A write under way commits (StoreWriter.run waits for it shielded); what has
+            # not been submitted is left to the final write.
+            writing.cancel_scope.cancel()
         log.info("stopping: 1001 sent to %d stations in %.2f s, %d answered the close, %d "
                  "cut off, %d cancelled, in %.2f s", len(connections), sent, answered,
                  len(waiting) - len(left), len(left), trio.current_time() - started)
@@ -271,15 +286,38 @@ class CsmsServer:
         # store (its job commits, shielded, but its answer is not sent), the server's tasks.
         scope.cancel()
 
+    async def _write_while_stopping(self) -> None:
+        """While 10,000 connections end, the writer thread (SQLite, mostly without the GIL)
+        writes the offline state and the traffic of those already ended, in chunks, so that
+        what is left after the last one is small. Every row is an UPDATE or an additive
+        upsert: chunks add up to the one write they replace."""
+        while True:
+            await trio.sleep(STOP_WRITE_EVERY)
+            if len(self._offline_at_exit) < STOP_WRITE_AT_LEAST:
+                continue
+            await self._write_offline_at_exit()
+            try:
+                await self.traffic.flush(live=False)
+            except Exception as exc:  # the counts are put back for the final flush
+                log.warning("traffic flush during the stop failed: %s", exc)
+                return
+
     async def _write_offline_at_exit(self) -> int:
         seen, self._offline_at_exit = self._offline_at_exit, {}
         if not seen:
             return 0
+        self._offline_written += len(seen)
         try:
             await self.store.run(partial(provisioning.mark_all_disconnected, seen))
         except Exception as exc:  # a full disk: the next start marks every station offline
             log.warning("the offline state of %d stations cannot be stored: %s", len(seen),
                         exc)
+        except BaseException:
+            # Cancelled before the job was queued (_write_while_stopping): the final write
+            # takes them.
+            self._offline_at_exit = {**seen, **self._offline_at_exit}
+            self._offline_written -= len(seen)
+            raise
         return len(seen)
 
     async def _serve_admin(self, fd: int, *,
