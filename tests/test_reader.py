@@ -79,6 +79,11 @@ async def test_authorize_does_not_wait_for_a_long_group_commit(nursery, tmp_path
     await csms.server.store.run(lambda: IdToken.create(token="04A2B3C4", token_key="04a2b3c4"))
     async with open_websocket_url(f"ws://127.0.0.1:{csms.port}/ocpp/CS-1",
                                   subprotocols=["ocpp1.6"]) as ws:
+        # The presence row is written just after the 101: the long commit starts once it is
+        # in, so that only the Authorize could wait behind it.
+        with trio.fail_after(5):
+            while not csms.server.reader.run(lambda: Station.get_by_id("CS-1").online):
+                await trio.sleep(0.01)
         # A group commit that holds the writer for 2 s, as a large traffic flush can.
         nursery.start_soon(csms.server.store.run, lambda: time.sleep(2))
         await trio.sleep(0.2)
