@@ -13,14 +13,17 @@ example database is kept, so every run tries the same inputs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
+from hypothesis.internal.conjecture import providers
 from trio_websocket import open_websocket_url
 
 from lite_csms.db.models import Station
@@ -204,8 +207,29 @@ def _examples(strategy: st.SearchStrategy[Any], count: int) -> list[Any]:
     def grab(value: Any) -> None:
         drawn.append(value)
 
-    grab()
+    with _no_local_constants():
+        grab()
     return drawn
+
+
+@contextlib.contextmanager
+def _no_local_constants() -> Iterator[None]:
+    """Hypothesis mixes into its draws the constants of every local module imported so far,
+    so the same derandomized examples differ with what the test process happened to import
+    (a worker that ran other tests first drew mostly negative ids). Without them the examples
+    are the same in every process. Internal API: where it is missing, draws are as they are."""
+    original = getattr(providers, "_get_local_constants", None)
+    if original is None:
+        yield
+        return
+    cache = getattr(getattr(providers, "CONSTANTS_CACHE", None), "cache", {})
+    providers._get_local_constants = providers.Constants  # type: ignore[attr-defined]
+    cache.clear()  # constants allowed per kind of draw, local ones included
+    try:
+        yield
+    finally:
+        providers._get_local_constants = original  # type: ignore[attr-defined]
+        cache.clear()
 
 
 # Stations' messages: what the session must take (BootNotification kept for the start), and
