@@ -57,6 +57,12 @@ REQUESTED_BY = memory.POLICY
 SENT, SKIPPED, YIELDED = "sent", "skipped", "yielded"
 # One round per fallback value a setting may have, and no more.
 MAX_ROUNDS = 3
+# Stations whose settings are settled at once after they are accepted. After a burst a
+# thousand stations are released together (precedence.py); all their round trips in flight
+# at once raised the server's RSS by about 18 KiB per station for good (freed objects leave
+# Python's arenas partly used; docs/PERFORMANCE.md, "Memory per station"). A slow or silent
+# station holds its place only for its round trips, each bounded by call_timeout.
+SETTINGS_AT_ONCE = 100
 _FIRMWARE = ('SELECT "firmware_version", "previous_firmware_version", "firmware_changed_at" '
              'FROM "station" WHERE "id" = ?')
 _CHANGE_FIELDS = ("station", "at", "from_level", "to_level", "reason", "settings")
@@ -347,6 +353,8 @@ class BudgetPolicy:
         self._store = store
         # Under a connection burst the settings wait for the handshakes (precedence.py).
         self._boots_first = boots_first
+        # Made at the first boot (the CLI imports this module without trio).
+        self._at_once: Any = None
         # The policy's reads at boot go beside the writer, not behind it (db/reader.py).
         self._reader = reader
         self._settings = settings
@@ -393,6 +401,18 @@ class BudgetPolicy:
             set_server_keepalive(connection, levels.keepalive_idle(kept),
                                  settings.tcp_keepalive_interval)
             await gate.wait()
+        import trio  # here, not at the top: the CLI reads plans without the network stack
+
+        if self._at_once is None:
+            self._at_once = trio.CapacityLimiter(SETTINGS_AT_ONCE)
+        async with self._at_once:
+            await self._settle(connection, read, kept)
+
+    async def _settle(self, connection: StationConnection,
+                      read: Callable[[], tuple[usage.EffectiveBudget, Move | None,
+                                               StationState | None]],
+                      kept: int | None) -> None:
+        station_id, settings = connection.station_id, self._settings
         budget, move, state = await self._read(read)
         if not budget.policy_enabled:
             return
