@@ -12,6 +12,7 @@ import json
 
 import trio
 
+from lite_csms.budget import policy
 from lite_csms.budget.precedence import BootsFirst
 from tests import rawws
 from tests.conftest import start_in_process
@@ -125,3 +126,27 @@ async def test_a_frame_sent_before_the_101_is_answered_without_a_watcher(csms) -
     answer = json.loads(payload)
     assert opcode == 1 and answer[:2] == [3, "boot"] and answer[2]["status"] == "Accepted"
     await stream.aclose()
+
+
+async def test_settings_go_to_a_bounded_number_of_stations_at_once(nursery, tmp_path,
+                                                                   monkeypatch) -> None:
+    # policy.SETTINGS_AT_ONCE bounds the stations whose round trips are in flight together
+    # (after a burst, a thousand at once left their memory behind); here one at a time.
+    monkeypatch.setattr(policy, "SETTINGS_AT_ONCE", 1)
+    csms = await start_in_process(nursery, tmp_path, budget_policy=True)
+    await register(csms, "ONCE-1")
+    await register(csms, "ONCE-2")
+    first = await _booted(csms, "ONCE-1")
+    call = await first.next_message()
+    assert call[0] == 2 and call[2] == "ChangeConfiguration"
+    second = await _booted(csms, "ONCE-2")
+    # The first station's settings hold the one place while its CALL waits for an answer.
+    assert await second.silent_for(0.4) == []
+    await first.answer(call)
+    with trio.fail_after(5):
+        rest = await calls_until_quiet(first)
+        calls = await calls_until_quiet(second)
+    assert {c[2] for c in rest} <= {"ChangeConfiguration"}
+    assert calls and {c[2] for c in calls} == {"ChangeConfiguration"}
+    await first.stream.aclose()
+    await second.stream.aclose()
