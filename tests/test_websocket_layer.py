@@ -63,12 +63,8 @@ def _suspended(task: trio.lowlevel.Task) -> list[tuple[str, dict]]:
     return chain
 
 
-async def test_an_idle_station_waits_on_its_socket_with_nothing_of_the_handshake(
-        csms: CsmsInProcess) -> None:
-    # What an idle station costs is mostly its suspended frames and what they hold
-    # (docs/PERFORMANCE.md, "Memory per station").
-    ids = ["FLAT-1", "FLAT-2"]
-    await _register(csms, *ids)
+async def _booted(csms: CsmsInProcess, ids: list[str]) -> list[trio.SocketStream]:
+    """Raw stations connected and booted (answered), one stream each."""
     streams = []
     for station_id in ids:
         stream, head = await rawws.connect(csms.port, f"/ocpp/{station_id}")
@@ -78,6 +74,16 @@ async def test_an_idle_station_waits_on_its_socket_with_nothing_of_the_handshake
         with trio.fail_after(5):
             assert (await rawws.read_frame(stream, bytearray()))[0] == 1  # type: ignore[index]
         streams.append(stream)
+    return streams
+
+
+async def test_an_idle_station_waits_on_its_socket_with_nothing_of_the_handshake(
+        csms: CsmsInProcess) -> None:
+    # What an idle station costs is mostly its suspended frames and what they hold
+    # (docs/PERFORMANCE.md, "Memory per station").
+    ids = ["FLAT-1", "FLAT-2"]
+    await _register(csms, *ids)
+    streams = await _booted(csms, ids)
     await trio.sleep(0.3)  # the accepted stations' one-off side tasks end
     readers = [task for task in _all_tasks(trio.lowlevel.current_root_task())
                if any(name == "_read_loop" for name, _ in _suspended(task))]
@@ -110,15 +116,7 @@ async def test_an_idle_station_holds_one_task(csms: CsmsInProcess) -> None:
     root = trio.lowlevel.current_root_task()
     await trio.sleep(0.2)
     before = _tasks(root)
-    streams = []
-    for station_id in ids:
-        stream, head = await rawws.connect(csms.port, f"/ocpp/{station_id}")
-        assert head.startswith(b"HTTP/1.1 101")
-        await stream.send_all(rawws.frame(1, json.dumps([2, "1", "BootNotification",
-                                                         BOOT]).encode()))
-        with trio.fail_after(5):
-            assert (await rawws.read_frame(stream, bytearray()))[0] == 1  # type: ignore[index]
-        streams.append(stream)
+    streams = await _booted(csms, ids)
     with trio.fail_after(5):
         while len(csms.server.connections) < len(ids):
             await trio.sleep(0.05)

@@ -147,13 +147,7 @@ class SocketEnd(CountingStream):
             try:
                 data = sock._sock.recv(size)  # type: ignore[attr-defined]
             except BlockingIOError:
-                while True:
-                    await trio.lowlevel.wait_readable(sock)
-                    try:
-                        data = sock._sock.recv(size)  # type: ignore[attr-defined]
-                        break
-                    except BlockingIOError:
-                        pass
+                data = await _recv_when_readable(sock, size)
             else:
                 await trio.lowlevel.cancel_shielded_checkpoint()
         except OSError as exc:
@@ -169,13 +163,7 @@ class SocketEnd(CountingStream):
             raise trio.ClosedResourceError("the stream is closed")
         sock = self.socket_stream.socket
         try:
-            while True:
-                await trio.lowlevel.wait_readable(sock)
-                try:
-                    data = sock._sock.recv(max_bytes)  # type: ignore[attr-defined]
-                    break
-                except BlockingIOError:
-                    pass
+            data = await _recv_when_readable(sock, max_bytes)
         except OSError as exc:
             raise _stream_error(exc) from exc
         self.bytes_in += len(data)
@@ -583,3 +571,13 @@ class ConnectionMeter:
         """Retransmitted bytes as of the last collection."""
         tcp = self._last.tcp
         return 0 if tcp is None else tcp.bytes_retrans
+
+
+async def _recv_when_readable(sock: trio.socket.SocketType, size: int) -> bytes:
+    """Wait until the socket is readable, then read; again if another reader was first."""
+    while True:
+        await trio.lowlevel.wait_readable(sock)
+        try:
+            return sock._sock.recv(size)  # type: ignore[attr-defined,no-any-return]
+        except BlockingIOError:
+            pass
