@@ -195,21 +195,18 @@ class SocketEnd(CountingStream):
         """Shut both directions (the server's stop cutting off a peer): a task blocked
         reading this socket wakes to the end of input. The descriptor stays open for the
         teardown's last TCP_INFO reading."""
-        if self.released:
-            return
-        self.fin_sent = True
-        try:
-            self.socket_stream.socket.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass  # the connection is already gone (reset, timed out)
+        if not self.released:
+            self._shutdown(socket.SHUT_RDWR)
 
     def send_fin(self) -> None:
         # Synchronous, so that a cancelled close (aclose_forcefully) still sends it.
-        if self.fin_sent or self.released:
-            return
+        if not (self.fin_sent or self.released):
+            self._shutdown(socket.SHUT_WR)
+
+    def _shutdown(self, how: int) -> None:
         self.fin_sent = True
         try:
-            self.socket_stream.socket.shutdown(socket.SHUT_WR)
+            self.socket_stream.socket.shutdown(how)
         except OSError:
             pass  # the connection is already gone (reset, timed out)
 
