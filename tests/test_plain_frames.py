@@ -124,3 +124,22 @@ async def test_frames_that_are_not_ordinary_close_as_wsproto_closes_them(
     await stream.send_all(build())
     assert await rawws.close_code(stream) == code, name
     await stream.aclose()
+
+
+@pytest.mark.parametrize("name,data,code", [
+    ("an unmasked empty ping", b"\x89\x00", 1002),
+    ("an unmasked 3-byte text", b"\x81\x03abc", 1002),
+    ("a text frame declaring 2**40 bytes", b"\x81\xff" + struct.pack("!Q", 1 << 40)
+     + b"\x00\x00\x00\x00", 1009),
+    ("a length with the top bit set", b"\x81\xff" + struct.pack("!Q", 1 << 63)
+     + b"\x00\x00\x00\x00", 1002),
+])
+async def test_a_frame_is_judged_as_soon_as_its_header_is_there(
+        csms: CsmsInProcess, name: str, data: bytes, code: int) -> None:
+    # No more bytes follow: the close must not wait for a payload that never comes.
+    stream, buffer = await _station(csms, f"SHORT-{code}-{len(name)}")
+    await stream.send_all(rawws.frame(1, _call("b", "BootNotification", BOOT)))
+    assert (await _answer(stream, buffer))[0] == 1
+    await stream.send_all(data)
+    assert await rawws.close_code(stream, 3.0) == code, name
+    await stream.aclose()

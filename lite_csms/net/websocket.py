@@ -53,6 +53,7 @@ CLOSE_TOO_BIG = 1009
 # What _parse_plain() answers when it has no message: wait for more bytes, or hand over.
 _MORE = 0
 _WSPROTO = 1
+_TOO_BIG = 2
 _OP_TEXT, _OP_BINARY, _OP_PING, _OP_PONG = 0x1, 0x2, 0x9, 0xA
 
 
@@ -211,6 +212,8 @@ class WebSocket:
             elif found is _WSPROTO:
                 self._to_wsproto()
                 return None
+            elif found is _TOO_BIG:
+                await self._too_big()
             elif isinstance(found, tuple):
                 opcode, payload = found
                 if opcode == _OP_PONG:
@@ -222,12 +225,15 @@ class WebSocket:
 
     def _parse_plain(self) -> str | bytes | tuple[int, bytes] | int:
         """The first frame of the buffer, taken from it: a message, (opcode, payload) for a
-        ping or pong, _MORE when it is not all there, _WSPROTO when it is not ordinary."""
+        ping or pong, _MORE when it is not all there, _WSPROTO when it is not ordinary,
+        _TOO_BIG for a whole data frame over the size limit."""
         buffer = self._buffer
         have = len(buffer)
-        if have < 6:
+        if have < 2:
             return _MORE
         first, second = buffer[0], buffer[1]
+        # Judged on the first two bytes: a short unmasked frame is refused (1002) as soon as
+        # it is there, not left waiting for bytes that make it six.
         if first & 0xF0 != 0x80 or not second & 0x80:
             return _WSPROTO  # a fragment, RSV bits, or an unmasked client frame
         opcode, size, start = first & 0x0F, second & 0x7F, 6
@@ -241,11 +247,12 @@ class WebSocket:
             if have < 14:
                 return _MORE
             size, start = int.from_bytes(buffer[2:10], "big"), 14
-            if size < 65536:
-                return _WSPROTO
+            if size < 65536 or size >> 63:
+                return _WSPROTO  # not the shortest form, or the top bit set (RFC 6455 5.2)
         if opcode in (_OP_TEXT, _OP_BINARY):
             if size > self._max_message_size:
-                return _WSPROTO
+                # Its header already says it is too big: 1009 now, not once the bytes are in.
+                return _TOO_BIG
         elif opcode not in (_OP_PING, _OP_PONG) or size > 125:
             return _WSPROTO
         end = start + size
