@@ -150,3 +150,22 @@ async def test_settings_go_to_a_bounded_number_of_stations_at_once(nursery, tmp_
     assert calls and {c[2] for c in calls} == {"ChangeConfiguration"}
     await first.stream.aclose()
     await second.stream.aclose()
+
+
+async def test_a_silent_station_holds_its_settings_place_for_one_call_timeout(
+        nursery, tmp_path, monkeypatch) -> None:
+    # Its seven calls would each wait call_timeout in turn; the others wait for one.
+    monkeypatch.setattr(policy, "SETTINGS_AT_ONCE", 1)
+    csms = await start_in_process(nursery, tmp_path, budget_policy=True, call_timeout=0.5)
+    await register(csms, "MUTE-1")
+    await register(csms, "TALK-1")
+    mute = await _booted(csms, "MUTE-1")
+    first = await mute.next_message()
+    assert first[2] == "ChangeConfiguration"  # never answered
+    started = trio.current_time()
+    talker = await _booted(csms, "TALK-1")
+    call = await talker.next_message(timeout=2.0)
+    assert call[2] == "ChangeConfiguration"
+    assert trio.current_time() - started < 1.5
+    await mute.stream.aclose()
+    await talker.stream.aclose()

@@ -60,8 +60,8 @@ MAX_ROUNDS = 3
 # Stations whose settings are settled at once after they are accepted. After a burst a
 # thousand stations are released together (precedence.py); all their round trips in flight
 # at once raised the server's RSS by about 18 KiB per station for good (freed objects leave
-# Python's arenas partly used; docs/PERFORMANCE.md, "Memory per station"). A slow or silent
-# station holds its place only for its round trips, each bounded by call_timeout.
+# Python's arenas partly used; docs/PERFORMANCE.md, "Memory per station"). A station holds
+# its place for one call_timeout at most, so silent stations delay the others by that much.
 SETTINGS_AT_ONCE = 100
 _FIRMWARE = ('SELECT "firmware_version", "previous_firmware_version", "firmware_changed_at" '
              'FROM "station" WHERE "id" = ?')
@@ -405,8 +405,29 @@ class BudgetPolicy:
 
         if self._at_once is None:
             self._at_once = trio.CapacityLimiter(SETTINGS_AT_ONCE)
-        async with self._at_once:
-            await self._settle(connection, read, kept)
+        limiter, place = self._at_once, object()
+        await limiter.acquire_on_behalf_of(place)
+        held = True
+
+        def give_back() -> None:
+            nonlocal held
+            if held:
+                held = False
+                limiter.release_on_behalf_of(place)
+
+        async def give_back_after(seconds: float) -> None:
+            await trio.sleep(seconds)
+            give_back()
+
+        try:
+            async with trio.open_nursery() as nursery:
+                # A silent station would hold its place for every call's timeout in turn
+                # (seven of them); it holds it for one at most, then settles without.
+                nursery.start_soon(give_back_after, settings.call_timeout)
+                await self._settle(connection, read, kept)
+                nursery.cancel_scope.cancel()
+        finally:
+            give_back()
 
     async def _settle(self, connection: StationConnection,
                       read: Callable[[], tuple[usage.EffectiveBudget, Move | None,
