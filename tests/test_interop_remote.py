@@ -13,6 +13,7 @@ import sqlite3
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import websockets
 from ocpp.routing import after, on
@@ -63,6 +64,14 @@ async def running(operator: Operator, charger_class: type, station_id: str, pass
                   protocol: str) -> AsyncIterator:
     """A ChargePoint connected and listening for the CSMS's calls, closed afterwards."""
     ws = await connect(operator, station_id, password, protocol)
+    async with listening(charger_class, station_id, ws) as charger:
+        yield charger
+
+
+@contextlib.asynccontextmanager
+async def listening(charger_class: type, station_id: str, ws: Any) -> AsyncIterator:
+    """A ChargePoint on the connection `ws`, listening for the CSMS's calls; the connection
+    is closed afterwards."""
     charger = charger_class(station_id, ws)
     listener = asyncio.create_task(charger.start())
     try:

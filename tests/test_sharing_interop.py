@@ -29,6 +29,7 @@ from lite_csms.db.models import IdToken
 from lite_csms.ocppj.timestamps import format_utc
 from lite_csms.sharing import pricing
 from tests.conftest import CsmsInProcess, start_in_process
+from tests.test_interop_remote import listening
 from tests.test_server import BOOT_201, register
 
 PRICE = "Price: KES 25.00/kWh + KES 60.00/h + KES 50.00 per session"
@@ -61,13 +62,8 @@ async def running(csms: CsmsInProcess, charger_class: type, station_id: str,
                   protocol: str) -> AsyncIterator:
     """A ChargePoint connected (no password: registered without one) and listening."""
     ws = await websockets.connect(csms.url(station_id), subprotocols=[protocol])
-    charger = charger_class(station_id, ws)
-    listener = asyncio.create_task(charger.start())
-    try:
+    async with listening(charger_class, station_id, ws) as charger:
         yield charger
-    finally:
-        listener.cancel()
-        await ws.close()
 
 
 async def test_tariff_total_cost_and_cost_updated_reach_the_charger(
