@@ -132,6 +132,7 @@ class CommandSender:
         outcomes: list[CommandOutcome] = []
         try:
             for command_id, request in zip(ids, requests, strict=True):
+                # Recorded as ended if the connection ends (this task cancelled) mid-call.
                 outcomes.append(_closed(command_id))
                 outcomes[-1] = await self._call(connection, command_id, request.action,
                                                 request.payload)
@@ -186,7 +187,6 @@ class CommandSender:
                     _record, connection.station_id, command_id, Request(action, payload),
                     outcome))
         return outcome
-
 
     @staticmethod
     async def _call(connection: StationConnection, command_id: int, action: str,

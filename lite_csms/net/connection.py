@@ -212,6 +212,7 @@ class StationConnection:
                                                  helper)
                         if self.accepted.is_set():
                             self._start_on_ready()
+                    # This frame stays suspended for the connection's life: it keeps neither.
                     on_ready = side = None
                     await self._read_loop(None)
         finally:

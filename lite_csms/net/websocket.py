@@ -226,7 +226,7 @@ class WebSocket:
     def _parse_plain(self) -> str | bytes | tuple[int, bytes] | int:
         """The first frame of the buffer, taken from it: a message, (opcode, payload) for a
         ping or pong, _MORE when it is not all there, _WSPROTO when it is not ordinary,
-        _TOO_BIG for a whole data frame over the size limit."""
+        _TOO_BIG for a data frame whose header declares more than the size limit."""
         buffer = self._buffer
         have = len(buffer)
         if have < 2:
