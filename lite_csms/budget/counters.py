@@ -77,6 +77,9 @@ def add_hourly(buckets: dict[BucketKey, list[int]]) -> None:
             if at is None:
                 at = stamps[hour] = stamp(hour)
             rows.append((sid, HOUR, at, action, direction, layer, amount, messages))
+    # In the unique index's order: the upserts then walk its pages once instead of at
+    # random (a stop's 160,000 rows: about a third less time in SQLite).
+    rows.sort()
     _upsert(rows)
 
 

@@ -105,6 +105,19 @@ class TrafficRecorder:
             retransmitted=meter.retransmitted_at_close, close_reason=live.close_reason,
         ))
 
+    def close_all_now(self, reason: str) -> int:
+        """The process exits with connections still open (the server's stop): take every
+        live connection's last counts now, as closed() does when one ends (its hourly
+        rows and its connection row, `reason` as its close reason unless it has one).
+        Returns how many there were."""
+        lives = list(self._live.values())
+        for live in lives:
+            if live.close_reason is None:
+                live.close_reason = reason
+            live.meter.finish_now()
+            self.closed(live.meter)
+        return len(lives)
+
     def _add(self, station_id: str, flows: list[Flow]) -> None:
         hour = self._clock().replace(minute=0, second=0, microsecond=0)
         for flow in flows:

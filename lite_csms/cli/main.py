@@ -165,6 +165,14 @@ def _serve(settings: config.Settings, ports_file: str | None = None) -> int:
     log.info("database %s", Path(settings.database).resolve())
     server = CsmsServer(settings, db, held)
 
+    def exit_now() -> None:
+        # The stop has written the final state and closed the store: every station has its
+        # 1001, and the connections left open are the kernel's to close.
+        db.close()
+        _exit_quietly()
+
+    server.exit_when_durable = exit_now
+
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
@@ -185,6 +193,10 @@ def _serve(settings: config.Settings, ports_file: str | None = None) -> int:
         trio.run(main)
     finally:
         db.close()
+    _exit_quietly()
+
+
+def _exit_quietly() -> NoReturn:
     # Everything is durable and the database closed. What the interpreter would still do is
     # free the last connections' objects one by one and collect: seconds after a stop with
     # 10,000 stations (docs/PERFORMANCE.md, "Graceful stop"), and nothing anyone keeps.

@@ -68,6 +68,8 @@ class StoreWriter:
         self._jobs: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
         self._closed = False
         self._token: trio.lowlevel.TrioToken | None = None
+        # Set once the writer's thread has stopped (serve() returned): wait_closed().
+        self._stopped: trio.Event | None = None
         self.batches = 0
         self.jobs = 0
         # Group commits lost in a row, and the cause of the last: the writer is back only
@@ -109,6 +111,7 @@ class StoreWriter:
         server shuts down; a writer cancelled first would leave them waiting forever.
         """
         self._token = trio.lowlevel.current_trio_token()
+        stopped = self._stopped = trio.Event()
         # The writer's thread gives up the GIL for every SQLite call (the fsync included) and
         # must win it back from a busy trio thread each time: Python's default lets it wait
         # up to 5 ms per call, which an answer waiting for its commit then waits too.
@@ -121,6 +124,14 @@ class StoreWriter:
                                               thread_name="lite-csms store writer")
         finally:
             sys.setswitchinterval(interval)
+            stopped.set()
+
+    async def wait_closed(self) -> None:
+        """After close(): return once every job queued before it is committed (or lost)
+        and the writer's thread has stopped. Shielded callers only: it cannot be aborted
+        halfway usefully."""
+        if self._stopped is not None:
+            await self._stopped.wait()
 
     def _commit_until_closed(self) -> None:
         """The writer's thread: one batch per turn, everything queued up to max_batch."""
