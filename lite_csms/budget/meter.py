@@ -409,13 +409,12 @@ class ConnectionMeter:
         final state is durable): count what has arrived and take the last kernel reading,
         without a wait and without closing the socket (the exit closes it; the receive
         queue is drained, so the kernel sends a FIN, not a reset). What crosses after this
-        is not counted; a later finish() adds nothing that is written."""
+        is not counted. The next collect() attributes everything once, with this
+        reading: nothing is left for a teardown."""
         end = self._end
         if end is not None and not end.released:
             end.take_waiting()
             self._final_tcp = self._read_kernel()
-        # One attribution with the final reading: nothing is left for the teardown.
-        self.closing()
 
     def _read_kernel(self) -> TcpCounters | None:
         return tcpinfo.read(self.sock) if self.sock is not None else None

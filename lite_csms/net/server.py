@@ -250,7 +250,7 @@ class CsmsServer:
         self._frozen = True
         # No new station from here on: the listening sockets close, handshakes under way
         # are refused with 503 (handle_request).
-        self.listener.stop_accepting()
+        self.listener.stop_accepting(leave_open=self.exit_when_durable is not None)
         connections = list(self.connections.values())
         log.info("stopping: closing %d station connections", len(connections))
         started = trio.current_time()
