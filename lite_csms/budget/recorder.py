@@ -105,18 +105,18 @@ class TrafficRecorder:
             retransmitted=meter.retransmitted_at_close, close_reason=live.close_reason,
         ))
 
-    def close_all_now(self, reason: str) -> int:
-        """The process exits with connections still open (the server's stop): take every
-        live connection's last counts now, as closed() does when one ends (its hourly
-        rows and its connection row, `reason` as its close reason unless it has one).
-        Returns how many there were."""
-        lives = list(self._live.values())
+    def open_connections(self) -> list[LiveConnection]:
+        return list(self._live.values())
+
+    def close_now(self, lives: list[LiveConnection], reason: str) -> None:
+        """The process exits with these connections still open (the server's stop): take
+        their last counts now, as closed() does when one ends (its hourly rows and its
+        connection row, `reason` as its close reason unless it has one)."""
         for live in lives:
             if live.close_reason is None:
                 live.close_reason = reason
             live.meter.finish_now()
             self.closed(live.meter)
-        return len(lives)
 
     def _add(self, station_id: str, flows: list[Flow]) -> None:
         hour = self._clock().replace(minute=0, second=0, microsecond=0)

@@ -205,9 +205,9 @@ class WebSocketListener:
         kernel), and end each connection from now on without waiting for the FIN exchange.
 
         `leave_open`: the process exits once the stop's final state is written. A
-        connection that ends from now on neither takes its meter's last reading (the stop
-        takes every meter's at once: TrafficRecorder.close_all_now) nor closes its socket
-        (the exit does): about two thirds of the CPU of ending one."""
+        connection that ends from now on takes its meter's last reading without a wait
+        (ConnectionMeter.finish_now) and leaves its socket to the exit; the stop takes the
+        readings of those still open itself (TrafficRecorder.close_now)."""
         self._stopped_accepting = True
         self._leave_open = leave_open
         for scope in self._accepting:
@@ -285,10 +285,12 @@ class WebSocketListener:
             finally:
                 try:
                     limits.handshake_over(slot)
-                    if meter is not None and not self._leave_open:
+                    if meter is not None:
                         try:
                             # The FINs cross before the socket closes, so TCP_INFO counts them.
-                            if self._stopped_accepting:
+                            if self._leave_open:
+                                meter.finish_now()
+                            elif self._stopped_accepting:
                                 await meter.finish(self.options.close_timeout, linger=False)
                             else:
                                 await meter.finish(self.options.close_timeout)

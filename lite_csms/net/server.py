@@ -256,7 +256,8 @@ class CsmsServer:
         started = trio.current_time()
         deadline = started + GOING_AWAY_TIMEOUT
         async with trio.open_nursery() as writing:
-            writing.start_soon(self._write_while_stopping)
+            chunks = trio.CancelScope()
+            writing.start_soon(self._write_while_stopping, chunks)
             async with trio.open_nursery() as closing:
                 # Every close frame from this one loop, no task or wait per station (10,000
                 # tasks cost seconds); only a TLS connection or a full socket buffer takes
@@ -269,26 +270,30 @@ class CsmsServer:
                 # Each station's answering close frame ends its connection.
                 waiting = await _until_stopped(connections, deadline)
             answered = len(connections) - len(waiting)
-            # The rest are cut off: their TCP connections are shut (a FIN after the close
-            # frame already queued), so each reader sees the end and its task ends as after
-            # any lost peer. Cancelling them instead raised a Cancelled through every task's
-            # stack and its nursery, and again at each checkpoint of its cleanup
-            # (docs/PERFORMANCE.md, "Graceful stop").
-            if self.exit_when_durable is None:
+            if self.exit_when_durable is not None:
+                # Every station has its 1001 and has had its time to answer. The rest are
+                # left open: ending each (its reader woken, its task and frames unwound)
+                # cost about 0.3 ms of CPU, seconds for 10,000. They are ended in the books
+                # only, from one loop, and the process exits once that is durable
+                # (docs/PERFORMANCE.md, "Graceful stop").
+                log.info("stopping: 1001 sent to %d stations in %.2f s, %d answered the "
+                         "close, %d left open for the exit, in %.2f s", len(connections),
+                         sent, answered, len(waiting), trio.current_time() - started)
+                chunks.cancel()  # a chunk under way is written beside the ones below
+                await self._leave_open(writing)
+            else:
+                # The rest are cut off: their TCP connections are shut (a FIN after the
+                # close frame already queued), so each reader sees the end and its task
+                # ends as after any lost peer. Cancelling them instead raised a Cancelled
+                # through every task's stack and its nursery, and again at each checkpoint
+                # of its cleanup (docs/PERFORMANCE.md, "Graceful stop").
                 for connection in waiting:
                     connection.ws.shut_now()
                 left = await _until_stopped(waiting, trio.current_time() + ABORT_TIMEOUT)
-            # A write under way commits (StoreWriter.run waits for it shielded); what has
-            # not been submitted is left to the final write.
-            writing.cancel_scope.cancel()
+                # A write under way commits (StoreWriter.run waits for it shielded); what
+                # has not been submitted is left to the final write.
+                writing.cancel_scope.cancel()
         if self.exit_when_durable is not None:
-            # Every station has its 1001 and has had its time to answer. The rest are left
-            # open: ending each (its reader woken, its task and frames unwound) cost about
-            # 0.3 ms of CPU, seconds for 10,000. Their state is taken from one loop instead,
-            # written, and the process exits (docs/PERFORMANCE.md, "Graceful stop").
-            log.info("stopping: 1001 sent to %d stations in %.2f s, %d answered the close, "
-                     "%d left open for the exit, in %.2f s", len(connections), sent, answered,
-                     len(waiting), trio.current_time() - started)
             await self._exit_when_durable()
             # Only when the hook returned (a test): the usual end.
             for connection in waiting:
@@ -301,21 +306,32 @@ class CsmsServer:
         # store (its job commits, shielded, but its answer is not sent), the server's tasks.
         scope.cancel()
 
+    async def _leave_open(self, writing: trio.Nursery) -> None:
+        """The stations still connected are ended in the books: offline as of their last
+        message, their traffic counted as if they had closed now (TrafficRecorder.close_now),
+        in chunks, each written (in `writing`) while the next is counted: the writer's
+        thread works beside this one (SQLite gives up the GIL)."""
+        for connection in list(self.connections.values()):
+            if connection.close_code is None:
+                # Registered after the stop's snapshot: it gets its 1001 too.
+                connection.going_away_now()
+            if self._log_disconnected(connection, logging.DEBUG):
+                self._offline_at_exit[connection.station_id] = connection.last_seen
+        lives = self.traffic.open_connections()
+        for start in range(0, len(lives), STOP_WRITE_AT_LEAST):
+            self.traffic.close_now(lives[start:start + STOP_WRITE_AT_LEAST],
+                                   "server shutting down")
+            writing.start_soon(self._write_chunk)
+            await trio.lowlevel.checkpoint()
+
     async def _exit_when_durable(self) -> None:
-        """The stop's fast exit: the connections still open are ended in the books only
-        (offline, last seen, their traffic counted as if they had closed now), the final
-        state written, every store job queued so far committed, the store closed, then
-        exit_when_durable is called. A CALLRESULT is never at stake: no message follows
-        a close frame, so a handler still waiting for its job cannot answer."""
+        """The stop's fast exit, once every connection is ended in the books (_leave_open):
+        the final state written, every store job queued so far committed, the store
+        closed, then exit_when_durable is called. A CALLRESULT is never at stake: no
+        message follows a close frame, so a handler still waiting for its job cannot
+        answer."""
         assert self.exit_when_durable is not None
         with trio.CancelScope(shield=True):
-            for connection in list(self.connections.values()):
-                if connection.close_code is None:
-                    # Registered after the stop's snapshot: it gets its 1001 too.
-                    connection.going_away_now()
-                if self._log_disconnected(connection, logging.DEBUG):
-                    self._offline_at_exit[connection.station_id] = connection.last_seen
-            self.traffic.close_all_now("server shutting down")
             await self._write_final_state()
             self._final_written = True
             self.store.close()
@@ -335,21 +351,31 @@ class CsmsServer:
                  "ended), traffic flushed, in %.2f s", self._offline_written,
                  self._offline_written - offline, trio.current_time() - started)
 
-    async def _write_while_stopping(self) -> None:
+    async def _write_while_stopping(self, scope: trio.CancelScope) -> None:
         """While 10,000 connections end, the writer thread (SQLite, mostly without the GIL)
         writes the offline state and the traffic of those already ended, in chunks, so that
         what is left after the last one is small. Every row is an UPDATE or an additive
-        upsert: chunks add up to the one write they replace."""
-        while True:
-            await trio.sleep(STOP_WRITE_EVERY)
-            if len(self._offline_at_exit) < STOP_WRITE_AT_LEAST:
-                continue
-            await self._write_offline_at_exit()
-            try:
-                await self.traffic.flush(live=False)
-            except Exception as exc:  # the counts are put back for the final flush
-                log.warning("traffic flush during the stop failed: %s", exc)
-                return
+        upsert: chunks add up to the one write they replace. Ends when `scope` is
+        cancelled (a write under way still commits)."""
+        with scope:
+            while True:
+                await trio.sleep(STOP_WRITE_EVERY)
+                if len(self._offline_at_exit) < STOP_WRITE_AT_LEAST:
+                    continue
+                if not await self._write_chunk():
+                    return
+
+    async def _write_chunk(self) -> bool:
+        """The offline state and the traffic gathered so far, as one chunk of the stop's
+        writes; False if the traffic flush failed (its counts are put back for the final
+        flush)."""
+        await self._write_offline_at_exit()
+        try:
+            await self.traffic.flush(live=False)
+        except Exception as exc:
+            log.warning("traffic flush during the stop failed: %s", exc)
+            return False
+        return True
 
     async def _write_offline_at_exit(self) -> int:
         seen, self._offline_at_exit = self._offline_at_exit, {}
