@@ -256,8 +256,9 @@ class CsmsServer:
         started = trio.current_time()
         deadline = started + GOING_AWAY_TIMEOUT
         async with trio.open_nursery() as writing:
-            chunks = trio.CancelScope()
-            writing.start_soon(self._write_while_stopping, chunks)
+            if self.exit_when_durable is None:
+                # (With the fast exit the stop writes once, after its loop: see _leave_open.)
+                writing.start_soon(self._write_while_stopping)
             async with trio.open_nursery() as closing:
                 # Every close frame from this one loop, no task or wait per station (10,000
                 # tasks cost seconds); only a TLS connection or a full socket buffer takes
@@ -279,8 +280,7 @@ class CsmsServer:
                 log.info("stopping: 1001 sent to %d stations in %.2f s, %d answered the "
                          "close, %d left open for the exit, in %.2f s", len(connections),
                          sent, answered, len(waiting), trio.current_time() - started)
-                chunks.cancel()  # a chunk under way is written beside the ones below
-                await self._leave_open(writing)
+                self._leave_open()
             else:
                 # The rest are cut off: their TCP connections are shut (a FIN after the
                 # close frame already queued), so each reader sees the end and its task
@@ -306,23 +306,19 @@ class CsmsServer:
         # store (its job commits, shielded, but its answer is not sent), the server's tasks.
         scope.cancel()
 
-    async def _leave_open(self, writing: trio.Nursery) -> None:
+    def _leave_open(self) -> None:
         """The stations still connected are ended in the books: offline as of their last
-        message, their traffic counted as if they had closed now (TrafficRecorder.close_now),
-        in chunks, each written (in `writing`) while the next is counted: the writer's
-        thread works beside this one (SQLite gives up the GIL)."""
+        message, their traffic counted as if they had closed now (TrafficRecorder.close_now).
+        One loop, and one write after it (_exit_when_durable): written in chunks beside
+        it, the writer's thread waited for the GIL at every row (10,000 stations took
+        three times as long)."""
         for connection in list(self.connections.values()):
             if connection.close_code is None:
                 # Registered after the stop's snapshot: it gets its 1001 too.
                 connection.going_away_now()
             if self._log_disconnected(connection, logging.DEBUG):
                 self._offline_at_exit[connection.station_id] = connection.last_seen
-        lives = self.traffic.open_connections()
-        for start in range(0, len(lives), STOP_WRITE_AT_LEAST):
-            self.traffic.close_now(lives[start:start + STOP_WRITE_AT_LEAST],
-                                   "server shutting down")
-            writing.start_soon(self._write_chunk)
-            await trio.lowlevel.checkpoint()
+        self.traffic.close_now(self.traffic.open_connections(), "server shutting down")
 
     async def _exit_when_durable(self) -> None:
         """The stop's fast exit, once every connection is ended in the books (_leave_open):
@@ -351,31 +347,21 @@ class CsmsServer:
                  "ended), traffic flushed, in %.2f s", self._offline_written,
                  self._offline_written - offline, trio.current_time() - started)
 
-    async def _write_while_stopping(self, scope: trio.CancelScope) -> None:
+    async def _write_while_stopping(self) -> None:
         """While 10,000 connections end, the writer thread (SQLite, mostly without the GIL)
         writes the offline state and the traffic of those already ended, in chunks, so that
         what is left after the last one is small. Every row is an UPDATE or an additive
-        upsert: chunks add up to the one write they replace. Ends when `scope` is
-        cancelled (a write under way still commits)."""
-        with scope:
-            while True:
-                await trio.sleep(STOP_WRITE_EVERY)
-                if len(self._offline_at_exit) < STOP_WRITE_AT_LEAST:
-                    continue
-                if not await self._write_chunk():
-                    return
-
-    async def _write_chunk(self) -> bool:
-        """The offline state and the traffic gathered so far, as one chunk of the stop's
-        writes; False if the traffic flush failed (its counts are put back for the final
-        flush)."""
-        await self._write_offline_at_exit()
-        try:
-            await self.traffic.flush(live=False)
-        except Exception as exc:
-            log.warning("traffic flush during the stop failed: %s", exc)
-            return False
-        return True
+        upsert: chunks add up to the one write they replace."""
+        while True:
+            await trio.sleep(STOP_WRITE_EVERY)
+            if len(self._offline_at_exit) < STOP_WRITE_AT_LEAST:
+                continue
+            await self._write_offline_at_exit()
+            try:
+                await self.traffic.flush(live=False)
+            except Exception as exc:  # the counts are put back for the final flush
+                log.warning("traffic flush during the stop failed: %s", exc)
+                return
 
     async def _write_offline_at_exit(self) -> int:
         seen, self._offline_at_exit = self._offline_at_exit, {}
