@@ -416,6 +416,12 @@ class ConnectionMeter:
             end.take_waiting()
             self._final_tcp = self._read_kernel()
 
+    def drain(self) -> None:
+        """Read what has arrived since finish_now() without counting it anywhere that is
+        written: a socket closed with unread data sends a reset instead of a FIN."""
+        if self._end is not None:
+            self._end.take_waiting()
+
     def _read_kernel(self) -> TcpCounters | None:
         return tcpinfo.read(self.sock) if self.sock is not None else None
 

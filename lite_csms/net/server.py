@@ -118,6 +118,8 @@ class CsmsServer:
         # the store closed: the CLI ends the process there (os._exit), and the kernel
         # closes the sockets. None (in process): the connections end as usual.
         self.exit_when_durable: Callable[[], None] | None = None
+        # The connections the fast exit left open (their meters' LiveConnections).
+        self._left_open: list[LiveConnection] = []
         self.store = StoreWriter(db)
         self.reader = None if db.database == ":memory:" else StoreReader(db.database)
         self.connections: dict[str, StationConnection] = {}
@@ -318,7 +320,8 @@ class CsmsServer:
                 connection.going_away_now()
             if self._log_disconnected(connection, logging.DEBUG):
                 self._offline_at_exit[connection.station_id] = connection.last_seen
-        self.traffic.close_now(self.traffic.open_connections(), "server shutting down")
+        self._left_open = self.traffic.open_connections()
+        self.traffic.close_now(self._left_open, "server shutting down")
 
     async def _exit_when_durable(self) -> None:
         """The stop's fast exit, once every connection is ended in the books (_leave_open):
@@ -334,6 +337,10 @@ class CsmsServer:
             await self.store.wait_closed()
             if self.reader is not None:
                 self.reader.close()
+            # Close answers that arrived during the write: unread, they would turn the
+            # exit's FIN into a reset.
+            for live in self._left_open:
+                live.meter.drain()
         self.exit_when_durable()
 
     async def _write_final_state(self) -> None:
