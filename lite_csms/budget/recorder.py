@@ -132,6 +132,26 @@ class TrafficRecorder:
         for live in list(self._live.values()):
             self._add(live.station_id, live.meter.collect())
 
+    def last_write(self) -> Callable[[], None]:
+        """Everything counted (the live meters collected), taken out as one store job for
+        the server's stop to submit (StoreWriter.submit), marked flushed. The roll-up waits
+        for the next start's first flush."""
+        self.collect()
+        buckets, self._buckets = self._buckets, {}
+        closed, self._closed = self._closed, []
+        now, interval = self._clock(), self._interval
+
+        def write() -> None:
+            try:
+                counters.add_hourly(buckets)
+                counters.add_connections(closed)
+                counters.mark_flushed(now, interval)
+            except Exception as exc:
+                log.warning("the last traffic counts cannot be stored: %s", exc)
+                raise
+
+        return write
+
     async def flush(self, *, live: bool = True) -> None:
         """Write the counts. `live=False` (the server's stop, while connections are still
         ending) writes only what ended connections left, and does not mark the counts

@@ -18,6 +18,7 @@ import logging
 import queue
 import sqlite3
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,8 +69,8 @@ class StoreWriter:
         self._jobs: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
         self._closed = False
         self._token: trio.lowlevel.TrioToken | None = None
-        # Set once the writer's thread has stopped (serve() returned): wait_closed().
-        self._stopped: trio.Event | None = None
+        # Set once the writer's thread has stopped: wait_stopped().
+        self._stopped = threading.Event()
         self.batches = 0
         self.jobs = 0
         # Group commits lost in a row, and the cause of the last: the writer is back only
@@ -111,7 +112,6 @@ class StoreWriter:
         server shuts down; a writer cancelled first would leave them waiting forever.
         """
         self._token = trio.lowlevel.current_trio_token()
-        stopped = self._stopped = trio.Event()
         # The writer's thread gives up the GIL for every SQLite call (the fsync included) and
         # must win it back from a busy trio thread each time: Python's default lets it wait
         # up to 5 ms per call, which an answer waiting for its commit then waits too.
@@ -124,17 +124,33 @@ class StoreWriter:
                                               thread_name="lite-csms store writer")
         finally:
             sys.setswitchinterval(interval)
-            stopped.set()
 
-    async def wait_closed(self) -> None:
-        """After close(): return once every job queued before it is committed (or lost)
-        and the writer's thread has stopped. Shielded callers only: it cannot be aborted
-        halfway usefully."""
-        if self._stopped is not None:
-            await self._stopped.wait()
+    def submit(self, work: Callable[[], object]) -> None:
+        """Queue `work` for the next group commit without waiting for it: the server's last
+        writes at a stop, made durable by close() and wait_stopped(). Nobody learns its
+        outcome: `work` logs its own errors (a lost commit counts in lost_batches)."""
+        if self._closed:
+            raise WriterClosed("the store writer has stopped")
+        self._in_flight += 1
+        self._jobs.put(_Job(work))
+
+    def wait_stopped(self, timeout: float) -> bool:
+        """After close(): block the calling thread, and the trio loop with it, until every
+        job queued before close() is committed (or lost) and the writer's thread has
+        stopped; False if `timeout` seconds passed first. For the server's very last step
+        only: nothing else runs meanwhile, so the writer's thread never waits for the GIL
+        (it gives the GIL up at every row it writes, and a busy trio thread made it wait
+        up to GIL_SWITCH_INTERVAL each time)."""
+        return self._stopped.wait(timeout)
 
     def _commit_until_closed(self) -> None:
         """The writer's thread: one batch per turn, everything queued up to max_batch."""
+        try:
+            self._commit_batches()
+        finally:
+            self._stopped.set()
+
+    def _commit_batches(self) -> None:
         jobs = self._jobs
         while True:
             first = jobs.get()

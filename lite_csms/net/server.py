@@ -7,6 +7,7 @@ import logging
 import math
 import socket
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from functools import partial
@@ -24,7 +25,7 @@ from lite_csms.budget.recorder import LiveConnection, TrafficRecorder
 from lite_csms.config import Settings
 from lite_csms.db.models import Station
 from lite_csms.db.reader import StoreReader
-from lite_csms.db.writer import StoreWriter
+from lite_csms.db.writer import StoreWriter, WriterClosed
 from lite_csms.handlers import authorization, provisioning, reservation
 from lite_csms.metrics import ServerMetrics
 from lite_csms.net import profiles, rotation
@@ -92,6 +93,8 @@ ABORT_TIMEOUT = 5.0
 # seconds once at least this many stations are waiting to be written offline.
 STOP_WRITE_EVERY = 0.25
 STOP_WRITE_AT_LEAST = 1000
+# The stop's fast exit waits this long for its last writes to commit, with the loop held.
+LAST_WRITE_TIMEOUT = 60
 # How often the stop looks whether every station has answered its close.
 STOP_POLL = 0.02
 # When the server is cancelled without stop(), its readers are gone: no close answer can
@@ -283,6 +286,12 @@ class CsmsServer:
                          "close, %d left open for the exit, in %.2f s", len(connections),
                          sent, answered, len(waiting), trio.current_time() - started)
                 self._leave_open()
+                # No checkpoint from here to the exit: no reader runs again.
+                self._exit_when_durable()
+                # Only when the hook returned (a test): the usual end.
+                for connection in waiting:
+                    connection.ws.shut_now()
+                left = await _until_stopped(waiting, trio.current_time() + ABORT_TIMEOUT)
             else:
                 # The rest are cut off: their TCP connections are shut (a FIN after the
                 # close frame already queued), so each reader sees the end and its task
@@ -295,12 +304,6 @@ class CsmsServer:
                 # A write under way commits (StoreWriter.run waits for it shielded); what
                 # has not been submitted is left to the final write.
                 writing.cancel_scope.cancel()
-        if self.exit_when_durable is not None:
-            await self._exit_when_durable()
-            # Only when the hook returned (a test): the usual end.
-            for connection in waiting:
-                connection.ws.shut_now()
-            left = await _until_stopped(waiting, trio.current_time() + ABORT_TIMEOUT)
         log.info("stopping: 1001 sent to %d stations in %.2f s, %d answered the close, %d "
                  "cut off, %d cancelled, in %.2f s", len(connections), sent, answered,
                  len(waiting) - len(left), len(left), trio.current_time() - started)
@@ -323,24 +326,40 @@ class CsmsServer:
         self._left_open = self.traffic.open_connections()
         self.traffic.close_now(self._left_open, "server shutting down")
 
-    async def _exit_when_durable(self) -> None:
+    def _exit_when_durable(self) -> None:
         """The stop's fast exit, once every connection is ended in the books (_leave_open):
-        the final state written, every store job queued so far committed, the store
-        closed, then exit_when_durable is called. A CALLRESULT is never at stake: no
-        message follows a close frame, so a handler still waiting for its job cannot
-        answer."""
+        the last writes queued behind every store job queued so far, the store closed and
+        waited for, then exit_when_durable is called. The trio loop is held from the loop
+        in _leave_open to the exit: nothing else is to run, and the writer's thread then
+        never waits for the GIL. A CALLRESULT is never at stake: no message follows a close
+        frame, so a handler still waiting for its job cannot answer."""
         assert self.exit_when_durable is not None
-        with trio.CancelScope(shield=True):
-            await self._write_final_state()
-            self._final_written = True
-            self.store.close()
-            await self.store.wait_closed()
-            if self.reader is not None:
-                self.reader.close()
-            # Close answers that arrived during the write: unread, they would turn the
-            # exit's FIN into a reset.
-            for live in self._left_open:
-                live.meter.drain()
+        started = time.perf_counter()
+        seen, self._offline_at_exit = self._offline_at_exit, {}
+        self._offline_written += len(seen)
+        lost = self.store.lost_batches
+        try:
+            self.store.submit(partial(_logged, provisioning.mark_all_disconnected, seen,
+                                      f"the offline state of {len(seen)} stations"))
+            self.store.submit(self.traffic.last_write())
+        except WriterClosed:
+            log.warning("the store is closed: the stations' offline state and traffic since "
+                        "the last flush are not written")
+        self.store.close()
+        if not self.store.wait_stopped(LAST_WRITE_TIMEOUT):
+            log.error("the last writes did not commit within %d s; exiting without them",
+                      LAST_WRITE_TIMEOUT)
+        elif self.store.lost_batches > lost:
+            log.warning("the last writes were lost: %s", self.store.failure)
+        self._final_written = True
+        log.info("stopped: %d stations written offline, traffic flushed, in %.2f s",
+                 self._offline_written, time.perf_counter() - started)
+        if self.reader is not None:
+            self.reader.close()
+        # Close answers that arrived during the write: unread, they would turn the exit's
+        # FIN into a reset.
+        for live in self._left_open:
+            live.meter.drain()
         self.exit_when_durable()
 
     async def _write_final_state(self) -> None:
@@ -790,6 +809,15 @@ class CsmsServer:
             await self.store.run(lambda: provisioning.mark_disconnected(station_id, last_seen))
         except Exception as exc:  # a full disk: the next start marks every station offline
             log.warning("%s: its disconnection cannot be stored: %s", station_id, exc)
+
+def _logged(work: Callable[[dict[str, datetime]], None], argument: dict[str, datetime],
+            what: str) -> None:
+    try:
+        work(argument)
+    except Exception as exc:  # a full disk: the next start marks every station offline
+        log.warning("%s cannot be stored: %s", what, exc)
+        raise
+
 
 async def _until_stopped(connections: list[StationConnection], deadline: float
                          ) -> list[StationConnection]:
