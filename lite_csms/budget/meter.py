@@ -406,13 +406,14 @@ class ConnectionMeter:
 
     def finish_now(self) -> None:
         """The process exits with this connection still open (the server's stop, once its
-        final state is durable): count what has arrived and take the last kernel reading,
-        without a wait and without closing the socket (the exit closes it; the receive
-        queue is drained, so the kernel sends a FIN, not a reset). What crosses after this
-        is not counted. The next collect() attributes everything once, with this
-        reading: nothing is left for a teardown."""
+        final state is durable): send our FIN (RFC 6455 7.1.1: the server closes TCP
+        first), count what has arrived and take the last kernel reading, without a wait
+        and without closing the socket (the exit does; drain() first, so that it is not
+        a reset). What crosses after this is not counted. The next collect() attributes
+        everything once, with this reading: nothing is left for a teardown."""
         end = self._end
         if end is not None and not end.released:
+            end.send_fin()
             end.take_waiting()
             self._final_tcp = self._read_kernel()
 
