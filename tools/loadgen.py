@@ -21,7 +21,8 @@ process's CPU seconds (`cpu`):
 - `{"op": "open", "group": g, "rate": r, "duration": s}`: StatusNotifications offered at r a
   second, round robin over g's stations, each queued behind the station's outstanding CALL;
   latency counts from the scheduled time, so queueing is included. Answers `offered`,
-  `calls`, `seconds`, `latencies_ms`.
+  `calls`, `seconds`, `latencies_ms`; with `"detail": true` also `calls_detail`, per call
+  `[due, latency_ms, station]` (due in seconds of CLOCK_MONOTONIC, which the server shares).
 - `{"op": "close", "group": g}`; `{"op": "quit"}`.
 
     python tools/loadgen.py --port 9000 [--prefix BENCH-] [--ca ca.pem]
@@ -189,18 +190,23 @@ class Generator:
         return {"calls": len(latencies), "seconds": loop.time() - started,
                 "latencies_ms": [round(x * 1e3, 3) for x in latencies]}
 
-    async def op_open(self, group: str, rate: float, duration: float) -> dict[str, Any]:
+    async def op_open(self, group: str, rate: float, duration: float,
+                      detail: bool = False) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         stations = self.groups[group]
         queues: list[asyncio.Queue[float | None]] = [asyncio.Queue() for _ in stations]
         latencies: list[float] = []
+        calls: list[list[float]] = []
 
-        async def worker(station: Station, queue: asyncio.Queue[float | None]) -> None:
+        async def worker(n: int, station: Station, queue: asyncio.Queue[float | None]) -> None:
             while (due := await queue.get()) is not None:
                 await station.call("StatusNotification", status_payload())
                 latencies.append(loop.time() - due)
+                if detail:
+                    calls.append([due, round(latencies[-1] * 1e3, 3), n])
 
-        workers = [loop.create_task(worker(s, q)) for s, q in zip(stations, queues, strict=True)]
+        workers = [loop.create_task(worker(n, s, q))
+                   for n, (s, q) in enumerate(zip(stations, queues, strict=True))]
         offered = int(rate * duration)
         started = loop.time()
         for k in range(offered):
@@ -211,8 +217,11 @@ class Generator:
         for queue in queues:
             queue.put_nowait(None)
         await asyncio.gather(*workers)
-        return {"offered": offered, "calls": len(latencies), "seconds": loop.time() - started,
-                "latencies_ms": [round(x * 1e3, 3) for x in latencies]}
+        found = {"offered": offered, "calls": len(latencies), "seconds": loop.time() - started,
+                 "latencies_ms": [round(x * 1e3, 3) for x in latencies]}
+        if detail:
+            found["calls_detail"] = calls
+        return found
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
