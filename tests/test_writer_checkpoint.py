@@ -8,7 +8,6 @@ from __future__ import annotations
 import gc
 import sqlite3
 import threading
-import time
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -117,24 +116,22 @@ async def test_no_checkpoint_before_the_interval(db, monkeypatch) -> None:
 
 async def test_an_answer_does_not_wait_for_the_checkpoint(db, monkeypatch) -> None:
     monkeypatch.setattr(writer_module, "CHECKPOINT_INTERVAL", 0.0)
-    checkpointing = threading.Event()
-    done = threading.Event()
+    hold, done = threading.Event(), threading.Event()
     real = StoreWriter._checkpoint_if_due
 
-    def slow_checkpoint(self: StoreWriter) -> None:
-        checkpointing.set()
-        time.sleep(0.5)  # a checkpoint on a slow disk
+    def held_checkpoint(self: StoreWriter) -> None:
+        hold.wait(10)  # a checkpoint on a very slow disk
         real(self)
         done.set()
 
-    monkeypatch.setattr(StoreWriter, "_checkpoint_if_due", slow_checkpoint)
+    monkeypatch.setattr(StoreWriter, "_checkpoint_if_due", held_checkpoint)
     writer = StoreWriter(db)
     async with serving(writer):
-        started = trio.current_time()
         await writer.run(lambda: Station.create(id="FIRST"))
-        assert trio.current_time() - started < 0.4
-        assert checkpointing.is_set() and not done.is_set()
-        await trio.to_thread.run_sync(done.wait, 5)
+        # Answered while its checkpoint is still held.
+        assert not done.is_set()
+        hold.set()
+        await trio.to_thread.run_sync(done.wait, 10)
     assert writer.checkpoints == 1
 
 
