@@ -173,3 +173,40 @@ async def test_the_start_up_heap_is_frozen_while_the_server_serves(tmp_path: Pat
         csms.server.stop()
     # A server run in process gives its frozen objects back to the collector at its end.
     assert gc.get_freeze_count() == before
+
+
+class _FailingCheckpoints:
+    """The writer's connection, except that a checkpoint fails as on a broken disk."""
+
+    def __init__(self, real: sqlite3.Connection) -> None:
+        self._real = real
+        self.attempts = 0
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        if sql.startswith("PRAGMA wal_checkpoint"):
+            self.attempts += 1
+            raise sqlite3.OperationalError("disk I/O error")
+        return self._real.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._real, name)
+
+
+async def test_failing_checkpoints_give_one_log_line_and_commits_go_on(
+        db, monkeypatch, caplog) -> None:
+    monkeypatch.setattr(writer_module, "CHECKPOINT_INTERVAL", 0.0)
+    failing = _FailingCheckpoints(db.connection())
+    monkeypatch.setattr(db, "connection", lambda: failing)
+    writer = StoreWriter(db)
+    async with serving(writer):
+        for n in range(3):
+            tried = failing.attempts
+            await writer.run(lambda n=n: Station.create(id=f"S{n}"))
+            with trio.fail_after(5):
+                while failing.attempts == tried:
+                    await trio.sleep(0.001)
+    assert failing.attempts >= 3 and writer.checkpoints == 0
+    lines = [r for r in caplog.records if "WAL checkpoint failed" in r.getMessage()]
+    assert len(lines) == 1 and "disk I/O error" in lines[0].getMessage()
+    with sqlite3.connect(db.database) as other:
+        assert other.execute("SELECT count(*) FROM station").fetchone()[0] == 3

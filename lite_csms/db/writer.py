@@ -96,9 +96,10 @@ class StoreWriter:
         # Told each group commit's duration in seconds (BEGIN to COMMIT, its jobs and fsync
         # included) and whether it was stored; called on the writer's thread.
         self.on_commit: Callable[[float, bool], None] | None = None
-        # The WAL checkpoints between batches: stored commits since the last, and when the
-        # next may run (time.monotonic()); None for an in-memory database.
+        # The WAL checkpoints between batches (not for an in-memory database): stored commits
+        # since the last, and when the next may run (time.monotonic()).
         self._checkpointing = False
+        self._checkpoint_failing = False
         self._commits_since_checkpoint = 0
         self._next_checkpoint = 0.0
         self.checkpoints = 0
@@ -181,9 +182,15 @@ class StoreWriter:
         try:
             self._db.connection().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error as exc:
-            # SQLite's automatic checkpoint still bounds the WAL; the next one retries.
-            log.warning("WAL checkpoint failed: %s", describe(exc))
+            # SQLite's automatic checkpoint still bounds the WAL; the next one retries. One
+            # line per run of failures, not one per half second.
+            if not self._checkpoint_failing:
+                log.warning("WAL checkpoint failed: %s", describe(exc))
+            self._checkpoint_failing = True
         else:
+            if self._checkpoint_failing:
+                log.info("WAL checkpoints work again")
+            self._checkpoint_failing = False
             self.checkpoints += 1
         self._commits_since_checkpoint = 0
         self._next_checkpoint = time.monotonic() + CHECKPOINT_INTERVAL
