@@ -21,7 +21,9 @@ TOY = ["--repetitions", "1", "--duration", "0.3", "--throughput-stations", "4,2"
 
 def test_toy_run_reports_every_figure_for_both_sides(tmp_path, capsys) -> None:
     out = tmp_path / "figures.json"
-    bench_compare.main([*TOY, "--workdir", str(tmp_path), "--json", str(out)])
+    calls_out = tmp_path / "calls.json"
+    bench_compare.main([*TOY, "--workdir", str(tmp_path), "--json", str(out),
+                        "--calls", str(calls_out)])
     report = capsys.readouterr().out
     result = json.loads(out.read_text())
     expected = bench_compare.figures(bench_compare.parse_args(TOY))
@@ -49,3 +51,10 @@ def test_toy_run_reports_every_figure_for_both_sides(tmp_path, capsys) -> None:
     # Every call answered was a durable row: the per-run notes count both.
     calls = [line for line in result["notes"] if "back to back" in line]
     assert len(calls) == 4
+    # --calls: every call of each open run, in the order they were due, with its latency.
+    runs = json.loads(calls_out.read_text())
+    assert sorted(run["side"] for run in runs) == ["lite-csms", "peer"]
+    for run in runs:
+        dues = [due for due, _, _ in run["calls"]]
+        assert run["rate"] == 20 and len(dues) == 6 and dues == sorted(dues) and dues[0] == 0
+        assert all(ms > 0 and 0 <= n < 3 for _, ms, n in run["calls"])

@@ -244,7 +244,8 @@ class Generators:
         return {"calls": sum(a["calls"] for a in answers),
                 "seconds": max(a["seconds"] for a in answers),
                 "offered": sum(a.get("offered", 0) for a in answers),
-                "latencies_ms": sorted(x for a in answers for x in a["latencies_ms"])}
+                "latencies_ms": sorted(x for a in answers for x in a["latencies_ms"]),
+                "calls_detail": sorted(c for a in answers for c in a.get("calls_detail", []))}
 
     def close(self, group: str) -> None:
         indexes = self.groups.pop(group)
@@ -316,6 +317,9 @@ class Notes:
 
     lines: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # With --calls: per open run, each call's [due s from the run's start, latency ms,
+    # station index], to see when the slow ones happen.
+    calls: list[dict[str, Any]] = field(default_factory=list)
 
 
 def per_idle_station(server: Server, pool: Generators, count: int, args: argparse.Namespace,
@@ -400,7 +404,12 @@ def load_figures(side: str, workdir: Path, args: argparse.Namespace, numbers: li
             pool.connect("open", 1, args.open_stations, args.boot_concurrency)
             server.settle(args.quiet_window, args.quiet_window)
             for rate in args.rates:
-                run = pool.load("open", "open", rate=rate, duration=args.duration)
+                run = pool.load("open", "open", rate=rate, duration=args.duration,
+                                **({"detail": True} if args.calls else {}))
+                if args.calls and run["calls_detail"]:
+                    start = run["calls_detail"][0][0]
+                    notes.calls.append({"side": side, "rate": rate, "calls": [
+                        [round(due - start, 6), ms, n] for due, ms, n in run["calls_detail"]]})
                 found[f"p50_{rate}"] = percentile(run["latencies_ms"], 0.50)
                 found[f"p99_{rate}"] = percentile(run["latencies_ms"], 0.99)
                 notes.lines.append(
@@ -500,6 +509,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, default=None,
                         help="where the databases go (default: the system temp dir)")
     parser.add_argument("--json", type=Path, help="also write every value here")
+    parser.add_argument("--calls", type=Path,
+                        help="write each call of the open runs here: side, rate, and per call "
+                             "its due time (s from the run's start), latency (ms) and station "
+                             "(index in its generator process)")
     parser.add_argument("--report-from", type=Path,
                         help="print the table from this --json file and measure nothing")
     return parser.parse_args(argv)
@@ -528,6 +541,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{time.strftime('%H:%M:%S')} repetition {rep + 1}, {side}…",
                       file=sys.stderr, flush=True)
                 runs[side].append(one_side(side, tmp / f"{rep}-{side}", args, notes))
+                if args.calls:
+                    args.calls.write_text(json.dumps(notes.calls))
                 if args.json:  # so far, in case the run is cut short
                     args.json.write_text(json.dumps({"runs": runs, "notes": notes.lines,
                                                      "problems": notes.problems}, indent=1))

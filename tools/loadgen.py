@@ -21,7 +21,8 @@ process's CPU seconds (`cpu`):
 - `{"op": "open", "group": g, "rate": r, "duration": s}`: StatusNotifications offered at r a
   second, round robin over g's stations, each queued behind the station's outstanding CALL;
   latency counts from the scheduled time, so queueing is included. Answers `offered`,
-  `calls`, `seconds`, `latencies_ms`.
+  `calls`, `seconds`, `latencies_ms`; with `"detail": true` also `calls_detail`, per call
+  `[due, latency_ms, station]` (due in seconds of CLOCK_MONOTONIC, which the server shares).
 - `{"op": "close", "group": g}`; `{"op": "quit"}`.
 
     python tools/loadgen.py --port 9000 [--prefix BENCH-] [--ca ca.pem]
@@ -35,7 +36,7 @@ import resource
 import ssl
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -63,19 +64,27 @@ def source_address(n: int) -> str:
     return f"127.1.{block // 250}.{block % 250 + 1}"
 
 
-def status_payload() -> dict[str, Any]:
-    # Microseconds: each report is new to the server, never a retransmission it may skip.
-    stamp = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+def status_payload(previous: datetime | None) -> tuple[dict[str, Any], datetime]:
+    """A report, and its time: a millisecond later than the station's previous one at least.
+    lite-csms stores a report's time to the millisecond and answers the same connector, time
+    and status again as a retransmission, without a row; two round trips within one
+    millisecond would otherwise be one row for two answers."""
+    now = datetime.now(UTC)
+    now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+    if previous is not None and now <= previous:
+        now = previous + timedelta(milliseconds=1)
+    stamp = now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return {"connectorId": 1, "errorCode": "NoError", "status": "Available",
-            "timestamp": stamp}
+            "timestamp": stamp}, now
 
 
 class Station:
-    __slots__ = ("next_id", "reader", "waiting", "ws")
+    __slots__ = ("last_report", "next_id", "reader", "waiting", "ws")
 
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
         self.next_id = 0
+        self.last_report: datetime | None = None
         self.waiting: tuple[str, asyncio.Future[list[Any]]] | None = None
         self.reader = asyncio.get_running_loop().create_task(self.read())
 
@@ -104,6 +113,10 @@ class Station:
         if frame[0] != 3:
             raise Refused(f"{action}: {frame!r}"[:200])
         return frame[2]
+
+    async def report_status(self) -> None:
+        payload, self.last_report = status_payload(self.last_report)
+        await self.call("StatusNotification", payload)
 
     async def close(self) -> None:
         await self.ws.close()
@@ -181,7 +194,7 @@ class Generator:
         async def back_to_back(station: Station) -> None:
             while loop.time() < stop:
                 sent = loop.time()
-                await station.call("StatusNotification", status_payload())
+                await station.report_status()
                 latencies.append(loop.time() - sent)
 
         started = loop.time()
@@ -189,18 +202,23 @@ class Generator:
         return {"calls": len(latencies), "seconds": loop.time() - started,
                 "latencies_ms": [round(x * 1e3, 3) for x in latencies]}
 
-    async def op_open(self, group: str, rate: float, duration: float) -> dict[str, Any]:
+    async def op_open(self, group: str, rate: float, duration: float,
+                      detail: bool = False) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         stations = self.groups[group]
         queues: list[asyncio.Queue[float | None]] = [asyncio.Queue() for _ in stations]
         latencies: list[float] = []
+        calls: list[list[float]] = []
 
-        async def worker(station: Station, queue: asyncio.Queue[float | None]) -> None:
+        async def worker(n: int, station: Station, queue: asyncio.Queue[float | None]) -> None:
             while (due := await queue.get()) is not None:
-                await station.call("StatusNotification", status_payload())
+                await station.report_status()
                 latencies.append(loop.time() - due)
+                if detail:
+                    calls.append([due, round(latencies[-1] * 1e3, 3), n])
 
-        workers = [loop.create_task(worker(s, q)) for s, q in zip(stations, queues, strict=True)]
+        workers = [loop.create_task(worker(n, s, q))
+                   for n, (s, q) in enumerate(zip(stations, queues, strict=True))]
         offered = int(rate * duration)
         started = loop.time()
         for k in range(offered):
@@ -211,8 +229,11 @@ class Generator:
         for queue in queues:
             queue.put_nowait(None)
         await asyncio.gather(*workers)
-        return {"offered": offered, "calls": len(latencies), "seconds": loop.time() - started,
-                "latencies_ms": [round(x * 1e3, 3) for x in latencies]}
+        found = {"offered": offered, "calls": len(latencies), "seconds": loop.time() - started,
+                 "latencies_ms": [round(x * 1e3, 3) for x in latencies]}
+        if detail:
+            found["calls_detail"] = calls
+        return found
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
