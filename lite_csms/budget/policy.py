@@ -375,6 +375,9 @@ class BudgetPolicy:
         # Stations waiting for their turn (on_accepted), and whether _dispatch runs.
         self._queue: deque[_Turn] = deque()
         self._dispatching = False
+        # Places taken, in order: when each is due back, and how (_give_back_late).
+        self._held: dict[object, tuple[float, Callable[[], None]]] = {}
+        self._giving_back = False
         # The policy's reads at boot go beside the writer, not behind it (db/reader.py).
         self._reader = reader
         self._settings = settings
@@ -467,6 +470,27 @@ class BudgetPolicy:
         finally:
             self._dispatching = False
 
+    async def _give_back_late(self) -> None:
+        """Take back the places held for longer than call_timeout, oldest first. One task for
+        every station, whose sleeps end when due: a timer per station, cancelled when its
+        settings end early (nearly always), stays in trio's deadline heap with its scope until
+        its time, and after a burst a few hundred of them pinned partly used pools of
+        Python's allocator (docs/PERFORMANCE.md, "Memory per station")."""
+        import trio
+
+        held = self._held
+        try:
+            while held:
+                # Places are taken in order and all held for the same time: the first is due
+                # first, and no later one is due before it.
+                due, give_back = next(iter(held.values()))
+                if trio.current_time() >= due:
+                    give_back()
+                else:
+                    await trio.sleep_until(due)
+        finally:
+            self._giving_back = False
+
     async def _turn(self, connection: StationConnection, place: object, kept: int | None,
                     then: Callable[[], Awaitable[Any]] | None) -> None:
         """The station's settings with its place among SETTINGS_AT_ONCE held, then `then`."""
@@ -488,19 +512,17 @@ class BudgetPolicy:
             nonlocal held
             if held:
                 held = False
+                self._held.pop(place, None)
                 limiter.release_on_behalf_of(place)
 
-        async def give_back_after(seconds: float) -> None:
-            await trio.sleep(seconds)
-            give_back()
-
+        # A silent station would hold its place for every call's timeout in turn (seven of
+        # them); it holds it for one at most, then settles without (_give_back_late).
+        self._held[place] = (trio.current_time() + settings.call_timeout, give_back)
+        if not self._giving_back:
+            self._giving_back = True
+            trio.lowlevel.spawn_system_task(self._give_back_late)
         try:
-            async with trio.open_nursery() as nursery:
-                # A silent station would hold its place for every call's timeout in turn
-                # (seven of them); it holds it for one at most, then settles without.
-                nursery.start_soon(give_back_after, settings.call_timeout)
-                await self._settle(connection, read, kept)
-                nursery.cancel_scope.cancel()
+            await self._settle(connection, read, kept)
         finally:
             give_back()
         if then is not None:
