@@ -212,3 +212,53 @@ async def test_a_station_waiting_its_turn_holds_no_task_and_may_leave(
     assert all(c._helper is None for c in csms.server.connections.values())
     await first.stream.aclose()
     await last.stream.aclose()
+
+
+async def test_what_follows_the_settings_waits_for_a_queued_station_s_turn(
+        nursery, tmp_path, monkeypatch) -> None:
+    # The server's next step after the settings (a password rotation, which may make the
+    # station reconnect) runs once they are answered, also for a station that was queued.
+    monkeypatch.setattr(policy, "SETTINGS_AT_ONCE", 1)
+    csms = await start_in_process(nursery, tmp_path, budget_policy=True)
+    ran: list[tuple[str, int]] = []
+
+    async def after(connection, login) -> None:
+        answered = query(csms, "SELECT count(*) FROM command WHERE station_id = "
+                               f"'{connection.station_id}' AND status = 'answered'")
+        ran.append((connection.station_id, answered[0][0]))
+
+    monkeypatch.setattr(csms.server.rotation, "on_accepted", after)
+    await register(csms, "NEXT-1")
+    await register(csms, "NEXT-2")
+    first = await _booted(csms, "NEXT-1")
+    call = await first.next_message()
+    second = await _booted(csms, "NEXT-2")
+    assert await second.silent_for(0.3) == []
+    assert ran == []
+    await first.answer(call)
+    with trio.fail_after(10):
+        rest = await calls_until_quiet(first)
+        calls = await calls_until_quiet(second)
+    assert ran == [("NEXT-1", 1 + len(rest)), ("NEXT-2", len(calls))]
+    await first.stream.aclose()
+    await second.stream.aclose()
+
+
+async def test_a_queued_station_waits_for_the_boots_no_longer_than_its_bound(
+        nursery, tmp_path) -> None:
+    csms = await start_in_process(nursery, tmp_path, budget_policy=True,
+                                  budget_policy_boots_first=0.5)
+    await register(csms, "BOUND-1")
+    # A handshake that never finishes keeps the server busy throughout.
+    pending = await trio.open_tcp_stream("127.0.0.1", csms.port)
+    with trio.fail_after(2):
+        while csms.server.listener.limits.handshaking == 0:
+            await trio.sleep(0.01)
+    station = await _booted(csms, "BOUND-1")
+    booted = trio.current_time()
+    call = await station.next_message(timeout=3.0)
+    assert call[2] == "ChangeConfiguration"
+    assert 0.4 < trio.current_time() - booted < 2.0
+    assert csms.server.boots_first.waited == 1
+    await station.stream.aclose()
+    await pending.aclose()
