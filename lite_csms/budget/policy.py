@@ -356,7 +356,7 @@ class _Turn:
     then: Callable[[], Awaitable[Any]] | None
 
 
-def trio_now() -> float:
+def _trio_now() -> float:
     import trio  # here, not at the top: the CLI reads plans without the network stack
 
     return trio.current_time()
@@ -428,7 +428,7 @@ class BudgetPolicy:
                 await gate.wait()
             else:
                 gate.waited += 1
-                deadline = trio_now() + gate.max_wait
+                deadline = _trio_now() + gate.max_wait
         import trio  # here, not at the top: the CLI reads plans without the network stack
 
         if self._at_once is None:
