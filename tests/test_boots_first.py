@@ -169,3 +169,96 @@ async def test_a_silent_station_holds_its_settings_place_for_one_call_timeout(
     assert trio.current_time() - started < 1.5
     await mute.stream.aclose()
     await talker.stream.aclose()
+
+
+async def test_a_station_waiting_its_turn_holds_no_task_and_may_leave(
+        nursery, tmp_path, monkeypatch) -> None:
+    # Stations waiting for their settings are queue entries, not tasks (a waiting task is
+    # about 5 KiB that a burst left as holes in the heap); one that leaves before its turn
+    # gets nothing and takes no place, and the station after it is served.
+    monkeypatch.setattr(policy, "SETTINGS_AT_ONCE", 1)
+    csms = await start_in_process(nursery, tmp_path, budget_policy=True)
+    for station_id in ("TURN-1", "TURN-2", "TURN-3"):
+        await register(csms, station_id)
+    first = await _booted(csms, "TURN-1")
+    call = await first.next_message()
+    assert call[2] == "ChangeConfiguration"
+    leaving = await _booted(csms, "TURN-2")
+    last = await _booted(csms, "TURN-3")
+    assert await last.silent_for(0.3) == []
+    side = csms.server.listener.side_nursery
+
+    def beside() -> list[str]:
+        # The connections themselves and the accept loop run there too.
+        return sorted(t.name.rpartition(".")[2] for t in side.child_tasks
+                      if not t.name.endswith(("_guarded", "_accept_loop")))
+
+    # TURN-1's settings and the task that hands out the turns; none for the two waiting.
+    assert beside() == ["_dispatch", "_guard_side"]
+    await leaving.stream.aclose()
+    with trio.fail_after(5):
+        while "TURN-2" in csms.server.connections:
+            await trio.sleep(0.02)
+    await first.answer(call)
+    with trio.fail_after(10):
+        await calls_until_quiet(first)
+        calls = await calls_until_quiet(last)
+    assert calls and {c[2] for c in calls} == {"ChangeConfiguration"}
+    assert query(csms, "SELECT count(*) FROM command WHERE station_id = 'TURN-2'") == [(0,)]
+    # Settled: no side task is left, and no connection keeps a scope for one.
+    with trio.fail_after(2):
+        while beside():
+            await trio.sleep(0.02)
+    assert all(c._helper is None for c in csms.server.connections.values())
+    await first.stream.aclose()
+    await last.stream.aclose()
+
+
+async def test_what_follows_the_settings_waits_for_a_queued_station_s_turn(
+        nursery, tmp_path, monkeypatch) -> None:
+    # The server's next step after the settings (a password rotation, which may make the
+    # station reconnect) runs once they are answered, also for a station that was queued.
+    monkeypatch.setattr(policy, "SETTINGS_AT_ONCE", 1)
+    csms = await start_in_process(nursery, tmp_path, budget_policy=True)
+    ran: list[tuple[str, int]] = []
+
+    async def after(connection, login) -> None:
+        answered = query(csms, "SELECT count(*) FROM command WHERE station_id = "
+                               f"'{connection.station_id}' AND status = 'answered'")
+        ran.append((connection.station_id, answered[0][0]))
+
+    monkeypatch.setattr(csms.server.rotation, "on_accepted", after)
+    await register(csms, "NEXT-1")
+    await register(csms, "NEXT-2")
+    first = await _booted(csms, "NEXT-1")
+    call = await first.next_message()
+    second = await _booted(csms, "NEXT-2")
+    assert await second.silent_for(0.3) == []
+    assert ran == []
+    await first.answer(call)
+    with trio.fail_after(10):
+        rest = await calls_until_quiet(first)
+        calls = await calls_until_quiet(second)
+    assert ran == [("NEXT-1", 1 + len(rest)), ("NEXT-2", len(calls))]
+    await first.stream.aclose()
+    await second.stream.aclose()
+
+
+async def test_a_queued_station_waits_for_the_boots_no_longer_than_its_bound(
+        nursery, tmp_path) -> None:
+    csms = await start_in_process(nursery, tmp_path, budget_policy=True,
+                                  budget_policy_boots_first=0.5)
+    await register(csms, "BOUND-1")
+    # A handshake that never finishes keeps the server busy throughout.
+    pending = await trio.open_tcp_stream("127.0.0.1", csms.port)
+    with trio.fail_after(2):
+        while csms.server.listener.limits.handshaking == 0:
+            await trio.sleep(0.01)
+    station = await _booted(csms, "BOUND-1")
+    booted = trio.current_time()
+    call = await station.next_message(timeout=3.0)
+    assert call[2] == "ChangeConfiguration"
+    assert 0.4 < trio.current_time() - booted < 2.0
+    assert csms.server.boots_first.waited == 1
+    await station.stream.aclose()
+    await pending.aclose()

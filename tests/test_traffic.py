@@ -163,3 +163,43 @@ async def test_plain_client_cannot_talk_to_a_tls_port(nursery, tmp_path):
             pass  # the server answers nothing usable and hangs up
     await stream.aclose()
     assert csms.server.connections == {}
+
+
+async def test_a_flush_writes_its_stations_in_chunks_that_add_up(nursery, tmp_path,
+                                                                 monkeypatch):
+    # A flush writes FLUSH_CHUNK stations' rows per store job (all at once left megabytes
+    # of freed blocks behind); every live station's counts are still written, once.
+    from lite_csms.budget import recorder
+    from tests.test_before_boot import connect
+    from tests.test_server import BOOT_16, register
+
+    monkeypatch.setattr(recorder, "FLUSH_CHUNK", 2)
+    csms = await start_in_process(nursery, tmp_path, traffic_flush_interval=3600)
+    stations = {}
+    for n in range(5):
+        await register(csms, f"CHUNK-{n}")
+        station = stations[f"CHUNK-{n}"] = await connect(csms, f"CHUNK-{n}", "ocpp1.6")
+        await station.send([2, f"boot-{n}", "BootNotification", BOOT_16])
+        await station.next_message()
+    jobs = 0
+    run = csms.server.store.run
+
+    async def counted(job):
+        nonlocal jobs
+        jobs += 1
+        return await run(job)
+
+    monkeypatch.setattr(csms.server.store, "run", counted)
+    await csms.server.traffic.flush()
+    assert jobs == 3  # 2 + 2 stations, then the last with the connections and the mark
+    await csms.server.traffic.flush()  # nothing new: nothing counted twice
+    for n in range(5):
+        boot = len(json.dumps([2, f"boot-{n}", "BootNotification", BOOT_16]))
+        row = (TrafficCounter.select()
+               .where(TrafficCounter.station == f"CHUNK-{n}",
+                      TrafficCounter.action == "BootNotification",
+                      TrafficCounter.layer == PAYLOAD, TrafficCounter.direction == "in")
+               .get())
+        assert (row.bytes, row.messages) == (boot, 1)
+    for station in stations.values():
+        await station.stream.aclose()

@@ -256,6 +256,11 @@ _TOTAL_KEYS = {(direction, layer): (direction, layer)
                for direction in DIRECTIONS for layer in LAYERS}
 
 
+# The (action, direction) keys of the meters' tallies, shared (ConnectionMeter.message).
+_TALLY_KEYS: dict[tuple[str, str], tuple[str, str]] = {}
+_TALLY_KEYS_MAX = 1024
+
+
 def frame_header(size: int, masked: bool) -> int:
     """RFC 6455: 2, 4 or 10 bytes by payload length, plus a 4-byte mask from clients."""
     header = 2 if size < 126 else 4 if size < 65536 else 10
@@ -499,6 +504,13 @@ class ConnectionMeter:
         key = (action, direction)
         tally = self._tallies.get(key)
         if tally is None:
+            # Every meter keys its tallies with the same tuples: one per action and direction
+            # for the process (an idle station keeps four or more until the next collection).
+            shared = _TALLY_KEYS.get(key)
+            if shared is not None:
+                key = shared
+            elif len(_TALLY_KEYS) < _TALLY_KEYS_MAX:  # bounded: a station names its actions
+                _TALLY_KEYS[key] = key
             tally = self._tallies[key] = _Tally()
         tally.payload += size
         tally.frames += size + (2 if size < 126 else 4 if size < 65536 else 10) + (

@@ -22,7 +22,8 @@ from __future__ import annotations
 import json
 import logging
 import socket
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import partial
@@ -345,6 +346,22 @@ def _answered_statuses(version: Version, sent: Mapping[str, str], outcome: Comma
     return {key: found.get(key, "unanswered") for key in sent}
 
 
+@dataclass(slots=True)
+class _Turn:
+    """A station waiting for its settings: no task of its own until its turn."""
+
+    connection: StationConnection
+    kept: int | None  # the NAT timeout its keepalive was set for while it waited
+    deadline: float | None  # trio's clock: past the boots-first gate at this time at most
+    then: Callable[[], Awaitable[Any]] | None
+
+
+def _trio_now() -> float:
+    import trio  # here, not at the top: the CLI reads plans without the network stack
+
+    return trio.current_time()
+
+
 class BudgetPolicy:
     def __init__(self, store: StoreWriter, settings: Settings, commands: CommandSender,
                  clock: Callable[[], datetime] = timestamps.now_utc,
@@ -355,6 +372,12 @@ class BudgetPolicy:
         self._boots_first = boots_first
         # Made at the first boot (the CLI imports this module without trio).
         self._at_once: Any = None
+        # Stations waiting for their turn (on_accepted), and whether _dispatch runs.
+        self._queue: deque[_Turn] = deque()
+        self._dispatching = False
+        # Places taken, in order: when each is due back, and how (_give_back_late).
+        self._held: dict[object, tuple[float, Callable[[], None]]] = {}
+        self._giving_back = False
         # The policy's reads at boot go beside the writer, not behind it (db/reader.py).
         self._reader = reader
         self._settings = settings
@@ -376,10 +399,105 @@ class BudgetPolicy:
     async def _read(self, work: Callable[[], T]) -> T:
         return await db_reader.read(self._store, self._reader, work)
 
-    async def on_accepted(self, connection: StationConnection) -> None:
-        """Bring a freshly accepted station to its level's settings (a new cycle's first)."""
+    async def on_accepted(self, connection: StationConnection,
+                          then: Callable[[], Awaitable[Any]] | None = None) -> None:
+        """Bring a freshly accepted station to its level's settings (a new cycle's first),
+        then run `then` (the server's next step for the station). Returns when both are
+        done, or once the station is queued for its turn: a station that must wait (other
+        stations' boots go first, or SETTINGS_AT_ONCE are being settled) waits as an entry
+        in a queue, not as a task, and its settings and `then` run later as its connection's
+        side task (StationConnection.continue_aside). A waiting task and its frames are
+        about 5 KiB made at the boot among the idle connections' objects; freed after the
+        burst they left that much per station in partly used pools of Python's allocator
+        (docs/PERFORMANCE.md, "Memory per station")."""
         station_id = connection.station_id
         settings = self._settings
+        gate, kept, deadline = self._boots_first, None, None
+        if gate is not None and gate.would_wait():
+            # Other stations' boots go first (budget/precedence.py): the keepalive at once,
+            # the decision once they are answered.
+            early = await self._read(partial(usage.effective_budget, station_id, settings))
+            if not early.policy_enabled:
+                if then is not None:
+                    await then()
+                return
+            kept = early.nat_timeout
+            set_server_keepalive(connection, levels.keepalive_idle(kept),
+                                 settings.tcp_keepalive_interval)
+            if not connection.can_continue_aside:
+                await gate.wait()
+            else:
+                gate.waited += 1
+                deadline = _trio_now() + gate.max_wait
+        import trio  # here, not at the top: the CLI reads plans without the network stack
+
+        if self._at_once is None:
+            self._at_once = trio.CapacityLimiter(SETTINGS_AT_ONCE)
+        if connection.can_continue_aside and (
+                deadline is not None or self._queue or not self._at_once.available_tokens):
+            self._queue.append(_Turn(connection, kept, deadline, then))
+            if not self._dispatching:
+                self._dispatching = True
+                connection.start_beside(self._dispatch)
+            return
+        place = object()
+        await self._at_once.acquire_on_behalf_of(place)
+        await self._turn(connection, place, kept, then)
+
+    async def _dispatch(self) -> None:
+        """Give the queued stations their turns, first come first served: past the gate
+        (each at most until its own deadline), then a place among SETTINGS_AT_ONCE."""
+        queue, gate, limiter = self._queue, self._boots_first, self._at_once
+        try:
+            while queue:
+                turn = queue[0]
+                if turn.connection.stopped:
+                    queue.popleft()
+                    continue
+                if turn.deadline is not None and gate is not None:
+                    await gate.wait_until(turn.deadline)
+                    if not gate.would_wait():
+                        # Quiet: every station queued so far is past the gate, as the
+                        # waiters released together were.
+                        for queued in queue:
+                            queued.deadline = None
+                place = object()
+                await limiter.acquire_on_behalf_of(place)
+                queue.popleft()
+                if not turn.connection.continue_aside(
+                        partial(self._turn, place=place, kept=turn.kept, then=turn.then)):
+                    limiter.release_on_behalf_of(place)  # the connection has ended
+        finally:
+            self._dispatching = False
+
+    async def _give_back_late(self) -> None:
+        """Take back the places held for longer than call_timeout, oldest first. One task for
+        every station, whose sleeps end when due: a timer per station, cancelled when its
+        settings end early (nearly always), stays in trio's deadline heap with its scope until
+        its time, and after a burst a few hundred of them pinned partly used pools of
+        Python's allocator (docs/PERFORMANCE.md, "Memory per station")."""
+        import trio
+
+        held = self._held
+        try:
+            while held:
+                # Places are taken in order and all held for the same time: the first is due
+                # first, and no later one is due before it.
+                due, give_back = next(iter(held.values()))
+                if trio.current_time() >= due:
+                    give_back()
+                else:
+                    await trio.sleep_until(due)
+        finally:
+            self._giving_back = False
+
+    async def _turn(self, connection: StationConnection, place: object, kept: int | None,
+                    then: Callable[[], Awaitable[Any]] | None) -> None:
+        """The station's settings with its place among SETTINGS_AT_ONCE held, then `then`."""
+        import trio
+
+        limiter, held = self._at_once, True
+        station_id, settings = connection.station_id, self._settings
 
         def read() -> tuple[usage.EffectiveBudget, Move | None, StationState | None]:
             # One read at a boot for the budget, the move and the station's state.
@@ -390,44 +508,25 @@ class BudgetPolicy:
             move = decide(station_id, settings, now, budget)
             return budget, move, None if move is not None else read_state(station_id)
 
-        gate, kept = self._boots_first, None
-        if gate is not None and gate.would_wait():
-            # Other stations' boots go first (budget/precedence.py): the keepalive at once,
-            # the decision once they are answered.
-            early = await self._read(partial(usage.effective_budget, station_id, settings))
-            if not early.policy_enabled:
-                return
-            kept = early.nat_timeout
-            set_server_keepalive(connection, levels.keepalive_idle(kept),
-                                 settings.tcp_keepalive_interval)
-            await gate.wait()
-        import trio  # here, not at the top: the CLI reads plans without the network stack
-
-        if self._at_once is None:
-            self._at_once = trio.CapacityLimiter(SETTINGS_AT_ONCE)
-        limiter, place = self._at_once, object()
-        await limiter.acquire_on_behalf_of(place)
-        held = True
-
         def give_back() -> None:
             nonlocal held
             if held:
                 held = False
+                self._held.pop(place, None)
                 limiter.release_on_behalf_of(place)
 
-        async def give_back_after(seconds: float) -> None:
-            await trio.sleep(seconds)
-            give_back()
-
+        # A silent station would hold its place for every call's timeout in turn (seven of
+        # them); it holds it for one at most, then settles without (_give_back_late).
+        self._held[place] = (trio.current_time() + settings.call_timeout, give_back)
+        if not self._giving_back:
+            self._giving_back = True
+            trio.lowlevel.spawn_system_task(self._give_back_late)
         try:
-            async with trio.open_nursery() as nursery:
-                # A silent station would hold its place for every call's timeout in turn
-                # (seven of them); it holds it for one at most, then settles without.
-                nursery.start_soon(give_back_after, settings.call_timeout)
-                await self._settle(connection, read, kept)
-                nursery.cancel_scope.cancel()
+            await self._settle(connection, read, kept)
         finally:
             give_back()
+        if then is not None:
+            await then()
 
     async def _settle(self, connection: StationConnection,
                       read: Callable[[], tuple[usage.EffectiveBudget, Move | None,

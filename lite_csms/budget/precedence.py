@@ -42,7 +42,12 @@ class BootsFirst:
         if not self.would_wait():
             return False
         self.waited += 1
-        deadline = trio.current_time() + self.max_wait
+        await self.wait_until(trio.current_time() + self.max_wait)
+        return True
+
+    async def wait_until(self, deadline: float) -> None:
+        """Return once no handshake runs, or at `deadline` (trio's clock): for a station that
+        noted its wait earlier (`waited`) and queued (budget/policy.py)."""
         while self._busy() and trio.current_time() < deadline:
             quiet = self._quiet
             if quiet is not None:
@@ -62,4 +67,3 @@ class BootsFirst:
                 # The others look again for themselves; one of them polls next if need be.
                 self._quiet = None
                 quiet.set()
-        return True

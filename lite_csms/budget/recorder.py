@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 import trio
 
@@ -29,6 +30,8 @@ REFUSAL_BYTES = 1024
 # shows in the owner's report, and an outsider can add at most 2 x 2 x REFUSAL_BYTES an hour at
 # the billed ip layer (3.0 MB in a 31-day month, 12 % of the default 25 MB cap).
 REFUSALS_PER_HOUR = 2
+# Stations whose traffic one store job of a flush writes (TrafficRecorder.flush).
+FLUSH_CHUNK = 500
 
 
 @dataclass(slots=True)
@@ -157,7 +160,18 @@ class TrafficRecorder:
         ending) writes only what ended connections left, and does not mark the counts
         flushed: the live ones are not in it."""
         if live:
-            self.collect()
+            lives = list(self._live.values())
+            # FLUSH_CHUNK stations' rows at a time, each chunk but the last in a job of its
+            # own: every station's rows at once were megabytes of short-lived objects whose
+            # freed blocks stayed with the process (docs/PERFORMANCE.md, "Memory per
+            # station"). The rows are additive upserts: the chunks add up to one write.
+            for start in range(0, len(lives), FLUSH_CHUNK):
+                for one in lives[start:start + FLUSH_CHUNK]:
+                    if self._live.get(id(one.meter)) is one:  # not closed meanwhile
+                        self._add(one.station_id, one.meter.collect())
+                if start + FLUSH_CHUNK < len(lives):
+                    chunk, self._buckets = self._buckets, {}
+                    await self._write(chunk, [], partial(counters.add_hourly, chunk))
         buckets, self._buckets = self._buckets, {}
         closed, self._closed = self._closed, []
         now = self._clock()
@@ -179,8 +193,12 @@ class TrafficRecorder:
             if rollup_before is not None:
                 counters.roll_up(rollup_before)
 
+        await self._write(buckets, closed, write)
+
+    async def _write(self, buckets: dict[counters.BucketKey, list[int]],
+                     closed: list[counters.ConnectionTotals], job: Callable[[], None]) -> None:
         try:
-            await self._store.run(write)
+            await self._store.run(job)
         except BaseException:
             # Put the counts back so the next flush writes them.
             for key, (amount, messages) in buckets.items():

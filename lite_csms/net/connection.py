@@ -126,8 +126,9 @@ class _Waiter:
 
 
 class StationConnection:
-    __slots__ = ("__weakref__", "_boot_accepted", "_call_lock", "_cancel_early",
-                 "_logged_deviations", "_on_ready", "_scope", "_seen", "_stopped", "_waiters",
+    __slots__ = ("__weakref__", "_boot_accepted", "_call_lock", "_cancel_early", "_helper",
+                 "_logged_deviations", "_on_ready", "_scope", "_seen", "_side", "_stopped",
+                 "_waiters",
                  "accepted", "booted_before", "close_code", "close_reason", "ctx", "lite",
                  "lite_dictionary", "meter", "session", "spoke", "station_id", "tally", "ws")
 
@@ -159,6 +160,9 @@ class StationConnection:
         self._stopped = Flag()
         # run()'s on_ready task, until the station is accepted (_start_on_ready).
         self._on_ready: Callable[[], None] | None = None
+        # The server's nursery the side task runs in, and the side task now (continue_aside).
+        self._side: trio.Nursery | None = None
+        self._helper: _SideTask | None = None
         self.close_reason = "closed"
         # The RFC 6455 code that ended the connection, when a close frame said so.
         self.close_code: int | None = None
@@ -188,7 +192,6 @@ class StationConnection:
         scope = self._scope = trio.CancelScope()
         if self._cancel_early:
             scope.cancel()
-        helper: _SideTask | None = None
         try:
             with scope:
                 if self.ctx.settings.ws_ping_interval > 0 or (on_ready is not None
@@ -207,27 +210,56 @@ class StationConnection:
                         await self._read_loop(nursery)
                 else:
                     if on_ready is not None and side is not None:
-                        helper = _SideTask()
+                        self._side, helper = side, _SideTask()
+                        self._helper = helper
                         self._on_ready = partial(side.start_soon, self._guard_side, on_ready,
                                                  helper)
                         if self.accepted.is_set():
                             self._start_on_ready()
-                    # This frame stays suspended for the connection's life: it keeps neither.
-                    on_ready = side = None
+                    # This frame stays suspended for the connection's life: it keeps none.
+                    on_ready = side = helper = None
                     await self._read_loop(None)
         finally:
             # As a nursery would: a side task that started ends before the connection does
             # (one that never started, for a station never accepted, has nothing to end).
+            self._side = None  # no side task starts from now on (continue_aside)
+            helper = self._helper
             if helper is not None and self._on_ready is None and not helper.done.is_set():
                 helper.scope.cancel()
                 with trio.CancelScope(shield=True):
                     await helper.done.wait()
+            self._helper = None
             self._on_ready = None
             self._stopped.set()
         for waiter in (self._waiters or {}).values():
             if waiter.outcome is None:
                 waiter.outcome = CallFailed("", "", "ConnectionClosed", self.close_reason, {})
                 waiter.event.set()
+
+    @property
+    def can_continue_aside(self) -> bool:
+        """Whether continue_aside() can start a side task now."""
+        return self._side is not None and self._on_ready is None
+
+    def continue_aside(self, task: Callable[[StationConnection], Awaitable[Any]]) -> bool:
+        """Start `task(self)` as this connection's side task, as on_ready was: run in the
+        server's nursery, cancelled and awaited when the connection ends. For work that
+        waits its turn without a task of its own (budget/policy.py: a waiting task is 5 KiB
+        that would leave holes in the heap once gone). Call it once the previous side task
+        has ended. False when the connection has ended (or runs its side tasks in a nursery
+        of its own): `task` does not run."""
+        side = self._side
+        if side is None or self._on_ready is not None or self._stopped.is_set():
+            return False
+        helper = self._helper = _SideTask()
+        side.start_soon(self._guard_side, task, helper)
+        return True
+
+    def start_beside(self, task: Callable[[], Awaitable[Any]]) -> None:
+        """Start `task()` in the server's nursery this connection's side tasks run in (not
+        tied to this connection). Only while can_continue_aside."""
+        assert self._side is not None
+        self._side.start_soon(task)
 
     def _start_on_ready(self) -> None:
         start, self._on_ready = self._on_ready, None
@@ -241,6 +273,8 @@ class StationConnection:
                 await self._guard(task)
         finally:
             helper.done.set()
+            if self._helper is helper:
+                self._helper = None  # an idle station keeps no scope of its own
 
     async def _guard(self, task: Callable[[StationConnection], Awaitable[Any]]) -> None:
         try:

@@ -775,9 +775,11 @@ class CsmsServer:
         # before its first message on this connection (see StationConnection.accepted).
         await connection.accepted.wait()
         await self.commands.deliver_queued(connection)
-        await self.policy.on_accepted(connection)
-        # Last: an accepted new password makes the station reconnect (OCPP 2.0.1 A01).
-        await self.rotation.on_accepted(connection, login)
+        # Last, once the settings are settled (the policy may queue the station for its turn
+        # and run this later): an accepted new password makes the station reconnect (OCPP
+        # 2.0.1 A01).
+        await self.policy.on_accepted(connection, then=partial(self.rotation.on_accepted,
+                                                               connection, login))
 
     async def _confirm_rotation(self, station_id: str, hashed: str) -> None:
         """The station logged in with a rotated password: its fallbacks go (net/rotation.py).
