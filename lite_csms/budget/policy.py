@@ -23,7 +23,7 @@ import json
 import logging
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -89,7 +89,13 @@ class Decision:
     status: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None or k == "value"}
+        # Seven per first boot, logged and kept: the fields by hand, not dataclasses.asdict's
+        # recursive copy (all are flat strings).
+        found: dict[str, Any] = {"key": self.key, "value": self.value,
+                                 "outcome": self.outcome, "reason": self.reason}
+        if self.status is not None:
+            found["status"] = self.status
+        return found
 
 
 @dataclass(frozen=True, slots=True)
