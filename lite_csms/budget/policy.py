@@ -23,7 +23,6 @@ import json
 import logging
 import socket
 from collections.abc import Callable, Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -61,16 +60,12 @@ MAX_ROUNDS = 3
 # Stations whose settings are settled at once after they are accepted. After a burst a
 # thousand stations are released together (precedence.py); all their round trips in flight
 # at once raised the server's RSS by about 18 KiB per station for good (freed objects leave
-# Python's arenas partly used; docs/PERFORMANCE.md, "Memory per station"). A station gives
-# its place back after the first call that ends one call_timeout after it took the place, so
-# a silent station delays the others by one call's timeout (its first call's).
+# Python's arenas partly used; docs/PERFORMANCE.md, "Memory per station"). A station holds
+# its place for one call_timeout at most, so silent stations delay the others by that much.
 SETTINGS_AT_ONCE = 100
 _FIRMWARE = ('SELECT "firmware_version", "previous_firmware_version", "firmware_changed_at" '
              'FROM "station" WHERE "id" = ?')
 _CHANGE_FIELDS = ("station", "at", "from_level", "to_level", "reason", "settings")
-# Told as each settings call of this task ends (on_accepted: the place it holds).
-_AFTER_CALL: ContextVar[Callable[[], None] | None] = ContextVar("lite_csms_after_call",
-                                                                default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,7 +414,6 @@ class BudgetPolicy:
         limiter, place = self._at_once, object()
         await limiter.acquire_on_behalf_of(place)
         held = True
-        until = trio.current_time() + settings.call_timeout
 
         def give_back() -> None:
             nonlocal held
@@ -427,20 +421,18 @@ class BudgetPolicy:
                 held = False
                 limiter.release_on_behalf_of(place)
 
-        def after_call() -> None:
-            # A silent station would hold its place for every call's timeout in turn
-            # (seven of them): the first call that ends one call_timeout after the place
-            # was taken (a silent station's first) gives it back, and the station settles
-            # without. Checked as each call ends: a timer task per station cost more CPU
-            # than a settings round trip.
-            if held and trio.current_time() >= until:
-                give_back()
+        async def give_back_after(seconds: float) -> None:
+            await trio.sleep(seconds)
+            give_back()
 
-        token = _AFTER_CALL.set(after_call)
         try:
-            await self._settle(connection, read, kept)
+            async with trio.open_nursery() as nursery:
+                # A silent station would hold its place for every call's timeout in turn
+                # (seven of them); it holds it for one at most, then settles without.
+                nursery.start_soon(give_back_after, settings.call_timeout)
+                await self._settle(connection, read, kept)
+                nursery.cancel_scope.cancel()
         finally:
-            _AFTER_CALL.reset(token)
             give_back()
 
     async def _settle(self, connection: StationConnection,
@@ -560,15 +552,8 @@ class BudgetPolicy:
         statuses: dict[str, str] = {}
         requests = catalogue.set_configs(version, values)
         # Logged in one store job and answered into another (send_each_on), not two per key.
-        after_call = _AFTER_CALL.get()
-
-        def stop(outcome: CommandOutcome) -> bool:
-            if after_call is not None:
-                after_call()
-            return _unsupported(outcome)
-
         outcomes = await self._commands.send_each_on(
-            connection, requests, requested_by=REQUESTED_BY, stop=stop)
+            connection, requests, requested_by=REQUESTED_BY, stop=_unsupported)
         for request, outcome in zip(requests, outcomes, strict=False):
             sent = memory.requested_values(request.action, request.payload)
             statuses.update(_answered_statuses(version, sent, outcome))
