@@ -127,15 +127,24 @@ def _keep(station_id: str, key: str, value: str, status: str, firmware: str | No
      .execute())
 
 
+def has_refusals(station_id: str) -> bool:
+    """Whether any refusal of the station's is remembered (under any firmware)."""
+    return statements.connection(SettingRefusal).execute(
+        'SELECT 1 FROM "setting_refusal" WHERE "station_id" = ? LIMIT 1',
+        (station_id,)).fetchone() is not None
+
+
 def learn(station_id: str, action: str, payload: Mapping[str, Any],
           answer: Mapping[str, Any] | None, at: datetime,
-          requested_by: str | None = POLICY) -> None:
+          requested_by: str | None = POLICY, refusals_exist: bool | None = None) -> bool:
     """Remember what an answered ChangeConfiguration/SetVariables refused, whoever sent it,
     and forget a refusal of a value the station has now accepted; an operator's accepted
     value makes its key operator-owned (`claim`). Runs in the store writer with the
-    command's outcome, so a link that drops right after the answer loses nothing."""
+    command's outcome, so a link that drops right after the answer loses nothing.
+    `refusals_exist`: False when the caller has just found none of the station's
+    (`has_refusals`), so there is nothing to forget. Returns whether it recorded a refusal."""
     if answer is None or action not in SETTING_ACTIONS:
-        return
+        return False
     sent = requested_values(action, payload)
     refused = refused_in(action, payload, answer, None)
     if refused:
@@ -144,6 +153,9 @@ def learn(station_id: str, action: str, payload: Mapping[str, Any],
     accepted = accepted_in(action, payload, answer)
     if accepted and requested_by is not None and requested_by != POLICY:
         claim(station_id, accepted, requested_by, at)
+    if refusals_exist is False and not refused:
+        # A first boot's seven accepted settings: fourteen DELETEs that find nothing.
+        return False
     for key, value in accepted.items():
         # It knows the key after all (and the action): those refusals go with this one.
         statements.connection(SettingRefusal).execute(
@@ -153,6 +165,7 @@ def learn(station_id: str, action: str, payload: Mapping[str, Any],
         statements.connection(SettingRefusal).execute(
             'DELETE FROM "setting_refusal" WHERE "station_id" = ? AND "scope" = ?',
             (station_id, ACTION))
+    return bool(refused)
 
 
 _UNREAD: Any = object()

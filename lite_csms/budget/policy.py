@@ -24,7 +24,7 @@ import logging
 import socket
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -90,7 +90,13 @@ class Decision:
     status: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None or k == "value"}
+        # Seven per first boot, logged and kept: the fields by hand, not dataclasses.asdict's
+        # recursive copy (all are flat strings).
+        found: dict[str, Any] = {"key": self.key, "value": self.value,
+                                 "outcome": self.outcome, "reason": self.reason}
+        if self.status is not None:
+            found["status"] = self.status
+        return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +249,7 @@ def decide(station_id: str, settings: Settings, now: datetime,
     budget = budget or usage.effective_budget(station_id, settings)
     if not budget.policy_enabled:
         return None
-    current = usage.station_usage(station_id, settings, now)
+    current = usage.station_usage(station_id, settings, now, budget=budget)
     row = statements.first(StationBudget, 'WHERE "station_id" = ? LIMIT 1', (station_id,))
     held_since = None if row is None else row.level_cycle_start
     if held_since is not None and held_since < current.cycle_start:

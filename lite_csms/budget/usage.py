@@ -251,8 +251,10 @@ def select_cycle(budget: EffectiveBudget, now: datetime,
 
 
 def station_usage(station_id: str, settings: Settings, now: datetime,
-                  month: tuple[int, int] | None = None) -> StationUsage:
-    budget = effective_budget(station_id, settings)
+                  month: tuple[int, int] | None = None,
+                  budget: EffectiveBudget | None = None) -> StationUsage:
+    """`budget`: the station's effective budget, when the caller has just read it."""
+    budget = budget or effective_budget(station_id, settings)
     cycle = select_cycle(budget, now, month)
     # Counts after `now` are left out, so a report "as of" a past instant reads as it did.
     until = min(now, cycle.end)

@@ -18,6 +18,7 @@ from typing import Any
 import peewee as pw
 import trio
 
+from lite_csms.budget import memory
 from lite_csms.db.reader import StoreReader
 from lite_csms.db.writer import StoreWriter
 from lite_csms.handlers import commands as log_
@@ -141,7 +142,7 @@ class CommandSender:
         finally:
             with trio.CancelScope(shield=True):
                 await self._store.run(partial(_record_all, station_id, ids, requests,
-                                              outcomes))
+                                              outcomes, requested_by))
         return outcomes
 
     async def deliver_queued(self, connection: StationConnection) -> int:
@@ -216,15 +217,24 @@ def _create_all(station_id: str, requests: Sequence[Request], requested_by: str,
 
 
 def _record_all(station_id: str, ids: Sequence[int], requests: Sequence[Request],
-                outcomes: Sequence[CommandOutcome]) -> None:
-    """Each sent request's outcome in order, as _record; the rows of those never sent go."""
+                outcomes: Sequence[CommandOutcome], requested_by: str) -> None:
+    """Each sent request's outcome in order, as _record; the rows of those never sent go.
+    `requested_by` is the one the rows were logged with."""
+    # Whether the station has refusals to forget is read once, not twice per accepted
+    # setting (a first boot: seven); a refusal recorded on the way makes it true again.
+    known: bool | None = None
+    if any(r.action in memory.SETTING_ACTIONS for r in requests):
+        known = memory.has_refusals(station_id)
     for command_id, request, outcome in zip(ids, requests, outcomes, strict=False):
-        _record(station_id, command_id, request, outcome)
+        if _record(station_id, command_id, request, outcome, requested_by, known):
+            known = True
     log_.forget(ids[len(outcomes):])
 
 
-def _record(station_id: str, command_id: int, request: Request, outcome: CommandOutcome
-            ) -> None:
+def _record(station_id: str, command_id: int, request: Request, outcome: CommandOutcome,
+            requested_by: str | None = None, refusals_exist: bool | None = None) -> bool:
+    """The outcome in the log and what it means (effects.apply); `requested_by` None: read
+    from the log. Returns whether a setting refusal was recorded."""
     now = timestamps.now_utc()
     log_.finish(command_id, outcome.status, now, outcome.result, outcome.error_code,
                 outcome.error_description)
@@ -232,8 +242,11 @@ def _record(station_id: str, command_id: int, request: Request, outcome: Command
         # A queued password waited in the log as it must be sent; once sent it goes.
         request = Request(request.action, secret.redacted(request.action, request.payload))
         log_.redact(command_id, request.payload)
-    effects.apply(station_id, request,
-                  outcome.result if outcome.status == "answered" else None, now, command_id)
+    answer = outcome.result if outcome.status == "answered" else None
+    if requested_by is None:
+        return effects.apply(station_id, request, answer, now, command_id)
+    return effects.apply(station_id, request, answer, now, command_id, requested_by,
+                         refusals_exist)
 
 
 def _outcome(command_id: int, answer: CallAnswered | CallFailed) -> CommandOutcome:

@@ -592,8 +592,17 @@ class StationConnection:
             self._call_lock = trio.Lock()
         lock = self._call_lock
         try:
-            async with lock:
+            # Uncontended (the usual case: one sender at a time), taken without the
+            # scheduler pass `async with` costs; a cancelled caller still sends nothing.
+            if lock.locked():
+                await lock.acquire()
+            else:
+                await trio.lowlevel.checkpoint_if_cancelled()
+                lock.acquire_nowait()
+            try:
                 return await self._call_locked(action, payload)
+            finally:
+                lock.release()
         finally:
             if not lock.locked() and self._call_lock is lock:
                 # No CALL under way or waiting: an idle station keeps no lock.

@@ -105,14 +105,24 @@ def _requested_by(command_id: int | None) -> str | None:
     return None if found is None else found[0]
 
 
+_UNKNOWN: Any = object()
+
+
 def apply(station_id: str, request: Request, answer: dict[str, Any] | None, at: datetime,
-          command_id: int | None = None) -> None:
-    """Record what the answer (None: no answer) means; runs inside the store writer."""
+          command_id: int | None = None, requested_by: str | None = _UNKNOWN,
+          refusals_exist: bool | None = None) -> bool:
+    """Record what the answer (None: no answer) means; runs inside the store writer.
+    `requested_by`: who asked for the command, when the caller knows (else it is read from
+    the command log by `command_id`); `refusals_exist`: see memory.learn. Returns whether a
+    setting refusal was recorded."""
+    learned = False
     if answer is not None and not secret.writes_secret(request.action, request.payload):
         # A password is no configuration value to show or own (operations/secret.py).
         settings.store(station_id, settings_learned(request, answer), at)
-        memory.learn(station_id, request.action, request.payload, answer, at,
-                     _requested_by(command_id))
+        learned = memory.learn(
+            station_id, request.action, request.payload, answer, at,
+            _requested_by(command_id) if requested_by is _UNKNOWN else requested_by,
+            refusals_exist)
     if answer is not None:
         _local_list(station_id, request, answer, at)
         _smart_charging(station_id, request, answer, at)
@@ -122,9 +132,10 @@ def apply(station_id: str, request: Request, answer: dict[str, Any] | None, at: 
         device_model.answered(station_id, request.payload["requestId"], answer)
     reservation_id = reservation_id_of(request)
     if reservation_id is None:
-        return
+        return learned
     status = None if answer is None else answer.get("status")
     if request.action == "ReserveNow":
         reservation.answered(reservation_id, status)
     elif status == "Accepted":
         reservation.cancelled(reservation_id)
+    return learned
