@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,15 +87,22 @@ class Server:
         """User + system seconds of every thread (lite-csms's SQLite writer included)."""
         return bench_common.cpu_seconds(self.process.pid)
 
-    def settle(self, minimum: float, window: float = 0.2, limit: float = 60.0) -> None:
+    def settle(self, minimum: float, window: float = 0.2, limit: float = 60.0,
+               calls: Callable[[], int] | None = None) -> None:
         """Wait `minimum` seconds, then until the server has used at most one clock tick of
-        CPU in each of two `window`s running: answers to its own CALLs after a boot included."""
+        CPU in each of two `window`s running: answers to its own CALLs after a boot included.
+        With `calls` (the server's CALLs the generator has answered so far), a window counts
+        as quiet only if that count did not grow in it either."""
         time.sleep(minimum)
         deadline, quiet = time.monotonic() + limit, 0
+        answered = calls() if calls else 0
         while quiet < 2 and time.monotonic() < deadline:
             before = self.cpu()
             time.sleep(window)
-            quiet = quiet + 1 if self.cpu() - before <= 0.011 else 0
+            idle = self.cpu() - before <= 0.011
+            if calls:
+                idle, answered = idle and calls() == answered, calls()
+            quiet = quiet + 1 if idle else 0
 
     def status_rows(self) -> int:
         with sqlite3.connect(f"file:{self.database}?mode=ro", uri=True) as db:
@@ -254,6 +261,11 @@ class Generators:
     def total_cpu(self) -> float:
         return sum(self.cpu)
 
+    def server_calls(self) -> int:
+        """The server's own CALLs (lite-csms's settings after a boot) answered so far."""
+        indexes = list(range(len(self.processes)))
+        return sum(a["server_calls"] for a in self.ask(indexes, [{"op": "count"}] * len(indexes)))
+
     def stop(self) -> None:
         for process in self.processes:
             try:
@@ -370,7 +382,7 @@ def load_figures(side: str, workdir: Path, args: argparse.Namespace, numbers: li
             # a fresh server, since freed memory is reused rather than returned.
             first = min(args.idle_stations)
             found[f"rss_station_{first}"] = per_idle_station(server, pool, first, args, notes)
-            cpu = server.cpu()
+            cpu, server_calls = server.cpu(), pool.server_calls()
             booted = pool.connect("boot", boot_first, args.boot_stations, args.boot_concurrency)
             found["boot_rate"] = booted["booted"] / booted["seconds"]
             if booted["retries"]:
@@ -378,10 +390,11 @@ def load_figures(side: str, workdir: Path, args: argparse.Namespace, numbers: li
                                    "during the boot run")
             during = server.cpu() - cpu
             # Until quiet: whatever a boot sets off afterwards (lite-csms's settings) counts.
-            server.settle(args.quiet_window, args.quiet_window)
+            server.settle(args.quiet_window, args.quiet_window, calls=pool.server_calls)
             found["cpu_per_boot"] = (server.cpu() - cpu) / booted["booted"] * 1e3
             notes.lines.append(f"{side}, boot run: server CPU {during:.2f} s until the last "
-                               f"boot was answered, {server.cpu() - cpu:.2f} s until quiet")
+                               f"boot was answered, {server.cpu() - cpu:.2f} s until quiet; "
+                               f"{pool.server_calls() - server_calls} server CALLs answered")
             pool.close("boot")
             for n in args.throughput_stations:
                 pool.connect("load", 1, n, args.boot_concurrency)

@@ -9,7 +9,7 @@ OCPP-J allows. Station n is `<prefix><n:05d>` and connects from its own loopback
 (127.1.x.y, 200 stations an address), so per-address caps do not apply.
 
 Commands, one JSON object a line on stdin; one JSON answer a line on stdout, each with this
-process's CPU seconds (`cpu`):
+process's CPU seconds (`cpu`) and `server_calls` (below):
 
 - `{"op": "connect", "group": g, "first": n, "count": k, "concurrency": c, "deflate": b,
   "tls": b}`: stations n..n+k-1 connect and send BootNotification (must be Accepted), at
@@ -23,7 +23,10 @@ process's CPU seconds (`cpu`):
   latency counts from the scheduled time, so queueing is included. Answers `offered`,
   `calls`, `seconds`, `latencies_ms`; with `"detail": true` also `calls_detail`, per call
   `[due, latency_ms, station]` (due in seconds of CLOCK_MONOTONIC, which the server shares).
+- `{"op": "count"}`: nothing but the fields every answer has.
 - `{"op": "close", "group": g}`; `{"op": "quit"}`.
+
+Every answer also gives `server_calls`: the server's own CALLs this process has answered.
 
     python tools/loadgen.py --port 9000 [--prefix BENCH-] [--ca ca.pem]
 """
@@ -81,6 +84,9 @@ def status_payload(previous: datetime | None) -> tuple[dict[str, Any], datetime]
 class Station:
     __slots__ = ("last_report", "next_id", "reader", "waiting", "ws")
 
+    # The server's own CALLs answered by every station of this process.
+    server_calls = 0
+
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
         self.next_id = 0
@@ -93,6 +99,7 @@ class Station:
             async for text in self.ws:
                 frame = orjson.loads(text)
                 if frame[0] == 2:
+                    Station.server_calls += 1
                     answer = ANSWERS.get(frame[2], {"status": "Accepted"})
                     await self.ws.send(orjson.dumps([3, frame[1], answer]).decode())
                 elif self.waiting is not None and frame[1] == self.waiting[0]:
@@ -181,6 +188,9 @@ class Generator:
         self.groups.setdefault(group, []).extend(stations)
         return {"booted": len(stations), "seconds": seconds, "retries": len(retries)}
 
+    async def op_count(self) -> dict[str, Any]:
+        return {}
+
     async def op_close(self, group: str) -> dict[str, Any]:
         stations = self.groups.pop(group, [])
         await asyncio.gather(*(s.close() for s in stations), return_exceptions=True)
@@ -241,7 +251,7 @@ class Generator:
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
         ops: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
             "connect": self.op_connect, "close": self.op_close, "closed": self.op_closed,
-            "open": self.op_open}
+            "open": self.op_open, "count": self.op_count}
         while line := await reader.readline():
             command = orjson.loads(line)
             op = command.pop("op")
@@ -253,6 +263,7 @@ class Generator:
                 answer = {"error": f"{type(exc).__name__}: {exc}"[:500]}
             usage = resource.getrusage(resource.RUSAGE_SELF)
             answer["cpu"] = usage.ru_utime + usage.ru_stime
+            answer["server_calls"] = Station.server_calls
             sys.stdout.write(orjson.dumps(answer).decode() + "\n")
             sys.stdout.flush()
         for group in list(self.groups):
