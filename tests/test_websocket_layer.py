@@ -19,8 +19,10 @@ async def _register(csms: CsmsInProcess, *ids: str) -> None:
 
 
 def _tasks(task: trio.lowlevel.Task) -> int:
-    return 1 + sum(_tasks(child) for nursery in task.child_nurseries
-                   for child in nursery.child_tasks)
+    # Not counted: the budget policy's one task for the whole server that takes back
+    # settings places held too long; it ends one call_timeout after the last settings.
+    return (0 if task.name.endswith("_give_back_late") else 1) + sum(
+        _tasks(child) for nursery in task.child_nurseries for child in nursery.child_tasks)
 
 
 async def test_a_frame_sent_with_the_upgrade_request_is_answered(csms: CsmsInProcess) -> None:
