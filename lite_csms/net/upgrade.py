@@ -10,14 +10,16 @@ HTTP parser is dropped.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Awaitable, Callable
 
 import trio
 from wsproto import ConnectionType
+from wsproto.connection import Connection
 from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
 from wsproto.extensions import Extension
 from wsproto.handshake import H11Handshake
-from wsproto.utilities import RemoteProtocolError
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError, generate_accept_token
 
 from lite_csms.net.deflate import BoundedPerMessageDeflate
 from lite_csms.net.websocket import RECEIVE_SIZE, WebSocket
@@ -38,13 +40,16 @@ class HandshakeRequest:
     101 is on the wire (the handshake deadline and the slot's handshake count end there).
     """
 
-    def __init__(self, stream: trio.abc.Stream, handshake: H11Handshake, event: Request, *,
-                 remote: str, max_message_size: int,
+    def __init__(self, stream: trio.abc.Stream, handshake: H11Handshake | bytes,
+                 event: Request, *, remote: str, max_message_size: int,
                  deflate: BoundedPerMessageDeflate | None,
                  on_outcome: Callable[[str], None], on_accepted: Callable[[], None],
                  slot: object) -> None:
         self._stream = stream
-        self._handshake: H11Handshake | None = handshake
+        # The bytes of a request read without h11 (`parse_plain`): an H11Handshake is made
+        # of them only for an answer the plain 101 does not cover.
+        self._raw: bytes | None = handshake if isinstance(handshake, bytes) else None
+        self._handshake: H11Handshake | None = None if self._raw is not None else handshake
         self._event: Request | None = event
         self.path = event.target
         self.remote = remote
@@ -82,17 +87,24 @@ class HandshakeRequest:
 
     async def accept(self, subprotocol: str | None = None) -> WebSocket:
         """Send the 101 (with permessage-deflate when offered and not declined)."""
-        assert self._handshake is not None and not self.answered
+        assert self._event is not None and not self.answered
         self.answered = True
         await self._quiet()
         extensions: list[Extension] = [self.deflate] if self.deflate is not None else []
-        data = self._handshake.send(AcceptConnection(subprotocol=subprotocol,
-                                                     extensions=extensions))
-        proto = self._handshake.connection
-        assert proto is not None
-        # wsproto's server drops what h11 read past the request; a client that sends its
-        # first frame without waiting for the 101 would lose it.
-        trailing = self._handshake._h11_connection.trailing_data[0]
+        if self._raw is not None and not self._event.extensions:
+            # No extension offered: the 101 wsproto would send, without h11's writer.
+            data, proto, trailing = _plain_101(self._event, subprotocol, extensions,
+                                               self._raw)
+        else:
+            handshake = self._h11()
+            data = handshake.send(AcceptConnection(subprotocol=subprotocol,
+                                                   extensions=extensions))
+            proto = handshake.connection
+            assert proto is not None
+            # wsproto's server drops what h11 read past the request; a client that sends
+            # its first frame without waiting for the 101 would lose it.
+            trailing = handshake._h11_connection.trailing_data[0]
+        self._raw = None
         # The request and the HTTP parser are dropped: an open connection outlives them.
         self._handshake = self._event = None
         deflate = self.deflate
@@ -114,34 +126,141 @@ class HandshakeRequest:
     async def reject(self, status_code: int, *, extra_headers: list[tuple[bytes, bytes]]
                      | None = None, body: bytes | None = None) -> None:
         """Answer with an HTTP status instead of the 101; the listener closes the stream."""
-        assert self._handshake is not None and not self.answered
+        assert self._event is not None and not self.answered
         self.answered = True
         self._on_outcome(str(status_code))
         await self._quiet()
+        handshake = self._h11()
         headers = list(extra_headers or [])
         body = body or b""
         if body:
             headers.append((b"Content-Length", str(len(body)).encode("ascii")))
-        data = self._handshake.send(RejectConnection(status_code=status_code, headers=headers,
-                                                     has_body=bool(body)))
+        data = handshake.send(RejectConnection(status_code=status_code, headers=headers,
+                                               has_body=bool(body)))
         if body:
-            data += self._handshake.send(RejectData(data=body))
-        self._handshake = self._event = None
+            data += handshake.send(RejectData(data=body))
+        self._handshake = self._event = self._raw = None
         await self._stream.send_all(data)
+
+    def _h11(self) -> H11Handshake:
+        """The H11Handshake of the request: made now from its bytes if it was read without."""
+        if self._handshake is None:
+            assert self._raw is not None
+            handshake = H11Handshake(ConnectionType.SERVER)
+            handshake.receive_data(self._raw)
+            events = list(handshake.events())
+            assert events and isinstance(events[0], Request), "parse_plain took a bad request"
+            self._handshake = handshake
+        return self._handshake
 
     async def _quiet(self) -> None:
         if self.stop_watching is not None:
             await self.stop_watching().wait()
 
 
-async def read_request(stream: trio.abc.Stream, remote: str) -> tuple[H11Handshake, Request]:
-    """Read until a whole upgrade request has arrived.
+_REQUEST_LINE = re.compile(rb"GET ([\x21-\x7e]+) HTTP/1\.1")
+_HEADER = re.compile(rb"([-!#$%&'*+.^_`|~0-9a-zA-Z]+):[ \t]*((?:[\x21-\x7e](?:[ \t\x21-\x7e]*"
+                     rb"[\x21-\x7e])?)?)[ \t]*")
+_PLAIN_LIMIT = 8192
+
+
+def _split(value: bytes) -> list[str]:
+    return [piece.decode("ascii").strip() for piece in value.split(b",")]
+
+
+def parse_plain(data: bytes) -> Request | None:
+    """The upgrade request in `data` (its first bytes read) as wsproto would read it, or None
+    when this short reader does not take it (incomplete, over 8 KiB, a byte or header
+    outside the plain ASCII upgrade, anything wsproto would refuse): h11 and wsproto read
+    that as before, with their answers. RFC 6455 4.2.1, RFC 9112 3 and 5."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0 or end > _PLAIN_LIMIT:
+        return None
+    lines = data[:end].split(b"\r\n")
+    line = _REQUEST_LINE.fullmatch(lines[0])
+    if line is None:
+        return None
+    connection: list[str] | None = None
+    extensions: list[str] = []
+    subprotocols: list[str] = []
+    headers: list[tuple[bytes, bytes]] = []
+    host: bytes | None = None
+    key = version = None
+    upgrade = b""
+    try:
+        for raw in lines[1:]:
+            header = _HEADER.fullmatch(raw)
+            if header is None:
+                return None
+            name, value = header.group(1).lower(), header.group(2)
+            if name == b"host":
+                if host is not None:
+                    return None
+                host = value
+                continue
+            if name in (b"content-length", b"transfer-encoding"):
+                return None
+            if name == b"connection":
+                connection = _split(value)
+            elif name == b"sec-websocket-extensions":
+                extensions.extend(_split(value))
+                continue
+            elif name == b"sec-websocket-protocol":
+                subprotocols.extend(_split(value))
+                continue
+            elif name == b"sec-websocket-key":
+                key = value
+            elif name == b"sec-websocket-version":
+                version = value
+            elif name == b"upgrade":
+                upgrade = value
+            headers.append((name, value))
+        if (connection is None or not any(t.lower() == "upgrade" for t in connection)
+                or version != b"13" or key is None or upgrade.lower() != b"websocket"
+                or host is None):
+            return None
+        return Request(host=host.decode("idna"), target=line.group(1).decode("ascii"),
+                       extensions=extensions, extra_headers=headers,
+                       subprotocols=subprotocols)
+    except UnicodeError:
+        return None
+
+
+def _plain_101(event: Request, subprotocol: str | None, extensions: list[Extension],
+               raw: bytes) -> tuple[bytes, Connection, bytes]:
+    """The 101 for a request that offered no extension, byte for byte what wsproto's
+    H11Handshake sends; the frame state; the bytes read past the request."""
+    # The last Sec-WebSocket-Key, as wsproto's header dict keeps it.
+    key = next(value for name, value in reversed(event.extra_headers)
+               if name == b"sec-websocket-key")
+    data = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + generate_accept_token(key))
+    if subprotocol is not None:
+        if subprotocol not in event.subprotocols:
+            raise LocalProtocolError(f"unexpected subprotocol {subprotocol}")
+        data += b"\r\nSec-WebSocket-Protocol: " + subprotocol.encode("ascii")
+    return (data + b"\r\n\r\n", Connection(ConnectionType.SERVER, extensions),
+            raw[raw.find(b"\r\n\r\n") + 4:])
+
+
+async def read_request(stream: trio.abc.Stream, remote: str
+                       ) -> tuple[H11Handshake | bytes, Request]:
+    """Read until a whole upgrade request has arrived: the H11Handshake that read it (or,
+    when `parse_plain` took it from the first bytes, those bytes) and the request.
 
     Raises Unparsable for a request wsproto or h11 refuses, EOFError when the peer leaves
     first. Cancellation (the handshake deadline) is the caller's.
     """
+    try:
+        data: bytes | None = await stream.receive_some(RECEIVE_SIZE)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        data = b""
+    if not data:
+        raise EOFError
+    plain = parse_plain(data)
+    if plain is not None:
+        return data, plain
     handshake = H11Handshake(ConnectionType.SERVER)
-    data: bytes | None = None
     while True:
         try:
             if data is not None:

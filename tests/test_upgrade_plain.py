@@ -1,0 +1,73 @@
+"""The short upgrade reader (net/upgrade.py parse_plain) reads what wsproto reads, and its
+101 is wsproto's byte for byte; what it does not take goes to h11 as before."""
+
+from __future__ import annotations
+
+import pytest
+from wsproto import ConnectionType
+from wsproto.events import AcceptConnection, Request
+from wsproto.handshake import H11Handshake
+
+from lite_csms.net.upgrade import _plain_101, parse_plain
+
+KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
+
+
+def request(*headers: bytes, line: bytes = b"GET /ocpp/CS-1 HTTP/1.1") -> bytes:
+    return b"\r\n".join([line, *headers]) + b"\r\n\r\n"
+
+
+PLAIN = request(b"Host: 127.0.0.1:9000", b"Upgrade: websocket", b"Connection: Upgrade",
+                b"Sec-WebSocket-Key: " + KEY, b"Sec-WebSocket-Version: 13",
+                b"Sec-WebSocket-Protocol: ocpp2.0.1, ocpp1.6",
+                b"Authorization: Basic Q1MtMTpzZWNyZXQ=")
+
+
+def wsproto_reads(data: bytes) -> tuple[H11Handshake, Request]:
+    handshake = H11Handshake(ConnectionType.SERVER)
+    handshake.receive_data(data)
+    (event,) = list(handshake.events())
+    assert isinstance(event, Request)
+    return handshake, event
+
+
+@pytest.mark.parametrize("data", [
+    PLAIN,
+    PLAIN + b"\x81\x02hi",  # a first frame sent before the 101
+    request(b"host: h", b"UPGRADE: WebSocket", b"connection: keep-alive, Upgrade",
+            b"sec-websocket-key:  " + KEY + b"  ", b"Sec-WebSocket-Version: 13",
+            b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits",
+            b"X-Empty:"),
+])
+def test_reads_as_wsproto_and_answers_the_same_101(data: bytes) -> None:
+    handshake, expected = wsproto_reads(data)
+    found = parse_plain(data)
+    assert found is not None
+    for field in ("host", "target", "extensions", "extra_headers", "subprotocols"):
+        assert getattr(found, field) == getattr(expected, field), field
+    if not found.extensions:
+        sent, proto, trailing = _plain_101(found, "ocpp1.6" if found.subprotocols else None,
+                                           [], data)
+        assert sent == handshake.send(AcceptConnection(
+            subprotocol="ocpp1.6" if found.subprotocols else None))
+        assert trailing == handshake._h11_connection.trailing_data[0]
+        assert proto.state == handshake.connection.state
+
+
+@pytest.mark.parametrize("data", [
+    PLAIN[:-2],  # incomplete: h11 reads on
+    PLAIN.replace(b"GET", b"POST"),
+    PLAIN.replace(b"HTTP/1.1", b"HTTP/1.0"),
+    PLAIN.replace(b"Sec-WebSocket-Version: 13", b"Sec-WebSocket-Version: 8"),
+    PLAIN.replace(b"Connection: Upgrade", b"Connection: close"),
+    PLAIN.replace(b"Host: 127.0.0.1:9000\r\n", b""),
+    PLAIN.replace(b"Host: 127.0.0.1:9000", b"Host: a\r\nHost: b"),
+    PLAIN.replace(b"Upgrade: websocket", b"Upgrade: websocket\r\n folded"),
+    PLAIN.replace(b"Basic", "Bäsic".encode()),
+    PLAIN.replace(b"Connection: Upgrade", b"Connection: Upgrade\r\nContent-Length: 0"),
+    PLAIN.replace(b"\r\n", b"\n"),
+    request(b"Host: h", b"X: " + b"a" * 9000, b"Upgrade: websocket", b"Connection: Upgrade",
+            b"Sec-WebSocket-Key: " + KEY, b"Sec-WebSocket-Version: 13"),
+])
+def test_leaves_anything_else_to_h11(data: bytes) -> None:
+    assert parse_plain(data) is None
