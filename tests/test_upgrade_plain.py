@@ -71,3 +71,32 @@ def test_reads_as_wsproto_and_answers_the_same_101(data: bytes) -> None:
 ])
 def test_leaves_anything_else_to_h11(data: bytes) -> None:
     assert parse_plain(data) is None
+
+
+@pytest.mark.parametrize("host", ["127.1.2.3", "10.0.0.1", "example.org", "[127.0.0.1]",
+                                  "::1", "[::ffff:10.1.2.3]", "2001:db8::1", "0127.0.0.1",
+                                  "1.2.3", ""])
+def test_source_key_as_the_address_parse_gives(host: str) -> None:
+    import ipaddress
+
+    from lite_csms.net.throttle import source_key
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        expected = host
+    else:
+        expected = (str(ipaddress.IPv6Network(f"{address}/64", strict=False))
+                    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None
+                    else str(address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address)
+                             else address))
+    assert source_key(host) == expected
+
+
+def test_format_utc_as_strftime_gives() -> None:
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from lite_csms.ocppj.timestamps import format_utc
+    for moment in (datetime(2026, 11, 30, 1, 2, 3, 999999, tzinfo=UTC),
+                   datetime(2026, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=2))),
+                   datetime(999, 5, 6, 7, 8, 9, tzinfo=UTC)):
+        assert format_utc(moment) == moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

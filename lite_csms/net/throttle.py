@@ -31,6 +31,10 @@ TABLE_ENTRIES = 10_000
 def source_key(host: str) -> str:
     """The throttled unit for a peer host: the address itself, or its /64 for IPv6, since one
     subscriber gets a whole /64."""
+    if ":" not in host and "[" not in host and "]" not in host:
+        # An IPv4 address is its own key (ip_address takes only the canonical dotted quad,
+        # whose str is the same text), and a name stays as it is: no parse per connection.
+        return host
     try:
         address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
