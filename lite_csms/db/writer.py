@@ -48,7 +48,7 @@ GIL_SWITCH_INTERVAL = 0.0005
 # none is made while nothing is written. A job that arrives during a checkpoint waits for
 # it, and its cost is mostly the database file's fsync, not the pages: at 0.5 s (10 in a
 # 5-s run at 500/s, 2-14 ms each) 0.8-1.4 % of the calls waited for one, the size of the
-# p99; at 2 s, 0.5-0.6 % (docs/PERFORMANCE.md, "The tail at 500/s").
+# p99; at 2 s, 0.3-0.6 % (docs/PERFORMANCE.md, "The tail at 500/s").
 CHECKPOINT_INTERVAL = 2.0
 # WAL pages (4 KiB each) past which SQLite checkpoints inside a commit after all: only a
 # writer with jobs waiting after every batch for that long gets there (SQLite's default,
