@@ -7,6 +7,7 @@ import json
 import math
 import statistics
 import sys
+import time
 
 from tests.conftest import REPO
 
@@ -58,3 +59,5 @@ def test_toy_run_reports_every_figure_for_both_sides(tmp_path, capsys) -> None:
         dues = [due for due, _, _ in run["calls"]]
         assert run["rate"] == 20 and len(dues) == 6 and dues == sorted(dues) and dues[0] == 0
         assert all(ms > 0 and 0 <= n < 3 for _, ms, n in run["calls"])
+        # The run's first due time on the clock the server shares, to match its trace.
+        assert 0 < run["start"] < time.monotonic()

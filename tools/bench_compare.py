@@ -330,7 +330,8 @@ class Notes:
     lines: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     # With --calls: per open run, each call's [due s from the run's start, latency ms,
-    # station index], to see when the slow ones happen.
+    # station index], to see when the slow ones happen; "start" is the run's first due time
+    # on CLOCK_MONOTONIC, which the server shares, to match a server-side trace.
     calls: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -421,7 +422,7 @@ def load_figures(side: str, workdir: Path, args: argparse.Namespace, numbers: li
                                 **({"detail": True} if args.calls else {}))
                 if args.calls and run["calls_detail"]:
                     start = run["calls_detail"][0][0]
-                    notes.calls.append({"side": side, "rate": rate, "calls": [
+                    notes.calls.append({"side": side, "rate": rate, "start": start, "calls": [
                         [round(due - start, 6), ms, n] for due, ms, n in run["calls_detail"]]})
                 found[f"p50_{rate}"] = percentile(run["latencies_ms"], 0.50)
                 found[f"p99_{rate}"] = percentile(run["latencies_ms"], 0.99)
@@ -525,7 +526,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--calls", type=Path,
                         help="write each call of the open runs here: side, rate, and per call "
                              "its due time (s from the run's start), latency (ms) and station "
-                             "(index in its generator process)")
+                             "(index in its generator process); the run's start is given on "
+                             "CLOCK_MONOTONIC")
     parser.add_argument("--report-from", type=Path,
                         help="print the table from this --json file and measure nothing")
     return parser.parse_args(argv)

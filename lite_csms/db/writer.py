@@ -44,9 +44,12 @@ T = TypeVar("T")
 GIL_SWITCH_INTERVAL = 0.0005
 
 # Seconds between the writer's own checkpoints while commits come in: each copies whatever
-# was committed since the last (at 500 status reports a second about 800 WAL pages, as
-# SQLite's default of 1,000 pages gave), and none is made while nothing is written.
-CHECKPOINT_INTERVAL = 0.5
+# was committed since the last (at 500 status reports a second about 3,200 WAL pages), and
+# none is made while nothing is written. A job that arrives during a checkpoint waits for
+# it, and its cost is mostly the database file's fsync, not the pages: at 0.5 s (10 in a
+# 5-s run at 500/s, 2-14 ms each) 0.8-1.4 % of the calls waited for one, the size of the
+# p99; at 2 s, 0.3-0.6 % (docs/PERFORMANCE.md, "The tail at 500/s").
+CHECKPOINT_INTERVAL = 2.0
 # WAL pages (4 KiB each) past which SQLite checkpoints inside a commit after all: only a
 # writer with jobs waiting after every batch for that long gets there (SQLite's default,
 # in force before, is 1,000 pages).
