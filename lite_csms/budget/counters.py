@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import orjson
 import peewee as pw
 
 from lite_csms.budget.names import HTTP_SETUP, TCP_SETUP, TLS_SETUP
@@ -45,10 +46,32 @@ _UPSERT = (
     '"messages" = "messages" + excluded."messages"')
 
 
+# Every row in one statement, from one JSON array: SQLite walks it in a single step, with
+# the GIL released throughout. Row by row (executemany) the writer's thread took the GIL
+# back after every row, and a stop's 100,000 rows written while the trio thread waited for
+# the close answers starved it (docs/PERFORMANCE.md, "Graceful stop"). "WHERE true" keeps
+# ON CONFLICT from being read as a join's constraint (SQLite's upsert syntax).
+_UPSERT_JSON = (
+    'INSERT INTO "traffic_counter" ("station_id", "period", "period_start", "action", '
+    '"direction", "layer", "bytes", "messages") '
+    "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
+    "json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), "
+    "json_extract(value, '$[5]'), json_extract(value, '$[6]'), json_extract(value, '$[7]') "
+    "FROM json_each(?) WHERE true "
+    'ON CONFLICT ("station_id", "period", "period_start", "action", "direction", "layer") '
+    'DO UPDATE SET "bytes" = "bytes" + excluded."bytes", '
+    '"messages" = "messages" + excluded."messages"')
+# Below this many rows the prepared statement row by row is as cheap.
+_JSON_ROWS = 64
+
+
 def _upsert(rows: list[tuple]) -> None:
     # One prepared statement for every row: at a shutdown with 10,000 stations the flush
     # holds ~100,000 rows, which ORM-built statements took seconds to write.
-    database_proxy.obj.cursor().executemany(_UPSERT, rows)
+    if len(rows) < _JSON_ROWS:
+        database_proxy.obj.cursor().executemany(_UPSERT, rows)
+        return
+    database_proxy.obj.cursor().execute(_UPSERT_JSON, (orjson.dumps(rows).decode(),))
 
 
 # Above this many stations, _known reads every id rather than building an IN list.
