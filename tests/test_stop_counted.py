@@ -27,8 +27,10 @@ async def test_hourly_upserts_add_up_either_way(nursery, tmp_path, stations) -> 
         await register(csms, sid)
     buckets = {(sid, HOUR, f"Act{a}", d, WS): [n + a + 1, a]
                for n, sid in enumerate(ids) for a in range(2) for d in ("in", "out")}
-    await csms.server.store.run(lambda: counters.add_hourly(dict(buckets)))
-    await csms.server.store.run(lambda: counters.add_hourly(dict(buckets)))
+    # A station removed while connected: its counts have nowhere to go, and stop nothing.
+    gone = {("GONE-1", HOUR, "Act0", "in", WS): [5, 1]}
+    await csms.server.store.run(lambda: counters.add_hourly({**buckets, **gone}))
+    await csms.server.store.run(lambda: counters.add_hourly({**gone, **buckets}))
     rows = {(r.station_id, r.action, r.direction): (r.bytes, r.messages)
             for r in TrafficCounter.select().where(TrafficCounter.action.startswith("Act"))}
     assert rows == {(sid, action, d): (2 * amount, 2 * messages)
