@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import orjson
 import peewee as pw
 
 from lite_csms.budget.names import HTTP_SETUP, TCP_SETUP, TLS_SETUP
@@ -45,9 +46,28 @@ _UPSERT = (
     '"messages" = "messages" + excluded."messages"')
 
 
+# Every row in one statement, from one JSON array: SQLite walks it in a single step, with
+# the GIL released throughout. Row by row (executemany) the writer's thread took the GIL
+# back after every row, and a stop's 100,000 rows written while the trio thread waited for
+# the close answers starved it (docs/PERFORMANCE.md, "Graceful stop"). The WHERE (stations
+# removed while connected have nowhere to keep their counts) also keeps ON CONFLICT from
+# being read as a join's constraint (SQLite's upsert syntax).
+_UPSERT_JSON = (
+    'INSERT INTO "traffic_counter" ("station_id", "period", "period_start", "action", '
+    '"direction", "layer", "bytes", "messages") '
+    "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
+    "json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), "
+    "json_extract(value, '$[5]'), json_extract(value, '$[6]'), json_extract(value, '$[7]') "
+    "FROM json_each(?) WHERE json_extract(value, '$[0]') IN (SELECT \"id\" FROM \"station\") "
+    'ON CONFLICT ("station_id", "period", "period_start", "action", "direction", "layer") '
+    'DO UPDATE SET "bytes" = "bytes" + excluded."bytes", '
+    '"messages" = "messages" + excluded."messages"')
+# Below this many rows the prepared statement row by row is as cheap.
+_JSON_ROWS = 64
+
+
 def _upsert(rows: list[tuple]) -> None:
-    # One prepared statement for every row: at a shutdown with 10,000 stations the flush
-    # holds ~100,000 rows, which ORM-built statements took seconds to write.
+    # One prepared statement for every row (ORM-built statements took seconds for many).
     database_proxy.obj.cursor().executemany(_UPSERT, rows)
 
 
@@ -67,12 +87,15 @@ def _known(station_ids: set[str]) -> set[str]:
 def add_hourly(buckets: dict[BucketKey, list[int]]) -> None:
     if not buckets:
         return
-    known = _known({key[0] for key in buckets})
+    # Many rows: the statement itself leaves out the stations not known, in the same step
+    # (reading the ids row by row also took the GIL back at every row).
+    many = len(buckets) >= _JSON_ROWS
+    known = None if many else _known({key[0] for key in buckets})
     stamp = TrafficCounter.period_start.db_value
     stamps: dict[datetime, object] = {}  # the flush's few hours, each converted once
     rows = []
     for (sid, hour, action, direction, layer), (amount, messages) in buckets.items():
-        if sid in known:
+        if known is None or sid in known:
             at = stamps.get(hour)
             if at is None:
                 at = stamps[hour] = stamp(hour)
@@ -80,7 +103,10 @@ def add_hourly(buckets: dict[BucketKey, list[int]]) -> None:
     # In the unique index's order: the upserts then walk its pages once instead of at
     # random (a stop's 160,000 rows: about a third less time in SQLite).
     rows.sort()
-    _upsert(rows)
+    if many:
+        database_proxy.obj.cursor().execute(_UPSERT_JSON, (orjson.dumps(rows).decode(),))
+    else:
+        _upsert(rows)
 
 
 _CONNECTION_COLUMNS = (

@@ -518,6 +518,13 @@ class ConnectionMeter:
         tally.messages += 1
 
     # ---- collecting ------------------------------------------------------------------------
+    def take_emitted(self) -> list[Flow]:
+        """The flows already attributed (set-up rows) and not yet collected, without a new
+        attribution or a kernel reading: the server's stop writes them early
+        (TrafficRecorder.counted_write). collect() never returns them again."""
+        flows, self._pending = self._pending, []
+        return flows
+
     def collect(self) -> list[Flow]:
         """Everything measured since the last call, attributed to actions."""
         self._attribute()

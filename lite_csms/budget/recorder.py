@@ -17,7 +17,7 @@ import trio
 from lite_csms.budget import counters
 from lite_csms.budget.meter import IN, IP, OUT, PAYLOAD, SETUP_ACTIONS, ConnectionMeter, Flow
 from lite_csms.budget.names import REFUSED_HANDSHAKE
-from lite_csms.db.writer import StoreWriter
+from lite_csms.db.writer import StoreWriter, Submitted, WriterClosed
 from lite_csms.ocppj import timestamps
 
 log = logging.getLogger("lite_csms.budget")
@@ -60,6 +60,9 @@ class TrafficRecorder:
         # Refusals charged per station in the clock hour `_refusal_hour`.
         self._refusal_hour: datetime | None = None
         self._refusals: dict[str, int] = {}
+        # counted_write()'s job and what it carries, for last_write().
+        self._early: tuple[Submitted, dict[counters.BucketKey, list[int]],
+                           list[counters.ConnectionTotals]] | None = None
 
     def opened(self, station_id: str, protocol: str, meter: ConnectionMeter) -> LiveConnection:
         live = LiveConnection(station_id, protocol, meter, self._clock())
@@ -135,6 +138,32 @@ class TrafficRecorder:
         for live in list(self._live.values()):
             self._add(live.station_id, live.meter.collect())
 
+    def counted_write(self) -> None:
+        """At the start of the server's stop (its fast exit): what is counted already (the
+        buckets and connection rows since the last flush, and the rows the live meters have
+        attributed, their set-up) submitted at once as one store job, without a new
+        attribution, so that the writer's thread writes it while the stop waits for the
+        close answers, and last_write() carries only the rest. Not marked flushed. The rows
+        are additive upserts: the two jobs add up to the one they replace; if this one is
+        lost, last_write()'s job writes its rows too (it runs after it, on the same thread)."""
+        for live in self._live.values():
+            if flows := live.meter.take_emitted():
+                self._add(live.station_id, flows)
+        buckets, self._buckets = self._buckets, {}
+        closed, self._closed = self._closed, []
+        if not buckets and not closed:
+            return
+
+        def write() -> None:
+            counters.add_hourly(buckets)
+            counters.add_connections(closed)
+
+        try:
+            self._early = (self._store.submit(write), buckets, closed)
+        except WriterClosed:
+            self._buckets, self._closed = buckets, closed  # left to last_write()
+            raise
+
     def last_write(self) -> Callable[[], None]:
         """Everything counted (the live meters collected), taken out as one store job for
         the server's stop to submit (StoreWriter.submit), marked flushed. The roll-up waits
@@ -143,11 +172,21 @@ class TrafficRecorder:
         buckets, self._buckets = self._buckets, {}
         closed, self._closed = self._closed, []
         now, interval = self._clock(), self._interval
+        early, self._early = self._early, None
 
         def write() -> None:
+            rows, ended = buckets, closed
+            if early is not None and early[0].error is not None:
+                # counted_write()'s job failed or its commit was lost: its rows go here.
+                rows = dict(early[1])
+                for key, (amount, messages) in buckets.items():
+                    bucket = rows[key] = list(rows.get(key, (0, 0)))
+                    bucket[0] += amount
+                    bucket[1] += messages
+                ended = early[2] + closed
             try:
-                counters.add_hourly(buckets)
-                counters.add_connections(closed)
+                counters.add_hourly(rows)
+                counters.add_connections(ended)
                 counters.mark_flushed(now, interval)
             except Exception as exc:
                 log.warning("the last traffic counts cannot be stored: %s", exc)

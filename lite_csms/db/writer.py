@@ -64,6 +64,10 @@ class _Job(Generic[T]):
     error: BaseException | None = None
 
 
+# A job queued with StoreWriter.submit.
+Submitted = _Job
+
+
 class WriterClosed(RuntimeError):
     pass
 
@@ -201,14 +205,18 @@ class StoreWriter:
         self._commits_since_checkpoint = 0
         self._next_checkpoint = time.monotonic() + CHECKPOINT_INTERVAL
 
-    def submit(self, work: Callable[[], object]) -> None:
+    def submit(self, work: Callable[[], object]) -> Submitted:
         """Queue `work` for the next group commit without waiting for it: the server's last
-        writes at a stop, made durable by close() and wait_stopped(). Nobody learns its
-        outcome: `work` logs its own errors (a lost commit counts in lost_batches)."""
+        writes at a stop, made durable by close() and wait_stopped(). No task learns its
+        outcome: `work` logs its own errors (a lost commit counts in lost_batches). The
+        returned job's `error` is set, on the writer's thread, once its batch is over, if
+        it raised or its commit was lost: a job queued after it can read it then."""
         if self._closed:
             raise WriterClosed("the store writer has stopped")
         self._in_flight += 1
-        self._jobs.put(_Job(work))
+        job: _Job[object] = _Job(work)
+        self._jobs.put(job)
+        return job
 
     def wait_stopped(self, timeout: float) -> bool:
         """After close(): block the calling thread, and the trio loop with it, until every
