@@ -55,6 +55,10 @@ class Settings:
     # Stop waiting for a peer that acknowledges nothing (TCP_USER_TIMEOUT, seconds, 0 = kernel).
     tcp_user_timeout: int = 120
     last_seen_flush_interval: float = 60.0
+    # SQLite's page cache for each of the server's two connections (writer, reader), KiB.
+    # SQLite's own 2,000 KiB filled at the first reconnect burst and stayed; the hot pages
+    # of the writes fit in far less, and a page not cached is re-read from the OS's cache.
+    db_cache_kib: int = 512
     log_level: str = "INFO"
     # The admin HTTP API; loopback only unless the operator decides otherwise.
     admin_enabled: bool = True

@@ -92,3 +92,13 @@ async def test_authorize_does_not_wait_for_a_long_group_commit(nursery, tmp_path
         answer = json.loads(await ws.get_message())
         assert answer == [3, "1", {"idTagInfo": {"status": "Accepted"}}]
         assert trio.current_time() - started < 1.0
+
+
+async def test_both_server_connections_keep_the_configured_page_cache(nursery, tmp_path) -> None:
+    csms = await start_in_process(nursery, tmp_path, db_cache_kib=300)
+
+    def cache_size() -> int:
+        return Station._meta.database.execute_sql("PRAGMA cache_size").fetchone()[0]
+
+    assert await csms.server.store.run(cache_size) == -300
+    assert csms.server.reader.run(cache_size) == -300

@@ -41,8 +41,11 @@ _STATION = "SELECT {} FROM station WHERE id = ?".format(
 class StoreReader:
     """Read-only lookups of committed rows; sqlite3 errors propagate to the caller."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, cache_kib: int = 2000) -> None:
+        """`cache_kib`: SQLite's page cache for this connection (its default: 2,000 KiB). A
+        commit by the writer empties it anyway (WAL), so a small one costs little."""
         self._path = str(path)
+        self._cache_kib = cache_kib
         self._conn: sqlite3.Connection | None = None
         self._db: pw.SqliteDatabase | None = None
 
@@ -58,7 +61,8 @@ class StoreReader:
             # peewee's own connection, so that `run` can route the models to it.
             self._db = pw.SqliteDatabase(uri, uri=True, thread_safe=False,
                                          check_same_thread=False, autoconnect=False,
-                                         pragmas={"busy_timeout": 1000})
+                                         pragmas={"busy_timeout": 1000,
+                                                  "cache_size": -self._cache_kib})
             self._db.connect()
             self._conn = self._db.connection()
         return self._conn

@@ -144,8 +144,11 @@ class CsmsServer:
         self.exit_when_durable: Callable[[], None] | None = None
         # The connections the fast exit left open (their meters' LiveConnections).
         self._left_open: list[LiveConnection] = []
+        # Before the writer's thread takes the connection (it is used by one thread at a time).
+        db.execute_sql(f"PRAGMA cache_size = -{settings.db_cache_kib}")
         self.store = StoreWriter(db)
-        self.reader = None if db.database == ":memory:" else StoreReader(db.database)
+        self.reader = (None if db.database == ":memory:"
+                       else StoreReader(db.database, cache_kib=settings.db_cache_kib))
         self.connections: dict[str, StationConnection] = {}
         # Stations whose connection ended in the shutdown: written offline in one store job
         # once all have ended, instead of one job each (station id: last seen).
