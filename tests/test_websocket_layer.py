@@ -126,3 +126,19 @@ async def test_an_idle_station_holds_one_task(csms: CsmsInProcess) -> None:
     assert _tasks(root) - before == len(ids)
     for stream in streams:
         await stream.aclose()
+
+
+async def test_calls_on_a_closed_connection_fail_one_after_another(csms: CsmsInProcess) -> None:
+    # A station that leaves during its settings: each further CALL of the batch fails as
+    # ConnectionClosed (one had raised CallInProgress, an ERROR with a traceback).
+    await _register(csms, "GONE-1")
+    [stream] = await _booted(csms, ["GONE-1"])
+    connection = csms.server.connections["GONE-1"]
+    await stream.aclose()
+    with trio.fail_after(5):
+        while not connection.stopped:
+            await trio.sleep(0.01)
+    payload = {"key": "HeartbeatInterval", "value": "900"}
+    for _ in range(3):
+        outcome = await connection.call("ChangeConfiguration", payload)
+        assert outcome.code == "ConnectionClosed"  # type: ignore[union-attr]

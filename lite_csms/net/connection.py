@@ -624,6 +624,9 @@ class StationConnection:
                 await self._send(text, action)
             except ConnectionClosed as exc:
                 self._note_close(exc)
+                # No answer can come: the next CALL (a settings batch goes on) fails the
+                # same way instead of finding this one still outstanding.
+                self.session.expire(math.inf)
                 return CallFailed(message_id, action, "ConnectionClosed",
                                   self.close_reason, {})
             except LiteEncodeError as exc:
