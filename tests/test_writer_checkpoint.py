@@ -210,3 +210,29 @@ async def test_failing_checkpoints_give_one_log_line_and_commits_go_on(
     assert len(lines) == 1 and "disk I/O error" in lines[0].getMessage()
     with sqlite3.connect(db.database) as other:
         assert other.execute("SELECT count(*) FROM station").fetchone()[0] == 3
+
+
+async def test_a_wal_grown_behind_a_long_read_shrinks_once_the_read_ends(db, monkeypatch) -> None:
+    # An operator's read held the WAL: it grew past the limit, and must not keep that size.
+    monkeypatch.setattr(writer_module, "CHECKPOINT_INTERVAL", 0.0)
+    db.execute_sql("CREATE TABLE filler (data BLOB)")
+    limit = int(db.execute_sql("PRAGMA journal_size_limit").fetchone()[0])
+    reader = sqlite3.connect(db.database)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM station").fetchone()
+    writer = StoreWriter(db)
+    blob = b"x" * (1 << 20)
+    async with serving(writer):
+        for _ in range(limit // len(blob) + 4):
+            await writer.run(lambda: db.execute_sql("INSERT INTO filler VALUES (?)", (blob,)))
+        assert Path(db.database + "-wal").stat().st_size > limit
+        reader.rollback()
+        reader.close()
+        for n in range(2):  # a checkpoint copies everything; the next commit starts over
+            done = writer.checkpoints
+            await writer.run(lambda n=n: Station.create(id=f"W{n}"))
+            with trio.fail_after(5):
+                while writer.checkpoints == done:
+                    await trio.sleep(0.001)
+        await writer.run(lambda: Station.create(id="W-last"))
+        assert Path(db.database + "-wal").stat().st_size <= limit

@@ -29,6 +29,9 @@ PRAGMAS = {
     "foreign_keys": 1,
     # The CLI writes to the same file while the server runs.
     "busy_timeout": 5000,
+    # A long read elsewhere (a backup, an operator's sqlite3 session) lets the WAL grow
+    # with every commit; without a limit the file keeps that size after the WAL starts over.
+    "journal_size_limit": 16 * 1024 * 1024,
 }
 
 
