@@ -9,7 +9,7 @@ import gc
 import sqlite3
 import threading
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -54,6 +54,17 @@ def _autocheckpoint(db) -> int:
     return int(db.execute_sql("PRAGMA wal_autocheckpoint").fetchone()[0])
 
 
+async def _create_then_wait(writer: StoreWriter, station_id: str,
+                            counter: Callable[[], int]) -> None:
+    """Store one station, then wait until `counter` moves: what the writer does after the
+    answer (a checkpoint, if no next job is queued by then)."""
+    before = counter()
+    await writer.run(lambda: Station.create(id=station_id))
+    with trio.fail_after(5):
+        while counter() == before:
+            await trio.sleep(0.001)
+
+
 async def test_the_writer_checkpoints_between_batches_and_the_wal_starts_over(
         db, monkeypatch) -> None:
     monkeypatch.setattr(writer_module, "CHECKPOINT_INTERVAL", 0.0)
@@ -64,12 +75,7 @@ async def test_the_writer_checkpoints_between_batches_and_the_wal_starts_over(
         # SQLite checkpoints inside a commit only past the far bound while the writer serves.
         assert await writer.run(lambda: _autocheckpoint(db)) == WRITER_AUTOCHECKPOINT
         for n in range(12):
-            done = writer.checkpoints
-            await writer.run(lambda n=n: Station.create(id=f"S{n}"))
-            # Its checkpoint follows the answer (if no next job is queued by then).
-            with trio.fail_after(5):
-                while writer.checkpoints == done:
-                    await trio.sleep(0.001)
+            await _create_then_wait(writer, f"S{n}", lambda: writer.checkpoints)
             generations.add(_wal_generation(db.database))
     assert _autocheckpoint(db) == before
     # Each checkpoint copied the whole WAL, so each next commit started it over.
@@ -200,11 +206,7 @@ async def test_failing_checkpoints_give_one_log_line_and_commits_go_on(
     writer = StoreWriter(db)
     async with serving(writer):
         for n in range(3):
-            tried = failing.attempts
-            await writer.run(lambda n=n: Station.create(id=f"S{n}"))
-            with trio.fail_after(5):
-                while failing.attempts == tried:
-                    await trio.sleep(0.001)
+            await _create_then_wait(writer, f"S{n}", lambda: failing.attempts)
     assert failing.attempts >= 3 and writer.checkpoints == 0
     lines = [r for r in caplog.records if "WAL checkpoint failed" in r.getMessage()]
     assert len(lines) == 1 and "disk I/O error" in lines[0].getMessage()
@@ -229,10 +231,6 @@ async def test_a_wal_grown_behind_a_long_read_shrinks_once_the_read_ends(db, mon
         reader.rollback()
         reader.close()
         for n in range(2):  # a checkpoint copies everything; the next commit starts over
-            done = writer.checkpoints
-            await writer.run(lambda n=n: Station.create(id=f"W{n}"))
-            with trio.fail_after(5):
-                while writer.checkpoints == done:
-                    await trio.sleep(0.001)
+            await _create_then_wait(writer, f"W{n}", lambda: writer.checkpoints)
         await writer.run(lambda: Station.create(id="W-last"))
         assert Path(db.database + "-wal").stat().st_size <= limit
