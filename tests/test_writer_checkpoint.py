@@ -18,7 +18,7 @@ import pytest
 import trio
 
 from lite_csms.db import writer as writer_module
-from lite_csms.db.database import open_database
+from lite_csms.db.database import PRAGMAS, open_database
 from lite_csms.db.models import ALL_MODELS, Station, database_proxy
 from lite_csms.db.writer import WRITER_AUTOCHECKPOINT, StoreWriter
 from tests.conftest import start_in_process
@@ -218,13 +218,21 @@ async def test_a_wal_grown_behind_a_long_read_shrinks_once_the_read_ends(db, mon
     # An operator's read held the WAL: it grew past the limit, and must not keep that size.
     monkeypatch.setattr(writer_module, "CHECKPOINT_INTERVAL", 0.0)
     db.execute_sql("CREATE TABLE filler (data BLOB)")
-    limit = int(db.execute_sql("PRAGMA journal_size_limit").fetchone()[0])
     reader = sqlite3.connect(db.database)
     reader.execute("BEGIN")
     reader.execute("SELECT count(*) FROM station").fetchone()
     writer = StoreWriter(db)
-    blob = b"x" * (1 << 20)
+    blob, limit = b"x" * (1 << 20), 4 << 20
+
+    def smaller_limit() -> int:
+        # The writer's connection (the one that commits) has the store's limit; a smaller
+        # one here keeps the test short.
+        found = int(db.execute_sql("PRAGMA journal_size_limit").fetchone()[0])
+        db.execute_sql(f"PRAGMA journal_size_limit = {limit}")
+        return found
+
     async with serving(writer):
+        assert await writer.run(smaller_limit) == PRAGMAS["journal_size_limit"] > 0
         for _ in range(limit // len(blob) + 4):
             await writer.run(lambda: db.execute_sql("INSERT INTO filler VALUES (?)", (blob,)))
         assert Path(db.database + "-wal").stat().st_size > limit

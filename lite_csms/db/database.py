@@ -31,7 +31,9 @@ PRAGMAS = {
     "busy_timeout": 5000,
     # A long read elsewhere (a backup, an operator's sqlite3 session) lets the WAL grow
     # with every commit; without a limit the file keeps that size after the WAL starts over.
-    "journal_size_limit": 16 * 1024 * 1024,
+    # Well above what a busy writer's WAL reaches between its checkpoints (db/writer.py),
+    # so the file is not truncated and regrown on the answer path.
+    "journal_size_limit": 64 * 1024 * 1024,
 }
 
 
