@@ -248,12 +248,6 @@ class CsmsServer:
                         fd, held.admin = held.admin.detach(), None
                         self.admin_port = await nursery.start(self._serve_admin, fd)
                     nursery.start_soon(self._stop_when_asked, nursery.cancel_scope)
-                    # What start-up made (modules, the schemas' validators, the
-                    # configuration) lives as long as the process: the collector's full
-                    # passes, which a burst of connections sets off again and again, need
-                    # not walk it (_run unfreezes it at its end, for a server run in process).
-                    gc.freeze()
-                    self._frozen = True
                     log.info("serving OCPP-J on %s port %s", self.settings.host, self.ports)
                     if (note := tcp_timestamps_note()) is not None:
                         log.info("%s", note)
@@ -858,6 +852,7 @@ class CsmsServer:
             await self.store.run(lambda: provisioning.mark_disconnected(station_id, last_seen))
         except Exception as exc:  # a full disk: the next start marks every station offline
             log.warning("%s: its disconnection cannot be stored: %s", station_id, exc)
+
 
 def _logged(work: Callable[[dict[str, datetime]], None], argument: dict[str, datetime],
             what: str) -> None:
