@@ -295,10 +295,11 @@ class StoreWriter:
         if self.on_commit is not None:
             self.on_commit(time.perf_counter() - started, lost is None)
         if lost is None:
+            wrote = self._changes() > changes
             # A batch of reads leaves the WAL as it was: nothing to checkpoint after it.
-            if self._changes() > changes:
+            if wrote:
                 self._commits_since_checkpoint += 1
-            if self.failed_batches and self._changes() > changes:
+            if self.failed_batches and wrote:
                 log.warning("store writes again after %d failed group commits",
                             self.failed_batches)
                 self.failed_batches = 0
