@@ -10,9 +10,20 @@ import struct
 
 import pytest
 import trio
+import trio.testing
+from wsproto.connection import Connection, ConnectionState, ConnectionType
+from wsproto.events import CloseConnection
+from wsproto.frame_protocol import CloseReason as WsCloseReason
 
 from lite_csms.db.models import ConnectorStatusChange, Station
-from lite_csms.net.websocket import frame_header, unmask
+from lite_csms.net.websocket import (
+    CloseReason,
+    WebSocket,
+    _peer_close,
+    close_frame,
+    frame_header,
+    unmask,
+)
 from tests import rawws
 from tests.conftest import CsmsInProcess, start_in_process
 
@@ -143,3 +154,77 @@ async def test_a_frame_is_judged_as_soon_as_its_header_is_there(
     await stream.send_all(data)
     assert await rawws.close_code(stream, 3.0) == code, name
     await stream.aclose()
+
+
+def _wsproto_reads_close(payload: bytes) -> tuple[tuple[int, str] | None, bytes]:
+    """What wsproto makes of a station's close frame: its (code, reason) and the echo it
+    sends, or None and its own close frame when it refuses it."""
+    proto = Connection(ConnectionType.SERVER)
+    proto.receive_data(rawws.frame(8, payload))
+    event = next(iter(proto.events()))
+    assert isinstance(event, CloseConnection)
+    if proto.state is ConnectionState.REMOTE_CLOSING:
+        return (int(event.code), event.reason), proto.send(event.response())
+    return None, proto.send(event)
+
+
+@pytest.mark.parametrize("payload", [
+    b"", b"\x03", b"\x03\xe8", b"\x03\xe8bye", struct.pack("!H", 1000) + "é".encode() * 61 + b"x",
+    *(struct.pack("!H", code) for code in (999, 1004, 1005, 1006, 1015, 1016, 2999, 3000,
+                                           4999, 5000, 65535, *range(1000, 1015))),
+    b"\x03\xe9\xff", b"\x03\xe9\xc3",
+])
+def test_a_close_frame_is_read_and_echoed_as_wsproto_does(payload: bytes) -> None:
+    expected, echo = _wsproto_reads_close(payload)
+    assert _peer_close(payload) == expected
+    if expected is not None:
+        assert close_frame(*expected) == echo
+
+
+def test_our_close_frame_is_wsprotos() -> None:
+    for code, reason in [(1000, None), (1001, "server shutting down"), (1009, "x" * 200),
+                         (1005, None), (1006, "gone"), (4000, "é" * 100), (None, None)]:
+        proto = Connection(ConnectionType.SERVER)
+        # wsproto sends no code for its own NO_STATUS_RCVD (1005), and 1000 for the int.
+        known = WsCloseReason.NO_STATUS_RCVD if code == 1005 else code
+        assert close_frame(code, reason) == proto.send(CloseConnection(code=known,
+                                                                       reason=reason))
+
+
+@pytest.mark.parametrize(("name", "payload"), [
+    ("a code and a reason", struct.pack("!H", 1000) + "à bientôt".encode()),
+    ("a code of the application's", struct.pack("!H", 4001)),
+    ("no payload", b""),
+])
+async def test_a_station_that_closes_is_answered_without_wsproto(
+        csms: CsmsInProcess, name: str, payload: bytes) -> None:
+    station_id = f"CLOSE-{len(payload)}"
+    stream, buffer = await _station(csms, station_id)
+    await stream.send_all(rawws.frame(1, _call("b", "BootNotification", BOOT)))
+    assert (await _answer(stream, buffer))[0] == 1
+    ws = csms.server.connections[station_id].ws
+    # An idle plain connection keeps no wsproto frame state (docs/PERFORMANCE.md).
+    assert ws._proto is None
+    await stream.send_all(rawws.frame(8, payload))
+    assert await _answer(stream, buffer) == (8, payload), name
+    assert await rawws.closed_by_server(stream)
+    code, reason = _peer_close(payload) or (0, "")
+    assert ws.closed == CloseReason(code, reason or None)
+    assert ws._proto is None
+    await stream.aclose()
+
+
+async def test_after_our_close_wsproto_takes_over_in_the_closing_state() -> None:
+    ours, station = trio.testing.memory_stream_pair()
+    ws = WebSocket(ours, None, max_message_size=1000, remote="test", path="/",
+                   subprotocol=None, plain=True)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ws.aclose, 1001, "going")
+        with trio.fail_after(5):
+            assert await station.receive_some() == close_frame(1001, "going")
+        # A fragmented message is not for this module: wsproto reads it and the answer.
+        await station.send_all(rawws.frame(1, b"ab", fin=False) + rawws.frame(0, b"cd")
+                               + rawws.frame(8, struct.pack("!H", 1001)))
+    assert ws.closed == CloseReason(1001, "going")
+    assert not ws.plain and ws._proto is not None
+    assert ws._proto.state is ConnectionState.CLOSED

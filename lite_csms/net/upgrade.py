@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 
 import trio
 from wsproto import ConnectionType
-from wsproto.connection import Connection
 from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
 from wsproto.extensions import Extension
 from wsproto.handshake import H11Handshake
@@ -93,8 +92,8 @@ class HandshakeRequest:
         extensions: list[Extension] = [self.deflate] if self.deflate is not None else []
         if self._raw is not None and not self._event.extensions:
             # No extension offered: the 101 wsproto would send, without h11's writer.
-            data, proto, trailing = _plain_101(self._event, subprotocol, extensions,
-                                               self._raw)
+            data, trailing = _plain_101(self._event, subprotocol, self._raw)
+            proto = None
         else:
             handshake = self._h11()
             data = handshake.send(AcceptConnection(subprotocol=subprotocol,
@@ -226,10 +225,10 @@ def parse_plain(data: bytes) -> Request | None:
         return None
 
 
-def _plain_101(event: Request, subprotocol: str | None, extensions: list[Extension],
-               raw: bytes) -> tuple[bytes, Connection, bytes]:
+def _plain_101(event: Request, subprotocol: str | None, raw: bytes) -> tuple[bytes, bytes]:
     """The 101 for a request that offered no extension, byte for byte what wsproto's
-    H11Handshake sends; the frame state; the bytes read past the request."""
+    H11Handshake sends, and the bytes read past the request. No frame state: WebSocket
+    keeps its own while frames are plain."""
     # The last Sec-WebSocket-Key, as wsproto's header dict keeps it.
     key = next(value for name, value in reversed(event.extra_headers)
                if name == b"sec-websocket-key")
@@ -239,8 +238,7 @@ def _plain_101(event: Request, subprotocol: str | None, extensions: list[Extensi
         if subprotocol not in event.subprotocols:
             raise LocalProtocolError(f"unexpected subprotocol {subprotocol}")
         data += b"\r\nSec-WebSocket-Protocol: " + subprotocol.encode("ascii")
-    return (data + b"\r\n\r\n", Connection(ConnectionType.SERVER, extensions),
-            raw[raw.find(b"\r\n\r\n") + 4:])
+    return data + b"\r\n\r\n", raw[raw.find(b"\r\n\r\n") + 4:]
 
 
 async def read_request(stream: trio.abc.Stream, remote: str

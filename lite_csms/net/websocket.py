@@ -14,8 +14,12 @@ Without an extension (no permessage-deflate), the frames of an ordinary message 
 written here rather than through wsproto's event objects, which cost more than the rest of a
 message's handling (docs/PERFORMANCE.md): a whole masked data frame (FIN, no RSV bits, valid
 UTF-8 for text, the shortest length encoding, within the size limit) becomes a message, a
-ping is answered, a pong noted. The first frame that is anything else (a close, a fragment,
-a protocol error) and everything after it go to wsproto, which answers it as before.
+ping is answered, a pong noted, and a valid close frame ends the connection (echoed when the
+peer closes first, RFC 6455 5.5.1). The first frame that is anything else (a fragment, a
+protocol error, a close frame wsproto would refuse) and everything after it go to wsproto,
+which answers it as before. wsproto's Connection (1.7 KB) is made only then, or for a
+connection that negotiated an extension: an idle plain connection keeps none
+(docs/PERFORMANCE.md, "Memory per station").
 
 Close codes follow RFC 6455 7.4: 1009 for a message over the size limit, and the code
 wsproto gives a frame it refuses (1007 invalid UTF-8, 1002 a protocol error), sent to the
@@ -31,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import trio
-from wsproto.connection import Connection, ConnectionState
+from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import (
     BytesMessage,
     CloseConnection,
@@ -54,7 +58,14 @@ CLOSE_TOO_BIG = 1009
 _MORE = 0
 _WSPROTO = 1
 _TOO_BIG = 2
-_OP_TEXT, _OP_BINARY, _OP_PING, _OP_PONG = 0x1, 0x2, 0x9, 0xA
+_OP_TEXT, _OP_BINARY, _OP_CLOSE, _OP_PING, _OP_PONG = 0x1, 0x2, 0x8, 0x9, 0xA
+# RFC 6455 7.4: codes a peer may send in a close frame, exactly as wsproto accepts them (the
+# ones it defines but 1005, 1006 and 1015, which are never sent; 3000-4999 for libraries and
+# applications): the same frame is answered the same either way.
+_VALID_CLOSE_CODES = frozenset((1000, 1001, 1002, 1003, *range(1007, 1014)))
+CLOSE_NO_STATUS = 1005
+# A control frame's payload is at most 125 bytes (RFC 6455 5.5): a code and 123 of reason.
+_MAX_CLOSE_REASON = 123
 
 
 def unmask(data: bytes, mask: bytes) -> bytes:
@@ -64,6 +75,37 @@ def unmask(data: bytes, mask: bytes) -> bytes:
         return b""
     key = (mask * ((size >> 2) + 1))[:size]
     return (int.from_bytes(data, "big") ^ int.from_bytes(key, "big")).to_bytes(size, "big")
+
+
+def close_frame(code: int | None, reason: str | None) -> bytes:
+    """A server's close frame (RFC 6455 5.5.1), as wsproto builds it: no payload for no code
+    (or 1005), 1000 for a code only an endpoint may report (1005, 1006, 1015), the reason
+    cut to 123 bytes on a character boundary."""
+    if code is None or code == CLOSE_NO_STATUS:
+        return bytes((0x80 | _OP_CLOSE, 0))
+    if code in (1005, 1006, 1015):
+        code = 1000
+    text = (reason or "").encode()
+    if len(text) > _MAX_CLOSE_REASON:
+        text = text[:_MAX_CLOSE_REASON].decode(errors="ignore").encode()
+    return bytes((0x80 | _OP_CLOSE, 2 + len(text))) + struct.pack("!H", code) + text
+
+
+def _peer_close(payload: bytes) -> tuple[int, str] | None:
+    """The code and reason of a peer's close frame (1005 and "" when it has no payload), or
+    None when wsproto would refuse it (a 1-byte payload, a code not to be sent, a reason
+    that is not UTF-8): wsproto then closes with its own code."""
+    if not payload:
+        return CLOSE_NO_STATUS, ""
+    if len(payload) == 1:
+        return None
+    code = (payload[0] << 8) | payload[1]
+    if code not in _VALID_CLOSE_CODES and not 3000 <= code <= 4999:
+        return None
+    try:
+        return code, payload[2:].decode()
+    except UnicodeDecodeError:
+        return None
 
 
 def frame_header(opcode: int, size: int) -> bytes:
@@ -105,6 +147,7 @@ class WebSocket:
         "_peer_closed",
         "_pings",
         "_plain",
+        "_plain_state",
         "_proto",
         "_send_waiters",
         "_sending",
@@ -117,15 +160,21 @@ class WebSocket:
         "subprotocol",
     )
 
-    def __init__(self, stream: trio.abc.Stream, proto: Connection, *, max_message_size: int,
+    def __init__(self, stream: trio.abc.Stream, proto: Connection | None, *,
+                 max_message_size: int,
                  remote: str, path: str, subprotocol: str | None,
                  failure: Callable[[], str | None] | None = None, slot: object = None,
                  plain: bool = False) -> None:
         self._stream = stream
-        self._proto = proto
         # No extension was negotiated: frames are read and written here until one is not
-        # ordinary (see the module's docstring); bytes read and not yet a whole frame.
+        # ordinary (see the module's docstring); bytes read and not yet a whole frame. The
+        # frame state is then ours, and wsproto's Connection is made when it takes over
+        # (_wsproto()).
         self._plain = plain
+        if not plain and proto is None:
+            raise ValueError("a connection with an extension needs wsproto's frame state")
+        self._proto = None if plain else proto
+        self._plain_state = ConnectionState.OPEN
         self._buffer = b""
         self._max_message_size = max_message_size
         self._closed: CloseReason | None = None
@@ -164,7 +213,7 @@ class WebSocket:
             return None
         if self._plain:
             return None if self._buffer else stream.socket_stream.socket
-        proto = self._proto
+        proto = self._wsproto()
         try:
             # wsproto keeps parsed events in `_events` and unparsed bytes in the frame
             # decoder's buffer; a partial frame there would also do, but any bytes at all
@@ -191,7 +240,7 @@ class WebSocket:
         if self._plain:
             self._buffer += data
         else:
-            self._proto.receive_data(data)
+            self._wsproto().receive_data(data)
 
     async def _next_message(self) -> str | bytes:
         if self._plain:
@@ -218,10 +267,35 @@ class WebSocket:
                 opcode, payload = found
                 if opcode == _OP_PONG:
                     self._on_pong(payload)
-                elif self._proto.state is ConnectionState.OPEN:
-                    await self._send_frame(self._proto.send(Ping(payload=payload).response()))
+                elif opcode == _OP_CLOSE:
+                    await self._on_plain_close(payload)
+                elif self._plain_state is ConnectionState.OPEN:
+                    # Past our close frame no pong may follow (RFC 6455 5.5.1).
+                    await self._send_frame(frame_header(_OP_PONG, len(payload)) + payload)
             else:
                 return found
+
+    async def _on_plain_close(self, payload: bytes) -> None:
+        """A close frame read here (its payload checked by _parse_plain): the answer to ours,
+        or the peer closing, which is answered with its code and reason (RFC 6455 5.5.1);
+        then the server closes TCP at once (7.1.1). Raises ConnectionClosed."""
+        code, reason = _peer_close(payload) or (CLOSE_NO_STATUS, "")
+        if self._plain_state is ConnectionState.OPEN:
+            self._plain_state = ConnectionState.CLOSED
+            if self._closed is None:
+                self._closed = CloseReason(code, reason or None)
+            try:
+                await self._send_frame(close_frame(code, reason))
+            except ConnectionClosed:
+                pass
+        else:  # LOCAL_CLOSING: the answer to our own close
+            self._plain_state = ConnectionState.CLOSED
+            if self._closed is None:
+                self._closed = CloseReason(code, reason or None)
+        self._wake_closer()
+        await _close_quietly(self._stream)
+        assert self._closed is not None
+        raise ConnectionClosed(self._closed)
 
     def _parse_plain(self) -> str | bytes | tuple[int, bytes] | int:
         """The first frame of the buffer, taken from it: a message, (opcode, payload) for a
@@ -253,7 +327,7 @@ class WebSocket:
             if size > self._max_message_size:
                 # Its header already says it is too big: 1009 now, not once the bytes are in.
                 return _TOO_BIG
-        elif opcode not in (_OP_PING, _OP_PONG) or size > 125:
+        elif opcode not in (_OP_PING, _OP_PONG, _OP_CLOSE) or size > 125:
             return _WSPROTO
         end = start + size
         if have < end:
@@ -266,6 +340,8 @@ class WebSocket:
             except UnicodeDecodeError:
                 return _WSPROTO  # wsproto closes with 1007
         elif opcode != _OP_BINARY:
+            if opcode == _OP_CLOSE and _peer_close(payload) is None:
+                return _WSPROTO  # wsproto closes with 1002 or 1007
             message = (opcode, payload)
         self._buffer = buffer[end:]
         return message
@@ -274,15 +350,32 @@ class WebSocket:
         """From now on every frame goes through wsproto, starting with what is buffered."""
         if not self._plain:
             return
+        proto = self._wsproto()
         self._plain = False
         buffer, self._buffer = self._buffer, b""
-        if buffer and self._proto.state is not ConnectionState.CLOSED:
-            self._proto.receive_data(buffer)
+        if buffer and proto.state is not ConnectionState.CLOSED:
+            proto.receive_data(buffer)
+
+    def _wsproto(self) -> Connection:
+        """wsproto's frame state, made on first need for a plain connection, in the state
+        the frames read and written here left: open, or our close frame sent."""
+        proto = self._proto
+        if proto is None:
+            proto = self._proto = Connection(ConnectionType.SERVER)
+            if self._plain_state is not ConnectionState.OPEN:
+                # Our close frame is out (its bytes are not sent again). Once the close is
+                # answered (CLOSED) nothing reads or sends a frame any more.
+                closed = self._closed or CloseReason(1000, None)
+                proto.send(CloseConnection(code=closed.code, reason=closed.reason))
+        return proto
+
+    def _state(self) -> ConnectionState:
+        return self._plain_state if self._proto is None else self._proto.state
 
     async def _next_from_wsproto(self) -> str | bytes:
         parts: list[str] | list[bytes] = []
         size = 0
-        proto = self._proto
+        proto = self._wsproto()
         while True:
             for event in proto.events():
                 if isinstance(event, Message):
@@ -307,8 +400,9 @@ class WebSocket:
 
     async def _receive(self) -> None:
         data = await self._receive_bytes()
-        if self._proto.state is not ConnectionState.CLOSED:
-            self._proto.receive_data(data)
+        proto = self._wsproto()
+        if proto.state is not ConnectionState.CLOSED:
+            proto.receive_data(data)
 
     async def _receive_bytes(self, *, waiting: bool = False) -> bytes:
         """Bytes from the stream; `waiting`: everything read so far is taken, so the next
@@ -333,7 +427,8 @@ class WebSocket:
         raise ConnectionClosed(self._closed)
 
     async def _on_close(self, event: CloseConnection) -> None:
-        state = self._proto.state
+        proto = self._wsproto()
+        state = proto.state
         if state is ConnectionState.OPEN:
             # Still OPEN: wsproto refused a frame itself (1007 invalid UTF-8, 1002) rather
             # than the peer closing; the peer must learn why before the socket closes.
@@ -348,7 +443,7 @@ class WebSocket:
             if self._closed is None:
                 self._closed = CloseReason(event.code, event.reason or None)
             try:
-                await self._send_frame(self._proto.send(event.response()))
+                await self._send_frame(proto.send(event.response()))
             except ConnectionClosed:
                 pass
         elif self._closed is None:  # CLOSED: the answer to our own close
@@ -375,7 +470,7 @@ class WebSocket:
         """Send one whole message; raises ConnectionClosed once closing has begun."""
         if self._closed is not None:
             raise ConnectionClosed(self._closed)
-        if self._plain and self._proto.state is ConnectionState.OPEN:
+        if self._plain and self._state() is ConnectionState.OPEN:
             if isinstance(message, str):
                 payload = message.encode()
                 await self._send_frame(frame_header(_OP_TEXT, len(payload)) + payload)
@@ -384,7 +479,7 @@ class WebSocket:
             return
         event = TextMessage(data=message) if isinstance(message, str) else \
             BytesMessage(data=message)
-        await self._send_frame(self._proto.send(event))
+        await self._send_frame(self._wsproto().send(event))
 
     async def ping(self) -> None:
         """Send a ping and wait for its pong (or for the connection to close)."""
@@ -394,7 +489,8 @@ class WebSocket:
         if self._pings is None:
             self._pings = {}
         waiter = self._pings[payload] = trio.Event()
-        await self._send_frame(self._proto.send(Ping(payload=payload)))
+        await self._send_frame(frame_header(_OP_PING, len(payload)) + payload
+                               if self._plain else self._wsproto().send(Ping(payload=payload)))
         await waiter.wait()
         if self._closed is not None:
             raise ConnectionClosed(self._closed)
@@ -424,11 +520,19 @@ class WebSocket:
             if self._send_waiters is not None and self._send_waiters:
                 self._send_waiters.unpark()
 
+    def _close_data(self, code: int, reason: str | None) -> bytes:
+        """Our close frame; from here on the connection is closing (LOCAL_CLOSING, or CLOSED
+        when it answers the peer's close)."""
+        if self._proto is None:
+            self._plain_state = ConnectionState.LOCAL_CLOSING
+            return close_frame(code, reason)
+        return self._proto.send(CloseConnection(code=code, reason=reason))
+
     async def _send_close(self, code: int, reason: str | None) -> None:
-        if self._proto.state not in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
+        if self._state() not in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
             return
         try:
-            await self._send_frame(self._proto.send(CloseConnection(code=code, reason=reason)))
+            await self._send_frame(self._close_data(code, reason))
         except ConnectionClosed:
             pass
 
@@ -440,10 +544,10 @@ class WebSocket:
         (TLS, a send under way, not open); otherwise the part of the frame the socket did
         not take, for finish_close_send(). The peer's answer is read as after aclose()."""
         stream = self._stream
-        if (self._closed is not None or self._proto.state is not ConnectionState.OPEN
+        if (self._closed is not None or self._state() is not ConnectionState.OPEN
                 or self._sending or not isinstance(stream, SocketEnd)):
             return b""
-        data = self._proto.send(CloseConnection(code=code, reason=reason))
+        data = self._close_data(code, reason)
         # From here on our sends raise ConnectionClosed: nothing follows the close frame.
         self._closed = CloseReason(code, reason)
         sent = stream.send_now(data)
@@ -471,7 +575,7 @@ class WebSocket:
             if self._closed is None:
                 self._closed = CloseReason(code, reason)
                 await self._send_close(code, reason)
-            if self._proto.state is ConnectionState.LOCAL_CLOSING:
+            if self._state() is ConnectionState.LOCAL_CLOSING:
                 await self._await_peer_close()
         finally:
             await _close_quietly(self._stream)
@@ -484,8 +588,9 @@ class WebSocket:
             await self._peer_closed.wait()
             return
         self._to_wsproto()
-        while self._proto.state is ConnectionState.LOCAL_CLOSING:
-            for event in self._proto.events():
+        proto = self._wsproto()
+        while proto.state is ConnectionState.LOCAL_CLOSING:
+            for event in proto.events():
                 if isinstance(event, CloseConnection):
                     return
             try:
