@@ -25,6 +25,7 @@ import trio
 
 from lite_csms.budget.meter import ConnectionMeter
 from lite_csms.handlers import deviations, diagnostics, provisioning
+from lite_csms.net.idle import IdleWatch
 from lite_csms.net.lite_link import (
     LiteCodec,
     LiteEncodeError,
@@ -129,13 +130,16 @@ class StationConnection:
     __slots__ = ("__weakref__", "_boot_accepted", "_call_lock", "_cancel_early", "_helper",
                  "_logged_deviations", "_on_ready", "_scope", "_seen", "_side", "_stopped",
                  "_waiters",
-                 "accepted", "booted_before", "close_code", "close_reason", "ctx", "lite",
+                 "accepted", "booted_before", "close_code", "close_reason", "ctx", "idle", "lite",
                  "lite_dictionary", "meter", "session", "spoke", "station_id", "tally", "ws")
 
     def __init__(self, ws: WebSocket, ctx: StationContext,
                  meter: ConnectionMeter | None = None, *, booted_before: bool = False,
-                 lite: LiteCodec | None = None, tally: Tally | None = None) -> None:
+                 lite: LiteCodec | None = None, tally: Tally | None = None,
+                 idle: IdleWatch | None = None) -> None:
         self.ws = ws
+        # The server's watch of idle sockets (net/idle.py); None: trio's wait_readable.
+        self.idle = idle
         # The server's counts for /metrics (net/tally.py).
         self.tally = tally
         # Set on a lite connection: binary frames only, each one OCPP-J message.
@@ -347,7 +351,10 @@ class StationConnection:
                     # Idle: park on the socket itself, not deep in the read path.
                     ws.reading = True
                     try:
-                        await trio.lowlevel.wait_readable(sock)
+                        if self.idle is not None:
+                            await self.idle.wait_readable(sock.fileno())
+                        else:
+                            await trio.lowlevel.wait_readable(sock)
                     except (trio.ClosedResourceError, OSError):
                         pass  # get_message() below finds out how it ended
                     finally:

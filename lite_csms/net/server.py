@@ -46,6 +46,7 @@ from lite_csms.net.handshake import (
     choose_link,
     station_id_from_path,
 )
+from lite_csms.net.idle import IdleWatch
 from lite_csms.net.kdf import CredentialCache, KdfQueue, Overloaded, Refused
 from lite_csms.net.kdf import verify as kdf_verify
 from lite_csms.net.limits import (
@@ -168,6 +169,8 @@ class CsmsServer:
         self.traffic = TrafficRecorder(self.store,
                                        retention_days=settings.traffic_hourly_retention_days)
         self.tally = Tally()
+        # Idle stations' readers park here (net/idle.py).
+        self.idle = IdleWatch()
         ssl_context = None
         if settings.tls_cert:
             ssl_context = server_context(settings.tls_cert, settings.tls_key,
@@ -231,6 +234,8 @@ class CsmsServer:
                                    task_status: trio.TaskStatus[list[int]]) -> None:
         async with trio.open_nursery() as writer_nursery:
             await writer_nursery.start(self.store.serve)
+            # Beside the writer: it outlives every connection, whose readers it wakes.
+            await writer_nursery.start(self.idle.run)
             if self.reader is not None:
                 self.reader.open()
             try:
@@ -260,6 +265,7 @@ class CsmsServer:
                 if not self._final_written:
                     with trio.CancelScope(shield=True):
                         await self._write_final_state()
+                self.idle.stop()
                 self.store.close()
                 if self.reader is not None:
                     self.reader.close()
@@ -741,7 +747,7 @@ class CsmsServer:
         ctx = StationContext(station_id, version, self.store, self.settings,
                              registration or "pending", hooks=self._hooks, reader=self.reader)
         connection = StationConnection(ws, ctx, live.meter, booted_before=booted_before,
-                                       lite=lite, tally=self.tally)
+                                       lite=lite, tally=self.tally, idle=self.idle)
         previous = self.connections.get(station_id)
         self.connections[station_id] = connection
         if previous is not None:
