@@ -541,6 +541,14 @@ class ConnectionMeter:
         ip = None
         if tcp is not None and last.tcp is not None:
             ip = tcpinfo.ip_bytes(tcp - last.tcp, self.family)
+        if not self._tallies and not self._compressing():
+            # No message since the last collection (an idle station; a station's end in
+            # the server's stop, 10,000 at once): one share per layer, no apportioning.
+            self._attribute_untallied(control, tls_only, tcp_only, plain, raw, ip)
+            self._last = _Snapshot(plain=plain, raw=raw,
+                                   tcp=tcp if tcp is not None else last.tcp,
+                                   deflated=self._deflated())
+            return
         # Only compressed frames whose message is not tallied yet are carried over.
         carry_plain = list(plain)
         deflated = self._deflated()
@@ -590,6 +598,37 @@ class ConnectionMeter:
         self._last = _Snapshot(plain=(carry_plain[0], carry_plain[1]), raw=raw,
                                tcp=tcp if tcp is not None else last.tcp,
                                deflated=(carry_deflated[0], carry_deflated[1]))
+
+    def _attribute_untallied(self, control: str, tls_only: str, tcp_only: str,
+                             plain: tuple[int, int], raw: tuple[int, int],
+                             ip: IpBytes | None) -> None:
+        """_attribute() when no message is tallied and nothing is compressed: every layer's
+        bytes go to one action (the WebSocket's control frames when any crossed, otherwise
+        the lower layer's own), the same rows the apportioning gives."""
+        last = self._last
+        emit = self._emit
+        for index, direction in enumerate(self._directions()):
+            ws_total = plain[index] - last.plain[index]
+            # The action the layers below are charged to, and its weight there (a share of
+            # nothing charges nothing: the next layer down then has its own action).
+            action: str | None = None
+            weight = 0
+            if ws_total > 0:
+                action, weight = control, ws_total
+                emit(control, direction, WS, ws_total)
+            if self.tls:
+                raw_total = raw[index] - last.raw[index]
+                if action is None:
+                    action, weight = tls_only, raw_total
+                else:
+                    weight = raw_total if raw_total > 0 else 0
+                emit(action, direction, TLS, weight)
+            if ip is not None:
+                ip_total = ip.bytes_in if index == 0 else ip.bytes_out
+                if action is not None and weight:
+                    emit(action, direction, IP, ip_total if ip_total > 0 and weight > 0 else 0)
+                else:
+                    emit(tcp_only, direction, IP, ip_total)
 
     def _compressing(self) -> bool:
         return self.deflate is not None and self.deflate.enabled()

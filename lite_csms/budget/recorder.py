@@ -63,6 +63,9 @@ class TrafficRecorder:
         # counted_write()'s job and what it carries, for last_write().
         self._early: tuple[Submitted, dict[counters.BucketKey, list[int]],
                            list[counters.ConnectionTotals]] | None = None
+        # The clock hour of the last rows and the start of the next (_hour).
+        self._hour: datetime | None = None
+        self._next_hour: datetime | None = None
 
     def opened(self, station_id: str, protocol: str, meter: ConnectionMeter) -> LiveConnection:
         live = LiveConnection(station_id, protocol, meter, self._clock())
@@ -100,10 +103,11 @@ class TrafficRecorder:
         live = self._live.pop(id(meter), None)
         if live is None:
             return  # never became a station's connection (refused, bad handshake)
-        self._add(live.station_id, meter.collect())
+        now = self._clock()
+        self._add(live.station_id, meter.collect(), self._hour_of(now))
         totals = meter.totals
         self._closed.append(counters.ConnectionTotals(
-            station_id=live.station_id, opened_at=live.opened_at, closed_at=self._clock(),
+            station_id=live.station_id, opened_at=live.opened_at, closed_at=now,
             protocol=live.protocol, tls=meter.tls, tls_resumed=meter.tls_resumed,
             setup_ip={a: meter.setup_ip.get(a, 0) for a in SETUP_ACTIONS},
             ip_in=totals.get((IN, IP), 0), ip_out=totals.get((OUT, IP), 0),
@@ -124,19 +128,36 @@ class TrafficRecorder:
             live.meter.finish_now()
             self.closed(live.meter)
 
-    def _add(self, station_id: str, flows: list[Flow]) -> None:
-        hour = self._clock().replace(minute=0, second=0, microsecond=0)
+    def _hour_of(self, now: datetime) -> datetime:
+        """The clock hour `now` falls in: worked out once an hour, not once a connection
+        (a stop ends 10,000 within a second)."""
+        hour = self._hour
+        if hour is None or not hour <= now < self._next_hour:  # type: ignore[operator]
+            hour = self._hour = now.replace(minute=0, second=0, microsecond=0)
+            self._next_hour = hour + timedelta(hours=1)
+        return hour
+
+    def _add(self, station_id: str, flows: list[Flow], hour: datetime | None = None) -> None:
+        if not flows:
+            return
+        if hour is None:
+            hour = self._hour_of(self._clock())
+        buckets, totals = self._buckets, self.totals
         for flow in flows:
             key = (station_id, hour, flow.action, flow.direction, flow.layer)
-            bucket = self._buckets.setdefault(key, [0, 0])
-            bucket[0] += flow.bytes
-            bucket[1] += flow.messages
+            bucket = buckets.get(key)
+            if bucket is None:
+                buckets[key] = [flow.bytes, flow.messages]
+            else:
+                bucket[0] += flow.bytes
+                bucket[1] += flow.messages
             total = (flow.direction, flow.layer)
-            self.totals[total] = self.totals.get(total, 0) + flow.bytes
+            totals[total] = totals.get(total, 0) + flow.bytes
 
     def collect(self) -> None:
+        hour = self._hour_of(self._clock())
         for live in list(self._live.values()):
-            self._add(live.station_id, live.meter.collect())
+            self._add(live.station_id, live.meter.collect(), hour)
 
     def counted_write(self) -> None:
         """At the start of the server's stop (its fast exit): what is counted already (the
@@ -146,9 +167,10 @@ class TrafficRecorder:
         close answers, and last_write() carries only the rest. Not marked flushed. The rows
         are additive upserts: the two jobs add up to the one they replace; if this one is
         lost, last_write()'s job writes its rows too (it runs after it, on the same thread)."""
+        hour = self._hour_of(self._clock())
         for live in self._live.values():
             if flows := live.meter.take_emitted():
-                self._add(live.station_id, flows)
+                self._add(live.station_id, flows, hour)
         buckets, self._buckets = self._buckets, {}
         closed, self._closed = self._closed, []
         if not buckets and not closed:
