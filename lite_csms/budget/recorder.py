@@ -60,9 +60,10 @@ class TrafficRecorder:
         # Refusals charged per station in the clock hour `_refusal_hour`.
         self._refusal_hour: datetime | None = None
         self._refusals: dict[str, int] = {}
-        # counted_write()'s job and what it carries, for last_write().
-        self._early: tuple[Submitted, dict[counters.BucketKey, list[int]],
-                           list[counters.ConnectionTotals]] | None = None
+        # The stop's early jobs (counted_write, ended_write) and what each carries, for
+        # last_write().
+        self._early: list[tuple[Submitted, dict[counters.BucketKey, list[int]],
+                                list[counters.ConnectionTotals]]] = []
         # The clock hour of the last rows and the start of the next (_hour).
         self._hour: datetime | None = None
         self._next_hour: datetime | None = None
@@ -171,6 +172,15 @@ class TrafficRecorder:
         for live in self._live.values():
             if flows := live.meter.take_emitted():
                 self._add(live.station_id, flows, hour)
+        self.ended_write()
+
+    def ended_write(self) -> None:
+        """During the server's stop (its fast exit): what is counted and not yet submitted
+        (the rows of connections that ended, or that close_now() ended in the books) as one
+        store job, queued at once, so that the writer's thread writes it while the trio
+        thread ends the next ones. Not marked flushed; additive, like counted_write()'s job,
+        and written again by last_write()'s job if it is lost. Raises WriterClosed (the rows
+        are then left to last_write())."""
         buckets, self._buckets = self._buckets, {}
         closed, self._closed = self._closed, []
         if not buckets and not closed:
@@ -181,7 +191,7 @@ class TrafficRecorder:
             counters.add_connections(closed)
 
         try:
-            self._early = (self._store.submit(write), buckets, closed)
+            self._early.append((self._store.submit(write), buckets, closed))
         except WriterClosed:
             self._buckets, self._closed = buckets, closed  # left to last_write()
             raise
@@ -194,18 +204,23 @@ class TrafficRecorder:
         buckets, self._buckets = self._buckets, {}
         closed, self._closed = self._closed, []
         now, interval = self._clock(), self._interval
-        early, self._early = self._early, None
+        early, self._early = self._early, []
 
         def write() -> None:
             rows, ended = buckets, closed
-            if early is not None and early[0].error is not None:
-                # counted_write()'s job failed or its commit was lost: its rows go here.
-                rows = dict(early[1])
-                for key, (amount, messages) in buckets.items():
-                    bucket = rows[key] = list(rows.get(key, (0, 0)))
-                    bucket[0] += amount
-                    bucket[1] += messages
-                ended = early[2] + closed
+            lost = [(taken, ends) for job, taken, ends in early if job.error is not None]
+            if lost:
+                # An early job failed or its commit was lost: its rows go here.
+                rows, ended = {}, []
+                for more, more_ended in [*lost, (buckets, closed)]:
+                    for key, (amount, messages) in more.items():
+                        bucket = rows.get(key)
+                        if bucket is None:
+                            rows[key] = [amount, messages]
+                        else:
+                            bucket[0] += amount
+                            bucket[1] += messages
+                    ended += more_ended
             try:
                 counters.add_hourly(rows)
                 counters.add_connections(ended)

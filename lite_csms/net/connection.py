@@ -314,6 +314,14 @@ class StationConnection:
         """Whether run() has ended: nothing of this connection is handled any more."""
         return self._stopped.is_set()
 
+    @property
+    def websocket_over(self) -> bool:
+        """Whether run() has ended or the WebSocket is over (the station's answer to our
+        close frame read), even if the reader has not yet returned: the server's stop
+        counts a station that answered as soon as the answer is read."""
+        return self._stopped.is_set() or (self.meter is not None
+                                          and self.meter.websocket_over)
+
     def going_away_now(self) -> bytes | None:
         """The server stops: write the 1001 Going Away close frame at once, without a task
         (net/websocket.py send_close_now). None when it is out, and the station's answering
