@@ -327,7 +327,6 @@ class ConnectionMeter:
     # The server's stop takes this connection's last reading at once (finish_now): the
     # WebSocket's end is noted but splits nothing off (read_once_at_end).
     _read_once: bool = False
-    _websocket_over: bool = False
     totals: dict[tuple[str, str], int] = field(default_factory=dict)
     # Set when permessage-deflate may be negotiated: frames then carry fewer bytes than the
     # JSON, and the WebSocket layer is counted from what the extension saw on the wire.
@@ -375,7 +374,6 @@ class ConnectionMeter:
 
     def closing(self) -> None:
         """The WebSocket is over: attribute what crossed so far; the rest is the teardown."""
-        self._websocket_over = True
         if self._closing_done or self._read_once:
             return
         self._attribute()
@@ -389,12 +387,6 @@ class ConnectionMeter:
         leaves open. The same bytes; one attribution and one TCP_INFO reading instead of
         two per connection, and no (teardown) rows (10,000 stations in a stop)."""
         self._read_once = True
-
-    @property
-    def websocket_over(self) -> bool:
-        """Whether the WebSocket has ended (both close frames crossed, or the TCP
-        connection went first)."""
-        return self._websocket_over
 
     async def finish(self, timeout: float, *, linger: bool = True) -> None:
         """End the connection and take the last kernel reading once the teardown is over.

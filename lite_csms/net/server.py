@@ -316,7 +316,7 @@ class CsmsServer:
                     if fast and connection.meter is not None:
                         # Its last reading is taken at once, at its end or at the exit.
                         connection.meter.read_once_at_end()
-                    rest = connection.going_away_now()
+                    rest = connection.going_away_now(exit_next=fast)
                     if rest is not None:
                         closing.start_soon(connection.going_away, deadline, rest)
                 sent = trio.current_time() - started
@@ -328,8 +328,8 @@ class CsmsServer:
                         self.traffic.counted_write()
                         # And what the connections that end leave, as they end.
                         self._writing_ended = True
-                    # A station is done once its answer is read: the exit ends the rest of
-                    # its connection in the books.
+                    # A station is done once its answer has arrived: the exit reads it and
+                    # ends the connection in the books (going_away_now).
                     waiting = await _until_stopped(connections, deadline, answered=True)
                     # Every station has its 1001 and has had its time to answer. From here
                     # to the exit no checkpoint (leaving this nursery would be one): every
@@ -933,7 +933,7 @@ async def _until_stopped(connections: list[StationConnection], deadline: float, 
     """Waits until every connection has stopped (`answered`: or its WebSocket is over, the
     station's close answer read) or `deadline` (trio time) has passed; returns the others."""
     def done(connection: StationConnection) -> bool:
-        return connection.websocket_over if answered else connection.stopped
+        return connection.answered if answered else connection.stopped
 
     waiting = connections
     with trio.move_on_at(deadline):
