@@ -240,8 +240,12 @@ class SocketEnd(CountingStream):
             return
         fd = self.socket_stream.socket.fileno()
         try:
-            while data := os.read(fd, 65536):
+            # A read shorter than asked took everything there was: no second read to learn
+            # that nothing is left (the stop takes 10,000 of these).
+            while data := os.read(fd, RECEIVE_SIZE):
                 self.bytes_in += len(data)
+                if len(data) < RECEIVE_SIZE:
+                    return
         except OSError:
             pass  # nothing more waiting (BlockingIOError), or the connection was reset
 
