@@ -300,9 +300,19 @@ class CsmsServer:
         self.listener.stop_accepting(leave_open=self.exit_when_durable is not None)
         connections = list(self.connections.values())
         log.info("stopping: closing %d station connections", len(connections))
+        fast = self.exit_when_durable is not None
+        if fast:
+            # What is counted already (the set-up of connections not yet flushed) is
+            # queued first: the writer's thread writes it, mostly without the GIL, while
+            # this thread sends the close frames and ends the connections in the books,
+            # and the last write, with the loop held, carries only the rest
+            # (docs/PERFORMANCE.md, "Graceful stop").
+            with contextlib.suppress(WriterClosed):
+                self.traffic.counted_write()
+                # And what the connections that end leave, as they end.
+                self._writing_ended = True
         started = trio.current_time()
         deadline = started + GOING_AWAY_TIMEOUT
-        fast = self.exit_when_durable is not None
         async with trio.open_nursery() as writing:
             if not fast:
                 # (With the fast exit, what ended connections leave is queued as they end:
@@ -321,13 +331,6 @@ class CsmsServer:
                         closing.start_soon(connection.going_away, deadline, rest)
                 sent = trio.current_time() - started
                 if self.exit_when_durable is not None:
-                    # What is counted already is written while the stations answer: the
-                    # trio thread mostly waits then, and the last write, with the loop
-                    # held, carries only the rest (docs/PERFORMANCE.md, "Graceful stop").
-                    with contextlib.suppress(WriterClosed):
-                        self.traffic.counted_write()
-                        # And what the connections that end leave, as they end.
-                        self._writing_ended = True
                     # A station is done once its answer has arrived: the exit reads it and
                     # ends the connection in the books (going_away_now).
                     waiting = await _until_stopped(connections, deadline, answered=True)
