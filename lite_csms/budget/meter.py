@@ -552,7 +552,12 @@ class ConnectionMeter:
         # the WebSocket is over, the teardown.
         control, tls_only, tcp_only = ((TEARDOWN,) * 3 if self._closing_done
                                        else (CONTROL, TLS_ONLY, TCP_ONLY))
-        plain, raw, tcp = self._pair(self.plain), self._pair(self.raw), self._tcp_now()
+        plain_stream, raw_stream = self.plain, self.raw
+        plain = (0, 0) if plain_stream is None else (plain_stream.bytes_in,
+                                                     plain_stream.bytes_out)
+        raw = plain if raw_stream is plain_stream else (
+            (0, 0) if raw_stream is None else (raw_stream.bytes_in, raw_stream.bytes_out))
+        tcp = self._tcp_now()
         last = self._last
         ip = None
         if tcp is not None and last.tcp is not None:

@@ -32,6 +32,8 @@ REFUSAL_BYTES = 1024
 REFUSALS_PER_HOUR = 2
 # Stations whose traffic one store job of a flush writes (TrafficRecorder.flush).
 FLUSH_CHUNK = 500
+# A meter's totals read for each connection row.
+_IN_IP, _OUT_IP, _IN_PAYLOAD, _OUT_PAYLOAD = (IN, IP), (OUT, IP), (IN, PAYLOAD), (OUT, PAYLOAD)
 
 
 @dataclass(slots=True)
@@ -105,16 +107,20 @@ class TrafficRecorder:
         if live is None:
             return  # never became a station's connection (refused, bad handshake)
         now = self._clock()
-        self._add(live.station_id, meter.collect(), self._hour_of(now))
+        self._ended(live, now, self._hour_of(now))
+
+    def _ended(self, live: LiveConnection, now: datetime, hour: datetime) -> None:
+        """A station's connection has ended (`live`, popped): its last rows and its
+        connection row."""
+        meter = live.meter
+        self._add(live.station_id, meter.collect(), hour)
         totals = meter.totals
+        setup = meter.setup_ip
         self._closed.append(counters.ConnectionTotals(
-            station_id=live.station_id, opened_at=live.opened_at, closed_at=now,
-            protocol=live.protocol, tls=meter.tls, tls_resumed=meter.tls_resumed,
-            setup_ip={a: meter.setup_ip.get(a, 0) for a in SETUP_ACTIONS},
-            ip_in=totals.get((IN, IP), 0), ip_out=totals.get((OUT, IP), 0),
-            payload_in=totals.get((IN, PAYLOAD), 0), payload_out=totals.get((OUT, PAYLOAD), 0),
-            retransmitted=meter.retransmitted_at_close, close_reason=live.close_reason,
-        ))
+            live.station_id, live.opened_at, now, live.protocol, meter.tls, meter.tls_resumed,
+            {a: setup.get(a, 0) for a in SETUP_ACTIONS},
+            totals.get(_IN_IP, 0), totals.get(_OUT_IP, 0), totals.get(_IN_PAYLOAD, 0),
+            totals.get(_OUT_PAYLOAD, 0), meter.retransmitted_at_close, live.close_reason))
 
     def open_connections(self) -> list[LiveConnection]:
         return list(self._live.values())
@@ -123,11 +129,15 @@ class TrafficRecorder:
         """The process exits with these connections still open (the server's stop): take
         their last counts now, as closed() does when one ends (its hourly rows and its
         connection row, `reason` as its close reason unless it has one)."""
+        now = self._clock()
+        hour = self._hour_of(now)
         for live in lives:
+            if self._live.pop(id(live.meter), None) is not live:
+                continue  # closed meanwhile
             if live.close_reason is None:
                 live.close_reason = reason
             live.meter.finish_now()
-            self.closed(live.meter)
+            self._ended(live, now, hour)
 
     def _hour_of(self, now: datetime) -> datetime:
         """The clock hour `now` falls in: worked out once an hour, not once a connection
