@@ -95,14 +95,12 @@ def add_hourly(buckets: dict[BucketKey, list[int]]) -> None:
     many = len(buckets) >= _JSON_ROWS
     known = None if many else _known({key[0] for key in buckets})
     stamp = TrafficCounter.period_start.db_value
-    stamps: dict[datetime, object] = {}  # the flush's few hours, each converted once
-    rows = []
-    for (sid, hour, action, direction, layer), (amount, messages) in buckets.items():
-        if known is None or sid in known:
-            at = stamps.get(hour)
-            if at is None:
-                at = stamps[hour] = stamp(hour)
-            rows.append((sid, HOUR, at, action, direction, layer, amount, messages))
+    # The flush's few hours, each converted once; the rows in one comprehension (half the
+    # time of a loop: the writer's thread holds the GIL for it, beside a busy trio thread).
+    stamps = {hour: stamp(hour) for hour in {key[1] for key in buckets}}
+    rows = [(sid, HOUR, stamps[hour], action, direction, layer, amount, messages)
+            for (sid, hour, action, direction, layer), (amount, messages) in buckets.items()
+            if known is None or sid in known]
     # In the unique index's order: the upserts then walk its pages once instead of at
     # random (a stop's 160,000 rows: about a third less time in SQLite).
     rows.sort()
