@@ -177,3 +177,43 @@ async def test_exit_in_chunks_counts_every_byte_once(tmp_path, monkeypatch, earl
     assert CONTROL in actions and "BootNotification" in actions
     if early_fails:
         assert calls and calls[0] < len(everyone)  # a chunk failed, its rows written later
+
+
+async def test_exit_window_ends_once_every_station_has_answered(tmp_path, caplog) -> None:
+    """Idle stations that answer the 1001 are counted as they answer, their readers wait
+    for the exit (which reads the answers and ends them in the books), and the window ends
+    before its 1 s: there is no one left to wait for."""
+    from lite_csms.net.server import GOING_AWAY_TIMEOUT
+
+    caplog.set_level(logging.INFO)
+    ids = [f"FAST-{n}" for n in range(5)]
+    codes: list[int | None] = []
+    seen: dict[str, object] = {}
+    async with trio.open_nursery() as outside:
+        async with trio.open_nursery() as nursery:
+            csms = await start_in_process(nursery, tmp_path)
+            server = csms.server
+            for sid in ids:
+                await register(csms, sid)
+            streams = [await booted_station(csms.port, sid) for sid in ids]
+
+            def hook() -> None:
+                seen["at"] = trio.current_time()
+                # Every answered connection is still there for the exit, its task waiting.
+                seen["running"] = sum(1 for c in connections if not c.stopped)
+
+            server.exit_when_durable = hook
+            connections = list(server.connections.values())
+            for stream in streams:
+                outside.start_soon(_answer_going_away, stream, codes, True)
+            started = trio.current_time()
+            server.stop()
+    assert codes == [1001] * len(ids)
+    assert seen["running"] == len(ids)
+    assert isinstance(seen["at"], float) and seen["at"] - started < GOING_AWAY_TIMEOUT
+    summary = records(caplog, "left open for the exit")
+    assert len(summary) == 1 and "5 answered the close, 0 left open" in summary[0].message
+    with sqlite3.connect(tmp_path / "csms.sqlite3") as conn:
+        assert conn.execute("SELECT count(*) FROM station WHERE online").fetchone()[0] == 0
+        assert conn.execute("SELECT count(DISTINCT station_id) FROM traffic_connection"
+                            ).fetchone()[0] == len(ids)
