@@ -346,6 +346,12 @@ class StationConnection:
             self._exit = _EXIT_WAITS
         return rest
 
+    def exit_withdrawn(self) -> None:
+        """The fast exit did not end the process (its hook returned: a test): a reader that
+        wakes from now on ends its connection the usual way."""
+        if self._exit == _EXIT_WAITS:
+            self._exit = _EXIT_NONE
+
     async def going_away(self, deadline: float, rest: bytes = b"") -> None:
         """The server stops: send 1001 Going Away (or, given `rest`, the rest of a close frame
         going_away_now() began) and wait for the station's close frame until `deadline`

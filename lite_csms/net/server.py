@@ -352,6 +352,8 @@ class CsmsServer:
             answered = len(connections) - len(waiting)
             if self.exit_when_durable is not None:
                 # Only when the hook returned (a test): the usual end.
+                for connection in connections:
+                    connection.exit_withdrawn()
                 for connection in waiting:
                     connection.ws.shut_now()
                 left = await _until_stopped(waiting, trio.current_time() + ABORT_TIMEOUT)
