@@ -545,13 +545,9 @@ CREATE INDEX "station_setting_station_id" ON "station_setting" ("station_id");
 
 CREATE UNIQUE INDEX "station_setting_station_id_key" ON "station_setting" ("station_id", "key");
 
-CREATE INDEX "traffic_connection_station_id" ON "traffic_connection" ("station_id");
-
 CREATE INDEX "traffic_connection_station_id_opened_at" ON "traffic_connection" ("station_id", "opened_at");
 
 CREATE INDEX "traffic_counter_period_period_start" ON "traffic_counter" ("period", "period_start");
-
-CREATE INDEX "traffic_counter_station_id" ON "traffic_counter" ("station_id");
 
 CREATE UNIQUE INDEX "traffic_counter_station_id_period_period_start_action_di_d5f209a" ON "traffic_counter" ("station_id", "period", "period_start", "action", "direction", "layer");
 

@@ -32,6 +32,8 @@ REFUSAL_BYTES = 1024
 REFUSALS_PER_HOUR = 2
 # Stations whose traffic one store job of a flush writes (TrafficRecorder.flush).
 FLUSH_CHUNK = 500
+# A meter's totals read for each connection row.
+_IN_IP, _OUT_IP, _IN_PAYLOAD, _OUT_PAYLOAD = (IN, IP), (OUT, IP), (IN, PAYLOAD), (OUT, PAYLOAD)
 
 
 @dataclass(slots=True)
@@ -60,9 +62,13 @@ class TrafficRecorder:
         # Refusals charged per station in the clock hour `_refusal_hour`.
         self._refusal_hour: datetime | None = None
         self._refusals: dict[str, int] = {}
-        # counted_write()'s job and what it carries, for last_write().
-        self._early: tuple[Submitted, dict[counters.BucketKey, list[int]],
-                           list[counters.ConnectionTotals]] | None = None
+        # The stop's early jobs (counted_write, ended_write) and what each carries, for
+        # last_write().
+        self._early: list[tuple[Submitted, dict[counters.BucketKey, list[int]],
+                                list[counters.ConnectionTotals]]] = []
+        # The clock hour of the last rows and the start of the next (_hour).
+        self._hour: datetime | None = None
+        self._next_hour: datetime | None = None
 
     def opened(self, station_id: str, protocol: str, meter: ConnectionMeter) -> LiveConnection:
         live = LiveConnection(station_id, protocol, meter, self._clock())
@@ -100,16 +106,21 @@ class TrafficRecorder:
         live = self._live.pop(id(meter), None)
         if live is None:
             return  # never became a station's connection (refused, bad handshake)
-        self._add(live.station_id, meter.collect())
+        now = self._clock()
+        self._ended(live, now, self._hour_of(now))
+
+    def _ended(self, live: LiveConnection, now: datetime, hour: datetime) -> None:
+        """A station's connection has ended (`live`, popped): its last rows and its
+        connection row."""
+        meter = live.meter
+        self._add(live.station_id, meter.collect(), hour)
         totals = meter.totals
+        setup = meter.setup_ip
         self._closed.append(counters.ConnectionTotals(
-            station_id=live.station_id, opened_at=live.opened_at, closed_at=self._clock(),
-            protocol=live.protocol, tls=meter.tls, tls_resumed=meter.tls_resumed,
-            setup_ip={a: meter.setup_ip.get(a, 0) for a in SETUP_ACTIONS},
-            ip_in=totals.get((IN, IP), 0), ip_out=totals.get((OUT, IP), 0),
-            payload_in=totals.get((IN, PAYLOAD), 0), payload_out=totals.get((OUT, PAYLOAD), 0),
-            retransmitted=meter.retransmitted_at_close, close_reason=live.close_reason,
-        ))
+            live.station_id, live.opened_at, now, live.protocol, meter.tls, meter.tls_resumed,
+            {a: setup.get(a, 0) for a in SETUP_ACTIONS},
+            totals.get(_IN_IP, 0), totals.get(_OUT_IP, 0), totals.get(_IN_PAYLOAD, 0),
+            totals.get(_OUT_PAYLOAD, 0), meter.retransmitted_at_close, live.close_reason))
 
     def open_connections(self) -> list[LiveConnection]:
         return list(self._live.values())
@@ -118,25 +129,46 @@ class TrafficRecorder:
         """The process exits with these connections still open (the server's stop): take
         their last counts now, as closed() does when one ends (its hourly rows and its
         connection row, `reason` as its close reason unless it has one)."""
+        now = self._clock()
+        hour = self._hour_of(now)
         for live in lives:
+            if self._live.pop(id(live.meter), None) is not live:
+                continue  # closed meanwhile
             if live.close_reason is None:
                 live.close_reason = reason
             live.meter.finish_now()
-            self.closed(live.meter)
+            self._ended(live, now, hour)
 
-    def _add(self, station_id: str, flows: list[Flow]) -> None:
-        hour = self._clock().replace(minute=0, second=0, microsecond=0)
+    def _hour_of(self, now: datetime) -> datetime:
+        """The clock hour `now` falls in: worked out once an hour, not once a connection
+        (a stop ends 10,000 within a second)."""
+        hour = self._hour
+        if hour is None or not hour <= now < self._next_hour:  # type: ignore[operator]
+            hour = self._hour = now.replace(minute=0, second=0, microsecond=0)
+            self._next_hour = hour + timedelta(hours=1)
+        return hour
+
+    def _add(self, station_id: str, flows: list[Flow], hour: datetime | None = None) -> None:
+        if not flows:
+            return
+        if hour is None:
+            hour = self._hour_of(self._clock())
+        buckets, totals = self._buckets, self.totals
         for flow in flows:
             key = (station_id, hour, flow.action, flow.direction, flow.layer)
-            bucket = self._buckets.setdefault(key, [0, 0])
-            bucket[0] += flow.bytes
-            bucket[1] += flow.messages
+            bucket = buckets.get(key)
+            if bucket is None:
+                buckets[key] = [flow.bytes, flow.messages]
+            else:
+                bucket[0] += flow.bytes
+                bucket[1] += flow.messages
             total = (flow.direction, flow.layer)
-            self.totals[total] = self.totals.get(total, 0) + flow.bytes
+            totals[total] = totals.get(total, 0) + flow.bytes
 
     def collect(self) -> None:
+        hour = self._hour_of(self._clock())
         for live in list(self._live.values()):
-            self._add(live.station_id, live.meter.collect())
+            self._add(live.station_id, live.meter.collect(), hour)
 
     def counted_write(self) -> None:
         """At the start of the server's stop (its fast exit): what is counted already (the
@@ -146,9 +178,19 @@ class TrafficRecorder:
         close answers, and last_write() carries only the rest. Not marked flushed. The rows
         are additive upserts: the two jobs add up to the one they replace; if this one is
         lost, last_write()'s job writes its rows too (it runs after it, on the same thread)."""
+        hour = self._hour_of(self._clock())
         for live in self._live.values():
             if flows := live.meter.take_emitted():
-                self._add(live.station_id, flows)
+                self._add(live.station_id, flows, hour)
+        self.ended_write()
+
+    def ended_write(self) -> None:
+        """During the server's stop (its fast exit): what is counted and not yet submitted
+        (the rows of connections that ended, or that close_now() ended in the books) as one
+        store job, queued at once, so that the writer's thread writes it while the trio
+        thread ends the next ones. Not marked flushed; additive, like counted_write()'s job,
+        and written again by last_write()'s job if it is lost. Raises WriterClosed (the rows
+        are then left to last_write())."""
         buckets, self._buckets = self._buckets, {}
         closed, self._closed = self._closed, []
         if not buckets and not closed:
@@ -159,7 +201,7 @@ class TrafficRecorder:
             counters.add_connections(closed)
 
         try:
-            self._early = (self._store.submit(write), buckets, closed)
+            self._early.append((self._store.submit(write), buckets, closed))
         except WriterClosed:
             self._buckets, self._closed = buckets, closed  # left to last_write()
             raise
@@ -172,18 +214,23 @@ class TrafficRecorder:
         buckets, self._buckets = self._buckets, {}
         closed, self._closed = self._closed, []
         now, interval = self._clock(), self._interval
-        early, self._early = self._early, None
+        early, self._early = self._early, []
 
         def write() -> None:
             rows, ended = buckets, closed
-            if early is not None and early[0].error is not None:
-                # counted_write()'s job failed or its commit was lost: its rows go here.
-                rows = dict(early[1])
-                for key, (amount, messages) in buckets.items():
-                    bucket = rows[key] = list(rows.get(key, (0, 0)))
-                    bucket[0] += amount
-                    bucket[1] += messages
-                ended = early[2] + closed
+            lost = [(taken, ends) for job, taken, ends in early if job.error is not None]
+            if lost:
+                # An early job failed or its commit was lost: its rows go here.
+                rows, ended = {}, []
+                for more, more_ended in [*lost, (buckets, closed)]:
+                    for key, (amount, messages) in more.items():
+                        bucket = rows.get(key)
+                        if bucket is None:
+                            rows[key] = [amount, messages]
+                        else:
+                            bucket[0] += amount
+                            bucket[1] += messages
+                    ended += more_ended
             try:
                 counters.add_hourly(rows)
                 counters.add_connections(ended)

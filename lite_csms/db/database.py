@@ -8,7 +8,7 @@ from pathlib import Path
 
 import peewee as pw
 
-from lite_csms.budget import memory
+from lite_csms.budget import counters, memory
 from lite_csms.db.models import ALL_MODELS, database_proxy
 from lite_csms.db.upgrade import UpgradeStep, upgrade
 from lite_csms.handlers import authorization, meter_values
@@ -19,7 +19,9 @@ SCHEMA_VERSION = 4
 UPGRADE_STEPS: dict[int, list[UpgradeStep]] = {
     3: [authorization.upgrade_v3, meter_values.upgrade_v3],
     # 0.3.0: refusals per key or per value, the server's settings, firmware changes.
-    4: [memory.upgrade_v4],
+    # The traffic tables' station indexes went with it (counters.drop_redundant_indexes;
+    # a file already at 4 keeps them, which costs write time only).
+    4: [memory.upgrade_v4, counters.drop_redundant_indexes],
 }
 
 PRAGMAS = {

@@ -322,7 +322,9 @@ class TrafficCounter(BaseModel):
     HTTP set-up, WebSocket control frames, TCP keepalives and pure acknowledgements.
     """
 
-    station = pw.ForeignKeyField(Station, backref="traffic", on_delete="CASCADE")
+    # No index of its own: the unique index below starts with it (a second index cost
+    # about 40 % more per row written; a stop writes 100,000).
+    station = pw.ForeignKeyField(Station, backref="traffic", on_delete="CASCADE", index=False)
     # "hour" or "day"
     period = pw.CharField(max_length=4)
     period_start = UtcDateTimeField()
@@ -343,7 +345,9 @@ class TrafficCounter(BaseModel):
 class TrafficConnection(BaseModel):
     """One WebSocket connection's totals and set-up cost, written when it closes."""
 
-    station = pw.ForeignKeyField(Station, backref="traffic_connections", on_delete="CASCADE")
+    # Indexed by (station, opened_at) below, which serves lookups by station alone.
+    station = pw.ForeignKeyField(Station, backref="traffic_connections", on_delete="CASCADE",
+                                 index=False)
     opened_at = UtcDateTimeField()
     closed_at = UtcDateTimeField()
     protocol = pw.CharField(max_length=16)

@@ -26,7 +26,7 @@ from lite_csms.budget.recorder import LiveConnection, TrafficRecorder
 from lite_csms.config import Settings
 from lite_csms.db.models import Station
 from lite_csms.db.reader import StoreReader
-from lite_csms.db.writer import StoreWriter, WriterClosed
+from lite_csms.db.writer import StoreWriter, Submitted, WriterClosed
 from lite_csms.handlers import authorization, provisioning, reservation
 from lite_csms.metrics import ServerMetrics
 from lite_csms.net import profiles, rotation
@@ -95,6 +95,9 @@ ABORT_TIMEOUT = 5.0
 # seconds once at least this many stations are waiting to be written offline.
 STOP_WRITE_EVERY = 0.25
 STOP_WRITE_AT_LEAST = 1000
+# The stop's fast exit ends the stations still connected in the books this many at a time,
+# each chunk's rows queued for the writer before the next (_leave_open).
+LEAVE_OPEN_CHUNK = 1000
 # The stop's fast exit waits this long for its last writes to commit, with the loop held.
 LAST_WRITE_TIMEOUT = 60
 # How often the stop looks whether every station has answered its close.
@@ -145,6 +148,10 @@ class CsmsServer:
         self.exit_when_durable: Callable[[], None] | None = None
         # The connections the fast exit left open (their meters' LiveConnections).
         self._left_open: list[LiveConnection] = []
+        # The fast exit's early offline jobs and the stations each writes (_submit_ended);
+        # set while ended connections' rows are queued as they come (the close window).
+        self._early_offline: list[tuple[Submitted, dict[str, datetime]]] = []
+        self._writing_ended = False
         # Before the writer's thread takes the connection (it is used by one thread at a time).
         db.execute_sql(f"PRAGMA cache_size = -{settings.db_cache_kib}")
         self.store = StoreWriter(db)
@@ -190,7 +197,7 @@ class CsmsServer:
             ),
             self.handle_request,
             ssl_context=ssl_context,
-            on_closed=self.traffic.closed,
+            on_closed=self._connection_closed,
             on_handshake=self.tally.handshake,
         )
         self.ports: list[int] = []
@@ -299,43 +306,60 @@ class CsmsServer:
         self.listener.stop_accepting(leave_open=self.exit_when_durable is not None)
         connections = list(self.connections.values())
         log.info("stopping: closing %d station connections", len(connections))
+        fast = self.exit_when_durable is not None
+        if fast:
+            # What is counted already (the set-up of connections not yet flushed) is
+            # queued first: the writer's thread writes it, mostly without the GIL, while
+            # this thread sends the close frames and ends the connections in the books,
+            # and the last write, with the loop held, carries only the rest
+            # (docs/PERFORMANCE.md, "Graceful stop").
+            with contextlib.suppress(WriterClosed):
+                self.traffic.counted_write()
+                # And what the connections that end leave, as they end.
+                self._writing_ended = True
         started = trio.current_time()
         deadline = started + GOING_AWAY_TIMEOUT
         async with trio.open_nursery() as writing:
-            if self.exit_when_durable is None:
-                # (With the fast exit the stop writes once, after its loop: see _leave_open.)
+            if not fast:
+                # (With the fast exit, what ended connections leave is queued as they end:
+                # _connection_closed.)
                 writing.start_soon(self._write_while_stopping)
             async with trio.open_nursery() as closing:
                 # Every close frame from this one loop, no task or wait per station (10,000
                 # tasks cost seconds); only a TLS connection or a full socket buffer takes
                 # one.
                 for connection in connections:
-                    rest = connection.going_away_now()
+                    if fast and connection.meter is not None:
+                        # Its last reading is taken at once, at its end or at the exit.
+                        connection.meter.read_once_at_end()
+                    rest = connection.going_away_now(exit_next=fast)
                     if rest is not None:
                         closing.start_soon(connection.going_away, deadline, rest)
                 sent = trio.current_time() - started
                 if self.exit_when_durable is not None:
-                    # What is counted already is written while the stations answer: the
-                    # trio thread mostly waits then, and the last write, with the loop
-                    # held, carries only the rest (docs/PERFORMANCE.md, "Graceful stop").
-                    with contextlib.suppress(WriterClosed):
-                        self.traffic.counted_write()
-                # Each station's answering close frame ends its connection.
-                waiting = await _until_stopped(connections, deadline)
+                    # A station is done once its answer has arrived: the exit reads it and
+                    # ends the connection in the books (going_away_now).
+                    waiting = await _until_stopped(connections, deadline, answered=True)
+                    # Every station has its 1001 and has had its time to answer. From here
+                    # to the exit no checkpoint (leaving this nursery would be one): every
+                    # reader woken by then would end its connection the long way, 0.3 ms
+                    # or more each. The rest are ended in the books only, from one loop,
+                    # and the process exits once that is durable (docs/PERFORMANCE.md,
+                    # "Graceful stop").
+                    log.info("stopping: 1001 sent to %d stations in %.2f s, %d answered the "
+                             "close, %d left open for the exit, in %.2f s", len(connections),
+                             sent, len(connections) - len(waiting), len(waiting),
+                             trio.current_time() - started)
+                    self._leave_open()
+                    self._exit_when_durable()
+                else:
+                    # Each station's answering close frame ends its connection.
+                    waiting = await _until_stopped(connections, deadline)
             answered = len(connections) - len(waiting)
             if self.exit_when_durable is not None:
-                # Every station has its 1001 and has had its time to answer. The rest are
-                # left open: ending each (its reader woken, its task and frames unwound)
-                # cost about 0.3 ms of CPU, seconds for 10,000. They are ended in the books
-                # only, from one loop, and the process exits once that is durable
-                # (docs/PERFORMANCE.md, "Graceful stop").
-                log.info("stopping: 1001 sent to %d stations in %.2f s, %d answered the "
-                         "close, %d left open for the exit, in %.2f s", len(connections),
-                         sent, answered, len(waiting), trio.current_time() - started)
-                self._leave_open()
-                # No checkpoint from here to the exit: no reader runs again.
-                self._exit_when_durable()
                 # Only when the hook returned (a test): the usual end.
+                for connection in connections:
+                    connection.exit_withdrawn()
                 for connection in waiting:
                     connection.ws.shut_now()
                 left = await _until_stopped(waiting, trio.current_time() + ABORT_TIMEOUT)
@@ -361,17 +385,51 @@ class CsmsServer:
     def _leave_open(self) -> None:
         """The stations still connected are ended in the books: offline as of their last
         message, their traffic counted as if they had closed now (TrafficRecorder.close_now).
-        One loop, and one write after it (_exit_when_durable): written in chunks beside
-        it, the writer's thread waited for the GIL at every row (10,000 stations took
-        three times as long)."""
+        One loop, LEAVE_OPEN_CHUNK stations at a time, each chunk's rows queued for the
+        writer's thread at once: every large write is one statement over a JSON array, so
+        that thread writes with the GIL released beside this loop, and the last write
+        (_exit_when_durable) carries only the last chunk. (Written row by row, the writer's
+        thread waited for the GIL at every row: 10,000 stations took three times as long.)"""
+        self._writing_ended = False
         for connection in list(self.connections.values()):
             if connection.close_code is None:
                 # Registered after the stop's snapshot: it gets its 1001 too.
                 connection.going_away_now()
             if self._log_disconnected(connection, logging.DEBUG):
                 self._offline_at_exit[connection.station_id] = connection.last_seen
-        self._left_open = self.traffic.open_connections()
-        self.traffic.close_now(self._left_open, "server shutting down")
+        lives = self._left_open = self.traffic.open_connections()
+        self._submit_ended()
+        for start in range(0, len(lives), LEAVE_OPEN_CHUNK):
+            self.traffic.close_now(lives[start:start + LEAVE_OPEN_CHUNK], "server shutting down")
+            if start + LEAVE_OPEN_CHUNK < len(lives):
+                self._submit_ended()
+
+    def _connection_closed(self, meter: ConnectionMeter) -> None:
+        """A connection is gone (the listener's on_closed): its traffic taken; in the stop's
+        close window, what the ended ones left is queued for the writer every
+        STOP_WRITE_AT_LEAST stations, from here rather than a task, which would run only
+        once the loop's batch of 10,000 woken readers is through."""
+        self.traffic.closed(meter)
+        if self._writing_ended and len(self._offline_at_exit) >= STOP_WRITE_AT_LEAST:
+            self._submit_ended()
+
+    def _submit_ended(self) -> None:
+        """The fast exit: the offline state of the stations ended so far and what their
+        connections left, queued as store jobs without waiting (StoreWriter.submit). Each
+        statement is an UPDATE or an additive upsert: these jobs and the last write add up
+        to the one write they replace; a lost job's rows are written again by the last."""
+        seen, self._offline_at_exit = self._offline_at_exit, {}
+        try:
+            if seen:
+                job = self.store.submit(partial(
+                    _logged, provisioning.mark_all_disconnected, seen,
+                    f"the offline state of {len(seen)} stations"))
+                self._early_offline.append((job, seen))
+                self._offline_written += len(seen)
+            self.traffic.ended_write()
+        except WriterClosed:
+            # The last write finds the store closed too, and says so.
+            self._writing_ended = False
 
     def _exit_when_durable(self) -> None:
         """The stop's fast exit, once every connection is ended in the books (_leave_open):
@@ -383,11 +441,22 @@ class CsmsServer:
         assert self.exit_when_durable is not None
         started = time.perf_counter()
         seen, self._offline_at_exit = self._offline_at_exit, {}
+        early, self._early_offline = self._early_offline, []
         self._offline_written += len(seen)
         lost = self.store.lost_batches
+
+        def offline() -> None:
+            # With the stations of every early job that failed or whose commit was lost.
+            rows = {}
+            for job, chunk in early:
+                if job.error is not None:
+                    rows.update(chunk)
+            rows.update(seen)
+            _logged(provisioning.mark_all_disconnected, rows,
+                    f"the offline state of {len(rows)} stations")
+
         try:
-            self.store.submit(partial(_logged, provisioning.mark_all_disconnected, seen,
-                                      f"the offline state of {len(seen)} stations"))
+            self.store.submit(offline)
             self.store.submit(self.traffic.last_write())
         except WriterClosed:
             log.warning("the store is closed: the stations' offline state and traffic since "
@@ -399,8 +468,9 @@ class CsmsServer:
         elif self.store.lost_batches > lost:
             log.warning("the last writes were lost: %s", self.store.failure)
         self._final_written = True
-        log.info("stopped: %d stations written offline, traffic flushed, in %.2f s",
-                 self._offline_written, time.perf_counter() - started)
+        log.info("stopped: %d stations written offline (%d of them before the last write), "
+                 "traffic flushed, in %.2f s", self._offline_written,
+                 self._offline_written - len(seen), time.perf_counter() - started)
         if self.reader is not None:
             self.reader.close()
         # Close answers that arrived during the write: unread, they would turn the exit's
@@ -869,15 +939,18 @@ def _logged(work: Callable[[dict[str, datetime]], None], argument: dict[str, dat
         raise
 
 
-async def _until_stopped(connections: list[StationConnection], deadline: float
-                         ) -> list[StationConnection]:
-    """Waits until every connection has stopped or `deadline` (trio time) has passed;
-    returns those still running."""
+async def _until_stopped(connections: list[StationConnection], deadline: float, *,
+                         answered: bool = False) -> list[StationConnection]:
+    """Waits until every connection has stopped (`answered`: or its WebSocket is over, the
+    station's close answer read) or `deadline` (trio time) has passed; returns the others."""
+    def done(connection: StationConnection) -> bool:
+        return connection.answered if answered else connection.stopped
+
     waiting = connections
     with trio.move_on_at(deadline):
-        while waiting := [c for c in waiting if not c.stopped]:
+        while waiting := [c for c in waiting if not done(c)]:
             await trio.sleep(STOP_POLL)
-    return [c for c in waiting if not c.stopped]
+    return [c for c in waiting if not done(c)]
 
 
 class _StationHooks:

@@ -1,0 +1,94 @@
+"""The stop's large writes: 10,000 stations offline and 10,000 connection rows go as one
+statement over a JSON array, which must store exactly what the statement row by row stores;
+and the traffic tables keep no index that a wider one already covers."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from lite_csms.budget import counters
+from lite_csms.db.database import open_database
+from lite_csms.db.models import Station, TrafficConnection, TrafficCounter
+from lite_csms.handlers import provisioning
+
+AT = datetime(2026, 11, 30, 2, 3, 4, 567000, tzinfo=UTC)
+
+
+def _written(path: Path, count: int, one_statement: bool,
+             monkeypatch: pytest.MonkeyPatch) -> tuple[list, list]:
+    """The stations and connection rows stored by mark_all_disconnected and add_connections
+    for `count` stations (one of them unknown), in one statement or row by row."""
+    rows = 64 if one_statement else 10**9
+    monkeypatch.setattr(provisioning, "_JSON_ROWS", rows)
+    monkeypatch.setattr(counters, "_JSON_ROWS", rows)
+    db = open_database(path)
+    ids = [f"ST-{n:03d}-é" for n in range(count)]
+    with db.atomic():
+        Station.insert_many([{"id": sid, "registration": "accepted", "online": True}
+                             for sid in ids]).execute()
+    seen = {sid: AT + timedelta(seconds=n) for n, sid in enumerate(ids[1:])}
+    seen["GONE-1"] = AT
+    closed = [counters.ConnectionTotals(
+        sid, AT, AT + timedelta(seconds=n), "ocpp2.0.1", n % 2 == 0, n % 3 == 0,
+        {"(tcp-handshake)": 180 + n}, 1000 + n, 2000 + n, 30 + n, 40 + n, n % 5,
+        None if n % 4 else "server shutting down") for n, sid in enumerate([*ids, "GONE-1"])]
+    with db.atomic():
+        provisioning.mark_all_disconnected(seen)
+        counters.add_connections(closed)
+    db.close()
+    with sqlite3.connect(path) as conn:
+        stations = conn.execute(
+            "SELECT id, online, last_seen_at FROM station ORDER BY id").fetchall()
+        connections = conn.execute(
+            "SELECT station_id, opened_at, closed_at, protocol, tls, tls_resumed, "
+            "tcp_setup_bytes, tls_setup_bytes, http_setup_bytes, ip_bytes_in, ip_bytes_out, "
+            "payload_bytes_in, payload_bytes_out, retransmitted_bytes, close_reason, "
+            "typeof(tls), typeof(ip_bytes_in) FROM traffic_connection ORDER BY station_id"
+        ).fetchall()
+    return stations, connections
+
+
+@pytest.mark.skipif(not provisioning._UPDATE_FROM, reason="SQLite before 3.33")
+def test_one_statement_stores_what_row_by_row_stores(tmp_path, monkeypatch) -> None:
+    stations, connections = _written(tmp_path / "a.sqlite3", 100, True, monkeypatch)
+    assert (stations, connections) == _written(tmp_path / "b.sqlite3", 100, False,
+                                               monkeypatch)
+    # The first station was not in the stop's list: still online, never seen.
+    assert stations[0][1:] == (1, None) and {s[1] for s in stations[1:]} == {0}
+    assert len(connections) == 100  # the unknown station's row is left out
+    assert connections[0][-2:] == ("integer", "integer")
+
+
+def test_traffic_tables_keep_no_covered_index(tmp_path) -> None:
+    """A database of an earlier release has the station indexes; the upgrade step drops
+    them, and deleting a station still deletes its traffic rows."""
+    path = tmp_path / "old.sqlite3"
+    db = open_database(path)
+    db.execute_sql('CREATE INDEX "traffic_counter_station_id" ON "traffic_counter" '
+                   '("station_id")')
+    db.execute_sql('CREATE INDEX "traffic_connection_station_id" ON "traffic_connection" '
+                   '("station_id")')
+    Station.create(id="DEL-1")
+    TrafficCounter.create(station="DEL-1", period="hour", period_start=AT, action="Heartbeat",
+                          direction="in", layer="ip", bytes=10)
+    TrafficConnection.create(station="DEL-1", opened_at=AT, closed_at=AT, protocol="ocpp1.6",
+                             tls=False, tls_resumed=False, tcp_setup_bytes=0,
+                             tls_setup_bytes=0, http_setup_bytes=0, ip_bytes_in=0,
+                             ip_bytes_out=0, payload_bytes_in=0, payload_bytes_out=0,
+                             retransmitted_bytes=0)
+    counters.drop_redundant_indexes(db)
+    counters.drop_redundant_indexes(db)  # idempotent
+    names = {name for (name,) in db.execute_sql(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name LIKE 'traffic_%'")}
+    assert not names & set(counters.REDUNDANT_INDEXES)
+    # What still serves lookups by station: indexes that start with it.
+    assert any(name.startswith("traffic_counter_station_id_period") for name in names)
+    assert "traffic_connection_station_id_opened_at" in names
+    db.execute_sql("PRAGMA foreign_keys = ON")
+    Station.delete().where(Station.id == "DEL-1").execute()
+    assert TrafficCounter.select().count() == 0 and TrafficConnection.select().count() == 0
+    db.close()
