@@ -1,4 +1,4 @@
--- lite-csms SQLite schema, version 4 (PRAGMA user_version).
+-- lite-csms SQLite schema, version 5 (PRAGMA user_version).
 -- Generated from lite_csms/db/models.py by `python -m lite_csms.db.dump_schema`.
 -- The server creates these itself; this file is for reading, reviewing and other tools.
 -- Times are ISO 8601 text in UTC with milliseconds; booleans are 0/1.

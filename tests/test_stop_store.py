@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lite_csms.budget import counters
-from lite_csms.db.database import open_database
+from lite_csms.db.database import SCHEMA_VERSION, open_database
 from lite_csms.db.models import Station, TrafficConnection, TrafficCounter
 from lite_csms.handlers import provisioning
 
@@ -80,7 +80,10 @@ def test_traffic_tables_keep_no_covered_index(tmp_path) -> None:
                              tls_setup_bytes=0, http_setup_bytes=0, ip_bytes_in=0,
                              ip_bytes_out=0, payload_bytes_in=0, payload_bytes_out=0,
                              retransmitted_bytes=0)
-    counters.drop_redundant_indexes(db)
+    db.execute_sql("PRAGMA user_version = 4")
+    db.close()
+    db = open_database(path)  # the upgrade to 5 drops them
+    assert db.execute_sql("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (5,)
     counters.drop_redundant_indexes(db)  # idempotent
     names = {name for (name,) in db.execute_sql(
         "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name LIKE 'traffic_%'")}
