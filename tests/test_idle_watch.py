@@ -1,5 +1,6 @@
 """Idle readers parked on the server's own epoll set (net/idle.py): woken by data, an end
-or a reset; cancellable; handed back to trio's wait when the watch ends."""
+or a reset; cancellable; handed back to trio's wait when the watch ends; held (noted, not
+woken) in the stop's fast exit. And the stop's close frame that carries our FIN."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import socket
 import pytest
 import trio
 
+from lite_csms.budget.meter import SocketEnd
 from lite_csms.db.models import Station
 from lite_csms.net.idle import IdleWatch
 from tests import rawws
@@ -124,3 +126,51 @@ async def test_idle_stations_park_in_the_servers_watch(csms: CsmsInProcess) -> N
     await _parked(csms.server.idle, 2)
     for stream in streams[:2]:
         await stream.aclose()
+
+
+async def test_held_readers_stay_parked_until_released(nursery: trio.Nursery) -> None:
+    watch = IdleWatch()
+    await nursery.start(watch.run)
+    ours, theirs = _pair()
+    woke = trio.Event()
+
+    async def reader() -> None:
+        await watch.wait_readable(ours.fileno())
+        woke.set()
+
+    nursery.start_soon(reader)
+    await _parked(watch, 1)
+    watch.hold()
+    theirs.send(b"answer")
+    with trio.fail_after(5):
+        while ours.fileno() not in watch.ready:
+            await trio.sleep(0.001)
+    await trio.sleep(0.05)
+    assert not woke.is_set() and watch.parked == 1  # noted, not woken
+    watch.release()
+    with trio.fail_after(5):
+        await woke.wait()
+    assert watch.ready == frozenset() and watch.parked == 0
+    ours.close()
+    theirs.close()
+
+
+async def test_a_last_send_carries_our_fin_and_the_answer_is_still_read() -> None:
+    listener = trio.socket.socket()
+    await listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    peer = await trio.open_tcp_stream("127.0.0.1", listener.getsockname()[1])
+    accepted, _ = await listener.accept()
+    end = SocketEnd(trio.SocketStream(accepted))
+    assert end.send_now(b"\x88\x02\x03\xe9", fin=True) == 4
+    assert end.fin_sent
+    with trio.fail_after(5):
+        assert await peer.receive_some(100) == b"\x88\x02\x03\xe9"
+        assert await peer.receive_some(100) == b""  # our FIN
+    await peer.send_all(b"\x88\x82answer")  # the station's close answer, after our FIN
+    await trio.sleep(0.05)
+    end.take_waiting()
+    assert end.bytes_in == 8 and end.bytes_out == 4
+    end.release()
+    await peer.aclose()
+    listener.close()

@@ -169,17 +169,27 @@ class SocketEnd(CountingStream):
         self.bytes_in += len(data)
         return data
 
-    def send_now(self, data: bytes) -> int:
+    def send_now(self, data: bytes, *, fin: bool = False) -> int:
         """Write what the socket takes without waiting, counted as send_all counts; returns
         the bytes written (0 when closed, reset or full). For the server's stop, which
         sends 10,000 close frames from one loop instead of 10,000 tasks. The caller must
-        hold off every other sender (trio-websocket's send lock is free)."""
+        hold off every other sender (trio-websocket's send lock is free).
+
+        `fin`: this is the last of our bytes. When all are taken our FIN follows at once,
+        in the same TCP segment (the bytes are held back with MSG_MORE until the shutdown
+        marks their segment FIN): one packet for both, not two."""
         if self.fin_sent or self.released:
             return 0
+        sock = self.socket_stream.socket
         try:
-            sent = os.write(self.socket_stream.socket.fileno(), data)
+            if fin:
+                sent = sock._sock.send(data, socket.MSG_MORE)  # type: ignore[attr-defined]
+            else:
+                sent = os.write(sock.fileno(), data)
         except OSError:  # BlockingIOError: the buffer is full; EPIPE, ECONNRESET: gone
             return 0
+        if fin and sent == len(data):
+            self._shutdown(socket.SHUT_WR)
         self.bytes_out += sent
         if sent and self._on_first_send is not None:
             hook, self._on_first_send = self._on_first_send, None

@@ -139,6 +139,10 @@ class TrafficRecorder:
             live.meter.finish_now()
             self._ended(live, now, hour)
 
+    def live_of(self, meter: ConnectionMeter) -> LiveConnection | None:
+        """The open connection `meter` counts, if it is still open in the books."""
+        return self._live.get(id(meter))
+
     def _hour_of(self, now: datetime) -> datetime:
         """The clock hour `now` falls in: worked out once an hour, not once a connection
         (a stop ends 10,000 within a second)."""

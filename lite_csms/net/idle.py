@@ -38,6 +38,9 @@ class IdleWatch:
         self._epoll: select.epoll | None = None
         self._parked: dict[int, trio.lowlevel.Task] = {}
         self._scope: trio.CancelScope | None = None
+        # While held (the server's fast exit): the descriptors of parked readers that had an
+        # event, not woken.
+        self._held: set[int] | None = None
 
     @property
     def parked(self) -> int:
@@ -57,7 +60,11 @@ class IdleWatch:
                 task_status.started()
                 while True:
                     await trio.lowlevel.wait_readable(epoll.fileno())
+                    held = self._held
                     for fd, _events in epoll.poll(0):
+                        if held is not None and fd in self._parked:
+                            held.add(fd)
+                            continue
                         task = self._parked.pop(fd, None)
                         if task is not None:
                             trio.lowlevel.reschedule(task)
@@ -67,6 +74,25 @@ class IdleWatch:
             for task in parked.values():
                 trio.lowlevel.reschedule(task)
             epoll.close()
+
+    def hold(self) -> None:
+        """From now on a parked reader whose socket has an event stays parked, its descriptor
+        noted in `ready`: the server's fast exit ends those connections in the books without
+        running their tasks (10,000 wakes cost about 0.3 s of CPU). release() wakes them."""
+        if self._held is None:
+            self._held = set()
+
+    @property
+    def ready(self) -> set[int] | frozenset[int]:
+        """The descriptors of the readers held with an event (hold())."""
+        return self._held if self._held is not None else frozenset()
+
+    def release(self) -> None:
+        """Wake the readers held with an event, and wake readers again from now on."""
+        held, self._held = self._held, None
+        for fd in held or ():
+            if (task := self._parked.pop(fd, None)) is not None:
+                trio.lowlevel.reschedule(task)
 
     def stop(self) -> None:
         if self._scope is not None:

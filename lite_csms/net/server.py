@@ -98,6 +98,9 @@ STOP_WRITE_AT_LEAST = 1000
 # The stop's fast exit ends the stations still connected in the books this many at a time,
 # each chunk's rows queued for the writer before the next (_leave_open).
 LEAVE_OPEN_CHUNK = 1000
+# The fast exit books the stations that have answered every this many close frames sent,
+# and at every poll of the window (_book_answered).
+BOOK_EVERY = 250
 # The stop's fast exit waits this long for its last writes to commit, with the loop held.
 LAST_WRITE_TIMEOUT = 60
 # How often the stop looks whether every station has answered its close.
@@ -328,18 +331,32 @@ class CsmsServer:
                 # Every close frame from this one loop, no task or wait per station (10,000
                 # tasks cost seconds); only a TLS connection or a full socket buffer takes
                 # one.
-                for connection in connections:
+                if fast:
+                    # A station's answer is noted by the idle watch, not by waking its reader.
+                    self.idle.hold()
+                unanswered: list[StationConnection] = []
+                for index, connection in enumerate(connections, 1):
                     if fast and connection.meter is not None:
                         # Its last reading is taken at once, at its end or at the exit.
                         connection.meter.read_once_at_end()
                     rest = connection.going_away_now(exit_next=fast)
                     if rest is not None:
                         closing.start_soon(connection.going_away, deadline, rest)
+                    unanswered.append(connection)
+                    if fast and not index % BOOK_EVERY:
+                        # The stations that answered meanwhile are ended in the books now,
+                        # beside the sending, not all after the window; the checkpoint lets
+                        # the readers the answers woke note them (going_away_now: no reader
+                        # with its frame sent ends its connection the long way).
+                        unanswered = self._book_answered(unanswered)
+                        await trio.sleep(0)
                 sent = trio.current_time() - started
                 if self.exit_when_durable is not None:
-                    # A station is done once its answer has arrived: the exit reads it and
-                    # ends the connection in the books (going_away_now).
-                    waiting = await _until_stopped(connections, deadline, answered=True)
+                    # A station is done once its answer has arrived: it is ended in the
+                    # books (going_away_now, _book_answered) as the window goes on.
+                    waiting = await _until_stopped(connections, deadline,
+                                                   done=self._has_answered,
+                                                   each_poll=self._book_answered)
                     # Every station has its 1001 and has had its time to answer. From here
                     # to the exit no checkpoint (leaving this nursery would be one): every
                     # reader woken by then would end its connection the long way, 0.3 ms
@@ -360,6 +377,7 @@ class CsmsServer:
                 # Only when the hook returned (a test): the usual end.
                 for connection in connections:
                     connection.exit_withdrawn()
+                self.idle.release()
                 for connection in waiting:
                     connection.ws.shut_now()
                 left = await _until_stopped(waiting, trio.current_time() + ABORT_TIMEOUT)
@@ -382,6 +400,43 @@ class CsmsServer:
         # store (its job commits, shielded, but its answer is not sent), the server's tasks.
         scope.cancel()
 
+    def _book_answered(self, connections: list[StationConnection]
+                       ) -> list[StationConnection]:
+        """The fast exit: each station of `connections` whose close answer has arrived and
+        that is not ended in the books yet is ended there now, as _leave_open ends the rest:
+        its FIN, its answer read and counted, its last kernel reading; offline as of its last
+        message. Its socket stays open for the exit (drained first, as the others). Returns
+        the connections that have not answered."""
+        traffic = self.traffic
+        booked, unanswered = [], []
+        answered = self._has_answered
+        for connection in connections:
+            if not answered(connection):
+                unanswered.append(connection)
+                continue
+            if connection.meter is None:
+                continue
+            live = traffic.live_of(connection.meter)
+            if live is None:
+                continue  # already booked, or ended
+            if self._log_disconnected(connection, logging.DEBUG):
+                self._offline_at_exit[connection.station_id] = connection.last_seen
+            booked.append(live)
+        if booked:
+            traffic.close_now(booked, "server shutting down")
+            self._left_open.extend(booked)
+            if len(self._offline_at_exit) >= LEAVE_OPEN_CHUNK:
+                self._submit_ended()
+        return unanswered
+
+    def _has_answered(self, connection: StationConnection) -> bool:
+        """The fast exit: whether the station's close answer has arrived (its reader noted
+        it, or the idle watch holds it), or its connection has ended."""
+        if connection.answered:
+            return True
+        sock = connection.meter.sock if connection.meter is not None else None
+        return sock is not None and sock.fileno() in self.idle.ready
+
     def _leave_open(self) -> None:
         """The stations still connected are ended in the books: offline as of their last
         message, their traffic counted as if they had closed now (TrafficRecorder.close_now).
@@ -397,7 +452,8 @@ class CsmsServer:
                 connection.going_away_now()
             if self._log_disconnected(connection, logging.DEBUG):
                 self._offline_at_exit[connection.station_id] = connection.last_seen
-        lives = self._left_open = self.traffic.open_connections()
+        lives = self.traffic.open_connections()
+        self._left_open.extend(lives)
         self._submit_ended()
         for start in range(0, len(lives), LEAVE_OPEN_CHUNK):
             self.traffic.close_now(lives[start:start + LEAVE_OPEN_CHUNK], "server shutting down")
@@ -940,15 +996,23 @@ def _logged(work: Callable[[dict[str, datetime]], None], argument: dict[str, dat
 
 
 async def _until_stopped(connections: list[StationConnection], deadline: float, *,
-                         answered: bool = False) -> list[StationConnection]:
-    """Waits until every connection has stopped (`answered`: or its WebSocket is over, the
-    station's close answer read) or `deadline` (trio time) has passed; returns the others."""
-    def done(connection: StationConnection) -> bool:
-        return connection.answered if answered else connection.stopped
+                         done: Callable[[StationConnection], bool] | None = None,
+                         each_poll: Callable[[list[StationConnection]], object] | None = None
+                         ) -> list[StationConnection]:
+    """Waits until every connection has stopped (or is `done`: the fast exit's station has
+    answered) or `deadline` (trio time) has passed; returns the others. `each_poll` is
+    given the connections still waiting at every poll."""
+    if done is None:
+        def done(connection: StationConnection) -> bool:
+            return connection.stopped
 
     waiting = connections
     with trio.move_on_at(deadline):
-        while waiting := [c for c in waiting if not done(c)]:
+        while True:
+            if each_poll is not None:
+                each_poll(waiting)
+            if not (waiting := [c for c in waiting if not done(c)]):
+                break
             await trio.sleep(STOP_POLL)
     return [c for c in waiting if not done(c)]
 

@@ -537,12 +537,15 @@ class WebSocket:
             pass
 
     # ---- closing -------------------------------------------------------------------------
-    def send_close_now(self, code: int, reason: str) -> bytes | None:
+    def send_close_now(self, code: int, reason: str, *, fin: bool = False) -> bytes | None:
         """Start the closing handshake without a task or a wait: the close frame is written
         straight to the socket (the server's stop, for every station in one loop). Returns
         None when the frame is out; b"" when this connection must take aclose() instead
         (TLS, a send under way, not open); otherwise the part of the frame the socket did
-        not take, for finish_close_send(). The peer's answer is read as after aclose()."""
+        not take, for finish_close_send(). The peer's answer is read as after aclose().
+
+        `fin`: our FIN goes with the frame (SocketEnd.send_now) when it is all out; we
+        still read the peer's answer (RFC 6455 7.1.1: the server closes TCP first)."""
         stream = self._stream
         if (self._closed is not None or self._state() is not ConnectionState.OPEN
                 or self._sending or not isinstance(stream, SocketEnd)):
@@ -550,7 +553,7 @@ class WebSocket:
         data = self._close_data(code, reason)
         # From here on our sends raise ConnectionClosed: nothing follows the close frame.
         self._closed = CloseReason(code, reason)
-        sent = stream.send_now(data)
+        sent = stream.send_now(data, fin=fin)
         return None if sent == len(data) else data[sent:]
 
     def shut_now(self) -> None:
