@@ -5,7 +5,7 @@ package, asyncio) connects N stations, boots each and leaves them idle. The diff
 between the snapshots before and after, grouped by the code that allocated it, says what
 each connected station costs, and VmRSS says what the operator pays.
 
-    python tools/memory_audit.py [--stations 500] [--top 25] [--deflate] [--policy]
+    python tools/memory_audit.py [--stations 500] [--top 25] [--deflate] [--policy] [--hold-settings]
 
 `--policy` turns the budget policy on (the default configuration): the stations answer the
 server's settings (Accepted), and the snapshot waits until the server is quiet. With
@@ -38,14 +38,19 @@ from lite_csms.db.database import open_database
 from lite_csms.db.models import Station
 from lite_csms.net.server import CsmsServer
 
+# --hold-settings: how long the snapshot waits for the settings to be in flight (the budget
+# policy lets the boots go first, then sends).
+HOLD_SECONDS = 12
+
 CLIENT = textwrap.dedent("""
     import asyncio, json, sys
     import websockets
     port, n, deflate = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+    hold = sys.argv[4] == "1"
     async def answer(ws):
         async for text in ws:  # the server's own CALLs (the budget policy's settings)
             message = json.loads(text)
-            if message[0] == 2:
+            if message[0] == 2 and not hold:
                 await ws.send(json.dumps([3, message[1], {"status": "Accepted"}]))
     async def one(i):
         ws = await websockets.connect(f"ws://127.0.0.1:{port}/ocpp/MEM-{i:05d}",
@@ -149,7 +154,7 @@ async def _quiet(window: float = 0.3) -> None:
 
 async def audit(stations: int, top: int, deflate: bool, workdir: Path, policy: bool = False,
                 keep_traffic: bool = False, malloc_stats: bool = False,
-                types: bool = False) -> None:
+                types: bool = False, hold: bool = False) -> None:
     database = workdir / "audit.sqlite3"
     db = open_database(database)
     with db.atomic():
@@ -157,7 +162,7 @@ async def audit(stations: int, top: int, deflate: bool, workdir: Path, policy: b
                               "password_hash": None} for i in range(stations)]).execute()
     settings = config.load(environ={}, overrides={
         "host": "127.0.0.1", "port": 0, "admin_port": 0, "database": str(database),
-        "budget_policy": policy, "log_level": "WARNING",
+        "budget_policy": policy or hold, "log_level": "WARNING",
         # tracemalloc slows the server several times over: no handshake may time out.
         "handshake_timeout": 900.0,
         "ws_deflate": deflate})
@@ -173,12 +178,16 @@ async def audit(stations: int, top: int, deflate: bool, workdir: Path, policy: b
         types_before = _types() if types else {}
         before = tracemalloc.take_snapshot() if tracemalloc.is_tracing() else None
         client = await trio.lowlevel.open_process(
-            [sys.executable, "-c", CLIENT, str(ports[0]), str(stations), "1" if deflate else "0"],
+            [sys.executable, "-c", CLIENT, str(ports[0]), str(stations), "1" if deflate else "0",
+             "1" if hold else "0"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         while len(server.connections) < stations:
             await trio.sleep(0.2)
         await trio.sleep(2)  # booted and idle
-        if policy:
+        if hold:
+            # The settings' first CALLs in flight, unanswered (their deadline is far off).
+            await trio.sleep(HOLD_SECONDS)
+        elif policy:
             await _quiet()  # the settings sent and answered
         if tracemalloc.is_tracing() and not keep_traffic:
             # The boots' traffic rows wait in memory for the minute's flush; written now, so
@@ -284,6 +293,10 @@ def main() -> None:
                         help="pymalloc arenas and the process's mappings before and after")
     parser.add_argument("--types", action="store_true",
                         help="objects alive per station, by type")
+    parser.add_argument("--hold-settings", action="store_true",
+                        help="with --policy: the stations never answer the settings, and the "
+                        "snapshot is taken with the first ones in flight (what a settle in "
+                        "flight holds)")
     parser.add_argument("--rss-only", action="store_true",
                         help="no tracemalloc: the RSS an operator would see")
     args = parser.parse_args()
@@ -291,7 +304,7 @@ def main() -> None:
         tracemalloc.start(25)
     with tempfile.TemporaryDirectory() as workdir:
         trio.run(audit, args.stations, args.top, args.deflate, Path(workdir), args.policy,
-                 args.keep_traffic, args.malloc_stats, args.types)
+                 args.keep_traffic, args.malloc_stats, args.types, args.hold_settings)
 
 
 if __name__ == "__main__":
