@@ -81,6 +81,23 @@ async def test_a_cancelled_wait_leaves_nothing_armed(nursery: trio.Nursery) -> N
     theirs.close()
 
 
+async def test_a_hang_up_after_a_cancelled_wait_does_not_spin_the_watch(
+        nursery: trio.Nursery) -> None:
+    # The kernel reports a hang-up whatever the mask: a descriptor left in the set after
+    # its reader was cancelled would be reported at every poll while it stays open.
+    watch = IdleWatch()
+    await nursery.start(watch.run)
+    ours, theirs = _pair()
+    with trio.move_on_after(0.05):
+        await watch.wait_readable(ours.fileno())
+    theirs.close()
+    ours.shutdown(socket.SHUT_WR)  # both halves closed, our descriptor still open
+    before = watch.polls
+    await trio.sleep(0.3)
+    assert watch.polls - before <= 2
+    ours.close()
+
+
 async def test_readers_parked_when_the_watch_ends_go_back_to_trio() -> None:
     watch = IdleWatch()
     ours, theirs = _pair()

@@ -41,6 +41,8 @@ class IdleWatch:
         # While held (the server's fast exit): the descriptors of parked readers that had an
         # event, not woken.
         self._held: set[int] | None = None
+        # How many times the set was polled: events come in batches, never in a spin.
+        self.polls = 0
 
     @property
     def parked(self) -> int:
@@ -61,6 +63,7 @@ class IdleWatch:
                 while True:
                     await trio.lowlevel.wait_readable(epoll.fileno())
                     held = self._held
+                    self.polls += 1
                     for fd, _events in epoll.poll(0):
                         if held is not None and fd in self._parked:
                             held.add(fd)
@@ -119,9 +122,12 @@ class IdleWatch:
         await trio.lowlevel.wait_task_rescheduled(partial(self._abort, fd))
 
     def _abort(self, fd: int, _raise_cancel: object) -> trio.lowlevel.Abort:
-        # Disarmed, so that a late event finds no reader to wake; a closed descriptor has
+        # Out of the set, so that a late event finds no reader to wake. Not merely an empty
+        # mask: the kernel reports a hang-up or an error whatever the mask, and without
+        # the one-shot flag it would report it at every poll while the descriptor stays
+        # open (a closing connection's linger), the watch spinning. A closed descriptor has
         # left the set already.
         if self._parked.pop(fd, None) is not None and self._epoll is not None:
             with contextlib.suppress(OSError):
-                self._epoll.modify(fd, 0)
+                self._epoll.unregister(fd)
         return trio.lowlevel.Abort.SUCCEEDED
