@@ -5,7 +5,8 @@ package, asyncio) connects N stations, boots each and leaves them idle. The diff
 between the snapshots before and after, grouped by the code that allocated it, says what
 each connected station costs, and VmRSS says what the operator pays.
 
-    python tools/memory_audit.py [--stations 500] [--top 25] [--deflate] [--policy] [--hold-settings]
+    python tools/memory_audit.py [--stations 500] [--top 25] [--deflate] [--policy]
+        [--hold-settings]
 
 `--policy` turns the budget policy on (the default configuration): the stations answer the
 server's settings (Accepted), and the snapshot waits until the server is quiet. With
