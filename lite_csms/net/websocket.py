@@ -146,7 +146,6 @@ class WebSocket:
         "_max_message_size",
         "_peer_closed",
         "_pings",
-        "_plain",
         "_plain_state",
         "_proto",
         "_send_waiters",
@@ -167,10 +166,9 @@ class WebSocket:
                  plain: bool = False) -> None:
         self._stream = stream
         # No extension was negotiated: frames are read and written here until one is not
-        # ordinary (see the module's docstring); bytes read and not yet a whole frame. The
-        # frame state is then ours, and wsproto's Connection is made when it takes over
-        # (_wsproto()).
-        self._plain = plain
+        # ordinary (see the module's docstring), and the frame state is ours
+        # (`_plain_state`) for as long as there is no wsproto Connection: it is made when
+        # wsproto takes over (_wsproto). `_buffer`: bytes read and not yet a whole frame.
         if not plain and proto is None:
             raise ValueError("a connection with an extension needs wsproto's frame state")
         self._proto = None if plain else proto
@@ -197,7 +195,7 @@ class WebSocket:
     @property
     def plain(self) -> bool:
         """Whether frames are still read and written here rather than by wsproto."""
-        return self._plain
+        return self._proto is None
 
     def idle_socket(self) -> trio.socket.SocketType | None:
         """The plain TCP socket when nothing received waits here or in wsproto: the next message
@@ -211,7 +209,7 @@ class WebSocket:
         if (type(stream) is not SocketEnd or stream.fin_sent or stream.released
                 or self._closed is not None):
             return None
-        if self._plain:
+        if self._proto is None:
             return None if self._buffer else stream.socket_stream.socket
         proto = self._wsproto()
         try:
@@ -237,13 +235,13 @@ class WebSocket:
 
     def feed(self, data: bytes) -> None:
         """Bytes that arrived before the WebSocket existed (with the HTTP upgrade)."""
-        if self._plain:
+        if self._proto is None:
             self._buffer += data
         else:
             self._wsproto().receive_data(data)
 
     async def _next_message(self) -> str | bytes:
-        if self._plain:
+        if self._proto is None:
             message = await self._next_plain()
             if message is not None:
                 return message
@@ -259,7 +257,7 @@ class WebSocket:
                 data = await self._receive_bytes(waiting=True)
                 self._buffer = self._buffer + data if self._buffer else data
             elif found is _WSPROTO:
-                self._to_wsproto()
+                self._wsproto()
                 return None
             elif found is _TOO_BIG:
                 await self._too_big()
@@ -279,19 +277,19 @@ class WebSocket:
         """A close frame read here (its payload checked by _parse_plain): the answer to ours,
         or the peer closing, which is answered with its code and reason (RFC 6455 5.5.1);
         then the server closes TCP at once (7.1.1). Raises ConnectionClosed."""
-        code, reason = _peer_close(payload) or (CLOSE_NO_STATUS, "")
-        if self._plain_state is ConnectionState.OPEN:
-            self._plain_state = ConnectionState.CLOSED
-            if self._closed is None:
-                self._closed = CloseReason(code, reason or None)
+        closing = _peer_close(payload)
+        assert closing is not None, "_parse_plain hands such a frame to wsproto"
+        code, reason = closing
+        # OPEN: the peer closes first; otherwise (LOCAL_CLOSING) this answers our close.
+        answer = self._plain_state is ConnectionState.OPEN
+        self._plain_state = ConnectionState.CLOSED
+        if self._closed is None:
+            self._closed = CloseReason(code, reason or None)
+        if answer:
             try:
                 await self._send_frame(close_frame(code, reason))
             except ConnectionClosed:
                 pass
-        else:  # LOCAL_CLOSING: the answer to our own close
-            self._plain_state = ConnectionState.CLOSED
-            if self._closed is None:
-                self._closed = CloseReason(code, reason or None)
         self._wake_closer()
         await _close_quietly(self._stream)
         assert self._closed is not None
@@ -346,19 +344,11 @@ class WebSocket:
         self._buffer = buffer[end:]
         return message
 
-    def _to_wsproto(self) -> None:
-        """From now on every frame goes through wsproto, starting with what is buffered."""
-        if not self._plain:
-            return
-        proto = self._wsproto()
-        self._plain = False
-        buffer, self._buffer = self._buffer, b""
-        if buffer and proto.state is not ConnectionState.CLOSED:
-            proto.receive_data(buffer)
-
     def _wsproto(self) -> Connection:
-        """wsproto's frame state, made on first need for a plain connection, in the state
-        the frames read and written here left: open, or our close frame sent."""
+        """wsproto's frame state. For a plain connection this is the hand-over: from now on
+        every frame goes through wsproto, starting with what is buffered, and its
+        Connection is made in the state the frames read and written here left (open, or
+        our close frame sent)."""
         proto = self._proto
         if proto is None:
             proto = self._proto = Connection(ConnectionType.SERVER)
@@ -367,6 +357,9 @@ class WebSocket:
                 # answered (CLOSED) nothing reads or sends a frame any more.
                 closed = self._closed or CloseReason(1000, None)
                 proto.send(CloseConnection(code=closed.code, reason=closed.reason))
+            buffer, self._buffer = self._buffer, b""
+            if buffer and proto.state is not ConnectionState.CLOSED:
+                proto.receive_data(buffer)
         return proto
 
     def _state(self) -> ConnectionState:
@@ -470,7 +463,7 @@ class WebSocket:
         """Send one whole message; raises ConnectionClosed once closing has begun."""
         if self._closed is not None:
             raise ConnectionClosed(self._closed)
-        if self._plain and self._state() is ConnectionState.OPEN:
+        if self._proto is None and self._plain_state is ConnectionState.OPEN:
             if isinstance(message, str):
                 payload = message.encode()
                 await self._send_frame(frame_header(_OP_TEXT, len(payload)) + payload)
@@ -490,7 +483,8 @@ class WebSocket:
             self._pings = {}
         waiter = self._pings[payload] = trio.Event()
         await self._send_frame(frame_header(_OP_PING, len(payload)) + payload
-                               if self._plain else self._wsproto().send(Ping(payload=payload)))
+                               if self._proto is None
+                               else self._proto.send(Ping(payload=payload)))
         await waiter.wait()
         if self._closed is not None:
             raise ConnectionClosed(self._closed)
@@ -590,7 +584,6 @@ class WebSocket:
                 self._peer_closed = trio.Event()
             await self._peer_closed.wait()
             return
-        self._to_wsproto()
         proto = self._wsproto()
         while proto.state is ConnectionState.LOCAL_CLOSING:
             for event in proto.events():
