@@ -16,7 +16,6 @@ like the epoll set trio uses here; elsewhere `wait_readable` is trio's.
 from __future__ import annotations
 
 import contextlib
-import errno
 import select
 from functools import partial
 
@@ -112,11 +111,7 @@ class IdleWatch:
             raise trio.BusyResourceError("another task is already reading this socket")
         try:
             epoll.modify(fd, _ARMED)
-        except FileNotFoundError:
-            epoll.register(fd, _ARMED)
-        except OSError as exc:
-            if exc.errno != errno.ENOENT:
-                raise
+        except FileNotFoundError:  # ENOENT: not in the set yet, or taken out by _abort
             epoll.register(fd, _ARMED)
         self._parked[fd] = trio.lowlevel.current_task()
         await trio.lowlevel.wait_task_rescheduled(partial(self._abort, fd))
