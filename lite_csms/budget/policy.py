@@ -62,10 +62,11 @@ MAX_ROUNDS = 3
 # thousand stations are released together (precedence.py); all their round trips in flight
 # at once raised the server's RSS by about 18 KiB per station for good (freed objects leave
 # Python's arenas partly used; docs/PERFORMANCE.md, "Memory per station"). What is left is
-# about the round trips in flight (14 KiB each): with 25 a fleet's first boot leaves 0.5-1 KiB
-# less per station than with 100 at 1,000 stations, and settling 1,000 stations over a link
-# with a 0.5 s round trip takes about 140 s instead of 35, once. A station holds its place
-# for one call_timeout at most, so silent stations delay the others by that much.
+# about the round trips in flight (about 17 KiB each, tools/memory_audit.py
+# --hold-settings): with 25 a fleet's first boot leaves 0.5-1 KiB less per station than
+# with 100 at 1,000 stations, and settling 1,000 stations over a link with a 0.5 s round
+# trip takes about 140 s instead of 35, once. A station holds its place for one
+# call_timeout at most, so silent stations delay the others by that much.
 SETTINGS_AT_ONCE = 25
 _FIRMWARE = ('SELECT "firmware_version", "previous_firmware_version", "firmware_changed_at" '
              'FROM "station" WHERE "id" = ?')

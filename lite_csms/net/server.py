@@ -351,7 +351,7 @@ class CsmsServer:
                         unanswered = self._book_answered(unanswered)
                         await trio.sleep(0)
                 sent = trio.current_time() - started
-                if self.exit_when_durable is not None:
+                if fast:
                     # A station is done once its answer has arrived: it is ended in the
                     # books (going_away_now, _book_answered) as the window goes on.
                     waiting = await _until_stopped(connections, deadline,
@@ -373,7 +373,7 @@ class CsmsServer:
                     # Each station's answering close frame ends its connection.
                     waiting = await _until_stopped(connections, deadline)
             answered = len(connections) - len(waiting)
-            if self.exit_when_durable is not None:
+            if fast:
                 # Only when the hook returned (a test): the usual end.
                 for connection in connections:
                     connection.exit_withdrawn()
@@ -419,8 +419,7 @@ class CsmsServer:
             live = traffic.live_of(connection.meter)
             if live is None:
                 continue  # already booked, or ended
-            if self._log_disconnected(connection, logging.DEBUG):
-                self._offline_at_exit[connection.station_id] = connection.last_seen
+            self._forget_at_exit(connection)
             booked.append(live)
         if booked:
             traffic.close_now(booked, "server shutting down")
@@ -450,8 +449,7 @@ class CsmsServer:
             if connection.close_code is None:
                 # Registered after the stop's snapshot: it gets its 1001 too.
                 connection.going_away_now()
-            if self._log_disconnected(connection, logging.DEBUG):
-                self._offline_at_exit[connection.station_id] = connection.last_seen
+            self._forget_at_exit(connection)
         lives = self.traffic.open_connections()
         self._left_open.extend(lives)
         self._submit_ended()
