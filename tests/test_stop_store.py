@@ -1,5 +1,6 @@
-"""The stop's large writes: 10,000 stations offline and 10,000 connection rows go as one
-statement over a JSON array, which must store exactly what the statement row by row stores;
+"""The stop's large writes: 10,000 stations offline and 10,000 connection rows go as a few
+statements of a thousand rows (db/bulk.py), which must store exactly what the statement row
+by row stores;
 and the traffic tables keep no index that a wider one already covers."""
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ def _written(path: Path, count: int, one_statement: bool,
     """The stations and connection rows stored by mark_all_disconnected and add_connections
     for `count` stations (one of them unknown), in one statement or row by row."""
     rows = 64 if one_statement else 10**9
-    monkeypatch.setattr(provisioning, "_JSON_ROWS", rows)
-    monkeypatch.setattr(counters, "_JSON_ROWS", rows)
+    monkeypatch.setattr(provisioning, "_BULK_ROWS", rows)
+    monkeypatch.setattr(counters, "_BULK_ROWS", rows)
     db = open_database(path)
     ids = [f"ST-{n:03d}-é" for n in range(count)]
     with db.atomic():

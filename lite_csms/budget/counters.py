@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-import orjson
 import peewee as pw
 
 from lite_csms.budget.names import HTTP_SETUP, TCP_SETUP, TLS_SETUP
+from lite_csms.db import bulk
 from lite_csms.db.models import (
     Station,
     TrafficConnection,
@@ -49,24 +49,19 @@ _UPSERT = (
     '"messages" = "messages" + excluded."messages"')
 
 
-# Every row in one statement, from one JSON array: SQLite walks it in a single step, with
-# the GIL released throughout. Row by row (executemany) the writer's thread took the GIL
-# back after every row, and a stop's 100,000 rows written while the trio thread waited for
-# the close answers starved it (docs/PERFORMANCE.md, "Graceful stop"). The WHERE (stations
-# removed while connected have nowhere to keep their counts) also keeps ON CONFLICT from
-# being read as a join's constraint (SQLite's upsert syntax).
-_UPSERT_JSON = (
+# Many rows: a few statements of a thousand rows each (db/bulk.py), which SQLite walks with
+# the GIL released. The WHERE leaves out stations removed while connected (they have nowhere
+# to keep their counts) and bulk's padding rows; it also keeps ON CONFLICT from being read as
+# a join's constraint (SQLite's upsert syntax).
+_UPSERT_MANY = (
     'INSERT INTO "traffic_counter" ("station_id", "period", "period_start", "action", '
     '"direction", "layer", "bytes", "messages") '
-    "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
-    "json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), "
-    "json_extract(value, '$[5]'), json_extract(value, '$[6]'), json_extract(value, '$[7]') "
-    "FROM json_each(?) WHERE json_extract(value, '$[0]') IN (SELECT \"id\" FROM \"station\") "
+    'SELECT * FROM ({values}) WHERE column1 IN (SELECT "id" FROM "station") '
     'ON CONFLICT ("station_id", "period", "period_start", "action", "direction", "layer") '
     'DO UPDATE SET "bytes" = "bytes" + excluded."bytes", '
     '"messages" = "messages" + excluded."messages"')
 # Below this many rows the prepared statement row by row is as cheap.
-_JSON_ROWS = 64
+_BULK_ROWS = 64
 
 
 def _upsert(rows: list[tuple]) -> None:
@@ -92,7 +87,7 @@ def add_hourly(buckets: dict[BucketKey, list[int]]) -> None:
         return
     # Many rows: the statement itself leaves out the stations not known, in the same step
     # (reading the ids row by row also took the GIL back at every row).
-    many = len(buckets) >= _JSON_ROWS
+    many = len(buckets) >= _BULK_ROWS
     known = None if many else _known({key[0] for key in buckets})
     stamp = TrafficCounter.period_start.db_value
     # The flush's few hours, each converted once; the rows in one comprehension (half the
@@ -105,7 +100,7 @@ def add_hourly(buckets: dict[BucketKey, list[int]]) -> None:
     # random (a stop's 160,000 rows: about a third less time in SQLite).
     rows.sort()
     if many:
-        database_proxy.obj.cursor().execute(_UPSERT_JSON, (orjson.dumps(rows).decode(),))
+        bulk.execute(database_proxy.obj.connection(), _UPSERT_MANY, rows)
     else:
         _upsert(rows)
 
@@ -119,18 +114,17 @@ _INSERT_CONNECTION = (f'INSERT INTO "traffic_connection" ({_QUOTED_COLUMNS}) '
                       f'VALUES ({", ".join("?" * len(_CONNECTION_COLUMNS))})')
 
 
-# Many connection rows in one statement, as _UPSERT_JSON does for the hourly rows (a stop
-# writes 10,000 beside a busy trio thread); stations not known are left out in it.
-_INSERT_CONNECTIONS_JSON = (
-    f'INSERT INTO "traffic_connection" ({_QUOTED_COLUMNS}) SELECT '
-    + ", ".join(f"json_extract(value, '$[{n}]')" for n in range(len(_CONNECTION_COLUMNS)))
-    + " FROM json_each(?) WHERE json_extract(value, '$[0]') IN (SELECT \"id\" FROM \"station\")")
+# Many connection rows in a few statements, as _UPSERT_MANY does for the hourly rows (a stop
+# writes 10,000 beside a busy trio thread); stations not known are left out in them.
+_INSERT_CONNECTIONS_MANY = (
+    f'INSERT INTO "traffic_connection" ({_QUOTED_COLUMNS}) '
+    'SELECT * FROM ({values}) WHERE column1 IN (SELECT "id" FROM "station")')
 
 
 def add_connections(closed: list[ConnectionTotals]) -> None:
     if not closed:
         return
-    many = len(closed) >= _JSON_ROWS
+    many = len(closed) >= _BULK_ROWS
     known = None if many else _known({c.station_id for c in closed})
     stamp = TrafficConnection.opened_at.db_value
     rows = [
@@ -140,8 +134,7 @@ def add_connections(closed: list[ConnectionTotals]) -> None:
          c.retransmitted, c.close_reason)
         for c in closed if known is None or c.station_id in known]
     if many:
-        database_proxy.obj.cursor().execute(_INSERT_CONNECTIONS_JSON,
-                                            (orjson.dumps(rows).decode(),))
+        bulk.execute(database_proxy.obj.connection(), _INSERT_CONNECTIONS_MANY, rows)
     else:
         database_proxy.obj.cursor().executemany(_INSERT_CONNECTION, rows)
 

@@ -14,9 +14,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-import orjson
-
-from lite_csms.db import statements
+from lite_csms.db import bulk, statements
 from lite_csms.db.models import Station, UtcDateTimeField, database_proxy
 from lite_csms.domain import BootInfo
 
@@ -135,24 +133,24 @@ def mark_all_disconnected(seen: dict[str, datetime]) -> None:
     one statement run for all (10,000 stations: one store job, not 10,000)."""
     last_seen = Station.last_seen_at.db_value
     rows = [(last_seen(at), station_id) for station_id, at in seen.items()]
-    if len(rows) >= _JSON_ROWS and _UPDATE_FROM:
-        # Many: one statement over a JSON array, walked by SQLite in one step with the GIL
-        # released (row by row, the writer's thread took the GIL back at every row, beside
-        # a trio thread busy with a stop's 10,000 connections).
-        database_proxy.obj.cursor().execute(_OFFLINE_JSON, (orjson.dumps(rows).decode(),))
+    if len(rows) >= _BULK_ROWS and _UPDATE_FROM:
+        # Many: a few statements of a thousand rows, each walked by SQLite in one step with
+        # the GIL released (row by row, the writer's thread took the GIL back at every row,
+        # beside a trio thread busy with a stop's 10,000 connections): db/bulk.py.
+        bulk.execute(database_proxy.obj.connection(), _OFFLINE_MANY, rows)
         return
     # executemany: one prepared UPDATE, no query building per station.
     database_proxy.obj.cursor().executemany(
         'UPDATE "station" SET "online" = 0, "last_seen_at" = ? WHERE "id" = ?', rows)
 
 
-# mark_all_disconnected for this many stations or more in one statement (UPDATE ... FROM:
-# SQLite 3.33).
-_JSON_ROWS = 64
+# mark_all_disconnected for this many stations or more in bulk statements (UPDATE ... FROM:
+# SQLite 3.33). bulk's padding rows of NULLs match no station.
+_BULK_ROWS = 64
 _UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
-_OFFLINE_JSON = (
-    'UPDATE "station" SET "online" = 0, "last_seen_at" = json_extract(j.value, \'$[0]\') '
-    'FROM json_each(?) AS j WHERE "station"."id" = json_extract(j.value, \'$[1]\')')
+_OFFLINE_MANY = (
+    'UPDATE "station" SET "online" = 0, "last_seen_at" = j.column1 '
+    'FROM ({values}) AS j WHERE "station"."id" = j.column2')
 
 
 def record_last_seen(seen: dict[str, datetime]) -> None:
