@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from itertools import chain
 from typing import Any
 
 # Rows per statement: the smallest size that holds the rows, the largest for each full chunk.
@@ -55,6 +56,6 @@ def execute(conn: sqlite3.Connection, template: str, rows: Sequence[Sequence[Any
     for start in range(0, len(rows), largest):
         chunk = rows[start:start + largest]
         size = next(size for size in sizes if size >= len(chunk))
-        params = [value for row in chunk for value in row]
+        params = list(chain.from_iterable(chunk))
         params.extend([None] * (width * (size - len(chunk))))
         cursor.execute(_text(template, width, size), params)

@@ -361,10 +361,9 @@ class CsmsServer:
                 sent = trio.current_time() - started
                 if fast:
                     # A station is done once its answer has arrived: it is ended in the
-                    # books (going_away_now, _book_answered) as the window goes on.
-                    waiting = await _until_stopped(connections, deadline,
-                                                   done=self._has_answered,
-                                                   each_poll=self._book_answered)
+                    # books (going_away_now, _book_answered) as the window goes on. Only
+                    # those that had not answered are looked at again.
+                    waiting = await self._book_until_answered(unanswered, deadline)
                     # Every station has its 1001 and has had its time to answer. From here
                     # to the exit no checkpoint (leaving this nursery would be one): every
                     # reader woken by then would end its connection the long way, 0.3 ms
@@ -407,6 +406,16 @@ class CsmsServer:
         # Cancels what is left: a connection still busy, a handler still waiting for the
         # store (its job commits, shielded, but its answer is not sent), the server's tasks.
         scope.cancel()
+
+    async def _book_until_answered(self, waiting: list[StationConnection], deadline: float
+                                   ) -> list[StationConnection]:
+        """The fast exit's window: the stations of `waiting` that answer are booked
+        (_book_answered) every STOP_POLL seconds until all have answered or `deadline` (trio
+        time) has passed; returns those that have not answered."""
+        with trio.move_on_at(deadline):
+            while waiting := self._book_answered(waiting):
+                await trio.sleep(STOP_POLL)
+        return waiting
 
     def _book_answered(self, connections: list[StationConnection]
                        ) -> list[StationConnection]:
@@ -1002,26 +1011,15 @@ def _logged(work: Callable[[dict[str, datetime]], None], argument: dict[str, dat
         raise
 
 
-async def _until_stopped(connections: list[StationConnection], deadline: float, *,
-                         done: Callable[[StationConnection], bool] | None = None,
-                         each_poll: Callable[[list[StationConnection]], object] | None = None
+async def _until_stopped(connections: list[StationConnection], deadline: float
                          ) -> list[StationConnection]:
-    """Waits until every connection has stopped (or is `done`: the fast exit's station has
-    answered) or `deadline` (trio time) has passed; returns the others. `each_poll` is
-    given the connections still waiting at every poll."""
-    if done is None:
-        def done(connection: StationConnection) -> bool:
-            return connection.stopped
-
+    """Waits until every connection has stopped or `deadline` (trio time) has passed; returns
+    the others."""
     waiting = connections
     with trio.move_on_at(deadline):
-        while True:
-            if each_poll is not None:
-                each_poll(waiting)
-            if not (waiting := [c for c in waiting if not done(c)]):
-                break
+        while waiting := [c for c in waiting if not c.stopped]:
             await trio.sleep(STOP_POLL)
-    return [c for c in waiting if not done(c)]
+    return [c for c in waiting if not c.stopped]
 
 
 class _StationHooks:
