@@ -49,7 +49,7 @@ async def test_counted_write_and_last_write_add_up(nursery, tmp_path, monkeypatc
     if early_fails:
         real = counters.add_hourly
 
-        def fail_once(buckets):
+        def fail_once(buckets, **_):
             monkeypatch.setattr(counters, "add_hourly", real)
             raise OSError("disk full")
 

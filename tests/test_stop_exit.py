@@ -103,11 +103,11 @@ async def test_exit_in_chunks_counts_every_byte_once(tmp_path, monkeypatch, earl
         real = counters.add_connections
         calls = []
 
-        def fail_first(closed):
+        def fail_first(closed, **options):
             if closed and not calls:  # the first early chunk of ended connections
                 calls.append(len(closed))
                 raise OSError("disk full")
-            real(closed)
+            real(closed, **options)
 
         monkeypatch.setattr(counters, "add_connections", fail_first)
     booted = [f"BOOT-{n}" for n in range(4)]

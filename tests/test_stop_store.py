@@ -19,11 +19,13 @@ from lite_csms.handlers import provisioning
 AT = datetime(2026, 11, 30, 2, 3, 4, 567000, tzinfo=UTC)
 
 
-def _written(path: Path, count: int, one_statement: bool,
-             monkeypatch: pytest.MonkeyPatch) -> tuple[list, list]:
-    """The stations and connection rows stored by mark_all_disconnected and add_connections
-    for `count` stations (one of them unknown), in one statement or row by row."""
-    rows = 64 if one_statement else 10**9
+def _written(path: Path, count: int, how: str,
+             monkeypatch: pytest.MonkeyPatch) -> tuple[list, list, list]:
+    """The stations, connection rows and hourly rows stored by mark_all_disconnected,
+    add_connections and add_hourly for `count` stations (one of them unknown): row by row
+    ("rows"), in one statement over a JSON array ("json"), or in VALUES lists ("exiting")."""
+    rows = 10**9 if how == "rows" else 64
+    exiting = how == "exiting"
     monkeypatch.setattr(provisioning, "_BULK_ROWS", rows)
     monkeypatch.setattr(counters, "_BULK_ROWS", rows)
     db = open_database(path)
@@ -37,9 +39,16 @@ def _written(path: Path, count: int, one_statement: bool,
         sid, AT, AT + timedelta(seconds=n), "ocpp2.0.1", n % 2 == 0, n % 3 == 0,
         {"(tcp-handshake)": 180 + n}, 1000 + n, 2000 + n, 30 + n, 40 + n, n % 5,
         None if n % 4 else "server shutting down") for n, sid in enumerate([*ids, "GONE-1"])]
+    hour = AT.replace(minute=0, second=0, microsecond=0)
+    buckets = {(sid, hour, action, direction, "ip"): [n * 10 + len(action), n % 3]
+               for n, sid in enumerate([*ids, "GONE-1"])
+               for action in ("Heartbeat", "(ws-control)") for direction in ("in", "out")}
     with db.atomic():
-        provisioning.mark_all_disconnected(seen)
-        counters.add_connections(closed)
+        provisioning.mark_all_disconnected(seen, exiting=exiting)
+        counters.add_connections(closed, exiting=exiting)
+        counters.add_hourly(buckets, exiting=exiting)
+        # Added twice: the upsert adds up.
+        counters.add_hourly(buckets, exiting=exiting)
     db.close()
     with sqlite3.connect(path) as conn:
         stations = conn.execute(
@@ -50,18 +59,26 @@ def _written(path: Path, count: int, one_statement: bool,
             "payload_bytes_in, payload_bytes_out, retransmitted_bytes, close_reason, "
             "typeof(tls), typeof(ip_bytes_in) FROM traffic_connection ORDER BY station_id"
         ).fetchall()
-    return stations, connections
+        hourly = conn.execute(
+            "SELECT station_id, period, period_start, action, direction, layer, bytes, "
+            "messages, typeof(bytes) FROM traffic_counter ORDER BY station_id, action, "
+            "direction").fetchall()
+    return stations, connections, hourly
 
 
 @pytest.mark.skipif(not provisioning._UPDATE_FROM, reason="SQLite before 3.33")
 def test_one_statement_stores_what_row_by_row_stores(tmp_path, monkeypatch) -> None:
-    stations, connections = _written(tmp_path / "a.sqlite3", 100, True, monkeypatch)
-    assert (stations, connections) == _written(tmp_path / "b.sqlite3", 100, False,
-                                               monkeypatch)
+    # 300 stations: the VALUES lists of 256 and 64 rows, the last filled up with NULLs.
+    written = _written(tmp_path / "a.sqlite3", 300, "json", monkeypatch)
+    assert written == _written(tmp_path / "b.sqlite3", 300, "rows", monkeypatch)
+    assert written == _written(tmp_path / "c.sqlite3", 300, "exiting", monkeypatch)
+    stations, connections, hourly = written
     # The first station was not in the stop's list: still online, never seen.
     assert stations[0][1:] == (1, None) and {s[1] for s in stations[1:]} == {0}
-    assert len(connections) == 100  # the unknown station's row is left out
+    # The unknown station's rows are left out.
+    assert len(connections) == 300 and len(hourly) == 1200
     assert connections[0][-2:] == ("integer", "integer")
+    assert hourly[5][3:] == ("(ws-control)", "out", "ip", 2 * (10 + 12), 2, "integer")
 
 
 def test_traffic_tables_keep_no_covered_index(tmp_path) -> None:

@@ -49,17 +49,28 @@ _UPSERT = (
     '"messages" = "messages" + excluded."messages"')
 
 
-# Many rows: a few statements of a thousand rows each (db/bulk.py), which SQLite walks with
-# the GIL released. The WHERE leaves out stations removed while connected (they have nowhere
-# to keep their counts) and bulk's padding rows; it also keeps ON CONFLICT from being read as
-# a join's constraint (SQLite's upsert syntax).
-_UPSERT_MANY = (
-    'INSERT INTO "traffic_counter" ("station_id", "period", "period_start", "action", '
-    '"direction", "layer", "bytes", "messages") '
-    'SELECT * FROM ({values}) WHERE column1 IN (SELECT "id" FROM "station") '
+_COUNTER_COLUMNS = ('"station_id", "period", "period_start", "action", "direction", '
+                    '"layer", "bytes", "messages"')
+_ON_CONFLICT = (
     'ON CONFLICT ("station_id", "period", "period_start", "action", "direction", "layer") '
     'DO UPDATE SET "bytes" = "bytes" + excluded."bytes", '
     '"messages" = "messages" + excluded."messages"')
+# Many rows in one statement, from one JSON array: SQLite walks it in a single step with the
+# GIL released. Row by row (executemany) the writer's thread took the GIL back after every
+# row, and a stop's 100,000 rows written while the trio thread waited for the close answers
+# starved it (docs/PERFORMANCE.md, "Graceful stop"). The WHERE (stations removed while
+# connected have nowhere to keep their counts) also keeps ON CONFLICT from being read as a
+# join's constraint (SQLite's upsert syntax).
+_UPSERT_JSON = (
+    f'INSERT INTO "traffic_counter" ({_COUNTER_COLUMNS}) SELECT '
+    + ", ".join(f"json_extract(value, '$[{n}]')" for n in range(8))
+    + " FROM json_each(?) WHERE json_extract(value, '$[0]') IN (SELECT \"id\" FROM \"station\") "
+    + _ON_CONFLICT)
+# The same for a process about to exit (the server's stop): VALUES lists of bound
+# parameters (db/bulk.py), half the CPU, but each prepared text holds 2 MiB.
+_UPSERT_VALUES = (
+    f'INSERT INTO "traffic_counter" ({_COUNTER_COLUMNS}) '
+    'SELECT * FROM ({values}) WHERE column1 IN (SELECT "id" FROM "station") ' + _ON_CONFLICT)
 # Below this many rows the prepared statement row by row is as cheap.
 _BULK_ROWS = 64
 
@@ -82,7 +93,10 @@ def _known(station_ids: set[str]) -> set[str]:
     return {s.id for s in Station.select(Station.id).where(Station.id.in_(list(station_ids)))}
 
 
-def add_hourly(buckets: dict[BucketKey, list[int]]) -> None:
+def add_hourly(buckets: dict[BucketKey, list[int]], *, exiting: bool = False) -> None:
+    """Add `buckets` (station, hour, action, direction, layer: [bytes, messages]) to the
+    hourly rows; a station not known is left out. `exiting`: the process ends after this
+    write (bulk.execute_at_exit)."""
     if not buckets:
         return
     # Many rows: the statement itself leaves out the stations not known, in the same step
@@ -100,7 +114,8 @@ def add_hourly(buckets: dict[BucketKey, list[int]]) -> None:
     # random (a stop's 160,000 rows: about a third less time in SQLite).
     rows.sort()
     if many:
-        bulk.execute(database_proxy.obj.connection(), _UPSERT_MANY, rows)
+        bulk.execute(database_proxy.obj.connection(), rows, json=_UPSERT_JSON,
+                     values=_UPSERT_VALUES if exiting else None)
     else:
         _upsert(rows)
 
@@ -114,14 +129,20 @@ _INSERT_CONNECTION = (f'INSERT INTO "traffic_connection" ({_QUOTED_COLUMNS}) '
                       f'VALUES ({", ".join("?" * len(_CONNECTION_COLUMNS))})')
 
 
-# Many connection rows in a few statements, as _UPSERT_MANY does for the hourly rows (a stop
-# writes 10,000 beside a busy trio thread); stations not known are left out in them.
-_INSERT_CONNECTIONS_MANY = (
+# Many connection rows in one statement, as _UPSERT_JSON does for the hourly rows (a stop
+# writes 10,000 beside a busy trio thread); stations not known are left out in it.
+_INSERT_CONNECTIONS_JSON = (
+    f'INSERT INTO "traffic_connection" ({_QUOTED_COLUMNS}) SELECT '
+    + ", ".join(f"json_extract(value, '$[{n}]')" for n in range(len(_CONNECTION_COLUMNS)))
+    + " FROM json_each(?) WHERE json_extract(value, '$[0]') IN (SELECT \"id\" FROM \"station\")")
+_INSERT_CONNECTIONS_VALUES = (
     f'INSERT INTO "traffic_connection" ({_QUOTED_COLUMNS}) '
     'SELECT * FROM ({values}) WHERE column1 IN (SELECT "id" FROM "station")')
 
 
-def add_connections(closed: list[ConnectionTotals]) -> None:
+def add_connections(closed: list[ConnectionTotals], *, exiting: bool = False) -> None:
+    """A row per closed connection; a station not known is left out. `exiting` as for
+    add_hourly."""
     if not closed:
         return
     many = len(closed) >= _BULK_ROWS
@@ -134,7 +155,8 @@ def add_connections(closed: list[ConnectionTotals]) -> None:
          c.retransmitted, c.close_reason)
         for c in closed if known is None or c.station_id in known]
     if many:
-        bulk.execute(database_proxy.obj.connection(), _INSERT_CONNECTIONS_MANY, rows)
+        bulk.execute(database_proxy.obj.connection(), rows, json=_INSERT_CONNECTIONS_JSON,
+                     values=_INSERT_CONNECTIONS_VALUES if exiting else None)
     else:
         database_proxy.obj.cursor().executemany(_INSERT_CONNECTION, rows)
 

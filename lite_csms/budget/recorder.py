@@ -201,8 +201,8 @@ class TrafficRecorder:
             return
 
         def write() -> None:
-            counters.add_hourly(buckets)
-            counters.add_connections(closed)
+            counters.add_hourly(buckets, exiting=True)
+            counters.add_connections(closed, exiting=True)
 
         try:
             self._early.append((self._store.submit(write), buckets, closed))
@@ -236,8 +236,8 @@ class TrafficRecorder:
                             bucket[1] += messages
                     ended += more_ended
             try:
-                counters.add_hourly(rows)
-                counters.add_connections(ended)
+                counters.add_hourly(rows, exiting=True)
+                counters.add_connections(ended, exiting=True)
                 counters.mark_flushed(now, interval)
             except Exception as exc:
                 log.warning("the last traffic counts cannot be stored: %s", exc)

@@ -128,16 +128,18 @@ def mark_disconnected(station_id: str, last_seen: datetime) -> None:
     Station.update(online=False, last_seen_at=last_seen).where(Station.id == station_id).execute()
 
 
-def mark_all_disconnected(seen: dict[str, datetime]) -> None:
+def mark_all_disconnected(seen: dict[str, datetime], *, exiting: bool = False) -> None:
     """At shutdown: every station that was connected is offline, last seen at its time, in
-    one statement run for all (10,000 stations: one store job, not 10,000)."""
+    one statement run for all (10,000 stations: one store job, not 10,000). `exiting`: the
+    process ends after this write (db/bulk.py)."""
     last_seen = Station.last_seen_at.db_value
     rows = [(last_seen(at), station_id) for station_id, at in seen.items()]
     if len(rows) >= _BULK_ROWS and _UPDATE_FROM:
-        # Many: a few statements of a thousand rows, each walked by SQLite in one step with
-        # the GIL released (row by row, the writer's thread took the GIL back at every row,
+        # Many: one statement (a few when exiting), walked by SQLite in one step with the
+        # GIL released (row by row, the writer's thread took the GIL back at every row,
         # beside a trio thread busy with a stop's 10,000 connections): db/bulk.py.
-        bulk.execute(database_proxy.obj.connection(), _OFFLINE_MANY, rows)
+        bulk.execute(database_proxy.obj.connection(), rows, json=_OFFLINE_JSON,
+                     values=_OFFLINE_VALUES if exiting else None)
         return
     # executemany: one prepared UPDATE, no query building per station.
     database_proxy.obj.cursor().executemany(
@@ -148,7 +150,10 @@ def mark_all_disconnected(seen: dict[str, datetime]) -> None:
 # SQLite 3.33). bulk's padding rows of NULLs match no station.
 _BULK_ROWS = 64
 _UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
-_OFFLINE_MANY = (
+_OFFLINE_JSON = (
+    'UPDATE "station" SET "online" = 0, "last_seen_at" = json_extract(j.value, \'$[0]\') '
+    'FROM json_each(?) AS j WHERE "station"."id" = json_extract(j.value, \'$[1]\')')
+_OFFLINE_VALUES = (
     'UPDATE "station" SET "online" = 0, "last_seen_at" = j.column1 '
     'FROM ({values}) AS j WHERE "station"."id" = j.column2')
 

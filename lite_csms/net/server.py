@@ -494,7 +494,7 @@ class CsmsServer:
         try:
             if seen:
                 job = self.store.submit(partial(
-                    _logged, provisioning.mark_all_disconnected, seen,
+                    _logged, partial(provisioning.mark_all_disconnected, exiting=True), seen,
                     f"the offline state of {len(seen)} stations"))
                 self._early_offline.append((job, seen))
                 self._offline_written += len(seen)
@@ -524,7 +524,7 @@ class CsmsServer:
                 if job.error is not None:
                     rows.update(chunk)
             rows.update(seen)
-            _logged(provisioning.mark_all_disconnected, rows,
+            _logged(partial(provisioning.mark_all_disconnected, exiting=True), rows,
                     f"the offline state of {len(rows)} stations")
 
         try:
