@@ -96,7 +96,7 @@ def _known(station_ids: set[str]) -> set[str]:
 def add_hourly(buckets: dict[BucketKey, list[int]], *, exiting: bool = False) -> None:
     """Add `buckets` (station, hour, action, direction, layer: [bytes, messages]) to the
     hourly rows; a station not known is left out. `exiting`: the process ends after this
-    write (bulk.execute_at_exit)."""
+    write (VALUES lists: db/bulk.py)."""
     if not buckets:
         return
     # Many rows: the statement itself leaves out the stations not known, in the same step

@@ -412,9 +412,12 @@ class CsmsServer:
         """The fast exit's window: the stations of `waiting` that answer are booked
         (_book_answered) every STOP_POLL seconds until all have answered or `deadline` (trio
         time) has passed; returns those that have not answered."""
-        with trio.move_on_at(deadline):
+        with trio.move_on_at(deadline) as window:
             while waiting := self._book_answered(waiting):
                 await trio.sleep(STOP_POLL)
+        if window.cancelled_caught:
+            # Those that answered since the last poll are booked as answered, not as left.
+            waiting = self._book_answered(waiting)
         return waiting
 
     def _book_answered(self, connections: list[StationConnection]
