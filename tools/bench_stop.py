@@ -14,6 +14,7 @@ and whether the database says every station is offline.
 
     python tools/bench_stop.py --stations 10000 --clients 2
     python tools/bench_stop.py --stations 2000 --boot
+    python tools/bench_stop.py --stations 10000 --boot --settle 5
 """
 
 from __future__ import annotations
@@ -270,6 +271,11 @@ def main() -> None:
     parser.add_argument("--boot", action="store_true", help="each station boots first")
     parser.add_argument("--signal", choices=("TERM", "INT"), default="TERM")
     parser.add_argument("--profile", help="write a cProfile of the server's stop here")
+    parser.add_argument("--settle", type=float, default=0.0, metavar="SECONDS",
+                        help="a fleet that has been up a while: the server flushes its traffic "
+                             "every SECONDS, and the signal comes SECONDS + 1 after the last "
+                             "connection, once a flush has written what the connects and "
+                             "boots counted (default: the signal 1 s after, nothing flushed)")
     args = parser.parse_args()
     raise_nofile()
     with tempfile.TemporaryDirectory(prefix="bench-stop-") as tmp:
@@ -281,6 +287,8 @@ def main() -> None:
                "LITE_CSMS_MAX_CONNECTIONS": str(args.stations + 100),
                "LITE_CSMS_MAX_CONNECTIONS_PER_SOURCE": str(args.per_source + 10),
                "LITE_CSMS_HANDSHAKE_TIMEOUT": "60"}
+        if args.settle:
+            env["LITE_CSMS_TRAFFIC_FLUSH_INTERVAL"] = str(args.settle)
         with log_path.open("wb") as log:
             launch = (["-c", PROFILED.format(out=str(Path(args.profile).resolve()))]
                       if args.profile else ["-m", "lite_csms"])
@@ -304,7 +312,7 @@ def main() -> None:
                 index, count, seconds = ready.get(timeout=1800)
                 connected += count
                 print(f"client {index}: {count} stations connected in {seconds:.1f} s")
-            time.sleep(1)  # the last connections' store jobs
+            time.sleep(1 + args.settle)  # the last connections' store jobs (and a flush)
             cpu_before = process_cpu(server.pid)
             origin = time.monotonic()
             if args.profile:
