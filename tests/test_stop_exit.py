@@ -21,20 +21,22 @@ from tests.test_server import register
 from tests.test_shutdown import _answer_going_away, booted_station, records
 
 
+async def _hold(stream: trio.SocketStream, codes: list[int | None]) -> None:
+    """A station that reads the 1001 (its code noted in `codes`) and never answers: left
+    open for the exit. The exit hook returns in these tests, so the usual end follows."""
+    opcode, payload = await rawws.read_frame(stream, bytearray())
+    codes.append(struct.unpack("!H", payload[:2])[0] if opcode == 8 else None)
+    with trio.fail_after(5):
+        while await stream.receive_some(4096):
+            pass
+
+
 async def test_exit_hook_sees_every_station_offline_with_its_traffic(tmp_path, caplog) -> None:
     caplog.set_level(logging.INFO)
     ids = ["ANS-1", "SIL-1", "SIL-2"]
     codes: list[int | None] = []
     silent: list[int | None] = []
     seen: dict[str, object] = {}
-
-    async def hold(stream: trio.SocketStream) -> None:
-        # Reads the 1001 and never answers: left open for the exit.
-        opcode, payload = await rawws.read_frame(stream, bytearray())
-        silent.append(struct.unpack("!H", payload[:2])[0] if opcode == 8 else None)
-        with trio.fail_after(5):  # the hook returns here, so the usual end follows
-            while await stream.receive_some(4096):
-                pass
 
     async with trio.open_nursery() as outside:
         async with trio.open_nursery() as nursery:
@@ -63,8 +65,8 @@ async def test_exit_hook_sees_every_station_offline_with_its_traffic(tmp_path, c
 
             server.exit_when_durable = hook
             outside.start_soon(_answer_going_away, streams[0], codes, True)
-            outside.start_soon(hold, streams[1])
-            outside.start_soon(hold, streams[2])
+            outside.start_soon(_hold, streams[1], silent)
+            outside.start_soon(_hold, streams[2], silent)
             server.stop()
             # A store job queued while the stations are told (a StopTransaction being
             # committed): it must be committed before the exit.
@@ -116,12 +118,6 @@ async def test_exit_in_chunks_counts_every_byte_once(tmp_path, monkeypatch, earl
     seen: dict[str, object] = {}
     codes: list[int | None] = []
 
-    async def hold(stream: trio.SocketStream) -> None:
-        await rawws.read_frame(stream, bytearray())
-        with trio.fail_after(5):
-            while await stream.receive_some(4096):
-                pass
-
     async with trio.open_nursery() as outside:
         async with trio.open_nursery() as nursery:
             csms = await start_in_process(nursery, tmp_path)
@@ -160,7 +156,7 @@ async def test_exit_in_chunks_counts_every_byte_once(tmp_path, monkeypatch, earl
             for sid in booted + answering:
                 outside.start_soon(_answer_going_away, streams[sid], codes, True)
             for sid in silent:
-                outside.start_soon(hold, streams[sid])
+                outside.start_soon(_hold, streams[sid], [])
             server.stop()
     everyone = booted + answering + silent
     assert codes == [1001] * len(booted + answering)

@@ -41,20 +41,14 @@ class ConnectionTotals:
     close_reason: str | None
 
 
-_UPSERT = (
-    'INSERT INTO "traffic_counter" ("station_id", "period", "period_start", "action", '
-    '"direction", "layer", "bytes", "messages") VALUES (?, ?, ?, ?, ?, ?, ?, ?) '
-    'ON CONFLICT ("station_id", "period", "period_start", "action", "direction", "layer") '
-    'DO UPDATE SET "bytes" = "bytes" + excluded."bytes", '
-    '"messages" = "messages" + excluded."messages"')
-
-
 _COUNTER_COLUMNS = ('"station_id", "period", "period_start", "action", "direction", '
                     '"layer", "bytes", "messages"')
 _ON_CONFLICT = (
     'ON CONFLICT ("station_id", "period", "period_start", "action", "direction", "layer") '
     'DO UPDATE SET "bytes" = "bytes" + excluded."bytes", '
     '"messages" = "messages" + excluded."messages"')
+_UPSERT = (f'INSERT INTO "traffic_counter" ({_COUNTER_COLUMNS}) '
+           f'VALUES (?, ?, ?, ?, ?, ?, ?, ?) {_ON_CONFLICT}')
 # Many rows in one statement, from one JSON array: SQLite walks it in a single step with the
 # GIL released. Row by row (executemany) the writer's thread took the GIL back after every
 # row, and a stop's 100,000 rows written while the trio thread waited for the close answers

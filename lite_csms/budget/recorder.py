@@ -227,13 +227,7 @@ class TrafficRecorder:
                 # An early job failed or its commit was lost: its rows go here.
                 rows, ended = {}, []
                 for more, more_ended in [*lost, (buckets, closed)]:
-                    for key, (amount, messages) in more.items():
-                        bucket = rows.get(key)
-                        if bucket is None:
-                            rows[key] = [amount, messages]
-                        else:
-                            bucket[0] += amount
-                            bucket[1] += messages
+                    _merge(rows, more)
                     ended += more_ended
             try:
                 counters.add_hourly(rows, exiting=True)
@@ -291,10 +285,7 @@ class TrafficRecorder:
             await self._store.run(job)
         except BaseException:
             # Put the counts back so the next flush writes them.
-            for key, (amount, messages) in buckets.items():
-                bucket = self._buckets.setdefault(key, [0, 0])
-                bucket[0] += amount
-                bucket[1] += messages
+            _merge(self._buckets, buckets)
             self._closed.extend(closed)
             raise
 
@@ -306,3 +297,16 @@ class TrafficRecorder:
                 await self.flush()
             except Exception as exc:  # a failed flush must not end the server; retry later
                 log.exception("traffic flush failed: %s", exc)
+
+
+def _merge(into: dict[counters.BucketKey, list[int]],
+           more: dict[counters.BucketKey, list[int]]) -> None:
+    """Add `more`'s [bytes, messages] to `into`, key by key (new lists: `more` is left as
+    it is)."""
+    for key, (amount, messages) in more.items():
+        bucket = into.get(key)
+        if bucket is None:
+            into[key] = [amount, messages]
+        else:
+            bucket[0] += amount
+            bucket[1] += messages

@@ -496,9 +496,7 @@ class CsmsServer:
         seen, self._offline_at_exit = self._offline_at_exit, {}
         try:
             if seen:
-                job = self.store.submit(partial(
-                    _logged, partial(provisioning.mark_all_disconnected, exiting=True), seen,
-                    f"the offline state of {len(seen)} stations"))
+                job = self.store.submit(partial(_mark_offline_at_exit, seen))
                 self._early_offline.append((job, seen))
                 self._offline_written += len(seen)
             self.traffic.ended_write()
@@ -527,8 +525,7 @@ class CsmsServer:
                 if job.error is not None:
                     rows.update(chunk)
             rows.update(seen)
-            _logged(partial(provisioning.mark_all_disconnected, exiting=True), rows,
-                    f"the offline state of {len(rows)} stations")
+            _mark_offline_at_exit(rows)
 
         try:
             self.store.submit(offline)
@@ -1012,6 +1009,13 @@ def _logged(work: Callable[[dict[str, datetime]], None], argument: dict[str, dat
     except Exception as exc:  # a full disk: the next start marks every station offline
         log.warning("%s cannot be stored: %s", what, exc)
         raise
+
+
+def _mark_offline_at_exit(seen: dict[str, datetime]) -> None:
+    """The fast exit's offline state of `seen` (station id: last seen), in VALUES lists:
+    the process exits after (db/bulk.py)."""
+    _logged(partial(provisioning.mark_all_disconnected, exiting=True), seen,
+            f"the offline state of {len(seen)} stations")
 
 
 async def _until_stopped(connections: list[StationConnection], deadline: float
